@@ -1,0 +1,244 @@
+// Package agent runs one location: its embedded etcd member, its presence in
+// the control plane (a view of itself and of the others, under a lease), its
+// candidacy for controller, the observation of its own resources, and its
+// HTTP API. Run wires these parts once and runs them until the context ends.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/coord"
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/pki"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// Options configure an agent.
+type Options struct {
+	Topology *config.Topology
+	Site     string
+	// DataDir holds the embedded etcd member's data.
+	DataDir string
+	// EtcdEndpoints, when set, joins an existing etcd cluster instead of
+	// embedding a member.
+	EtcdEndpoints []string
+	Logger        *slog.Logger
+	Version       string
+}
+
+// agent is the running state of one location.
+type agent struct {
+	opts    Options
+	topo    *config.Topology
+	site    *config.Site
+	log     *slog.Logger
+	store   *coord.Store
+	client  *http.Client // probes other agents
+	metrics *metrics
+	started time.Time
+
+	mu        sync.Mutex
+	peers     map[string]status.PeerView
+	resources map[string]status.ResourceView
+	changed   chan struct{} // a change worth publishing at once
+}
+
+// Run runs the agent of opts.Site until ctx ends; then it resigns, revokes
+// its lease so its view vanishes at once, and stops.
+func Run(ctx context.Context, opts Options) error {
+	t := opts.Topology
+	site, ok := t.Site(opts.Site)
+	if !ok {
+		return fmt.Errorf("site %q is not in %s (sites: %v)", opts.Site, t.File, t.SiteNames())
+	}
+	log := opts.Logger.With("site", site.Name)
+	serverTLS, clientTLS, err := tlsConfigs(t, site)
+	if err != nil {
+		return err
+	}
+	// Listen first: a busy address is the most common mistake, and it
+	// should fail before anything else starts.
+	ln, err := net.Listen("tcp", site.Agent.Address)
+	if err != nil {
+		return fmt.Errorf("agent of %s: listen on %s (sites[].agent.address): %w", site.Name, site.Agent.Address, err)
+	}
+	if serverTLS != nil {
+		ln = tls.NewListener(ln, serverTLS)
+	}
+	defer ln.Close()
+
+	endpoints := opts.EtcdEndpoints
+	if len(endpoints) == 0 && !t.Embedded() {
+		endpoints = t.Coordination.EtcdEndpoints
+	}
+	var member *coord.Member
+	if len(endpoints) == 0 {
+		if opts.DataDir == "" {
+			return fmt.Errorf("agent of %s: --data DIR is needed for the embedded etcd member", site.Name)
+		}
+		peers := map[string]string{}
+		for _, s := range t.Sites {
+			peers[s.Name] = s.Etcd.PeerURL
+		}
+		mc := coord.MemberConfig{
+			Name: site.Name, Dir: filepath.Join(opts.DataDir, "etcd"),
+			PeerURL: site.Etcd.PeerURL, ClientURL: site.Etcd.ClientURL,
+			Peers: peers, Token: t.Name,
+			Tick: t.Coordination.HeartbeatInterval.D(), Election: t.Coordination.ElectionTimeout.D(),
+			Logger: log.With("component", "etcd"),
+		}
+		if t.TLSEnabled() {
+			mc.TLS = &pki.Files{CA: t.TLS.CAFile, Cert: site.TLS.CertFile, Key: site.TLS.KeyFile}
+		}
+		member, err = coord.StartMember(mc)
+		if err != nil {
+			return err
+		}
+		defer member.Close(3 * time.Second)
+		// The local member first; the others let the agent keep its
+		// presence while its own member restarts.
+		endpoints = []string{site.Etcd.ClientURL}
+		for _, s := range t.Sites {
+			if s.Name != site.Name {
+				endpoints = append(endpoints, s.Etcd.ClientURL)
+			}
+		}
+	}
+	store, err := coord.Open(endpoints, clientTLS, t.Name)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	a := &agent{
+		opts: opts, topo: t, site: site, log: log, store: store,
+		client: &http.Client{
+			Timeout:   t.Coordination.ProbeTimeout.D(),
+			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
+		},
+		metrics:   newMetrics(),
+		started:   time.Now().UTC(),
+		peers:     map[string]status.PeerView{},
+		resources: map[string]status.ResourceView{},
+		changed:   make(chan struct{}, 1),
+	}
+	observers, err := a.observers()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, o := range observers {
+			o.Close()
+		}
+	}()
+
+	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("agent api on %s: %w", site.Agent.Address, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if member != nil {
+		g.Go(func() error {
+			select {
+			case err := <-member.Err():
+				return fmt.Errorf("etcd member of %s: %w", site.Name, err)
+			case <-member.Ready():
+				log.Info("etcd member joined a cluster with quorum")
+				return nil
+			case <-gctx.Done():
+				return nil
+			}
+		})
+	}
+	g.Go(func() error { return a.probeLoop(gctx) })
+	g.Go(func() error { return a.observeLoop(gctx, observers) })
+	g.Go(func() error { return a.presenceLoop(gctx) })
+	log.Info("agent started", "api", site.Agent.Address, "tls", t.TLSEnabled(), "etcd", endpoints)
+	err = g.Wait()
+	log.Info("agent stopped")
+	return err
+}
+
+// tlsConfigs returns the agent's server and client TLS configurations, or
+// nils when the topology runs without TLS.
+func tlsConfigs(t *config.Topology, s *config.Site) (server, client *tls.Config, err error) {
+	if !t.TLSEnabled() {
+		return nil, nil, nil
+	}
+	f := pki.Files{CA: t.TLS.CAFile, Cert: s.TLS.CertFile, Key: s.TLS.KeyFile}
+	if server, err = pki.ServerConfig(f); err != nil {
+		return nil, nil, fmt.Errorf("agent of %s: %w", s.Name, err)
+	}
+	if client, err = pki.ClientConfig(f, ""); err != nil {
+		return nil, nil, fmt.Errorf("agent of %s: %w", s.Name, err)
+	}
+	return server, client, nil
+}
+
+// observers returns an observer for every resource that lives at this site.
+func (a *agent) observers() (map[string]driver.Observer, error) {
+	out := map[string]driver.Observer{}
+	for i := range a.topo.Groups {
+		g := &a.topo.Groups[i]
+		for j := range g.Resources {
+			r := &g.Resources[j]
+			if _, here := r.Settings[a.site.Name]; !here {
+				continue
+			}
+			o, err := driver.NewObserver(g, r, a.site.Name)
+			if err != nil {
+				return nil, err
+			}
+			out[g.Name+"/"+r.Name] = o
+		}
+	}
+	return out, nil
+}
+
+// notify asks the presence loop to publish the view now.
+func (a *agent) notify() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+// view returns the location's current view.
+func (a *agent) view() status.View {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v := status.View{
+		Site: a.site.Name, Role: a.site.Role, Version: a.opts.Version,
+		StartedAt: a.started, PublishedAt: time.Now().UTC(),
+		Peers:     make(map[string]status.PeerView, len(a.peers)),
+		Resources: make(map[string]status.ResourceView, len(a.resources)),
+	}
+	for k, p := range a.peers {
+		v.Peers[k] = p
+	}
+	for k, r := range a.resources {
+		v.Resources[k] = r
+	}
+	return v
+}

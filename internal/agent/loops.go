@@ -1,0 +1,351 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/coord"
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// failuresToDown is how many probes in a row must fail before a peer is
+// declared unreachable: one lost probe on a lossy link is not a lost site.
+const failuresToDown = 2
+
+// probeLoop probes every other location's agent each probe interval.
+func (a *agent) probeLoop(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, s := range a.topo.Sites {
+		if s.Name == a.site.Name {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.probePeer(ctx, s)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (a *agent) probePeer(ctx context.Context, peer config.Site) {
+	scheme := "http"
+	if a.topo.TLSEnabled() {
+		scheme = "https"
+	}
+	url := scheme + "://" + peer.Agent.Address + "/healthz"
+	tick := time.NewTicker(a.topo.Coordination.ProbeInterval.D())
+	defer tick.Stop()
+	failures := 0
+	for {
+		start := time.Now()
+		err := a.probe(ctx, url)
+		rtt := time.Since(start)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+		} else {
+			failures = 0
+		}
+		a.metrics.probe(peer.Name, err == nil, rtt)
+		a.mu.Lock()
+		prev, known := a.peers[peer.Name]
+		next := prev
+		switch {
+		case err == nil:
+			next.Reachable, next.RTTMs, next.Error = true, float64(rtt.Microseconds())/1000, ""
+		case failures >= failuresToDown || !known:
+			next.Reachable, next.Error = false, err.Error()
+		}
+		flipped := !known || prev.Reachable != next.Reachable
+		if flipped {
+			next.Since = time.Now().UTC()
+		}
+		a.peers[peer.Name] = next
+		a.mu.Unlock()
+		if flipped {
+			a.log.Info("peer reachability changed", "peer", peer.Name, "reachable", next.Reachable, "error", next.Error)
+			a.notify()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *agent) probe(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthz answered %s", resp.Status)
+	}
+	return nil
+}
+
+// observeLoop observes the local resources each probe interval.
+func (a *agent) observeLoop(ctx context.Context, observers map[string]driver.Observer) error {
+	if len(observers) == 0 {
+		return nil
+	}
+	tick := time.NewTicker(a.topo.Coordination.ProbeInterval.D())
+	defer tick.Stop()
+	for {
+		for key, o := range observers {
+			octx, cancel := context.WithTimeout(ctx, a.topo.Coordination.ProbeTimeout.D())
+			v := o.Observe(octx)
+			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.metrics.resource(v)
+			a.mu.Lock()
+			prev, known := a.resources[key]
+			a.resources[key] = v
+			a.mu.Unlock()
+			if !known || prev.Up != v.Up || prev.Role != v.Role || prev.Streaming != v.Streaming || prev.Timeline != v.Timeline {
+				a.log.Info("resource changed", "resource", key, "up", v.Up, "role", v.Role, "streaming", v.Streaming, "timeline", v.Timeline, "error", v.Error)
+				a.notify()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// presenceLoop keeps the location present in the control plane: a session
+// whose lease carries the view and the candidacy. When the session is lost
+// (lease expired, location cut off) it starts a new one.
+func (a *agent) presenceLoop(ctx context.Context) error {
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		// Blocks while the cluster has no quorum; that is the wait we want.
+		sess, err := a.store.NewSession(ctx, a.site.Name, a.topo.Coordination.LeaseTTL.D())
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("no control-plane session yet; retrying", "error", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 200 * time.Millisecond
+		a.log.Info("control-plane session opened", "lease", fmt.Sprintf("%x", sess.Lease()))
+		a.runSession(ctx, sess)
+		a.metrics.controller.Set(0)
+		// Revoke at once on a clean stop, so the view and the candidacy do
+		// not linger for a TTL.
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if ctx.Err() != nil {
+			if err := sess.Resign(cctx); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Debug("resign", "error", err)
+			}
+		}
+		sess.Close()
+		cancel()
+		if ctx.Err() == nil {
+			a.log.Warn("control-plane session lost; opening a new one")
+		}
+	}
+	return nil
+}
+
+// runSession publishes the view and campaigns for controller until the
+// session ends or ctx does.
+func (a *agent) runSession(ctx context.Context, sess *coord.Session) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); a.publishLoop(ctx, sess) }()
+	go func() { defer wg.Done(); a.campaign(ctx, sess) }()
+	go func() { defer wg.Done(); a.watchController(ctx) }()
+	wg.Wait()
+}
+
+// publishLoop publishes the view at once on a change, and at least every
+// third of the lease TTL so the published time stays fresh.
+func (a *agent) publishLoop(ctx context.Context, sess *coord.Session) {
+	refresh := time.NewTicker(a.topo.Coordination.LeaseTTL.D() / 3)
+	defer refresh.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := sess.PublishView(pctx, a.view())
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			a.metrics.publishErrors.Inc()
+			a.log.Warn("publish view", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.changed:
+		case <-refresh.C:
+		}
+	}
+}
+
+// campaign waits to be elected controller and then does the controller's
+// work for as long as the session lasts.
+func (a *agent) campaign(ctx context.Context, sess *coord.Session) {
+	term, err := sess.Campaign(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("campaign for controller", "error", err)
+		}
+		return
+	}
+	a.log.Info("elected controller", "term", term)
+	a.metrics.controller.Set(1)
+	defer a.log.Info("no longer controller", "term", term)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		a.adoptGroups(ctx, term)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// adoptGroups gives every group without a record its first record: the
+// active site is the one site where all the group's resources serve as
+// primary. With none or several, the group stays initializing and status
+// says why: guessing would record a wrong active site.
+func (a *agent) adoptGroups(ctx context.Context, term int64) {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	snap, err := a.store.Snapshot(rctx)
+	if err != nil {
+		return
+	}
+	for i := range a.topo.Groups {
+		g := &a.topo.Groups[i]
+		if _, ok := snap.Records[g.Name]; ok {
+			continue
+		}
+		active := primarySites(g, snap.Views)
+		if len(active) != 1 {
+			continue
+		}
+		rec := status.Record{
+			Group: g.Name, ActiveSite: active[0], Epoch: 1, UpdatedAt: time.Now().UTC(),
+			Reason: fmt.Sprintf("adopted by controller %s: every resource is primary at %s", a.site.Name, active[0]),
+		}
+		ok, err := a.store.AdoptGroup(rctx, rec, term)
+		if err != nil {
+			a.log.Warn("adopt group", "group", g.Name, "error", err)
+			continue
+		}
+		if ok {
+			a.log.Info("adopted group", "group", g.Name, "active_site", rec.ActiveSite, "epoch", rec.Epoch)
+		}
+	}
+}
+
+// primarySites lists the sites of g where every resource is observed as
+// primary.
+func primarySites(g *config.Group, views map[string]status.View) []string {
+	var out []string
+	for _, site := range g.Sites {
+		all := len(g.Resources) > 0
+		for _, r := range g.Resources {
+			rv, ok := views[site].Resources[g.Name+"/"+r.Name]
+			if !ok || !rv.Up || rv.Role != status.RolePrimary {
+				all = false
+			}
+		}
+		if all {
+			out = append(out, site)
+		}
+	}
+	return out
+}
+
+// evictAfter is how long every other location must have failed to reach
+// the controller's agent before its lease is revoked.
+const evictAfter = time.Second
+
+// watchController evicts a controller whose location every other location
+// has lost, instead of waiting out its lease (see coord.EvictController).
+func (a *agent) watchController(ctx context.Context) {
+	tick := time.NewTicker(a.topo.Coordination.ProbeInterval.D())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		snap, err := a.store.Snapshot(rctx)
+		if err == nil && snap.Controller != nil {
+			if lost := controllerLost(a.topo, snap, a.site.Name, time.Now()); lost {
+				c := snap.Controller
+				if ok, err := a.store.EvictController(rctx, c.Site, c.Term); err != nil {
+					a.log.Warn("evict controller", "controller", c.Site, "error", err)
+				} else if ok {
+					a.log.Warn("evicted controller: every other location has lost it", "controller", c.Site, "term", c.Term)
+				}
+			}
+		}
+		cancel()
+	}
+}
+
+// controllerLost says whether every location other than the controller's
+// publishes a view in which the controller's agent has been unreachable for
+// at least evictAfter. A controller that any location still reaches keeps
+// its office: a cut link between two sites is not a lost site.
+func controllerLost(t *config.Topology, snap status.Snapshot, self string, now time.Time) bool {
+	c := snap.Controller
+	if c == nil || c.Site == self {
+		return false
+	}
+	for _, s := range t.Sites {
+		if s.Name == c.Site {
+			continue
+		}
+		v, ok := snap.Views[s.Name]
+		if !ok {
+			return false
+		}
+		p, ok := v.Peers[c.Site]
+		if !ok || p.Reachable || now.Sub(p.Since) < evictAfter {
+			return false
+		}
+	}
+	return true
+}

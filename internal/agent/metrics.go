@@ -1,0 +1,85 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// metrics are the agent's Prometheus metrics, on a registry of its own.
+type metrics struct {
+	reg           *prometheus.Registry
+	peerUp        *prometheus.GaugeVec
+	probeRTT      *prometheus.HistogramVec
+	controller    prometheus.Gauge
+	publishErrors prometheus.Counter
+	resourceUp    *prometheus.GaugeVec
+	primary       *prometheus.GaugeVec
+	lagBytes      *prometheus.GaugeVec
+	lagSeconds    *prometheus.GaugeVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		peerUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_peer_reachable", Help: "1 when the last probe of the peer location's agent succeeded.",
+		}, []string{"peer"}),
+		probeRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "siteflip_probe_duration_seconds", Help: "Duration of successful probes of peer agents.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"peer"}),
+		controller: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "siteflip_controller", Help: "1 while this agent is the elected controller.",
+		}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "siteflip_view_publish_errors_total", Help: "Failed publications of this location's view.",
+		}),
+		resourceUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_resource_up", Help: "1 when the local resource answers.",
+		}, []string{"group", "resource"}),
+		primary: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_resource_primary", Help: "1 when the local resource is a primary.",
+		}, []string{"group", "resource"}),
+		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_replication_lag_bytes", Help: "Replay lag of a standby in bytes, measured by its primary.",
+		}, []string{"group", "resource", "standby"}),
+		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_replication_lag_seconds", Help: "Replay lag of a standby in seconds, measured by its primary.",
+		}, []string{"group", "resource", "standby"}),
+	}
+	m.reg.MustRegister(m.peerUp, m.probeRTT, m.controller, m.publishErrors, m.resourceUp, m.primary, m.lagBytes, m.lagSeconds,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) probe(peer string, ok bool, rtt time.Duration) {
+	if ok {
+		m.peerUp.WithLabelValues(peer).Set(1)
+		m.probeRTT.WithLabelValues(peer).Observe(rtt.Seconds())
+	} else {
+		m.peerUp.WithLabelValues(peer).Set(0)
+	}
+}
+
+func (m *metrics) resource(v status.ResourceView) {
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	m.resourceUp.WithLabelValues(v.Group, v.Resource).Set(b2f(v.Up))
+	m.primary.WithLabelValues(v.Group, v.Resource).Set(b2f(v.Role == status.RolePrimary))
+	for _, sb := range v.Standbys {
+		name := sb.Site
+		if name == "" {
+			name = sb.Name
+		}
+		m.lagBytes.WithLabelValues(v.Group, v.Resource, name).Set(float64(sb.LagBytes))
+		m.lagSeconds.WithLabelValues(v.Group, v.Resource, name).Set(sb.LagSeconds)
+	}
+}

@@ -1,0 +1,145 @@
+// Package cli owns siteflip's command line: it parses each verb's flags,
+// loads the topology and hands off to the package that does the work.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// errUsage marks an error already explained by a usage message.
+var errUsage = errors.New("usage")
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	config         string // --config, $SITEFLIP_CONFIG or ./siteflip.yaml
+}
+
+type command struct {
+	name, args, summary string
+	run                 func(e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"agent", "--site NAME [--data DIR] [--etcd-endpoints URLS]", "run the agent of one location (site or witness)", runAgent},
+		{"check", "", "validate and lint a topology; FILE:LINE:COL errors", runCheck},
+		{"status", "[-o text|json] [--watch]", "sites, who sees whom, the controller, groups and replication lag", runStatus},
+		{"lab", "up|down|disaster SITE|heal SITE [--dir DIR]", "a complete multi-site lab on this machine", runLab},
+		{"version", "", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "siteflip", Version); return nil }},
+	}
+}
+
+// Main runs the command line and returns the exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	global := flag.NewFlagSet("siteflip", flag.ContinueOnError)
+	global.SetOutput(stderr)
+	global.StringVar(&e.config, "config", "", "topology `FILE` (default $SITEFLIP_CONFIG, else ./siteflip.yaml)")
+	global.Usage = func() { usage(stderr) }
+	if err := global.Parse(args); err != nil {
+		return 2
+	}
+	rest := global.Args()
+	if len(rest) == 0 {
+		usage(stderr)
+		return 2
+	}
+	for _, c := range commands() {
+		if c.name != rest[0] {
+			continue
+		}
+		err := c.run(e, rest[1:])
+		var ee *exitError
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+			return 2
+		case errors.As(err, &ee):
+			if ee.err != nil && ee.err.Error() != "" {
+				fmt.Fprintf(stderr, "siteflip %s: %v\n", c.name, ee.err)
+			}
+			return ee.code
+		default:
+			fmt.Fprintf(stderr, "siteflip %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "siteflip: unknown command %q\n\n", rest[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: siteflip [--config FILE] COMMAND [flags]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %-46s %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintln(w, "\nEvery command takes --config FILE (also $SITEFLIP_CONFIG, default ./siteflip.yaml).")
+}
+
+// flags returns a flag set for a command that also accepts --config after
+// the verb.
+func (e *env) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("siteflip "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&e.config, "config", e.config, "topology `FILE`")
+	return fs
+}
+
+// configPath resolves --config, then $SITEFLIP_CONFIG, then ./siteflip.yaml.
+func (e *env) configPath() string {
+	if e.config != "" {
+		return e.config
+	}
+	if p := os.Getenv("SITEFLIP_CONFIG"); p != "" {
+		return p
+	}
+	return "siteflip.yaml"
+}
+
+// load reads and validates the topology.
+func (e *env) load() (*config.Topology, error) {
+	return config.Load(e.configPath(), driver.Types())
+}
+
+// parse parses flags and refuses stray arguments beyond max positional ones.
+func parse(fs *flag.FlagSet, args []string, max int) ([]string, error) {
+	// Allow flags after positional arguments: "lab disaster brussels --dir X".
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, errUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) > max {
+		return nil, fmt.Errorf("unexpected argument(s): %s", strings.Join(pos[max:], " "))
+	}
+	return pos, nil
+}

@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/lab"
+)
+
+// runLab runs `siteflip lab up|down|disaster SITE|heal SITE`.
+func runLab(e *env, args []string) error {
+	fs := e.flags("lab")
+	dir := fs.String("dir", lab.DefaultDir, "`DIR` of the lab")
+	pos, err := parse(fs, args, 2)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return fmt.Errorf("say what to do: lab up | down | disaster SITE | heal SITE | writer")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	o := lab.Options{Dir: *dir, Exe: exe, Out: e.stdout}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	site := func() (string, error) {
+		if len(pos) != 2 {
+			return "", fmt.Errorf("lab %s needs a location: lab %s SITE", pos[0], pos[0])
+		}
+		return pos[1], nil
+	}
+	switch pos[0] {
+	case "up":
+		return lab.Up(ctx, o)
+	case "down":
+		return lab.Down(o)
+	case "disaster":
+		s, err := site()
+		if err != nil {
+			return err
+		}
+		return lab.Disaster(o, s)
+	case "heal":
+		s, err := site()
+		if err != nil {
+			return err
+		}
+		return lab.Heal(ctx, o, s)
+	case "writer": // started by lab up, not by people
+		return lab.Writer{Dir: *dir, Interval: 100 * time.Millisecond, Out: e.stdout}.Run(ctx)
+	}
+	return fmt.Errorf("unknown lab command %q: use up, down, disaster SITE or heal SITE", pos[0])
+}

@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// runStatus prints the status as answered by any reachable location.
+func runStatus(e *env, args []string) error {
+	fs := e.flags("status")
+	output := fs.String("o", "text", "output `FORMAT`: text or json")
+	watch := fs.Bool("watch", false, "redraw every second until interrupted")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *output != "text" && *output != "json" {
+		return fmt.Errorf("-o %q: use text or json", *output)
+	}
+	t, err := e.load()
+	if err != nil {
+		return err
+	}
+	c, err := api.NewClient(t)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	for {
+		st, err := c.Status(ctx)
+		if *watch {
+			fmt.Fprint(e.stdout, "\033[H\033[2J")
+		}
+		switch {
+		case err != nil && !*watch:
+			return err
+		case err != nil:
+			fmt.Fprintf(e.stdout, "%s  %v\n", time.Now().Format(time.TimeOnly), err)
+		case *output == "json":
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(st); err != nil {
+				return err
+			}
+		default:
+			printStatus(e.stdout, st)
+		}
+		if !*watch {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func printStatus(w io.Writer, st status.Status) {
+	ctrl := st.Controller
+	if ctrl == "" {
+		ctrl = "none elected"
+	}
+	fmt.Fprintf(w, "installation %s   controller %s (term %d)   answered by %s at %s\n\n",
+		st.Installation, ctrl, st.ControllerTerm, st.AnsweredBy, st.Time.Local().Format(time.TimeOnly))
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "LOCATION\tROLE\tUP\tREPORTING\tSEES")
+	for _, s := range st.Sites {
+		fmt.Fprintf(tw, "\t%s", s.Name)
+	}
+	fmt.Fprintln(tw)
+	for _, s := range st.Sites {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", s.Name, s.Role, yesNo(s.Up, "up", "DOWN"), yesNo(s.Reporting, "yes", "no"))
+		for _, o := range st.Sites {
+			cell := "-"
+			if o.Name != s.Name && s.Reporting {
+				cell = yesNo(s.Sees[o.Name], "ok", "LOST")
+			}
+			fmt.Fprintf(tw, "\t%s", cell)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+
+	for _, g := range st.Groups {
+		fmt.Fprintf(w, "\ngroup %s   active %s   epoch %d   state %s   policy %s   max data loss %s\n",
+			g.Name, orDash(g.ActiveSite), g.Epoch, strings.ToUpper(g.State), g.Policy, g.MaxDataLoss)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  RESOURCE\tSITE\tROLE\tTIMELINE\tSTREAMING\tLAG\t")
+		for _, r := range g.Resources {
+			for _, s := range r.Sites {
+				lag := "-"
+				if s.LagBytes != nil && s.LagSeconds != nil {
+					lag = fmt.Sprintf("%d B / %.3f s", *s.LagBytes, *s.LagSeconds)
+				}
+				role := s.Role
+				if s.Error != "" && !s.Up {
+					role += " (" + s.Error + ")"
+				}
+				stream := "-"
+				if s.Role == status.RoleStandby {
+					stream = yesNo(s.Streaming, "yes", "NO")
+				}
+				fmt.Fprintf(tw, "  %s (%s)\t%s\t%s\t%d\t%s\t%s\t\n", r.Name, r.Type, s.Site, role, s.Timeline, stream, lag)
+			}
+		}
+		tw.Flush()
+		for _, p := range g.Problems {
+			fmt.Fprintf(w, "  ! %s\n", p)
+		}
+	}
+}
+
+func yesNo(b bool, yes, no string) string {
+	if b {
+		return yes
+	}
+	return no
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

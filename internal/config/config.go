@@ -1,0 +1,350 @@
+// Package config owns siteflip's topology file: the sites, the witness, the
+// protection groups and their resources. It loads a file with defaults and
+// strict decoding (an unknown key is an error) and validates it, reporting
+// every problem as FILE:LINE:COL: field: problem. It knows nothing of etcd or
+// of any driver: drivers plug in their per-site settings through ResourceType.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrInvalid is wrapped by the error Load returns for a file with problems.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Roles of a location.
+const (
+	RoleSite    = "site"    // runs workloads
+	RoleWitness = "witness" // votes and observes, runs no workloads
+)
+
+// Group policies.
+const (
+	PolicyAutomatic = "automatic"
+	PolicyManual    = "manual"
+)
+
+// Topology is a whole siteflip configuration.
+type Topology struct {
+	// Name names the installation; it keys everything siteflip stores in
+	// etcd and is the embedded etcd cluster's token.
+	Name         string       `yaml:"name"`
+	Coordination Coordination `yaml:"coordination"`
+	TLS          TLS          `yaml:"tls"`
+	Operator     Credential   `yaml:"operator"`
+	Sites        []Site       `yaml:"sites"`
+	Groups       []Group      `yaml:"groups"`
+
+	// File is the path the topology was read from; Dir is its folder, against
+	// which relative paths in the file are resolved.
+	File string `yaml:"-"`
+	Dir  string `yaml:"-"`
+
+	pos positions
+}
+
+// Coordination tunes the control plane.
+type Coordination struct {
+	// EtcdEndpoints, when set, points every agent at an existing etcd
+	// cluster instead of embedding a member per location.
+	EtcdEndpoints     []string `yaml:"etcd_endpoints"`
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"` // embedded etcd raft heartbeat
+	ElectionTimeout   Duration `yaml:"election_timeout"`   // embedded etcd raft election timeout
+	LeaseTTL          Duration `yaml:"lease_ttl"`          // lease of published views and of the controller
+	ProbeInterval     Duration `yaml:"probe_interval"`     // how often an agent probes the other locations
+	ProbeTimeout      Duration `yaml:"probe_timeout"`      // how long one probe may take
+}
+
+// TLS names the certificate authority every location and operator chains to.
+// When CAFile is empty, siteflip runs without TLS (and check warns).
+type TLS struct {
+	CAFile string `yaml:"ca_file"`
+}
+
+// Credential is a certificate and key pair.
+type Credential struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Site is one location: a site that runs workloads, or the witness.
+type Site struct {
+	Name     string     `yaml:"name"`
+	Role     string     `yaml:"role"`
+	Location Location   `yaml:"location"`
+	Agent    Agent      `yaml:"agent"`
+	Etcd     Etcd       `yaml:"etcd"`
+	TLS      Credential `yaml:"tls"`
+}
+
+// Location is where a site stands on the map.
+type Location struct {
+	Latitude  float64 `yaml:"latitude"`
+	Longitude float64 `yaml:"longitude"`
+}
+
+// Agent is where a location's agent serves its API.
+type Agent struct {
+	Address string `yaml:"address"` // host:port, listened on and dialled
+}
+
+// Etcd holds the URLs of a location's embedded etcd member.
+type Etcd struct {
+	PeerURL   string `yaml:"peer_url"`
+	ClientURL string `yaml:"client_url"`
+}
+
+// Group is a protection group: services that fail over together.
+type Group struct {
+	Name          string     `yaml:"name"`
+	PreferredSite string     `yaml:"preferred_site"`
+	Sites         []string   `yaml:"sites"` // default: every location with role site
+	Policy        string     `yaml:"policy"`
+	MaxDataLoss   Duration   `yaml:"max_data_loss"`
+	RTOTarget     Duration   `yaml:"rto_target"`
+	Resources     []Resource `yaml:"resources"`
+}
+
+// Resource is one thing in a group, handled by the driver named by Type.
+type Resource struct {
+	Name      string               `yaml:"name"`
+	Type      string               `yaml:"type"`
+	DependsOn []string             `yaml:"depends_on"`
+	Sites     map[string]yaml.Node `yaml:"sites"`
+
+	// Settings holds, per site, the driver's decoded settings (after
+	// defaults and checks), filled in by Load from Sites.
+	Settings map[string]any `yaml:"-"`
+}
+
+// ResourceType is what a driver tells the loader about its settings.
+type ResourceType struct {
+	// New returns a pointer to a fresh, zero settings struct.
+	New func() any
+	// Prepare sets defaults for the site, resolves relative paths against
+	// dir and returns the problems of the settings.
+	Prepare func(settings any, site, dir string) []FieldError
+}
+
+// FieldError is a driver's complaint about one field of its settings.
+type FieldError struct {
+	Field string // yaml key
+	Msg   string
+}
+
+// Duration is a time.Duration written as "1.5s", "250ms" or "2m".
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		// A TypeError lets yaml go on decoding the rest of the file.
+		return &yaml.TypeError{Errors: []string{err.Error()}}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d *Duration) check(s string) error {
+	_, err := parseDuration(s)
+	return err
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (write it like 500ms, 5s or 2m)", s)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	return v, nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Load reads, decodes and validates the topology at path. types lists the
+// resource types drivers provide. The error lists every problem, one a line.
+func Load(path string, types map[string]ResourceType) (*Topology, error) {
+	t, probs, err := Check(path, types)
+	if err != nil {
+		return nil, err
+	}
+	if errs := Errors(probs); len(errs) > 0 {
+		lines := make([]string, len(errs))
+		for i, p := range errs {
+			lines[i] = p.String()
+		}
+		return nil, fmt.Errorf("%w:\n%s", ErrInvalid, strings.Join(lines, "\n"))
+	}
+	return t, nil
+}
+
+// Check reads and decodes the topology at path and returns it with every
+// problem and warning found. err is set only when the file cannot be read or
+// is not YAML at all.
+func Check(path string, types map[string]ResourceType) (*Topology, []Problem, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read configuration: %w (give the file with --config or $SITEFLIP_CONFIG)", err)
+	}
+	t, probs := Parse(path, data, types)
+	return t, probs, nil
+}
+
+// Parse decodes and validates data as if read from the file named path.
+func Parse(path string, data []byte, types map[string]ResourceType) (*Topology, []Problem) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	t := &Topology{File: path, Dir: filepath.Dir(abs)}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		line := 0
+		fmt.Sscanf(strings.TrimPrefix(err.Error(), "yaml: "), "line %d", &line)
+		return t, []Problem{{File: path, Pos: Pos{line, 1}, Msg: cleanYAMLError(err)}}
+	}
+	if doc.Kind == 0 {
+		return t, []Problem{{File: path, Pos: Pos{1, 1}, Msg: "the file is empty; it needs at least sites and groups"}}
+	}
+	pos, probs := DecodeStrict(&doc, t, "")
+	t.pos = pos
+	t.setDefaults()
+	probs = append(probs, t.validate(types)...)
+	for i := range probs {
+		probs[i].File = path
+	}
+	sortProblems(probs)
+	return t, probs
+}
+
+func (t *Topology) setDefaults() {
+	if t.Name == "" {
+		t.Name = "siteflip"
+	}
+	c := &t.Coordination
+	def := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&c.HeartbeatInterval, 100*time.Millisecond)
+	def(&c.ElectionTimeout, time.Second)
+	def(&c.LeaseTTL, 3*time.Second)
+	def(&c.ProbeInterval, 500*time.Millisecond)
+	def(&c.ProbeTimeout, time.Second)
+	for i := range t.Sites {
+		if t.Sites[i].Role == "" {
+			t.Sites[i].Role = RoleSite
+		}
+	}
+	for i := range t.Groups {
+		g := &t.Groups[i]
+		if g.Policy == "" {
+			g.Policy = PolicyAutomatic
+		}
+		if len(g.Sites) == 0 {
+			for _, s := range t.Sites {
+				if s.Role == RoleSite {
+					g.Sites = append(g.Sites, s.Name)
+				}
+			}
+		}
+		if g.MaxDataLoss == 0 {
+			g.MaxDataLoss = Duration(5 * time.Second)
+		}
+		if g.RTOTarget == 0 {
+			g.RTOTarget = Duration(30 * time.Second)
+		}
+	}
+	t.resolve(&t.TLS.CAFile)
+	t.resolve(&t.Operator.CertFile)
+	t.resolve(&t.Operator.KeyFile)
+	for i := range t.Sites {
+		t.resolve(&t.Sites[i].TLS.CertFile)
+		t.resolve(&t.Sites[i].TLS.KeyFile)
+	}
+}
+
+// resolve makes a relative path in the file relative to the file's folder.
+func (t *Topology) resolve(p *string) {
+	if *p != "" && !filepath.IsAbs(*p) {
+		*p = filepath.Join(t.Dir, *p)
+	}
+}
+
+// Site returns the location named name.
+func (t *Topology) Site(name string) (*Site, bool) {
+	for i := range t.Sites {
+		if t.Sites[i].Name == name {
+			return &t.Sites[i], true
+		}
+	}
+	return nil, false
+}
+
+// Group returns the group named name.
+func (t *Topology) Group(name string) (*Group, bool) {
+	for i := range t.Groups {
+		if t.Groups[i].Name == name {
+			return &t.Groups[i], true
+		}
+	}
+	return nil, false
+}
+
+// SiteNames lists every location's name in file order.
+func (t *Topology) SiteNames() []string {
+	names := make([]string, len(t.Sites))
+	for i, s := range t.Sites {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// TLSEnabled says whether the locations talk over mutual TLS.
+func (t *Topology) TLSEnabled() bool { return t.TLS.CAFile != "" }
+
+// Embedded says whether agents embed the etcd members (the default) rather
+// than use an existing cluster.
+func (t *Topology) Embedded() bool { return len(t.Coordination.EtcdEndpoints) == 0 }
+
+// ClientEndpoints lists the etcd client URLs of every location.
+func (t *Topology) ClientEndpoints() []string {
+	if !t.Embedded() {
+		return t.Coordination.EtcdEndpoints
+	}
+	eps := make([]string, 0, len(t.Sites))
+	for _, s := range t.Sites {
+		eps = append(eps, s.Etcd.ClientURL)
+	}
+	return eps
+}
+
+// hostPort returns the host:port of a URL, for duplicate detection.
+func hostPort(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return net.JoinHostPort(host, port)
+}

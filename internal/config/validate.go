@@ -1,0 +1,399 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Problem is one thing wrong with a configuration, at a place in its file.
+type Problem struct {
+	File    string
+	Pos     Pos
+	Field   string // path of the field, e.g. sites[1].agent.address
+	Msg     string
+	Warning bool // a lint finding that does not stop siteflip from running
+}
+
+// String formats the problem as FILE:LINE:COL: field: problem.
+func (p Problem) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:%d:%d: ", p.File, p.Pos.Line, p.Pos.Col)
+	if p.Warning {
+		b.WriteString("warning: ")
+	}
+	if p.Field != "" {
+		b.WriteString(p.Field + ": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Errors returns the problems that are not warnings.
+func Errors(probs []Problem) []Problem {
+	var out []Problem
+	for _, p := range probs {
+		if !p.Warning {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func sortProblems(probs []Problem) {
+	sort.SliceStable(probs, func(i, j int) bool {
+		a, b := probs[i].Pos, probs[j].Pos
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+
+type validator struct {
+	t     *Topology
+	probs []Problem
+}
+
+func (v *validator) add(field, format string, args ...any) {
+	v.probs = append(v.probs, Problem{Pos: v.t.pos.lookup(field), Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) warn(field, format string, args ...any) {
+	v.probs = append(v.probs, Problem{Pos: v.t.pos.lookup(field), Field: field, Msg: fmt.Sprintf(format, args...), Warning: true})
+}
+
+func (v *validator) name(field, kind, name string) bool {
+	switch {
+	case name == "":
+		v.add(field, "%s name is missing", kind)
+	case !nameRE.MatchString(name):
+		v.add(field, "%s name %q must be lowercase letters, digits, '-' or '_', starting and ending with a letter or digit", kind, name)
+	default:
+		return true
+	}
+	return false
+}
+
+// file checks that a file named by the configuration can be read.
+func (v *validator) file(field, path string) {
+	if path == "" {
+		return
+	}
+	if _, err := os.Stat(path); err != nil {
+		v.add(field, "cannot read %s: %v", path, unwrapPathError(err))
+	}
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func (t *Topology) validate(types map[string]ResourceType) []Problem {
+	v := &validator{t: t}
+	v.coordination()
+	v.sites()
+	v.groups(types)
+	return v.probs
+}
+
+func (v *validator) coordination() {
+	c := v.t.Coordination
+	if c.HeartbeatInterval.D()*5 > c.ElectionTimeout.D() {
+		v.add("coordination.election_timeout", "must be at least 5 times heartbeat_interval (%s), or members keep starting elections", c.HeartbeatInterval.D())
+	}
+	// etcd raises a lease's TTL to ceil(1.5 × election timeout) without telling.
+	if minTTL := c.ElectionTimeout.D() * 3 / 2; c.LeaseTTL.D() < minTTL {
+		v.add("coordination.lease_ttl", "%s is shorter than 1.5 × election_timeout (%s); etcd would silently grant a longer lease", c.LeaseTTL.D(), minTTL)
+	}
+	if c.ProbeTimeout.D() == 0 || c.ProbeInterval.D() == 0 {
+		v.add("coordination", "probe_interval and probe_timeout must be above zero")
+	}
+	for i, ep := range c.EtcdEndpoints {
+		v.url(fmt.Sprintf("coordination.etcd_endpoints[%d]", i), ep, true)
+	}
+}
+
+// url checks an etcd URL and returns its host:port.
+func (v *validator) url(field, raw string, required bool) string {
+	if raw == "" {
+		if required {
+			v.add(field, "is missing (a URL like https://10.0.0.1:2380)")
+		}
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.Port() == "" {
+		v.add(field, "%q is not a URL like https://10.0.0.1:2380 (scheme http or https, a host and a port)", raw)
+		return ""
+	}
+	if v.t.TLSEnabled() && u.Scheme != "https" {
+		v.add(field, "%q uses http but tls.ca_file is set; use https", raw)
+	}
+	if !v.t.TLSEnabled() && u.Scheme == "https" {
+		v.add(field, "%q uses https but tls.ca_file is not set; set it or use http", raw)
+	}
+	return hostPort(raw)
+}
+
+func (v *validator) sites() {
+	t := v.t
+	if len(t.Sites) == 0 {
+		v.add("sites", "no sites: list at least two sites and one witness")
+		return
+	}
+	names := map[string]string{} // name → field where first seen
+	addrs := map[string]string{} // host:port → field where first seen
+	claim := func(field, addr string) {
+		if addr == "" {
+			return
+		}
+		if prev, ok := addrs[addr]; ok {
+			v.add(field, "address %s is already used by %s", addr, prev)
+			return
+		}
+		addrs[addr] = field
+	}
+	witnesses, workSites := 0, 0
+	for i, s := range t.Sites {
+		f := fmt.Sprintf("sites[%d]", i)
+		if v.name(f+".name", "site", s.Name) {
+			if prev, ok := names[s.Name]; ok {
+				v.add(f+".name", "site %q is defined twice (first at %s)", s.Name, prev)
+			}
+			names[s.Name] = f
+		}
+		switch s.Role {
+		case RoleSite:
+			workSites++
+		case RoleWitness:
+			witnesses++
+		default:
+			v.add(f+".role", "%q is not a role: use site or witness", s.Role)
+		}
+		if lat := s.Location.Latitude; lat < -90 || lat > 90 {
+			v.add(f+".location.latitude", "%v is outside -90..90", lat)
+		}
+		if lon := s.Location.Longitude; lon < -180 || lon > 180 {
+			v.add(f+".location.longitude", "%v is outside -180..180", lon)
+		}
+		if s.Agent.Address == "" {
+			v.add(f+".agent.address", "is missing (host:port where this location's agent serves its API)")
+		} else if host, port, err := net.SplitHostPort(s.Agent.Address); err != nil || host == "" {
+			v.add(f+".agent.address", "%q is not host:port", s.Agent.Address)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			v.add(f+".agent.address", "port %q is not a number from 1 to 65535", port)
+		} else {
+			claim(f+".agent.address", s.Agent.Address)
+		}
+		if t.Embedded() {
+			claim(f+".etcd.peer_url", v.url(f+".etcd.peer_url", s.Etcd.PeerURL, true))
+			claim(f+".etcd.client_url", v.url(f+".etcd.client_url", s.Etcd.ClientURL, true))
+		}
+		if t.TLSEnabled() {
+			if s.TLS.CertFile == "" || s.TLS.KeyFile == "" {
+				v.add(f+".tls", "cert_file and key_file are needed because tls.ca_file is set")
+			}
+			v.file(f+".tls.cert_file", s.TLS.CertFile)
+			v.file(f+".tls.key_file", s.TLS.KeyFile)
+		}
+	}
+	if witnesses == 0 {
+		v.add("sites", "no witness: add a location with role witness at a third place, or a lost link between two sites cannot be told from a lost site")
+	}
+	if len(t.Sites) < 3 {
+		v.add("sites", "%d location(s): at least three voting locations (two sites and a witness) are needed to keep a quorum when one is lost", len(t.Sites))
+	} else if len(t.Sites)%2 == 0 {
+		v.warn("sites", "%d voting locations: an even number tolerates no more failures than %d; add or remove one", len(t.Sites), len(t.Sites)-1)
+	}
+	if workSites < 2 && len(t.Groups) > 0 {
+		v.add("sites", "%d location(s) with role site: a group needs two sites to fail over between", workSites)
+	}
+	if t.TLSEnabled() {
+		v.file("tls.ca_file", t.TLS.CAFile)
+		v.file("operator.cert_file", t.Operator.CertFile)
+		v.file("operator.key_file", t.Operator.KeyFile)
+		if (t.Operator.CertFile == "") != (t.Operator.KeyFile == "") {
+			v.add("operator", "give both cert_file and key_file, or neither")
+		}
+	} else {
+		v.warn("tls", "TLS is off: etcd and agent traffic between locations is neither encrypted nor authenticated; set tls.ca_file and per-site certificates")
+	}
+}
+
+func (v *validator) groups(types map[string]ResourceType) {
+	t := v.t
+	names := map[string]string{}
+	for i := range t.Groups {
+		g := &t.Groups[i]
+		f := fmt.Sprintf("groups[%d]", i)
+		if v.name(f+".name", "group", g.Name) {
+			if prev, ok := names[g.Name]; ok {
+				v.add(f+".name", "group %q is defined twice (first at %s)", g.Name, prev)
+			}
+			names[g.Name] = f
+		}
+		groupSites := map[string]bool{}
+		for j, sn := range g.Sites {
+			s, ok := t.Site(sn)
+			switch {
+			case !ok:
+				v.add(fmt.Sprintf("%s.sites[%d]", f, j), "site %q does not exist (sites: %s)", sn, strings.Join(t.SiteNames(), ", "))
+			case s.Role != RoleSite:
+				v.add(fmt.Sprintf("%s.sites[%d]", f, j), "%q is a witness; a group runs only at sites", sn)
+			default:
+				groupSites[sn] = true
+			}
+		}
+		if len(g.Sites) < 2 {
+			v.add(f+".sites", "group %q spans %d site(s); it needs two to fail over between", g.Name, len(g.Sites))
+		}
+		switch s, ok := t.Site(g.PreferredSite); {
+		case g.PreferredSite == "":
+			v.add(f+".preferred_site", "is missing: name the site where %q normally runs", g.Name)
+		case !ok:
+			v.add(f+".preferred_site", "site %q does not exist (sites: %s)", g.PreferredSite, strings.Join(t.SiteNames(), ", "))
+		case s.Role != RoleSite:
+			v.add(f+".preferred_site", "%q is a witness; a group runs only at sites", g.PreferredSite)
+		case !groupSites[g.PreferredSite]:
+			v.add(f+".preferred_site", "%q is not one of the group's sites", g.PreferredSite)
+		}
+		if g.Policy != PolicyAutomatic && g.Policy != PolicyManual {
+			v.add(f+".policy", "%q is not a policy: use automatic or manual", g.Policy)
+		}
+		v.resources(f, g, groupSites, types)
+	}
+}
+
+func (v *validator) resources(f string, g *Group, groupSites map[string]bool, types map[string]ResourceType) {
+	if len(g.Resources) == 0 {
+		v.add(f+".resources", "group %q has no resources", g.Name)
+		return
+	}
+	index := map[string]int{}
+	for j := range g.Resources {
+		r := &g.Resources[j]
+		rf := fmt.Sprintf("%s.resources[%d]", f, j)
+		if v.name(rf+".name", "resource", r.Name) {
+			if _, dup := index[r.Name]; dup {
+				v.add(rf+".name", "resource %q is defined twice in group %q", r.Name, g.Name)
+			}
+			index[r.Name] = j
+		}
+		rt, known := types[r.Type]
+		if !known {
+			v.add(rf+".type", "unknown resource type %q (known: %s)", r.Type, typeList(types))
+		}
+		for _, sn := range sortedKeys(r.Sites) {
+			if !groupSites[sn] {
+				v.add(rf+".sites."+sn, "%q is not a site of group %q", sn, g.Name)
+			}
+		}
+		r.Settings = map[string]any{}
+		for _, sn := range g.Sites {
+			node, ok := r.Sites[sn]
+			if !ok {
+				if groupSites[sn] {
+					v.add(rf+".sites", "resource %q is missing at site %q: every site of the group needs its settings", r.Name, sn)
+				}
+				continue
+			}
+			if !known {
+				continue
+			}
+			sf := rf + ".sites." + sn
+			settings := rt.New()
+			pos, probs := DecodeStrict(&node, settings, sf)
+			for k, p := range pos {
+				v.t.pos[k] = p
+			}
+			v.probs = append(v.probs, probs...)
+			for _, fe := range rt.Prepare(settings, sn, v.t.Dir) {
+				v.add(join(sf, fe.Field), "%s", fe.Msg)
+			}
+			r.Settings[sn] = settings
+		}
+	}
+	for j, r := range g.Resources {
+		for k, dep := range r.DependsOn {
+			df := fmt.Sprintf("%s.resources[%d].depends_on[%d]", f, j, k)
+			if dep == r.Name {
+				v.add(df, "resource %q depends on itself", r.Name)
+			} else if _, ok := index[dep]; !ok {
+				v.add(df, "unknown resource %q in group %q", dep, g.Name)
+			}
+		}
+	}
+	if cycle := findCycle(g.Resources, index); cycle != nil {
+		v.add(fmt.Sprintf("%s.resources[%d].depends_on", f, index[cycle[0]]), "dependency cycle: %s", strings.Join(cycle, " → "))
+	}
+}
+
+// findCycle returns one cycle in the depends_on graph, as a path that
+// ends where it starts, or nil.
+func findCycle(rs []Resource, index map[string]int) []string {
+	const (
+		unseen = iota
+		active
+		done
+	)
+	state := make([]int, len(rs))
+	var stack []string
+	var visit func(i int) []string
+	visit = func(i int) []string {
+		state[i] = active
+		stack = append(stack, rs[i].Name)
+		for _, dep := range rs[i].DependsOn {
+			j, ok := index[dep]
+			if !ok || dep == rs[i].Name {
+				continue
+			}
+			switch state[j] {
+			case active:
+				for k, n := range stack {
+					if n == dep {
+						return append(append([]string{}, stack[k:]...), dep)
+					}
+				}
+			case unseen:
+				if c := visit(j); c != nil {
+					return c
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[i] = done
+		return nil
+	}
+	for i := range rs {
+		if state[i] == unseen {
+			if c := visit(i); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+func typeList(types map[string]ResourceType) string {
+	return strings.Join(sortedKeys(types), ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,86 @@
+package coord
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// Session is one location's presence in the control plane: a lease kept
+// alive by the agent. Its view and its candidacy for controller live under
+// the lease, so both vanish when the location dies or is cut off.
+type Session struct {
+	store *Store
+	s     *concurrency.Session
+	el    *concurrency.Election
+	site  string
+}
+
+// NewSession grants a lease of ttl and keeps it alive until ctx ends or
+// Close is called.
+func (s *Store) NewSession(ctx context.Context, site string, ttl time.Duration) (*Session, error) {
+	secs := int(math.Ceil(ttl.Seconds()))
+	cs, err := concurrency.NewSession(s.cli, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("open control-plane session for %s: %w", site, err)
+	}
+	return &Session{store: s, s: cs, el: concurrency.NewElection(cs, s.electionPrefix()), site: site}, nil
+}
+
+// Done is closed when the lease is lost or the session closed.
+func (se *Session) Done() <-chan struct{} { return se.s.Done() }
+
+// Lease is the session's lease ID, for logs.
+func (se *Session) Lease() int64 { return int64(se.s.Lease()) }
+
+// Close revokes the lease, so the view and any candidacy vanish at once
+// instead of after the TTL.
+func (se *Session) Close() error { return se.s.Close() }
+
+// PublishView stores the location's view under the session's lease.
+func (se *Session) PublishView(ctx context.Context, v status.View) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := se.store.cli.Put(ctx, se.store.viewsKey()+v.Site, string(data), clientv3.WithLease(se.s.Lease())); err != nil {
+		return fmt.Errorf("publish view of %s: %w", v.Site, err)
+	}
+	return nil
+}
+
+// Campaign blocks until this location is elected controller, and returns
+// its term: the create revision of its election key, which only grows and
+// fences the writes of a deposed controller.
+func (se *Session) Campaign(ctx context.Context) (int64, error) {
+	val, err := json.Marshal(status.Controller{Site: se.site, Since: time.Now().UTC()})
+	if err != nil {
+		return 0, err
+	}
+	if err := se.el.Campaign(ctx, string(val)); err != nil {
+		return 0, err
+	}
+	// Campaign has been seen to return after the key was already gone
+	// (lease expired while it waited): confirm the key is still ours.
+	key, term := se.el.Key(), se.el.Rev()
+	resp, err := se.store.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(key), "=", term),
+	).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("confirm election of %s: %w", se.site, err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("confirm election of %s: %w (the election key vanished)", se.site, ErrNotElected)
+	}
+	return term, nil
+}
+
+// Resign gives up the controller role, so another location takes it at once.
+func (se *Session) Resign(ctx context.Context) error { return se.el.Resign(ctx) }

@@ -1,0 +1,168 @@
+package coord
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// ErrNotElected is returned when a campaign ended without leadership.
+var ErrNotElected = errors.New("not elected")
+
+// Store is siteflip's view of etcd: typed reads and writes under the
+// installation's key prefix.
+type Store struct {
+	cli    *clientv3.Client
+	prefix string
+}
+
+// Keys, under /siteflip/INSTALLATION/:
+//
+//	views/SITE        View of one location, under that location's lease
+//	groups/GROUP      Record of one group (active site, epoch)
+//	controller/LEASE  candidates of the controller election; the oldest leads
+func (s *Store) viewsKey() string      { return s.prefix + "views/" }
+func (s *Store) groupsKey() string     { return s.prefix + "groups/" }
+func (s *Store) controllerKey() string { return s.prefix + "controller/" }
+
+// electionPrefix is what concurrency.Election wants: it appends the "/".
+func (s *Store) electionPrefix() string { return s.prefix + "controller" }
+
+// Open connects to etcd. Endpoints should name the local member first: an
+// agent talks to its own location's member.
+func Open(endpoints []string, tlsConfig *tls.Config, installation string) (*Store, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		TLS:                  tlsConfig,
+		DialTimeout:          2 * time.Second,
+		DialKeepAliveTime:    2 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(endpoints, ","), err)
+	}
+	return &Store{cli: cli, prefix: "/siteflip/" + installation + "/"}, nil
+}
+
+// Close closes the client.
+func (s *Store) Close() error { return s.cli.Close() }
+
+// Snapshot reads the views, the group records and the controller at one
+// revision. It is a linearizable read: a member cut off from the quorum
+// fails it rather than answering with stale data.
+func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.viewsKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.groupsKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.controllerKey(), clientv3.WithFirstCreate()...),
+	).Commit()
+	if err != nil {
+		return status.Snapshot{}, fmt.Errorf("read control plane: %w", err)
+	}
+	snap := status.Snapshot{
+		Revision: resp.Header.Revision,
+		Views:    map[string]status.View{},
+		Records:  map[string]status.Record{},
+	}
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		var v status.View
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return snap, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		snap.Views[v.Site] = v
+	}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		var r status.Record
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			return snap, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		snap.Records[r.Group] = r
+	}
+	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
+		var c status.Controller
+		if err := json.Unmarshal(kvs[0].Value, &c); err != nil {
+			return snap, fmt.Errorf("decode %s: %w", kvs[0].Key, err)
+		}
+		c.Term = kvs[0].CreateRevision
+		snap.Controller = &c
+	}
+	return snap, nil
+}
+
+// AdoptGroup stores rec as the group's first record unless one exists, and
+// only while the caller is still the controller elected at term: a deposed
+// controller's write must not land. It reports whether rec was stored.
+func (s *Store) AdoptGroup(ctx context.Context, rec status.Record, term int64) (bool, error) {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return false, err
+	}
+	key := s.groupsKey() + rec.Group
+	leader, err := s.controllerHolder(ctx)
+	if err != nil {
+		return false, err
+	}
+	if leader == nil || leader.CreateRevision != term {
+		return false, fmt.Errorf("adopt group %s: %w (term %d has ended)", rec.Group, ErrNotElected, term)
+	}
+	resp, err := s.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+		clientv3.Compare(clientv3.CreateRevision(string(leader.Key)), "=", term),
+	).Then(clientv3.OpPut(key, string(data))).Commit()
+	if err != nil {
+		return false, fmt.Errorf("adopt group %s: %w", rec.Group, err)
+	}
+	return resp.Succeeded, nil
+}
+
+// controllerHolder returns the key of the elected controller, or nil.
+func (s *Store) controllerHolder(ctx context.Context) (*controllerKV, error) {
+	resp, err := s.cli.Get(ctx, s.controllerKey(), clientv3.WithFirstCreate()...)
+	if err != nil {
+		return nil, fmt.Errorf("read controller: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	kv := resp.Kvs[0]
+	var c status.Controller
+	_ = json.Unmarshal(kv.Value, &c)
+	return &controllerKV{Key: kv.Key, CreateRevision: kv.CreateRevision, Lease: clientv3.LeaseID(kv.Lease), Site: c.Site}, nil
+}
+
+type controllerKV struct {
+	Key            []byte
+	CreateRevision int64
+	Lease          clientv3.LeaseID
+	Site           string
+}
+
+// EvictController revokes the lease of the controller elected at term, if
+// it still holds office. The caller decides that its location is lost (the
+// other locations all fail to reach it); waiting for the lease to expire
+// instead costs a full TTL, and after a raft leader change etcd grants every
+// lease a fresh TTL, so the wait would be longest exactly when the
+// controller's location died with the raft leader.
+func (s *Store) EvictController(ctx context.Context, site string, term int64) (bool, error) {
+	h, err := s.controllerHolder(ctx)
+	if err != nil || h == nil || h.Site != site || h.CreateRevision != term {
+		return false, err
+	}
+	if _, err := s.cli.Revoke(ctx, h.Lease); errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return false, nil // another location evicted it first
+	} else if err != nil {
+		return false, fmt.Errorf("evict controller %s (term %d): %w", site, term, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,114 @@
+// Package driver is the table of resource types: for each `type:` a topology
+// may use, how its per-site settings are decoded and checked, and how an
+// agent observes the resource at its own site. The table is explicit; adding
+// a type means adding a row here.
+package driver
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver/postgres"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// Observer watches one resource at one site.
+type Observer interface {
+	// Observe reports the resource's state; a failure is reported in the
+	// returned view (Up false, Error set), never as a Go error.
+	Observe(ctx context.Context) status.ResourceView
+	Close()
+}
+
+type kind struct {
+	config      config.ResourceType
+	newObserver func(g *config.Group, r *config.Resource, site string) Observer
+}
+
+var kinds = map[string]kind{
+	"postgres": {
+		config: config.ResourceType{
+			New: func() any { return &postgres.Settings{} },
+			Prepare: func(settings any, site, dir string) []config.FieldError {
+				s := settings.(*postgres.Settings)
+				s.SetDefaults(site)
+				for _, p := range []*string{&s.PasswordFile, &s.ReplicationPasswordFile} {
+					if *p != "" && !filepath.IsAbs(*p) {
+						*p = filepath.Join(dir, *p)
+					}
+				}
+				var out []config.FieldError
+				for _, fe := range s.Check() {
+					out = append(out, config.FieldError{Field: fe.Field, Msg: fe.Msg})
+				}
+				return out
+			},
+		},
+		newObserver: newPostgresObserver,
+	},
+}
+
+// Types returns the resource types, for config.Load.
+func Types() map[string]config.ResourceType {
+	out := make(map[string]config.ResourceType, len(kinds))
+	for name, k := range kinds {
+		out[name] = k.config
+	}
+	return out
+}
+
+// NewObserver returns the observer of resource r of group g at site.
+func NewObserver(g *config.Group, r *config.Resource, site string) (Observer, error) {
+	k, ok := kinds[r.Type]
+	if !ok {
+		return nil, fmt.Errorf("group %s, resource %s: unknown type %q", g.Name, r.Name, r.Type)
+	}
+	if _, ok := r.Settings[site]; !ok {
+		return nil, fmt.Errorf("group %s, resource %s: no settings for site %s", g.Name, r.Name, site)
+	}
+	return k.newObserver(g, r, site), nil
+}
+
+// pgObserver adapts the postgres driver's observation to the status model.
+type pgObserver struct {
+	o *postgres.Observer
+	// siteOf maps a standby's application_name to its site.
+	siteOf          map[string]string
+	group, resource string
+}
+
+var _ Observer = (*pgObserver)(nil)
+
+func newPostgresObserver(g *config.Group, r *config.Resource, site string) Observer {
+	siteOf := map[string]string{}
+	for sn, s := range r.Settings {
+		siteOf[s.(*postgres.Settings).ApplicationName] = sn
+	}
+	return &pgObserver{
+		o:      postgres.NewObserver(*r.Settings[site].(*postgres.Settings)),
+		siteOf: siteOf, group: g.Name, resource: r.Name,
+	}
+}
+
+func (p *pgObserver) Observe(ctx context.Context) status.ResourceView {
+	ob := p.o.Observe(ctx)
+	v := status.ResourceView{
+		Group: p.group, Resource: p.resource, Type: "postgres",
+		Up: ob.Up, Role: string(ob.Role), Timeline: ob.Timeline, LSN: ob.LSN,
+		Streaming: ob.Streaming, Upstream: ob.Upstream, LastReplay: ob.LastReplay,
+		Error: ob.Error, ObservedAt: time.Now().UTC(),
+	}
+	for _, sb := range ob.Standbys {
+		v.Standbys = append(v.Standbys, status.StandbyView{
+			Name: sb.ApplicationName, Site: p.siteOf[sb.ApplicationName],
+			State: sb.State, SyncState: sb.SyncState,
+			LagBytes: sb.LagBytes, LagSeconds: sb.LagSeconds,
+		})
+	}
+	return v
+}
+
+func (p *pgObserver) Close() { p.o.Close() }

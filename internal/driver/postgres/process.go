@@ -1,0 +1,113 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// KillServer kills the postmaster pid and every process descended from it
+// with SIGKILL, as if the machine had died. It does not reap the
+// postmaster: the caller Waits its command.
+//
+// Killing the postmaster's process group is not enough: PostgreSQL puts
+// each child process in a session of its own, and a backend busy with a
+// query keeps running after its postmaster is gone. So KillServer first
+// stops the postmaster (SIGSTOP) so that it cannot start more children,
+// kills the descendants it finds in /proc, and then kills the postmaster.
+func KillServer(pid int) error {
+	if pid <= 1 {
+		return fmt.Errorf("kill postgres server: refusing pid %d", pid)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return nil // already gone
+		}
+		return fmt.Errorf("stop postgres server pid %d before killing it: %w", pid, err)
+	}
+	var errs []error
+	// Children killed while the postmaster is stopped stay its zombies, so
+	// a second pass sees only what was started during the first.
+	for pass := 0; pass < 3; pass++ {
+		procs, err := descendants(pid)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if len(procs) == 0 {
+			break
+		}
+		for _, p := range procs {
+			if err := syscall.Kill(p, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, fmt.Errorf("kill pid %d, a child of postgres server pid %d: %w", p, pid, err))
+			}
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		errs = append(errs, fmt.Errorf("kill postgres server pid %d: %w", pid, err))
+	}
+	return errors.Join(errs...)
+}
+
+// descendants lists the live (not zombie) processes descended from pid,
+// from /proc.
+func descendants(pid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	children := map[int][]int{}
+	live := map[int]bool{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ppid, state, ok := procStat(p)
+		if !ok {
+			continue // exited meanwhile
+		}
+		children[ppid] = append(children[ppid], p)
+		live[p] = state != 'Z' && state != 'X'
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			if live[c] {
+				out = append(out, c)
+			}
+			queue = append(queue, c)
+		}
+	}
+	return out, nil
+}
+
+// procStat returns the parent and state of pid from /proc/<pid>/stat.
+func procStat(pid int) (ppid int, state byte, ok bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, false
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	if err != nil {
+		return 0, 0, false
+	}
+	return ppid, f[0][0], true
+}

@@ -1,0 +1,449 @@
+// Package lab builds a complete siteflip installation on this one machine:
+// two sites and a witness on their own loopback addresses, each a separate
+// agent process with its own etcd member, mutual TLS from a throwaway CA, a
+// PostgreSQL primary at brussels with a streaming standby at antwerp, and a
+// demo writer that keeps inserting orders. It can kill a whole location at
+// once like a power cut, bring it back, and remove everything it made.
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/driver/postgres"
+	"github.com/siteflip/siteflip/internal/pki"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// DefaultDir is where the lab lives unless told otherwise. It is outside
+// any home directory because the postgres OS user must reach its data.
+const DefaultDir = "/tmp/siteflip-lab"
+
+// Options configure lab commands.
+type Options struct {
+	Dir string
+	// Exe is the siteflip binary the lab runs for agents and the writer.
+	Exe string
+	Out io.Writer
+	// ReadyTimeout bounds how long Up waits for the lab to be healthy.
+	ReadyTimeout time.Duration
+}
+
+// ErrRunning is returned by Up when a lab already runs in the directory.
+var ErrRunning = errors.New("a lab is already running")
+
+// Up creates and starts a lab in o.Dir and waits until it is healthy: three
+// locations up, a controller, the group adopted with its standby streaming.
+func Up(ctx context.Context, o Options) error {
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return err
+	}
+	if err := preflight(dir); err != nil {
+		return err
+	}
+	binDir := pgBinDir()
+	if binDir == "" {
+		return fmt.Errorf("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: install them with `apt-get install postgresql-15` (`make lab` does this when run as root)")
+	}
+	st := &state{Dir: dir, CreatedAt: time.Now().UTC()}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create lab directory: %w", err)
+	}
+	// The postgres OS user must traverse dir to reach its data directory.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	if err := st.save(); err != nil {
+		return fmt.Errorf("create lab directory: %w", err)
+	}
+	fail := func(err error) error {
+		st.stop(st.running(), 10*time.Second)
+		st.Processes = nil
+		_ = st.save()
+		return fmt.Errorf("%w\nthe lab did not come up; its logs are in %s (agent.log, pg/postgres.log per location); `siteflip lab down --dir %s` removes it", err, dir, dir)
+	}
+	fmt.Fprintf(o.Out, "creating the lab in %s\n", dir)
+	t, err := writeFiles(dir, binDir)
+	if err != nil {
+		return fail(err)
+	}
+	if err := startDatabases(ctx, st, t, o.Out); err != nil {
+		return fail(err)
+	}
+	for _, l := range locations {
+		if err := startAgent(st, o.Exe, l.name); err != nil {
+			return fail(err)
+		}
+	}
+	fmt.Fprintf(o.Out, "started agents of %s\n", strings.Join(t.SiteNames(), ", "))
+	if _, err := st.start("", "writer", exec.Command(o.Exe, "lab", "writer", "--dir", dir), filepath.Join(dir, "writer.log")); err != nil {
+		return fail(err)
+	}
+	fmt.Fprintln(o.Out, "started the demo writer (log: writer.log)")
+	timeout := o.ReadyTimeout
+	if timeout == 0 {
+		timeout = 90 * time.Second
+	}
+	if err := waitHealthy(ctx, t, timeout, o.Out); err != nil {
+		return fail(err)
+	}
+	printNext(o.Out, dir)
+	return nil
+}
+
+// preflight refuses to start over a running lab, in a directory that is not
+// a lab, or when an address the lab needs is taken.
+func preflight(dir string) error {
+	if st, err := loadState(dir); err == nil {
+		if run := st.running(); len(run) > 0 {
+			return fmt.Errorf("%w in %s: %s; see it with `siteflip --config %s status`, or stop it with `siteflip lab down --dir %s`",
+				ErrRunning, dir, names(run), filepath.Join(dir, "siteflip.yaml"), dir)
+		}
+		return fmt.Errorf("%s holds a lab that is not running: `siteflip lab down --dir %s` removes it, then run up again", dir, dir)
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("%s exists and is not a lab directory: choose another --dir or remove it", dir)
+	}
+	var busy []string
+	for _, addr := range addresses() {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			busy = append(busy, fmt.Sprintf("  %s: %v", addr, unwrapOp(err)))
+			continue
+		}
+		ln.Close()
+	}
+	if len(busy) > 0 {
+		return fmt.Errorf("addresses the lab needs are taken:\n%s\nstop what listens there (`ss -ltnp` shows it) and try again", strings.Join(busy, "\n"))
+	}
+	return nil
+}
+
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// pgBinDir is the newest installed PostgreSQL's bin directory, or "".
+func pgBinDir() string {
+	var s postgres.Settings
+	s.SetDefaults("probe")
+	return s.BinDir
+}
+
+// writeFiles writes the certificates, the secrets and the topology, and
+// loads the topology back: the lab runs exactly what `siteflip check`
+// accepts.
+func writeFiles(dir, binDir string) (*config.Topology, error) {
+	var ids []pki.Identity
+	for _, l := range locations {
+		// etcd checks that a peer's certificate names the address the peer
+		// connects from, and on loopback every location connects from
+		// 127.0.0.1 whatever address it listens on.
+		ips := []net.IP{net.ParseIP(l.ip), net.IPv4(127, 0, 0, 1)}
+		ids = append(ids, pki.Identity{Name: l.name, IPs: ips, DNS: []string{l.name}})
+	}
+	ids = append(ids, pki.Identity{Name: "operator"})
+	if _, err := pki.GenerateLab(filepath.Join(dir, "pki"), "siteflip lab CA", ids); err != nil {
+		return nil, err
+	}
+	secrets := filepath.Join(dir, "secrets")
+	if err := os.MkdirAll(secrets, 0o700); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"postgres.password", "replication.password"} {
+		if err := os.WriteFile(filepath.Join(secrets, name), []byte(randomSecret()+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	path := filepath.Join(dir, "siteflip.yaml")
+	if err := os.WriteFile(path, []byte(topologyYAML(dir, binDir)), 0o644); err != nil {
+		return nil, err
+	}
+	t, err := config.Load(path, driver.Types())
+	if err != nil {
+		return nil, fmt.Errorf("the lab wrote a topology it cannot load: %w", err)
+	}
+	return t, nil
+}
+
+func randomSecret() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// instance returns the postgres instance of the lab at site.
+func instance(t *config.Topology, site string) (postgres.Instance, bool) {
+	g, _ := t.Group(demoGroup)
+	for _, r := range g.Resources {
+		if s, ok := r.Settings[site].(*postgres.Settings); ok && r.Name == demoResource {
+			return postgres.Instance{Settings: *s, Site: site, LogFile: filepath.Join(filepath.Dir(s.DataDir), "postgres.log")}, true
+		}
+	}
+	return postgres.Instance{}, false
+}
+
+// startDatabases makes brussels a primary and antwerp its streaming
+// standby.
+func startDatabases(ctx context.Context, st *state, t *config.Topology, out io.Writer) error {
+	primary, _ := instance(t, "brussels")
+	standby, _ := instance(t, "antwerp")
+	superPW, err := primary.Settings.Password()
+	if err != nil {
+		return err
+	}
+	replPW, err := primary.Settings.ReplicationPassword()
+	if err != nil {
+		return err
+	}
+	for _, in := range []postgres.Instance{primary, standby} {
+		if err := os.MkdirAll(filepath.Dir(in.Settings.DataDir), 0o755); err != nil {
+			return err
+		}
+	}
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := primary.InitPrimary(ictx, superPW, replPW); err != nil {
+		return err
+	}
+	if err := startPostgres(ictx, st, primary); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "started PostgreSQL primary at brussels (%s:%d)\n", primary.Settings.Host, primary.Settings.Port)
+	if err := standby.CloneStandby(ictx, primary.Settings, replPW); err != nil {
+		return err
+	}
+	if err := startPostgres(ictx, st, standby); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "started PostgreSQL standby at antwerp (%s:%d), streaming from brussels\n", standby.Settings.Host, standby.Settings.Port)
+	return nil
+}
+
+func startPostgres(ctx context.Context, st *state, in postgres.Instance) error {
+	if _, err := st.start(in.Site, "postgres", in.ServerCommand(), ""); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return postgres.WaitReady(wctx, in.Settings)
+}
+
+func startAgent(st *state, exe, site string) error {
+	siteDir := filepath.Join(st.Dir, site)
+	if err := os.MkdirAll(siteDir, 0o755); err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, "agent", "--config", filepath.Join(st.Dir, "siteflip.yaml"), "--site", site, "--data", siteDir)
+	_, err := st.start(site, "agent", cmd, filepath.Join(siteDir, "agent.log"))
+	return err
+}
+
+// waitHealthy polls the status until the lab is whole, printing progress.
+func waitHealthy(ctx context.Context, t *config.Topology, timeout time.Duration, out io.Writer) error {
+	c, err := api.NewClient(t)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := ""
+	for {
+		st, err := c.Status(ctx)
+		why := "no location answers yet"
+		if err == nil {
+			why = unhealthy(st)
+			if why == "" {
+				fmt.Fprintf(out, "lab is healthy: controller %s, %s active at %s, epoch %d\n", st.Controller, demoGroup, st.Groups[0].ActiveSite, st.Groups[0].Epoch)
+				return nil
+			}
+		}
+		if why != last {
+			fmt.Fprintf(out, "waiting: %s\n", why)
+			last = why
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the lab was not healthy after %s: %s", timeout, why)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// unhealthy says what keeps a lab status from being whole, or "".
+func unhealthy(st status.Status) string {
+	if st.Controller == "" {
+		return "no controller elected"
+	}
+	for _, s := range st.Sites {
+		if !s.Up || !s.Reporting {
+			return s.Name + " is not up and reporting"
+		}
+	}
+	for _, g := range st.Groups {
+		if g.State != status.StateProtected {
+			return fmt.Sprintf("group %s is %s %v", g.Name, g.State, g.Problems)
+		}
+		for _, r := range g.Resources {
+			for _, s := range r.Sites {
+				if s.Role == status.RoleStandby && s.LagSeconds == nil {
+					return fmt.Sprintf("%s at %s reports no lag yet", r.Name, s.Site)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func printNext(w io.Writer, dir string) {
+	cfg := filepath.Join(dir, "siteflip.yaml")
+	fmt.Fprintf(w, `
+The lab is up in %[1]s:
+  brussels   site     127.0.1.1  agent :7400, etcd :2379/:2380, PostgreSQL primary :5432
+  antwerp    site     127.0.2.1  agent :7400, etcd :2379/:2380, PostgreSQL standby :5432
+  frankfurt  witness  127.0.3.1  agent :7400, etcd :2379/:2380
+A demo writer inserts orders into webshop.orders through
+"host=127.0.1.1,127.0.2.1 target_session_attrs=read-write" (log: %[1]s/writer.log).
+
+Try next:
+  export SITEFLIP_CONFIG=%[2]s
+  siteflip status                      # add --watch to follow it, -o json for scripts
+  siteflip lab disaster brussels --dir %[1]s   # power cut at brussels
+  siteflip status                      # answered by antwerp or frankfurt
+  siteflip lab heal brussels --dir %[1]s
+  siteflip lab down --dir %[1]s        # stop everything and remove the lab
+`, dir, cfg)
+}
+
+// Disaster kills every process of site at once with SIGKILL, like a power
+// cut: agent (and its etcd member) and database.
+func Disaster(o Options, site string) error {
+	st, err := loadState(o.Dir)
+	if err != nil {
+		return err
+	}
+	if err := knownLocation(site); err != nil {
+		return err
+	}
+	ps := st.of(site)
+	var run []proc
+	for _, p := range ps {
+		if st.alive(p.PID) {
+			run = append(run, p)
+		}
+	}
+	if len(run) == 0 {
+		return fmt.Errorf("nothing of %s is running: it is already down (`siteflip lab heal %s --dir %s` brings it back)", site, site, st.Dir)
+	}
+	st.kill(run)
+	st.forget(ps)
+	if err := st.save(); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "power cut at %s: killed %s\n", site, names(run))
+	return nil
+}
+
+// Heal starts what Disaster killed at site: its database as its data
+// directory left it, then its agent.
+func Heal(ctx context.Context, o Options, site string) error {
+	st, err := loadState(o.Dir)
+	if err != nil {
+		return err
+	}
+	if err := knownLocation(site); err != nil {
+		return err
+	}
+	for _, p := range st.of(site) {
+		if st.alive(p.PID) {
+			return fmt.Errorf("%s is running (%s): nothing to heal", site, names(st.of(site)))
+		}
+	}
+	st.forget(st.of(site))
+	t, err := config.Load(filepath.Join(st.Dir, "siteflip.yaml"), driver.Types())
+	if err != nil {
+		return err
+	}
+	if in, ok := instance(t, site); ok {
+		if err := startPostgres(ctx, st, in); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "started PostgreSQL at %s\n", site)
+	}
+	if err := startAgent(st, o.Exe, site); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "started the agent of %s\n", site)
+	return nil
+}
+
+func knownLocation(site string) error {
+	var all []string
+	for _, l := range locations {
+		if l.name == site {
+			return nil
+		}
+		all = append(all, l.name)
+	}
+	return fmt.Errorf("%q is not a lab location (locations: %s)", site, strings.Join(all, ", "))
+}
+
+// Down stops every process the lab started and removes its directory.
+func Down(o Options) error {
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return err
+	}
+	st, err := loadState(dir)
+	if err != nil {
+		return err
+	}
+	// The writer first, then the agents, then the databases.
+	order := map[string]int{"writer": 0, "agent": 1, "postgres": 2}
+	for rank := 0; rank < 3; rank++ {
+		var ps []proc
+		for _, p := range st.Processes {
+			if order[p.Name] == rank {
+				ps = append(ps, p)
+			}
+		}
+		st.stop(ps, 15*time.Second)
+	}
+	if left := st.running(); len(left) > 0 {
+		return fmt.Errorf("could not stop %s; nothing was removed", names(left))
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	var busy []string
+	for _, addr := range addresses() {
+		if ln, err := net.Listen("tcp", addr); err != nil {
+			busy = append(busy, addr)
+		} else {
+			ln.Close()
+		}
+	}
+	fmt.Fprintf(o.Out, "the lab in %s is stopped and removed\n", dir)
+	if len(busy) > 0 {
+		fmt.Fprintf(o.Out, "note: %s still in use, by processes the lab did not start\n", strings.Join(busy, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,201 @@
+package lab
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/driver/postgres"
+)
+
+// state is what the lab records in DIR/lab.json: the processes it started,
+// so that disaster, heal and down touch those and nothing else.
+type state struct {
+	Dir       string    `json:"dir"`
+	CreatedAt time.Time `json:"created_at"`
+	Processes []proc    `json:"processes"`
+}
+
+// proc is one process the lab started, in a session of its own so that its
+// whole process group (a postgres server and its backends) can be killed
+// at once.
+type proc struct {
+	Site string `json:"site,omitempty"` // "" for the demo writer, which is a client
+	Name string `json:"name"`           // agent, postgres or writer
+	PID  int    `json:"pid"`
+}
+
+const stateFile = "lab.json"
+
+func loadState(dir string) (*state, error) {
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no lab in %s (no %s): start one with `siteflip lab up --dir %s`", dir, stateFile, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st state
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return &st, nil
+}
+
+func (st *state) save() error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(st.Dir, stateFile+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(st.Dir, stateFile))
+}
+
+// running returns the recorded processes that are still alive and still
+// ours: a recycled PID belongs to somebody else and must not be signalled.
+func (st *state) running() []proc {
+	var out []proc
+	for _, p := range st.Processes {
+		if st.alive(p.PID) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// alive says whether pid runs, is not a zombie, and has the lab directory
+// on its command line (every process the lab starts does).
+func (st *state) alive(pid int) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmdline, []byte(st.Dir)) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return false
+	}
+	return true
+}
+
+// of returns the recorded processes of a site.
+func (st *state) of(site string) []proc {
+	var out []proc
+	for _, p := range st.Processes {
+		if p.Site == site {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// forget drops the records of the given processes.
+func (st *state) forget(ps []proc) {
+	keep := st.Processes[:0]
+	for _, p := range st.Processes {
+		drop := false
+		for _, q := range ps {
+			drop = drop || q.PID == p.PID
+		}
+		if !drop {
+			keep = append(keep, p)
+		}
+	}
+	st.Processes = keep
+}
+
+// start starts cmd detached from the lab command (a session of its own,
+// output to logPath unless cmd already has an output) and records it.
+func (st *state) start(site, name string, cmd *exec.Cmd, logPath string) (proc, error) {
+	if cmd.Stdout == nil && logPath != "" {
+		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return proc{}, err
+		}
+		defer f.Close()
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setsid = true
+	if err := cmd.Start(); err != nil {
+		return proc{}, fmt.Errorf("start %s of %s: %w", name, orLab(site), err)
+	}
+	p := proc{Site: site, Name: name, PID: cmd.Process.Pid}
+	// Reap it if it dies while this command still runs; after that, init does.
+	go cmd.Wait()
+	st.Processes = append(st.Processes, p)
+	return p, st.save()
+}
+
+// kill kills ps outright: each process group, and for a postgres server
+// every process it started (they each run in a session of their own, so
+// its process group does not hold them).
+func (st *state) kill(ps []proc) {
+	for _, p := range ps {
+		if !st.alive(p.PID) {
+			continue
+		}
+		if p.Name == "postgres" {
+			_ = postgres.KillServer(p.PID)
+		} else {
+			_ = syscall.Kill(-p.PID, syscall.SIGKILL)
+		}
+	}
+}
+
+// stop asks ps to stop (postgres: fast shutdown), waits up to grace, and
+// kills what is left.
+func (st *state) stop(ps []proc, grace time.Duration) {
+	for _, p := range ps {
+		sig := syscall.SIGTERM
+		if p.Name == "postgres" {
+			sig = syscall.SIGINT // fast shutdown; the postmaster stops its backends
+		}
+		if st.alive(p.PID) {
+			_ = syscall.Kill(p.PID, sig)
+		}
+	}
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		left := false
+		for _, p := range ps {
+			left = left || st.alive(p.PID)
+		}
+		if !left {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st.kill(ps)
+	time.Sleep(200 * time.Millisecond)
+}
+
+func orLab(site string) string {
+	if site == "" {
+		return "the lab"
+	}
+	return site
+}
+
+func names(ps []proc) string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, fmt.Sprintf("%s (pid %d)", p.Name, p.PID))
+	}
+	return strings.Join(out, ", ")
+}

@@ -1,0 +1,113 @@
+package lab
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+)
+
+// location is one place of the lab.
+type location struct {
+	name     string
+	role     string
+	ip       string
+	lat, lon float64
+	postgres bool
+}
+
+// locations are the lab's three places: two sites and a witness, each on
+// its own loopback address.
+var locations = []location{
+	{name: "brussels", role: "site", ip: "127.0.1.1", lat: 50.8503, lon: 4.3517, postgres: true},
+	{name: "antwerp", role: "site", ip: "127.0.2.1", lat: 51.2194, lon: 4.4025, postgres: true},
+	{name: "frankfurt", role: "witness", ip: "127.0.3.1", lat: 50.1109, lon: 8.6821},
+}
+
+// Ports every location uses on its own address.
+const (
+	agentPort      = 7400
+	etcdClientPort = 2379
+	etcdPeerPort   = 2380
+	postgresPort   = 5432
+)
+
+// group and resource of the lab's demo.
+const (
+	demoGroup    = "webshop"
+	demoResource = "db"
+	demoDatabase = "webshop"
+)
+
+func (l location) addr(port int) string { return net.JoinHostPort(l.ip, fmt.Sprint(port)) }
+
+// addresses lists every address the lab listens on, to check before
+// starting that none is taken.
+func addresses() []string {
+	var out []string
+	for _, l := range locations {
+		out = append(out, l.addr(agentPort), l.addr(etcdClientPort), l.addr(etcdPeerPort))
+		if l.postgres {
+			out = append(out, l.addr(postgresPort))
+		}
+	}
+	return out
+}
+
+// topologyYAML is the lab's siteflip.yaml for the lab in dir. Paths of
+// certificates and secrets are relative to dir, where the file lives; data
+// directories are absolute, as the postgres driver wants.
+func topologyYAML(dir, binDir string) string {
+	var b strings.Builder
+	b.WriteString(`# siteflip lab topology, written by "siteflip lab up".
+# Two sites and a witness on loopback addresses of this machine, with mutual
+# TLS from a throwaway certificate authority in pki/.
+name: lab
+tls:
+  ca_file: pki/ca.crt
+operator:
+  cert_file: pki/operator.crt
+  key_file: pki/operator.key
+sites:
+`)
+	for _, l := range locations {
+		fmt.Fprintf(&b, `  - name: %s
+    role: %s
+    location: {latitude: %.4f, longitude: %.4f}
+    agent: {address: "%s"}
+    etcd:
+      peer_url: https://%s
+      client_url: https://%s
+    tls: {cert_file: pki/%s.crt, key_file: pki/%s.key}
+`, l.name, l.role, l.lat, l.lon, l.addr(agentPort), l.addr(etcdPeerPort), l.addr(etcdClientPort), l.name, l.name)
+	}
+	fmt.Fprintf(&b, `groups:
+  - name: %s
+    preferred_site: brussels
+    policy: automatic
+    max_data_loss: 5s
+    rto_target: 30s
+    resources:
+      - name: %s
+        type: postgres
+        sites:
+`, demoGroup, demoResource)
+	for _, l := range locations {
+		if !l.postgres {
+			continue
+		}
+		fmt.Fprintf(&b, `          %s:
+            host: %s
+            port: %d
+            database: %s
+            data_dir: %[5]s/pg/data
+            socket_dir: %[5]s/pg/run
+            bin_dir: %[6]s
+            user: siteflip
+            password_file: secrets/postgres.password
+            replication_user: replicator
+            replication_password_file: secrets/replication.password
+`, l.name, l.ip, postgresPort, demoDatabase, filepath.Join(dir, l.name), binDir)
+	}
+	return b.String()
+}

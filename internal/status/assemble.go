@@ -1,0 +1,246 @@
+package status
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/config"
+)
+
+// Status is the assembled picture of an installation. Its JSON form is the
+// stable output of `siteflip status -o json` and GET /v1/status, documented
+// in docs/status.md: fields are added, never renamed or removed.
+type Status struct {
+	Installation string    `json:"installation"`
+	AnsweredBy   string    `json:"answered_by"`
+	Time         time.Time `json:"time"`
+	Revision     int64     `json:"revision"`
+	// Controller is the site of the elected controller, "" while none is.
+	Controller     string        `json:"controller"`
+	ControllerTerm int64         `json:"controller_term"`
+	Sites          []SiteStatus  `json:"sites"`
+	Groups         []GroupStatus `json:"groups"`
+}
+
+// SiteStatus is one location and how the others see it.
+type SiteStatus struct {
+	Name      string  `json:"name"`
+	Role      string  `json:"role"`
+	Latitude  float64 `json:"latitude"`
+	Longitude float64 `json:"longitude"`
+	// Up is the verdict of the other reporting locations: up when more of
+	// them reach its agent than do not; with no other reporter, up when it
+	// reports itself.
+	Up bool `json:"up"`
+	// Reporting says the location's own view is published (its agent holds
+	// a live lease in the control plane).
+	Reporting bool     `json:"reporting"`
+	SeenBy    []string `json:"seen_by"`
+	UnseenBy  []string `json:"unseen_by"`
+	// Sees is this location's own row of the matrix: which other locations
+	// its agent reaches. Empty when it is not reporting.
+	Sees map[string]bool `json:"sees"`
+}
+
+// Group states.
+const (
+	StateInitializing = "initializing" // no record yet: the controller has not adopted the group
+	StateProtected    = "protected"    // primary serving at the active site, every standby streaming
+	StateUnprotected  = "unprotected"  // primary serving, some standby missing or not streaming
+	StateDown         = "down"         // the active site's primary is not serving
+	StateSplitBrain   = "split-brain"  // more than one site claims the primary role
+)
+
+// GroupStatus is one protection group.
+type GroupStatus struct {
+	Name          string           `json:"name"`
+	PreferredSite string           `json:"preferred_site"`
+	ActiveSite    string           `json:"active_site"`
+	Epoch         int64            `json:"epoch"`
+	State         string           `json:"state"`
+	Policy        string           `json:"policy"`
+	MaxDataLoss   string           `json:"max_data_loss"`
+	RTOTarget     string           `json:"rto_target"`
+	Problems      []string         `json:"problems"`
+	Resources     []ResourceStatus `json:"resources"`
+}
+
+// ResourceStatus is one resource of a group at every site of the group.
+type ResourceStatus struct {
+	Name  string               `json:"name"`
+	Type  string               `json:"type"`
+	Sites []ResourceSiteStatus `json:"sites"`
+}
+
+// ResourceSiteStatus is one resource at one site. LagBytes and LagSeconds
+// are set for a standby whose primary reports it, and null otherwise.
+type ResourceSiteStatus struct {
+	Site       string   `json:"site"`
+	Observed   bool     `json:"observed"`
+	Up         bool     `json:"up"`
+	Role       string   `json:"role"`
+	Timeline   int64    `json:"timeline,omitempty"`
+	Streaming  bool     `json:"streaming"`
+	LagBytes   *int64   `json:"lag_bytes"`
+	LagSeconds *float64 `json:"lag_seconds"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// Assemble builds the Status of topology t from a snapshot of the control
+// plane, as answered by the location answeredBy at time now.
+func Assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Time) Status {
+	st := Status{
+		Installation: t.Name,
+		AnsweredBy:   answeredBy,
+		Time:         now,
+		Revision:     snap.Revision,
+		Sites:        []SiteStatus{},
+		Groups:       []GroupStatus{},
+	}
+	if c := snap.Controller; c != nil {
+		st.Controller, st.ControllerTerm = c.Site, c.Term
+	}
+	for _, s := range t.Sites {
+		st.Sites = append(st.Sites, siteStatus(t, s, snap.Views))
+	}
+	for i := range t.Groups {
+		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap))
+	}
+	return st
+}
+
+func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteStatus {
+	ss := SiteStatus{
+		Name: s.Name, Role: s.Role,
+		Latitude: s.Location.Latitude, Longitude: s.Location.Longitude,
+		SeenBy: []string{}, UnseenBy: []string{}, Sees: map[string]bool{},
+	}
+	own, reporting := views[s.Name]
+	ss.Reporting = reporting
+	if reporting {
+		for _, o := range t.Sites {
+			if o.Name != s.Name {
+				ss.Sees[o.Name] = own.Peers[o.Name].Reachable
+			}
+		}
+	}
+	for _, o := range t.Sites {
+		v, ok := views[o.Name]
+		if o.Name == s.Name || !ok {
+			continue
+		}
+		if v.Peers[s.Name].Reachable {
+			ss.SeenBy = append(ss.SeenBy, o.Name)
+		} else {
+			ss.UnseenBy = append(ss.UnseenBy, o.Name)
+		}
+	}
+	switch seen, unseen := len(ss.SeenBy), len(ss.UnseenBy); {
+	case seen > unseen:
+		ss.Up = true
+	case seen < unseen:
+		ss.Up = false
+	default:
+		ss.Up = reporting
+	}
+	return ss
+}
+
+func groupStatus(g *config.Group, snap Snapshot) GroupStatus {
+	gs := GroupStatus{
+		Name: g.Name, PreferredSite: g.PreferredSite, Policy: g.Policy,
+		MaxDataLoss: g.MaxDataLoss.D().String(), RTOTarget: g.RTOTarget.D().String(),
+		Problems: []string{}, Resources: []ResourceStatus{},
+	}
+	rec, adopted := snap.Records[g.Name]
+	if adopted {
+		gs.ActiveSite, gs.Epoch = rec.ActiveSite, rec.Epoch
+	}
+	var down, unprotected, split bool
+	for _, r := range g.Resources {
+		rs := ResourceStatus{Name: r.Name, Type: r.Type, Sites: []ResourceSiteStatus{}}
+		key := g.Name + "/" + r.Name
+		var primaries []string
+		var primary *ResourceView
+		for _, site := range g.Sites {
+			rss := ResourceSiteStatus{Site: site, Role: RoleDown}
+			if v, ok := snap.Views[site].Resources[key]; ok {
+				rss.Observed, rss.Up, rss.Role = true, v.Up, v.Role
+				rss.Timeline, rss.Streaming, rss.Error = v.Timeline, v.Streaming, v.Error
+				if v.Role == RolePrimary {
+					primaries = append(primaries, site)
+					if primary == nil || site == gs.ActiveSite {
+						primary = &v
+					}
+				}
+			} else {
+				rss.Error = "not observed: the site's agent is not reporting"
+			}
+			rs.Sites = append(rs.Sites, rss)
+		}
+		for i := range rs.Sites {
+			rss := &rs.Sites[i]
+			if rss.Role != RoleStandby || primary == nil {
+				continue
+			}
+			for _, sb := range primary.Standbys {
+				// A negative lag is the driver's "not measured yet".
+				if sb.Site == rss.Site && sb.LagBytes >= 0 {
+					lb := sb.LagBytes
+					rss.LagBytes = &lb
+				}
+				if sb.Site == rss.Site && sb.LagSeconds >= 0 {
+					ls := sb.LagSeconds
+					rss.LagSeconds = &ls
+				}
+			}
+		}
+		if len(primaries) > 1 {
+			split = true
+			gs.Problems = append(gs.Problems, fmt.Sprintf("%s: %d sites claim the primary role: %v", r.Name, len(primaries), primaries))
+		}
+		for _, rss := range rs.Sites {
+			switch {
+			case !adopted:
+			case rss.Site == gs.ActiveSite && rss.Role != RolePrimary:
+				down = true
+				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s is %s%s", r.Name, rss.Site, rss.Role, because(rss.Error)))
+			case rss.Site != gs.ActiveSite && rss.Role == RolePrimary:
+				// Counted under split-brain when the active site is primary too.
+				if !slices.Contains(primaries, gs.ActiveSite) {
+					gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s is primary but the group's active site is %s", r.Name, rss.Site, gs.ActiveSite))
+				}
+			case rss.Site != gs.ActiveSite && !(rss.Role == RoleStandby && rss.Streaming):
+				unprotected = true
+				what := rss.Role
+				if rss.Role == RoleStandby {
+					what = "a standby that is not streaming"
+				}
+				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s is %s%s", r.Name, rss.Site, what, because(rss.Error)))
+			}
+		}
+		gs.Resources = append(gs.Resources, rs)
+	}
+	switch {
+	case !adopted:
+		gs.State = StateInitializing
+		gs.Problems = append(gs.Problems, "no controller has adopted the group yet")
+	case split:
+		gs.State = StateSplitBrain
+	case down:
+		gs.State = StateDown
+	case unprotected:
+		gs.State = StateUnprotected
+	default:
+		gs.State = StateProtected
+	}
+	return gs
+}
+
+func because(err string) string {
+	if err == "" {
+		return ""
+	}
+	return " (" + err + ")"
+}

@@ -1,0 +1,191 @@
+package status
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/siteflip/siteflip/internal/config"
+)
+
+// topology is brussels and antwerp (sites) and frankfurt (witness), with
+// group webshop of one resource db at both sites.
+func topology() *config.Topology {
+	return &config.Topology{
+		Name: "test",
+		Sites: []config.Site{
+			{Name: "brussels", Role: config.RoleSite},
+			{Name: "antwerp", Role: config.RoleSite},
+			{Name: "frankfurt", Role: config.RoleWitness},
+		},
+		Groups: []config.Group{{
+			Name: "webshop", PreferredSite: "brussels", Policy: config.PolicyAutomatic,
+			Sites:     []string{"brussels", "antwerp"},
+			Resources: []config.Resource{{Name: "db", Type: "postgres"}},
+		}},
+	}
+}
+
+// sees builds a view in which site reaches the listed peers and not the
+// other locations.
+func sees(site string, reachable ...string) View {
+	v := View{Site: site, Peers: map[string]PeerView{}}
+	for _, p := range []string{"brussels", "antwerp", "frankfurt"} {
+		if p == site {
+			continue
+		}
+		ok := false
+		for _, r := range reachable {
+			ok = ok || r == p
+		}
+		v.Peers[p] = PeerView{Reachable: ok}
+	}
+	return v
+}
+
+func withDB(v View, rv ResourceView) View {
+	rv.Group, rv.Resource, rv.Type = "webshop", "db", "postgres"
+	v.Resources = map[string]ResourceView{"webshop/db": rv}
+	return v
+}
+
+var (
+	primary = ResourceView{Up: true, Role: RolePrimary, Timeline: 1,
+		Standbys: []StandbyView{{Name: "antwerp", Site: "antwerp", State: "streaming", LagBytes: 128, LagSeconds: 0.004}}}
+	standby    = ResourceView{Up: true, Role: RoleStandby, Timeline: 1, Streaming: true}
+	notStream  = ResourceView{Up: true, Role: RoleStandby, Timeline: 1}
+	dbDown     = ResourceView{Role: RoleDown, Error: "connection refused"}
+	rec        = map[string]Record{"webshop": {Group: "webshop", ActiveSite: "brussels", Epoch: 3}}
+	allHealthy = map[string]View{
+		"brussels":  withDB(sees("brussels", "antwerp", "frankfurt"), primary),
+		"antwerp":   withDB(sees("antwerp", "brussels", "frankfurt"), standby),
+		"frankfurt": sees("frankfurt", "brussels", "antwerp"),
+	}
+)
+
+func TestSiteVerdicts(t *testing.T) {
+	tests := []struct {
+		name  string
+		views map[string]View
+		up    map[string]bool
+	}{
+		{"all healthy", allHealthy, map[string]bool{"brussels": true, "antwerp": true, "frankfurt": true}},
+		{"brussels lost, its view expired", map[string]View{
+			"antwerp":   sees("antwerp", "frankfurt"),
+			"frankfurt": sees("frankfurt", "antwerp"),
+		}, map[string]bool{"brussels": false, "antwerp": true, "frankfurt": true}},
+		{"brussels lost, its stale view still there", map[string]View{
+			"brussels":  sees("brussels", "antwerp", "frankfurt"),
+			"antwerp":   sees("antwerp", "frankfurt"),
+			"frankfurt": sees("frankfurt", "antwerp"),
+		}, map[string]bool{"brussels": false, "antwerp": true, "frankfurt": true}},
+		{"brussels-antwerp link cut, witness sees both", map[string]View{
+			"brussels":  sees("brussels", "frankfurt"),
+			"antwerp":   sees("antwerp", "frankfurt"),
+			"frankfurt": sees("frankfurt", "brussels", "antwerp"),
+		}, map[string]bool{"brussels": true, "antwerp": true, "frankfurt": true}},
+		{"only antwerp reports, sees nobody", map[string]View{
+			"antwerp": sees("antwerp"),
+		}, map[string]bool{"brussels": false, "antwerp": true, "frankfurt": false}},
+		{"nobody reports", map[string]View{}, map[string]bool{"brussels": false, "antwerp": false, "frankfurt": false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := Assemble(topology(), Snapshot{Views: tt.views}, "antwerp", time.Unix(0, 0))
+			got := map[string]bool{}
+			for _, s := range st.Sites {
+				got[s.Name] = s.Up
+			}
+			if diff := cmp.Diff(tt.up, got); diff != "" {
+				t.Errorf("up (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestGroupStates(t *testing.T) {
+	with := func(site string, rv ResourceView) map[string]View {
+		out := map[string]View{}
+		for k, v := range allHealthy {
+			out[k] = v
+		}
+		out[site] = withDB(allHealthy[site], rv)
+		return out
+	}
+	without := func(site string) map[string]View {
+		out := map[string]View{}
+		for k, v := range allHealthy {
+			if k != site {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		views    map[string]View
+		records  map[string]Record
+		state    string
+		problems []string
+	}{
+		{"protected", allHealthy, rec, StateProtected, []string{}},
+		{"not adopted yet", allHealthy, nil, StateInitializing, []string{"no controller has adopted the group yet"}},
+		{"standby not streaming", with("antwerp", notStream), rec, StateUnprotected,
+			[]string{"db at antwerp is a standby that is not streaming"}},
+		{"standby down", with("antwerp", dbDown), rec, StateUnprotected,
+			[]string{"db at antwerp is down (connection refused)"}},
+		{"standby site not reporting", without("antwerp"), rec, StateUnprotected,
+			[]string{"db at antwerp is down (not observed: the site's agent is not reporting)"}},
+		{"primary down", with("brussels", dbDown), rec, StateDown,
+			[]string{"db at active site brussels is down (connection refused)"}},
+		{"active site not reporting", without("brussels"), rec, StateDown,
+			[]string{"db at active site brussels is down (not observed: the site's agent is not reporting)"}},
+		{"two primaries", with("antwerp", primary), rec, StateSplitBrain,
+			[]string{"db: 2 sites claim the primary role: [brussels antwerp]"}},
+		{"primary only at the other site", func() map[string]View {
+			v := with("antwerp", primary)
+			v["brussels"] = withDB(allHealthy["brussels"], standby)
+			return v
+		}(), rec, StateDown, []string{
+			"db at active site brussels is standby",
+			"db at antwerp is primary but the group's active site is brussels",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := Assemble(topology(), Snapshot{Views: tt.views, Records: tt.records}, "frankfurt", time.Unix(0, 0))
+			g := st.Groups[0]
+			if g.State != tt.state {
+				t.Errorf("state: got %s, want %s", g.State, tt.state)
+			}
+			if diff := cmp.Diff(tt.problems, g.Problems); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLagComesFromThePrimary(t *testing.T) {
+	st := Assemble(topology(), Snapshot{Views: allHealthy, Records: rec, Controller: &Controller{Site: "frankfurt", Term: 7}}, "brussels", time.Unix(0, 0))
+	if st.Controller != "frankfurt" || st.ControllerTerm != 7 {
+		t.Errorf("controller: %s term %d", st.Controller, st.ControllerTerm)
+	}
+	g := st.Groups[0]
+	if g.ActiveSite != "brussels" || g.Epoch != 3 {
+		t.Errorf("active %s epoch %d", g.ActiveSite, g.Epoch)
+	}
+	sites := g.Resources[0].Sites
+	if sites[0].LagBytes != nil || sites[0].LagSeconds != nil {
+		t.Errorf("the primary has no lag, got %v/%v", sites[0].LagBytes, sites[0].LagSeconds)
+	}
+	if sites[1].LagBytes == nil || *sites[1].LagBytes != 128 || *sites[1].LagSeconds != 0.004 {
+		t.Errorf("standby lag: %+v", sites[1])
+	}
+	// With the primary's site gone, the standby's lag is unknown, not zero.
+	views := map[string]View{"antwerp": allHealthy["antwerp"], "frankfurt": allHealthy["frankfurt"]}
+	st = Assemble(topology(), Snapshot{Views: views, Records: rec}, "antwerp", time.Unix(0, 0))
+	if s := st.Groups[0].Resources[0].Sites[1]; s.LagBytes != nil || s.LagSeconds != nil {
+		t.Errorf("lag without a primary must be null, got %v/%v", s.LagBytes, s.LagSeconds)
+	}
+}

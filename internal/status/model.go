@@ -1,0 +1,94 @@
+// Package status owns what siteflip knows about an installation and how it is
+// shown: the View each location publishes of itself and of the others, the
+// durable Record of each group (active site, epoch), and Status, the picture
+// assembled from both that `siteflip status` and GET /v1/status return.
+// Assemble is a pure function; nothing here talks to etcd or to a database.
+package status
+
+import "time"
+
+// View is what one location observes, published under that location's lease
+// so that it vanishes by itself when the location dies.
+type View struct {
+	Site        string    `json:"site"`
+	Role        string    `json:"role"` // site or witness
+	Version     string    `json:"version"`
+	StartedAt   time.Time `json:"started_at"`
+	PublishedAt time.Time `json:"published_at"`
+	// Peers is this location's view of every other location's agent.
+	Peers map[string]PeerView `json:"peers"`
+	// Resources are the resources at this location, keyed GROUP/RESOURCE.
+	Resources map[string]ResourceView `json:"resources,omitempty"`
+}
+
+// PeerView is one location's view of another location's agent.
+type PeerView struct {
+	Reachable bool      `json:"reachable"`
+	Since     time.Time `json:"since"`            // when Reachable last changed
+	RTTMs     float64   `json:"rtt_ms,omitempty"` // last successful probe
+	Error     string    `json:"error,omitempty"`  // last failed probe
+}
+
+// Roles of a replicated resource at one site.
+const (
+	RolePrimary = "primary"
+	RoleStandby = "standby"
+	RoleDown    = "down"
+)
+
+// ResourceView is one resource at one site, as its agent observes it.
+type ResourceView struct {
+	Group      string    `json:"group"`
+	Resource   string    `json:"resource"`
+	Type       string    `json:"type"`
+	Up         bool      `json:"up"`
+	Role       string    `json:"role"`
+	Timeline   int64     `json:"timeline,omitempty"`
+	LSN        string    `json:"lsn,omitempty"`
+	Streaming  bool      `json:"streaming"`
+	Upstream   string    `json:"upstream,omitempty"`
+	LastReplay time.Time `json:"last_replay,omitzero"`
+	// Standbys is, on a primary, each replica connected to it, with its lag
+	// measured by the primary in one snapshot.
+	Standbys   []StandbyView `json:"standbys,omitempty"`
+	Error      string        `json:"error,omitempty"`
+	ObservedAt time.Time     `json:"observed_at"`
+}
+
+// StandbyView is a replica as its primary sees it.
+type StandbyView struct {
+	Name       string  `json:"name"`           // application_name it connects with
+	Site       string  `json:"site,omitempty"` // the site that name belongs to, when known
+	State      string  `json:"state"`
+	SyncState  string  `json:"sync_state,omitempty"`
+	LagBytes   int64   `json:"lag_bytes"`
+	LagSeconds float64 `json:"lag_seconds"`
+}
+
+// Record is the durable state of a group, kept in etcd. Epoch grows at every
+// change of active site and fences actions of older epochs.
+type Record struct {
+	Group      string    `json:"group"`
+	ActiveSite string    `json:"active_site"`
+	Epoch      int64     `json:"epoch"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	Reason     string    `json:"reason,omitempty"`
+}
+
+// Controller is the agent currently elected to decide and drive plans.
+type Controller struct {
+	Site string `json:"site"`
+	// Term is the revision at which it was elected; it only grows, and it is
+	// the fencing token of the controller's writes.
+	Term  int64     `json:"term"`
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Snapshot is everything stored about an installation, read at one etcd
+// revision.
+type Snapshot struct {
+	Revision   int64
+	Views      map[string]View   // by site
+	Records    map[string]Record // by group
+	Controller *Controller       // nil while none is elected
+}

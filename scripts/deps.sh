@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what siteflip's lab and tests need on Debian: PostgreSQL server
+# binaries (from Debian's packages, only when missing and only as root).
+# Go modules come through the module proxy when go builds.
+set -euo pipefail
+
+missing=()
+command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || {
+	echo "deps: Go is missing: install Go 1.26 or newer (https://go.dev/doc/install) and put it on PATH" >&2
+	exit 1
+}
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+	missing+=(postgresql-15)
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing Debian packages: ${missing[*]}" >&2
+	echo "deps: install them with: sudo apt-get install -y ${missing[*]}" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
