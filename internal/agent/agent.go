@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,7 +62,7 @@ func Run(ctx context.Context, opts Options) error {
 	t := opts.Topology
 	site, ok := t.Site(opts.Site)
 	if !ok {
-		return fmt.Errorf("site %q is not in %s (sites: %v)", opts.Site, t.File, t.SiteNames())
+		return fmt.Errorf("site %q is not in %s (sites: %s)", opts.Site, t.File, strings.Join(t.SiteNames(), ", "))
 	}
 	log := opts.Logger.With("site", site.Name)
 	serverTLS, clientTLS, err := tlsConfigs(t, site)
@@ -106,7 +107,7 @@ func Run(ctx context.Context, opts Options) error {
 		if err != nil {
 			return err
 		}
-		defer member.Close(3 * time.Second)
+		defer member.Close(10 * time.Second)
 		// The local member first; the others let the agent keep its
 		// presence while its own member restarts.
 		endpoints = []string{site.Etcd.ClientURL}
@@ -134,6 +135,7 @@ func Run(ctx context.Context, opts Options) error {
 		resources: map[string]status.ResourceView{},
 		changed:   make(chan struct{}, 1),
 	}
+	defer a.client.CloseIdleConnections()
 	observers, err := a.observers()
 	if err != nil {
 		return err
@@ -144,8 +146,16 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}()
 
-	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
 	g, gctx := errgroup.WithContext(ctx)
+	srv := &http.Server{
+		Handler:           a.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		// Requests in flight end with the agent, not after it.
+		BaseContext: func(net.Listener) context.Context { return gctx },
+		// Failed handshakes (a client without a certificate) are the
+		// client's problem; keep them out of the agent's log.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("agent api on %s: %w", site.Agent.Address, err)
@@ -156,7 +166,10 @@ func Run(ctx context.Context, opts Options) error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close() // a client that does not let go is not a reason to hang
+		}
+		return nil
 	})
 	if member != nil {
 		g.Go(func() error {

@@ -45,6 +45,9 @@ func NewClient(t *config.Topology) (*Client, error) {
 	}}, nil
 }
 
+// Close releases the client's idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
 func (c *Client) url(site *config.Site, path string) string {
 	scheme := "http"
 	if c.topo.TLSEnabled() {
@@ -58,9 +61,9 @@ func (c *Client) url(site *config.Site, path string) string {
 // error lists why each one failed.
 func (c *Client) Status(ctx context.Context) (status.Status, error) {
 	type answer struct {
-		site string
-		st   status.Status
-		err  error
+		i   int
+		st  status.Status
+		err error
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -70,16 +73,16 @@ func (c *Client) Status(ctx context.Context) (status.Status, error) {
 		go func() {
 			var st status.Status
 			err := c.get(ctx, s, "/v1/status", &st)
-			answers <- answer{s.Name, st, err}
+			answers <- answer{i, st, err}
 		}()
 	}
-	var errs []string
+	errs := make([]string, len(c.topo.Sites))
 	for range c.topo.Sites {
 		a := <-answers
 		if a.err == nil {
 			return a.st, nil
 		}
-		errs = append(errs, fmt.Sprintf("%s: %v", a.site, a.err))
+		errs[a.i] = fmt.Sprintf("%s: %v", c.topo.Sites[a.i].Name, a.err)
 	}
 	return status.Status{}, fmt.Errorf("no location answered:\n  %s", strings.Join(errs, "\n  "))
 }

@@ -20,7 +20,7 @@ func runLab(e *env, args []string) error {
 		return err
 	}
 	if len(pos) == 0 {
-		return fmt.Errorf("say what to do: lab up | down | disaster SITE | heal SITE | writer")
+		return fmt.Errorf("say what to do: lab up | down | disaster SITE | heal SITE")
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -259,8 +259,10 @@ func (t *Topology) setDefaults() {
 			g.Policy = PolicyAutomatic
 		}
 		if len(g.Sites) == 0 {
+			seen := map[string]bool{}
 			for _, s := range t.Sites {
-				if s.Role == RoleSite {
+				if s.Role == RoleSite && !seen[s.Name] {
+					seen[s.Name] = true
 					g.Sites = append(g.Sites, s.Name)
 				}
 			}

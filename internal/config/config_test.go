@@ -156,7 +156,7 @@ groups:`, 1)
 		warnings = append(warnings, p.Field+": "+p.Msg)
 	}
 	joined := strings.Join(warnings, "\n")
-	for _, want := range []string{"tls: TLS is off", "sites: 4 voting locations: an even number"} {
+	for _, want := range []string{"tls: TLS is off", "sites: 4 voting locations tolerate 1 lost location(s), no more than 3 would"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("missing warning %q in:\n%s", want, joined)
 		}

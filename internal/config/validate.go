@@ -214,7 +214,8 @@ func (v *validator) sites() {
 	if len(t.Sites) < 3 {
 		v.add("sites", "%d location(s): at least three voting locations (two sites and a witness) are needed to keep a quorum when one is lost", len(t.Sites))
 	} else if len(t.Sites)%2 == 0 {
-		v.warn("sites", "%d voting locations: an even number tolerates no more failures than %d; add or remove one", len(t.Sites), len(t.Sites)-1)
+		n := len(t.Sites)
+		v.warn("sites", "%d voting locations tolerate %d lost location(s), no more than %d would; add or remove one", n, (n-1)/2, n-1)
 	}
 	if workSites < 2 && len(t.Groups) > 0 {
 		v.add("sites", "%d location(s) with role site: a group needs two sites to fail over between", workSites)
@@ -247,6 +248,8 @@ func (v *validator) groups(types map[string]ResourceType) {
 		for j, sn := range g.Sites {
 			s, ok := t.Site(sn)
 			switch {
+			case groupSites[sn]:
+				v.add(fmt.Sprintf("%s.sites[%d]", f, j), "site %q is listed twice", sn)
 			case !ok:
 				v.add(fmt.Sprintf("%s.sites[%d]", f, j), "site %q does not exist (sites: %s)", sn, strings.Join(t.SiteNames(), ", "))
 			case s.Role != RoleSite:
@@ -255,8 +258,8 @@ func (v *validator) groups(types map[string]ResourceType) {
 				groupSites[sn] = true
 			}
 		}
-		if len(g.Sites) < 2 {
-			v.add(f+".sites", "group %q spans %d site(s); it needs two to fail over between", g.Name, len(g.Sites))
+		if len(groupSites) < 2 {
+			v.add(f+".sites", "group %q spans %d site(s); it needs two to fail over between", g.Name, len(groupSites))
 		}
 		switch s, ok := t.Site(g.PreferredSite); {
 		case g.PreferredSite == "":
@@ -300,10 +303,10 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 			}
 		}
 		r.Settings = map[string]any{}
-		for _, sn := range g.Sites {
+		for _, sn := range sortedKeys(groupSites) {
 			node, ok := r.Sites[sn]
 			if !ok {
-				if groupSites[sn] {
+				{
 					v.add(rf+".sites", "resource %q is missing at site %q: every site of the group needs its settings", r.Name, sn)
 				}
 				continue

@@ -1,0 +1,259 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/pki"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// grpc and etcd keep a few process-wide goroutines after Close.
+		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreAnyFunction("go.etcd.io/etcd/pkg/v3/schedule.(*fifo).run"),
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreAnyFunction("github.com/soheilhy/cmux.(*muxListener).Accept"),
+		// The embedded etcd members poll each other's /version over HTTP
+		// and leave such connections (both ends) behind after Close. The
+		// agent's own loops are still checked.
+		goleak.IgnoreAnyFunction("github.com/soheilhy/cmux.(*MuxConn).Read"),
+		goleak.IgnoreAnyFunction("net/http.(*connReader).abortPendingRead"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+	)
+}
+
+func TestControllerLost(t *testing.T) {
+	topo := &config.Topology{Sites: []config.Site{{Name: "a"}, {Name: "b"}, {Name: "w"}}}
+	now := time.Unix(1000, 0)
+	lostSince := func(d time.Duration) status.PeerView { return status.PeerView{Reachable: false, Since: now.Add(-d)} }
+	reach := status.PeerView{Reachable: true, Since: now.Add(-time.Hour)}
+	view := func(site string, peers map[string]status.PeerView) status.View {
+		return status.View{Site: site, Peers: peers}
+	}
+	ctrlA := &status.Controller{Site: "a", Term: 5}
+	tests := []struct {
+		name string
+		snap status.Snapshot
+		self string
+		want bool
+	}{
+		{"both others lost it long enough", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
+			"b": view("b", map[string]status.PeerView{"a": lostSince(2 * time.Second)}),
+			"w": view("w", map[string]status.PeerView{"a": lostSince(3 * time.Second)}),
+		}}, "b", true},
+		{"the witness still reaches it (cut inter-site link)", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
+			"b": view("b", map[string]status.PeerView{"a": lostSince(10 * time.Second)}),
+			"w": view("w", map[string]status.PeerView{"a": reach}),
+		}}, "b", false},
+		{"lost too recently", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
+			"b": view("b", map[string]status.PeerView{"a": lostSince(2 * time.Second)}),
+			"w": view("w", map[string]status.PeerView{"a": lostSince(evictAfter / 2)}),
+		}}, "b", false},
+		{"one observer does not report", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
+			"b": view("b", map[string]status.PeerView{"a": lostSince(10 * time.Second)}),
+		}}, "b", false},
+		{"observer never probed it", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
+			"b": view("b", map[string]status.PeerView{"a": lostSince(10 * time.Second)}),
+			"w": view("w", map[string]status.PeerView{}),
+		}}, "b", false},
+		{"self is the controller", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
+			"b": view("b", map[string]status.PeerView{"a": lostSince(10 * time.Second)}),
+			"w": view("w", map[string]status.PeerView{"a": lostSince(10 * time.Second)}),
+		}}, "a", false},
+		{"no controller", status.Snapshot{Views: map[string]status.View{}}, "b", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := controllerLost(topo, tt.snap, tt.self, now); got != tt.want {
+				t.Errorf("controllerLost = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// cluster writes a three-location topology with mutual TLS on 127.0.0.1
+// and no groups, and returns it loaded.
+func cluster(t *testing.T) *config.Topology {
+	t.Helper()
+	dir := t.TempDir()
+	var ids []pki.Identity
+	for _, n := range []string{"brussels", "antwerp", "frankfurt"} {
+		ids = append(ids, pki.Identity{Name: n, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	}
+	ids = append(ids, pki.Identity{Name: "operator"})
+	if _, err := pki.GenerateLab(filepath.Join(dir, "pki"), "test CA", ids); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("name: agenttest\ncoordination: {heartbeat_interval: 50ms, election_timeout: 500ms, lease_ttl: 2s, probe_interval: 200ms, probe_timeout: 500ms}\n")
+	b.WriteString("tls: {ca_file: pki/ca.crt}\noperator: {cert_file: pki/operator.crt, key_file: pki/operator.key}\nsites:\n")
+	for _, n := range []string{"brussels", "antwerp", "frankfurt"} {
+		role := "site"
+		if n == "frankfurt" {
+			role = "witness"
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    role: %s\n    agent: {address: \"127.0.0.1:%d\"}\n", n, role, freePort(t))
+		fmt.Fprintf(&b, "    etcd: {peer_url: \"https://127.0.0.1:%d\", client_url: \"https://127.0.0.1:%d\"}\n", freePort(t), freePort(t))
+		fmt.Fprintf(&b, "    tls: {cert_file: pki/%s.crt, key_file: pki/%s.key}\n", n, n)
+	}
+	path := filepath.Join(dir, "siteflip.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	topo, err := config.Load(path, driver.Types())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
+}
+
+// running is one agent started by a test.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T, topo *config.Topology, site, dataDir string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	go func() {
+		r.done <- Run(ctx, Options{Topology: topo, Site: site, DataDir: dataDir, Logger: log, Version: "test"})
+	}()
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("agent stopped with error: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent did not stop within 20s of cancellation")
+	}
+}
+
+// waitFor polls the status until cond holds, or fails after timeout with
+// the last status it saw.
+func waitFor(t *testing.T, c *api.Client, timeout time.Duration, what string, cond func(status.Status) bool) status.Status {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last status.Status
+	var lastErr error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		st, err := c.Status(ctx)
+		cancel()
+		if err == nil && cond(st) {
+			return st
+		}
+		last, lastErr = st, err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; last status %+v, error %v", what, last, lastErr)
+	return last
+}
+
+func siteByName(st status.Status, name string) status.SiteStatus {
+	for _, s := range st.Sites {
+		if s.Name == name {
+			return s
+		}
+	}
+	return status.SiteStatus{}
+}
+
+// TestAgentsOverTLS runs three agents, each with its own embedded etcd
+// member, over mutual TLS: a controller is elected; when the controller's
+// agent stops, the other two see it gone and another takes over; when it
+// comes back, all three are up again.
+func TestAgentsOverTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three agents with embedded etcd members; skipped with -short")
+	}
+	topo := cluster(t)
+	data := t.TempDir()
+	agents := map[string]*running{}
+	for _, s := range topo.SiteNames() {
+		agents[s] = start(t, topo, s, filepath.Join(data, s))
+	}
+	defer func() {
+		for _, a := range agents {
+			a.stop(t)
+		}
+	}()
+	c, err := api.NewClient(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	allUp := func(st status.Status) bool {
+		for _, s := range st.Sites {
+			if !s.Up || !s.Reporting || len(s.SeenBy) != 2 {
+				return false
+			}
+		}
+		return st.Controller != ""
+	}
+	st := waitFor(t, c, 60*time.Second, "three locations up and a controller", allUp)
+	first := st.Controller
+
+	agents[first].stop(t)
+	delete(agents, first)
+	st = waitFor(t, c, 30*time.Second, "a new controller and "+first+" seen down by both others", func(st status.Status) bool {
+		s := siteByName(st, first)
+		return st.Controller != "" && st.Controller != first && !s.Up && !s.Reporting && len(s.UnseenBy) == 2
+	})
+	if st.AnsweredBy == first {
+		t.Errorf("status answered by the stopped location %s", first)
+	}
+
+	agents[first] = start(t, topo, first, filepath.Join(data, first))
+	waitFor(t, c, 60*time.Second, first+" back up", allUp)
+
+	// Metrics and health answer on the agent API, over mutual TLS only.
+	s, _ := topo.Site(first)
+	f := pki.Files{CA: topo.TLS.CAFile, Cert: topo.Operator.CertFile, Key: topo.Operator.KeyFile}
+	body := get(t, f, "https://"+s.Agent.Address+"/metrics")
+	for _, want := range []string{"siteflip_peer_reachable{peer=", "siteflip_controller "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if body := get(t, f, "https://"+s.Agent.Address+"/healthz"); !strings.HasPrefix(body, "ok "+first) {
+		t.Errorf("/healthz: %q", body)
+	}
+	if _, err := httpGet(pki.Files{CA: topo.TLS.CAFile}, "https://"+s.Agent.Address+"/healthz"); err == nil {
+		t.Error("the agent API answered a client without a certificate")
+	}
+}
