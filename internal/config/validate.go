@@ -303,12 +303,15 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 			}
 		}
 		r.Settings = map[string]any{}
-		for _, sn := range sortedKeys(groupSites) {
+		done := map[string]bool{}
+		for _, sn := range g.Sites {
+			if !groupSites[sn] || done[sn] {
+				continue
+			}
+			done[sn] = true
 			node, ok := r.Sites[sn]
 			if !ok {
-				{
-					v.add(rf+".sites", "resource %q is missing at site %q: every site of the group needs its settings", r.Name, sn)
-				}
+				v.add(rf+".sites", "resource %q is missing at site %q: every site of the group needs its settings", r.Name, sn)
 				continue
 			}
 			if !known {
