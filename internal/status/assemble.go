@@ -101,11 +101,14 @@ func Assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 	if c := snap.Controller; c != nil {
 		st.Controller, st.ControllerTerm = c.Site, c.Term
 	}
+	down := map[string]bool{}
 	for _, s := range t.Sites {
-		st.Sites = append(st.Sites, siteStatus(t, s, snap.Views))
+		ss := siteStatus(t, s, snap.Views)
+		st.Sites = append(st.Sites, ss)
+		down[s.Name] = !ss.Up
 	}
 	for i := range t.Groups {
-		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap))
+		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap, down))
 	}
 	return st
 }
@@ -147,7 +150,10 @@ func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteSt
 	return ss
 }
 
-func groupStatus(g *config.Group, snap Snapshot) GroupStatus {
+// groupStatus assembles one group. The resources of a site judged down are
+// not taken from its view: a view lingers until its lease expires, and
+// what it says about a dead site is stale.
+func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool) GroupStatus {
 	gs := GroupStatus{
 		Name: g.Name, PreferredSite: g.PreferredSite, Policy: g.Policy,
 		MaxDataLoss: g.MaxDataLoss.D().String(), RTOTarget: g.RTOTarget.D().String(),
@@ -165,7 +171,9 @@ func groupStatus(g *config.Group, snap Snapshot) GroupStatus {
 		var primary *ResourceView
 		for _, site := range g.Sites {
 			rss := ResourceSiteStatus{Site: site, Role: RoleDown}
-			if v, ok := snap.Views[site].Resources[key]; ok {
+			if siteDown[site] {
+				rss.Error = "not observed: the site is down"
+			} else if v, ok := snap.Views[site].Resources[key]; ok {
 				rss.Observed, rss.Up, rss.Role = true, v.Up, v.Role
 				rss.Timeline, rss.Streaming, rss.Error = v.Timeline, v.Streaming, v.Error
 				if v.Role == RolePrimary {

@@ -141,6 +141,15 @@ func TestGroupStates(t *testing.T) {
 			[]string{"db at active site brussels is down (connection refused)"}},
 		{"active site not reporting", without("brussels"), rec, StateDown,
 			[]string{"db at active site brussels is down (not observed: the site's agent is not reporting)"}},
+		{"active site lost, its stale view still there", func() map[string]View {
+			v := with("brussels", primary)
+			v["antwerp"] = withDB(sees("antwerp", "frankfurt"), notStream)
+			v["frankfurt"] = sees("frankfurt", "antwerp")
+			return v
+		}(), rec, StateDown, []string{
+			"db at active site brussels is down (not observed: the site is down)",
+			"db at antwerp is a standby that is not streaming",
+		}},
 		{"two primaries", with("antwerp", primary), rec, StateSplitBrain,
 			[]string{"db: 2 sites claim the primary role: [brussels antwerp]"}},
 		{"primary only at the other site", func() map[string]View {

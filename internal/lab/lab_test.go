@@ -1,0 +1,298 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// buildSiteflip builds the binary the lab runs for its agents and writer.
+func buildSiteflip(t testing.TB) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "siteflip")
+	cmd := exec.Command("go", "build", "-o", exe, "github.com/siteflip/siteflip/cmd/siteflip")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build siteflip: %v\n%s", err, out)
+	}
+	return exe
+}
+
+// labDir returns a fresh directory for a lab that the postgres OS user can
+// reach (t.TempDir is private to root).
+func labDir(t testing.TB) string {
+	t.Helper()
+	parent, err := os.MkdirTemp("", "siteflip-labtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	return filepath.Join(parent, "lab")
+}
+
+func skipUnlessLab(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a whole lab (three agents, two PostgreSQL servers); skipped with -short")
+	}
+	if pgBinDir() == "" {
+		t.Skip("PostgreSQL server binaries are not installed (apt-get install postgresql-15)")
+	}
+}
+
+// labUp starts a lab and makes sure it is torn down, whatever happens.
+func labUp(t testing.TB) (Options, *config.Topology, *api.Client) {
+	t.Helper()
+	o := Options{Dir: labDir(t), Exe: buildSiteflip(t), Out: testWriter{t}}
+	t.Cleanup(func() {
+		if _, err := os.Stat(filepath.Join(o.Dir, stateFile)); err == nil {
+			if err := Down(o); err != nil {
+				t.Errorf("lab down in cleanup: %v", err)
+			}
+		}
+	})
+	if err := Up(context.Background(), o); err != nil {
+		for _, f := range []string{"brussels/agent.log", "antwerp/agent.log", "frankfurt/agent.log", "writer.log"} {
+			if b, err := os.ReadFile(filepath.Join(o.Dir, f)); err == nil {
+				t.Logf("%s:\n%s", f, tail(string(b), 20))
+			}
+		}
+		t.Fatalf("lab up: %v", err)
+	}
+	topo, err := config.Load(filepath.Join(o.Dir, "siteflip.yaml"), driver.Types())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := api.NewClient(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return o, topo, c
+}
+
+// TestLab is the lab's life: up, a power cut at the active site, heal,
+// down; with the status truthful at every stage.
+func TestLab(t *testing.T) {
+	skipUnlessLab(t)
+	o, topo, c := labUp(t)
+
+	st := waitStatus(t, c, 30*time.Second, "lab healthy", func(st status.Status) bool { return unhealthy(st) == "" })
+	g := st.Groups[0]
+	if g.Name != "webshop" || g.ActiveSite != "brussels" || g.Epoch != 1 || g.State != status.StateProtected {
+		t.Errorf("group: %s active %s epoch %d state %s", g.Name, g.ActiveSite, g.Epoch, g.State)
+	}
+	db := g.Resources[0]
+	if db.Sites[0].Site != "brussels" || db.Sites[0].Role != status.RolePrimary {
+		t.Errorf("brussels: %+v", db.Sites[0])
+	}
+	sb := db.Sites[1]
+	if sb.Site != "antwerp" || sb.Role != status.RoleStandby || !sb.Streaming || sb.LagSeconds == nil || *sb.LagSeconds >= 1 {
+		t.Errorf("antwerp standby: %+v (lag %v)", sb, sb.LagSeconds)
+	}
+
+	// A second up on a running lab refuses and changes nothing.
+	if err := Up(context.Background(), o); !errors.Is(err, ErrRunning) {
+		t.Errorf("second lab up: got %v, want ErrRunning", err)
+	}
+
+	// The demo writer commits orders at the primary.
+	n1 := countOrders(t, topo)
+	waitFor(t, 10*time.Second, "the writer to add orders", func() bool { return countOrders(t, topo) > n1 })
+
+	// Power cut at brussels: the others see it down, a controller outside
+	// brussels answers, the standby is not streaming any more.
+	if err := Disaster(o, "brussels"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	st = waitStatus(t, c, 30*time.Second, "brussels seen down by antwerp and frankfurt, controller elsewhere", func(st status.Status) bool {
+		b := site(st, "brussels")
+		return !b.Up && len(b.UnseenBy) == 2 && st.Controller != "" && st.Controller != "brussels" &&
+			st.Groups[0].State == status.StateDown
+	})
+	t.Logf("brussels lost: status showed it down with controller %s after %s", st.Controller, time.Since(start).Round(10*time.Millisecond))
+	if st.AnsweredBy == "brussels" {
+		t.Error("status was answered by the dead site")
+	}
+	if err := Disaster(o, "brussels"); err == nil {
+		t.Error("a second disaster at a dead site should say it is already down")
+	}
+	if procs := processesOf(t, o.Dir, filepath.Join(o.Dir, "brussels")); len(procs) > 0 {
+		t.Errorf("processes of brussels survived the power cut: %v", procs)
+	}
+
+	if err := Heal(context.Background(), o, "brussels"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, c, 60*time.Second, "lab healthy after heal", func(st status.Status) bool { return unhealthy(st) == "" })
+	n2 := countOrders(t, topo)
+	waitFor(t, 10*time.Second, "the writer to add orders after heal", func() bool { return countOrders(t, topo) > n2 })
+
+	if err := Down(o); err != nil {
+		t.Fatal(err)
+	}
+	if procs := processesOf(t, o.Dir, o.Dir); len(procs) > 0 {
+		t.Errorf("processes left after lab down: %v", procs)
+	}
+	for _, addr := range addresses() {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("%s still taken after lab down: %v", addr, err)
+			continue
+		}
+		ln.Close()
+	}
+	if _, err := os.Stat(o.Dir); !os.IsNotExist(err) {
+		t.Errorf("lab directory left after down: %v", err)
+	}
+}
+
+// TestUpRefusesBusyAddress: an address the lab needs is taken; up says
+// which and creates nothing.
+func TestUpRefusesBusyAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", locations[1].addr(etcdClientPort))
+	if err != nil {
+		t.Skipf("cannot take %s for the test: %v", locations[1].addr(etcdClientPort), err)
+	}
+	defer ln.Close()
+	dir := filepath.Join(t.TempDir(), "lab")
+	err = Up(context.Background(), Options{Dir: dir, Exe: "/nonexistent", Out: testWriter{t}})
+	if err == nil || !strings.Contains(err.Error(), "127.0.2.1:2379") {
+		t.Fatalf("want an error naming 127.0.2.1:2379, got %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("up created %s although it refused", dir)
+	}
+}
+
+func TestCommandsWithoutLab(t *testing.T) {
+	o := Options{Dir: filepath.Join(t.TempDir(), "nolab"), Out: testWriter{t}}
+	for name, err := range map[string]error{
+		"disaster": Disaster(o, "brussels"),
+		"heal":     Heal(context.Background(), o, "brussels"),
+		"down":     Down(o),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "no lab in") {
+			t.Errorf("%s without a lab: %v", name, err)
+		}
+	}
+}
+
+func waitStatus(t *testing.T, c *api.Client, timeout time.Duration, what string, cond func(status.Status) bool) status.Status {
+	t.Helper()
+	var last status.Status
+	var lastErr error
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		st, err := c.Status(ctx)
+		cancel()
+		if err == nil && cond(st) {
+			return st
+		}
+		last, lastErr = st, err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s: last status %+v, error %v", timeout, what, last, lastErr)
+	return last
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+func site(st status.Status, name string) status.SiteStatus {
+	for _, s := range st.Sites {
+		if s.Name == name {
+			return s
+		}
+	}
+	return status.SiteStatus{}
+}
+
+// countOrders counts the orders at the group's primary.
+func countOrders(t *testing.T, topo *config.Topology) int64 {
+	t.Helper()
+	dsn, err := writerDSN(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Logf("count orders: %v", err)
+		return -1
+	}
+	defer conn.Close(context.Background())
+	var n int64
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil {
+		t.Logf("count orders: %v", err)
+		return -1
+	}
+	return n
+}
+
+// processesOf lists live processes whose command line mentions marker and
+// that belong to the lab in dir.
+func processesOf(t *testing.T, dir, marker string) []string {
+	t.Helper()
+	st := &state{Dir: dir}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), marker) || !st.alive(pid) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%d %s", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
+	}
+	return out
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
