@@ -1,0 +1,221 @@
+// Command siteloss measures, in the lab, how fast the control plane sees a
+// location lost: a power cut (agent, etcd member and database killed at
+// once), then the time until status, answered by a surviving location, shows
+// the location down as seen by both others, the time until a controller
+// outside it is elected, and the time a heal takes to bring the lab back to
+// fully healthy. It runs two series: power cuts at brussels (the active
+// site of the demo group), and power cuts at whichever location holds the
+// controller at that moment. It writes its figures into bench/RESULTS.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/lab"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+func main() {
+	trials := flag.Int("trials", 10, "number of power cuts")
+	exe := flag.String("siteflip", "bin/siteflip", "siteflip binary the lab runs")
+	dir := flag.String("dir", "/tmp/siteflip-bench-lab", "lab directory (must not exist)")
+	out := flag.String("out", "bench/RESULTS.md", "results file; the site-loss section is replaced")
+	flag.Parse()
+	if err := run(*trials, *exe, *dir, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "siteloss:", err)
+		os.Exit(1)
+	}
+}
+
+type trial struct {
+	victim                       string
+	seenDown, controller, healed time.Duration
+	heldController               bool
+}
+
+func run(trials int, exe, dir, out string) error {
+	exe, err := filepath.Abs(exe)
+	if err != nil {
+		return err
+	}
+	o := lab.Options{Dir: dir, Exe: exe, Out: io.Discard}
+	ctx := context.Background()
+	if err := lab.Up(ctx, o); err != nil {
+		return err
+	}
+	defer lab.Down(o)
+	t, err := config.Load(filepath.Join(dir, "siteflip.yaml"), driver.Types())
+	if err != nil {
+		return err
+	}
+	c, err := api.NewClient(t)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var results []trial
+	for i := 0; i < 2*trials; i++ {
+		if _, err := wait(ctx, c, 60*time.Second, healthy); err != nil {
+			return fmt.Errorf("trial %d: lab not healthy: %w", i+1, err)
+		}
+		before, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		tr := trial{victim: "brussels"}
+		if i >= trials {
+			tr.victim = before.Controller
+		}
+		tr.heldController = before.Controller == tr.victim
+		if err := lab.Disaster(o, tr.victim); err != nil {
+			return err
+		}
+		cut := time.Now()
+		if _, err := wait(ctx, c, 30*time.Second, seenDown(tr.victim)); err != nil {
+			return fmt.Errorf("trial %d: %w", i+1, err)
+		}
+		tr.seenDown = time.Since(cut)
+		if _, err := wait(ctx, c, 30*time.Second, controllerElsewhere(tr.victim)); err != nil {
+			return fmt.Errorf("trial %d: %w", i+1, err)
+		}
+		tr.controller = time.Since(cut)
+		heal := time.Now()
+		if err := lab.Heal(ctx, o, tr.victim); err != nil {
+			return err
+		}
+		if _, err := wait(ctx, c, 60*time.Second, healthy); err != nil {
+			return fmt.Errorf("trial %d: not healthy after heal: %w", i+1, err)
+		}
+		tr.healed = time.Since(heal)
+		fmt.Printf("trial %2d: power cut at %-9s seen down %6s  controller elsewhere %6s (held it: %-5v)  healed %6s\n",
+			i+1, tr.victim, ms(tr.seenDown), ms(tr.controller), tr.heldController, ms(tr.healed))
+		results = append(results, tr)
+	}
+	return write(out, results)
+}
+
+func wait(ctx context.Context, c *api.Client, timeout time.Duration, cond func(status.Status) bool) (status.Status, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := c.Status(qctx)
+		cancel()
+		if err == nil && cond(st) {
+			return st, nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return status.Status{}, fmt.Errorf("condition not reached within %s", timeout)
+}
+
+func site(st status.Status, name string) status.SiteStatus {
+	for _, s := range st.Sites {
+		if s.Name == name {
+			return s
+		}
+	}
+	return status.SiteStatus{}
+}
+
+func seenDown(victim string) func(status.Status) bool {
+	return func(st status.Status) bool {
+		v := site(st, victim)
+		return !v.Up && len(v.UnseenBy) == 2 && st.AnsweredBy != victim
+	}
+}
+
+func controllerElsewhere(victim string) func(status.Status) bool {
+	return func(st status.Status) bool {
+		return st.Controller != "" && st.Controller != victim && st.AnsweredBy != victim
+	}
+}
+
+func healthy(st status.Status) bool {
+	if st.Controller == "" {
+		return false
+	}
+	for _, s := range st.Sites {
+		if !s.Up || !s.Reporting {
+			return false
+		}
+	}
+	for _, g := range st.Groups {
+		if g.State != status.StateProtected {
+			return false
+		}
+	}
+	return true
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+
+func stats(ds []time.Duration) (median, max time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2], s[len(s)-1]
+}
+
+const begin, end = "<!-- siteloss:begin -->", "<!-- siteloss:end -->"
+
+func write(path string, rs []trial) error {
+	var seen, ctrl, seenC, ctrlC, healed []time.Duration
+	for _, r := range rs {
+		if r.victim == "brussels" && !r.heldController {
+			seen = append(seen, r.seenDown)
+			ctrl = append(ctrl, r.controller)
+		}
+		if r.heldController {
+			seenC = append(seenC, r.seenDown)
+			ctrlC = append(ctrlC, r.controller)
+		}
+		healed = append(healed, r.healed)
+	}
+	host, _ := os.Hostname()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n## Site loss seen by the control plane (`go run ./bench/siteloss`)\n\n", begin)
+	fmt.Fprintf(&b, "Lab on one machine (%s, %s, 2 cores), %d power cuts (agent, etcd member and PostgreSQL of a location killed at once with SIGKILL): half at brussels, half at whichever location held the controller. Status polled every 25 ms; a figure is the time from the kill until status, answered by a surviving location, showed it.\n\n", host, time.Now().UTC().Format("2006-01-02"), len(rs))
+	b.WriteString("| measure | median | max | target |\n| --- | --- | --- | --- |\n")
+	row := func(name string, ds []time.Duration, target string) {
+		if len(ds) == 0 {
+			fmt.Fprintf(&b, "| %s | – | – | %s |\n", name, target)
+			return
+		}
+		m, x := stats(ds)
+		fmt.Fprintf(&b, "| %s (n=%d) | %s | %s | %s |\n", name, len(ds), ms(m), ms(x), target)
+	}
+	row("brussels (not controller) shown down by both others", seen, "≤ 5 s")
+	row("controller elsewhere, brussels not controller", ctrl, "≤ 5 s")
+	row("controller's location shown down by both others", seenC, "≤ 5 s")
+	row("controller's location lost → new controller", ctrlC, "≤ 5 s")
+	row("heal → lab fully healthy again (standby streaming)", healed, "–")
+	b.WriteString(end + "\n")
+
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	text := string(old)
+	if text == "" {
+		text = "# Benchmark results\n\nFigures written by the commands in `bench/`; each section says how it was measured.\n\n"
+	}
+	if i, j := strings.Index(text, begin), strings.Index(text, end); i >= 0 && j > i {
+		text = text[:i] + b.String() + text[j+len(end)+1:]
+	} else {
+		text += b.String()
+	}
+	return os.WriteFile(path, []byte(text), 0o644)
+}
