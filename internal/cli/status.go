@@ -67,12 +67,16 @@ func runStatus(e *env, args []string) error {
 }
 
 func printStatus(w io.Writer, st status.Status) {
-	ctrl := st.Controller
-	if ctrl == "" {
-		ctrl = "none elected"
+	ctrl := "none elected"
+	if st.Controller != "" {
+		ctrl = fmt.Sprintf("%s (term %d", st.Controller, st.ControllerTerm)
+		if !st.ControllerSince.IsZero() {
+			ctrl += ", since " + st.ControllerSince.Local().Format(time.TimeOnly)
+		}
+		ctrl += ")"
 	}
-	fmt.Fprintf(w, "installation %s   controller %s (term %d)   answered by %s at %s\n\n",
-		st.Installation, ctrl, st.ControllerTerm, st.AnsweredBy, st.Time.Local().Format(time.TimeOnly))
+	fmt.Fprintf(w, "installation %s   controller %s   answered by %s at %s\n\n",
+		st.Installation, ctrl, st.AnsweredBy, st.Time.Local().Format(time.TimeOnly))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "LOCATION\tROLE\tUP\tREPORTING\tSEES")

@@ -79,6 +79,14 @@ func (se *Session) Campaign(ctx context.Context) (int64, error) {
 	if !resp.Succeeded {
 		return 0, fmt.Errorf("confirm election of %s: %w (the election key vanished)", se.site, ErrNotElected)
 	}
+	// The value was written when the campaign began; say when it was won.
+	won, err := json.Marshal(status.Controller{Site: se.site, Since: time.Now().UTC()})
+	if err != nil {
+		return 0, err
+	}
+	if err := se.el.Proclaim(ctx, string(won)); err != nil {
+		return 0, fmt.Errorf("confirm election of %s: %w", se.site, err)
+	}
 	return term, nil
 }
 

@@ -17,10 +17,12 @@ type Status struct {
 	Time         time.Time `json:"time"`
 	Revision     int64     `json:"revision"`
 	// Controller is the site of the elected controller, "" while none is.
-	Controller     string        `json:"controller"`
-	ControllerTerm int64         `json:"controller_term"`
-	Sites          []SiteStatus  `json:"sites"`
-	Groups         []GroupStatus `json:"groups"`
+	Controller     string `json:"controller"`
+	ControllerTerm int64  `json:"controller_term"`
+	// ControllerSince is when the controller won its election.
+	ControllerSince time.Time     `json:"controller_since,omitzero"`
+	Sites           []SiteStatus  `json:"sites"`
+	Groups          []GroupStatus `json:"groups"`
 }
 
 // SiteStatus is one location and how the others see it.
@@ -99,7 +101,7 @@ func Assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		Groups:       []GroupStatus{},
 	}
 	if c := snap.Controller; c != nil {
-		st.Controller, st.ControllerTerm = c.Site, c.Term
+		st.Controller, st.ControllerTerm, st.ControllerSince = c.Site, c.Term, c.Since
 	}
 	down := map[string]bool{}
 	for _, s := range t.Sites {
