@@ -15,6 +15,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/pki"
 	"github.com/siteflip/siteflip/internal/status"
@@ -98,20 +99,31 @@ func freePort(t *testing.T) int {
 }
 
 // cluster writes a three-location topology with mutual TLS on 127.0.0.1
-// and no groups, and returns it loaded.
-func cluster(t *testing.T) *config.Topology {
+// and no groups, and returns it loaded. With external endpoints, the
+// agents use that etcd cluster instead of embedding members.
+func cluster(t *testing.T, external ...string) *config.Topology {
 	t.Helper()
-	dir := t.TempDir()
+	return clusterIn(t, t.TempDir(), external...)
+}
+
+func clusterIn(t *testing.T, dir string, external ...string) *config.Topology {
+	t.Helper()
 	var ids []pki.Identity
 	for _, n := range []string{"brussels", "antwerp", "frankfurt"} {
 		ids = append(ids, pki.Identity{Name: n, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	}
 	ids = append(ids, pki.Identity{Name: "operator"})
-	if _, err := pki.GenerateLab(filepath.Join(dir, "pki"), "test CA", ids); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(filepath.Join(dir, "pki", "ca.crt")); err != nil {
+		if _, err := pki.GenerateLab(filepath.Join(dir, "pki"), "test CA", ids); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var b strings.Builder
-	b.WriteString("name: agenttest\ncoordination: {heartbeat_interval: 50ms, election_timeout: 500ms, lease_ttl: 2s, probe_interval: 200ms, probe_timeout: 500ms}\n")
+	b.WriteString("name: agenttest\ncoordination: {heartbeat_interval: 50ms, election_timeout: 500ms, lease_ttl: 2s, probe_interval: 200ms, probe_timeout: 500ms")
+	if len(external) > 0 {
+		fmt.Fprintf(&b, ", etcd_endpoints: [%s]", strings.Join(external, ", "))
+	}
+	b.WriteString("}\n")
 	b.WriteString("tls: {ca_file: pki/ca.crt}\noperator: {cert_file: pki/operator.crt, key_file: pki/operator.key}\nsites:\n")
 	for _, n := range []string{"brussels", "antwerp", "frankfurt"} {
 		role := "site"
@@ -119,7 +131,9 @@ func cluster(t *testing.T) *config.Topology {
 			role = "witness"
 		}
 		fmt.Fprintf(&b, "  - name: %s\n    role: %s\n    agent: {address: \"127.0.0.1:%d\"}\n", n, role, freePort(t))
-		fmt.Fprintf(&b, "    etcd: {peer_url: \"https://127.0.0.1:%d\", client_url: \"https://127.0.0.1:%d\"}\n", freePort(t), freePort(t))
+		if len(external) == 0 {
+			fmt.Fprintf(&b, "    etcd: {peer_url: \"https://127.0.0.1:%d\", client_url: \"https://127.0.0.1:%d\"}\n", freePort(t), freePort(t))
+		}
 		fmt.Fprintf(&b, "    tls: {cert_file: pki/%s.crt, key_file: pki/%s.key}\n", n, n)
 	}
 	path := filepath.Join(dir, "siteflip.yaml")
@@ -255,5 +269,69 @@ func TestAgentsOverTLS(t *testing.T) {
 	}
 	if _, err := httpGet(pki.Files{CA: topo.TLS.CAFile}, "https://"+s.Agent.Address+"/healthz"); err == nil {
 		t.Error("the agent API answered a client without a certificate")
+	}
+}
+
+// TestAgentsWithExistingEtcd: agents join an etcd cluster that runs apart
+// from them (coordination.etcd_endpoints) instead of embedding members.
+func TestAgentsWithExistingEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd cluster and three agents; skipped with -short")
+	}
+	dir := t.TempDir()
+	// The certificates first: the etcd members use the sites' ones.
+	clusterIn(t, dir)
+	peers, clients := map[string]string{}, []string{}
+	for _, n := range []string{"e1", "e2", "e3"} {
+		peers[n] = fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+	}
+	var members []*coord.Member
+	for i, n := range []string{"e1", "e2", "e3"} {
+		client := fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+		clients = append(clients, client)
+		site := []string{"brussels", "antwerp", "frankfurt"}[i]
+		m, err := coord.StartMember(coord.MemberConfig{
+			Name: n, Dir: filepath.Join(dir, n), PeerURL: peers[n], ClientURL: client, Peers: peers,
+			Token: "external", Tick: 50 * time.Millisecond, Election: 500 * time.Millisecond,
+			TLS: &pki.Files{CA: filepath.Join(dir, "pki", "ca.crt"), Cert: filepath.Join(dir, "pki", site+".crt"), Key: filepath.Join(dir, "pki", site+".key")},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, m)
+	}
+	defer func() {
+		for _, m := range members {
+			m.Close(10 * time.Second)
+		}
+	}()
+	topo := clusterIn(t, dir, clients...)
+	if topo.Embedded() {
+		t.Fatal("topology with etcd_endpoints claims embedded members")
+	}
+	agents := map[string]*running{}
+	for _, s := range topo.SiteNames() {
+		agents[s] = start(t, topo, s, "")
+	}
+	defer func() {
+		for _, a := range agents {
+			a.stop(t)
+		}
+	}()
+	c, err := api.NewClient(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st := waitFor(t, c, 60*time.Second, "three locations up and a controller", func(st status.Status) bool {
+		for _, s := range st.Sites {
+			if !s.Up || !s.Reporting {
+				return false
+			}
+		}
+		return st.Controller != ""
+	})
+	if st.Installation != "agenttest" {
+		t.Errorf("installation %q", st.Installation)
 	}
 }
