@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -102,20 +103,21 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		if t.TLSEnabled() {
 			mc.TLS = &pki.Files{CA: t.TLS.CAFile, Cert: site.TLS.CertFile, Key: site.TLS.KeyFile}
+			mc.AllowedCNs, err = siteCNs(t)
+			if err != nil {
+				return err
+			}
 		}
 		member, err = coord.StartMember(mc)
 		if err != nil {
 			return err
 		}
 		defer member.Close(10 * time.Second)
-		// The local member first; the others let the agent keep its
-		// presence while its own member restarts.
+		// Only the local member: the client would otherwise balance
+		// requests over every member, and a location cut off from the
+		// quorum would keep its presence (and its lease) through a
+		// member elsewhere, over the very link that is failing.
 		endpoints = []string{site.Etcd.ClientURL}
-		for _, s := range t.Sites {
-			if s.Name != site.Name {
-				endpoints = append(endpoints, s.Etcd.ClientURL)
-			}
-		}
 	}
 	store, err := coord.Open(endpoints, clientTLS, t.Name)
 	if err != nil {
@@ -173,14 +175,17 @@ func Run(ctx context.Context, opts Options) error {
 	})
 	if member != nil {
 		g.Go(func() error {
-			select {
-			case err := <-member.Err():
-				return fmt.Errorf("etcd member of %s: %w", site.Name, err)
-			case <-member.Ready():
-				log.Info("etcd member joined a cluster with quorum")
-				return nil
-			case <-gctx.Done():
-				return nil
+			ready := member.Ready()
+			for {
+				select {
+				case err := <-member.Err():
+					return fmt.Errorf("etcd member of %s failed: %w; see the etcd lines above in this log", site.Name, err)
+				case <-ready:
+					log.Info("etcd member joined a cluster with quorum")
+					ready = nil
+				case <-gctx.Done():
+					return nil
+				}
 			}
 		})
 	}
@@ -254,4 +259,22 @@ func (a *agent) view() status.View {
 		v.Resources[k] = r
 	}
 	return v
+}
+
+// siteCNs returns the common names of the locations' certificates: the
+// identities the etcd members accept.
+func siteCNs(t *config.Topology) ([]string, error) {
+	var cns []string
+	for _, s := range t.Sites {
+		pem, err := os.ReadFile(s.TLS.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("certificate of %s: %w", s.Name, err)
+		}
+		cn, err := pki.CommonName(pem)
+		if err != nil {
+			return nil, fmt.Errorf("certificate of %s (%s): %w", s.Name, s.TLS.CertFile, err)
+		}
+		cns = append(cns, cn)
+	}
+	return cns, nil
 }

@@ -270,6 +270,23 @@ func TestAgentsOverTLS(t *testing.T) {
 	if _, err := httpGet(pki.Files{CA: topo.TLS.CAFile}, "https://"+s.Agent.Address+"/healthz"); err == nil {
 		t.Error("the agent API answered a client without a certificate")
 	}
+
+	// The operator's certificate comes from the same CA but must not open
+	// the control plane itself: the members accept only the locations.
+	opTLS, err := pki.ClientConfig(f, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := coord.Open([]string{s.Etcd.ClientURL}, opTLS, topo.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	if _, err := store.Snapshot(ctx); err == nil {
+		t.Error("etcd accepted the operator's certificate")
+	}
 }
 
 // TestAgentsWithExistingEtcd: agents join an etcd cluster that runs apart

@@ -35,7 +35,7 @@ func (a *agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		json.NewEncoder(w).Encode(map[string]string{
-			"error": fmt.Sprintf("%s cannot read the control plane: %v", a.site.Name, err),
+			"error": fmt.Sprintf("%s cannot read the control plane (%v): its etcd member has no quorum or is unreachable; ask another location, and check this agent's log", a.site.Name, err),
 			"site":  a.site.Name,
 		})
 		return

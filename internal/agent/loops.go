@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -93,6 +94,9 @@ func (a *agent) probe(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
+	// Read to the end so the connection is reused: a TLS handshake per
+	// probe is slow, and on a lossy link more likely to fail than the probe.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("healthz answered %s", resp.Status)
@@ -188,7 +192,16 @@ func (a *agent) runSession(ctx context.Context, sess *coord.Session) {
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); a.publishLoop(ctx, sess) }()
-	go func() { defer wg.Done(); a.campaign(ctx, sess) }()
+	go func() {
+		defer wg.Done()
+		// A candidacy that failed (a watch broken by compaction, a lost
+		// confirmation) would otherwise keep its place in the queue with
+		// nobody acting on it: end the session and start afresh.
+		if err := a.campaign(ctx, sess); err != nil && ctx.Err() == nil {
+			a.log.Warn("candidacy for controller failed; renewing the session", "error", err)
+			cancel()
+		}
+	}()
 	go func() { defer wg.Done(); a.watchController(ctx) }()
 	wg.Wait()
 }
@@ -217,13 +230,10 @@ func (a *agent) publishLoop(ctx context.Context, sess *coord.Session) {
 
 // campaign waits to be elected controller and then does the controller's
 // work for as long as the session lasts.
-func (a *agent) campaign(ctx context.Context, sess *coord.Session) {
+func (a *agent) campaign(ctx context.Context, sess *coord.Session) error {
 	term, err := sess.Campaign(ctx)
 	if err != nil {
-		if ctx.Err() == nil {
-			a.log.Warn("campaign for controller", "error", err)
-		}
-		return
+		return err
 	}
 	a.log.Info("elected controller", "term", term)
 	a.metrics.controller.Set(1)
@@ -234,7 +244,7 @@ func (a *agent) campaign(ctx context.Context, sess *coord.Session) {
 		a.adoptGroups(ctx, term)
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-tick.C:
 		}
 	}
@@ -251,12 +261,15 @@ func (a *agent) adoptGroups(ctx context.Context, term int64) {
 	if err != nil {
 		return
 	}
+	// Judge from the assembled status, which does not trust the lingering
+	// view of a site that is down.
+	st := status.Assemble(a.topo, snap, a.site.Name, time.Now().UTC())
 	for i := range a.topo.Groups {
 		g := &a.topo.Groups[i]
 		if _, ok := snap.Records[g.Name]; ok {
 			continue
 		}
-		active := primarySites(g, snap.Views)
+		active := primarySites(st.Groups[i])
 		if len(active) != 1 {
 			continue
 		}
@@ -266,7 +279,9 @@ func (a *agent) adoptGroups(ctx context.Context, term int64) {
 		}
 		ok, err := a.store.AdoptGroup(rctx, rec, term)
 		if err != nil {
-			a.log.Warn("adopt group", "group", g.Name, "error", err)
+			if ctx.Err() == nil {
+				a.log.Warn("adopt group", "group", g.Name, "error", err)
+			}
 			continue
 		}
 		if ok {
@@ -275,20 +290,24 @@ func (a *agent) adoptGroups(ctx context.Context, term int64) {
 	}
 }
 
-// primarySites lists the sites of g where every resource is observed as
-// primary.
-func primarySites(g *config.Group, views map[string]status.View) []string {
-	var out []string
-	for _, site := range g.Sites {
-		all := len(g.Resources) > 0
-		for _, r := range g.Resources {
-			rv, ok := views[site].Resources[g.Name+"/"+r.Name]
-			if !ok || !rv.Up || rv.Role != status.RolePrimary {
-				all = false
+// primarySites lists the sites of a group where every resource is
+// observed up as primary.
+func primarySites(g status.GroupStatus) []string {
+	count := map[string]int{}
+	for _, r := range g.Resources {
+		for _, s := range r.Sites {
+			if s.Up && s.Role == status.RolePrimary {
+				count[s.Site]++
 			}
 		}
-		if all {
-			out = append(out, site)
+	}
+	var out []string
+	if len(g.Resources) == 0 || len(g.Resources[0].Sites) == 0 {
+		return nil
+	}
+	for _, s := range g.Resources[0].Sites {
+		if count[s.Site] == len(g.Resources) {
+			out = append(out, s.Site)
 		}
 	}
 	return out
@@ -314,7 +333,7 @@ func (a *agent) watchController(ctx context.Context) {
 		if err == nil && snap.Controller != nil {
 			if lost := controllerLost(a.topo, snap, a.site.Name, time.Now()); lost {
 				c := snap.Controller
-				if ok, err := a.store.EvictController(rctx, c.Site, c.Term); err != nil {
+				if ok, err := a.store.EvictController(rctx, c.Site, c.Term); err != nil && ctx.Err() == nil {
 					a.log.Warn("evict controller", "controller", c.Site, "error", err)
 				} else if ok {
 					a.log.Warn("evicted controller: every other location has lost it", "controller", c.Site, "term", c.Term)

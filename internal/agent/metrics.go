@@ -74,7 +74,15 @@ func (m *metrics) resource(v status.ResourceView) {
 	}
 	m.resourceUp.WithLabelValues(v.Group, v.Resource).Set(b2f(v.Up))
 	m.primary.WithLabelValues(v.Group, v.Resource).Set(b2f(v.Role == status.RolePrimary))
+	// A standby that left (or a primary that went down) must not keep its
+	// last lag on display.
+	labels := prometheus.Labels{"group": v.Group, "resource": v.Resource}
+	m.lagBytes.DeletePartialMatch(labels)
+	m.lagSeconds.DeletePartialMatch(labels)
 	for _, sb := range v.Standbys {
+		if sb.LagBytes < 0 || sb.LagSeconds < 0 {
+			continue // not measured yet
+		}
 		name := sb.Site
 		if name == "" {
 			name = sb.Name

@@ -32,7 +32,11 @@ type MemberConfig struct {
 	Tick     time.Duration
 	Election time.Duration
 	// TLS, when set, turns on mutual TLS for peer and client traffic.
-	TLS    *pki.Files
+	TLS *pki.Files
+	// AllowedCNs, when set, are the only certificate common names the
+	// member accepts from peers and clients: the locations' own, so that
+	// an operator's certificate from the same CA cannot write to etcd.
+	AllowedCNs []string
 	Logger *slog.Logger
 }
 
@@ -83,6 +87,7 @@ func StartMember(c MemberConfig) (*Member, error) {
 		info := transport.TLSInfo{
 			CertFile: c.TLS.Cert, KeyFile: c.TLS.Key, TrustedCAFile: c.TLS.CA,
 			ClientCertAuth: true,
+			AllowedCNs:     c.AllowedCNs,
 		}
 		cfg.PeerTLSInfo = info
 		cfg.ClientTLSInfo = info

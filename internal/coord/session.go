@@ -3,6 +3,7 @@ package coord
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -23,11 +24,17 @@ type Session struct {
 	site  string
 }
 
-// NewSession grants a lease of ttl and keeps it alive until ctx ends or
-// Close is called.
+// NewSession grants a lease of ttl and keeps it alive until Close. ctx
+// bounds only the grant: the session outlives it so that Close, called
+// when the agent stops, can still revoke the lease.
 func (s *Store) NewSession(ctx context.Context, site string, ttl time.Duration) (*Session, error) {
 	secs := int(math.Ceil(ttl.Seconds()))
-	cs, err := concurrency.NewSession(s.cli, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
+	resp, err := s.cli.Grant(ctx, int64(secs))
+	if err != nil {
+		return nil, fmt.Errorf("open control-plane session for %s: %w", site, err)
+	}
+	cs, err := concurrency.NewSession(s.cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(secs),
+		concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
 		return nil, fmt.Errorf("open control-plane session for %s: %w", site, err)
 	}
@@ -65,26 +72,21 @@ func (se *Session) Campaign(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	if err := se.el.Campaign(ctx, string(val)); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("campaign of %s for controller: %w", se.site, err)
 	}
 	// Campaign has been seen to return after the key was already gone
-	// (lease expired while it waited): confirm the key is still ours.
-	key, term := se.el.Key(), se.el.Rev()
-	resp, err := se.store.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(key), "=", term),
-	).Commit()
-	if err != nil {
-		return 0, fmt.Errorf("confirm election of %s: %w", se.site, err)
-	}
-	if !resp.Succeeded {
-		return 0, fmt.Errorf("confirm election of %s: %w (the election key vanished)", se.site, ErrNotElected)
-	}
-	// The value was written when the campaign began; say when it was won.
+	// (lease expired while it waited). Proclaim confirms it: a write that
+	// succeeds only while our key still has the create revision we were
+	// elected with. It also records when the election was won (the value
+	// written by Campaign says when it began).
+	term := se.el.Rev()
 	won, err := json.Marshal(status.Controller{Site: se.site, Since: time.Now().UTC()})
 	if err != nil {
 		return 0, err
 	}
-	if err := se.el.Proclaim(ctx, string(won)); err != nil {
+	if err := se.el.Proclaim(ctx, string(won)); errors.Is(err, concurrency.ErrElectionNotLeader) {
+		return 0, fmt.Errorf("confirm election of %s: %w (the election key vanished)", se.site, ErrNotElected)
+	} else if err != nil {
 		return 0, fmt.Errorf("confirm election of %s: %w", se.site, err)
 	}
 	return term, nil

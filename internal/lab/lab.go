@@ -346,7 +346,7 @@ func Disaster(o Options, site string) error {
 	ps := st.of(site)
 	var run []proc
 	for _, p := range ps {
-		if st.alive(p.PID) {
+		if p.alive() {
 			run = append(run, p)
 		}
 	}
@@ -373,7 +373,7 @@ func Heal(ctx context.Context, o Options, site string) error {
 		return err
 	}
 	for _, p := range st.of(site) {
-		if st.alive(p.PID) {
+		if p.alive() {
 			return fmt.Errorf("%s is running (%s): nothing to heal", site, names(st.of(site)))
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +31,10 @@ type proc struct {
 	Site string `json:"site,omitempty"` // "" for the demo writer, which is a client
 	Name string `json:"name"`           // agent, postgres or writer
 	PID  int    `json:"pid"`
+	// Start is the process's start time in clock ticks since boot
+	// (/proc/PID/stat field 22): with the PID it names one process for
+	// good, so a recycled PID is never taken for ours.
+	Start uint64 `json:"start"`
 }
 
 const stateFile = "lab.json"
@@ -66,29 +71,37 @@ func (st *state) save() error {
 func (st *state) running() []proc {
 	var out []proc
 	for _, p := range st.Processes {
-		if st.alive(p.PID) {
+		if p.alive() {
 			out = append(out, p)
 		}
 	}
 	return out
 }
 
-// alive says whether pid runs, is not a zombie, and has the lab directory
-// on its command line (every process the lab starts does).
-func (st *state) alive(pid int) bool {
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte(st.Dir)) {
-		return false
-	}
+// alive says whether the process runs (not a zombie) and is the one the lab
+// started: same PID and same start time.
+func (p proc) alive() bool {
+	state, start, err := procStat(p.PID)
+	return err == nil && state != 'Z' && start == p.Start
+}
+
+// procStat reads a process's state and start time from /proc/PID/stat.
+func procStat(pid int) (state byte, start uint64, err error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0, 0, err
 	}
-	// The state follows the command name in parentheses.
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
+	// Fields follow the command name in parentheses, which may hold spaces.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
-	return true
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 20 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	start, err = strconv.ParseUint(fields[19], 10, 64) // field 22 overall
+	return fields[0][0], start, err
 }
 
 // of returns the recorded processes of a site.
@@ -132,10 +145,15 @@ func (st *state) start(site, name string, cmd *exec.Cmd, logPath string) (proc, 
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setsid = true
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	if err != nil {
 		return proc{}, fmt.Errorf("start %s of %s: %w", name, orLab(site), err)
 	}
 	p := proc{Site: site, Name: name, PID: cmd.Process.Pid}
+	if _, p.Start, err = procStat(p.PID); err != nil {
+		_ = cmd.Process.Kill()
+		return proc{}, fmt.Errorf("start %s of %s: %w", name, orLab(site), err)
+	}
 	// Reap it if it dies while this command still runs; after that, init does.
 	go cmd.Wait()
 	st.Processes = append(st.Processes, p)
@@ -147,7 +165,7 @@ func (st *state) start(site, name string, cmd *exec.Cmd, logPath string) (proc, 
 // its process group does not hold them).
 func (st *state) kill(ps []proc) {
 	for _, p := range ps {
-		if !st.alive(p.PID) {
+		if !p.alive() {
 			continue
 		}
 		if p.Name == "postgres" {
@@ -166,7 +184,7 @@ func (st *state) stop(ps []proc, grace time.Duration) {
 		if p.Name == "postgres" {
 			sig = syscall.SIGINT // fast shutdown; the postmaster stops its backends
 		}
-		if st.alive(p.PID) {
+		if p.alive() {
 			_ = syscall.Kill(p.PID, sig)
 		}
 	}
@@ -174,7 +192,7 @@ func (st *state) stop(ps []proc, grace time.Duration) {
 	for time.Now().Before(deadline) {
 		left := false
 		for _, p := range ps {
-			left = left || st.alive(p.PID)
+			left = left || p.alive()
 		}
 		if !left {
 			return

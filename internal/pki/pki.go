@@ -189,3 +189,17 @@ func readFile(what, path string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// CommonName returns the subject common name of the first certificate in
+// a PEM bundle.
+func CommonName(certPEM []byte) (string, error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return "", errors.New("no PEM CERTIFICATE block found")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("parse certificate: %w", err)
+	}
+	return cert.Subject.CommonName, nil
+}

@@ -50,7 +50,8 @@ const (
 	StateInitializing = "initializing" // no record yet: the controller has not adopted the group
 	StateProtected    = "protected"    // primary serving at the active site, every standby streaming
 	StateUnprotected  = "unprotected"  // primary serving, some standby missing or not streaming
-	StateDown         = "down"         // the active site's primary is not serving
+	StateUnreachable  = "unreachable"  // the active site is unreachable: whether it serves is unknown
+	StateDown         = "down"         // the active site reports that its primary is not serving
 	StateSplitBrain   = "split-brain"  // more than one site claims the primary role
 )
 
@@ -109,8 +110,15 @@ func Assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		st.Sites = append(st.Sites, ss)
 		down[s.Name] = !ss.Up
 	}
+	// Views are republished every third of the lease TTL; one that missed
+	// two publications is no longer being kept up to date.
+	ttl := t.Coordination.LeaseTTL.D()
+	if ttl == 0 {
+		ttl = 3 * time.Second
+	}
+	fresh := func(v View) bool { return now.Sub(v.PublishedAt) <= 2*ttl/3+250*time.Millisecond }
 	for i := range t.Groups {
-		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap, down))
+		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap, down, fresh))
 	}
 	return st
 }
@@ -152,10 +160,11 @@ func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteSt
 	return ss
 }
 
-// groupStatus assembles one group. The resources of a site judged down are
-// not taken from its view: a view lingers until its lease expires, and
-// what it says about a dead site is stale.
-func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool) GroupStatus {
+// groupStatus assembles one group. A site judged down keeps its lingering
+// view until its lease expires; what that view says is believed only while
+// the site still republishes it (fresh), since then the site is alive and
+// connected to the quorum even if the other agents cannot reach it.
+func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh func(View) bool) GroupStatus {
 	gs := GroupStatus{
 		Name: g.Name, PreferredSite: g.PreferredSite, Policy: g.Policy,
 		MaxDataLoss: g.MaxDataLoss.D().String(), RTOTarget: g.RTOTarget.D().String(),
@@ -165,17 +174,18 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool) Group
 	if adopted {
 		gs.ActiveSite, gs.Epoch = rec.ActiveSite, rec.Epoch
 	}
-	var down, unprotected, split bool
+	var unreachable, down, unprotected, split bool
 	for _, r := range g.Resources {
 		rs := ResourceStatus{Name: r.Name, Type: r.Type, Sites: []ResourceSiteStatus{}}
 		key := g.Name + "/" + r.Name
 		var primaries []string
 		var primary *ResourceView
 		for _, site := range g.Sites {
-			rss := ResourceSiteStatus{Site: site, Role: RoleDown}
-			if siteDown[site] {
-				rss.Error = "not observed: the site is down"
-			} else if v, ok := snap.Views[site].Resources[key]; ok {
+			rss := ResourceSiteStatus{Site: site, Role: RoleUnknown}
+			view, reporting := snap.Views[site]
+			v, observed := view.Resources[key]
+			switch {
+			case observed && (!siteDown[site] || fresh(view)):
 				rss.Observed, rss.Up, rss.Role = true, v.Up, v.Role
 				rss.Timeline, rss.Streaming, rss.Error = v.Timeline, v.Streaming, v.Error
 				if v.Role == RolePrimary {
@@ -184,8 +194,12 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool) Group
 						primary = &v
 					}
 				}
-			} else {
-				rss.Error = "not observed: the site's agent is not reporting"
+			case siteDown[site]:
+				rss.Error = "the site is unreachable"
+			case !reporting:
+				rss.Error = "the site's agent is not reporting"
+			default:
+				rss.Error = "the site's agent does not report this resource"
 			}
 			rs.Sites = append(rs.Sites, rss)
 		}
@@ -211,17 +225,24 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool) Group
 			gs.Problems = append(gs.Problems, fmt.Sprintf("%s: %d sites claim the primary role: %v", r.Name, len(primaries), primaries))
 		}
 		for _, rss := range rs.Sites {
+			active := rss.Site == gs.ActiveSite
 			switch {
 			case !adopted:
-			case rss.Site == gs.ActiveSite && rss.Role != RolePrimary:
+			case active && rss.Role == RoleUnknown:
+				unreachable = true
+				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s: state unknown, %s; if its clients still reach it, it may still accept writes", r.Name, rss.Site, rss.Error))
+			case active && rss.Role != RolePrimary:
 				down = true
 				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s is %s%s", r.Name, rss.Site, rss.Role, because(rss.Error)))
-			case rss.Site != gs.ActiveSite && rss.Role == RolePrimary:
-				// Counted under split-brain when the active site is primary too.
+			case !active && rss.Role == RolePrimary:
+				// With the active site primary too, this is split-brain.
 				if !slices.Contains(primaries, gs.ActiveSite) {
 					gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s is primary but the group's active site is %s", r.Name, rss.Site, gs.ActiveSite))
 				}
-			case rss.Site != gs.ActiveSite && !(rss.Role == RoleStandby && rss.Streaming):
+			case !active && rss.Role == RoleUnknown:
+				unprotected = true
+				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s: state unknown, %s", r.Name, rss.Site, rss.Error))
+			case !active && !(rss.Role == RoleStandby && rss.Streaming):
 				unprotected = true
 				what := rss.Role
 				if rss.Role == RoleStandby {
@@ -232,12 +253,16 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool) Group
 		}
 		gs.Resources = append(gs.Resources, rs)
 	}
-	switch {
-	case !adopted:
-		gs.State = StateInitializing
+	if !adopted {
 		gs.Problems = append(gs.Problems, "no controller has adopted the group yet")
+	}
+	switch {
 	case split:
 		gs.State = StateSplitBrain
+	case !adopted:
+		gs.State = StateInitializing
+	case unreachable:
+		gs.State = StateUnreachable
 	case down:
 		gs.State = StateDown
 	case unprotected:

@@ -136,19 +136,32 @@ func TestGroupStates(t *testing.T) {
 		{"standby down", with("antwerp", dbDown), rec, StateUnprotected,
 			[]string{"db at antwerp is down (connection refused)"}},
 		{"standby site not reporting", without("antwerp"), rec, StateUnprotected,
-			[]string{"db at antwerp is down (not observed: the site's agent is not reporting)"}},
+			[]string{"db at antwerp: state unknown, the site's agent is not reporting"}},
 		{"primary down", with("brussels", dbDown), rec, StateDown,
 			[]string{"db at active site brussels is down (connection refused)"}},
-		{"active site not reporting", without("brussels"), rec, StateDown,
-			[]string{"db at active site brussels is down (not observed: the site's agent is not reporting)"}},
+		{"active site not reporting", without("brussels"), rec, StateUnreachable,
+			[]string{"db at active site brussels: state unknown, the site's agent is not reporting; if its clients still reach it, it may still accept writes"}},
 		{"active site lost, its stale view still there", func() map[string]View {
 			v := with("brussels", primary)
 			v["antwerp"] = withDB(sees("antwerp", "frankfurt"), notStream)
 			v["frankfurt"] = sees("frankfurt", "antwerp")
 			return v
-		}(), rec, StateDown, []string{
-			"db at active site brussels is down (not observed: the site is down)",
+		}(), rec, StateUnreachable, []string{
+			"db at active site brussels: state unknown, the site is unreachable; if its clients still reach it, it may still accept writes",
 			"db at antwerp is a standby that is not streaming",
+		}},
+		{"active site cut off but still publishing: its claims count", func() map[string]View {
+			v := with("brussels", primary)
+			b := v["brussels"]
+			b.PublishedAt = time.Unix(0, 0)
+			v["brussels"] = b
+			v["antwerp"] = withDB(sees("antwerp", "frankfurt"), primary)
+			v["frankfurt"] = sees("frankfurt", "antwerp")
+			return v
+		}(), rec, StateSplitBrain, []string{"db: 2 sites claim the primary role: [brussels antwerp]"}},
+		{"two primaries before adoption", with("antwerp", primary), nil, StateSplitBrain, []string{
+			"db: 2 sites claim the primary role: [brussels antwerp]",
+			"no controller has adopted the group yet",
 		}},
 		{"two primaries", with("antwerp", primary), rec, StateSplitBrain,
 			[]string{"db: 2 sites claim the primary role: [brussels antwerp]"}},

@@ -34,6 +34,9 @@ const (
 	RolePrimary = "primary"
 	RoleStandby = "standby"
 	RoleDown    = "down"
+	// RoleUnknown is shown where no trustworthy observation exists: the
+	// site is unreachable or its agent does not report.
+	RoleUnknown = "unknown"
 )
 
 // ResourceView is one resource at one site, as its agent observes it.
