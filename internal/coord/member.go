@@ -37,7 +37,7 @@ type MemberConfig struct {
 	// member accepts from peers and clients: the locations' own, so that
 	// an operator's certificate from the same CA cannot write to etcd.
 	AllowedCNs []string
-	Logger *slog.Logger
+	Logger     *slog.Logger
 }
 
 // Member is a running embedded etcd member.
@@ -134,6 +134,11 @@ func (m *Member) Err() <-chan error { return m.etcd.Err() }
 // others are stopping too; past timeout Close gives up waiting, which is as
 // safe as a crash (the WAL is synced at every commit).
 func (m *Member) Close(timeout time.Duration) {
+	// Without a leader there is nobody to hand leadership to, and etcd's
+	// stop waits for raft progress that cannot come: do not wait long.
+	if m.etcd.Server.Leader() == 0 {
+		timeout = min(timeout, time.Second)
+	}
 	done := make(chan struct{})
 	go func() {
 		m.etcd.Close()

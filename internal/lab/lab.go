@@ -101,7 +101,7 @@ func Up(ctx context.Context, o Options) error {
 	if err := waitHealthy(ctx, t, timeout, o.Out); err != nil {
 		return fail(err)
 	}
-	printNext(o.Out, dir)
+	printNext(o.Out, dir, o.Exe)
 	return nil
 }
 
@@ -313,7 +313,7 @@ func unhealthy(st status.Status) string {
 	return ""
 }
 
-func printNext(w io.Writer, dir string) {
+func printNext(w io.Writer, dir, exe string) {
 	cfg := filepath.Join(dir, "siteflip.yaml")
 	fmt.Fprintf(w, `
 The lab is up in %[1]s:
@@ -322,15 +322,16 @@ The lab is up in %[1]s:
   frankfurt  witness  127.0.3.1  agent :7400, etcd :2379/:2380
 A demo writer inserts orders into webshop.orders through
 "host=127.0.1.1,127.0.2.1 target_session_attrs=read-write" (log: %[1]s/writer.log).
+Logs: %[1]s/SITE/agent.log and %[1]s/SITE/pg/postgres.log.
 
 Try next:
   export SITEFLIP_CONFIG=%[2]s
-  siteflip status                      # add --watch to follow it, -o json for scripts
-  siteflip lab disaster brussels --dir %[1]s   # power cut at brussels
-  siteflip status                      # answered by antwerp or frankfurt
-  siteflip lab heal brussels --dir %[1]s
-  siteflip lab down --dir %[1]s        # stop everything and remove the lab
-`, dir, cfg)
+  %[3]s status                     # --watch to follow it, -o json for scripts
+  %[3]s lab disaster brussels --dir %[1]s   # power cut at brussels
+  %[3]s status                     # answered by antwerp or frankfurt
+  %[3]s lab heal brussels --dir %[1]s
+  %[3]s lab down --dir %[1]s       # stop everything and remove the lab
+`, dir, cfg, exe)
 }
 
 // Disaster kills every process of site at once with SIGKILL, like a power

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -213,7 +214,7 @@ func orLab(site string) string {
 func names(ps []proc) string {
 	var out []string
 	for _, p := range ps {
-		out = append(out, fmt.Sprintf("%s (pid %d)", p.Name, p.PID))
+		out = append(out, fmt.Sprintf("%s (pid %d)", path.Join(orLab(p.Site), p.Name), p.PID))
 	}
 	return strings.Join(out, ", ")
 }
