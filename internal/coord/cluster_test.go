@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +22,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The cluster tests mostly wait (for elections, keepalives, members
+	// stopping), and three of them run in parallel: do not hold them to
+	// GOMAXPROCS at a time, unless -parallel says so.
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit && runtime.GOMAXPROCS(0) < minParallel {
+		flag.Set("test.parallel", strconv.Itoa(minParallel))
+	}
 	goleak.VerifyTestMain(settled{m})
 }
 
@@ -58,13 +70,17 @@ const (
 	testElection = 500 * time.Millisecond
 	// memberCloseTimeout bounds Member.Close in the cleanup. A Close that
 	// gives up leaves etcd goroutines behind, which goleak then reports, so
-	// it is far above what a Close takes (a leadership transfer at most).
+	// it is far above what a Close takes (a leadership transfer, and up to
+	// 6s for clients' open streams). Member.Close lowers it to 1s for a
+	// member without a leader; the tests close their clients first.
 	memberCloseTimeout = 15 * time.Second
 	// readyTimeout bounds the wait for the cluster to elect a raft leader.
 	readyTimeout = 20 * time.Second
 	// settleTimeout bounds the wait for goroutines of closed members to
 	// end after the last test (see settled).
 	settleTimeout = 10 * time.Second
+	// minParallel is the default -parallel of this package.
+	minParallel = 6
 )
 
 // cluster is a real three-member etcd cluster run in-process, one member per
@@ -74,9 +90,9 @@ type cluster struct {
 	clientURLs []string
 	members    []*Member
 	// clientTLS[i] is the client configuration of location i (its own
-	// certificate); nil for a plaintext cluster.
+	// certificate), and the last one an operator's, whose certificate the
+	// members do not accept; nil for a plaintext cluster.
 	clientTLS []*tls.Config
-	lab       string // the lab's directory, for extra identities
 
 	mu     sync.Mutex
 	closed []bool
@@ -100,22 +116,24 @@ func startCluster(t *testing.T, secure bool) *cluster {
 	c := &cluster{names: names, closed: make([]bool, len(names))}
 	var files []pki.Files
 	if secure {
-		c.lab = t.TempDir()
-		ids := make([]pki.Identity, len(names))
+		// The locations' identities, and an operator's, from the same CA.
+		ids := make([]pki.Identity, len(names), len(names)+1)
 		for i, n := range names {
 			ids[i] = pki.Identity{Name: n, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}
 		}
+		ids = append(ids, pki.Identity{Name: "operator"})
 		var err error
-		files, err = pki.GenerateLab(c.lab, "coord test CA", ids)
+		files, err = pki.GenerateLab(t.TempDir(), "coord test CA", ids)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.clientTLS = make([]*tls.Config, len(names))
-		for i := range names {
+		c.clientTLS = make([]*tls.Config, len(files))
+		for i := range files {
 			if c.clientTLS[i], err = pki.ClientConfig(files[i], ""); err != nil {
 				t.Fatal(err)
 			}
 		}
+		files = files[:len(names)]
 	}
 
 	// Ports picked free may be taken by someone else before etcd binds
@@ -173,11 +191,12 @@ func (c *cluster) start(t *testing.T, files []pki.Files) error {
 		}
 		if files != nil {
 			mc.TLS = &files[i]
+			mc.AllowedCNs = c.names
 		}
 		m, err := StartMember(mc)
 		if err != nil {
 			for _, m := range c.members {
-				m.Close(memberCloseTimeout)
+				closeMember(m, memberCloseTimeout)
 			}
 			c.members = c.members[:0]
 			return err
@@ -213,7 +232,7 @@ func (c *cluster) close(t *testing.T, i int) {
 		return
 	}
 	start := time.Now()
-	c.members[i].Close(memberCloseTimeout)
+	closeMember(c.members[i], memberCloseTimeout)
 	d := time.Since(start)
 	if d >= memberCloseTimeout {
 		t.Errorf("member %s did not stop within %v", c.names[i], memberCloseTimeout)
@@ -247,6 +266,9 @@ func (c *cluster) closeAll(t *testing.T) {
 		c.close(t, leader)
 	}
 }
+
+// closeMember closes m.
+func closeMember(m *Member, timeout time.Duration) { m.Close(timeout) }
 
 // isLeader says whether member i is the raft leader.
 func (c *cluster) isLeader(i int) bool {
@@ -311,23 +333,15 @@ func installation(t *testing.T) string {
 }
 
 // newSession opens a session closed when the test ends (a session whose
-// lease is already gone fails to close; that is ignored).
-//
-// The session's context is cancelled only after Close: Session.Close
-// revokes the lease with that context, and t.Context() is already cancelled
-// when cleanups run (see TestSessionCloseAfterContextEnd).
+// lease is already gone fails to close; that is ignored). The session
+// outlives t.Context(), which ends before the cleanups run.
 func newSession(t *testing.T, s *Store, site string, ttl time.Duration) *Session {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	se, err := s.NewSession(ctx, site, ttl)
+	se, err := s.NewSession(t.Context(), site, ttl)
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		se.Close()
-		cancel()
-	})
+	t.Cleanup(func() { se.Close() })
 	return se
 }
 
@@ -340,17 +354,54 @@ type campaignResult struct {
 // test at the latest.
 func campaign(t *testing.T, ctx context.Context, se *Session) <-chan campaignResult {
 	t.Helper()
+	ch, _ := campaignTracked(t, ctx, se)
+	return ch
+}
+
+// campaignTracked is campaign, and also returns the ID of the goroutine
+// that campaigns, for inStack.
+func campaignTracked(t *testing.T, ctx context.Context, se *Session) (<-chan campaignResult, string) {
+	t.Helper()
 	ch := make(chan campaignResult, 1)
 	done := make(chan struct{})
+	id := make(chan string, 1)
 	go func() {
 		defer close(done)
+		id <- goroutineID()
 		term, err := se.Campaign(ctx)
 		ch <- campaignResult{term, err}
 	}()
 	// t.Context() is cancelled before cleanups run: wait for the campaign
 	// to notice, so no goroutine outlives the test.
 	t.Cleanup(func() { <-done })
-	return ch
+	return ch, <-id
+}
+
+// goroutineID returns the ID of the calling goroutine.
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	// "goroutine 123 [running]:..."
+	return strings.Fields(string(buf))[1]
+}
+
+// inStack reports whether the stack of goroutine id has a call of fn.
+func inStack(id, fn string) bool {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.HasPrefix(g, "goroutine "+id+" ") {
+			return strings.Contains(g, fn)
+		}
+	}
+	return false
 }
 
 // elected waits for a background campaign to end in an election.
@@ -382,7 +433,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx 
 		if ok {
 			return
 		}
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			lastErr = err
 		}
 		select {

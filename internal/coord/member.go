@@ -139,6 +139,14 @@ func (m *Member) Close(timeout time.Duration) {
 	if m.etcd.Server.Leader() == 0 {
 		timeout = min(timeout, time.Second)
 	}
+	// A member that never reached a quorum never finishes etcd's Close:
+	// its client servers wait for the server to be ready or stopping
+	// (etcd-io/etcd#9533). Stopping the server first releases them.
+	select {
+	case <-m.etcd.Server.ReadyNotify():
+	default:
+		m.etcd.Server.Stop()
+	}
 	done := make(chan struct{})
 	go func() {
 		m.etcd.Close()

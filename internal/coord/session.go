@@ -51,8 +51,12 @@ func (se *Session) Lease() int64 { return int64(se.s.Lease()) }
 // instead of after the TTL.
 func (se *Session) Close() error { return se.s.Close() }
 
-// PublishView stores the location's view under the session's lease.
+// PublishView stores the location's view under the session's lease. A
+// session publishes only its own location's view.
 func (se *Session) PublishView(ctx context.Context, v status.View) error {
+	if v.Site != se.site {
+		return fmt.Errorf("publish view: session of %s cannot publish the view of %s", se.site, v.Site)
+	}
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err

@@ -119,11 +119,19 @@ func (s *Store) AdoptGroup(ctx context.Context, rec status.Record, term int64) (
 	resp, err := s.cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
 		clientv3.Compare(clientv3.CreateRevision(string(leader.Key)), "=", term),
-	).Then(clientv3.OpPut(key, string(data))).Commit()
+	).Then(clientv3.OpPut(key, string(data))).Else(clientv3.OpGet(string(leader.Key))).Commit()
 	if err != nil {
 		return false, fmt.Errorf("adopt group %s: %w", rec.Group, err)
 	}
-	return resp.Succeeded, nil
+	if resp.Succeeded {
+		return true, nil
+	}
+	// Either the record exists, or the term ended between the read above
+	// and the transaction: tell them apart.
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != term {
+		return false, fmt.Errorf("adopt group %s: %w (term %d has ended)", rec.Group, ErrNotElected, term)
+	}
+	return false, nil
 }
 
 // controllerHolder returns the key of the elected controller, or nil.
