@@ -106,31 +106,14 @@ func run(trials int, exe, dir, out string) error {
 }
 
 func wait(ctx context.Context, c *api.Client, timeout time.Duration, cond func(status.Status) bool) (status.Status, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := c.Status(qctx)
-		cancel()
-		if err == nil && cond(st) {
-			return st, nil
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	return status.Status{}, fmt.Errorf("condition not reached within %s", timeout)
-}
-
-func site(st status.Status, name string) status.SiteStatus {
-	for _, s := range st.Sites {
-		if s.Name == name {
-			return s
-		}
-	}
-	return status.SiteStatus{}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return c.Wait(ctx, 25*time.Millisecond, cond)
 }
 
 func seenDown(victim string) func(status.Status) bool {
 	return func(st status.Status) bool {
-		v := site(st, victim)
+		v, _ := st.Site(victim)
 		return !v.Up && len(v.UnseenBy) == 2 && st.AnsweredBy != victim
 	}
 }

@@ -181,30 +181,24 @@ func (r *running) stop(t *testing.T) {
 // the last status it saw.
 func waitFor(t *testing.T, c *api.Client, timeout time.Duration, what string, cond func(status.Status) bool) status.Status {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last status.Status
-	var lastErr error
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		st, err := c.Status(ctx)
-		cancel()
-		if err == nil && cond(st) {
-			return st
-		}
-		last, lastErr = st, err
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	st, err := c.Wait(ctx, 100*time.Millisecond, cond)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v; last status %+v", what, err, st)
 	}
-	t.Fatalf("timed out waiting for %s; last status %+v, error %v", what, last, lastErr)
-	return last
+	return st
 }
 
-func siteByName(st status.Status, name string) status.SiteStatus {
+// allUp says every location is up and reporting, seen by all others, and
+// a controller is elected.
+func allUp(st status.Status) bool {
 	for _, s := range st.Sites {
-		if s.Name == name {
-			return s
+		if !s.Up || !s.Reporting || len(s.SeenBy) != len(st.Sites)-1 {
+			return false
 		}
 	}
-	return status.SiteStatus{}
+	return st.Controller != ""
 }
 
 // TestAgentsOverTLS runs three agents, each with its own embedded etcd
@@ -231,21 +225,13 @@ func TestAgentsOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	allUp := func(st status.Status) bool {
-		for _, s := range st.Sites {
-			if !s.Up || !s.Reporting || len(s.SeenBy) != 2 {
-				return false
-			}
-		}
-		return st.Controller != ""
-	}
 	st := waitFor(t, c, 60*time.Second, "three locations up and a controller", allUp)
 	first := st.Controller
 
 	agents[first].stop(t)
 	delete(agents, first)
 	st = waitFor(t, c, 30*time.Second, "a new controller and "+first+" seen down by both others", func(st status.Status) bool {
-		s := siteByName(st, first)
+		s, _ := st.Site(first)
 		return st.Controller != "" && st.Controller != first && !s.Up && !s.Reporting && len(s.UnseenBy) == 2
 	})
 	if st.AnsweredBy == first {
@@ -340,14 +326,7 @@ func TestAgentsWithExistingEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	st := waitFor(t, c, 60*time.Second, "three locations up and a controller", func(st status.Status) bool {
-		for _, s := range st.Sites {
-			if !s.Up || !s.Reporting {
-				return false
-			}
-		}
-		return st.Controller != ""
-	})
+	st := waitFor(t, c, 60*time.Second, "three locations up and a controller", allUp)
 	if st.Installation != "agenttest" {
 		t.Errorf("installation %q", st.Installation)
 	}

@@ -87,6 +87,32 @@ func (c *Client) Status(ctx context.Context) (status.Status, error) {
 	return status.Status{}, fmt.Errorf("no location answered:\n  %s", strings.Join(errs, "\n  "))
 }
 
+// Wait asks for the status every interval until cond accepts one, and
+// returns it. When ctx ends first it returns the last status seen and an
+// error that says why the last attempt did not satisfy cond.
+func (c *Client) Wait(ctx context.Context, interval time.Duration, cond func(status.Status) bool) (status.Status, error) {
+	var last status.Status
+	lastErr := errors.New("no answer yet")
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := c.Status(qctx)
+		cancel()
+		switch {
+		case err == nil && cond(st):
+			return st, nil
+		case err == nil:
+			last, lastErr = st, errors.New("the condition does not hold yet")
+		default:
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("%w: %v", ctx.Err(), lastErr)
+		case <-time.After(interval):
+		}
+	}
+}
+
 func (c *Client) get(ctx context.Context, s *config.Site, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(s, path), nil)
 	if err != nil {

@@ -263,29 +263,25 @@ func waitHealthy(ctx context.Context, t *config.Topology, timeout time.Duration,
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	last := ""
-	for {
-		st, err := c.Status(ctx)
-		why := "no location answers yet"
-		if err == nil {
-			why = unhealthy(st)
-			if why == "" {
-				fmt.Fprintf(out, "lab is healthy: controller %s, %s active at %s, epoch %d\n", st.Controller, demoGroup, st.Groups[0].ActiveSite, st.Groups[0].Epoch)
-				return nil
+	last := "no location answers yet"
+	fmt.Fprintf(out, "waiting: %s\n", last)
+	st, err := c.Wait(ctx, 300*time.Millisecond, func(st status.Status) bool {
+		if why := unhealthy(st); why != last {
+			if why != "" {
+				fmt.Fprintf(out, "waiting: %s\n", why)
 			}
-		}
-		if why != last {
-			fmt.Fprintf(out, "waiting: %s\n", why)
 			last = why
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the lab was not healthy after %s: %s", timeout, why)
-		case <-time.After(300 * time.Millisecond):
-		}
+		return last == ""
+	})
+	if err != nil {
+		return fmt.Errorf("the lab was not healthy after %s: %s (%v)", timeout, last, err)
 	}
+	fmt.Fprintf(out, "lab is healthy: controller %s, %s active at %s, epoch %d\n", st.Controller, demoGroup, st.Groups[0].ActiveSite, st.Groups[0].Epoch)
+	return nil
 }
 
 // unhealthy says what keeps a lab status from being whole, or "".

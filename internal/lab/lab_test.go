@@ -123,7 +123,7 @@ func TestLab(t *testing.T) {
 	}
 	start := time.Now()
 	st = waitStatus(t, c, 30*time.Second, "brussels seen down by antwerp and frankfurt, controller elsewhere", func(st status.Status) bool {
-		b := site(st, "brussels")
+		b, _ := st.Site("brussels")
 		return !b.Up && len(b.UnseenBy) == 2 && st.Controller != "" && st.Controller != "brussels" &&
 			st.Groups[0].State == status.StateUnreachable
 	})
@@ -197,21 +197,13 @@ func TestCommandsWithoutLab(t *testing.T) {
 
 func waitStatus(t *testing.T, c *api.Client, timeout time.Duration, what string, cond func(status.Status) bool) status.Status {
 	t.Helper()
-	var last status.Status
-	var lastErr error
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-		st, err := c.Status(ctx)
-		cancel()
-		if err == nil && cond(st) {
-			return st
-		}
-		last, lastErr = st, err
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	st, err := c.Wait(ctx, 100*time.Millisecond, cond)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v; last status %+v", what, err, st)
 	}
-	t.Fatalf("timed out after %s waiting for %s: last status %+v, error %v", timeout, what, last, lastErr)
-	return last
+	return st
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -224,15 +216,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("timed out after %s waiting for %s", timeout, what)
-}
-
-func site(st status.Status, name string) status.SiteStatus {
-	for _, s := range st.Sites {
-		if s.Name == name {
-			return s
-		}
-	}
-	return status.SiteStatus{}
 }
 
 // countOrders counts the orders at the group's primary.

@@ -25,6 +25,16 @@ type Status struct {
 	Groups          []GroupStatus `json:"groups"`
 }
 
+// Site returns the status of the location named name.
+func (st Status) Site(name string) (SiteStatus, bool) {
+	for _, s := range st.Sites {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return SiteStatus{}, false
+}
+
 // SiteStatus is one location and how the others see it.
 type SiteStatus struct {
 	Name      string  `json:"name"`
