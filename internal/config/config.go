@@ -133,6 +133,9 @@ type ResourceType struct {
 	// Prepare sets defaults for the site, resolves relative paths against
 	// dir and returns the problems of the settings.
 	Prepare func(settings any, site, dir string) []FieldError
+	// Across, when set, checks the settings of all sites together (after
+	// Prepare) and returns problems keyed by site.
+	Across func(bySite map[string]any) map[string][]FieldError
 }
 
 // FieldError is a driver's complaint about one field of its settings.

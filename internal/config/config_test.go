@@ -83,6 +83,7 @@ func TestBadConfigs(t *testing.T) {
 			`31:62: groups[0].resources[2].sites.brussels.data_dir: "srv/cache" must be an absolute path`,
 			`34:21: groups[1].preferred_site: "frankfurt" is a witness`,
 			`35:16: groups[1].resources: group "crm" has no resources`,
+			`42:78: groups[2].resources[0].sites.brussels.application_name: "shop" is also the application_name at antwerp`,
 		}},
 		{"values.bad.yaml", []string{
 			`2:21: coordination.election_timeout: "soon" is not a duration`,

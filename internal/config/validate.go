@@ -331,6 +331,15 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 		}
 	}
 	for j, r := range g.Resources {
+		if rt, ok := types[r.Type]; ok && rt.Across != nil && len(r.Settings) > 1 {
+			rf := fmt.Sprintf("%s.resources[%d]", f, j)
+			byIssue := rt.Across(r.Settings)
+			for _, sn := range sortedKeys(byIssue) {
+				for _, fe := range byIssue[sn] {
+					v.add(join(rf+".sites."+sn, fe.Field), "%s", fe.Msg)
+				}
+			}
+		}
 		for k, dep := range r.DependsOn {
 			df := fmt.Sprintf("%s.resources[%d].depends_on[%d]", f, j, k)
 			if dep == r.Name {

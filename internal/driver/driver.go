@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
@@ -46,9 +47,34 @@ var kinds = map[string]kind{
 				}
 				return out
 			},
+			// A primary tells its standbys apart by application_name: two
+			// sites with one name would have their lag mixed up.
+			Across: func(bySite map[string]any) map[string][]config.FieldError {
+				first := map[string]string{}
+				out := map[string][]config.FieldError{}
+				for _, site := range sortedSites(bySite) {
+					name := bySite[site].(*postgres.Settings).ApplicationName
+					if other, dup := first[name]; dup {
+						out[site] = append(out[site], config.FieldError{Field: "application_name",
+							Msg: fmt.Sprintf("%q is also the application_name at %s: each site needs its own (default: the site name)", name, other)})
+						continue
+					}
+					first[name] = site
+				}
+				return out
+			},
 		},
 		newObserver: newPostgresObserver,
 	},
+}
+
+func sortedSites(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Types returns the resource types, for config.Load.
