@@ -1,0 +1,332 @@
+// Package plan owns recovery plans: given a group, what is known of it and
+// an action (failover, switchover, reprotect, failback), the ordered steps
+// that carry the action out. Build is a pure function; running the steps,
+// storing runs and talking to agents belong to the engine.
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// Action is what a person (or the policy) asks of a group.
+type Action string
+
+// Actions.
+const (
+	Failover   Action = "failover"   // unplanned: recover at the other site now
+	Switchover Action = "switchover" // planned: no acknowledged write lost
+	Reprotect  Action = "reprotect"  // rebuild replication toward the active site
+	Failback   Action = "failback"   // a switchover back to the preferred site
+)
+
+// Kind is what one step does.
+type Kind string
+
+// Step kinds. Each is idempotent: running a step again after it succeeded,
+// or after a crash half-way, does the right thing.
+const (
+	// Fence makes a resource at the old site stop serving, verified: for a
+	// database, it accepts no more writes.
+	Fence Kind = "fence"
+	// CatchUp waits until the standby at the new site has replayed all
+	// the fenced primary wrote.
+	CatchUp Kind = "catch-up"
+	// Activate records the new active site and increments the epoch, in
+	// one etcd transaction. It is the run's point of no return: before it,
+	// a failed run rolls back; after it, the run only goes forward.
+	Activate Kind = "activate"
+	// Promote makes the resource at the new site serve (for a database:
+	// accept writes, proven by a write).
+	Promote Kind = "promote"
+	// Rejoin makes the resource at a non-active site follow the active one
+	// (for a database: a streaming standby, rewound or recloned if needed;
+	// WAL found only there is reported, never dropped silently).
+	Rejoin Kind = "rejoin"
+	// Unfence puts the old site back in service; only a rollback runs it.
+	Unfence Kind = "unfence"
+)
+
+// Step is one step of a plan.
+type Step struct {
+	// ID is unique within the plan and stable: the engine stores step state
+	// under it and resumes by it.
+	ID       string        `json:"id"`
+	Kind     Kind          `json:"kind"`
+	Resource string        `json:"resource,omitempty"` // "" for Activate
+	Site     string        `json:"site"`               // whose agent carries it out; for Activate, the new active site
+	Timeout  time.Duration `json:"timeout"`
+	// Retries is how many times the engine may retry after a failure.
+	Retries int `json:"retries"`
+	// BestEffort steps may fail (or be skipped when their site is down)
+	// without failing the run: fencing a dead site cannot succeed, and the
+	// site is fenced by being dead and by the epoch.
+	BestEffort bool `json:"best_effort,omitempty"`
+}
+
+// Plan is the ordered steps of one action on one group.
+type Plan struct {
+	Group  string `json:"group"`
+	Action Action `json:"action"`
+	From   string `json:"from"` // active site when the plan was made
+	To     string `json:"to"`   // active site when it is done
+	Epoch  int64  `json:"epoch"`
+	Steps  []Step `json:"steps"`
+	// Rollback is run, in order, when a step before Activate fails.
+	Rollback []Step `json:"rollback,omitempty"`
+}
+
+// Request is what Build is asked.
+type Request struct {
+	Action Action
+	// To is the site to move to; "" means the other site of the group.
+	To string
+	// AcceptDataLoss lets a failover go ahead although the standby's last
+	// known lag exceeds the group's max_data_loss.
+	AcceptDataLoss bool
+}
+
+// Known is what the controller knows of the group when it plans.
+type Known struct {
+	Status status.GroupStatus
+	// SiteUp is the control plane's verdict per location.
+	SiteUp map[string]bool
+	// LastLag is, per resource and site, the standby's last known lag
+	// (kept by the controller while the primary reported it).
+	LastLag map[string]map[string]Lag
+}
+
+// Lag is a standby's lag as last measured by its primary.
+type Lag struct {
+	Seconds    float64
+	Bytes      int64
+	MeasuredAt time.Time
+}
+
+// Errors that say why a request cannot be planned. Build wraps them with
+// the details a person needs.
+var (
+	ErrUnknownSite   = errors.New("unknown site")
+	ErrAlreadyActive = errors.New("already active there")
+	ErrNotProtected  = errors.New("group is not protected")
+	ErrDataLoss      = errors.New("standby too far behind")
+	ErrNoLag         = errors.New("standby lag unknown")
+	ErrTargetDown    = errors.New("target site is down")
+	ErrNotAdopted    = errors.New("group not adopted yet")
+	ErrBadAction     = errors.New("unknown action")
+)
+
+// Step timeouts and retries. Fence and promote are short; catch-up is
+// bounded by the switchover's patience; rejoin may rewind or reclone.
+const (
+	fenceTimeout    = 30 * time.Second
+	catchUpTimeout  = 10 * time.Second
+	activateTimeout = 5 * time.Second
+	promoteTimeout  = 30 * time.Second
+	rejoinTimeout   = 10 * time.Minute
+)
+
+// Build returns the plan for req on group g, given what is known of it.
+func Build(g *config.Group, k Known, req Request) (Plan, error) {
+	switch req.Action {
+	case Failover, Switchover, Reprotect, Failback:
+	default:
+		return Plan{}, fmt.Errorf("group %s: %w %q: use failover, switchover, reprotect or failback", g.Name, ErrBadAction, req.Action)
+	}
+	st := k.Status
+	if st.ActiveSite == "" {
+		return Plan{}, fmt.Errorf("group %s: %w: wait until status shows its active site", g.Name, ErrNotAdopted)
+	}
+	order, err := Order(g)
+	if err != nil {
+		return Plan{}, err
+	}
+	from := st.ActiveSite
+	to := req.To
+	switch req.Action {
+	case Failback:
+		to = g.PreferredSite
+	case Reprotect:
+		to = from
+	}
+	if to == "" {
+		to = otherSite(g, from)
+	}
+	if !slices.Contains(g.Sites, to) {
+		return Plan{}, fmt.Errorf("group %s: %w %q (its sites: %s)", g.Name, ErrUnknownSite, to, strings.Join(g.Sites, ", "))
+	}
+	p := Plan{Group: g.Name, Action: req.Action, From: from, To: to, Epoch: st.Epoch}
+	switch req.Action {
+	case Switchover, Failback:
+		if to == from {
+			return Plan{}, fmt.Errorf("group %s is %w at %s", g.Name, ErrAlreadyActive, to)
+		}
+		if st.State != status.StateProtected {
+			return Plan{}, fmt.Errorf("group %s: %w (state %s: %s); a %s needs a streaming standby at %s; run `siteflip reprotect %s` first",
+				g.Name, ErrNotProtected, st.State, strings.Join(st.Problems, "; "), req.Action, to, g.Name)
+		}
+		p.Steps = planned(g, order, from, to)
+		p.Rollback = rollback(order, from)
+	case Failover:
+		if to == from {
+			return Plan{}, fmt.Errorf("group %s is %w at %s", g.Name, ErrAlreadyActive, to)
+		}
+		if !k.SiteUp[to] {
+			return Plan{}, fmt.Errorf("group %s: %w: %s cannot take over while it is unreachable", g.Name, ErrTargetDown, to)
+		}
+		if err := lagWithin(g, order, k, to, req.AcceptDataLoss); err != nil {
+			return Plan{}, err
+		}
+		p.Steps = unplanned(order, from, to, k.SiteUp[from])
+	case Reprotect:
+		p.Steps = reprotect(g, order, from)
+	}
+	return p, nil
+}
+
+// planned: fence the old site (dependents first), wait for the standbys to
+// catch up, activate, promote (dependencies first), rejoin the old site.
+func planned(g *config.Group, order []config.Resource, from, to string) []Step {
+	var steps []Step
+	for _, r := range slices.Backward(order) {
+		steps = append(steps, step(Fence, r.Name, from, fenceTimeout, 1, false))
+	}
+	for _, r := range order {
+		steps = append(steps, step(CatchUp, r.Name, to, catchUpTimeout, 0, false))
+	}
+	steps = append(steps, step(Activate, "", to, activateTimeout, 3, false))
+	for _, r := range order {
+		steps = append(steps, step(Promote, r.Name, to, promoteTimeout, 2, false))
+	}
+	for _, r := range order {
+		steps = append(steps, step(Rejoin, r.Name, from, rejoinTimeout, 2, false))
+	}
+	return steps
+}
+
+// rollback undoes the fences of a planned move, dependencies first.
+func rollback(order []config.Resource, from string) []Step {
+	var steps []Step
+	for _, r := range order {
+		steps = append(steps, step(Unfence, r.Name, from, promoteTimeout, 2, false))
+	}
+	return steps
+}
+
+// unplanned: fence what can be reached at the old site (best effort; a dead
+// site is fenced by being dead, and its agent refuses older epochs when it
+// comes back), activate, promote. Rejoining the old site is a reprotect,
+// later, once it is back.
+func unplanned(order []config.Resource, from, to string, fromUp bool) []Step {
+	var steps []Step
+	if fromUp {
+		for _, r := range slices.Backward(order) {
+			steps = append(steps, step(Fence, r.Name, from, fenceTimeout, 0, true))
+		}
+	}
+	steps = append(steps, step(Activate, "", to, activateTimeout, 3, false))
+	for _, r := range order {
+		steps = append(steps, step(Promote, r.Name, to, promoteTimeout, 2, false))
+	}
+	return steps
+}
+
+// reprotect: every non-active site rejoins the active one.
+func reprotect(g *config.Group, order []config.Resource, active string) []Step {
+	var steps []Step
+	for _, site := range g.Sites {
+		if site == active {
+			continue
+		}
+		for _, r := range order {
+			steps = append(steps, step(Rejoin, r.Name, site, rejoinTimeout, 2, false))
+		}
+	}
+	return steps
+}
+
+func step(k Kind, resource, site string, timeout time.Duration, retries int, bestEffort bool) Step {
+	id := string(k) + "@" + site
+	if resource != "" {
+		id = string(k) + ":" + resource + "@" + site
+	}
+	return Step{ID: id, Kind: k, Resource: resource, Site: site, Timeout: timeout, Retries: retries, BestEffort: bestEffort}
+}
+
+// lagWithin refuses a failover to site when a standby there was last known
+// to be further behind than the group's max_data_loss, or when its lag was
+// never measured.
+func lagWithin(g *config.Group, order []config.Resource, k Known, site string, accept bool) error {
+	if accept {
+		return nil
+	}
+	limit := g.MaxDataLoss.D()
+	for _, r := range order {
+		lag, ok := k.LastLag[r.Name][site]
+		if !ok {
+			return fmt.Errorf("group %s: %w: %s at %s was never measured by its primary, so the data a failover loses is unknown; "+
+				"if you accept that, run `siteflip failover %s --to %s --accept-data-loss`", g.Name, ErrNoLag, r.Name, site, g.Name, site)
+		}
+		if behind := time.Duration(lag.Seconds * float64(time.Second)); behind > limit {
+			return fmt.Errorf("group %s: %w: %s at %s was %s (%d bytes) behind when last measured at %s, more than max_data_loss %s; "+
+				"wait for the old site, or accept the loss with `siteflip failover %s --to %s --accept-data-loss`",
+				g.Name, ErrDataLoss, r.Name, site, behind.Round(time.Millisecond), lag.Bytes,
+				lag.MeasuredAt.UTC().Format(time.RFC3339), limit, g.Name, site)
+		}
+	}
+	return nil
+}
+
+func otherSite(g *config.Group, from string) string {
+	for _, s := range g.Sites {
+		if s != from {
+			return s
+		}
+	}
+	return from
+}
+
+// Order returns the group's resources so that every resource comes after
+// those it depends on (Kahn's algorithm, stable in file order). The
+// configuration is validated to be acyclic; a cycle here is an error all
+// the same.
+func Order(g *config.Group) ([]config.Resource, error) {
+	indegree := map[string]int{}
+	dependents := map[string][]string{}
+	byName := map[string]config.Resource{}
+	for _, r := range g.Resources {
+		byName[r.Name] = r
+		indegree[r.Name] += 0
+		for _, d := range r.DependsOn {
+			indegree[r.Name]++
+			dependents[d] = append(dependents[d], r.Name)
+		}
+	}
+	var out []config.Resource
+	done := map[string]bool{}
+	for len(out) < len(g.Resources) {
+		progressed := false
+		for _, r := range g.Resources {
+			if done[r.Name] || indegree[r.Name] > 0 {
+				continue
+			}
+			done[r.Name] = true
+			out = append(out, r)
+			for _, dep := range dependents[r.Name] {
+				indegree[dep]--
+			}
+			progressed = true
+			break
+		}
+		if !progressed {
+			return nil, fmt.Errorf("group %s: resources depend on each other in a cycle", g.Name)
+		}
+	}
+	return out, nil
+}

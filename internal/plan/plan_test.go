@@ -1,0 +1,272 @@
+package plan
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// group is webshop: db, and app that depends on db, at brussels and
+// antwerp, preferred at brussels, max_data_loss 5s.
+func group() *config.Group {
+	return &config.Group{
+		Name: "webshop", PreferredSite: "brussels", Sites: []string{"brussels", "antwerp"},
+		MaxDataLoss: config.Duration(5 * time.Second),
+		Resources: []config.Resource{
+			{Name: "app", Type: "service", DependsOn: []string{"db"}},
+			{Name: "db", Type: "postgres"},
+		},
+	}
+}
+
+func known(active, state string, up map[string]bool, lagSeconds float64) Known {
+	return Known{
+		Status: status.GroupStatus{Name: "webshop", ActiveSite: active, Epoch: 7, State: state},
+		SiteUp: up,
+		LastLag: map[string]map[string]Lag{
+			"db":  {"antwerp": {Seconds: lagSeconds, Bytes: 4096, MeasuredAt: time.Unix(100, 0)}, "brussels": {Seconds: lagSeconds}},
+			"app": {"antwerp": {}, "brussels": {}},
+		},
+	}
+}
+
+var bothUp = map[string]bool{"brussels": true, "antwerp": true, "frankfurt": true}
+var brusselsDown = map[string]bool{"brussels": false, "antwerp": true, "frankfurt": true}
+
+// ids renders steps as "kind:resource@site" strings, best-effort ones
+// marked with a "?".
+func ids(steps []Step) []string {
+	out := []string{}
+	for _, s := range steps {
+		id := s.ID
+		if s.BestEffort {
+			id += "?"
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+func TestBuild(t *testing.T) {
+	tests := []struct {
+		name     string
+		known    Known
+		req      Request
+		to       string
+		steps    []string
+		rollback []string
+		err      error
+	}{
+		{
+			name:  "switchover: fence dependents first, catch up, activate, promote dependencies first, rejoin",
+			known: known("brussels", status.StateProtected, bothUp, 0.01),
+			req:   Request{Action: Switchover, To: "antwerp"},
+			to:    "antwerp",
+			steps: []string{
+				"fence:app@brussels", "fence:db@brussels",
+				"catch-up:db@antwerp", "catch-up:app@antwerp",
+				"activate@antwerp",
+				"promote:db@antwerp", "promote:app@antwerp",
+				"rejoin:db@brussels", "rejoin:app@brussels",
+			},
+			rollback: []string{"unfence:db@brussels", "unfence:app@brussels"},
+		},
+		{
+			name:  "switchover without --to goes to the other site",
+			known: known("antwerp", status.StateProtected, bothUp, 0),
+			req:   Request{Action: Switchover},
+			to:    "brussels",
+			steps: []string{
+				"fence:app@antwerp", "fence:db@antwerp",
+				"catch-up:db@brussels", "catch-up:app@brussels",
+				"activate@brussels",
+				"promote:db@brussels", "promote:app@brussels",
+				"rejoin:db@antwerp", "rejoin:app@antwerp",
+			},
+			rollback: []string{"unfence:db@antwerp", "unfence:app@antwerp"},
+		},
+		{
+			name:  "failover with the old site dead: no fencing steps, activate, promote",
+			known: known("brussels", status.StateUnreachable, brusselsDown, 0.2),
+			req:   Request{Action: Failover},
+			to:    "antwerp",
+			steps: []string{"activate@antwerp", "promote:db@antwerp", "promote:app@antwerp"},
+		},
+		{
+			name:  "failover with the old site reachable: best-effort fences first",
+			known: known("brussels", status.StateDown, bothUp, 0.2),
+			req:   Request{Action: Failover, To: "antwerp"},
+			to:    "antwerp",
+			steps: []string{"fence:app@brussels?", "fence:db@brussels?", "activate@antwerp", "promote:db@antwerp", "promote:app@antwerp"},
+		},
+		{
+			name:  "failover past max_data_loss is refused",
+			known: known("brussels", status.StateUnreachable, brusselsDown, 12),
+			req:   Request{Action: Failover},
+			err:   ErrDataLoss,
+		},
+		{
+			name:  "failover past max_data_loss with --accept-data-loss",
+			known: known("brussels", status.StateUnreachable, brusselsDown, 12),
+			req:   Request{Action: Failover, AcceptDataLoss: true},
+			to:    "antwerp",
+			steps: []string{"activate@antwerp", "promote:db@antwerp", "promote:app@antwerp"},
+		},
+		{
+			name: "failover with a lag never measured is refused",
+			known: func() Known {
+				k := known("brussels", status.StateUnreachable, brusselsDown, 0)
+				delete(k.LastLag["db"], "antwerp")
+				return k
+			}(),
+			req: Request{Action: Failover},
+			err: ErrNoLag,
+		},
+		{
+			name:  "failover to a site that is down",
+			known: known("antwerp", status.StateUnreachable, brusselsDown, 0),
+			req:   Request{Action: Failover, To: "brussels"},
+			err:   ErrTargetDown,
+		},
+		{
+			name:  "reprotect: the other site rejoins, dependencies first",
+			known: known("antwerp", status.StateUnprotected, bothUp, 0),
+			req:   Request{Action: Reprotect},
+			to:    "antwerp",
+			steps: []string{"rejoin:db@brussels", "rejoin:app@brussels"},
+		},
+		{
+			name:  "failback goes to the preferred site",
+			known: known("antwerp", status.StateProtected, bothUp, 0),
+			req:   Request{Action: Failback},
+			to:    "brussels",
+			steps: []string{
+				"fence:app@antwerp", "fence:db@antwerp",
+				"catch-up:db@brussels", "catch-up:app@brussels",
+				"activate@brussels",
+				"promote:db@brussels", "promote:app@brussels",
+				"rejoin:db@antwerp", "rejoin:app@antwerp",
+			},
+			rollback: []string{"unfence:db@antwerp", "unfence:app@antwerp"},
+		},
+		{
+			name:  "failback while not protected is refused",
+			known: known("antwerp", status.StateUnprotected, bothUp, 0),
+			req:   Request{Action: Failback},
+			err:   ErrNotProtected,
+		},
+		{
+			name:  "failback when already at the preferred site",
+			known: known("brussels", status.StateProtected, bothUp, 0),
+			req:   Request{Action: Failback},
+			err:   ErrAlreadyActive,
+		},
+		{
+			name:  "switchover to the active site",
+			known: known("brussels", status.StateProtected, bothUp, 0),
+			req:   Request{Action: Switchover, To: "brussels"},
+			err:   ErrAlreadyActive,
+		},
+		{
+			name:  "switchover to an unknown site",
+			known: known("brussels", status.StateProtected, bothUp, 0),
+			req:   Request{Action: Switchover, To: "paris"},
+			err:   ErrUnknownSite,
+		},
+		{
+			name:  "switchover to the witness",
+			known: known("brussels", status.StateProtected, bothUp, 0),
+			req:   Request{Action: Switchover, To: "frankfurt"},
+			err:   ErrUnknownSite,
+		},
+		{
+			name:  "group not adopted yet",
+			known: known("", status.StateInitializing, bothUp, 0),
+			req:   Request{Action: Switchover},
+			err:   ErrNotAdopted,
+		},
+		{
+			name:  "unknown action",
+			known: known("brussels", status.StateProtected, bothUp, 0),
+			req:   Request{Action: "teleport"},
+			err:   ErrBadAction,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Build(group(), tt.known, tt.req)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("got error %v, want %v", err, tt.err)
+				}
+				if !strings.Contains(err.Error(), "webshop") {
+					t.Errorf("error does not name the group: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.From != tt.known.Status.ActiveSite || p.To != tt.to || p.Epoch != 7 || p.Group != "webshop" || p.Action != tt.req.Action {
+				t.Errorf("plan header: %+v", p)
+			}
+			if diff := cmp.Diff(tt.steps, ids(p.Steps)); diff != "" {
+				t.Errorf("steps (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.rollback, ids(p.Rollback), cmp.Comparer(func(a, b []string) bool {
+				return len(a) == 0 && len(b) == 0 || cmp.Equal(a, b)
+			})); diff != "" {
+				t.Errorf("rollback (-want +got):\n%s", diff)
+			}
+			seen := map[string]bool{}
+			for _, s := range append(p.Steps, p.Rollback...) {
+				if seen[s.ID] {
+					t.Errorf("step id %s twice", s.ID)
+				}
+				seen[s.ID] = true
+				if s.Timeout <= 0 {
+					t.Errorf("step %s has no timeout", s.ID)
+				}
+			}
+		})
+	}
+}
+
+func TestDataLossErrorSaysWhatToDo(t *testing.T) {
+	_, err := Build(group(), known("brussels", status.StateUnreachable, brusselsDown, 12), Request{Action: Failover})
+	for _, want := range []string{"db at antwerp was 12s (4096 bytes) behind", "max_data_loss 5s", "siteflip failover webshop --to antwerp --accept-data-loss"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}
+
+func TestOrder(t *testing.T) {
+	g := &config.Group{Name: "g", Resources: []config.Resource{
+		{Name: "web", DependsOn: []string{"app", "dns"}},
+		{Name: "app", DependsOn: []string{"db"}},
+		{Name: "dns"},
+		{Name: "db"},
+	}}
+	got, err := Order(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range got {
+		names = append(names, r.Name)
+	}
+	if diff := cmp.Diff([]string{"dns", "db", "app", "web"}, names); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+	g.Resources[3].DependsOn = []string{"web"}
+	if _, err := Order(g); err == nil || !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("cycle: got %v", err)
+	}
+}
