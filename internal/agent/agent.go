@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/driver"
@@ -51,7 +52,14 @@ type agent struct {
 	metrics *metrics
 	started time.Time
 
+	// peerAPI calls the other agents with this location's certificate
+	// (the controller sends steps with it).
+	peerAPI *api.Client
+	// siteCNs are the certificate names of the locations.
+	siteCNs []string
+
 	mu        sync.Mutex
+	locks     map[string]*sync.Mutex // one step at a time per resource
 	peers     map[string]status.PeerView
 	resources map[string]status.ResourceView
 	changed   chan struct{} // a change worth publishing at once
@@ -131,6 +139,7 @@ func Run(ctx context.Context, opts Options) error {
 			Timeout:   t.Coordination.ProbeTimeout.D(),
 			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
 		},
+		peerAPI:   api.NewClientTLS(t, clientTLS),
 		metrics:   newMetrics(),
 		started:   time.Now().UTC(),
 		peers:     map[string]status.PeerView{},
@@ -138,6 +147,12 @@ func Run(ctx context.Context, opts Options) error {
 		changed:   make(chan struct{}, 1),
 	}
 	defer a.client.CloseIdleConnections()
+	defer a.peerAPI.Close()
+	if t.TLSEnabled() {
+		if a.siteCNs, err = siteCNs(t); err != nil {
+			return err
+		}
+	}
 	observers, err := a.observers()
 	if err != nil {
 		return err

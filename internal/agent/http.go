@@ -20,6 +20,10 @@ func (a *agent) routes() http.Handler {
 		fmt.Fprintf(w, "ok %s\n", a.site.Name)
 	})
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
+	mux.HandleFunc("POST /v1/runs", a.handleStartRun)
+	mux.HandleFunc("GET /v1/runs", a.handleRuns)
+	mux.HandleFunc("GET /v1/runs/{id}", a.handleRun)
+	mux.HandleFunc("POST /v1/steps", a.handleStep)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{Registry: a.metrics.reg}))
 	return mux
 }

@@ -238,6 +238,12 @@ func (a *agent) campaign(ctx context.Context, sess *coord.Session) error {
 	a.log.Info("elected controller", "term", term)
 	a.metrics.controller.Set(1)
 	defer a.log.Info("no longer controller", "term", term)
+	runsDone := make(chan struct{})
+	go func() {
+		defer close(runsDone)
+		a.driveRuns(ctx, sess)
+	}()
+	defer func() { <-runsDone }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

@@ -39,10 +39,16 @@ func NewClient(t *config.Topology) (*Client, error) {
 			return nil, fmt.Errorf("operator credential: %w", err)
 		}
 	}
+	return NewClientTLS(t, tlsConfig), nil
+}
+
+// NewClientTLS returns a client that authenticates with tlsConfig (an
+// agent uses its own location's certificate).
+func NewClientTLS(t *config.Topology, tlsConfig *tls.Config) *Client {
 	return &Client{topo: t, http: &http.Client{
 		Timeout:   3 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: tlsConfig},
-	}}, nil
+	}}
 }
 
 // Close releases the client's idle connections.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/plan"
 )
 
 // Version is set at build time.
@@ -44,6 +45,12 @@ func commands() []command {
 		{"agent", "--site NAME [--data DIR] [--etcd-endpoints URLS]", "run the agent of one location (site or witness)", runAgent},
 		{"check", "", "validate and lint a topology; FILE:LINE:COL errors", runCheck},
 		{"status", "[-o text|json] [--watch]", "sites, who sees whom, the controller, groups and replication lag", runStatus},
+		{"failover", "GROUP [--to SITE] [--yes] [--accept-data-loss]", "unplanned: recover the group at the other site now", runAction(plan.Failover)},
+		{"switchover", "GROUP --to SITE", "planned: move the group with no data loss", runAction(plan.Switchover)},
+		{"reprotect", "GROUP", "rebuild replication toward the active site", runAction(plan.Reprotect)},
+		{"failback", "GROUP", "switch over back to the preferred site", runAction(plan.Failback)},
+		{"runs", "[GROUP] [-o json]", "history of runs, who started them, RTO", runRuns},
+		{"run", "ID [-o json]", "one run's timeline, step by step", runRun},
 		{"lab", "up|down|disaster SITE|heal SITE [--dir DIR]", "a complete multi-site lab on this machine", runLab},
 		{"version", "", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "siteflip", Version); return nil }},
 	}
@@ -94,7 +101,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: siteflip [--config FILE] COMMAND [flags]")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %-48s %s\n", c.name, c.args, c.summary)
+		fmt.Fprintf(w, "  %-10s %-48s %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprintln(w, "\nEvery command takes --config FILE (also $SITEFLIP_CONFIG, default ./siteflip.yaml).")
 }

@@ -108,10 +108,7 @@ func printStatus(w io.Writer, st status.Status) {
 				if s.LagBytes != nil && s.LagSeconds != nil {
 					lag = fmt.Sprintf("%d B / %.3f s", *s.LagBytes, *s.LagSeconds)
 				}
-				role := s.Role
-				if s.Error != "" && !s.Up {
-					role += " (" + s.Error + ")"
-				}
+				role := s.Role // why it is down or unknown is in the problems below
 				stream := "-"
 				if s.Role == status.RoleStandby {
 					stream = yesNo(s.Streaming, "yes", "NO")

@@ -20,7 +20,11 @@ import (
 
 // ignoreRevision compares snapshots by content: the revision moves with
 // every write of every test sharing the cluster.
-var ignoreRevision = cmpopts.IgnoreFields(status.Snapshot{}, "Revision")
+var ignoreRevision = cmp.Options{
+	cmpopts.IgnoreFields(status.Snapshot{}, "Revision"),
+	cmpopts.IgnoreFields(status.Record{}, "Revision"),
+	cmpopts.EquateEmpty(),
+}
 
 // ignoreSince drops the controller's election time, set by Campaign.
 var ignoreSince = cmpopts.IgnoreFields(status.Controller{}, "Since")
@@ -123,6 +127,7 @@ func TestControlPlane(t *testing.T) {
 		{"EvictControllerConcurrently", testEvictConcurrently},
 		{"CampaignConfirmedAcrossMembers", testCampaignAcrossMembers},
 		{"SessionOutlivesContext", testSessionOutlivesContext},
+		{"Runs", testRuns},
 	}
 	for _, tr := range []struct {
 		name   string
@@ -456,7 +461,7 @@ func testAdoptGroup(t *testing.T, c *cluster) {
 		t.Fatalf("first AdoptGroup = %v, %v; want true, nil", ok, err)
 	}
 	want := map[string]status.Record{"g1": rec1}
-	if diff := cmp.Diff(want, snapshot(t, stores[2]).Records); diff != "" {
+	if diff := cmp.Diff(want, snapshot(t, stores[2]).Records, ignoreRevision); diff != "" {
 		t.Fatalf("records (-want +got):\n%s", diff)
 	}
 
@@ -504,7 +509,7 @@ func testAdoptGroup(t *testing.T, c *cluster) {
 		t.Fatalf("AdoptGroup with the new term = %v, %v; want true, nil", ok, err)
 	}
 	want["g2"] = rec2
-	if diff := cmp.Diff(want, snapshot(t, stores[0]).Records); diff != "" {
+	if diff := cmp.Diff(want, snapshot(t, stores[0]).Records, ignoreRevision); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)
 	}
 }

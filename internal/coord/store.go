@@ -28,12 +28,19 @@ type Store struct {
 
 // Keys, under /siteflip/INSTALLATION/:
 //
-//	views/SITE        View of one location, under that location's lease
-//	groups/GROUP      Record of one group (active site, epoch)
-//	controller/LEASE  candidates of the controller election; the oldest leads
+//	views/SITE                 View of one location, under that location's lease
+//	groups/GROUP               Record of one group (active site, epoch)
+//	controller/LEASE           candidates of the controller election; the oldest leads
+//	running/GROUP              ID of the group's run in progress (one at a time)
+//	runs/ID                    a run: its plan and the state of every step
+//	lag/GROUP/RESOURCE/SITE    last known lag of a standby
 func (s *Store) viewsKey() string      { return s.prefix + "views/" }
 func (s *Store) groupsKey() string     { return s.prefix + "groups/" }
 func (s *Store) controllerKey() string { return s.prefix + "controller/" }
+
+func (s *Store) runningKey() string { return s.prefix + "running/" }
+func (s *Store) runsKey() string    { return s.prefix + "runs/" }
+func (s *Store) lagKey() string     { return s.prefix + "lag/" }
 
 // electionPrefix is what concurrency.Election wants: it appends the "/".
 func (s *Store) electionPrefix() string { return s.prefix + "controller" }
@@ -66,6 +73,8 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 		clientv3.OpGet(s.viewsKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.groupsKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.controllerKey(), clientv3.WithFirstCreate()...),
+		clientv3.OpGet(s.lagKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.runningKey(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return status.Snapshot{}, fmt.Errorf("read control plane: %w", err)
@@ -87,7 +96,28 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 		if err := json.Unmarshal(kv.Value, &r); err != nil {
 			return snap, fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
+		r.Revision = kv.ModRevision
 		snap.Records[r.Group] = r
+	}
+	snap.Lags = map[string]map[string]map[string]status.Lag{}
+	for _, kv := range resp.Responses[3].GetResponseRange().Kvs {
+		parts := strings.Split(strings.TrimPrefix(string(kv.Key), s.lagKey()), "/")
+		var l status.Lag
+		if len(parts) != 3 || json.Unmarshal(kv.Value, &l) != nil {
+			continue
+		}
+		g, r, site := parts[0], parts[1], parts[2]
+		if snap.Lags[g] == nil {
+			snap.Lags[g] = map[string]map[string]status.Lag{}
+		}
+		if snap.Lags[g][r] == nil {
+			snap.Lags[g][r] = map[string]status.Lag{}
+		}
+		snap.Lags[g][r][site] = l
+	}
+	snap.Running = map[string]string{}
+	for _, kv := range resp.Responses[4].GetResponseRange().Kvs {
+		snap.Running[strings.TrimPrefix(string(kv.Key), s.runningKey())] = string(kv.Value)
 	}
 	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
 		var c status.Controller

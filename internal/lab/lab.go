@@ -40,6 +40,9 @@ type Options struct {
 	Out io.Writer
 	// ReadyTimeout bounds how long Up waits for the lab to be healthy.
 	ReadyTimeout time.Duration
+	// AgentEnv is added to the agents' environment (test hooks such as
+	// SITEFLIP_FAILPOINT); heal uses the same.
+	AgentEnv []string
 }
 
 // ErrRunning is returned by Up when a lab already runs in the directory.
@@ -59,7 +62,7 @@ func Up(ctx context.Context, o Options) error {
 	if binDir == "" {
 		return fmt.Errorf("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: install them with `apt-get install postgresql-15` (`make lab` does this when run as root)")
 	}
-	st := &state{Dir: dir, CreatedAt: time.Now().UTC()}
+	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create lab directory: %w", err)
 	}
@@ -253,6 +256,7 @@ func startAgent(st *state, exe, site string) error {
 		return err
 	}
 	cmd := exec.Command(exe, "agent", "--config", filepath.Join(st.Dir, "siteflip.yaml"), "--site", site, "--data", siteDir)
+	cmd.Env = append(os.Environ(), st.AgentEnv...)
 	_, err := st.start(site, "agent", cmd, filepath.Join(siteDir, "agent.log"))
 	return err
 }
@@ -347,6 +351,7 @@ func Disaster(o Options, site string) error {
 			run = append(run, p)
 		}
 	}
+	run = union(run, st.postmasters(site))
 	if len(run) == 0 {
 		return fmt.Errorf("nothing of %s is running: it is already down (`siteflip lab heal %s --dir %s` brings it back)", site, site, st.Dir)
 	}
@@ -369,27 +374,83 @@ func Heal(ctx context.Context, o Options, site string) error {
 	if err := knownLocation(site); err != nil {
 		return err
 	}
+	var agentUp, dbUp bool
+	var dead []proc
 	for _, p := range st.of(site) {
-		if p.alive() {
-			return fmt.Errorf("%s is running (%s): nothing to heal", site, names(st.of(site)))
+		switch {
+		case !p.alive():
+			dead = append(dead, p)
+		case p.Name == "agent":
+			agentUp = true
+		case p.Name == "postgres":
+			dbUp = true
 		}
 	}
-	st.forget(st.of(site))
+	dbUp = dbUp || len(st.postmasters(site)) > 0
+	st.forget(dead)
 	t, err := config.Load(filepath.Join(st.Dir, "siteflip.yaml"), driver.Types())
 	if err != nil {
 		return err
 	}
-	if in, ok := instance(t, site); ok {
-		if err := startPostgres(ctx, st, in); err != nil {
+	in, hasDB := instance(t, site)
+	if agentUp && (dbUp || !hasDB) {
+		return fmt.Errorf("%s is running (%s): nothing to heal", site, names(union(st.of(site), st.postmasters(site))))
+	}
+	if hasDB && !dbUp {
+		why, start := mayStartDatabase(ctx, t, in)
+		if start {
+			if err := startPostgres(ctx, st, in); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "started PostgreSQL at %s (%s)\n", site, why)
+		} else {
+			fmt.Fprintf(o.Out, "PostgreSQL at %s stays stopped: %s\n", site, why)
+		}
+	}
+	if !agentUp {
+		if err := startAgent(st, o.Exe, site); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.Out, "started PostgreSQL at %s\n", site)
+		fmt.Fprintf(o.Out, "started the agent of %s\n", site)
 	}
-	if err := startAgent(st, o.Exe, site); err != nil {
-		return err
+	return st.save()
+}
+
+// mayStartDatabase says whether heal may start the database at a site as
+// its data directory left it. A standby is always safe. A primary is safe
+// only while its site is still the group's active site: after a failover
+// it would be a second writable primary, and clients that still reach it
+// (the demo writer lists every site) would write to it. Then it stays
+// stopped until a reprotect rejoins it as a standby.
+func mayStartDatabase(ctx context.Context, t *config.Topology, in postgres.Instance) (string, bool) {
+	if _, err := os.Stat(filepath.Join(in.Settings.DataDir, "standby.signal")); err == nil {
+		return "as a standby", true
 	}
-	fmt.Fprintf(o.Out, "started the agent of %s\n", site)
-	return nil
+	c, err := api.NewClient(t)
+	if err != nil {
+		return err.Error(), false
+	}
+	defer c.Close()
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := c.Status(qctx)
+	if err != nil {
+		return fmt.Sprintf("it was a primary and no location answers to say whether %s is still active (%v)", in.Site, err), false
+	}
+	for _, g := range st.Groups {
+		if g.Name != demoGroup {
+			continue
+		}
+		if g.Run != "" {
+			return fmt.Sprintf("run %s is in progress on %s, and its steps start, stop or rejoin this database; starting it now could make it serve next to the one the run promotes", g.Run, g.Name), false
+		}
+		if g.ActiveSite == in.Site {
+			return "as the primary of the active site", true
+		}
+		return fmt.Sprintf("it was a primary, but %s is now active at %s; starting it would make a second writable primary. `siteflip reprotect %s` rejoins it as a standby and starts it",
+			g.Name, g.ActiveSite, g.Name), false
+	}
+	return "the group is not in the status", false
 }
 
 func knownLocation(site string) error {
@@ -413,17 +474,23 @@ func Down(o Options) error {
 	if err != nil {
 		return err
 	}
-	// The writer first, then the agents, then the databases.
+	// The writer first, then the agents, then the databases (those the lab
+	// started and those the agents restarted).
+	all := st.Processes
+	for _, l := range locations {
+		all = union(all, st.postmasters(l.name))
+	}
 	order := map[string]int{"writer": 0, "agent": 1, "postgres": 2}
 	for rank := 0; rank < 3; rank++ {
 		var ps []proc
-		for _, p := range st.Processes {
+		for _, p := range all {
 			if order[p.Name] == rank {
 				ps = append(ps, p)
 			}
 		}
 		st.stop(ps, 15*time.Second)
 	}
+	st.Processes = all
 	if left := st.running(); len(left) > 0 {
 		return fmt.Errorf("could not stop %s; nothing was removed", names(left))
 	}

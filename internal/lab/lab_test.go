@@ -56,10 +56,19 @@ func skipUnlessLab(t testing.TB) {
 	}
 }
 
+// failpointEnvForTest is the agent's test-hook variable.
+const failpointEnvForTest = "SITEFLIP_FAILPOINT"
+
 // labUp starts a lab and makes sure it is torn down, whatever happens.
 func labUp(t testing.TB) (Options, *config.Topology, *api.Client) {
 	t.Helper()
-	o := Options{Dir: labDir(t), Exe: buildSiteflip(t), Out: testWriter{t}}
+	return labUpWith(t, nil)
+}
+
+// labUpWith starts a lab whose agents get env added to their environment.
+func labUpWith(t testing.TB, env []string) (Options, *config.Topology, *api.Client) {
+	t.Helper()
+	o := Options{Dir: labDir(t), Exe: buildSiteflip(t), Out: testWriter{t}, AgentEnv: env}
 	t.Cleanup(func() {
 		if _, err := os.Stat(filepath.Join(o.Dir, stateFile)); err == nil {
 			if err := Down(o); err != nil {

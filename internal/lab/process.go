@@ -23,6 +23,7 @@ type state struct {
 	Dir       string    `json:"dir"`
 	CreatedAt time.Time `json:"created_at"`
 	Processes []proc    `json:"processes"`
+	AgentEnv  []string  `json:"agent_env,omitempty"`
 }
 
 // proc is one process the lab started, in a session of its own so that its
@@ -217,4 +218,45 @@ func names(ps []proc) string {
 		out = append(out, fmt.Sprintf("%s (pid %d)", path.Join(orLab(p.Site), p.Name), p.PID))
 	}
 	return strings.Join(out, ", ")
+}
+
+// postmasters returns the PostgreSQL server running on the site's data
+// directory, found through its postmaster.pid: after a failover or a
+// reprotect the agents restart servers themselves, and the lab must still
+// find them to cut their power.
+func (st *state) postmasters(site string) []proc {
+	data := filepath.Join(st.Dir, site, "pg", "data")
+	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if err != nil {
+		return nil
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 1 {
+		return nil
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmdline, []byte(data)) {
+		return nil // stale pid file, or the PID now belongs to another process
+	}
+	state, start, err := procStat(pid)
+	if err != nil || state == 'Z' {
+		return nil
+	}
+	return []proc{{Site: site, Name: "postgres", PID: pid, Start: start}}
+}
+
+// union adds to ps the processes of more it does not hold yet.
+func union(ps, more []proc) []proc {
+	out := append([]proc(nil), ps...)
+	for _, m := range more {
+		dup := false
+		for _, p := range ps {
+			dup = dup || p.PID == m.PID
+		}
+		if !dup {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -99,14 +99,7 @@ type Known struct {
 	SiteUp map[string]bool
 	// LastLag is, per resource and site, the standby's last known lag
 	// (kept by the controller while the primary reported it).
-	LastLag map[string]map[string]Lag
-}
-
-// Lag is a standby's lag as last measured by its primary.
-type Lag struct {
-	Seconds    float64
-	Bytes      int64
-	MeasuredAt time.Time
+	LastLag map[string]map[string]status.Lag
 }
 
 // Errors that say why a request cannot be planned. Build wraps them with

@@ -29,7 +29,7 @@ func known(active, state string, up map[string]bool, lagSeconds float64) Known {
 	return Known{
 		Status: status.GroupStatus{Name: "webshop", ActiveSite: active, Epoch: 7, State: state},
 		SiteUp: up,
-		LastLag: map[string]map[string]Lag{
+		LastLag: map[string]map[string]status.Lag{
 			"db":  {"antwerp": {Seconds: lagSeconds, Bytes: 4096, MeasuredAt: time.Unix(100, 0)}, "brussels": {Seconds: lagSeconds}},
 			"app": {"antwerp": {}, "brussels": {}},
 		},

@@ -67,16 +67,18 @@ const (
 
 // GroupStatus is one protection group.
 type GroupStatus struct {
-	Name          string           `json:"name"`
-	PreferredSite string           `json:"preferred_site"`
-	ActiveSite    string           `json:"active_site"`
-	Epoch         int64            `json:"epoch"`
-	State         string           `json:"state"`
-	Policy        string           `json:"policy"`
-	MaxDataLoss   string           `json:"max_data_loss"`
-	RTOTarget     string           `json:"rto_target"`
-	Problems      []string         `json:"problems"`
-	Resources     []ResourceStatus `json:"resources"`
+	Name          string   `json:"name"`
+	PreferredSite string   `json:"preferred_site"`
+	ActiveSite    string   `json:"active_site"`
+	Epoch         int64    `json:"epoch"`
+	State         string   `json:"state"`
+	Policy        string   `json:"policy"`
+	MaxDataLoss   string   `json:"max_data_loss"`
+	RTOTarget     string   `json:"rto_target"`
+	Problems      []string `json:"problems"`
+	// Run is the ID of the run in progress on the group, if any.
+	Run       string           `json:"run,omitempty"`
+	Resources []ResourceStatus `json:"resources"`
 }
 
 // ResourceStatus is one resource of a group at every site of the group.
@@ -97,7 +99,11 @@ type ResourceSiteStatus struct {
 	Streaming  bool     `json:"streaming"`
 	LagBytes   *int64   `json:"lag_bytes"`
 	LagSeconds *float64 `json:"lag_seconds"`
-	Error      string   `json:"error,omitempty"`
+	// LastKnownLag is the lag the controller last recorded for this
+	// standby: what a failover would lose, still known when the primary's
+	// site is gone.
+	LastKnownLag *Lag   `json:"last_known_lag,omitempty"`
+	Error        string `json:"error,omitempty"`
 }
 
 // Assemble builds the Status of topology t from a snapshot of the control
@@ -180,6 +186,7 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh
 		MaxDataLoss: g.MaxDataLoss.D().String(), RTOTarget: g.RTOTarget.D().String(),
 		Problems: []string{}, Resources: []ResourceStatus{},
 	}
+	gs.Run = snap.Running[g.Name]
 	rec, adopted := snap.Records[g.Name]
 	if adopted {
 		gs.ActiveSite, gs.Epoch = rec.ActiveSite, rec.Epoch
@@ -215,6 +222,9 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh
 		}
 		for i := range rs.Sites {
 			rss := &rs.Sites[i]
+			if l, ok := snap.Lags[g.Name][r.Name][rss.Site]; ok && rss.Site != gs.ActiveSite {
+				rss.LastKnownLag = &l
+			}
 			if rss.Role != RoleStandby || primary == nil {
 				continue
 			}

@@ -76,6 +76,17 @@ type Record struct {
 	Epoch      int64     `json:"epoch"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	Reason     string    `json:"reason,omitempty"`
+	// Revision is the etcd revision that last wrote the record: a run
+	// planned from it starts only if the record is still that one.
+	Revision int64 `json:"-"`
+}
+
+// Lag is a standby's lag as last measured by its primary, kept by the
+// controller so that it is still known when the primary's site is gone.
+type Lag struct {
+	Seconds    float64   `json:"seconds"`
+	Bytes      int64     `json:"bytes"`
+	MeasuredAt time.Time `json:"measured_at"`
 }
 
 // Controller is the agent currently elected to decide and drive plans.
@@ -94,4 +105,8 @@ type Snapshot struct {
 	Views      map[string]View   // by site
 	Records    map[string]Record // by group
 	Controller *Controller       // nil while none is elected
+	// Lags is the last known lag by group, resource and standby site.
+	Lags map[string]map[string]map[string]Lag
+	// Running is the ID of the run in progress, by group.
+	Running map[string]string
 }

@@ -1,6 +1,6 @@
 // Package postgres owns siteflip's PostgreSQL driver.
 //
-// It has three parts:
+// It has four parts:
 //
 //   - Settings: the per-site block of a postgres resource in the
 //     configuration, with its defaults and checks. The caller decodes the
@@ -10,8 +10,12 @@
 //     role (primary or standby), timeline, WAL positions and replication
 //     state — taken with one short query batch over a reused connection.
 //   - Instance: managing a local instance — initdb for a new primary,
-//     pg_basebackup for a standby, and the server command line. The lab uses
-//     it now; failover actions will use it later.
+//     pg_basebackup for a standby, and the server command line.
+//   - The recovery actions a plan runs on the agent of the instance's
+//     site, each idempotent: Start and Stop (through pg_ctl, so that a
+//     server outlives the agent), Fence, WaitCatchUp, Promote and Rejoin
+//     (pg_rewind, or a fresh base backup when it cannot work, keeping the
+//     WAL that only the old primary had).
 //
 // Servers and PostgreSQL tools run as the postgres OS user when the calling
 // process is root. Per-site server settings (port, listen_addresses,

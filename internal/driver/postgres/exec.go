@@ -103,6 +103,13 @@ func binary(s Settings, name string) (string, error) {
 // error names the tool and what it was doing, and ends with the last lines
 // of its output.
 func run(ctx context.Context, u *osUser, what string, extraEnv []string, path string, args ...string) error {
+	_, err := runOutput(ctx, u, what, extraEnv, path, args...)
+	return err
+}
+
+// runOutput is run that also returns the tool's output (stdout and stderr
+// together).
+func runOutput(ctx context.Context, u *osUser, what string, extraEnv []string, path string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, path, args...)
 	u.prepare(cmd, extraEnv...)
 	cmd.SysProcAttr.Setpgid = true
@@ -116,9 +123,9 @@ func run(ctx context.Context, u *osUser, what string, extraEnv []string, path st
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}
-		return fmt.Errorf("%s: %s failed: %w%s", what, filepath.Base(path), err, outputTail(out.Bytes()))
+		return out.Bytes(), fmt.Errorf("%s: %s failed: %w%s", what, filepath.Base(path), err, outputTail(out.Bytes()))
 	}
-	return nil
+	return out.Bytes(), nil
 }
 
 // outputTail formats the last lines of a tool's output for an error.

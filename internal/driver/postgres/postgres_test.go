@@ -183,7 +183,10 @@ type pair struct {
 	pSrv, sSrv       *server
 }
 
-func startPair(t *testing.T) *pair {
+// startPair starts a primary and a standby cloned from it, each with
+// ServerCommand. Every opt can change both sites' settings; dir is the
+// directory that holds their data dirs.
+func startPair(t *testing.T, opts ...func(dir string, s *Settings)) *pair {
 	t.Helper()
 	bin := requirePostgres(t)
 	dir := labDir(t)
@@ -199,6 +202,9 @@ func startPair(t *testing.T) *pair {
 			DataDir:      filepath.Join(dir, site),
 			BinDir:       bin,
 			PasswordFile: pwFile,
+		}
+		for _, opt := range opts {
+			opt(dir, &s)
 		}
 		s.SetDefaults(site)
 		if errs := s.Check(); len(errs) > 0 {

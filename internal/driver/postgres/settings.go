@@ -17,7 +17,7 @@ type Settings struct {
 	Database                string `yaml:"database"` // default "postgres"
 	DataDir                 string `yaml:"data_dir"`
 	BinDir                  string `yaml:"bin_dir"`    // default: newest /usr/lib/postgresql/*/bin that has a postgres binary, else ""
-	SocketDir               string `yaml:"socket_dir"` // optional, for the instance's unix socket; default the data dir
+	SocketDir               string `yaml:"socket_dir"` // optional, for the instance's unix socket; default the data dir, which stops pg_rewind (see Rejoin)
 	User                    string `yaml:"user"`       // role siteflip observes as; default "postgres"
 	PasswordFile            string `yaml:"password_file"`
 	PasswordEnv             string `yaml:"password_env"`

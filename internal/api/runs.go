@@ -1,0 +1,148 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/plan"
+)
+
+// RunRequest asks for a run: POST /v1/runs.
+type RunRequest struct {
+	Group          string      `json:"group"`
+	Action         plan.Action `json:"action"`
+	To             string      `json:"to,omitempty"`
+	AcceptDataLoss bool        `json:"accept_data_loss,omitempty"`
+}
+
+// StepRequest asks a site's agent to carry out one step: POST /v1/steps.
+// Only locations (not operators) may send it.
+type StepRequest struct {
+	RunID    string            `json:"run_id"`
+	Group    string            `json:"group"`
+	Resource string            `json:"resource"`
+	Kind     plan.Kind         `json:"kind"`
+	Epoch    int64             `json:"epoch"`
+	Timeout  time.Duration     `json:"timeout"`
+	Input    map[string]string `json:"input,omitempty"`
+	// Primary is the site to follow, for a rejoin.
+	Primary string `json:"primary,omitempty"`
+}
+
+// StepResult is what the agent did.
+type StepResult struct {
+	Output map[string]string `json:"output,omitempty"`
+	Error  string            `json:"error,omitempty"`
+}
+
+// StartRun asks any location to start a run and returns it as stored.
+func (c *Client) StartRun(ctx context.Context, req RunRequest) (plan.Run, error) {
+	var r plan.Run
+	err := c.any(ctx, func(ctx context.Context, base string) error {
+		return c.do(ctx, http.MethodPost, base+"/v1/runs", req, &r)
+	})
+	return r, err
+}
+
+// Run returns one run.
+func (c *Client) Run(ctx context.Context, id string) (plan.Run, error) {
+	var r plan.Run
+	err := c.any(ctx, func(ctx context.Context, base string) error {
+		return c.do(ctx, http.MethodGet, base+"/v1/runs/"+url.PathEscape(id), nil, &r)
+	})
+	return r, err
+}
+
+// Runs lists the runs of a group ("" for all), oldest first.
+func (c *Client) Runs(ctx context.Context, group string) ([]plan.Run, error) {
+	var rs []plan.Run
+	err := c.any(ctx, func(ctx context.Context, base string) error {
+		return c.do(ctx, http.MethodGet, base+"/v1/runs?group="+url.QueryEscape(group), nil, &rs)
+	})
+	return rs, err
+}
+
+// Step sends a step to the agent of site and waits for its result.
+func (c *Client) Step(ctx context.Context, site string, req StepRequest) (StepResult, error) {
+	s, ok := c.topo.Site(site)
+	if !ok {
+		return StepResult{}, fmt.Errorf("step for unknown site %q", site)
+	}
+	var res StepResult
+	err := c.do(ctx, http.MethodPost, c.url(s, "/v1/steps"), req, &res)
+	return res, err
+}
+
+// RequestError is an answer that refuses the request (4xx): asking another
+// location would give the same answer.
+type RequestError struct {
+	Status int
+	Msg    string
+}
+
+func (e *RequestError) Error() string { return e.Msg }
+
+// any tries the locations in turn until one answers; a refusal (4xx) is
+// final.
+func (c *Client) any(ctx context.Context, call func(ctx context.Context, base string) error) error {
+	var errs []string
+	for i := range c.topo.Sites {
+		s := &c.topo.Sites[i]
+		err := call(ctx, strings.TrimSuffix(c.url(s, ""), "/"))
+		var re *RequestError
+		if err == nil || errors.As(err, &re) || ctx.Err() != nil {
+			return err
+		}
+		errs = append(errs, fmt.Sprintf("%s: %v", s.Name, err))
+	}
+	return fmt.Errorf("no location answered:\n  %s", strings.Join(errs, "\n  "))
+}
+
+// do sends one JSON request; a step may take minutes, so it has no
+// timeout of its own beyond ctx.
+func (c *Client) do(ctx context.Context, method, u string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hc := *c.http
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		msg := fmt.Sprintf("%s %s answered %s", method, u, resp.Status)
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			return &RequestError{Status: resp.StatusCode, Msg: msg}
+		}
+		return errors.New(msg)
+	}
+	return json.Unmarshal(data, out)
+}

@@ -1,0 +1,208 @@
+package coord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// Errors of run bookkeeping.
+var (
+	// ErrRunInProgress: the group already has a run in progress.
+	ErrRunInProgress = errors.New("a run is already in progress")
+	// ErrStale: the group changed since the plan was made.
+	ErrStale = errors.New("the group changed since the plan was made")
+	// ErrNoRun: no run with that ID.
+	ErrNoRun = errors.New("no such run")
+)
+
+// Fence identifies the controller's term for fenced writes: the election
+// key and the create revision it was elected with.
+type Fence struct {
+	Key  string
+	Term int64
+}
+
+// Fence returns the session's fencing token; valid after Campaign.
+func (se *Session) Fence() Fence { return Fence{Key: se.el.Key(), Term: se.el.Rev()} }
+
+func (f Fence) holds() clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(f.Key), "=", f.Term)
+}
+
+// StartRun stores run as its group's run in progress. It fails with
+// ErrRunInProgress when the group has one, and with ErrStale when the
+// group's record is no longer the one (recordRevision) the plan was made
+// from.
+func (s *Store) StartRun(ctx context.Context, run plan.Run, recordRevision int64) error {
+	data, err := json.Marshal(run)
+	if err != nil {
+		return err
+	}
+	lock := s.runningKey() + run.Group
+	resp, err := s.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(lock), "=", 0),
+		clientv3.Compare(clientv3.ModRevision(s.groupsKey()+run.Group), "=", recordRevision),
+	).Then(
+		clientv3.OpPut(lock, run.ID),
+		clientv3.OpPut(s.runsKey()+run.ID, string(data)),
+	).Else(clientv3.OpGet(lock)).Commit()
+	if err != nil {
+		return fmt.Errorf("start run of group %s: %w", run.Group, err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		return fmt.Errorf("group %s: %w (run %s); follow it with `siteflip run %s`", run.Group, ErrRunInProgress, kvs[0].Value, kvs[0].Value)
+	}
+	return fmt.Errorf("group %s: %w; look at `siteflip status` and ask again", run.Group, ErrStale)
+}
+
+// SaveRun writes the run's progress, only while the controller's term f
+// holds. A finished run also releases the group's run lock.
+func (s *Store) SaveRun(ctx context.Context, run plan.Run, f Fence) error {
+	data, err := json.Marshal(run)
+	if err != nil {
+		return err
+	}
+	ops := []clientv3.Op{clientv3.OpPut(s.runsKey()+run.ID, string(data))}
+	var cmps []clientv3.Cmp
+	cmps = append(cmps, f.holds())
+	if run.Done() {
+		lock := s.runningKey() + run.Group
+		ops = append(ops, clientv3.OpDelete(lock))
+		cmps = append(cmps, clientv3.Compare(clientv3.Value(lock), "=", run.ID))
+	}
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("save run %s: %w", run.ID, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("save run %s: %w (term %d has ended, or the run lock is not this run's)", run.ID, ErrNotElected, f.Term)
+	}
+	return nil
+}
+
+// Activate records `to` as the group's active site and increments its
+// epoch from `epoch`, in one transaction with the run's progress, while
+// the term holds. When the record already shows that activation (a resumed
+// run), it succeeds without writing the record again. It returns the new
+// epoch.
+func (s *Store) Activate(ctx context.Context, run plan.Run, epoch int64, to string, f Fence) (int64, error) {
+	key := s.groupsKey() + run.Group
+	get, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("activate %s at %s: %w", run.Group, to, err)
+	}
+	if len(get.Kvs) == 0 {
+		return 0, fmt.Errorf("activate %s at %s: the group has no record", run.Group, to)
+	}
+	var rec status.Record
+	if err := json.Unmarshal(get.Kvs[0].Value, &rec); err != nil {
+		return 0, err
+	}
+	switch {
+	case rec.Epoch == epoch+1 && rec.ActiveSite == to:
+		return rec.Epoch, s.SaveRun(ctx, run, f) // done before; resumed
+	case rec.Epoch != epoch:
+		return 0, fmt.Errorf("activate %s at %s: %w (epoch %d, the run was planned at %d)", run.Group, to, ErrStale, rec.Epoch, epoch)
+	}
+	rec.ActiveSite, rec.Epoch, rec.UpdatedAt = to, epoch+1, time.Now().UTC()
+	rec.Reason = fmt.Sprintf("%s run %s", run.Plan.Action, run.ID)
+	recData, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	runData, err := json.Marshal(run)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := s.cli.Txn(ctx).If(
+		f.holds(),
+		clientv3.Compare(clientv3.ModRevision(key), "=", get.Kvs[0].ModRevision),
+	).Then(
+		clientv3.OpPut(key, string(recData)),
+		clientv3.OpPut(s.runsKey()+run.ID, string(runData)),
+	).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("activate %s at %s: %w", run.Group, to, err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("activate %s at %s: %w (the term ended or the record changed)", run.Group, to, ErrNotElected)
+	}
+	return rec.Epoch, nil
+}
+
+// Run returns the run with the given ID.
+func (s *Store) Run(ctx context.Context, id string) (plan.Run, error) {
+	resp, err := s.cli.Get(ctx, s.runsKey()+id)
+	if err != nil {
+		return plan.Run{}, fmt.Errorf("read run %s: %w", id, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return plan.Run{}, fmt.Errorf("run %s: %w; `siteflip runs` lists them", id, ErrNoRun)
+	}
+	var r plan.Run
+	if err := json.Unmarshal(resp.Kvs[0].Value, &r); err != nil {
+		return plan.Run{}, fmt.Errorf("decode run %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// Runs lists the runs of a group ("" for all), oldest first.
+func (s *Store) Runs(ctx context.Context, group string) ([]plan.Run, error) {
+	resp, err := s.cli.Get(ctx, s.runsKey(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	var out []plan.Run
+	for _, kv := range resp.Kvs {
+		var r plan.Run
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		if group == "" || r.Group == group {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out, nil
+}
+
+// PutLag records a standby's last known lag.
+func (s *Store) PutLag(ctx context.Context, group, resource, site string, l status.Lag) error {
+	data, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cli.Put(ctx, s.lagKey()+group+"/"+resource+"/"+site, string(data)); err != nil {
+		return fmt.Errorf("record lag of %s/%s at %s: %w", group, resource, site, err)
+	}
+	return nil
+}
+
+// Record returns the group's current record (linearizable read).
+func (s *Store) Record(ctx context.Context, group string) (status.Record, bool, error) {
+	resp, err := s.cli.Get(ctx, s.groupsKey()+group)
+	if err != nil {
+		return status.Record{}, false, fmt.Errorf("read group %s: %w", group, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return status.Record{}, false, nil
+	}
+	var r status.Record
+	if err := json.Unmarshal(resp.Kvs[0].Value, &r); err != nil {
+		return status.Record{}, false, err
+	}
+	r.Revision = resp.Kvs[0].ModRevision
+	return r, true, nil
+}

@@ -1,0 +1,292 @@
+// Package engine drives runs: it carries a run's steps out one after the
+// other, on the agents of the sites they name, and records every step's
+// progress in etcd under the controller's term, so that another controller
+// can resume the run where it stopped. Planning is internal/plan's; the
+// steps' effects are the drivers'.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/coord"
+	"github.com/siteflip/siteflip/internal/plan"
+)
+
+// Store is what the engine needs of the control plane.
+type Store interface {
+	SaveRun(ctx context.Context, run plan.Run, f coord.Fence) error
+	Activate(ctx context.Context, run plan.Run, epoch int64, to string, f coord.Fence) (int64, error)
+}
+
+// Agents carries a step out on a site's agent.
+type Agents interface {
+	Step(ctx context.Context, site string, req api.StepRequest) (api.StepResult, error)
+}
+
+// Engine drives runs for the controller elected with Fence.
+type Engine struct {
+	Store  Store
+	Agents Agents
+	Fence  coord.Fence
+	Log    *slog.Logger
+	// SiteUp says whether a location is up; best-effort steps at a site
+	// that is down are skipped.
+	SiteUp func(site string) bool
+	// Now and Sleep are time, replaceable in tests.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration)
+	// AfterStep, when set, is called once a step's success is stored: the
+	// place where tests inject a controller crash between two steps.
+	AfterStep func(run plan.Run, step plan.Step)
+}
+
+// retryPause is the pause between two attempts of a step.
+const retryPause = 300 * time.Millisecond
+
+// Drive runs run to its end (or until ctx ends, or the term is lost: then
+// the next controller resumes it). It returns the run as last saved.
+func (e *Engine) Drive(ctx context.Context, run plan.Run) (plan.Run, error) {
+	if run.Done() {
+		return run, nil
+	}
+	if run.State == plan.RunRollingBack {
+		return e.rollBack(ctx, run, "")
+	}
+	for i := range run.Plan.Steps {
+		if err := ctx.Err(); err != nil {
+			return run, err
+		}
+		st := &run.Steps[i]
+		if st.State == plan.StepDone || st.State == plan.StepSkipped {
+			continue
+		}
+		err := e.step(ctx, &run, i)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil || errors.Is(err, coord.ErrNotElected) {
+			return run, err
+		}
+		if !run.Activated() {
+			return e.rollBack(ctx, run, fmt.Sprintf("step %s failed: %v", run.Plan.Steps[i].ID, err))
+		}
+		run.State, run.Ended = plan.RunFailed, e.Now().UTC()
+		run.Error = fmt.Sprintf("step %s failed after the point of no return: %v; the group is active at %s; fix the cause and run `siteflip reprotect %s`",
+			run.Plan.Steps[i].ID, err, run.Plan.To, run.Group)
+		return run, e.save(ctx, run)
+	}
+	run.State, run.Ended = plan.RunSucceeded, e.Now().UTC()
+	return run, e.save(ctx, run)
+}
+
+// step carries out step i with its retries and records the outcome.
+func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
+	s := run.Plan.Steps[i]
+	st := &run.Steps[i]
+	if s.BestEffort && e.SiteUp != nil && !e.SiteUp(s.Site) {
+		st.State, st.Error = plan.StepSkipped, s.Site+" is down"
+		return e.save(ctx, *run)
+	}
+	var err error
+	// An agent that cannot be reached (restarting, or its location cut
+	// off for a moment) does not use up the step's retries: it is asked
+	// again until the step's timeout has passed.
+	deadline := e.Now().Add(s.Timeout)
+	for attempt := 0; attempt <= s.Retries; attempt++ {
+		st.State, st.Attempts, st.Started, st.Error = plan.StepRunning, st.Attempts+1, e.Now().UTC(), ""
+		if err := e.save(ctx, *run); err != nil {
+			return err
+		}
+		var out map[string]string
+		out, err = e.do(ctx, run, i)
+		for err != nil && unreachable(err) && e.Now().Before(deadline) && ctx.Err() == nil {
+			st.Error = err.Error()
+			e.Sleep(ctx, retryPause)
+			out, err = e.do(ctx, run, i)
+		}
+		st.Ended = e.Now().UTC()
+		if err == nil {
+			st.State, st.Output = plan.StepDone, out
+			e.noteEffects(run, s, out, st.Ended)
+			e.Log.Info("step done", "run", run.ID, "step", s.ID, "took", st.Ended.Sub(st.Started).Round(time.Millisecond))
+			if s.Kind != plan.Activate { // Activate saved itself, with the record
+				if err := e.save(ctx, *run); err != nil {
+					return err
+				}
+			}
+			if e.AfterStep != nil {
+				e.AfterStep(*run, s)
+			}
+			return nil
+		}
+		if ctx.Err() != nil || errors.Is(err, coord.ErrNotElected) {
+			return err
+		}
+		st.Error = err.Error()
+		e.Log.Warn("step failed", "run", run.ID, "step", s.ID, "attempt", st.Attempts, "error", err)
+		if attempt < s.Retries {
+			e.Sleep(ctx, retryPause)
+		}
+	}
+	if s.BestEffort {
+		st.State = plan.StepSkipped
+		return e.save(ctx, *run)
+	}
+	st.State = plan.StepFailed
+	if serr := e.save(ctx, *run); serr != nil {
+		return serr
+	}
+	return err
+}
+
+// do performs one attempt of step i.
+func (e *Engine) do(ctx context.Context, run *plan.Run, i int) (map[string]string, error) {
+	s := run.Plan.Steps[i]
+	if s.Kind == plan.Activate {
+		run.Steps[i].State = plan.StepDone // stored in the same transaction as the record
+		epoch, err := e.Store.Activate(ctx, *run, run.Plan.Epoch, s.Site, e.Fence)
+		if err != nil {
+			run.Steps[i].State = plan.StepRunning
+			return nil, err
+		}
+		return map[string]string{"epoch": strconv.FormatInt(epoch, 10)}, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	req := api.StepRequest{
+		RunID: run.ID, Group: run.Group, Resource: s.Resource, Kind: s.Kind,
+		Epoch: e.epochOf(run, i), Timeout: s.Timeout, Primary: run.Plan.To,
+	}
+	if s.Kind == plan.CatchUp {
+		req.Input = outputOf(run, plan.Fence, s.Resource)
+	}
+	res, err := e.Agents.Step(sctx, s.Site, req)
+	if err != nil {
+		var re *api.RequestError
+		if !errors.As(err, &re) && ctx.Err() == nil {
+			err = &unreachableError{err}
+		}
+		return nil, fmt.Errorf("%s at %s: %w", s.ID, s.Site, err)
+	}
+	if res.Error != "" {
+		return nil, errors.New(res.Error)
+	}
+	return res.Output, nil
+}
+
+// unreachableError marks a step that never reached its agent.
+type unreachableError struct{ err error }
+
+func (u *unreachableError) Error() string { return u.err.Error() }
+func (u *unreachableError) Unwrap() error { return u.err }
+
+func unreachable(err error) bool {
+	var u *unreachableError
+	return errors.As(err, &u)
+}
+
+// epochOf is the epoch step i runs in: the planned one before activation,
+// the next one after.
+func (e *Engine) epochOf(run *plan.Run, i int) int64 {
+	for j := 0; j < i; j++ {
+		if run.Plan.Steps[j].Kind == plan.Activate {
+			return run.Plan.Epoch + 1
+		}
+	}
+	return run.Plan.Epoch
+}
+
+// noteEffects records what a finished step means for the run as a whole.
+func (e *Engine) noteEffects(run *plan.Run, s plan.Step, out map[string]string, at time.Time) {
+	switch s.Kind {
+	case plan.Promote:
+		// Writable once every promote is done.
+		for j, o := range run.Plan.Steps {
+			if o.Kind == plan.Promote && o.ID != s.ID && run.Steps[j].State != plan.StepDone {
+				return
+			}
+		}
+		run.WritableAt = at
+	case plan.Rejoin:
+		if n := out["lost_bytes"]; n != "" && n != "0" {
+			lost := fmt.Sprintf("%s at %s: %s bytes of WAL (%s..%s) existed only there; kept aside in its data directory's .lost copy",
+				s.Resource, s.Site, n, out["lost_from"], out["lost_to"])
+			if run.DataLost != "" {
+				run.DataLost += "; "
+			}
+			run.DataLost += lost
+		}
+	}
+}
+
+// rollBack undoes a run that failed before its point of no return.
+func (e *Engine) rollBack(ctx context.Context, run plan.Run, why string) (plan.Run, error) {
+	if why != "" {
+		run.Error = why
+	}
+	run.State = plan.RunRollingBack
+	if err := e.save(ctx, run); err != nil {
+		return run, err
+	}
+	for i, s := range run.Plan.Rollback {
+		st := &run.Rollback[i]
+		if st.State == plan.StepDone {
+			continue
+		}
+		var err error
+		for attempt := 0; attempt <= s.Retries; attempt++ {
+			st.State, st.Attempts, st.Started = plan.StepRunning, st.Attempts+1, e.Now().UTC()
+			if err = e.save(ctx, run); err != nil {
+				return run, err
+			}
+			sctx, cancel := context.WithTimeout(ctx, s.Timeout)
+			var res api.StepResult
+			res, err = e.Agents.Step(sctx, s.Site, api.StepRequest{
+				RunID: run.ID, Group: run.Group, Resource: s.Resource, Kind: s.Kind,
+				Epoch: run.Plan.Epoch, Timeout: s.Timeout,
+			})
+			cancel()
+			if err == nil && res.Error != "" {
+				err = errors.New(res.Error)
+			}
+			st.Ended = e.Now().UTC()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return run, err
+			}
+			st.Error = err.Error()
+			e.Sleep(ctx, retryPause)
+		}
+		if err != nil {
+			st.State = plan.StepFailed
+			run.State, run.Ended = plan.RunFailed, e.Now().UTC()
+			run.Error += fmt.Sprintf("; rollback step %s failed too: %v; the group has no serving primary: look at %s and start it, or fail over", s.ID, err, s.Site)
+			return run, e.save(ctx, run)
+		}
+		st.State, st.Error = plan.StepDone, ""
+	}
+	run.State, run.Ended = plan.RunRolledBack, e.Now().UTC()
+	return run, e.save(ctx, run)
+}
+
+func (e *Engine) save(ctx context.Context, run plan.Run) error {
+	return e.Store.SaveRun(ctx, run, e.Fence)
+}
+
+// outputOf returns the output of the done step of kind k on resource.
+func outputOf(run *plan.Run, k plan.Kind, resource string) map[string]string {
+	for i, s := range run.Plan.Steps {
+		if s.Kind == k && s.Resource == resource && run.Steps[i].State == plan.StepDone {
+			return run.Steps[i].Output
+		}
+	}
+	return nil
+}

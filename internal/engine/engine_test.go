@@ -1,0 +1,304 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/coord"
+	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// fakeStore keeps the last saved run and the group's epoch, and can lose
+// the term after a number of saves.
+type fakeStore struct {
+	mu        sync.Mutex
+	saved     []plan.Run
+	epoch     int64
+	active    string
+	loseAfter int // saves before the term is lost; 0: never
+}
+
+func (s *fakeStore) SaveRun(_ context.Context, run plan.Run, _ coord.Fence) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loseAfter > 0 && len(s.saved) >= s.loseAfter {
+		return fmt.Errorf("save: %w", coord.ErrNotElected)
+	}
+	s.saved = append(s.saved, run)
+	return nil
+}
+
+func (s *fakeStore) Activate(ctx context.Context, run plan.Run, epoch int64, to string, f coord.Fence) (int64, error) {
+	s.mu.Lock()
+	switch {
+	case s.epoch == epoch+1 && s.active == to:
+	case s.epoch != epoch:
+		s.mu.Unlock()
+		return 0, coord.ErrStale
+	default:
+		s.epoch, s.active = epoch+1, to
+	}
+	s.mu.Unlock()
+	return s.epoch, s.SaveRun(ctx, run, f)
+}
+
+func (s *fakeStore) last() plan.Run {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.saved[len(s.saved)-1]
+}
+
+// fakeAgents records the steps it is sent and fails the ones told to.
+type fakeAgents struct {
+	mu          sync.Mutex
+	calls       []string
+	fail        map[string]int // step id → how many attempts fail
+	unreachable map[string]int // step id → how many attempts find no agent
+	epoch       map[string]int64
+	input       map[string]map[string]string
+}
+
+func (a *fakeAgents) Step(_ context.Context, site string, req api.StepRequest) (api.StepResult, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	id := string(req.Kind) + ":" + req.Resource + "@" + site
+	a.calls = append(a.calls, id)
+	if a.epoch == nil {
+		a.epoch, a.input = map[string]int64{}, map[string]map[string]string{}
+	}
+	a.epoch[id], a.input[id] = req.Epoch, req.Input
+	if a.unreachable[id] > 0 {
+		a.unreachable[id]--
+		return api.StepResult{}, errors.New("dial tcp: connection refused")
+	}
+	if a.fail[id] > 0 {
+		a.fail[id]--
+		return api.StepResult{Error: "injected failure of " + id}, nil
+	}
+	out := map[string]string{}
+	switch req.Kind {
+	case plan.Fence:
+		out["end_lsn"] = "0/3000060"
+	case plan.Rejoin:
+		if site == "brussels" && req.Resource == "db" {
+			out["lost_bytes"], out["lost_from"], out["lost_to"] = "8192", "0/3000000", "0/3002000"
+		}
+	}
+	return api.StepResult{Output: out}, nil
+}
+
+func group() *config.Group {
+	return &config.Group{
+		Name: "webshop", PreferredSite: "brussels", Sites: []string{"brussels", "antwerp"},
+		MaxDataLoss: config.Duration(5 * time.Second),
+		Resources:   []config.Resource{{Name: "db", Type: "postgres"}},
+	}
+}
+
+func newRun(t *testing.T, action plan.Action, state string, up map[string]bool) plan.Run {
+	t.Helper()
+	p, err := plan.Build(group(), plan.Known{
+		Status:  status.GroupStatus{Name: "webshop", ActiveSite: "brussels", Epoch: 4, State: state},
+		SiteUp:  up,
+		LastLag: map[string]map[string]status.Lag{"db": {"antwerp": {Seconds: 0.1}}},
+	}, plan.Request{Action: action, To: "antwerp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan.NewRun("r1", "operator", plan.Request{Action: action}, p, time.Unix(1000, 0))
+}
+
+func engine(s *fakeStore, a *fakeAgents, up map[string]bool) *Engine {
+	now := time.Unix(1000, 0)
+	return &Engine{
+		Store: s, Agents: a, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SiteUp: func(site string) bool { return up[site] },
+		Now:    func() time.Time { now = now.Add(10 * time.Millisecond); return now },
+		Sleep:  func(context.Context, time.Duration) {},
+	}
+}
+
+var up = map[string]bool{"brussels": true, "antwerp": true}
+
+func TestSwitchover(t *testing.T) {
+	s, a := &fakeStore{epoch: 4, active: "brussels"}, &fakeAgents{}
+	run, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.State != plan.RunSucceeded || s.last().State != plan.RunSucceeded {
+		t.Fatalf("state %s (saved %s): %s", run.State, s.last().State, run.Error)
+	}
+	if want := []string{"fence:db@brussels", "catch-up:db@antwerp", "promote:db@antwerp", "rejoin:db@brussels"}; !cmp.Equal(a.calls, want) {
+		t.Errorf("calls: %s", cmp.Diff(want, a.calls))
+	}
+	// Fencing tokens: the old epoch before activation, the new one after.
+	if a.epoch["fence:db@brussels"] != 4 || a.epoch["catch-up:db@antwerp"] != 4 || a.epoch["promote:db@antwerp"] != 5 || a.epoch["rejoin:db@brussels"] != 5 {
+		t.Errorf("epochs sent: %v", a.epoch)
+	}
+	if got := a.input["catch-up:db@antwerp"]["end_lsn"]; got != "0/3000060" {
+		t.Errorf("catch-up did not get the fence's end LSN: %q", got)
+	}
+	if s.epoch != 5 || s.active != "antwerp" {
+		t.Errorf("record: epoch %d active %s", s.epoch, s.active)
+	}
+	if run.RTO() <= 0 {
+		t.Errorf("no RTO measured")
+	}
+	if !strings.Contains(run.DataLost, "8192 bytes") {
+		t.Errorf("data lost not reported: %q", run.DataLost)
+	}
+}
+
+func TestCatchUpFailureRollsBack(t *testing.T) {
+	s := &fakeStore{epoch: 4, active: "brussels"}
+	a := &fakeAgents{fail: map[string]int{"catch-up:db@antwerp": 1}}
+	run, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.State != plan.RunRolledBack {
+		t.Fatalf("state %s: %s", run.State, run.Error)
+	}
+	if want := []string{"fence:db@brussels", "catch-up:db@antwerp", "unfence:db@brussels"}; !cmp.Equal(a.calls, want) {
+		t.Errorf("calls: %s", cmp.Diff(want, a.calls))
+	}
+	if s.epoch != 4 || s.active != "brussels" {
+		t.Errorf("a rolled-back run changed the record: epoch %d active %s", s.epoch, s.active)
+	}
+	if !strings.Contains(run.Error, "catch-up:db@antwerp failed") {
+		t.Errorf("error: %q", run.Error)
+	}
+}
+
+func TestFailureAfterActivationGoesForwardOnly(t *testing.T) {
+	s := &fakeStore{epoch: 4, active: "brussels"}
+	a := &fakeAgents{fail: map[string]int{"promote:db@antwerp": 10}}
+	run, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.State != plan.RunFailed || !strings.Contains(run.Error, "after the point of no return") {
+		t.Fatalf("state %s: %s", run.State, run.Error)
+	}
+	for _, c := range a.calls {
+		if strings.HasPrefix(c, "unfence") {
+			t.Errorf("rolled back after activation: %v", a.calls)
+		}
+	}
+	if got := strings.Count(strings.Join(a.calls, " "), "promote:db@antwerp"); got != 3 {
+		t.Errorf("promote attempts: %d, want 1 + 2 retries", got)
+	}
+}
+
+func TestRetryThenSuccess(t *testing.T) {
+	s := &fakeStore{epoch: 4, active: "brussels"}
+	a := &fakeAgents{fail: map[string]int{"promote:db@antwerp": 1}}
+	run, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
+	if err != nil || run.State != plan.RunSucceeded {
+		t.Fatalf("state %s err %v: %s", run.State, err, run.Error)
+	}
+	for i, st := range run.Plan.Steps {
+		if st.ID == "promote:db@antwerp" && run.Steps[i].Attempts != 2 {
+			t.Errorf("attempts %d", run.Steps[i].Attempts)
+		}
+	}
+}
+
+// TestResumeAfterControllerLoss: the first controller loses its term in
+// the middle of the run; the next one resumes from the stored state,
+// repeats only the step that was running, and the invariants hold.
+func TestResumeAfterControllerLoss(t *testing.T) {
+	for cut := 1; cut <= 8; cut++ {
+		t.Run(fmt.Sprintf("term lost after %d saves", cut), func(t *testing.T) {
+			s := &fakeStore{epoch: 4, active: "brussels", loseAfter: cut}
+			a := &fakeAgents{}
+			_, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
+			if !errors.Is(err, coord.ErrNotElected) {
+				t.Fatalf("first controller: want ErrNotElected, got %v", err)
+			}
+			stored := s.last()
+			s.mu.Lock()
+			s.loseAfter = 0
+			s.mu.Unlock()
+			run, err := engine(s, a, up).Drive(t.Context(), stored)
+			if err != nil || run.State != plan.RunSucceeded {
+				t.Fatalf("second controller: state %s err %v: %s", run.State, err, run.Error)
+			}
+			if s.epoch != 5 || s.active != "antwerp" {
+				t.Errorf("record after resume: epoch %d active %s", s.epoch, s.active)
+			}
+			// Every step ran at least once and in order; a step runs twice
+			// only when it was running as the term was lost.
+			seen := map[string]int{}
+			for _, c := range a.calls {
+				seen[c]++
+			}
+			for _, id := range []string{"fence:db@brussels", "catch-up:db@antwerp", "promote:db@antwerp", "rejoin:db@brussels"} {
+				if seen[id] < 1 || seen[id] > 2 {
+					t.Errorf("%s ran %d times (calls %v)", id, seen[id], a.calls)
+				}
+			}
+		})
+	}
+}
+
+func TestFailoverSkipsFencingADeadSite(t *testing.T) {
+	downB := map[string]bool{"brussels": false, "antwerp": true}
+	s := &fakeStore{epoch: 4, active: "brussels"}
+	a := &fakeAgents{}
+	// Planned while brussels was reachable, driven once it is gone: the
+	// best-effort fence is skipped, not failed.
+	run, err := engine(s, a, downB).Drive(t.Context(), newRun(t, plan.Failover, status.StateDown, up))
+	if err != nil || run.State != plan.RunSucceeded {
+		t.Fatalf("state %s err %v: %s", run.State, err, run.Error)
+	}
+	if want := []string{"promote:db@antwerp"}; !cmp.Equal(a.calls, want) {
+		t.Errorf("calls: %s", cmp.Diff(want, a.calls))
+	}
+	if run.Steps[0].State != plan.StepSkipped {
+		t.Errorf("fence state %s", run.Steps[0].State)
+	}
+}
+
+func TestStaleEpochStopsActivation(t *testing.T) {
+	// Somebody else moved the group since the plan was made.
+	s := &fakeStore{epoch: 6, active: "antwerp"}
+	a := &fakeAgents{}
+	run, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.State != plan.RunRolledBack || s.epoch != 6 {
+		t.Fatalf("state %s epoch %d: %s", run.State, s.epoch, run.Error)
+	}
+}
+
+// TestUnreachableAgentDoesNotUseRetries: a step whose agent is down for a
+// while (restarting) is asked again until its timeout, without counting
+// as failed attempts.
+func TestUnreachableAgentDoesNotUseRetries(t *testing.T) {
+	s := &fakeStore{epoch: 4, active: "brussels"}
+	a := &fakeAgents{unreachable: map[string]int{"promote:db@antwerp": 20}}
+	run, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
+	if err != nil || run.State != plan.RunSucceeded {
+		t.Fatalf("state %s err %v: %s", run.State, err, run.Error)
+	}
+	for i, st := range run.Plan.Steps {
+		if st.ID == "promote:db@antwerp" && run.Steps[i].Attempts != 1 {
+			t.Errorf("attempts %d, want 1", run.Steps[i].Attempts)
+		}
+	}
+}

@@ -1,0 +1,360 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver/postgres"
+	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// ackWriter writes unique ids through the lab's multi-host connection
+// string and remembers every acknowledged one.
+type ackWriter struct {
+	dsn   string
+	mu    sync.Mutex
+	acked []int64
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+func startWriter(t *testing.T, topo *config.Topology) *ackWriter {
+	t.Helper()
+	dsn, err := writerDSN(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &ackWriter{dsn: dsn + " connect_timeout=1", stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		var conn *pgx.Conn
+		for id := int64(1); ctx.Err() == nil; id++ {
+			if conn == nil {
+				cctx, c := context.WithTimeout(ctx, time.Second)
+				conn, err = pgx.Connect(cctx, w.dsn)
+				c()
+				if err != nil {
+					conn = nil
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				_, _ = conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS acked (id bigint PRIMARY KEY)")
+			}
+			wctx, c := context.WithTimeout(ctx, time.Second)
+			_, err := conn.Exec(wctx, "INSERT INTO acked (id) VALUES ($1)", id)
+			c()
+			if err != nil {
+				conn.Close(context.Background())
+				conn = nil
+				continue
+			}
+			w.mu.Lock()
+			w.acked = append(w.acked, id)
+			w.mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	t.Cleanup(func() { w.stop(); <-w.done })
+	return w
+}
+
+func (w *ackWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
+// lost returns the acknowledged ids the current primary does not have.
+func (w *ackWriter) lost(t *testing.T) []int64 {
+	t.Helper()
+	w.mu.Lock()
+	ids := append([]int64(nil), w.acked...)
+	w.mu.Unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, w.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, "SELECT id FROM unnest($1::bigint[]) AS id WHERE id NOT IN (SELECT id FROM acked)", ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lost
+}
+
+// runAndWait starts a run and waits for it to end.
+func runAndWait(t *testing.T, c *api.Client, req api.RunRequest) plan.Run {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	r, err := c.StartRun(ctx, req)
+	cancel()
+	if err != nil {
+		t.Fatalf("start %s of %s: %v", req.Action, req.Group, err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		got, err := c.Run(ctx, r.ID)
+		cancel()
+		if err == nil && got.Done() {
+			return got
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("run %s did not end in 3 minutes", r.ID)
+	return r
+}
+
+func group(st status.Status) status.GroupStatus { return st.Groups[0] }
+
+func protectedAt(site string) func(status.Status) bool {
+	return func(st status.Status) bool {
+		g := group(st)
+		return g.State == status.StateProtected && g.ActiveSite == site
+	}
+}
+
+// TestSwitchoversAndControllerCrash: switchovers with a writer running lose
+// no acknowledged write; the controller's agent crashes right after the
+// catch-up step of one of them, and the next controller finishes the run.
+func TestSwitchoversAndControllerCrash(t *testing.T) {
+	skipUnlessLab(t)
+	mark := t.TempDir() + "/failpoint-fired"
+	o, topo, c := labUpWith(t, []string{failpointEnvForTest + "=exit-after-step=catch-up", failpointEnvForTest + "_ONCE=" + mark})
+	waitStatus(t, c, 60*time.Second, "protected at brussels", protectedAt("brussels"))
+	w := startWriter(t, topo)
+	waitFor(t, 10*time.Second, "the writer to start", func() bool { return w.count() > 20 })
+
+	before := waitStatus(t, c, 10*time.Second, "a controller", func(st status.Status) bool { return st.Controller != "" })
+	// Like a service manager, restart the controller's agent once the
+	// failpoint has killed it: a step at its site waits for it.
+	restarted := make(chan error, 1)
+	go func() { restarted <- restartWhenDead(o, before.Controller, time.Minute) }()
+	r := runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Switchover, To: "antwerp"})
+	if r.State != plan.RunSucceeded {
+		t.Fatalf("switchover %s: %s", r.State, r.Error)
+	}
+	st := waitStatus(t, c, 60*time.Second, "protected at antwerp", protectedAt("antwerp"))
+	if group(st).Epoch != 2 {
+		t.Errorf("epoch after one switchover: %d", group(st).Epoch)
+	}
+	after, _ := c.Status(t.Context())
+	if after.Controller == before.Controller {
+		t.Errorf("the failpoint did not move the controller (still %s)", after.Controller)
+	}
+	if lost := w.lost(t); len(lost) > 0 {
+		t.Errorf("switchover lost %d acknowledged writes: %v", len(lost), lost[:min(len(lost), 10)])
+	}
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
+	}
+	// Fail back home (the failpoint fires only once).
+	waitStatus(t, c, 60*time.Second, "protected at antwerp, all up", func(st status.Status) bool {
+		return protectedAt("antwerp")(st) && allReporting(st)
+	})
+	r = runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Failback})
+	if r.State != plan.RunSucceeded || r.Plan.To != "brussels" {
+		t.Fatalf("failback %s to %s: %s", r.State, r.Plan.To, r.Error)
+	}
+	waitStatus(t, c, 60*time.Second, "protected at brussels", protectedAt("brussels"))
+	if lost := w.lost(t); len(lost) > 0 {
+		t.Errorf("failback lost %d acknowledged writes", len(lost))
+	}
+	runs, err := c.Runs(t.Context(), "webshop")
+	if err != nil || len(runs) != 2 || runs[0].By != "operator" {
+		t.Errorf("runs: %d, err %v", len(runs), err)
+	}
+}
+
+// TestFailoverAndReprotect: the active site loses power; failover at
+// antwerp; heal brussels (its old primary stays stopped); reprotect makes
+// it a standby of antwerp; failback brings the group home.
+func TestFailoverAndReprotect(t *testing.T) {
+	skipUnlessLab(t)
+	o, topo, c := labUp(t)
+	waitStatus(t, c, 60*time.Second, "protected at brussels", protectedAt("brussels"))
+	w := startWriter(t, topo)
+	waitFor(t, 10*time.Second, "the writer to start", func() bool { return w.count() > 20 })
+	checkRefusals(t, c, topo)
+
+	// A failover is judged on the last lag the controller recorded.
+	waitStatus(t, c, 30*time.Second, "a fresh lag record for antwerp", freshLag("antwerp"))
+	if err := Disaster(o, "brussels"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, c, 30*time.Second, "brussels down", func(st status.Status) bool {
+		s, _ := st.Site("brussels")
+		return !s.Up
+	})
+	r := runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Failover})
+	if r.State != plan.RunSucceeded || r.Plan.To != "antwerp" {
+		t.Fatalf("failover %s to %s: %s", r.State, r.Plan.To, r.Error)
+	}
+	t.Logf("failover RTO (run start → writable): %s", r.RTO())
+	n := w.count()
+	waitFor(t, 20*time.Second, "writes at antwerp", func() bool { return w.count() > n+20 })
+
+	if err := Heal(context.Background(), o, "brussels"); err != nil {
+		t.Fatal(err)
+	}
+	if dbs := processesOf(t, o.Dir+"/brussels/pg/data"); len(dbs) > 0 {
+		t.Errorf("heal started the old primary at brussels while antwerp is active: %v", dbs)
+	}
+	r = runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Reprotect})
+	if r.State != plan.RunSucceeded {
+		t.Fatalf("reprotect %s: %s", r.State, r.Error)
+	}
+	t.Logf("reprotect: %s", r.DataLost)
+	waitStatus(t, c, 60*time.Second, "protected at antwerp, brussels streaming with a lag under 1s", func(st status.Status) bool {
+		if !protectedAt("antwerp")(st) {
+			return false
+		}
+		for _, s := range group(st).Resources[0].Sites {
+			if s.Site == "brussels" {
+				return s.Streaming && s.LagSeconds != nil && *s.LagSeconds < 1
+			}
+		}
+		return false
+	})
+	lostInFailover := len(w.lost(t))
+	t.Logf("acknowledged writes lost in the failover (asynchronous replication): %d", lostInFailover)
+
+	r = runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Failback})
+	if r.State != plan.RunSucceeded {
+		t.Fatalf("failback %s: %s", r.State, r.Error)
+	}
+	waitStatus(t, c, 60*time.Second, "protected at brussels", protectedAt("brussels"))
+	if lost := len(w.lost(t)); lost != lostInFailover {
+		t.Errorf("failback lost %d more acknowledged writes", lost-lostInFailover)
+	}
+}
+
+// restartWhenDead waits until the agent of site is no longer running and
+// starts it again.
+func restartWhenDead(o Options, site string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		st, err := loadState(o.Dir)
+		if err != nil {
+			return err
+		}
+		alive := false
+		for _, p := range st.of(site) {
+			alive = alive || (p.Name == "agent" && p.alive())
+		}
+		if !alive {
+			return Heal(context.Background(), o, site)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the agent of %s did not die within %s: the failpoint did not fire", site, within)
+}
+
+func allReporting(st status.Status) bool {
+	for _, s := range st.Sites {
+		if !s.Up || !s.Reporting {
+			return false
+		}
+	}
+	return true
+}
+
+// freshLag says the standby at site has a recorded lag under a second,
+// measured in the last few seconds.
+func freshLag(site string) func(status.Status) bool {
+	return func(st status.Status) bool {
+		for _, s := range group(st).Resources[0].Sites {
+			if s.Site == site {
+				l := s.LastKnownLag
+				return l != nil && l.Seconds < 1 && time.Since(l.MeasuredAt) < 3*time.Second
+			}
+		}
+		return false
+	}
+}
+
+// checkRefusals: bad requests get a clear error and change nothing.
+func checkRefusals(t *testing.T, c *api.Client, topo *config.Topology) {
+	t.Helper()
+	before, err := c.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	refuse := func(req api.RunRequest, want string) {
+		t.Helper()
+		_, err := c.StartRun(t.Context(), req)
+		var re *api.RequestError
+		if !errors.As(err, &re) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%+v: got %v, want a refusal containing %q", req, err, want)
+		}
+	}
+	refuse(api.RunRequest{Group: "nosuch", Action: plan.Switchover, To: "antwerp"}, `unknown group "nosuch"`)
+	refuse(api.RunRequest{Group: "webshop", Action: plan.Switchover, To: "paris"}, `unknown site "paris"`)
+	refuse(api.RunRequest{Group: "webshop", Action: plan.Switchover, To: "brussels"}, "already active there at brussels")
+	refuse(api.RunRequest{Group: "webshop", Action: plan.Failback}, "already active there at brussels")
+
+	// A standby too far behind: pause replay at antwerp until its lag
+	// passes max_data_loss (5s); a failover is then refused.
+	standby := topo.Groups[0].Resources[0].Settings["antwerp"].(*postgres.Settings)
+	exec := func(sql string) {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		pw, _ := standby.Password()
+		conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s", standby.Host, standby.Port, standby.Database, standby.User, pw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec("SELECT pg_wal_replay_pause()")
+	waitStatus(t, c, 30*time.Second, "antwerp's lag above 6s", func(st status.Status) bool {
+		s := group(st).Resources[0].Sites[1]
+		return s.LagSeconds != nil && *s.LagSeconds > 6
+	})
+	waitStatus(t, c, 30*time.Second, "the lag above 6s recorded", func(st status.Status) bool {
+		l := group(st).Resources[0].Sites[1].LastKnownLag
+		return l != nil && l.Seconds > 6
+	})
+	refuse(api.RunRequest{Group: "webshop", Action: plan.Failover}, "more than max_data_loss 5s")
+
+	// A second run while one is in progress.
+	exec("SELECT pg_wal_replay_resume()")
+	waitStatus(t, c, 30*time.Second, "protected again", protectedAt("brussels"))
+	first, err := c.StartRun(t.Context(), api.RunRequest{Group: "webshop", Action: plan.Reprotect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refuse(api.RunRequest{Group: "webshop", Action: plan.Switchover, To: "antwerp"}, "a run is already in progress")
+	waitFor(t, 60*time.Second, "the reprotect to end", func() bool {
+		r, err := c.Run(t.Context(), first.ID)
+		return err == nil && r.Done()
+	})
+
+	after := waitStatus(t, c, 30*time.Second, "protected", protectedAt("brussels"))
+	if group(after).Epoch != group(before).Epoch {
+		t.Errorf("refused requests changed the epoch: %d → %d", group(before).Epoch, group(after).Epoch)
+	}
+}
