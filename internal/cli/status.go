@@ -100,13 +100,19 @@ func printStatus(w io.Writer, st status.Status) {
 	for _, g := range st.Groups {
 		fmt.Fprintf(w, "\ngroup %s   active %s   epoch %d   state %s   policy %s   max data loss %s\n",
 			g.Name, orDash(g.ActiveSite), g.Epoch, strings.ToUpper(g.State), g.Policy, g.MaxDataLoss)
+		if g.Run != "" {
+			fmt.Fprintf(w, "  run in progress: %s (siteflip run %s)\n", g.Run, g.Run)
+		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  RESOURCE\tSITE\tROLE\tTIMELINE\tSTREAMING\tLAG\t")
 		for _, r := range g.Resources {
 			for _, s := range r.Sites {
 				lag := "-"
-				if s.LagBytes != nil && s.LagSeconds != nil {
+				switch {
+				case s.LagBytes != nil && s.LagSeconds != nil:
 					lag = fmt.Sprintf("%d B / %.3f s", *s.LagBytes, *s.LagSeconds)
+				case s.LastKnownLag != nil && s.Site != g.ActiveSite:
+					lag = fmt.Sprintf("last known %.3f s at %s", s.LastKnownLag.Seconds, s.LastKnownLag.MeasuredAt.Local().Format(time.TimeOnly))
 				}
 				role := s.Role // why it is down or unknown is in the problems below
 				stream := "-"

@@ -107,6 +107,13 @@ func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
 		out, err = e.do(ctx, run, i)
 		for err != nil && unreachable(err) && e.Now().Before(deadline) && ctx.Err() == nil {
 			st.Error = err.Error()
+			// Fencing a site that is being lost is best effort: as soon as
+			// the control plane judges it down, it is fenced by being down
+			// (and by the epoch when it comes back), and waiting would only
+			// delay the recovery.
+			if s.BestEffort && e.SiteUp != nil && !e.SiteUp(s.Site) {
+				break
+			}
 			e.Sleep(ctx, retryPause)
 			out, err = e.do(ctx, run, i)
 		}
@@ -157,7 +164,9 @@ func (e *Engine) do(ctx context.Context, run *plan.Run, i int) (map[string]strin
 		}
 		return map[string]string{"epoch": strconv.FormatInt(epoch, 10)}, nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	// The agent bounds the step by its timeout and answers with the
+	// failure; the call waits a little longer so as to hear that answer.
+	sctx, cancel := context.WithTimeout(ctx, s.Timeout+2*time.Second)
 	defer cancel()
 	req := api.StepRequest{
 		RunID: run.ID, Group: run.Group, Resource: s.Resource, Kind: s.Kind,

@@ -302,3 +302,30 @@ func TestUnreachableAgentDoesNotUseRetries(t *testing.T) {
 		}
 	}
 }
+
+// TestFailoverDoesNotWaitForADyingSite: the old site was reachable when the
+// failover was planned and dies before its fence runs; as soon as it is
+// judged down the fence is skipped instead of waiting out its timeout.
+func TestFailoverDoesNotWaitForADyingSite(t *testing.T) {
+	s := &fakeStore{epoch: 4, active: "brussels"}
+	a := &fakeAgents{unreachable: map[string]int{"fence:db@brussels": 1000}}
+	var asked int
+	e := engine(s, a, up)
+	e.SiteUp = func(site string) bool {
+		if site != "brussels" {
+			return true
+		}
+		asked++
+		return asked < 3 // judged down from the third question on
+	}
+	run, err := e.Drive(t.Context(), newRun(t, plan.Failover, status.StateDown, up))
+	if err != nil || run.State != plan.RunSucceeded {
+		t.Fatalf("state %s err %v: %s", run.State, err, run.Error)
+	}
+	if run.Steps[0].State != plan.StepSkipped {
+		t.Errorf("fence: %s", run.Steps[0].State)
+	}
+	if n := strings.Count(strings.Join(a.calls, " "), "fence:db@brussels"); n > 5 {
+		t.Errorf("asked the dying site %d times", n)
+	}
+}

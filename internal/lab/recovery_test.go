@@ -184,6 +184,47 @@ func TestSwitchoversAndControllerCrash(t *testing.T) {
 	if err != nil || len(runs) != 2 || runs[0].By != "operator" {
 		t.Errorf("runs: %d, err %v", len(runs), err)
 	}
+
+	// A standby that cannot catch up (replay paused at antwerp): the
+	// switchover rolls back after its catch-up bound and brussels serves
+	// again, epoch unchanged, nothing lost.
+	before = waitStatus(t, c, 30*time.Second, "protected at brussels", protectedAt("brussels"))
+	pgExec(t, topo, "antwerp", "SELECT pg_wal_replay_pause()")
+	r = runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Switchover, To: "antwerp"})
+	if r.State != plan.RunRolledBack {
+		t.Fatalf("switchover with a stuck standby: %s (%s)", r.State, r.Error)
+	}
+	t.Logf("rolled back: %s", r.Error)
+	n := w.count()
+	waitFor(t, 20*time.Second, "writes at brussels again", func() bool { return w.count() > n+20 })
+	pgExec(t, topo, "antwerp", "SELECT pg_wal_replay_resume()")
+	after = waitStatus(t, c, 60*time.Second, "protected at brussels", protectedAt("brussels"))
+	if group(after).Epoch != group(before).Epoch {
+		t.Errorf("a rolled-back switchover moved the epoch %d → %d", group(before).Epoch, group(after).Epoch)
+	}
+	if lost := w.lost(t); len(lost) > 0 {
+		t.Errorf("the rolled-back switchover lost %d acknowledged writes", len(lost))
+	}
+}
+
+// pgExec runs one statement on the lab's database at site.
+func pgExec(t *testing.T, topo *config.Topology, site, sql string) {
+	t.Helper()
+	s := topo.Groups[0].Resources[0].Settings[site].(*postgres.Settings)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	pw, err := s.Password()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s", s.Host, s.Port, s.Database, s.User, pw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestFailoverAndReprotect: the active site loses power; failover at
@@ -315,21 +356,7 @@ func checkRefusals(t *testing.T, c *api.Client, topo *config.Topology) {
 
 	// A standby too far behind: pause replay at antwerp until its lag
 	// passes max_data_loss (5s); a failover is then refused.
-	standby := topo.Groups[0].Resources[0].Settings["antwerp"].(*postgres.Settings)
-	exec := func(sql string) {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		pw, _ := standby.Password()
-		conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s", standby.Host, standby.Port, standby.Database, standby.User, pw))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	exec("SELECT pg_wal_replay_pause()")
+	pgExec(t, topo, "antwerp", "SELECT pg_wal_replay_pause()")
 	waitStatus(t, c, 30*time.Second, "antwerp's lag above 6s", func(st status.Status) bool {
 		s := group(st).Resources[0].Sites[1]
 		return s.LagSeconds != nil && *s.LagSeconds > 6
@@ -341,7 +368,7 @@ func checkRefusals(t *testing.T, c *api.Client, topo *config.Topology) {
 	refuse(api.RunRequest{Group: "webshop", Action: plan.Failover}, "more than max_data_loss 5s")
 
 	// A second run while one is in progress.
-	exec("SELECT pg_wal_replay_resume()")
+	pgExec(t, topo, "antwerp", "SELECT pg_wal_replay_resume()")
 	waitStatus(t, c, 30*time.Second, "protected again", protectedAt("brussels"))
 	first, err := c.StartRun(t.Context(), api.RunRequest{Group: "webshop", Action: plan.Reprotect})
 	if err != nil {
