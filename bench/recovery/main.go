@@ -26,8 +26,6 @@ import (
 
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
-	"github.com/siteflip/siteflip/internal/driver"
-	"github.com/siteflip/siteflip/internal/driver/postgres"
 	"github.com/siteflip/siteflip/internal/lab"
 	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
@@ -166,20 +164,16 @@ func run(switchovers, failovers int, exe, dir, out string) error {
 		return err
 	}
 	defer lab.Down(o)
-	t, err := config.Load(filepath.Join(dir, "siteflip.yaml"), driver.Types())
-	if err != nil {
-		return err
-	}
-	c, err := api.NewClient(t)
+	t, c, err := lab.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	dsn, err := writerDSN(t)
+	dsn, err := lab.WriterDSN(t)
 	if err != nil {
 		return err
 	}
-	b := &bench{o: o, t: t, c: c, w: &writer{dsn: dsn, interval: 5 * time.Millisecond}, log: os.Stdout}
+	b := &bench{o: o, t: t, c: c, w: &writer{dsn: dsn + " connect_timeout=1", interval: 5 * time.Millisecond}, log: os.Stdout}
 	wctx, stopWriter := context.WithCancel(ctx)
 	defer stopWriter()
 	go b.w.run(wctx)
@@ -318,25 +312,6 @@ func (b *bench) missing(ctx context.Context, from, to time.Time) (int, error) {
 		return 0, err
 	}
 	return len(ids) - present, nil
-}
-
-func writerDSN(t *config.Topology) (string, error) {
-	g, _ := t.Group("webshop")
-	var hosts, ports []string
-	var first *postgres.Settings
-	for _, site := range g.Sites {
-		s := g.Resources[0].Settings[site].(*postgres.Settings)
-		hosts, ports = append(hosts, s.Host), append(ports, fmt.Sprint(s.Port))
-		if first == nil {
-			first = s
-		}
-	}
-	pw, err := first.Password()
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s target_session_attrs=read-write connect_timeout=1",
-		strings.Join(hosts, ","), strings.Join(ports, ","), first.Database, first.User, pw), nil
 }
 
 func stats(ds []time.Duration) (median, max time.Duration) {

@@ -20,8 +20,6 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/api"
-	"github.com/siteflip/siteflip/internal/config"
-	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/lab"
 	"github.com/siteflip/siteflip/internal/status"
 )
@@ -55,11 +53,7 @@ func run(trials int, exe, dir, out string) error {
 		return err
 	}
 	defer lab.Down(o)
-	t, err := config.Load(filepath.Join(dir, "siteflip.yaml"), driver.Types())
-	if err != nil {
-		return err
-	}
-	c, err := api.NewClient(t)
+	_, c, err := lab.Open(dir)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/plan"
@@ -129,6 +130,19 @@ func (e *env) configPath() string {
 // load reads and validates the topology.
 func (e *env) load() (*config.Topology, error) {
 	return config.Load(e.configPath(), driver.Types())
+}
+
+// client loads the topology and returns a client of its agents.
+func (e *env) client() (*config.Topology, *api.Client, error) {
+	t, err := e.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := api.NewClient(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, c, nil
 }
 
 // parse parses flags and refuses stray arguments beyond max positional ones.

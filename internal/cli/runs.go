@@ -179,11 +179,7 @@ func runRuns(e *env, args []string) error {
 	if len(pos) == 1 {
 		group = pos[0]
 	}
-	t, err := e.load()
-	if err != nil {
-		return err
-	}
-	c, err := api.NewClient(t)
+	_, c, err := e.client()
 	if err != nil {
 		return err
 	}
@@ -220,11 +216,7 @@ func runRun(e *env, args []string) error {
 	if len(pos) != 1 {
 		return fmt.Errorf("name the run: siteflip run ID (`siteflip runs` lists them)")
 	}
-	t, err := e.load()
-	if err != nil {
-		return err
-	}
-	c, err := api.NewClient(t)
+	_, c, err := e.client()
 	if err != nil {
 		return err
 	}

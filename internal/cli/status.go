@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -26,14 +25,11 @@ func runStatus(e *env, args []string) error {
 	if *output != "text" && *output != "json" {
 		return fmt.Errorf("-o %q: use text or json", *output)
 	}
-	t, err := e.load()
+	_, c, err := e.client()
 	if err != nil {
 		return err
 	}
-	c, err := api.NewClient(t)
-	if err != nil {
-		return err
-	}
+	defer c.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	for {

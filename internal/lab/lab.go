@@ -261,6 +261,20 @@ func startAgent(st *state, exe, site string) error {
 	return err
 }
 
+// Open returns the topology of the lab in dir and a client of its agents,
+// authenticated with the lab's operator certificate.
+func Open(dir string) (*config.Topology, *api.Client, error) {
+	t, err := config.Load(filepath.Join(dir, "siteflip.yaml"), driver.Types())
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := api.NewClient(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, c, nil
+}
+
 // waitHealthy polls the status until the lab is whole, printing progress.
 func waitHealthy(ctx context.Context, t *config.Topology, timeout time.Duration, out io.Writer) error {
 	c, err := api.NewClient(t)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
-	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -84,11 +83,7 @@ func labUpWith(t testing.TB, env []string) (Options, *config.Topology, *api.Clie
 		}
 		t.Fatalf("lab up: %v", err)
 	}
-	topo, err := config.Load(filepath.Join(o.Dir, "siteflip.yaml"), driver.Types())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := api.NewClient(topo)
+	topo, c, err := Open(o.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +225,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // countOrders counts the orders at the group's primary.
 func countOrders(t *testing.T, topo *config.Topology) int64 {
 	t.Helper()
-	dsn, err := writerDSN(topo)
+	dsn, err := WriterDSN(topo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ type ackWriter struct {
 
 func startWriter(t *testing.T, topo *config.Topology) *ackWriter {
 	t.Helper()
-	dsn, err := writerDSN(topo)
+	dsn, err := WriterDSN(topo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func (w Writer) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dsn, err := writerDSN(t)
+	dsn, err := WriterDSN(t)
 	if err != nil {
 		return err
 	}
@@ -100,8 +100,10 @@ func (w Writer) Run(ctx context.Context) error {
 
 var items = []string{"waffles", "pralines", "speculoos", "beer", "fries", "chocolate"}
 
-// writerDSN connects to whichever site's database accepts writes.
-func writerDSN(t *config.Topology) (string, error) {
+// WriterDSN is the connection string of the lab's clients: every site's
+// database, in order, taking whichever accepts writes
+// (target_session_attrs=read-write), as a PostgreSQL application would.
+func WriterDSN(t *config.Topology) (string, error) {
 	g, ok := t.Group(demoGroup)
 	if !ok {
 		return "", fmt.Errorf("group %s is not in the lab topology", demoGroup)
