@@ -86,7 +86,7 @@ func (a *agent) handleStartRun(w http.ResponseWriter, r *http.Request) {
 		up[s.Name] = s.Up
 	}
 	preq := plan.Request{Action: req.Action, To: req.To, AcceptDataLoss: req.AcceptDataLoss}
-	p, err := plan.Build(g, plan.Known{Status: gs, SiteUp: up, LastLag: snap.Lags[g.Name]}, preq)
+	p, err := plan.Build(g, plan.Known{Status: gs, SiteUp: up, LastLag: snap.Lags[g.Name], EpochSince: snap.Records[g.Name].UpdatedAt}, preq)
 	if err != nil {
 		writeError(w, http.StatusConflict, err)
 		return
@@ -155,7 +155,11 @@ func (a *agent) handleRun(w http.ResponseWriter, r *http.Request) {
 // in the group's current epoch or a newer one: a deposed controller's step
 // from an older epoch is refused.
 func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
-	if a.topo.TLSEnabled() && !slices.Contains(a.siteCNs, caller(r)) {
+	if !a.topo.TLSEnabled() {
+		writeError(w, http.StatusForbidden, errors.New("steps are taken only over mutual TLS from the locations' agents: turn TLS on (tls.ca_file)"))
+		return
+	}
+	if !slices.Contains(a.siteCNs, caller(r)) {
 		writeError(w, http.StatusForbidden, fmt.Errorf("steps are taken only from the locations' agents, not from %q", caller(r)))
 		return
 	}
@@ -166,7 +170,7 @@ func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
 	}
 	g, ok := a.topo.Group(req.Group)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Errorf("unknown group %q", req.Group))
+		writeError(w, http.StatusNotFound, fmt.Errorf("%s: unknown group %q in %s: the locations' configurations differ", a.site.Name, req.Group, a.topo.File))
 		return
 	}
 	var res *config.Resource
@@ -176,19 +180,7 @@ func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if res == nil {
-		writeError(w, http.StatusNotFound, fmt.Errorf("group %s has no resource %q", req.Group, req.Resource))
-		return
-	}
-	rctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	rec, _, err := a.store.Record(rctx, g.Name)
-	cancel()
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s cannot check the epoch of %s: %w", a.site.Name, g.Name, err))
-		return
-	}
-	if req.Epoch < rec.Epoch {
-		writeError(w, http.StatusConflict, fmt.Errorf("step %s of run %s refused at %s: it belongs to epoch %d, group %s is at epoch %d",
-			req.Kind, req.RunID, a.site.Name, req.Epoch, g.Name, rec.Epoch))
+		writeError(w, http.StatusNotFound, fmt.Errorf("%s: group %s has no resource %q in %s: the locations' configurations differ", a.site.Name, req.Group, req.Resource, a.topo.File))
 		return
 	}
 	actor, err := driver.NewActor(g, res, a.site.Name)
@@ -197,10 +189,26 @@ func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One step at a time per resource: a retry must not race the attempt
-	// it retries.
+	// it retries. The fencing checks come after the wait, so that a step
+	// that waited behind another is judged by the state it will act in.
 	lock := a.resourceLock(g.Name + "/" + res.Name)
 	lock.Lock()
 	defer lock.Unlock()
+	if r.Context().Err() != nil {
+		return // the controller gave up on this request
+	}
+	rctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	rec, running, err := a.store.Guard(rctx, g.Name)
+	cancel()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s cannot check the epoch of %s: %w", a.site.Name, g.Name, err))
+		return
+	}
+	if req.Epoch != rec.Epoch || req.RunID != running {
+		writeError(w, http.StatusConflict, fmt.Errorf("step %s of run %s (epoch %d) refused at %s: group %s is at epoch %d and its run in progress is %q",
+			req.Kind, req.RunID, req.Epoch, a.site.Name, g.Name, rec.Epoch, running))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), max(req.Timeout, time.Second))
 	defer cancel()
 	start := time.Now()
@@ -274,6 +282,9 @@ func (a *agent) driveRuns(ctx context.Context, sess *coord.Session) {
 				run, err := a.store.Run(rctx, id)
 				cancel()
 				if err != nil {
+					if ctx.Err() == nil {
+						a.log.Warn("cannot read a run in progress; it stays locked until it can be read", "run", id, "error", err)
+					}
 					continue
 				}
 				driving[id] = true
@@ -317,20 +328,40 @@ func (a *agent) siteUp(site string) bool {
 }
 
 // recordLags keeps the last lag each primary reported for its standbys,
-// so that it is still known when the primary's site is gone.
+// so that it is still known when the primary's site is gone. While the
+// active site's primary serves and a standby is not streaming, the record
+// says so: what that standby lacks is unknown from then on.
 func (a *agent) recordLags(ctx context.Context, snap status.Snapshot) {
 	st := status.Assemble(a.topo, snap, a.site.Name, time.Now().UTC())
 	for _, g := range st.Groups {
 		for _, r := range g.Resources {
+			primaryServes := false
 			for _, s := range r.Sites {
-				if s.Role != status.RoleStandby || s.LagSeconds == nil || s.LagBytes == nil {
+				primaryServes = primaryServes || (s.Site == g.ActiveSite && s.Observed && s.Up && s.Role == status.RolePrimary)
+			}
+			if !primaryServes {
+				continue // the last record stands: it is the last known lag
+			}
+			for _, s := range r.Sites {
+				if s.Site == g.ActiveSite {
 					continue
 				}
-				prev := snap.Lags[g.Name][r.Name][s.Site]
-				if time.Since(prev.MeasuredAt) < time.Second {
-					continue
+				prev, known := snap.Lags[g.Name][r.Name][s.Site]
+				var l status.Lag
+				switch {
+				case s.Role == status.RoleStandby && s.Streaming && s.LagSeconds != nil && s.LagBytes != nil:
+					if known && prev.Streaming && time.Since(prev.MeasuredAt) < time.Second {
+						continue
+					}
+					l = status.Lag{Seconds: *s.LagSeconds, Bytes: *s.LagBytes, MeasuredAt: time.Now().UTC(), Streaming: true}
+				case known && !prev.Streaming:
+					continue // already recorded as not streaming
+				default:
+					l = status.Lag{Seconds: prev.Seconds, Bytes: prev.Bytes, MeasuredAt: time.Now().UTC(), Streaming: false}
 				}
-				_ = a.store.PutLag(ctx, g.Name, r.Name, s.Site, status.Lag{Seconds: *s.LagSeconds, Bytes: *s.LagBytes, MeasuredAt: time.Now().UTC()})
+				if err := a.store.PutLag(ctx, g.Name, r.Name, s.Site, l); err != nil && ctx.Err() == nil {
+					a.log.Warn("record lag", "group", g.Name, "resource", r.Name, "site", s.Site, "error", err)
+				}
 			}
 		}
 	}

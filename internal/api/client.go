@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -46,8 +47,14 @@ func NewClient(t *config.Topology) (*Client, error) {
 // agent uses its own location's certificate).
 func NewClientTLS(t *config.Topology, tlsConfig *tls.Config) *Client {
 	return &Client{topo: t, http: &http.Client{
-		Timeout:   3 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: tlsConfig},
+		Timeout: 3 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: tlsConfig,
+			// A location whose packets vanish must not hold a call for
+			// the whole step timeout before the first byte.
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 3 * time.Second,
+		},
 	}}
 }
 

@@ -102,7 +102,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: siteflip [--config FILE] COMMAND [flags]")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %-48s %s\n", c.name, c.args, c.summary)
+		fmt.Fprintf(w, "  %-10s %-49s %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprintln(w, "\nEvery command takes --config FILE (also $SITEFLIP_CONFIG, default ./siteflip.yaml).")
 }

@@ -62,7 +62,11 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 			return fmt.Errorf("unknown group %q in %s (groups: %s)", group, t.File, strings.Join(names, ", "))
 		}
 		if action == plan.Failover && !*yes {
-			fmt.Fprintf(e.stdout, "Failover recovers %s at the other site now; writes not yet replicated are lost.\nType the group name to confirm: ", group)
+			where := "the other site"
+			if req.To != "" {
+				where = req.To
+			}
+			fmt.Fprintf(e.stdout, "Failover recovers %s at %s now; writes not yet replicated are lost.\nType the group name to confirm: ", group, where)
 			line, _ := bufio.NewReader(e.stdin).ReadString('\n')
 			if strings.TrimSpace(line) != group {
 				return fmt.Errorf("not confirmed: nothing was changed")

@@ -206,3 +206,28 @@ func (s *Store) Record(ctx context.Context, group string) (status.Record, bool, 
 	r.Revision = resp.Kvs[0].ModRevision
 	return r, true, nil
 }
+
+// Guard returns, in one linearizable read, the group's record and the ID
+// of its run in progress ("" when none): what an agent checks before it
+// carries out a step.
+func (s *Store) Guard(ctx context.Context, group string) (status.Record, string, error) {
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.groupsKey()+group),
+		clientv3.OpGet(s.runningKey()+group),
+	).Commit()
+	if err != nil {
+		return status.Record{}, "", fmt.Errorf("read group %s: %w", group, err)
+	}
+	var rec status.Record
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		if err := json.Unmarshal(kvs[0].Value, &rec); err != nil {
+			return rec, "", fmt.Errorf("decode group %s: %w", group, err)
+		}
+		rec.Revision = kvs[0].ModRevision
+	}
+	running := ""
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+		running = string(kvs[0].Value)
+	}
+	return rec, running, nil
+}

@@ -16,12 +16,14 @@ import (
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/status"
 )
 
 // Store is what the engine needs of the control plane.
 type Store interface {
 	SaveRun(ctx context.Context, run plan.Run, f coord.Fence) error
 	Activate(ctx context.Context, run plan.Run, epoch int64, to string, f coord.Fence) (int64, error)
+	Record(ctx context.Context, group string) (status.Record, bool, error)
 }
 
 // Agents carries a step out on a site's agent.
@@ -46,11 +48,22 @@ type Engine struct {
 	AfterStep func(run plan.Run, step plan.Step)
 }
 
-// retryPause is the pause between two attempts of a step.
-const retryPause = 300 * time.Millisecond
+// ErrInterrupted wraps a failure to store a run's progress (etcd busy,
+// the term lost): the engine stops driving without deciding anything, and
+// the run is resumed from its stored state.
+var ErrInterrupted = errors.New("run interrupted")
 
-// Drive runs run to its end (or until ctx ends, or the term is lost: then
-// the next controller resumes it). It returns the run as last saved.
+// retryPause is the pause between two attempts of a step; promoteBackoff
+// caps the pause between attempts of a promote after activation.
+const (
+	retryPause     = 300 * time.Millisecond
+	promoteBackoff = 5 * time.Second
+)
+
+// Drive runs run to its end, or until ctx ends or its progress cannot be
+// stored (then it returns an error wrapping ErrInterrupted, and the run
+// is resumed later, by this controller or the next). It returns the run as
+// last saved.
 func (e *Engine) Drive(ctx context.Context, run plan.Run) (plan.Run, error) {
 	if run.Done() {
 		return run, nil
@@ -70,19 +83,45 @@ func (e *Engine) Drive(ctx context.Context, run plan.Run) (plan.Run, error) {
 		if err == nil {
 			continue
 		}
-		if ctx.Err() != nil || errors.Is(err, coord.ErrNotElected) {
+		if ctx.Err() != nil || errors.Is(err, ErrInterrupted) {
 			return run, err
 		}
 		if !run.Activated() {
+			// The run's memory may be behind the record (an activation
+			// whose answer was lost): never roll back a moved group.
+			if moved, err := e.activatedInRecord(ctx, run); err != nil {
+				return run, err
+			} else if moved {
+				return e.Drive(ctx, markActivated(run))
+			}
 			return e.rollBack(ctx, run, fmt.Sprintf("step %s failed: %v", run.Plan.Steps[i].ID, err))
 		}
 		run.State, run.Ended = plan.RunFailed, e.Now().UTC()
-		run.Error = fmt.Sprintf("step %s failed after the point of no return: %v; the group is active at %s; fix the cause and run `siteflip reprotect %s`",
+		run.Error = fmt.Sprintf("step %s failed after the point of no return: %v; the group is active at %s and writable there; fix the cause and run `siteflip reprotect %s`",
 			run.Plan.Steps[i].ID, err, run.Plan.To, run.Group)
 		return run, e.save(ctx, run)
 	}
 	run.State, run.Ended = plan.RunSucceeded, e.Now().UTC()
 	return run, e.save(ctx, run)
+}
+
+// activatedInRecord says whether the group's record already shows this
+// run's activation.
+func (e *Engine) activatedInRecord(ctx context.Context, run plan.Run) (bool, error) {
+	rec, ok, err := e.Store.Record(ctx, run.Group)
+	if err != nil {
+		return false, fmt.Errorf("%w: read the record of %s: %v", ErrInterrupted, run.Group, err)
+	}
+	return ok && rec.Epoch == run.Plan.Epoch+1 && rec.ActiveSite == run.Plan.To, nil
+}
+
+func markActivated(run plan.Run) plan.Run {
+	for i, s := range run.Plan.Steps {
+		if s.Kind == plan.Activate {
+			run.Steps[i].State = plan.StepDone
+		}
+	}
+	return run
 }
 
 // step carries out step i with its retries and records the outcome.
@@ -93,33 +132,22 @@ func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
 		st.State, st.Error = plan.StepSkipped, s.Site+" is down"
 		return e.save(ctx, *run)
 	}
+	// After activation the group must become writable at the new site: a
+	// promote is tried until it succeeds (the run stays in progress and
+	// shows its last error), never given up.
+	endless := s.Kind == plan.Promote && run.Activated()
+	pause := retryPause
 	var err error
-	// An agent that cannot be reached (restarting, or its location cut
-	// off for a moment) does not use up the step's retries: it is asked
-	// again until the step's timeout has passed.
-	deadline := e.Now().Add(s.Timeout)
-	for attempt := 0; attempt <= s.Retries; attempt++ {
-		st.State, st.Attempts, st.Started, st.Error = plan.StepRunning, st.Attempts+1, e.Now().UTC(), ""
+	for attempt := 0; endless || attempt <= s.Retries; attempt++ {
+		st.State, st.Attempts, st.Started = plan.StepRunning, st.Attempts+1, e.Now().UTC()
 		if err := e.save(ctx, *run); err != nil {
 			return err
 		}
 		var out map[string]string
-		out, err = e.do(ctx, run, i)
-		for err != nil && unreachable(err) && e.Now().Before(deadline) && ctx.Err() == nil {
-			st.Error = err.Error()
-			// Fencing a site that is being lost is best effort: as soon as
-			// the control plane judges it down, it is fenced by being down
-			// (and by the epoch when it comes back), and waiting would only
-			// delay the recovery.
-			if s.BestEffort && e.SiteUp != nil && !e.SiteUp(s.Site) {
-				break
-			}
-			e.Sleep(ctx, retryPause)
-			out, err = e.do(ctx, run, i)
-		}
+		out, err = e.attempt(ctx, run, i)
 		st.Ended = e.Now().UTC()
 		if err == nil {
-			st.State, st.Output = plan.StepDone, out
+			st.State, st.Output, st.Error = plan.StepDone, out, ""
 			e.noteEffects(run, s, out, st.Ended)
 			e.Log.Info("step done", "run", run.ID, "step", s.ID, "took", st.Ended.Sub(st.Started).Round(time.Millisecond))
 			if s.Kind != plan.Activate { // Activate saved itself, with the record
@@ -132,18 +160,31 @@ func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
 			}
 			return nil
 		}
-		if ctx.Err() != nil || errors.Is(err, coord.ErrNotElected) {
+		if ctx.Err() != nil || errors.Is(err, ErrInterrupted) {
 			return err
 		}
 		st.Error = err.Error()
 		e.Log.Warn("step failed", "run", run.ID, "step", s.ID, "attempt", st.Attempts, "error", err)
+		if s.BestEffort && unreachable(err) && e.SiteUp != nil && !e.SiteUp(s.Site) {
+			// Fencing a site that is being lost: as soon as the control
+			// plane judges it down it is fenced by being down (and by the
+			// epoch when it comes back). An answered failure is not
+			// skipped: a site that says it could not stop serving is
+			// serving.
+			st.State = plan.StepSkipped
+			return e.save(ctx, *run)
+		}
+		if endless {
+			if err := e.save(ctx, *run); err != nil {
+				return err
+			}
+			e.Sleep(ctx, pause)
+			pause = min(2*pause, promoteBackoff)
+			continue
+		}
 		if attempt < s.Retries {
 			e.Sleep(ctx, retryPause)
 		}
-	}
-	if s.BestEffort {
-		st.State = plan.StepSkipped
-		return e.save(ctx, *run)
 	}
 	st.State = plan.StepFailed
 	if serr := e.save(ctx, *run); serr != nil {
@@ -152,7 +193,27 @@ func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
 	return err
 }
 
-// do performs one attempt of step i.
+// attempt performs one attempt of step i. An agent that cannot be reached
+// (restarting, or its location cut off for a moment) does not count as a
+// failed attempt: it is asked again until the step's timeout has passed,
+// unless a best-effort step's site is judged down meanwhile.
+func (e *Engine) attempt(ctx context.Context, run *plan.Run, i int) (map[string]string, error) {
+	s := run.Plan.Steps[i]
+	deadline := e.Now().Add(s.Timeout)
+	for {
+		out, err := e.do(ctx, run, i)
+		if err == nil || !unreachable(err) || !e.Now().Before(deadline) || ctx.Err() != nil {
+			return out, err
+		}
+		if s.BestEffort && e.SiteUp != nil && !e.SiteUp(s.Site) {
+			return nil, err
+		}
+		run.Steps[i].Error = err.Error()
+		e.Sleep(ctx, retryPause)
+	}
+}
+
+// do performs one call of step i.
 func (e *Engine) do(ctx context.Context, run *plan.Run, i int) (map[string]string, error) {
 	s := run.Plan.Steps[i]
 	if s.Kind == plan.Activate {
@@ -160,14 +221,13 @@ func (e *Engine) do(ctx context.Context, run *plan.Run, i int) (map[string]strin
 		epoch, err := e.Store.Activate(ctx, *run, run.Plan.Epoch, s.Site, e.Fence)
 		if err != nil {
 			run.Steps[i].State = plan.StepRunning
+			if errors.Is(err, coord.ErrNotElected) {
+				return nil, fmt.Errorf("%w: %v", ErrInterrupted, err)
+			}
 			return nil, err
 		}
 		return map[string]string{"epoch": strconv.FormatInt(epoch, 10)}, nil
 	}
-	// The agent bounds the step by its timeout and answers with the
-	// failure; the call waits a little longer so as to hear that answer.
-	sctx, cancel := context.WithTimeout(ctx, s.Timeout+2*time.Second)
-	defer cancel()
 	req := api.StepRequest{
 		RunID: run.ID, Group: run.Group, Resource: s.Resource, Kind: s.Kind,
 		Epoch: e.epochOf(run, i), Timeout: s.Timeout, Primary: run.Plan.To,
@@ -175,6 +235,15 @@ func (e *Engine) do(ctx context.Context, run *plan.Run, i int) (map[string]strin
 	if s.Kind == plan.CatchUp {
 		req.Input = outputOf(run, plan.Fence, s.Resource)
 	}
+	return e.call(ctx, s, req)
+}
+
+// call sends a step to its site's agent. The agent bounds the step by its
+// timeout and answers with the failure; the call waits a little longer so
+// as to hear that answer.
+func (e *Engine) call(ctx context.Context, s plan.Step, req api.StepRequest) (map[string]string, error) {
+	sctx, cancel := context.WithTimeout(ctx, s.Timeout+2*time.Second)
+	defer cancel()
 	res, err := e.Agents.Step(sctx, s.Site, req)
 	if err != nil {
 		var re *api.RequestError
@@ -234,7 +303,8 @@ func (e *Engine) noteEffects(run *plan.Run, s plan.Step, out map[string]string, 
 	}
 }
 
-// rollBack undoes a run that failed before its point of no return.
+// rollBack undoes a run that failed before its point of no return: every
+// rollback step is retried like a forward one.
 func (e *Engine) rollBack(ctx context.Context, run plan.Run, why string) (plan.Run, error) {
 	if why != "" {
 		run.Error = why
@@ -254,15 +324,15 @@ func (e *Engine) rollBack(ctx context.Context, run plan.Run, why string) (plan.R
 			if err = e.save(ctx, run); err != nil {
 				return run, err
 			}
-			sctx, cancel := context.WithTimeout(ctx, s.Timeout)
-			var res api.StepResult
-			res, err = e.Agents.Step(sctx, s.Site, api.StepRequest{
-				RunID: run.ID, Group: run.Group, Resource: s.Resource, Kind: s.Kind,
-				Epoch: run.Plan.Epoch, Timeout: s.Timeout,
-			})
-			cancel()
-			if err == nil && res.Error != "" {
-				err = errors.New(res.Error)
+			req := api.StepRequest{RunID: run.ID, Group: run.Group, Resource: s.Resource, Kind: s.Kind, Epoch: run.Plan.Epoch, Timeout: s.Timeout}
+			deadline := e.Now().Add(s.Timeout)
+			for {
+				_, err = e.call(ctx, s, req)
+				if err == nil || !unreachable(err) || !e.Now().Before(deadline) || ctx.Err() != nil {
+					break
+				}
+				st.Error = err.Error()
+				e.Sleep(ctx, retryPause)
 			}
 			st.Ended = e.Now().UTC()
 			if err == nil {
@@ -277,7 +347,8 @@ func (e *Engine) rollBack(ctx context.Context, run plan.Run, why string) (plan.R
 		if err != nil {
 			st.State = plan.StepFailed
 			run.State, run.Ended = plan.RunFailed, e.Now().UTC()
-			run.Error += fmt.Sprintf("; rollback step %s failed too: %v; the group has no serving primary: look at %s and start it, or fail over", s.ID, err, s.Site)
+			run.Error += fmt.Sprintf("; rollback step %s failed too: %v; the group is still active at %s (epoch %d) but may have no serving primary: check %s and run `siteflip switchover` or `siteflip failover`",
+				s.ID, err, run.Plan.From, run.Plan.Epoch, s.Site)
 			return run, e.save(ctx, run)
 		}
 		st.State, st.Error = plan.StepDone, ""
@@ -286,8 +357,13 @@ func (e *Engine) rollBack(ctx context.Context, run plan.Run, why string) (plan.R
 	return run, e.save(ctx, run)
 }
 
+// save stores the run's progress; a failure interrupts the run rather
+// than failing it.
 func (e *Engine) save(ctx context.Context, run plan.Run) error {
-	return e.Store.SaveRun(ctx, run, e.Fence)
+	if err := e.Store.SaveRun(ctx, run, e.Fence); err != nil {
+		return fmt.Errorf("%w: %v", ErrInterrupted, err)
+	}
+	return nil
 }
 
 // outputOf returns the output of the done step of kind k on resource.

@@ -54,6 +54,12 @@ func (s *fakeStore) Activate(ctx context.Context, run plan.Run, epoch int64, to 
 	return s.epoch, s.SaveRun(ctx, run, f)
 }
 
+func (s *fakeStore) Record(context.Context, string) (status.Record, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return status.Record{Group: "webshop", ActiveSite: s.active, Epoch: s.epoch}, true, nil
+}
+
 func (s *fakeStore) last() plan.Run {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -112,7 +118,7 @@ func newRun(t *testing.T, action plan.Action, state string, up map[string]bool) 
 	p, err := plan.Build(group(), plan.Known{
 		Status:  status.GroupStatus{Name: "webshop", ActiveSite: "brussels", Epoch: 4, State: state},
 		SiteUp:  up,
-		LastLag: map[string]map[string]status.Lag{"db": {"antwerp": {Seconds: 0.1}}},
+		LastLag: map[string]map[string]status.Lag{"db": {"antwerp": {Seconds: 0.1, Streaming: true}}},
 	}, plan.Request{Action: action, To: "antwerp"})
 	if err != nil {
 		t.Fatal(err)
@@ -183,23 +189,91 @@ func TestCatchUpFailureRollsBack(t *testing.T) {
 	}
 }
 
-func TestFailureAfterActivationGoesForwardOnly(t *testing.T) {
+func TestPromoteAfterActivationIsNeverGivenUp(t *testing.T) {
 	s := &fakeStore{epoch: 4, active: "brussels"}
 	a := &fakeAgents{fail: map[string]int{"promote:db@antwerp": 10}}
 	run, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.State != plan.RunFailed || !strings.Contains(run.Error, "after the point of no return") {
-		t.Fatalf("state %s: %s", run.State, run.Error)
+	if err != nil || run.State != plan.RunSucceeded {
+		t.Fatalf("state %s err %v: %s", run.State, err, run.Error)
 	}
 	for _, c := range a.calls {
 		if strings.HasPrefix(c, "unfence") {
 			t.Errorf("rolled back after activation: %v", a.calls)
 		}
 	}
-	if got := strings.Count(strings.Join(a.calls, " "), "promote:db@antwerp"); got != 3 {
-		t.Errorf("promote attempts: %d, want 1 + 2 retries", got)
+	if got := strings.Count(strings.Join(a.calls, " "), "promote:db@antwerp"); got != 11 {
+		t.Errorf("promote attempts: %d, want 10 failures and a success", got)
+	}
+}
+
+func TestFailureAfterPromotionFailsForward(t *testing.T) {
+	s := &fakeStore{epoch: 4, active: "brussels"}
+	a := &fakeAgents{fail: map[string]int{"rejoin:db@brussels": 10}}
+	run, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.State != plan.RunFailed || !strings.Contains(run.Error, "after the point of no return") || !strings.Contains(run.Error, "siteflip reprotect webshop") {
+		t.Fatalf("state %s: %s", run.State, run.Error)
+	}
+	if s.active != "antwerp" || run.WritableAt.IsZero() {
+		t.Errorf("the group should be writable at antwerp: active %s writable %v", s.active, run.WritableAt)
+	}
+}
+
+// TestFencingFailureIsNotSkipped: a best-effort fence whose agent answers
+// that it could not stop the primary fails the failover before
+// activation; skipping it would leave two writable primaries.
+func TestFencingFailureIsNotSkipped(t *testing.T) {
+	s := &fakeStore{epoch: 4, active: "brussels"}
+	a := &fakeAgents{fail: map[string]int{"fence:db@brussels": 10}}
+	run, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Failover, status.StateDown, up))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.State != plan.RunRolledBack || s.epoch != 4 {
+		t.Fatalf("state %s epoch %d: %s", run.State, s.epoch, run.Error)
+	}
+	for _, c := range a.calls {
+		if strings.HasPrefix(c, "promote") {
+			t.Errorf("promoted although the old primary could not be fenced: %v", a.calls)
+		}
+	}
+}
+
+// TestStoreErrorInterrupts: a failure to store progress is not a step
+// failure: the engine stops without rolling back, and a later drive
+// resumes.
+func TestStoreErrorInterrupts(t *testing.T) {
+	s := &fakeStore{epoch: 4, active: "brussels", loseAfter: 3}
+	a := &fakeAgents{}
+	run, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
+	if !errors.Is(err, ErrInterrupted) || run.State != plan.RunRunning {
+		t.Fatalf("state %s err %v", run.State, err)
+	}
+	for _, c := range a.calls {
+		if strings.HasPrefix(c, "unfence") {
+			t.Errorf("rolled back on a store error: %v", a.calls)
+		}
+	}
+}
+
+// TestLostActivationAnswerGoesForward: the record shows the activation
+// (its answer was lost) although the run's memory does not: the run goes
+// forward instead of rolling the moved group back.
+func TestLostActivationAnswerGoesForward(t *testing.T) {
+	s := &fakeStore{epoch: 5, active: "antwerp"} // activated, answer lost
+	a := &fakeAgents{fail: map[string]int{"catch-up:db@antwerp": 1}}
+	run := newRun(t, plan.Switchover, status.StateProtected, up)
+	run.Steps[0].State = plan.StepDone // fence done before the crash
+	got, err := engine(s, a, up).Drive(t.Context(), run)
+	if err != nil || got.State != plan.RunSucceeded {
+		t.Fatalf("state %s err %v: %s", got.State, err, got.Error)
+	}
+	for _, c := range a.calls {
+		if strings.HasPrefix(c, "unfence") {
+			t.Errorf("rolled back a group the record shows moved: %v", a.calls)
+		}
 	}
 }
 
@@ -226,8 +300,8 @@ func TestResumeAfterControllerLoss(t *testing.T) {
 			s := &fakeStore{epoch: 4, active: "brussels", loseAfter: cut}
 			a := &fakeAgents{}
 			_, err := engine(s, a, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
-			if !errors.Is(err, coord.ErrNotElected) {
-				t.Fatalf("first controller: want ErrNotElected, got %v", err)
+			if !errors.Is(err, ErrInterrupted) {
+				t.Fatalf("first controller: want ErrInterrupted, got %v", err)
 			}
 			stored := s.last()
 			s.mu.Lock()

@@ -225,22 +225,12 @@ func names(ps []proc) string {
 // reprotect the agents restart servers themselves, and the lab must still
 // find them to cut their power.
 func (st *state) postmasters(site string) []proc {
-	data := filepath.Join(st.Dir, site, "pg", "data")
-	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	pid, ok := postgres.Postmaster(filepath.Join(st.Dir, site, "pg", "data"))
+	if !ok {
+		return nil
+	}
+	_, start, err := procStat(pid)
 	if err != nil {
-		return nil
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 1 {
-		return nil
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte(data)) {
-		return nil // stale pid file, or the PID now belongs to another process
-	}
-	state, start, err := procStat(pid)
-	if err != nil || state == 'Z' {
 		return nil
 	}
 	return []proc{{Site: site, Name: "postgres", PID: pid, Start: start}}

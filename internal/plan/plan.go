@@ -100,19 +100,23 @@ type Known struct {
 	// LastLag is, per resource and site, the standby's last known lag
 	// (kept by the controller while the primary reported it).
 	LastLag map[string]map[string]status.Lag
+	// EpochSince is when the group's active site last changed: a lag
+	// measured before it describes another replication direction.
+	EpochSince time.Time
 }
 
 // Errors that say why a request cannot be planned. Build wraps them with
 // the details a person needs.
 var (
-	ErrUnknownSite   = errors.New("unknown site")
-	ErrAlreadyActive = errors.New("already active there")
-	ErrNotProtected  = errors.New("group is not protected")
-	ErrDataLoss      = errors.New("standby too far behind")
-	ErrNoLag         = errors.New("standby lag unknown")
-	ErrTargetDown    = errors.New("target site is down")
-	ErrNotAdopted    = errors.New("group not adopted yet")
-	ErrBadAction     = errors.New("unknown action")
+	ErrUnknownSite    = errors.New("unknown site")
+	ErrAlreadyActive  = errors.New("already active there")
+	ErrNotProtected   = errors.New("group is not protected")
+	ErrDataLoss       = errors.New("standby too far behind")
+	ErrNoLag          = errors.New("standby lag unknown")
+	ErrTargetDown     = errors.New("target site is down")
+	ErrNotAdopted     = errors.New("group not adopted yet")
+	ErrBadAction      = errors.New("unknown action")
+	ErrTargetNotReady = errors.New("target not ready")
 )
 
 // Step timeouts and retries. Fence and promote are short; catch-up is
@@ -173,10 +177,17 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 		if !k.SiteUp[to] {
 			return Plan{}, fmt.Errorf("group %s: %w: %s cannot take over while it is unreachable", g.Name, ErrTargetDown, to)
 		}
+		if err := standbysReady(g, order, st, to); err != nil {
+			return Plan{}, err
+		}
 		if err := lagWithin(g, order, k, to, req.AcceptDataLoss); err != nil {
 			return Plan{}, err
 		}
 		p.Steps = unplanned(order, from, to, k.SiteUp[from])
+		if k.SiteUp[from] {
+			// A failed failover puts back what its fences stopped.
+			p.Rollback = rollback(order, from)
+		}
 	case Reprotect:
 		p.Steps = reprotect(g, order, from)
 	}
@@ -252,6 +263,25 @@ func step(k Kind, resource, site string, timeout time.Duration, retries int, bes
 	return Step{ID: id, Kind: k, Resource: resource, Site: site, Timeout: timeout, Retries: retries, BestEffort: bestEffort}
 }
 
+// standbysReady refuses a failover to a site whose resources are not all
+// up standbys: promoting there would fail, after the old site was fenced.
+func standbysReady(g *config.Group, order []config.Resource, st status.GroupStatus, site string) error {
+	for _, r := range order {
+		for _, rs := range st.Resources {
+			if rs.Name != r.Name {
+				continue
+			}
+			for _, s := range rs.Sites {
+				if s.Site == site && !(s.Up && s.Role == status.RoleStandby) {
+					return fmt.Errorf("group %s: %w: %s at %s is %s, not an up standby, so a failover there would leave no primary; bring it back first",
+						g.Name, ErrTargetNotReady, r.Name, site, s.Role)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // lagWithin refuses a failover to site when a standby there was last known
 // to be further behind than the group's max_data_loss, or when its lag was
 // never measured.
@@ -265,6 +295,16 @@ func lagWithin(g *config.Group, order []config.Resource, k Known, site string, a
 		if !ok {
 			return fmt.Errorf("group %s: %w: %s at %s was never measured by its primary, so the data a failover loses is unknown; "+
 				"if you accept that, run `siteflip failover %s --to %s --accept-data-loss`", g.Name, ErrNoLag, r.Name, site, g.Name, site)
+		}
+		if !lag.Streaming {
+			return fmt.Errorf("group %s: %w: %s at %s was not streaming from its primary when last seen (%s), so the data a failover loses is unknown; "+
+				"if you accept that, run `siteflip failover %s --to %s --accept-data-loss`",
+				g.Name, ErrNoLag, r.Name, site, lag.MeasuredAt.UTC().Format(time.RFC3339), g.Name, site)
+		}
+		if lag.MeasuredAt.Before(k.EpochSince) {
+			return fmt.Errorf("group %s: %w: %s at %s was last measured at %s, before the active site last changed, so the data a failover loses is unknown; "+
+				"if you accept that, run `siteflip failover %s --to %s --accept-data-loss`",
+				g.Name, ErrNoLag, r.Name, site, lag.MeasuredAt.UTC().Format(time.RFC3339), g.Name, site)
 		}
 		if behind := time.Duration(lag.Seconds * float64(time.Second)); behind > limit {
 			return fmt.Errorf("group %s: %w: %s at %s was %s (%d bytes) behind when last measured at %s, more than max_data_loss %s; "+

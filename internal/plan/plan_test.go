@@ -26,12 +26,24 @@ func group() *config.Group {
 }
 
 func known(active, state string, up map[string]bool, lagSeconds float64) Known {
+	standbyAt := func(site string) []status.ResourceSiteStatus {
+		var out []status.ResourceSiteStatus
+		for _, s := range []string{"brussels", "antwerp"} {
+			role := status.RolePrimary
+			if s != active {
+				role = status.RoleStandby
+			}
+			out = append(out, status.ResourceSiteStatus{Site: s, Up: true, Role: role})
+		}
+		return out
+	}
 	return Known{
-		Status: status.GroupStatus{Name: "webshop", ActiveSite: active, Epoch: 7, State: state},
+		Status: status.GroupStatus{Name: "webshop", ActiveSite: active, Epoch: 7, State: state,
+			Resources: []status.ResourceStatus{{Name: "db", Sites: standbyAt(active)}, {Name: "app", Sites: standbyAt(active)}}},
 		SiteUp: up,
 		LastLag: map[string]map[string]status.Lag{
-			"db":  {"antwerp": {Seconds: lagSeconds, Bytes: 4096, MeasuredAt: time.Unix(100, 0)}, "brussels": {Seconds: lagSeconds}},
-			"app": {"antwerp": {}, "brussels": {}},
+			"db":  {"antwerp": {Seconds: lagSeconds, Bytes: 4096, MeasuredAt: time.Unix(100, 0), Streaming: true}, "brussels": {Seconds: lagSeconds, Streaming: true}},
+			"app": {"antwerp": {Streaming: true}, "brussels": {Streaming: true}},
 		},
 	}
 }
@@ -99,11 +111,22 @@ func TestBuild(t *testing.T) {
 			steps: []string{"activate@antwerp", "promote:db@antwerp", "promote:app@antwerp"},
 		},
 		{
-			name:  "failover with the old site reachable: best-effort fences first",
-			known: known("brussels", status.StateDown, bothUp, 0.2),
-			req:   Request{Action: Failover, To: "antwerp"},
-			to:    "antwerp",
-			steps: []string{"fence:app@brussels?", "fence:db@brussels?", "activate@antwerp", "promote:db@antwerp", "promote:app@antwerp"},
+			name:     "failover with the old site reachable: best-effort fences first, unfenced on rollback",
+			known:    known("brussels", status.StateDown, bothUp, 0.2),
+			req:      Request{Action: Failover, To: "antwerp"},
+			to:       "antwerp",
+			steps:    []string{"fence:app@brussels?", "fence:db@brussels?", "activate@antwerp", "promote:db@antwerp", "promote:app@antwerp"},
+			rollback: []string{"unfence:db@brussels", "unfence:app@brussels"},
+		},
+		{
+			name: "failover to a site whose standby is down",
+			known: func() Known {
+				k := known("brussels", status.StateUnreachable, brusselsDown, 0.2)
+				k.Status.Resources[0].Sites[1] = status.ResourceSiteStatus{Site: "antwerp", Role: status.RoleDown}
+				return k
+			}(),
+			req: Request{Action: Failover},
+			err: ErrTargetNotReady,
 		},
 		{
 			name:  "failover past max_data_loss is refused",
@@ -123,6 +146,28 @@ func TestBuild(t *testing.T) {
 			known: func() Known {
 				k := known("brussels", status.StateUnreachable, brusselsDown, 0)
 				delete(k.LastLag["db"], "antwerp")
+				return k
+			}(),
+			req: Request{Action: Failover},
+			err: ErrNoLag,
+		},
+		{
+			name: "failover when the standby had stopped streaming before the primary was lost",
+			known: func() Known {
+				k := known("brussels", status.StateUnreachable, brusselsDown, 0)
+				l := k.LastLag["db"]["antwerp"]
+				l.Streaming = false
+				k.LastLag["db"]["antwerp"] = l
+				return k
+			}(),
+			req: Request{Action: Failover},
+			err: ErrNoLag,
+		},
+		{
+			name: "failover with a lag measured before the last change of active site",
+			known: func() Known {
+				k := known("brussels", status.StateUnreachable, brusselsDown, 0)
+				k.EpochSince = time.Unix(200, 0)
 				return k
 			}(),
 			req: Request{Action: Failover},

@@ -87,6 +87,9 @@ type Lag struct {
 	Seconds    float64   `json:"seconds"`
 	Bytes      int64     `json:"bytes"`
 	MeasuredAt time.Time `json:"measured_at"`
+	// Streaming is false when the primary, still serving, last saw the
+	// standby not streaming: from then on what it lacks is unknown.
+	Streaming bool `json:"streaming"`
 }
 
 // Controller is the agent currently elected to decide and drive plans.

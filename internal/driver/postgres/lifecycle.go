@@ -348,3 +348,8 @@ func reapOrphans(ctx context.Context, dir string) error {
 	}
 	return nil
 }
+
+// Postmaster returns the PID of the postmaster running on dataDir (from
+// its postmaster.pid, checked to be a live postgres process working in
+// that directory), or false when none runs.
+func Postmaster(dataDir string) (int, bool) { return postmasterAlive(dataDir) }
