@@ -284,8 +284,22 @@ func (b *bench) runTo(ctx context.Context, req api.RunRequest) (plan.Run, error)
 func (b *bench) waitProtected(ctx context.Context) (status.GroupStatus, error) {
 	qctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	// Protected, and the controller has recorded the standby's lag since
+	// it streams again: a failover is judged on that record.
 	st, err := b.c.Wait(qctx, 100*time.Millisecond, func(st status.Status) bool {
-		return len(st.Groups) > 0 && st.Groups[0].State == status.StateProtected
+		if len(st.Groups) == 0 || st.Groups[0].State != status.StateProtected {
+			return false
+		}
+		g := st.Groups[0]
+		for _, s := range g.Resources[0].Sites {
+			if s.Site == g.ActiveSite {
+				continue
+			}
+			if l := s.LastKnownLag; l == nil || !l.Streaming || time.Since(l.MeasuredAt) > 3*time.Second {
+				return false
+			}
+		}
+		return true
 	})
 	if err != nil {
 		return status.GroupStatus{}, fmt.Errorf("webshop not protected: %w", err)
