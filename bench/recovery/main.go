@@ -16,14 +16,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/siteflip/siteflip/bench/harness"
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/lab"
@@ -154,21 +153,12 @@ type bench struct {
 }
 
 func run(switchovers, failovers int, exe, dir, out string) error {
-	exe, err := filepath.Abs(exe)
+	l, err := harness.StartLab(exe, dir)
 	if err != nil {
 		return err
 	}
-	o := lab.Options{Dir: dir, Exe: exe, Out: io.Discard}
-	ctx := context.Background()
-	if err := lab.Up(ctx, o); err != nil {
-		return err
-	}
-	defer lab.Down(o)
-	t, c, err := lab.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer l.Stop()
+	o, t, c, ctx := l.Options, l.Topology, l.Client, context.Background()
 	dsn, err := lab.WriterDSN(t)
 	if err != nil {
 		return err
@@ -328,15 +318,6 @@ func (b *bench) missing(ctx context.Context, from, to time.Time) (int, error) {
 	return len(ids) - present, nil
 }
 
-func stats(ds []time.Duration) (median, max time.Duration) {
-	if len(ds) == 0 {
-		return 0, 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2], s[len(s)-1]
-}
-
 func sum(xs []int) int {
 	n := 0
 	for _, x := range xs {
@@ -345,32 +326,15 @@ func sum(xs []int) int {
 	return n
 }
 
-const begin, end = "<!-- recovery:begin -->", "<!-- recovery:end -->"
-
 func write(path string, gaps []time.Duration, swLost []int, rtos []time.Duration, foLost []int) error {
-	host, _ := os.Hostname()
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\n## Switchover and failover (`go run ./bench/recovery`)\n\n", begin)
-	fmt.Fprintf(&b, "Lab on one machine (%s, %s, 2 cores); a writer inserts unique ids at up to 200/s through `host=brussels,antwerp target_session_attrs=read-write` and records every acknowledged commit.\n\n", host, time.Now().UTC().Format("2006-01-02"))
+	b.WriteString("## Switchover and failover (`go run ./bench/recovery`)\n\n")
+	fmt.Fprintf(&b, "Lab on one machine (%s); a writer inserts unique ids at up to 200/s through `host=brussels,antwerp target_session_attrs=read-write` and records every acknowledged commit.\n\n", harness.Machine())
 	b.WriteString("| measure | n | median | max | acknowledged writes lost | target |\n| --- | --- | --- | --- | --- | --- |\n")
-	gm, gx := stats(gaps)
+	gm, gx := harness.Stats(gaps)
 	fmt.Fprintf(&b, "| switchover: longest gap in acknowledged writes | %d | %.3fs | %.3fs | %d | ≤ 1 s / 0 |\n", len(gaps), gm.Seconds(), gx.Seconds(), sum(swLost))
-	rm, rx := stats(rtos)
+	rm, rx := harness.Stats(rtos)
 	fmt.Fprintf(&b, "| failover (manual, after a power cut): power cut → first acknowledged write | %d | %.2fs | %.2fs | %d | (automatic: ≤ 3 s, issue 4) |\n", len(rtos), rm.Seconds(), rx.Seconds(), sum(foLost))
 	b.WriteString("\nThe failover figure includes the time the benchmark takes to ask for the failover once the power is cut (no automatic failover yet); the writes lost in a failover are those acknowledged by the old primary and not yet replicated (asynchronous replication).\n")
-	b.WriteString(end + "\n")
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	text := string(old)
-	if text == "" {
-		text = "# Benchmark results\n\n"
-	}
-	if i, j := strings.Index(text, begin), strings.Index(text, end); i >= 0 && j > i {
-		text = text[:i] + b.String() + text[j+len(end)+1:]
-	} else {
-		text += "\n" + b.String()
-	}
-	return os.WriteFile(path, []byte(text), 0o644)
+	return harness.WriteSection(path, "recovery", b.String())
 }

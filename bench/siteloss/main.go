@@ -12,13 +12,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/siteflip/siteflip/bench/harness"
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/lab"
 	"github.com/siteflip/siteflip/internal/status"
@@ -43,21 +41,12 @@ type trial struct {
 }
 
 func run(trials int, exe, dir, out string) error {
-	exe, err := filepath.Abs(exe)
+	l, err := harness.StartLab(exe, dir)
 	if err != nil {
 		return err
 	}
-	o := lab.Options{Dir: dir, Exe: exe, Out: io.Discard}
-	ctx := context.Background()
-	if err := lab.Up(ctx, o); err != nil {
-		return err
-	}
-	defer lab.Down(o)
-	_, c, err := lab.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer l.Stop()
+	o, c, ctx := l.Options, l.Client, context.Background()
 	var results []trial
 	for i := 0; i < 2*trials; i++ {
 		if _, err := wait(ctx, c, 60*time.Second, healthy); err != nil {
@@ -137,17 +126,6 @@ func healthy(st status.Status) bool {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
-func stats(ds []time.Duration) (median, max time.Duration) {
-	if len(ds) == 0 {
-		return 0, 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2], s[len(s)-1]
-}
-
-const begin, end = "<!-- siteloss:begin -->", "<!-- siteloss:end -->"
-
 func write(path string, rs []trial) error {
 	var seen, ctrl, seenC, ctrlC, healed []time.Duration
 	for _, r := range rs {
@@ -161,17 +139,16 @@ func write(path string, rs []trial) error {
 		}
 		healed = append(healed, r.healed)
 	}
-	host, _ := os.Hostname()
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\n## Site loss seen by the control plane (`go run ./bench/siteloss`)\n\n", begin)
-	fmt.Fprintf(&b, "Lab on one machine (%s, %s, 2 cores), %d power cuts (agent, etcd member and PostgreSQL of a location killed at once with SIGKILL): half at brussels, half at whichever location held the controller. Status polled every 25 ms; a figure is the time from the kill until status, answered by a surviving location, showed it.\n\n", host, time.Now().UTC().Format("2006-01-02"), len(rs))
+	b.WriteString("## Site loss seen by the control plane (`go run ./bench/siteloss`)\n\n")
+	fmt.Fprintf(&b, "Lab on one machine (%s), %d power cuts (agent, etcd member and PostgreSQL of a location killed at once with SIGKILL): half at brussels, half at whichever location held the controller. Status polled every 25 ms; a figure is the time from the kill until status, answered by a surviving location, showed it.\n\n", harness.Machine(), len(rs))
 	b.WriteString("| measure | median | max | target |\n| --- | --- | --- | --- |\n")
 	row := func(name string, ds []time.Duration, target string) {
 		if len(ds) == 0 {
 			fmt.Fprintf(&b, "| %s | – | – | %s |\n", name, target)
 			return
 		}
-		m, x := stats(ds)
+		m, x := harness.Stats(ds)
 		fmt.Fprintf(&b, "| %s (n=%d) | %s | %s | %s |\n", name, len(ds), ms(m), ms(x), target)
 	}
 	row("brussels (not controller) shown down by both others", seen, "≤ 5 s")
@@ -179,20 +156,5 @@ func write(path string, rs []trial) error {
 	row("controller's location shown down by both others", seenC, "≤ 5 s")
 	row("controller's location lost → new controller", ctrlC, "≤ 5 s")
 	row("heal → lab fully healthy again (standby streaming)", healed, "–")
-	b.WriteString(end + "\n")
-
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	text := string(old)
-	if text == "" {
-		text = "# Benchmark results\n\nFigures written by the commands in `bench/`; each section says how it was measured.\n\n"
-	}
-	if i, j := strings.Index(text, begin), strings.Index(text, end); i >= 0 && j > i {
-		text = text[:i] + b.String() + text[j+len(end)+1:]
-	} else {
-		text += b.String()
-	}
-	return os.WriteFile(path, []byte(text), 0o644)
+	return harness.WriteSection(path, "siteloss", b.String())
 }
