@@ -346,14 +346,20 @@ func (a *agent) recordLags(ctx context.Context, snap status.Snapshot) {
 				if s.Site == g.ActiveSite {
 					continue
 				}
+				// Judged by what the serving primary reports: when the
+				// primary dies, its last report still lists the standby,
+				// so the standby noticing first is not mistaken for a
+				// standby that stopped streaming while the primary served.
 				prev, known := snap.Lags[g.Name][r.Name][s.Site]
 				var l status.Lag
 				switch {
-				case s.Role == status.RoleStandby && s.Streaming && s.LagSeconds != nil && s.LagBytes != nil:
+				case s.SenderState == "streaming" && s.LagSeconds != nil && s.LagBytes != nil:
 					if known && prev.Streaming && time.Since(prev.MeasuredAt) < time.Second {
 						continue
 					}
 					l = status.Lag{Seconds: *s.LagSeconds, Bytes: *s.LagBytes, MeasuredAt: time.Now().UTC(), Streaming: true}
+				case s.SenderState == "streaming":
+					continue // streaming, lag not measured at this instant
 				case known && !prev.Streaming:
 					continue // already recorded as not streaming
 				default:

@@ -327,7 +327,7 @@ func freshLag(site string) func(status.Status) bool {
 		for _, s := range group(st).Resources[0].Sites {
 			if s.Site == site {
 				l := s.LastKnownLag
-				return l != nil && l.Seconds < 1 && time.Since(l.MeasuredAt) < 3*time.Second
+				return l != nil && l.Streaming && l.Seconds < 1 && time.Since(l.MeasuredAt) < 3*time.Second
 			}
 		}
 		return false

@@ -99,6 +99,10 @@ type ResourceSiteStatus struct {
 	Streaming  bool     `json:"streaming"`
 	LagBytes   *int64   `json:"lag_bytes"`
 	LagSeconds *float64 `json:"lag_seconds"`
+	// SenderState is the state the primary reports for this standby
+	// (pg_stat_replication.state: streaming, catchup, …); empty when the
+	// primary does not list it.
+	SenderState string `json:"sender_state,omitempty"`
 	// LastKnownLag is the lag the controller last recorded for this
 	// standby: what a failover would lose, still known when the primary's
 	// site is gone.
@@ -229,6 +233,9 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh
 				continue
 			}
 			for _, sb := range primary.Standbys {
+				if sb.Site == rss.Site {
+					rss.SenderState = sb.State
+				}
 				// A negative lag is the driver's "not measured yet".
 				if sb.Site == rss.Site && sb.LagBytes >= 0 {
 					lb := sb.LagBytes
