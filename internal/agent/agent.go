@@ -63,6 +63,7 @@ type agent struct {
 	peers     map[string]status.PeerView
 	resources map[string]status.ResourceView
 	changed   chan struct{} // a change worth publishing at once
+	observe   chan struct{} // observe the resources now (a step changed them)
 }
 
 // Run runs the agent of opts.Site until ctx ends; then it resigns, revokes
@@ -145,6 +146,7 @@ func Run(ctx context.Context, opts Options) error {
 		peers:     map[string]status.PeerView{},
 		resources: map[string]status.ResourceView{},
 		changed:   make(chan struct{}, 1),
+		observe:   make(chan struct{}, 1),
 	}
 	defer a.client.CloseIdleConnections()
 	defer a.peerAPI.Close()

@@ -133,6 +133,7 @@ func (a *agent) observeLoop(ctx context.Context, observers map[string]driver.Obs
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-a.observe:
 		}
 	}
 }

@@ -228,6 +228,11 @@ func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("unknown step kind %q", req.Kind)
 	}
 	a.log.Info("step", "run", req.RunID, "kind", req.Kind, "resource", req.Resource, "epoch", req.Epoch, "took", time.Since(start).Round(time.Millisecond), "error", err)
+	// Show the step's effect in the status now, not at the next tick.
+	select {
+	case a.observe <- struct{}{}:
+	default:
+	}
 	if err != nil {
 		writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: %v", req.Kind, req.Resource, a.site.Name, err)})
 		return
