@@ -177,6 +177,40 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
+// startAll starts an agent per location, with data under dataDir (none
+// when dataDir is "": the agents use an existing etcd cluster).
+func startAll(t *testing.T, topo *config.Topology, dataDir string) map[string]*running {
+	t.Helper()
+	agents := map[string]*running{}
+	for _, s := range topo.SiteNames() {
+		dir := ""
+		if dataDir != "" {
+			dir = filepath.Join(dataDir, s)
+		}
+		agents[s] = start(t, topo, s, dir)
+	}
+	return agents
+}
+
+func stopAll(t *testing.T, agents map[string]*running) {
+	t.Helper()
+	for _, a := range agents {
+		a.stop(t)
+	}
+}
+
+// client returns an operator client of the topology's agents, closed at
+// the end of the test.
+func client(t *testing.T, topo *config.Topology) *api.Client {
+	t.Helper()
+	c, err := api.NewClient(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 // waitFor polls the status until cond holds, or fails after timeout with
 // the last status it saw.
 func waitFor(t *testing.T, c *api.Client, timeout time.Duration, what string, cond func(status.Status) bool) status.Status {
@@ -211,20 +245,9 @@ func TestAgentsOverTLS(t *testing.T) {
 	}
 	topo := cluster(t)
 	data := t.TempDir()
-	agents := map[string]*running{}
-	for _, s := range topo.SiteNames() {
-		agents[s] = start(t, topo, s, filepath.Join(data, s))
-	}
-	defer func() {
-		for _, a := range agents {
-			a.stop(t)
-		}
-	}()
-	c, err := api.NewClient(topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	agents := startAll(t, topo, data)
+	defer stopAll(t, agents)
+	c := client(t, topo)
 	st := waitFor(t, c, 60*time.Second, "three locations up and a controller", allUp)
 	first := st.Controller
 
@@ -312,20 +335,9 @@ func TestAgentsWithExistingEtcd(t *testing.T) {
 	if topo.Embedded() {
 		t.Fatal("topology with etcd_endpoints claims embedded members")
 	}
-	agents := map[string]*running{}
-	for _, s := range topo.SiteNames() {
-		agents[s] = start(t, topo, s, "")
-	}
-	defer func() {
-		for _, a := range agents {
-			a.stop(t)
-		}
-	}()
-	c, err := api.NewClient(topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	agents := startAll(t, topo, "")
+	defer stopAll(t, agents)
+	c := client(t, topo)
 	st := waitFor(t, c, 60*time.Second, "three locations up and a controller", allUp)
 	if st.Installation != "agenttest" {
 		t.Errorf("installation %q", st.Installation)

@@ -179,6 +179,9 @@ func runRuns(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *output != "text" && *output != "json" {
+		return fmt.Errorf("-o %q: use text or json", *output)
+	}
 	group := ""
 	if len(pos) == 1 {
 		group = pos[0]
@@ -219,6 +222,9 @@ func runRun(e *env, args []string) error {
 	}
 	if len(pos) != 1 {
 		return fmt.Errorf("name the run: siteflip run ID (`siteflip runs` lists them)")
+	}
+	if *output != "text" && *output != "json" {
+		return fmt.Errorf("-o %q: use text or json", *output)
 	}
 	_, c, err := e.client()
 	if err != nil {
