@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what siteflip's lab and tests need on Debian: PostgreSQL server
-# binaries (from Debian's packages, only when missing and only as root).
+# binaries, and ip and nft for the network namespaces of the fault-injection
+# tests (from Debian's packages, only when missing and only as root).
 # Go modules come through the module proxy when go builds.
 set -euo pipefail
 
@@ -11,6 +12,13 @@ command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || {
 }
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
 	missing+=(postgresql-15)
+fi
+# Network namespaces need root: for anyone else the tests that use them skip,
+# so ip and nft are wanted only from root. They live in sbin, which PATH may lack.
+if [ "$(id -u)" -eq 0 ]; then
+	has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+	has ip || missing+=(iproute2)
+	has nft || missing+=(nftables)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
