@@ -26,6 +26,7 @@ import (
 	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/pki"
 	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/watchdog"
 )
 
 // Options configure an agent.
@@ -39,6 +40,10 @@ type Options struct {
 	EtcdEndpoints []string
 	Logger        *slog.Logger
 	Version       string
+	// WatchdogExe, when set, is the siteflip binary to start as the
+	// watchdog (`EXE watchdog`) that fences the local primaries when the
+	// serve lease runs out and the agent cannot (docs/design/fencing.md).
+	WatchdogExe string
 }
 
 // agent is the running state of one location.
@@ -55,8 +60,14 @@ type agent struct {
 	// peerAPI calls the other agents with this location's certificate
 	// (the controller sends steps with it).
 	peerAPI *api.Client
-	// siteCNs are the certificate names of the locations.
+	// siteCNs are the certificate names of the locations; siteCN maps a
+	// location to its name.
 	siteCNs []string
+	siteCN  map[string]string
+
+	lease       *leases
+	leaseClient *http.Client    // asks the other locations for the lease
+	guard       *watchdog.Guard // nil without a watchdog
 
 	mu        sync.Mutex
 	locks     map[string]*sync.Mutex // one step at a time per resource
@@ -140,7 +151,12 @@ func Run(ctx context.Context, opts Options) error {
 			Timeout:   t.Coordination.ProbeTimeout.D(),
 			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
 		},
-		peerAPI:   api.NewClientTLS(t, clientTLS),
+		peerAPI: api.NewClientTLS(t, clientTLS),
+		lease:   newLeases(t.Sites, time.Now()),
+		leaseClient: &http.Client{
+			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
+				DialContext: (&net.Dialer{Timeout: t.Coordination.ServeLease.D()}).DialContext},
+		},
 		metrics:   newMetrics(),
 		started:   time.Now().UTC(),
 		peers:     map[string]status.PeerView{},
@@ -149,10 +165,15 @@ func Run(ctx context.Context, opts Options) error {
 		observe:   make(chan struct{}, 1),
 	}
 	defer a.client.CloseIdleConnections()
+	defer a.leaseClient.CloseIdleConnections()
 	defer a.peerAPI.Close()
 	if t.TLSEnabled() {
 		if a.siteCNs, err = siteCNs(t); err != nil {
 			return err
+		}
+		a.siteCN = map[string]string{}
+		for i, s := range t.Sites {
+			a.siteCN[s.Name] = a.siteCNs[i]
 		}
 	}
 	observers, err := a.observers()
@@ -209,6 +230,20 @@ func Run(ctx context.Context, opts Options) error {
 	g.Go(func() error { return a.probeLoop(gctx) })
 	g.Go(func() error { return a.observeLoop(gctx, observers) })
 	g.Go(func() error { return a.presenceLoop(gctx) })
+	if err := a.startWatchdog(); err != nil {
+		return err
+	}
+	// A clean stop releases the watchdog without fencing; a crash leaves
+	// it to fence when the lease runs out.
+	defer func() {
+		if a.guard != nil {
+			a.guard.Release()
+		}
+	}()
+	g.Go(func() error { return a.renewLoop(gctx) })
+	g.Go(func() error { return a.enforceLoop(gctx) })
+	g.Go(func() error { return a.markLoop(gctx) })
+	g.Go(func() error { return a.syncLoop(gctx) })
 	log.Info("agent started", "api", site.Agent.Address, "tls", t.TLSEnabled(), "etcd", endpoints)
 	err = g.Wait()
 	log.Info("agent stopped")

@@ -24,6 +24,7 @@ func (a *agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/runs", a.handleRuns)
 	mux.HandleFunc("GET /v1/runs/{id}", a.handleRun)
 	mux.HandleFunc("POST /v1/steps", a.handleStep)
+	mux.HandleFunc("POST /v1/lease", a.handleLease)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{Registry: a.metrics.reg}))
 	return mux
 }

@@ -20,6 +20,9 @@ type metrics struct {
 	primary       *prometheus.GaugeVec
 	lagBytes      *prometheus.GaugeVec
 	lagSeconds    *prometheus.GaugeVec
+	leaseOK       *prometheus.CounterVec
+	selfFences    prometheus.Counter
+	autoFailovers prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -50,8 +53,17 @@ func newMetrics() *metrics {
 		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "siteflip_replication_lag_seconds", Help: "Replay lag of a standby in seconds, measured by its primary.",
 		}, []string{"group", "resource", "standby"}),
+		leaseOK: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "siteflip_serve_lease_requests_total", Help: "Serve lease requests to other locations, by outcome.",
+		}, []string{"peer", "outcome"}),
+		selfFences: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "siteflip_self_fences_total", Help: "Primaries this agent fenced because its serve lease ran out.",
+		}),
+		autoFailovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "siteflip_automatic_failovers_total", Help: "Automatic failovers this agent started as controller.",
+		}),
 	}
-	m.reg.MustRegister(m.peerUp, m.probeRTT, m.controller, m.publishErrors, m.resourceUp, m.primary, m.lagBytes, m.lagSeconds,
+	m.reg.MustRegister(m.leaseOK, m.selfFences, m.autoFailovers, m.peerUp, m.probeRTT, m.controller, m.publishErrors, m.resourceUp, m.primary, m.lagBytes, m.lagSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -90,4 +102,12 @@ func (m *metrics) resource(v status.ResourceView) {
 		m.lagBytes.WithLabelValues(v.Group, v.Resource, name).Set(float64(sb.LagBytes))
 		m.lagSeconds.WithLabelValues(v.Group, v.Resource, name).Set(sb.LagSeconds)
 	}
+}
+
+func (m *metrics) leaseRequest(peer string, ok bool) {
+	outcome := "granted"
+	if !ok {
+		outcome = "failed"
+	}
+	m.leaseOK.WithLabelValues(peer, outcome).Inc()
 }

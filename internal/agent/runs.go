@@ -75,18 +75,8 @@ func (a *agent) handleStartRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := status.Assemble(a.topo, snap, a.site.Name, time.Now().UTC())
-	var gs status.GroupStatus
-	for _, x := range st.Groups {
-		if x.Name == g.Name {
-			gs = x
-		}
-	}
-	up := map[string]bool{}
-	for _, s := range st.Sites {
-		up[s.Name] = s.Up
-	}
 	preq := plan.Request{Action: req.Action, To: req.To, AcceptDataLoss: req.AcceptDataLoss}
-	p, err := plan.Build(g, plan.Known{Status: gs, SiteUp: up, LastLag: snap.Lags[g.Name], EpochSince: snap.Records[g.Name].UpdatedAt}, preq)
+	p, err := plan.Build(g, a.known(g, snap, st), preq)
 	if err != nil {
 		writeError(w, http.StatusConflict, err)
 		return
@@ -209,6 +199,11 @@ func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
 			req.Kind, req.RunID, req.Epoch, a.site.Name, g.Name, rec.Epoch, running))
 		return
 	}
+	if (req.Kind == plan.Promote || req.Kind == plan.Unfence) && !a.leaseValid() {
+		writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: %v: no other location granted it the right to serve within %s",
+			req.Kind, req.Resource, a.site.Name, errNoLease, a.topo.Coordination.ServeLease.D())})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), max(req.Timeout, time.Second))
 	defer cancel()
 	start := time.Now()
@@ -257,8 +252,8 @@ func (a *agent) resourceLock(key string) *sync.Mutex {
 func (a *agent) driveRuns(ctx context.Context, sess *coord.Session) {
 	eng := &engine.Engine{
 		Store: a.store, Agents: a.peerAPI, Fence: sess.Fence(), Log: a.log,
-		SiteUp: a.siteUp,
-		Now:    time.Now,
+		SiteLost: a.siteLost,
+		Now:      time.Now,
 		Sleep: func(ctx context.Context, d time.Duration) {
 			select {
 			case <-ctx.Done():
@@ -269,7 +264,8 @@ func (a *agent) driveRuns(ctx context.Context, sess *coord.Session) {
 	eng.AfterStep = a.failpoint()
 	driving := map[string]bool{}
 	done := make(chan string)
-	tick := time.NewTicker(200 * time.Millisecond)
+	ap := a.newAutopilot(ctx)
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -279,6 +275,7 @@ func (a *agent) driveRuns(ctx context.Context, sess *coord.Session) {
 		cancel()
 		if err == nil {
 			a.recordLags(ctx, snap)
+			a.decide(ctx, snap, sess.Fence(), ap)
 			for _, id := range snap.Running {
 				if driving[id] {
 					continue
@@ -320,16 +317,16 @@ func (a *agent) driveRuns(ctx context.Context, sess *coord.Session) {
 	}
 }
 
-// siteUp is the assembled verdict on a location, from a fresh snapshot.
-func (a *agent) siteUp(site string) bool {
+// siteLost says, from a fresh snapshot, whether every other location
+// marked site lost. Without a snapshot it is not known to be lost.
+func (a *agent) siteLost(site string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	snap, err := a.store.Snapshot(ctx)
 	if err != nil {
 		return false
 	}
-	s, _ := status.Assemble(a.topo, snap, a.site.Name, time.Now().UTC()).Site(site)
-	return s.Up
+	return snap.Lost(site, a.topo.SiteNames())
 }
 
 // recordLags keeps the last lag each primary reported for its standbys,

@@ -51,8 +51,13 @@ func runAgent(e *env, args []string) error {
 		log.Warn("second signal: exiting at once")
 		os.Exit(1)
 	}()
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the siteflip binary to start the watchdog: %w", err)
+	}
 	return agent.Run(ctx, agent.Options{
-		Topology: t, Site: *site, DataDir: *data, EtcdEndpoints: eps,
+		WatchdogExe: exe,
+		Topology:    t, Site: *site, DataDir: *data, EtcdEndpoints: eps,
 		Logger: log, Version: Version,
 	})
 }

@@ -75,13 +75,17 @@ func printStatus(w io.Writer, st status.Status) {
 		st.Installation, ctrl, st.AnsweredBy, st.Time.Local().Format(time.TimeOnly))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "LOCATION\tROLE\tUP\tREPORTING\tSEES")
+	fmt.Fprint(tw, "LOCATION\tROLE\tUP\tREPORTING\tLOST BY\tSEES")
 	for _, s := range st.Sites {
 		fmt.Fprintf(tw, "\t%s", s.Name)
 	}
 	fmt.Fprintln(tw)
 	for _, s := range st.Sites {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", s.Name, s.Role, yesNo(s.Up, "up", "DOWN"), yesNo(s.Reporting, "yes", "no"))
+		lostBy := "-"
+		if len(s.LostBy) > 0 {
+			lostBy = strings.Join(s.LostBy, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t", s.Name, s.Role, yesNo(s.Up, "up", "DOWN"), yesNo(s.Reporting, "yes", "no"), lostBy)
 		for _, o := range st.Sites {
 			cell := "-"
 			if o.Name != s.Name && s.Reporting {
@@ -121,6 +125,9 @@ func printStatus(w io.Writer, st status.Status) {
 		tw.Flush()
 		for _, p := range g.Problems {
 			fmt.Fprintf(w, "  ! %s\n", p)
+		}
+		if d := g.Decision; d != nil {
+			fmt.Fprintf(w, "  NEEDS A DECISION since %s: %s\n  to recover now, run:  %s\n", d.Since.Local().Format(time.TimeOnly), d.Reason, d.Command)
 		}
 	}
 }

@@ -62,6 +62,13 @@ type Coordination struct {
 	LeaseTTL          Duration `yaml:"lease_ttl"`          // lease of published views and of the controller
 	ProbeInterval     Duration `yaml:"probe_interval"`     // how often an agent probes the other locations
 	ProbeTimeout      Duration `yaml:"probe_timeout"`      // how long one probe may take
+	// ServeLease is how long one grant of the right to serve lasts: a
+	// location that hears from no other location for this long fences its
+	// primaries (see docs/design/fencing.md).
+	ServeLease Duration `yaml:"serve_lease"`
+	// FenceMargin is how much longer than ServeLease the other locations
+	// wait before they may declare a silent location lost.
+	FenceMargin Duration `yaml:"fence_margin"`
 }
 
 // TLS names the certificate authority every location and operator chains to.
@@ -105,21 +112,28 @@ type Etcd struct {
 
 // Group is a protection group: services that fail over together.
 type Group struct {
-	Name          string     `yaml:"name"`
-	PreferredSite string     `yaml:"preferred_site"`
-	Sites         []string   `yaml:"sites"` // default: every location with role site
-	Policy        string     `yaml:"policy"`
-	MaxDataLoss   Duration   `yaml:"max_data_loss"`
-	RTOTarget     Duration   `yaml:"rto_target"`
-	Resources     []Resource `yaml:"resources"`
+	Name          string   `yaml:"name"`
+	PreferredSite string   `yaml:"preferred_site"`
+	Sites         []string `yaml:"sites"` // default: every location with role site
+	Policy        string   `yaml:"policy"`
+	MaxDataLoss   Duration `yaml:"max_data_loss"`
+	RTOTarget     Duration `yaml:"rto_target"`
+	// FlapPeriod and FlapConfirm damp flapping: within FlapPeriod after
+	// an automatic failover, the next one waits until the site has been
+	// lost for FlapConfirm without a break.
+	FlapPeriod  Duration   `yaml:"flap_period"`
+	FlapConfirm Duration   `yaml:"flap_confirm"`
+	Resources   []Resource `yaml:"resources"`
 }
 
 // Resource is one thing in a group, handled by the driver named by Type.
 type Resource struct {
-	Name      string               `yaml:"name"`
-	Type      string               `yaml:"type"`
-	DependsOn []string             `yaml:"depends_on"`
-	Sites     map[string]yaml.Node `yaml:"sites"`
+	Name      string   `yaml:"name"`
+	Type      string   `yaml:"type"`
+	DependsOn []string `yaml:"depends_on"`
+	// Synchronous makes the standby confirm every commit (postgres only).
+	Synchronous bool                 `yaml:"synchronous"`
+	Sites       map[string]yaml.Node `yaml:"sites"`
 
 	// Settings holds, per site, the driver's decoded settings (after
 	// defaults and checks), filled in by Load from Sites.
@@ -251,6 +265,8 @@ func (t *Topology) setDefaults() {
 	def(&c.LeaseTTL, 3*time.Second)
 	def(&c.ProbeInterval, 500*time.Millisecond)
 	def(&c.ProbeTimeout, time.Second)
+	def(&c.ServeLease, time.Second)
+	def(&c.FenceMargin, 500*time.Millisecond)
 	for i := range t.Sites {
 		if t.Sites[i].Role == "" {
 			t.Sites[i].Role = RoleSite
@@ -275,6 +291,12 @@ func (t *Topology) setDefaults() {
 		}
 		if g.RTOTarget == 0 {
 			g.RTOTarget = Duration(30 * time.Second)
+		}
+		if g.FlapPeriod == 0 {
+			g.FlapPeriod = Duration(10 * time.Minute)
+		}
+		if g.FlapConfirm == 0 {
+			g.FlapConfirm = Duration(10 * time.Second)
 		}
 	}
 	t.resolve(&t.TLS.CAFile)

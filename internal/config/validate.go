@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Problem is one thing wrong with a configuration, at a place in its file.
@@ -118,6 +119,12 @@ func (v *validator) coordination() {
 	}
 	if c.ProbeTimeout.D() == 0 || c.ProbeInterval.D() == 0 {
 		v.add("coordination", "probe_interval and probe_timeout must be above zero")
+	}
+	if c.ServeLease.D() < 300*time.Millisecond {
+		v.add("coordination.serve_lease", "%s is too short: it is renewed every tenth of itself over the network; use 300ms or more", c.ServeLease.D())
+	}
+	if c.FenceMargin.D() < 100*time.Millisecond {
+		v.add("coordination.fence_margin", "%s is too short: it must cover the time to fence a primary; use 100ms or more", c.FenceMargin.D())
 	}
 	for i, ep := range c.EtcdEndpoints {
 		v.url(fmt.Sprintf("coordination.etcd_endpoints[%d]", i), ep, true)
@@ -292,6 +299,9 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 				v.add(rf+".name", "resource %q is defined twice in group %q", r.Name, g.Name)
 			}
 			index[r.Name] = j
+		}
+		if r.Synchronous && r.Type != "postgres" {
+			v.add(rf+".synchronous", "only postgres resources can be synchronous (this one is %q)", r.Type)
 		}
 		rt, known := types[r.Type]
 		if !known {

@@ -43,15 +43,20 @@ func (f Fence) holds() clientv3.Cmp {
 // group's record is no longer the one (recordRevision) the plan was made
 // from.
 func (s *Store) StartRun(ctx context.Context, run plan.Run, recordRevision int64) error {
+	return s.startRun(ctx, run, recordRevision)
+}
+
+func (s *Store) startRun(ctx context.Context, run plan.Run, recordRevision int64, extra ...clientv3.Cmp) error {
 	data, err := json.Marshal(run)
 	if err != nil {
 		return err
 	}
 	lock := s.runningKey() + run.Group
-	resp, err := s.cli.Txn(ctx).If(
+	cmps := append([]clientv3.Cmp{
 		clientv3.Compare(clientv3.CreateRevision(lock), "=", 0),
 		clientv3.Compare(clientv3.ModRevision(s.groupsKey()+run.Group), "=", recordRevision),
-	).Then(
+	}, extra...)
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(
 		clientv3.OpPut(lock, run.ID),
 		clientv3.OpPut(s.runsKey()+run.ID, string(data)),
 	).Else(clientv3.OpGet(lock)).Commit()

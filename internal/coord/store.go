@@ -34,6 +34,9 @@ type Store struct {
 //	running/GROUP              ID of the group's run in progress (one at a time)
 //	runs/ID                    a run: its plan and the state of every step
 //	lag/GROUP/RESOURCE/SITE    last known lag of a standby
+//	lost/SITE/BY               location BY declared SITE lost (fencing.go)
+//	decisions/GROUP            a group waiting for a person
+//	sync/GROUP/RESOURCE        replication mode of a synchronous resource
 func (s *Store) viewsKey() string      { return s.prefix + "views/" }
 func (s *Store) groupsKey() string     { return s.prefix + "groups/" }
 func (s *Store) controllerKey() string { return s.prefix + "controller/" }
@@ -41,6 +44,10 @@ func (s *Store) controllerKey() string { return s.prefix + "controller/" }
 func (s *Store) runningKey() string { return s.prefix + "running/" }
 func (s *Store) runsKey() string    { return s.prefix + "runs/" }
 func (s *Store) lagKey() string     { return s.prefix + "lag/" }
+
+func (s *Store) lostKey() string      { return s.prefix + "lost/" }
+func (s *Store) decisionsKey() string { return s.prefix + "decisions/" }
+func (s *Store) syncKey() string      { return s.prefix + "sync/" }
 
 // electionPrefix is what concurrency.Election wants: it appends the "/".
 func (s *Store) electionPrefix() string { return s.prefix + "controller" }
@@ -75,6 +82,9 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 		clientv3.OpGet(s.controllerKey(), clientv3.WithFirstCreate()...),
 		clientv3.OpGet(s.lagKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.runningKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.lostKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.decisionsKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.syncKey(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return status.Snapshot{}, fmt.Errorf("read control plane: %w", err)
@@ -118,6 +128,9 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 	snap.Running = map[string]string{}
 	for _, kv := range resp.Responses[4].GetResponseRange().Kvs {
 		snap.Running[strings.TrimPrefix(string(kv.Key), s.runningKey())] = string(kv.Value)
+	}
+	if err := s.decodeFencing(&snap, resp.Responses[5], resp.Responses[6], resp.Responses[7]); err != nil {
+		return snap, err
 	}
 	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
 		var c status.Controller

@@ -79,6 +79,15 @@ func (a *pgActor) Promote(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a.r.Synchronous {
+		// The configuration came from the old primary and may name this
+		// server as its synchronous standby: commits would wait forever.
+		// The new epoch starts asynchronous; the agent makes it synchronous
+		// again once a standby streams.
+		if err := postgres.DisableSync(ctx, a.inst.Settings); err != nil {
+			return nil, err
+		}
+	}
 	return map[string]string{
 		"timeline":       strconv.FormatInt(res.Timeline, 10),
 		"switch_lsn":     res.SwitchLSN,

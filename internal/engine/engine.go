@@ -37,9 +37,11 @@ type Engine struct {
 	Agents Agents
 	Fence  coord.Fence
 	Log    *slog.Logger
-	// SiteUp says whether a location is up; best-effort steps at a site
-	// that is down are skipped.
-	SiteUp func(site string) bool
+	// SiteLost says whether a location was declared lost by every other
+	// location: its serve lease ran out, so it fenced itself (see
+	// docs/design/fencing.md). Best-effort steps at a lost site are skipped;
+	// a site that merely does not answer is asked again.
+	SiteLost func(site string) bool
 	// Now and Sleep are time, replaceable in tests.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration)
@@ -128,8 +130,8 @@ func markActivated(run plan.Run) plan.Run {
 func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
 	s := run.Plan.Steps[i]
 	st := &run.Steps[i]
-	if s.BestEffort && e.SiteUp != nil && !e.SiteUp(s.Site) {
-		st.State, st.Error = plan.StepSkipped, s.Site+" is down"
+	if s.BestEffort && e.SiteLost != nil && e.SiteLost(s.Site) {
+		st.State, st.Error = plan.StepSkipped, s.Site+" is lost: its serve lease ran out, so it fenced itself"
 		return e.save(ctx, *run)
 	}
 	// After activation the group must become writable at the new site: a
@@ -165,7 +167,7 @@ func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
 		}
 		st.Error = err.Error()
 		e.Log.Warn("step failed", "run", run.ID, "step", s.ID, "attempt", st.Attempts, "error", err)
-		if s.BestEffort && unreachable(err) && e.SiteUp != nil && !e.SiteUp(s.Site) {
+		if s.BestEffort && unreachable(err) && e.SiteLost != nil && e.SiteLost(s.Site) {
 			// Fencing a site that is being lost: as soon as the control
 			// plane judges it down it is fenced by being down (and by the
 			// epoch when it comes back). An answered failure is not
@@ -205,7 +207,7 @@ func (e *Engine) attempt(ctx context.Context, run *plan.Run, i int) (map[string]
 		if err == nil || !unreachable(err) || !e.Now().Before(deadline) || ctx.Err() != nil {
 			return out, err
 		}
-		if s.BestEffort && e.SiteUp != nil && !e.SiteUp(s.Site) {
+		if s.BestEffort && e.SiteLost != nil && e.SiteLost(s.Site) {
 			return nil, err
 		}
 		run.Steps[i].Error = err.Error()

@@ -130,9 +130,9 @@ func engine(s *fakeStore, a *fakeAgents, up map[string]bool) *Engine {
 	now := time.Unix(1000, 0)
 	return &Engine{
 		Store: s, Agents: a, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		SiteUp: func(site string) bool { return up[site] },
-		Now:    func() time.Time { now = now.Add(10 * time.Millisecond); return now },
-		Sleep:  func(context.Context, time.Duration) {},
+		SiteLost: func(site string) bool { return !up[site] },
+		Now:      func() time.Time { now = now.Add(10 * time.Millisecond); return now },
+		Sleep:    func(context.Context, time.Duration) {},
 	}
 }
 
@@ -379,18 +379,19 @@ func TestUnreachableAgentDoesNotUseRetries(t *testing.T) {
 
 // TestFailoverDoesNotWaitForADyingSite: the old site was reachable when the
 // failover was planned and dies before its fence runs; as soon as it is
-// judged down the fence is skipped instead of waiting out its timeout.
+// declared lost (its lease ran out) the fence is skipped instead of waiting
+// out its timeout.
 func TestFailoverDoesNotWaitForADyingSite(t *testing.T) {
 	s := &fakeStore{epoch: 4, active: "brussels"}
 	a := &fakeAgents{unreachable: map[string]int{"fence:db@brussels": 1000}}
 	var asked int
 	e := engine(s, a, up)
-	e.SiteUp = func(site string) bool {
+	e.SiteLost = func(site string) bool {
 		if site != "brussels" {
-			return true
+			return false
 		}
 		asked++
-		return asked < 3 // judged down from the third question on
+		return asked >= 3 // declared lost from the third question on
 	}
 	run, err := e.Drive(t.Context(), newRun(t, plan.Failover, status.StateDown, up))
 	if err != nil || run.State != plan.RunSucceeded {

@@ -103,6 +103,10 @@ type Known struct {
 	// EpochSince is when the group's active site last changed: a lag
 	// measured before it describes another replication direction.
 	EpochSince time.Time
+	// InSync names the synchronous resources whose standby confirmed
+	// every commit of the current epoch: a failover to it loses nothing,
+	// whatever lag was last measured.
+	InSync map[string]bool
 }
 
 // Errors that say why a request cannot be planned. Build wraps them with
@@ -291,6 +295,9 @@ func lagWithin(g *config.Group, order []config.Resource, k Known, site string, a
 	}
 	limit := g.MaxDataLoss.D()
 	for _, r := range order {
+		if k.InSync[r.Name] {
+			continue
+		}
 		lag, ok := k.LastLag[r.Name][site]
 		if !ok {
 			return fmt.Errorf("group %s: %w: %s at %s was never measured by its primary, so the data a failover loses is unknown; "+

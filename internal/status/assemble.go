@@ -53,6 +53,10 @@ type SiteStatus struct {
 	// Sees is this location's own row of the matrix: which other locations
 	// its agent reaches. Empty when it is not reporting.
 	Sees map[string]bool `json:"sees"`
+	// LostBy lists the locations that declared this one lost (its serve
+	// lease ran out from where they stand); Lost says every other did.
+	LostBy []string `json:"lost_by"`
+	Lost   bool     `json:"lost"`
 }
 
 // Group states.
@@ -63,6 +67,12 @@ const (
 	StateUnreachable  = "unreachable"  // the active site is unreachable: whether it serves is unknown
 	StateDown         = "down"         // the active site reports that its primary is not serving
 	StateSplitBrain   = "split-brain"  // more than one site claims the primary role
+	// StateNeedsDecision: the active site is lost and the group does not
+	// fail over by itself (manual policy, or not safe): Decision says why
+	// and what a person can run.
+	StateNeedsDecision = "needs-decision"
+	// StateFailingOver: the active site is lost and a failover runs.
+	StateFailingOver = "failing-over"
 )
 
 // GroupStatus is one protection group.
@@ -77,7 +87,9 @@ type GroupStatus struct {
 	RTOTarget     string   `json:"rto_target"`
 	Problems      []string `json:"problems"`
 	// Run is the ID of the run in progress on the group, if any.
-	Run       string           `json:"run,omitempty"`
+	Run string `json:"run,omitempty"`
+	// Decision is set while the group waits for a person.
+	Decision  *Decision        `json:"decision,omitempty"`
 	Resources []ResourceStatus `json:"resources"`
 }
 
@@ -127,6 +139,12 @@ func Assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 	down := map[string]bool{}
 	for _, s := range t.Sites {
 		ss := siteStatus(t, s, snap.Views)
+		for _, o := range t.Sites {
+			if _, ok := snap.Marks[s.Name][o.Name]; ok {
+				ss.LostBy = append(ss.LostBy, o.Name)
+			}
+		}
+		ss.Lost = snap.Lost(s.Name, t.SiteNames())
 		st.Sites = append(st.Sites, ss)
 		down[s.Name] = !ss.Up
 	}
@@ -147,7 +165,7 @@ func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteSt
 	ss := SiteStatus{
 		Name: s.Name, Role: s.Role,
 		Latitude: s.Location.Latitude, Longitude: s.Location.Longitude,
-		SeenBy: []string{}, UnseenBy: []string{}, Sees: map[string]bool{},
+		SeenBy: []string{}, UnseenBy: []string{}, Sees: map[string]bool{}, LostBy: []string{},
 	}
 	own, reporting := views[s.Name]
 	ss.Reporting = reporting
@@ -283,11 +301,20 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh
 	if !adopted {
 		gs.Problems = append(gs.Problems, "no controller has adopted the group yet")
 	}
+	if d, ok := snap.Decisions[g.Name]; ok && adopted && d.Site == rec.ActiveSite {
+		gs.Decision = &d
+		gs.Problems = append(gs.Problems, fmt.Sprintf("%s is lost and %s does not fail over by itself: %s; to recover now: %s", d.Site, g.Name, d.Reason, d.Command))
+	}
+	lost := adopted && len(snap.Marks[rec.ActiveSite]) > 0 && siteDown[rec.ActiveSite]
 	switch {
 	case split:
 		gs.State = StateSplitBrain
 	case !adopted:
 		gs.State = StateInitializing
+	case gs.Decision != nil:
+		gs.State = StateNeedsDecision
+	case lost && gs.Run != "":
+		gs.State = StateFailingOver
 	case unreachable:
 		gs.State = StateUnreachable
 	case down:

@@ -112,4 +112,67 @@ type Snapshot struct {
 	Lags map[string]map[string]map[string]Lag
 	// Running is the ID of the run in progress, by group.
 	Running map[string]string
+	// Marks says which locations declared which site lost: by site, then
+	// by the location that marked it.
+	Marks map[string]map[string]Mark
+	// Decisions are the groups waiting for a person, by group.
+	Decisions map[string]Decision
+	// Sync is the replication mode of synchronous resources, by group and
+	// resource.
+	Sync map[string]map[string]SyncRecord
+}
+
+// Lost says whether every location of t other than site marked site lost.
+func (s Snapshot) Lost(site string, locations []string) bool {
+	by := s.Marks[site]
+	n := 0
+	for _, l := range locations {
+		if l == site {
+			continue
+		}
+		if _, ok := by[l]; !ok {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// Mark is one location's declaration that a site is lost: it granted the
+// site no serve lease for longer than the lease and its margin, and none of
+// the site's resources answered (docs/design/fencing.md).
+type Mark struct {
+	Site   string    `json:"site"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
+
+// Decision is a group that lost its active site and waits for a person:
+// its policy is manual, or failing over automatically is not safe.
+type Decision struct {
+	Group   string    `json:"group"`
+	Site    string    `json:"site"` // the lost active site
+	Reason  string    `json:"reason"`
+	Command string    `json:"command"` // what a person can run
+	Since   time.Time `json:"since"`
+}
+
+// Replication modes of a synchronous resource.
+const (
+	SyncOn       = "sync"     // the standby confirms every commit
+	SyncDegraded = "degraded" // commits no longer wait for the standby
+)
+
+// SyncRecord is the replication mode of a synchronous resource in one
+// epoch of its group. Commits are acknowledged without the standby only
+// after a record saying so was stored (with the quorum's agreement).
+type SyncRecord struct {
+	Group    string    `json:"group"`
+	Resource string    `json:"resource"`
+	Epoch    int64     `json:"epoch"`
+	State    string    `json:"state"`
+	Standby  string    `json:"standby,omitempty"` // site of the confirming standby
+	Since    time.Time `json:"since"`
+	Reason   string    `json:"reason,omitempty"`
 }

@@ -20,6 +20,9 @@ type Instance struct {
 	// LogFile receives the server's stdout and stderr. Its directory must
 	// be writable by the postgres OS user: pg_ctl opens it as that user.
 	LogFile string
+	// ClientNets are networks (CIDR) whose TCP clients InitPrimary's
+	// pg_hba.conf admits besides loopback.
+	ClientNets []string
 }
 
 // replicationConf is appended to postgresql.conf by InitPrimary.
@@ -37,9 +40,9 @@ dynamic_shared_memory_type = mmap
 password_encryption = 'scram-sha-256'
 `
 
-// hbaConf replaces pg_hba.conf in InitPrimary. Only loopback TCP clients
-// are admitted, which is enough for a lab on one host; sites on separate
-// hosts need their addresses added.
+// hbaConf replaces pg_hba.conf in InitPrimary. Loopback TCP clients are
+// admitted, and those of Instance.ClientNets (a lab whose sites live in
+// network namespaces).
 const hbaConf = `# Written by siteflip.
 # TYPE  DATABASE     USER  ADDRESS        METHOD
 local   all          all                  peer
@@ -105,7 +108,11 @@ func (i Instance) InitPrimary(ctx context.Context, superPassword, replPassword s
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	// initdb created pg_hba.conf owned by postgres; truncating keeps that.
-	if err := os.WriteFile(filepath.Join(s.DataDir, "pg_hba.conf"), []byte(hbaConf), 0o600); err != nil {
+	hba := hbaConf
+	for _, n := range i.ClientNets {
+		hba += fmt.Sprintf("host    all          all   %-14s scram-sha-256\nhost    replication  all   %-14s scram-sha-256\n", n, n)
+	}
+	if err := os.WriteFile(filepath.Join(s.DataDir, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		return fmt.Errorf("%s: write pg_hba.conf: %w", where, err)
 	}
 

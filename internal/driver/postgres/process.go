@@ -111,3 +111,14 @@ func procStat(pid int) (ppid int, state byte, ok bool) {
 	}
 	return ppid, f[0][0], true
 }
+
+// KillDataDir kills, as KillServer does, the server running on dataDir if
+// there is one: the self-fence of a primary whose serve lease ran out. It
+// reads only postmaster.pid and /proc, so it works while the server hangs.
+func KillDataDir(dataDir string) error {
+	pid, ok := postmasterAlive(dataDir)
+	if !ok {
+		return nil
+	}
+	return KillServer(pid)
+}

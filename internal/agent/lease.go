@@ -1,0 +1,540 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/watchdog"
+)
+
+// The serve lease (docs/design/fencing.md): every location asks every
+// other one for the right to serve, and fences its primaries when nobody
+// granted it for a whole lease. A location that granted a site nothing for
+// a lease and a margin, and cannot reach the site's resources, marks the
+// site lost in etcd and grants it nothing more until it removed its mark.
+type leases struct {
+	mu sync.Mutex
+	// As a requester: the lease runs until until (monotonic clock). It is
+	// enforced once it was granted a first time, or once startupGrace has
+	// passed without any grant: the other agents of a location that is
+	// starting up may not be listening yet.
+	until time.Time
+	ready bool
+	// selfFenced holds the resources fenced because the lease ran out.
+	selfFenced map[string]watchdog.Target
+	// As a granter: when each site was last granted, and which sites this
+	// location marked lost (loaded from etcd at start; nil until then).
+	lastGrant map[string]time.Time
+	marked    map[string]bool
+	unmarking map[string]bool
+	// markMu orders the writes and removals of this location's marks in
+	// etcd, so that a late write cannot land after the removal it
+	// preceded locally.
+	markMu sync.Mutex
+}
+
+func newLeases(sites []config.Site, now time.Time) *leases {
+	l := &leases{selfFenced: map[string]watchdog.Target{}, lastGrant: map[string]time.Time{}, unmarking: map[string]bool{}}
+	// A location that just started may have granted before it stopped:
+	// count from now, so it never marks a site earlier than it should.
+	for _, s := range sites {
+		l.lastGrant[s.Name] = now
+	}
+	return l
+}
+
+// startupGrace is how long a starting agent waits for its first grant
+// before it enforces a lease it never had.
+const startupGrace = 10 * time.Second
+
+// leaseRequest is the body of POST /v1/lease.
+type leaseRequest struct {
+	Site string `json:"site"`
+}
+
+// handleLease grants the calling location the right to serve, unless this
+// location marked it lost.
+func (a *agent) handleLease(w http.ResponseWriter, r *http.Request) {
+	var req leaseRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("decode lease request: %w", err))
+		return
+	}
+	if _, ok := a.topo.Site(req.Site); !ok || req.Site == a.site.Name {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("lease request from unknown location %q", req.Site))
+		return
+	}
+	if a.topo.TLSEnabled() {
+		if cn := caller(r); cn != a.siteCN[req.Site] {
+			writeError(w, http.StatusForbidden, fmt.Errorf("lease for %s asked with the certificate of %q", req.Site, cn))
+			return
+		}
+	}
+	l := a.lease
+	l.mu.Lock()
+	loaded, marked := l.marked != nil, l.marked[req.Site]
+	if loaded && !marked {
+		l.lastGrant[req.Site] = time.Now()
+	}
+	l.mu.Unlock()
+	switch {
+	case !loaded:
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s has not read its marks from the control plane yet", a.site.Name))
+	case marked:
+		go a.unmark(req.Site)
+		writeError(w, http.StatusConflict, fmt.Errorf("%s marked %s lost; it grants again once the mark is removed", a.site.Name, req.Site))
+	default:
+		writeJSON(w, http.StatusOK, map[string]int64{"lease_ms": a.topo.Coordination.ServeLease.D().Milliseconds()})
+	}
+}
+
+// renewLoop asks every other location for the lease every tenth of it.
+func (a *agent) renewLoop(ctx context.Context) error {
+	lease := a.topo.Coordination.ServeLease.D()
+	var peers []config.Site
+	for _, s := range a.topo.Sites {
+		if s.Name != a.site.Name {
+			peers = append(peers, s)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(lease / 10)
+			defer tick.Stop()
+			for {
+				sent := time.Now()
+				err := a.askLease(ctx, p, lease)
+				if err == nil {
+					a.lease.mu.Lock()
+					if until := sent.Add(lease); until.After(a.lease.until) {
+						a.lease.until = until
+					}
+					a.lease.ready = true
+					a.lease.mu.Unlock()
+				}
+				a.metrics.leaseRequest(p.Name, err == nil)
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-time.After(startupGrace):
+			a.lease.mu.Lock()
+			if !a.lease.ready {
+				a.log.Warn("no other location granted the serve lease since the agent started; enforcing it", "after", startupGrace)
+			}
+			a.lease.ready = true
+			a.lease.mu.Unlock()
+		}
+	}()
+	wg.Wait()
+	return nil
+}
+
+func (a *agent) askLease(ctx context.Context, p config.Site, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	body, _ := json.Marshal(leaseRequest{Site: a.site.Name})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.scheme()+"://"+p.Agent.Address+"/v1/lease", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.leaseClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s withholds the lease: %s", p.Name, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+func (a *agent) scheme() string {
+	if a.topo.TLSEnabled() {
+		return "https"
+	}
+	return "http"
+}
+
+// leaseValid says whether this location may serve now.
+func (a *agent) leaseValid() bool {
+	a.lease.mu.Lock()
+	defer a.lease.mu.Unlock()
+	return time.Now().Before(a.lease.until)
+}
+
+// guarded lists the local resources that serve as primary: what must be
+// fenced when the lease runs out.
+func (a *agent) guarded() map[string]watchdog.Target {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]watchdog.Target{}
+	for i := range a.topo.Groups {
+		g := &a.topo.Groups[i]
+		for j := range g.Resources {
+			r := &g.Resources[j]
+			key := g.Name + "/" + r.Name
+			v, ok := a.resources[key]
+			if !ok || !v.Up || v.Role != status.RolePrimary {
+				continue
+			}
+			if t, ok := driver.GuardTarget(g, r, a.site.Name); ok {
+				out[key] = t
+			}
+		}
+	}
+	return out
+}
+
+// enforceLoop fences the local primaries when the lease runs out, keeps the
+// watchdog told, and puts self-fenced primaries back in service once the
+// lease is granted again and this site is still their group's active site.
+func (a *agent) enforceLoop(ctx context.Context) error {
+	lease := a.topo.Coordination.ServeLease.D()
+	tick := time.NewTicker(lease / 10)
+	defer tick.Stop()
+	var lastUnfence time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		guard := a.guarded()
+		a.lease.mu.Lock()
+		ready, until := a.lease.ready, a.lease.until
+		a.lease.mu.Unlock()
+		if !ready {
+			continue
+		}
+		left := time.Until(until)
+		if a.guard != nil {
+			select {
+			case <-a.guard.Exited():
+				a.log.Error("the watchdog ended; starting a new one")
+				if err := a.startWatchdog(); err != nil {
+					a.log.Error("cannot restart the watchdog; the agent alone fences now", "error", err)
+					a.guard = nil
+				}
+			default:
+			}
+		}
+		if a.guard != nil {
+			targets := make([]watchdog.Target, 0, len(guard))
+			for _, t := range guard {
+				targets = append(targets, t)
+			}
+			if err := a.guard.Update(targets, left); err != nil {
+				a.log.Warn("watchdog", "error", err)
+			}
+		}
+		if left <= 0 && len(guard) > 0 {
+			a.selfFence(guard)
+		}
+		if left > 0 && time.Since(lastUnfence) > lease {
+			a.lease.mu.Lock()
+			n := len(a.lease.selfFenced)
+			a.lease.mu.Unlock()
+			if n > 0 {
+				lastUnfence = time.Now()
+				a.unfenceSelf(ctx)
+			}
+		}
+	}
+}
+
+func (a *agent) selfFence(guard map[string]watchdog.Target) {
+	keys := make([]string, 0, len(guard))
+	for k := range guard {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		t := guard[k]
+		err := driver.FenceNow(t)
+		if err != nil {
+			a.log.Error("serve lease ran out; fencing failed", "resource", k, "error", err)
+			continue
+		}
+		a.lease.mu.Lock()
+		a.lease.selfFenced[k] = t
+		a.lease.mu.Unlock()
+		a.metrics.selfFences.Inc()
+		a.log.Warn("serve lease ran out: no other location granted it; primary fenced", "resource", k)
+	}
+	select {
+	case a.observe <- struct{}{}:
+	default:
+	}
+}
+
+// unfenceSelf restarts the primaries this location fenced itself, for
+// groups whose record still names this site, with no run in progress and
+// no mark against it; it forgets the others, which stay stopped until a
+// person reprotects them.
+func (a *agent) unfenceSelf(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	snap, err := a.store.Snapshot(rctx)
+	if err != nil {
+		return
+	}
+	a.lease.mu.Lock()
+	fenced := make(map[string]watchdog.Target, len(a.lease.selfFenced))
+	for k, t := range a.lease.selfFenced {
+		fenced[k] = t
+	}
+	a.lease.mu.Unlock()
+	for key := range fenced {
+		group, res, _ := strings.Cut(key, "/")
+		rec, ok := snap.Records[group]
+		forget := ok && rec.ActiveSite != a.site.Name
+		if !forget && (!ok || snap.Running[group] != "" || len(snap.Marks[a.site.Name]) > 0) {
+			continue
+		}
+		if !forget {
+			g, _ := a.topo.Group(group)
+			var r *config.Resource
+			for i := range g.Resources {
+				if g.Resources[i].Name == res {
+					r = &g.Resources[i]
+				}
+			}
+			actor, err := driver.NewActor(g, r, a.site.Name)
+			if err == nil && a.leaseValid() {
+				uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				err = actor.Unfence(uctx)
+				cancel()
+			}
+			if err != nil {
+				a.log.Warn("cannot put a self-fenced primary back in service", "resource", key, "error", err)
+				continue
+			}
+			a.log.Info("serve lease granted again and the site is still active: primary back in service", "resource", key, "epoch", rec.Epoch)
+		} else {
+			a.log.Info("self-fenced primary stays stopped: its group moved", "resource", key, "active_site", rec.ActiveSite)
+		}
+		a.lease.mu.Lock()
+		delete(a.lease.selfFenced, key)
+		a.lease.mu.Unlock()
+	}
+	select {
+	case a.observe <- struct{}{}:
+	default:
+	}
+}
+
+// markLoop marks lost every site this location granted nothing for a lease
+// and a margin and whose resources it cannot reach.
+func (a *agent) markLoop(ctx context.Context) error {
+	c := a.topo.Coordination
+	silentFor := c.ServeLease.D() + c.FenceMargin.D()
+	tick := time.NewTicker(c.ServeLease.D() / 10)
+	defer tick.Stop()
+	written := map[string]bool{} // marks stored in etcd
+	failing := map[string]bool{} // marks whose storing failed (logged once)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if !a.loadMarks(ctx, written) {
+			continue
+		}
+		for _, s := range a.topo.Sites {
+			if s.Name == a.site.Name || s.Role != config.RoleSite {
+				continue
+			}
+			a.lease.mu.Lock()
+			silent := time.Since(a.lease.lastGrant[s.Name])
+			marked := a.lease.marked[s.Name]
+			a.lease.mu.Unlock()
+			if !marked {
+				written[s.Name] = false
+				delete(failing, s.Name)
+				if silent < silentFor {
+					continue
+				}
+				if addr, ok := a.reachableResource(ctx, s.Name); ok {
+					a.log.Debug("site silent but its resources answer; not marking it lost", "site", s.Name, "resource", addr)
+					continue
+				}
+				a.lease.mu.Lock()
+				// A grant may have slipped in during the probe.
+				if time.Since(a.lease.lastGrant[s.Name]) < silentFor {
+					a.lease.mu.Unlock()
+					continue
+				}
+				a.lease.marked[s.Name] = true
+				a.lease.mu.Unlock()
+				a.log.Warn("site lost from here: no lease request and no resource answered; marking it lost", "site", s.Name, "silent", silent.Round(time.Millisecond))
+			}
+			if written[s.Name] {
+				continue
+			}
+			err := a.writeMark(ctx, s.Name, silentFor)
+			switch {
+			case err == nil:
+				written[s.Name] = true
+				delete(failing, s.Name)
+			case ctx.Err() == nil && !failing[s.Name]:
+				failing[s.Name] = true
+				a.log.Warn("cannot store the mark yet (is this location cut off?); retrying until it can or the site asks again", "site", s.Name, "error", err)
+			}
+		}
+	}
+}
+
+// writeMark stores this location's mark on site, unless the mark was
+// removed meanwhile.
+func (a *agent) writeMark(ctx context.Context, site string, silentFor time.Duration) error {
+	a.lease.markMu.Lock()
+	defer a.lease.markMu.Unlock()
+	a.lease.mu.Lock()
+	still := a.lease.marked[site]
+	a.lease.mu.Unlock()
+	if !still {
+		return nil
+	}
+	m := status.Mark{Site: site, By: a.site.Name, At: time.Now().UTC(),
+		Reason: fmt.Sprintf("no lease request for over %s and no resource of %s answered from %s", silentFor, site, a.site.Name)}
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return a.store.PutMark(wctx, m)
+}
+
+// loadMarks reads this location's own marks once, before it grants
+// anything: a location that restarts must not forget whom it declared lost.
+func (a *agent) loadMarks(ctx context.Context, written map[string]bool) bool {
+	a.lease.mu.Lock()
+	loaded := a.lease.marked != nil
+	a.lease.mu.Unlock()
+	if loaded {
+		return true
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	snap, err := a.store.Snapshot(rctx)
+	if err != nil {
+		return false
+	}
+	marked := map[string]bool{}
+	for site, by := range snap.Marks {
+		if _, ok := by[a.site.Name]; ok {
+			marked[site] = true
+			written[site] = true
+		}
+	}
+	a.lease.mu.Lock()
+	a.lease.marked = marked
+	a.lease.mu.Unlock()
+	return true
+}
+
+// reachableResource returns the address of a resource of site that accepts
+// a TCP connection from here, if any.
+func (a *agent) reachableResource(ctx context.Context, site string) (string, bool) {
+	var addrs []string
+	for i := range a.topo.Groups {
+		for j := range a.topo.Groups[i].Resources {
+			if addr, ok := driver.Endpoint(&a.topo.Groups[i].Resources[j], site); ok && !slices.Contains(addrs, addr) {
+				addrs = append(addrs, addr)
+			}
+		}
+	}
+	d := net.Dialer{Timeout: 250 * time.Millisecond}
+	for _, addr := range addrs {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			conn.Close()
+			return addr, true
+		}
+	}
+	return "", false
+}
+
+// unmark removes this location's mark on site after the site asked for the
+// lease again, if no run depends on the mark; only then does it grant.
+func (a *agent) unmark(site string) {
+	a.lease.mu.Lock()
+	if a.lease.unmarking[site] {
+		a.lease.mu.Unlock()
+		return
+	}
+	a.lease.unmarking[site] = true
+	a.lease.mu.Unlock()
+	defer func() {
+		time.Sleep(300 * time.Millisecond) // at most a few attempts a second
+		a.lease.mu.Lock()
+		delete(a.lease.unmarking, site)
+		a.lease.mu.Unlock()
+	}()
+	a.lease.markMu.Lock()
+	defer a.lease.markMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	snap, err := a.store.Snapshot(ctx)
+	if err != nil {
+		return
+	}
+	ok, err := a.store.Unmark(ctx, site, a.site.Name, snap)
+	if err != nil || !ok {
+		return
+	}
+	a.lease.mu.Lock()
+	a.lease.marked[site] = false
+	a.lease.lastGrant[site] = time.Now()
+	a.lease.mu.Unlock()
+	a.log.Info("site asks for the lease again and no run depends on the mark: mark removed", "site", site)
+}
+
+// startWatchdog starts the watchdog process when the agent has one.
+func (a *agent) startWatchdog() error {
+	if a.opts.WatchdogExe == "" {
+		return nil
+	}
+	dir := a.opts.DataDir
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	g, err := watchdog.Start(a.opts.WatchdogExe, dir)
+	if err != nil {
+		return err
+	}
+	a.guard = g
+	return nil
+}
+
+var errNoLease = errors.New("this site holds no serve lease")

@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver/postgres"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// Synchronous resources (docs/design/fencing.md, "Synchronous mode"): at
+// the active site the agent makes the standby confirm every commit, and
+// records in etcd, per epoch, whether it does. The record says "sync" only
+// once the standby is synchronous and has flushed everything written
+// before; a failover trusts it instead of the last measured lag. When the
+// standby stops confirming, commits wait; after syncTimeout the agent
+// records "degraded" — which needs the quorum, so a site cut off from the
+// others keeps waiting until its lease runs out — and only then lets
+// commits through without the standby.
+
+// syncTimeout is how long commits may wait for a standby that does not
+// confirm before replication is degraded to asynchronous.
+func (a *agent) syncTimeout() time.Duration { return a.topo.Coordination.ServeLease.D() }
+
+type syncTrack struct {
+	stuckSince time.Time // since when the standby has not confirmed
+	since      string    // WAL position the standby must flush before "sync" is recorded
+	holdUntil  time.Time // no new attempt before (after a failed one)
+}
+
+func (a *agent) syncLoop(ctx context.Context) error {
+	type res struct {
+		g *config.Group
+		r *config.Resource
+		s *postgres.Settings
+	}
+	var list []res
+	for i := range a.topo.Groups {
+		g := &a.topo.Groups[i]
+		for j := range g.Resources {
+			r := &g.Resources[j]
+			if s, ok := r.Settings[a.site.Name].(*postgres.Settings); ok && r.Synchronous {
+				list = append(list, res{g, r, s})
+			}
+		}
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	track := map[string]*syncTrack{}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		snap, err := a.store.Snapshot(rctx)
+		cancel()
+		if err != nil {
+			continue // without the quorum nothing changes: waiting commits wait
+		}
+		for _, x := range list {
+			key := x.g.Name + "/" + x.r.Name
+			if track[key] == nil {
+				track[key] = &syncTrack{}
+			}
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			a.keepSync(sctx, snap, x.g, x.r, *x.s, track[key])
+			cancel()
+		}
+	}
+}
+
+func (a *agent) keepSync(ctx context.Context, snap status.Snapshot, g *config.Group, r *config.Resource, s postgres.Settings, t *syncTrack) {
+	rec, ok := snap.Records[g.Name]
+	a.mu.Lock()
+	v := a.resources[g.Name+"/"+r.Name]
+	a.mu.Unlock()
+	if !ok || rec.ActiveSite != a.site.Name || !v.Up || v.Role != status.RolePrimary || snap.Running[g.Name] != "" {
+		*t = syncTrack{}
+		return
+	}
+	var standbySite string
+	for _, site := range g.Sites {
+		if site != a.site.Name {
+			standbySite = site
+			break
+		}
+	}
+	ss, ok := r.Settings[standbySite].(*postgres.Settings)
+	if !ok {
+		return
+	}
+	standby := ss.ApplicationName
+	st, err := postgres.ReadSync(ctx, s)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	cur := snap.Sync[g.Name][r.Name]
+	on := cur.State == status.SyncOn && cur.Epoch == rec.Epoch
+	stuck := st.Blocking() || st.LongestWait > a.syncTimeout()
+	if !stuck {
+		t.stuckSince = time.Time{}
+	} else if t.stuckSince.IsZero() {
+		t.stuckSince = now
+	}
+	stuckLong := stuck && now.Sub(t.stuckSince) >= a.syncTimeout()
+	log := a.log.With("group", g.Name, "resource", r.Name, "standby", standbySite, "epoch", rec.Epoch)
+
+	if on {
+		switch {
+		case !st.Requires(standby):
+			// Recorded as synchronous but not configured so (a restart
+			// from an older configuration): require the standby again.
+			if err := postgres.EnableSync(ctx, s, standby); err != nil {
+				log.Warn("cannot make replication synchronous again", "error", err)
+			}
+		case stuckLong:
+			d := status.SyncRecord{Group: g.Name, Resource: r.Name, Epoch: rec.Epoch, State: status.SyncDegraded, Since: now.UTC(),
+				Reason: fmt.Sprintf("%s did not confirm commits for %s", standbySite, now.Sub(t.stuckSince).Round(time.Millisecond))}
+			stored, err := a.store.PutSync(ctx, d, rec.Revision)
+			if err != nil || !stored {
+				log.Warn("standby does not confirm commits and the degrade to asynchronous could not be recorded; commits keep waiting", "error", err)
+				return
+			}
+			if err := postgres.DisableSync(ctx, s); err != nil {
+				log.Error("degrade recorded but replication still synchronous", "error", err)
+				return
+			}
+			t.since, t.holdUntil = "", now.Add(5*time.Second)
+			log.Warn("standby does not confirm commits: replication degraded to asynchronous with the quorum's agreement", "waited", now.Sub(t.stuckSince).Round(time.Millisecond))
+		}
+		return
+	}
+
+	// Not guaranteed in this epoch: make it so when the standby streams.
+	streaming := false
+	for _, sb := range st.Standbys {
+		streaming = streaming || (sb.ApplicationName == standby && sb.State == "streaming")
+	}
+	switch {
+	case !streaming || now.Before(t.holdUntil) || stuckLong:
+		if st.Enabled() {
+			// A setting copied from the other site, or a standby that
+			// cannot keep up: commits must not wait for it.
+			if err := postgres.DisableSync(ctx, s); err != nil {
+				log.Warn("cannot make replication asynchronous", "error", err)
+				return
+			}
+			if stuckLong {
+				t.holdUntil = now.Add(5 * time.Second)
+			}
+		}
+		t.since = ""
+	case !st.Requires(standby):
+		if err := postgres.EnableSync(ctx, s, standby); err != nil {
+			log.Warn("cannot make replication synchronous", "error", err)
+			t.holdUntil = now.Add(5 * time.Second)
+		}
+		t.since = ""
+	case st.IsSync(standby):
+		flushed, pos, err := postgres.SyncedSince(ctx, s, standby, t.since)
+		if err != nil {
+			return
+		}
+		if t.since == "" {
+			t.since = pos
+			return
+		}
+		if !flushed {
+			return
+		}
+		d := status.SyncRecord{Group: g.Name, Resource: r.Name, Epoch: rec.Epoch, State: status.SyncOn, Standby: standbySite, Since: now.UTC(),
+			Reason: fmt.Sprintf("%s confirms every commit and has flushed past %s", standbySite, t.since)}
+		if stored, err := a.store.PutSync(ctx, d, rec.Revision); err == nil && stored {
+			log.Info("replication synchronous: no acknowledged commit is missing at the standby")
+		}
+		t.since = ""
+	}
+}

@@ -1,0 +1,24 @@
+package cli
+
+import (
+	"log/slog"
+	"os/signal"
+	"syscall"
+
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/watchdog"
+)
+
+// runWatchdog is the process the agent starts to fence its primaries when
+// its serve lease runs out, even if the agent itself is stuck or dead.
+func runWatchdog(e *env, args []string) error {
+	fs := e.flags("watchdog")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	// Signals meant for the agent (a service manager stopping it) must not
+	// end the guard: only the agent's release or the end of its pipe do.
+	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	log := slog.New(slog.NewTextHandler(e.stderr, nil)).With("component", "watchdog")
+	return watchdog.Run(e.stdin, driver.FenceNow, log)
+}
