@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/lab"
+	"github.com/siteflip/siteflip/internal/netns"
 )
 
 // runLab runs `siteflip lab up|down|disaster SITE|heal SITE`.
 func runLab(e *env, args []string) error {
 	fs := e.flags("lab")
 	dir := fs.String("dir", lab.DefaultDir, "`DIR` of the lab")
+	withNet := fs.Bool("netns", false, "up: put each location in its own network namespace on a bridge (root only)")
 	pos, err := parse(fs, args, 2)
 	if err != nil {
 		return err
@@ -37,7 +39,28 @@ func runLab(e *env, args []string) error {
 	}
 	switch pos[0] {
 	case "up":
-		return lab.Up(ctx, o)
+		if !*withNet {
+			return lab.Up(ctx, o)
+		}
+		if err := netns.Available(); err != nil {
+			return fmt.Errorf("lab up --netns: %w", err)
+		}
+		n, err := netns.Create(ctx, netns.Options{Names: lab.NetNames()})
+		if err != nil {
+			return err
+		}
+		o.Net, o.NetOwned = n, true
+		if err := lab.Up(ctx, o); err != nil {
+			_ = n.Close() // new, and used by nothing that still runs
+			return err
+		}
+		return nil
+	case "db-init": // run by lab up in a site's namespace, not by people
+		s, err := site()
+		if err != nil {
+			return err
+		}
+		return lab.InitDatabase(ctx, o, s)
 	case "down":
 		return lab.Down(o)
 	case "disaster":

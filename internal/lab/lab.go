@@ -24,6 +24,7 @@ import (
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/driver/postgres"
+	"github.com/siteflip/siteflip/internal/netns"
 	"github.com/siteflip/siteflip/internal/pki"
 	"github.com/siteflip/siteflip/internal/status"
 )
@@ -43,6 +44,17 @@ type Options struct {
 	// AgentEnv is added to the agents' environment (test hooks such as
 	// SITEFLIP_FAILPOINT); heal uses the same.
 	AgentEnv []string
+	// Net, when set, is a network with one namespace per location
+	// (NetNames): each location runs in its own, on its own address, and
+	// the clients (the demo writer, the CLI) reach them from the root
+	// namespace over the bridge. NetOwned makes down remove it.
+	Net      *netns.Net
+	NetOwned bool
+	// Synchronous makes the demo database synchronous; FlapPeriod, when
+	// set, replaces the group's flap_period (benchmarks fail over again
+	// and again on purpose).
+	Synchronous bool
+	FlapPeriod  time.Duration
 }
 
 // ErrRunning is returned by Up when a lab already runs in the directory.
@@ -55,7 +67,7 @@ func Up(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := preflight(dir); err != nil {
+	if err := preflight(dir, o.Net == nil); err != nil {
 		return err
 	}
 	binDir := pgBinDir()
@@ -63,6 +75,9 @@ func Up(ctx context.Context, o Options) error {
 		return fmt.Errorf("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: install them with `apt-get install postgresql-15` (`make lab` does this when run as root)")
 	}
 	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv}
+	if o.Net != nil {
+		st.Net = newNetState(o.Net, o.NetOwned)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create lab directory: %w", err)
 	}
@@ -80,11 +95,11 @@ func Up(ctx context.Context, o Options) error {
 		return fmt.Errorf("%w\nthe lab did not come up; its logs are in %s (agent.log, pg/postgres.log per location); `siteflip lab down --dir %s` removes it", err, dir, dir)
 	}
 	fmt.Fprintf(o.Out, "creating the lab in %s\n", dir)
-	t, err := writeFiles(dir, binDir)
+	t, err := writeFiles(dir, binDir, st.locs(), groupOptions{synchronous: o.Synchronous, flapPeriod: o.FlapPeriod})
 	if err != nil {
 		return fail(err)
 	}
-	if err := startDatabases(ctx, st, t, o.Out); err != nil {
+	if err := startDatabases(ctx, st, t, o); err != nil {
 		return fail(err)
 	}
 	for _, l := range locations {
@@ -104,13 +119,13 @@ func Up(ctx context.Context, o Options) error {
 	if err := waitHealthy(ctx, t, timeout, o.Out); err != nil {
 		return fail(err)
 	}
-	printNext(o.Out, dir, o.Exe)
+	printNext(o.Out, dir, o.Exe, st.locs())
 	return nil
 }
 
 // preflight refuses to start over a running lab, in a directory that is not
 // a lab, or when an address the lab needs is taken.
-func preflight(dir string) error {
+func preflight(dir string, checkAddrs bool) error {
 	if st, err := loadState(dir); err == nil {
 		if run := st.running(); len(run) > 0 {
 			return fmt.Errorf("%w in %s: %s; see it with `siteflip --config %s status`, or stop it with `siteflip lab down --dir %s`",
@@ -121,8 +136,11 @@ func preflight(dir string) error {
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("%s exists and is not a lab directory: choose another --dir or remove it", dir)
 	}
+	if !checkAddrs {
+		return nil // fresh namespaces: nothing listens there yet
+	}
 	var busy []string
-	for _, addr := range addresses() {
+	for _, addr := range addresses(locations) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			busy = append(busy, fmt.Sprintf("  %s: %v", addr, unwrapOp(err)))
@@ -154,9 +172,9 @@ func pgBinDir() string {
 // writeFiles writes the certificates, the secrets and the topology, and
 // loads the topology back: the lab runs exactly what `siteflip check`
 // accepts.
-func writeFiles(dir, binDir string) (*config.Topology, error) {
+func writeFiles(dir, binDir string, locs []location, gopts groupOptions) (*config.Topology, error) {
 	var ids []pki.Identity
-	for _, l := range locations {
+	for _, l := range locs {
 		// etcd checks that a peer's certificate names the address the peer
 		// connects from, and on loopback every location connects from
 		// 127.0.0.1 whatever address it listens on.
@@ -177,7 +195,7 @@ func writeFiles(dir, binDir string) (*config.Topology, error) {
 		}
 	}
 	path := filepath.Join(dir, "siteflip.yaml")
-	if err := os.WriteFile(path, []byte(topologyYAML(dir, binDir)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(topologyYAML(dir, binDir, locs, gopts)), 0o644); err != nil {
 		return nil, err
 	}
 	t, err := config.Load(path, driver.Types())
@@ -194,11 +212,11 @@ func randomSecret() string {
 }
 
 // instance returns the postgres instance of the lab at site.
-func instance(t *config.Topology, site string) (postgres.Instance, bool) {
+func (st *state) instance(t *config.Topology, site string) (postgres.Instance, bool) {
 	g, _ := t.Group(demoGroup)
 	for _, r := range g.Resources {
 		if s, ok := r.Settings[site].(*postgres.Settings); ok && r.Name == demoResource {
-			return postgres.Instance{Settings: *s, Site: site, LogFile: filepath.Join(filepath.Dir(s.DataDir), "postgres.log")}, true
+			return postgres.Instance{Settings: *s, Site: site, LogFile: filepath.Join(filepath.Dir(s.DataDir), "postgres.log"), ClientNets: st.clientNets()}, true
 		}
 	}
 	return postgres.Instance{}, false
@@ -206,9 +224,10 @@ func instance(t *config.Topology, site string) (postgres.Instance, bool) {
 
 // startDatabases makes brussels a primary and antwerp its streaming
 // standby.
-func startDatabases(ctx context.Context, st *state, t *config.Topology, out io.Writer) error {
-	primary, _ := instance(t, "brussels")
-	standby, _ := instance(t, "antwerp")
+func startDatabases(ctx context.Context, st *state, t *config.Topology, o Options) error {
+	out := o.Out
+	primary, _ := st.instance(t, "brussels")
+	standby, _ := st.instance(t, "antwerp")
 	superPW, err := primary.Settings.Password()
 	if err != nil {
 		return err
@@ -224,14 +243,14 @@ func startDatabases(ctx context.Context, st *state, t *config.Topology, out io.W
 	}
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := primary.InitPrimary(ictx, superPW, replPW); err != nil {
+	if err := st.initDatabase(ictx, o.Exe, primary, func() error { return primary.InitPrimary(ictx, superPW, replPW) }); err != nil {
 		return err
 	}
 	if err := startPostgres(ictx, st, primary); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "started PostgreSQL primary at brussels (%s:%d)\n", primary.Settings.Host, primary.Settings.Port)
-	if err := standby.CloneStandby(ictx, primary.Settings, replPW); err != nil {
+	if err := st.initDatabase(ictx, o.Exe, standby, func() error { return standby.CloneStandby(ictx, primary.Settings, replPW) }); err != nil {
 		return err
 	}
 	if err := startPostgres(ictx, st, standby); err != nil {
@@ -242,7 +261,7 @@ func startDatabases(ctx context.Context, st *state, t *config.Topology, out io.W
 }
 
 func startPostgres(ctx context.Context, st *state, in postgres.Instance) error {
-	if _, err := st.start(in.Site, "postgres", in.ServerCommand(), ""); err != nil {
+	if _, err := st.start(in.Site, "postgres", st.wrap(in.Site, in.ServerCommand()), ""); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -257,7 +276,7 @@ func startAgent(st *state, exe, site string) error {
 	}
 	cmd := exec.Command(exe, "agent", "--config", filepath.Join(st.Dir, "siteflip.yaml"), "--site", site, "--data", siteDir)
 	cmd.Env = append(os.Environ(), st.AgentEnv...)
-	_, err := st.start(site, "agent", cmd, filepath.Join(siteDir, "agent.log"))
+	_, err := st.start(site, "agent", st.wrap(site, cmd), filepath.Join(siteDir, "agent.log"))
 	return err
 }
 
@@ -327,15 +346,22 @@ func unhealthy(st status.Status) string {
 	return ""
 }
 
-func printNext(w io.Writer, dir, exe string) {
+func printNext(w io.Writer, dir, exe string, locs []location) {
 	cfg := filepath.Join(dir, "siteflip.yaml")
+	fmt.Fprintf(w, "\nThe lab is up in %s:\n", dir)
+	for _, l := range locs {
+		db := ""
+		switch l.name {
+		case "brussels":
+			db = ", PostgreSQL primary :5432"
+		case "antwerp":
+			db = ", PostgreSQL standby :5432"
+		}
+		fmt.Fprintf(w, "  %-10s %-8s %-12s agent :7400, etcd :2379/:2380%s\n", l.name, l.role, l.ip, db)
+	}
 	fmt.Fprintf(w, `
-The lab is up in %[1]s:
-  brussels   site     127.0.1.1  agent :7400, etcd :2379/:2380, PostgreSQL primary :5432
-  antwerp    site     127.0.2.1  agent :7400, etcd :2379/:2380, PostgreSQL standby :5432
-  frankfurt  witness  127.0.3.1  agent :7400, etcd :2379/:2380
 A demo writer inserts orders into webshop.orders through
-"host=127.0.1.1,127.0.2.1 target_session_attrs=read-write" (log: %[1]s/writer.log).
+"host=%[4]s,%[5]s target_session_attrs=read-write" (log: %[1]s/writer.log).
 Logs: %[1]s/SITE/agent.log and %[1]s/SITE/pg/postgres.log.
 
 Try next:
@@ -345,11 +371,11 @@ Try next:
   %[3]s status                     # answered by antwerp or frankfurt
   %[3]s lab heal brussels --dir %[1]s
   %[3]s lab down --dir %[1]s       # stop everything and remove the lab
-`, dir, cfg, exe)
+`, dir, cfg, exe, locs[0].ip, locs[1].ip)
 }
 
 // Disaster kills every process of site at once with SIGKILL, like a power
-// cut: agent (and its etcd member) and database.
+// cut: agent (and its etcd member), its watchdog and the database.
 func Disaster(o Options, site string) error {
 	st, err := loadState(o.Dir)
 	if err != nil {
@@ -366,6 +392,7 @@ func Disaster(o Options, site string) error {
 		}
 	}
 	run = union(run, st.postmasters(site))
+	run = union(run, st.watchdogs(site))
 	if len(run) == 0 {
 		return fmt.Errorf("nothing of %s is running: it is already down (`siteflip lab heal %s --dir %s` brings it back)", site, site, st.Dir)
 	}
@@ -375,6 +402,34 @@ func Disaster(o Options, site string) error {
 		return err
 	}
 	fmt.Fprintf(o.Out, "power cut at %s: killed %s\n", site, names(run))
+	return nil
+}
+
+// KillAgent kills only the agent of site (and its etcd member) with
+// SIGKILL: its database and its watchdog keep running.
+func KillAgent(o Options, site string) error {
+	st, err := loadState(o.Dir)
+	if err != nil {
+		return err
+	}
+	if err := knownLocation(site); err != nil {
+		return err
+	}
+	var run []proc
+	for _, p := range st.of(site) {
+		if p.Name == "agent" && p.alive() {
+			run = append(run, p)
+		}
+	}
+	if len(run) == 0 {
+		return fmt.Errorf("the agent of %s is not running", site)
+	}
+	st.kill(run)
+	st.forget(run)
+	if err := st.save(); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "killed the agent of %s (%s)\n", site, names(run))
 	return nil
 }
 
@@ -406,7 +461,7 @@ func Heal(ctx context.Context, o Options, site string) error {
 	if err != nil {
 		return err
 	}
-	in, hasDB := instance(t, site)
+	in, hasDB := st.instance(t, site)
 	if agentUp && (dbUp || !hasDB) {
 		return fmt.Errorf("%s is running (%s): nothing to heal", site, names(union(st.of(site), st.postmasters(site))))
 	}
@@ -493,8 +548,9 @@ func Down(o Options) error {
 	all := st.Processes
 	for _, l := range locations {
 		all = union(all, st.postmasters(l.name))
+		all = union(all, st.watchdogs(l.name))
 	}
-	order := map[string]int{"writer": 0, "agent": 1, "postgres": 2}
+	order := map[string]int{"writer": 0, "agent": 1, "watchdog": 1, "postgres": 2}
 	for rank := 0; rank < 3; rank++ {
 		var ps []proc
 		for _, p := range all {
@@ -512,11 +568,17 @@ func Down(o Options) error {
 		return fmt.Errorf("remove %s: %w", dir, err)
 	}
 	var busy []string
-	for _, addr := range addresses() {
-		if ln, err := net.Listen("tcp", addr); err != nil {
-			busy = append(busy, addr)
-		} else {
-			ln.Close()
+	if st.Net == nil {
+		for _, addr := range addresses(locations) {
+			if ln, err := net.Listen("tcp", addr); err != nil {
+				busy = append(busy, addr)
+			} else {
+				ln.Close()
+			}
+		}
+	} else if st.Net.Owned {
+		if err := netns.Sweep(st.Net.Prefix); err != nil {
+			return fmt.Errorf("remove the lab's network %s: %w", st.Net.Prefix, err)
 		}
 	}
 	fmt.Fprintf(o.Out, "the lab in %s is stopped and removed\n", dir)

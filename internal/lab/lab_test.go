@@ -16,6 +16,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -120,18 +121,21 @@ func TestLab(t *testing.T) {
 	n1 := countOrders(t, topo)
 	waitFor(t, 10*time.Second, "the writer to add orders", func() bool { return countOrders(t, topo) > n1 })
 
-	// Power cut at brussels: the others see it down, a controller outside
-	// brussels answers, the standby is not streaming any more.
+	// Power cut at brussels: the others see it down and declare it lost, a
+	// controller outside brussels answers, and the group (policy
+	// automatic) fails over to antwerp by itself.
 	if err := Disaster(o, "brussels"); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	st = waitStatus(t, c, 30*time.Second, "brussels seen down by antwerp and frankfurt, controller elsewhere", func(st status.Status) bool {
+	st = waitStatus(t, c, 30*time.Second, "brussels lost, controller elsewhere, webshop failed over to antwerp", func(st status.Status) bool {
 		b, _ := st.Site("brussels")
-		return !b.Up && len(b.UnseenBy) == 2 && st.Controller != "" && st.Controller != "brussels" &&
-			st.Groups[0].State == status.StateUnreachable
+		return !b.Up && len(b.UnseenBy) == 2 && b.Lost && st.Controller != "" && st.Controller != "brussels" &&
+			st.Groups[0].ActiveSite == "antwerp" && st.Groups[0].Epoch == 2 && st.Groups[0].Run == ""
 	})
-	t.Logf("brussels lost: status showed it down with controller %s after %s", st.Controller, time.Since(start).Round(10*time.Millisecond))
+	t.Logf("brussels lost: webshop active at antwerp with controller %s after %s", st.Controller, time.Since(start).Round(10*time.Millisecond))
+	n3 := countOrders(t, topo)
+	waitFor(t, 10*time.Second, "the writer to add orders at antwerp", func() bool { return countOrders(t, topo) > n3 })
 	if st.AnsweredBy == "brussels" {
 		t.Error("status was answered by the dead site")
 	}
@@ -145,7 +149,13 @@ func TestLab(t *testing.T) {
 	if err := Heal(context.Background(), o, "brussels"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, c, 60*time.Second, "lab healthy after heal", func(st status.Status) bool { return unhealthy(st) == "" })
+	if dbs := processesOf(t, filepath.Join(o.Dir, "brussels", "pg", "data")); len(dbs) > 0 {
+		t.Errorf("heal started the old primary at brussels while antwerp is active: %v", dbs)
+	}
+	if r := runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Reprotect}); r.State != plan.RunSucceeded {
+		t.Fatalf("reprotect %s: %s", r.State, r.Error)
+	}
+	waitStatus(t, c, 60*time.Second, "lab healthy after heal and reprotect", func(st status.Status) bool { return unhealthy(st) == "" })
 	n2 := countOrders(t, topo)
 	waitFor(t, 10*time.Second, "the writer to add orders after heal", func() bool { return countOrders(t, topo) > n2 })
 
@@ -155,7 +165,7 @@ func TestLab(t *testing.T) {
 	if procs := processesOf(t, o.Dir); len(procs) > 0 {
 		t.Errorf("processes left after lab down: %v", procs)
 	}
-	for _, addr := range addresses() {
+	for _, addr := range addresses(locations) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Errorf("%s still taken after lab down: %v", addr, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/driver/postgres"
+	"github.com/siteflip/siteflip/internal/watchdog"
 )
 
 // state is what the lab records in DIR/lab.json: the processes it started,
@@ -24,6 +25,8 @@ type state struct {
 	CreatedAt time.Time `json:"created_at"`
 	Processes []proc    `json:"processes"`
 	AgentEnv  []string  `json:"agent_env,omitempty"`
+	// Net is set when the locations live in network namespaces.
+	Net *netState `json:"net,omitempty"`
 }
 
 // proc is one process the lab started, in a session of its own so that its
@@ -249,4 +252,23 @@ func union(ps, more []proc) []proc {
 		}
 	}
 	return out
+}
+
+// watchdogs returns the site's agent's watchdog, found through the PID
+// file the agent writes: it runs in a process group of its own, so that a
+// crash of the agent leaves it to fence, and a power cut must kill it too.
+func (st *state) watchdogs(site string) []proc {
+	pid, err := watchdog.ReadPID(filepath.Join(st.Dir, site))
+	if err != nil || pid <= 1 {
+		return nil
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmdline, []byte("watchdog")) {
+		return nil
+	}
+	_, start, err := procStat(pid)
+	if err != nil {
+		return nil
+	}
+	return []proc{{Site: site, Name: "watchdog", PID: pid, Start: start}}
 }

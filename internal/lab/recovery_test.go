@@ -227,9 +227,12 @@ func pgExec(t *testing.T, topo *config.Topology, site, sql string) {
 	}
 }
 
-// TestFailoverAndReprotect: the active site loses power; failover at
-// antwerp; heal brussels (its old primary stays stopped); reprotect makes
-// it a standby of antwerp; failback brings the group home.
+// TestFailoverAndReprotect: the active site loses power; the group fails
+// over to antwerp by itself; heal brussels (its old primary stays
+// stopped); reprotect makes it a standby of antwerp; failback brings the
+// group home. Then the standby falls too far behind before the next power
+// cut: the group waits for a decision, and the command status shows
+// recovers it.
 func TestFailoverAndReprotect(t *testing.T) {
 	skipUnlessLab(t)
 	o, topo, c := labUp(t)
@@ -243,15 +246,9 @@ func TestFailoverAndReprotect(t *testing.T) {
 	if err := Disaster(o, "brussels"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, c, 30*time.Second, "brussels down", func(st status.Status) bool {
-		s, _ := st.Site("brussels")
-		return !s.Up
-	})
-	r := runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Failover})
-	if r.State != plan.RunSucceeded || r.Plan.To != "antwerp" {
-		t.Fatalf("failover %s to %s: %s", r.State, r.Plan.To, r.Error)
-	}
-	t.Logf("failover RTO (run start → writable): %s", r.RTO())
+	cut := time.Now()
+	r := waitAutomaticFailover(t, c, "brussels", "antwerp")
+	t.Logf("automatic failover: power cut → writable at antwerp %s (run start → writable %s)", r.Steps[len(r.Steps)-1].Ended.Sub(cut).Round(time.Millisecond), r.RTO())
 	n := w.count()
 	waitFor(t, 20*time.Second, "writes at antwerp", func() bool { return w.count() > n+20 })
 
@@ -288,6 +285,60 @@ func TestFailoverAndReprotect(t *testing.T) {
 	if lost := len(w.lost(t)); lost != lostInFailover {
 		t.Errorf("failback lost %d more acknowledged writes", lost-lostInFailover)
 	}
+
+	// The standby falls behind (replay paused) past max_data_loss, then
+	// brussels loses power: no automatic failover, the group needs a
+	// decision, and status names the command.
+	pgExec(t, topo, "antwerp", "SELECT pg_wal_replay_pause()")
+	waitStatus(t, c, 30*time.Second, "antwerp's lag above 6s recorded", func(st status.Status) bool {
+		l := group(st).Resources[0].Sites[1].LastKnownLag
+		return l != nil && l.Seconds > 6
+	})
+	epoch := group(waitStatus(t, c, 10*time.Second, "status", func(status.Status) bool { return true })).Epoch
+	if err := Disaster(o, "brussels"); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStatus(t, c, 30*time.Second, "webshop needs a decision", func(st status.Status) bool {
+		return group(st).State == status.StateNeedsDecision
+	})
+	d := group(st).Decision
+	if want := "siteflip failover webshop --to antwerp --accept-data-loss"; d == nil || d.Command != want || !strings.Contains(d.Reason, "max_data_loss") {
+		t.Fatalf("decision %+v, want the command %q and the reason naming max_data_loss", d, want)
+	}
+	if group(st).ActiveSite != "brussels" || group(st).Epoch != epoch {
+		t.Errorf("the group moved without a decision: active %s epoch %d", group(st).ActiveSite, group(st).Epoch)
+	}
+	r = runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Failover, To: "antwerp", AcceptDataLoss: true})
+	if r.State != plan.RunSucceeded {
+		t.Fatalf("decided failover %s: %s", r.State, r.Error)
+	}
+	waitStatus(t, c, 30*time.Second, "the decision cleared", func(st status.Status) bool {
+		return group(st).Decision == nil && group(st).ActiveSite == "antwerp"
+	})
+}
+
+// waitAutomaticFailover waits for the automatic failover of webshop from
+// one site to another and returns its run.
+func waitAutomaticFailover(t *testing.T, c *api.Client, from, to string) plan.Run {
+	t.Helper()
+	var found plan.Run
+	waitFor(t, 30*time.Second, "an automatic failover from "+from+" to "+to, func() bool {
+		runs, err := c.Runs(t.Context(), "webshop")
+		if err != nil {
+			return false
+		}
+		for _, r := range runs {
+			if r.Plan.Action == plan.Failover && r.Plan.From == from && r.Plan.To == to && strings.HasSuffix(r.By, "(automatic)") && r.Done() {
+				found = r
+				return true
+			}
+		}
+		return false
+	})
+	if found.State != plan.RunSucceeded {
+		t.Fatalf("automatic failover %s: %s", found.State, found.Error)
+	}
+	return found
 }
 
 // restartWhenDead waits until the agent of site is no longer running and

@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // location is one place of the lab.
@@ -43,9 +44,9 @@ func (l location) addr(port int) string { return net.JoinHostPort(l.ip, fmt.Spri
 
 // addresses lists every address the lab listens on, to check before
 // starting that none is taken.
-func addresses() []string {
+func addresses(locs []location) []string {
 	var out []string
-	for _, l := range locations {
+	for _, l := range locs {
 		out = append(out, l.addr(agentPort), l.addr(etcdClientPort), l.addr(etcdPeerPort))
 		if l.postgres {
 			out = append(out, l.addr(postgresPort))
@@ -57,7 +58,13 @@ func addresses() []string {
 // topologyYAML is the lab's siteflip.yaml for the lab in dir. Paths of
 // certificates and secrets are relative to dir, where the file lives; data
 // directories are absolute, as the postgres driver wants.
-func topologyYAML(dir, binDir string) string {
+// groupOptions vary the demo group.
+type groupOptions struct {
+	synchronous bool
+	flapPeriod  time.Duration
+}
+
+func topologyYAML(dir, binDir string, locs []location, o groupOptions) string {
 	var b strings.Builder
 	b.WriteString(`# siteflip lab topology, written by "siteflip lab up".
 # Two sites and a witness on loopback addresses of this machine, with mutual
@@ -70,7 +77,7 @@ operator:
   key_file: pki/operator.key
 sites:
 `)
-	for _, l := range locations {
+	for _, l := range locs {
 		fmt.Fprintf(&b, `  - name: %s
     role: %s
     location: {latitude: %.4f, longitude: %.4f}
@@ -87,12 +94,17 @@ sites:
     policy: automatic
     max_data_loss: 5s
     rto_target: 30s
-    resources:
+`, demoGroup)
+	if o.flapPeriod > 0 {
+		fmt.Fprintf(&b, "    flap_period: %s\n", o.flapPeriod)
+	}
+	fmt.Fprintf(&b, `    resources:
       - name: %s
         type: postgres
+        synchronous: %t
         sites:
-`, demoGroup, demoResource)
-	for _, l := range locations {
+`, demoResource, o.synchronous)
+	for _, l := range locs {
 		if !l.postgres {
 			continue
 		}

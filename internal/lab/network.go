@@ -1,0 +1,137 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/driver/postgres"
+	"github.com/siteflip/siteflip/internal/netns"
+)
+
+// netState is the network a lab runs in when its locations live in network
+// namespaces (Options.Net): each location's namespace and address, and the
+// subnet the databases admit clients from.
+type netState struct {
+	Prefix     string            `json:"prefix"`
+	Subnet     string            `json:"subnet"`
+	HostAddr   string            `json:"host_addr"` // the root namespace's address on the bridge
+	Namespaces map[string]string `json:"namespaces"`
+	Addrs      map[string]string `json:"addrs"`
+	// Owned says the lab created the network (lab up --netns) and removes
+	// it on down; otherwise its creator does.
+	Owned bool `json:"owned,omitempty"`
+}
+
+func newNetState(n *netns.Net, owned bool) *netState {
+	ns := &netState{Prefix: n.Prefix(), Subnet: n.Subnet().String(), HostAddr: n.HostAddr().String(),
+		Namespaces: map[string]string{}, Addrs: map[string]string{}, Owned: owned}
+	for _, l := range locations {
+		ns.Namespaces[l.name] = n.Namespace(l.name)
+		ns.Addrs[l.name] = n.Addr(l.name).String()
+	}
+	return ns
+}
+
+// NetNames are the namespaces a lab network needs: one per location.
+func NetNames() []string {
+	var names []string
+	for _, l := range locations {
+		names = append(names, l.name)
+	}
+	return names
+}
+
+// locs returns the lab's locations with the addresses they have in this
+// lab: their loopback addresses, or their namespaces' addresses.
+func (st *state) locs() []location {
+	out := make([]location, len(locations))
+	copy(out, locations)
+	if st.Net != nil {
+		for i := range out {
+			out[i].ip = st.Net.Addrs[out[i].name]
+		}
+	}
+	return out
+}
+
+// clientNets are the networks the lab's databases admit clients from
+// besides loopback.
+func (st *state) clientNets() []string {
+	if st.Net == nil {
+		return nil
+	}
+	return []string{st.Net.Subnet}
+}
+
+// wrap makes cmd run in site's namespace when the lab has a network, with
+// nsenter, which execs the program (its PID stays the one the lab records)
+// and drops to the user cmd was to run as only after entering the
+// namespace.
+func (st *state) wrap(site string, cmd *exec.Cmd) *exec.Cmd {
+	if st.Net == nil || site == "" || cmd.Err != nil {
+		return cmd
+	}
+	args := []string{"--net=/run/netns/" + st.Net.Namespaces[site]}
+	if a := cmd.SysProcAttr; a != nil && a.Credential != nil {
+		args = append(args, "-S", strconv.Itoa(int(a.Credential.Uid)), "-G", strconv.Itoa(int(a.Credential.Gid)))
+		a.Credential = nil
+	}
+	args = append(append(args, "--", cmd.Path), cmd.Args[1:]...)
+	w := exec.Command("nsenter", args...)
+	w.Env, w.Dir, w.Stdin, w.Stdout, w.Stderr, w.SysProcAttr = cmd.Env, cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr, cmd.SysProcAttr
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		w.Err = fmt.Errorf("the lab's network needs nsenter (apt-get install util-linux): %w", err)
+	}
+	return w
+}
+
+// initDatabase runs setup (creating the primary or cloning the standby)
+// here, or, when the lab has a network, as `siteflip lab db-init SITE` in
+// the site's namespace: the setup starts a server on the site's address,
+// which exists only there.
+func (st *state) initDatabase(ctx context.Context, exe string, in postgres.Instance, setup func() error) error {
+	if st.Net == nil {
+		return setup()
+	}
+	cmd := st.wrap(in.Site, exec.CommandContext(ctx, exe, "lab", "db-init", "--dir", st.Dir, in.Site))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("set up the database at %s in its namespace: %w\n%s", in.Site, err, out)
+	}
+	return nil
+}
+
+// InitDatabase creates the lab's primary (brussels) or clones its standby
+// (antwerp) from the lab in o.Dir; `lab up` runs it in the site's
+// namespace when the lab has a network.
+func InitDatabase(ctx context.Context, o Options, site string) error {
+	st, err := loadState(o.Dir)
+	if err != nil {
+		return err
+	}
+	t, err := config.Load(filepath.Join(st.Dir, "siteflip.yaml"), driver.Types())
+	if err != nil {
+		return err
+	}
+	in, ok := st.instance(t, site)
+	if !ok {
+		return fmt.Errorf("%s has no database in the lab", site)
+	}
+	replPW, err := in.Settings.ReplicationPassword()
+	if err != nil {
+		return err
+	}
+	if site == "brussels" {
+		superPW, err := in.Settings.Password()
+		if err != nil {
+			return err
+		}
+		return in.InitPrimary(ctx, superPW, replPW)
+	}
+	primary, _ := st.instance(t, "brussels")
+	return in.CloneStandby(ctx, primary.Settings, replPW)
+}
