@@ -3,7 +3,9 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN     := bin/siteflip
 LAB_DIR ?= /tmp/siteflip-lab
 
-.PHONY: all build deps lab lab-down test test-short vet
+CHAOS_LOSS ?= 10m
+
+.PHONY: all build deps lab lab-down test test-short vet chaos
 
 all: build
 
@@ -23,6 +25,7 @@ lab-down: build
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags chaos ./internal/chaos
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
 # Every test, with real etcd members and real PostgreSQL servers.
@@ -32,3 +35,8 @@ test: deps vet
 # The fast unit tests only (no real servers).
 test-short:
 	$(GO) test -short ./...
+
+# The chaos suite (root): every location in its own network namespace,
+# nftables for cuts and loss; the lossy-link scenario lasts $(CHAOS_LOSS).
+chaos: deps vet
+	SITEFLIP_CHAOS_LOSS=$(CHAOS_LOSS) $(GO) test -tags chaos -count=1 -v -timeout 60m ./internal/chaos

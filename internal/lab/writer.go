@@ -144,3 +144,22 @@ func suffix(err string) string {
 	}
 	return "; last error: " + err
 }
+
+// SiteDSN is the connection string of the lab's database at site alone.
+func SiteDSN(t *config.Topology, site string) (string, error) {
+	g, ok := t.Group(demoGroup)
+	if !ok {
+		return "", fmt.Errorf("group %s is not in the lab topology", demoGroup)
+	}
+	for _, r := range g.Resources {
+		if s, ok := r.Settings[site].(*postgres.Settings); ok {
+			pw, err := s.Password()
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s connect_timeout=1 application_name=siteflip-lab-probe",
+				s.Host, s.Port, s.Database, s.User, pw), nil
+		}
+	}
+	return "", fmt.Errorf("%s has no database in the lab", site)
+}

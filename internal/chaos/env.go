@@ -1,0 +1,203 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/lab"
+	"github.com/siteflip/siteflip/internal/netns"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// Tables the writer and the probe write to.
+const (
+	WritesTable = "chaos_writes"
+	ProbeTable  = "chaos_probe"
+)
+
+// Options configure an environment.
+type Options struct {
+	Exe string // the siteflip binary
+	Dir string // the lab's directory (must not exist)
+	Out io.Writer
+	// Synchronous and FlapPeriod are passed to the lab.
+	Synchronous bool
+	FlapPeriod  time.Duration
+	// WriteInterval is the writer's pace (default 5 ms: 200 writes/s).
+	WriteInterval time.Duration
+	// AgentEnv is added to the agents' environment (failpoints).
+	AgentEnv []string
+}
+
+// Env is a lab in network namespaces with a writer and a probe running.
+type Env struct {
+	Net    *netns.Net
+	Lab    lab.Options
+	Topo   *config.Topology
+	Client *api.Client
+	Writer *Writer
+	Probe  *Probe
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// Start creates the network and the lab, waits until it is healthy, and
+// starts the writer and the probe.
+func Start(ctx context.Context, o Options) (*Env, error) {
+	if err := netns.Available(); err != nil {
+		return nil, err
+	}
+	n, err := netns.Create(ctx, netns.Options{Names: lab.NetNames()})
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Net: n, Lab: lab.Options{Dir: o.Dir, Exe: o.Exe, Out: o.Out, Net: n, Synchronous: o.Synchronous,
+		FlapPeriod: o.FlapPeriod, AgentEnv: o.AgentEnv, ReadyTimeout: 90 * time.Second}}
+	if err := lab.Up(ctx, e.Lab); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if e.Topo, e.Client, err = lab.Open(o.Dir); err != nil {
+		e.Close()
+		return nil, err
+	}
+	dsn, err := lab.WriterDSN(e.Topo)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := createTables(ctx, dsn); err != nil {
+		e.Close()
+		return nil, err
+	}
+	targets := map[string]string{}
+	for _, site := range []string{"brussels", "antwerp"} {
+		if targets[site], err = lab.SiteDSN(e.Topo, site); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
+	interval := o.WriteInterval
+	if interval == 0 {
+		interval = 5 * time.Millisecond
+	}
+	e.Writer = &Writer{DSN: dsn, Table: WritesTable, Interval: interval}
+	e.Probe = &Probe{Targets: targets, Table: ProbeTable, Interval: 50 * time.Millisecond}
+	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.stop = cancel
+	e.wg.Add(2)
+	go func() { defer e.wg.Done(); e.Writer.Run(tctx) }()
+	go func() { defer e.wg.Done(); e.Probe.Run(tctx) }()
+	return e, nil
+}
+
+func createTables(ctx context.Context, dsn string) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to the lab's primary: %w", err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(cctx, `CREATE TABLE IF NOT EXISTS `+WritesTable+` (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS `+ProbeTable+` (site text NOT NULL, at timestamptz NOT NULL DEFAULT now())`)
+	return err
+}
+
+// StopTraffic stops the writer and the probe.
+func (e *Env) StopTraffic() {
+	if e.stop != nil {
+		e.stop()
+		e.wg.Wait()
+		e.stop = nil
+	}
+}
+
+// Close stops everything and removes the lab and its network.
+func (e *Env) Close() {
+	e.StopTraffic()
+	if e.Client != nil {
+		e.Client.Close()
+	}
+	if err := lab.Down(e.Lab); err != nil && e.Lab.Out != nil {
+		fmt.Fprintf(e.Lab.Out, "lab down: %v\n", err)
+	}
+	if err := e.Net.Close(); err != nil && e.Lab.Out != nil {
+		fmt.Fprintf(e.Lab.Out, "remove the network: %v\n", err)
+	}
+}
+
+// Addr is the address of a location.
+func (e *Env) Addr(site string) string { return e.Net.Addr(site).String() }
+
+// WaitStatus polls the status until cond holds or timeout passes.
+func (e *Env) WaitStatus(ctx context.Context, timeout time.Duration, cond func(status.Status) bool) (status.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last status.Status
+	var lastErr error
+	for {
+		qctx, qcancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := e.Client.Status(qctx)
+		qcancel()
+		if err == nil {
+			last = st
+			if cond(st) {
+				return st, nil
+			}
+		} else {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil && last.Installation == "" {
+				return last, fmt.Errorf("no status: %w", lastErr)
+			}
+			return last, fmt.Errorf("condition not met within %s", timeout)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Present reads the ids of the writes the active primary holds.
+func (e *Env) Present(ctx context.Context) (map[int64]bool, error) {
+	dsn, err := lab.WriterDSN(e.Topo)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(cctx, "SELECT id FROM "+WritesTable)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// SelfFences counts the "primary fenced" lines in a site's agent log: the
+// times its serve lease ran out.
+func (e *Env) SelfFences(site string) int {
+	return countLines(filepath.Join(e.Lab.Dir, site, "agent.log"), "serve lease ran out: no other location granted it")
+}
