@@ -1,0 +1,72 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// Run starts a run and waits for it to succeed, retrying the start while
+// the control plane settles after a failure.
+func Run(ctx context.Context, c *api.Client, req api.RunRequest) (plan.Run, error) {
+	var r plan.Run
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		r, err = c.StartRun(qctx, req)
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return r, err
+	}
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		got, err := c.Run(qctx, r.ID)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if got.Done() {
+			if got.State != plan.RunSucceeded {
+				return got, fmt.Errorf("run %s %s: %s", got.ID, got.State, got.Error)
+			}
+			return got, nil
+		}
+	}
+	return r, errors.New("run did not end within 2 minutes")
+}
+
+// WaitProtected waits until the first group is protected and the
+// controller has recorded its standby's lag since it streams again (a
+// failover is judged on that record).
+func WaitProtected(ctx context.Context, c *api.Client) (status.GroupStatus, error) {
+	qctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	st, err := c.Wait(qctx, 100*time.Millisecond, func(st status.Status) bool {
+		if len(st.Groups) == 0 || st.Groups[0].State != status.StateProtected {
+			return false
+		}
+		g := st.Groups[0]
+		for _, s := range g.Resources[0].Sites {
+			if s.Site == g.ActiveSite {
+				continue
+			}
+			if l := s.LastKnownLag; l == nil || !l.Streaming || time.Since(l.MeasuredAt) > 3*time.Second {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return status.GroupStatus{}, fmt.Errorf("group not protected: %w", err)
+	}
+	return st.Groups[0], nil
+}
