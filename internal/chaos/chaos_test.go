@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/lab"
 	"github.com/siteflip/siteflip/internal/netns"
 	"github.com/siteflip/siteflip/internal/pki"
@@ -386,4 +387,39 @@ func moveLeader(t *testing.T, e *Env, site string) {
 		return
 	}
 	t.Fatal("no member says it leads")
+}
+
+// TestManualPolicyNeedsDecision: a manual group whose site is killed does
+// not move; status says it needs a decision and which command to run, and
+// that command recovers it.
+func TestManualPolicyNeedsDecision(t *testing.T) {
+	e := start(t, Options{Policy: "manual"})
+	event := time.Now()
+	if err := lab.Disaster(e.Lab, "brussels"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.WaitStatus(t.Context(), 30*time.Second, func(st status.Status) bool { return group(st).State == status.StateNeedsDecision })
+	if err != nil {
+		t.Fatalf("no needs-decision: %v; group %+v", err, group(st))
+	}
+	d := group(st).Decision
+	if want := "siteflip failover webshop --to antwerp"; d == nil || d.Command != want || !strings.Contains(d.Reason, "manual") {
+		t.Fatalf("decision %+v, want the command %q and the reason naming the manual policy", d, want)
+	}
+	if g := group(st); g.ActiveSite != "brussels" || g.Epoch != 1 {
+		t.Fatalf("a manual group moved by itself: active %s epoch %d", g.ActiveSite, g.Epoch)
+	}
+	t.Logf("needs-decision %s after the kill: %s", time.Since(event).Round(time.Millisecond), d.Command)
+	r, err := e.Client.StartRun(t.Context(), api.RunRequest{Group: "webshop", Action: plan.Failover, To: "antwerp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFailover(t, e, "antwerp")
+	if got, err := e.Client.Run(t.Context(), r.ID); err != nil || got.State != plan.RunSucceeded {
+		t.Fatalf("decided failover: %+v %v", got.State, err)
+	}
+	if st, err := e.WaitStatus(t.Context(), 10*time.Second, func(st status.Status) bool { return group(st).Decision == nil }); err != nil {
+		t.Errorf("the decision stayed after the failover: %+v", group(st).Decision)
+	}
+	check(t, e, event, 5*time.Second)
 }

@@ -31,6 +31,7 @@ type Options struct {
 	// Synchronous and FlapPeriod are passed to the lab.
 	Synchronous bool
 	FlapPeriod  time.Duration
+	Policy      string
 	// WriteInterval is the writer's pace (default 5 ms: 200 writes/s).
 	WriteInterval time.Duration
 	// AgentEnv is added to the agents' environment (failpoints).
@@ -61,7 +62,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		return nil, err
 	}
 	e := &Env{Net: n, Lab: lab.Options{Dir: o.Dir, Exe: o.Exe, Out: o.Out, Net: n, Synchronous: o.Synchronous,
-		FlapPeriod: o.FlapPeriod, AgentEnv: o.AgentEnv, ReadyTimeout: 90 * time.Second}}
+		FlapPeriod: o.FlapPeriod, Policy: o.Policy, AgentEnv: o.AgentEnv, ReadyTimeout: 90 * time.Second}}
 	if err := lab.Up(ctx, e.Lab); err != nil {
 		e.Close()
 		return nil, err

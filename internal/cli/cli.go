@@ -52,7 +52,7 @@ func commands() []command {
 		{"failback", "GROUP", "switch over back to the preferred site", runAction(plan.Failback)},
 		{"runs", "[GROUP] [-o json]", "history of runs, who started them, RTO", runRuns},
 		{"run", "ID [-o json]", "one run's timeline, step by step", runRun},
-		{"lab", "up|down|disaster SITE|heal SITE [--dir DIR]", "a complete multi-site lab on this machine", runLab},
+		{"lab", "up [--netns]|down|disaster SITE|kill-agent SITE|heal SITE [--dir DIR]", "a complete multi-site lab on this machine", runLab},
 		{"watchdog", "", "(started by the agent) fence primaries when the serve lease runs out", runWatchdog},
 		{"version", "", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "siteflip", Version); return nil }},
 	}

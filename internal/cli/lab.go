@@ -22,7 +22,7 @@ func runLab(e *env, args []string) error {
 		return err
 	}
 	if len(pos) == 0 {
-		return fmt.Errorf("say what to do: lab up | down | disaster SITE | heal SITE")
+		return fmt.Errorf("say what to do: lab up [--netns] | down | disaster SITE | kill-agent SITE | heal SITE")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -63,6 +63,12 @@ func runLab(e *env, args []string) error {
 		return lab.InitDatabase(ctx, o, s)
 	case "down":
 		return lab.Down(o)
+	case "kill-agent":
+		s, err := site()
+		if err != nil {
+			return err
+		}
+		return lab.KillAgent(o, s)
 	case "disaster":
 		s, err := site()
 		if err != nil {
@@ -78,5 +84,5 @@ func runLab(e *env, args []string) error {
 	case "writer": // started by lab up, not by people
 		return lab.Writer{Dir: *dir, Interval: 100 * time.Millisecond, Out: e.stdout}.Run(ctx)
 	}
-	return fmt.Errorf("unknown lab command %q: use up, down, disaster SITE or heal SITE", pos[0])
+	return fmt.Errorf("unknown lab command %q: use up, down, disaster SITE, kill-agent SITE or heal SITE", pos[0])
 }

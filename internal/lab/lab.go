@@ -55,6 +55,8 @@ type Options struct {
 	// and again on purpose).
 	Synchronous bool
 	FlapPeriod  time.Duration
+	// Policy replaces the group's policy (automatic by default).
+	Policy string
 }
 
 // ErrRunning is returned by Up when a lab already runs in the directory.
@@ -95,7 +97,7 @@ func Up(ctx context.Context, o Options) error {
 		return fmt.Errorf("%w\nthe lab did not come up; its logs are in %s (agent.log, pg/postgres.log per location); `siteflip lab down --dir %s` removes it", err, dir, dir)
 	}
 	fmt.Fprintf(o.Out, "creating the lab in %s\n", dir)
-	t, err := writeFiles(dir, binDir, st.locs(), groupOptions{synchronous: o.Synchronous, flapPeriod: o.FlapPeriod})
+	t, err := writeFiles(dir, binDir, st.locs(), groupOptions{synchronous: o.Synchronous, flapPeriod: o.FlapPeriod, policy: o.Policy})
 	if err != nil {
 		return fail(err)
 	}

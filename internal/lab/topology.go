@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -62,6 +63,7 @@ func addresses(locs []location) []string {
 type groupOptions struct {
 	synchronous bool
 	flapPeriod  time.Duration
+	policy      string
 }
 
 func topologyYAML(dir, binDir string, locs []location, o groupOptions) string {
@@ -91,10 +93,10 @@ sites:
 	fmt.Fprintf(&b, `groups:
   - name: %s
     preferred_site: brussels
-    policy: automatic
+    policy: %s
     max_data_loss: 5s
     rto_target: 30s
-`, demoGroup)
+`, demoGroup, cmp.Or(o.policy, "automatic"))
 	if o.flapPeriod > 0 {
 		fmt.Fprintf(&b, "    flap_period: %s\n", o.flapPeriod)
 	}
