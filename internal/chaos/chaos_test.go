@@ -263,8 +263,21 @@ func TestWitnessLost(t *testing.T) {
 
 // TestStandbySiteLost moves the etcd raft leader to antwerp first: losing
 // the standby site together with the leader is the harder case.
-func TestStandbySiteLost(t *testing.T) {
-	e := start(t, Options{})
+func TestStandbySiteLost(t *testing.T) { standbySiteLost(t, false) }
+
+// TestStandbySiteLostSynchronous: commits wait for the lost standby until
+// the active site records, with the witness, that replication is degraded;
+// then it serves on.
+func TestStandbySiteLostSynchronous(t *testing.T) { standbySiteLost(t, true) }
+
+func standbySiteLost(t *testing.T, synchronous bool) {
+	e := start(t, Options{Synchronous: synchronous})
+	if synchronous {
+		if _, err := e.WaitStatus(t.Context(), 30*time.Second, func(st status.Status) bool { return group(st).State == status.StateProtected }); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second) // the agent records the synchronous mode
+	}
 	moveLeader(t, e, "antwerp")
 	event := time.Now()
 	if err := lab.Disaster(e.Lab, "antwerp"); err != nil {
