@@ -211,3 +211,50 @@ func TestLagComesFromThePrimary(t *testing.T) {
 		t.Errorf("lag without a primary must be null, got %v/%v", s.LagBytes, s.LagSeconds)
 	}
 }
+
+func TestLostSiteAndDecision(t *testing.T) {
+	views := map[string]View{
+		"antwerp":   withDB(sees("antwerp", "frankfurt"), standby),
+		"frankfurt": sees("frankfurt", "antwerp"),
+	}
+	marks := map[string]map[string]Mark{"brussels": {
+		"antwerp":   {Site: "brussels", By: "antwerp"},
+		"frankfurt": {Site: "brussels", By: "frankfurt"},
+	}}
+	d := Decision{Group: "webshop", Site: "brussels", Reason: "group webshop: policy is manual", Command: "siteflip failover webshop --to antwerp"}
+	tests := []struct {
+		name   string
+		snap   Snapshot
+		lostBy []string
+		lost   bool
+		state  string
+	}{
+		{"marked by one only", Snapshot{Views: views, Records: rec, Marks: map[string]map[string]Mark{"brussels": {"antwerp": marks["brussels"]["antwerp"]}}},
+			[]string{"antwerp"}, false, StateUnreachable},
+		{"lost, failing over", Snapshot{Views: views, Records: rec, Marks: marks, Running: map[string]string{"webshop": "r1"}},
+			[]string{"antwerp", "frankfurt"}, true, StateFailingOver},
+		{"lost, waiting for a person", Snapshot{Views: views, Records: rec, Marks: marks, Decisions: map[string]Decision{"webshop": d}},
+			[]string{"antwerp", "frankfurt"}, true, StateNeedsDecision},
+		{"a decision about another active site is stale", Snapshot{Views: map[string]View{
+			"antwerp":   withDB(sees("antwerp", "frankfurt"), ResourceView{Up: true, Role: RolePrimary, Timeline: 2}),
+			"frankfurt": sees("frankfurt", "antwerp"),
+		}, Records: map[string]Record{"webshop": {Group: "webshop", ActiveSite: "antwerp", Epoch: 4}},
+			Marks: marks, Decisions: map[string]Decision{"webshop": d}}, []string{"antwerp", "frankfurt"}, true, StateUnprotected},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := Assemble(topology(), tt.snap, "antwerp", time.Unix(0, 0))
+			b, _ := st.Site("brussels")
+			if !cmp.Equal(b.LostBy, tt.lostBy) || b.Lost != tt.lost {
+				t.Errorf("brussels lost_by %v lost %v, want %v %v", b.LostBy, b.Lost, tt.lostBy, tt.lost)
+			}
+			g := st.Groups[0]
+			if g.State != tt.state {
+				t.Errorf("state %s, want %s (problems %v)", g.State, tt.state, g.Problems)
+			}
+			if (g.Decision != nil) != (tt.state == StateNeedsDecision) {
+				t.Errorf("decision %+v in state %s", g.Decision, g.State)
+			}
+		})
+	}
+}
