@@ -69,6 +69,12 @@ type agent struct {
 	leaseClient *http.Client    // asks the other locations for the lease
 	guard       *watchdog.Guard // nil without a watchdog
 
+	// member is the embedded etcd member, nil with an existing cluster;
+	// force is whether this location runs the control plane alone by a
+	// person's decision (force.go).
+	member *localMember
+	force  forceState
+
 	mu        sync.Mutex
 	locks     map[string]*sync.Mutex // one step at a time per resource
 	peers     map[string]status.PeerView
@@ -105,7 +111,7 @@ func Run(ctx context.Context, opts Options) error {
 	if len(endpoints) == 0 && !t.Embedded() {
 		endpoints = t.Coordination.EtcdEndpoints
 	}
-	var member *coord.Member
+	var member *localMember
 	if len(endpoints) == 0 {
 		if opts.DataDir == "" {
 			return fmt.Errorf("agent of %s: --data DIR is needed for the embedded etcd member", site.Name)
@@ -128,11 +134,13 @@ func Run(ctx context.Context, opts Options) error {
 				return err
 			}
 		}
-		member, err = coord.StartMember(mc)
+		// A location declared lost by a force elsewhere rejoins as a new
+		// member instead of starting from its old data (force.go).
+		member, err = startLocalMember(ctx, t, site, mc, clientTLS, log)
 		if err != nil {
 			return err
 		}
-		defer member.Close(10 * time.Second)
+		defer member.close(10 * time.Second)
 		// Only the local member: the client would otherwise balance
 		// requests over every member, and a location cut off from the
 		// quorum would keep its presence (and its lease) through a
@@ -157,6 +165,7 @@ func Run(ctx context.Context, opts Options) error {
 			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
 				DialContext: (&net.Dialer{Timeout: t.Coordination.ServeLease.D()}).DialContext},
 		},
+		member:    member,
 		metrics:   newMetrics(),
 		started:   time.Now().UTC(),
 		peers:     map[string]status.PeerView{},
@@ -212,20 +221,8 @@ func Run(ctx context.Context, opts Options) error {
 		return nil
 	})
 	if member != nil {
-		g.Go(func() error {
-			ready := member.Ready()
-			for {
-				select {
-				case err := <-member.Err():
-					return fmt.Errorf("etcd member of %s failed: %w; see the etcd lines above in this log", site.Name, err)
-				case <-ready:
-					log.Info("etcd member joined a cluster with quorum")
-					ready = nil
-				case <-gctx.Done():
-					return nil
-				}
-			}
-		})
+		g.Go(func() error { return a.watchMember(gctx) })
+		g.Go(func() error { return a.forcedLoop(gctx) })
 	}
 	g.Go(func() error { return a.probeLoop(gctx) })
 	g.Go(func() error { return a.observeLoop(gctx, observers) })

@@ -25,6 +25,7 @@ func (a *agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/runs/{id}", a.handleRun)
 	mux.HandleFunc("POST /v1/steps", a.handleStep)
 	mux.HandleFunc("POST /v1/lease", a.handleLease)
+	a.forceRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{Registry: a.metrics.reg}))
 	return mux
 }
@@ -46,6 +47,7 @@ func (a *agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := status.Assemble(a.topo, snap, a.site.Name, time.Now().UTC())
+	a.noteForced(ctx, &st)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(st)

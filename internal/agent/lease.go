@@ -187,6 +187,9 @@ func (a *agent) scheme() string {
 
 // leaseValid says whether this location may serve now.
 func (a *agent) leaseValid() bool {
+	if a.forcedHere() {
+		return true
+	}
 	a.lease.mu.Lock()
 	defer a.lease.mu.Unlock()
 	return time.Now().Before(a.lease.until)
@@ -233,6 +236,10 @@ func (a *agent) enforceLoop(ctx context.Context) error {
 		a.lease.mu.Lock()
 		ready, until := a.lease.ready, a.lease.until
 		a.lease.mu.Unlock()
+		if a.forcedHere() {
+			// A person declared the other locations lost (force.go).
+			ready, until = true, time.Now().Add(lease)
+		}
 		if !ready {
 			continue
 		}

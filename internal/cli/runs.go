@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/plan"
 )
 
@@ -23,12 +26,13 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 	return func(e *env, args []string) error {
 		fs := e.flags(string(action))
 		var to *string
-		var yes, acceptLoss *bool
+		var yes, acceptLoss, force *bool
 		switch action {
 		case plan.Failover:
 			to = fs.String("to", "", "`SITE` to recover at (default: the other site)")
 			yes = fs.Bool("yes", false, "do not ask for confirmation")
 			acceptLoss = fs.Bool("accept-data-loss", false, "go ahead although the standby is further behind than max_data_loss")
+			force = fs.Bool("force", false, "the quorum is lost: the site (--to, default the only one whose agent answers) takes over alone; only when the other locations are gone for good")
 		case plan.Switchover:
 			to = fs.String("to", "", "`SITE` to move to (required)")
 		}
@@ -60,6 +64,9 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 				names = append(names, g.Name)
 			}
 			return fmt.Errorf("unknown group %q in %s (groups: %s)", group, t.File, strings.Join(names, ", "))
+		}
+		if force != nil && *force {
+			return forceFailover(e, t, group, req, *yes)
 		}
 		if action == plan.Failover && !*yes {
 			where := "the other site"
@@ -98,13 +105,117 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 	}
 }
 
+// forceFailover is `failover GROUP --force`: with the quorum lost, the
+// agent of one site restarts its etcd member as a new single-member
+// cluster, declares the other locations lost and recovers the group there
+// (docs/force.md).
+func forceFailover(e *env, t *config.Topology, group string, req api.RunRequest, yes bool) error {
+	g, _ := t.Group(group)
+	if req.To != "" && !slices.Contains(g.Sites, req.To) {
+		return fmt.Errorf("--to %q is not a site of group %s (its sites: %s); nothing was changed", req.To, group, strings.Join(g.Sites, ", "))
+	}
+	c, err := api.NewClient(t)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	site := req.To
+	if site == "" {
+		// The site to keep is the one left: the only one whose agent answers.
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		errs := make([]error, len(g.Sites))
+		var wg sync.WaitGroup
+		for i, s := range g.Sites {
+			wg.Go(func() { errs[i] = c.Ping(pctx, s) })
+		}
+		wg.Wait()
+		cancel()
+		var alive, why []string
+		for i, s := range g.Sites {
+			if errs[i] == nil {
+				alive = append(alive, s)
+			} else {
+				why = append(why, fmt.Sprintf("%s: %v", s, errs[i]))
+			}
+		}
+		switch len(alive) {
+		case 0:
+			return fmt.Errorf("no agent of the sites of %s answers (%s): start the surviving site's agent, or name the site with --to SITE; nothing was changed",
+				group, strings.Join(why, "; "))
+		case 1:
+			site = alive[0]
+		default:
+			return fmt.Errorf("the agents of %s all answer: more than one site is alive, so --force is not the way (`siteflip status` shows why nothing happens); "+
+				"if the quorum is lost all the same, name the one site to keep with --to SITE; nothing was changed", strings.Join(alive, " and "))
+		}
+	}
+	var others []string
+	for _, s := range t.Sites {
+		if s.Name != site {
+			others = append(others, s.Name)
+		}
+	}
+	if !yes {
+		fmt.Fprintf(e.stdout, `FORCED FAILOVER of %[1]s at %[2]s, with the quorum lost:
+  - the etcd member of %[2]s restarts as the only member of a new control plane;
+    %[3]s are declared lost for good and removed from it;
+  - %[2]s then serves without anybody's consent, and %[1]s is recovered there
+    (other groups active at a lost site with policy automatic fail over too).
+Only use this when the other locations are gone for good. If they are alive and
+only cut off from %[2]s, this makes two primaries that both accept writes, and
+the data diverges for good.
+Type the group name to confirm: `, group, site, strings.Join(others, " and "))
+		line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+		if strings.TrimSpace(line) != group {
+			return fmt.Errorf("not confirmed: nothing was changed")
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	res, err := c.Force(fctx, site, api.ForceRequest{Group: group, AcceptDataLoss: req.AcceptDataLoss})
+	cancel()
+	if err != nil {
+		return err
+	}
+	f := res.Forced
+	if res.Restarted {
+		fmt.Fprintf(e.stdout, "%s runs the control plane alone: its etcd member restarted as a new cluster in %.2fs; declared lost: %s\n",
+			site, res.Took.Seconds(), strings.Join(f.Lost, ", "))
+	} else {
+		fmt.Fprintf(e.stdout, "%s was forced before (by %s at %s)\n", site, f.By, f.At.Local().Format(time.DateTime))
+	}
+	after := "The lost locations come back only as new members, their old etcd data set aside: read docs/force.md before starting them again."
+	if res.Run == nil {
+		fmt.Fprintf(e.stdout, "%s\n%s\n", res.Note, after)
+		return nil
+	}
+	run := *res.Run
+	fmt.Fprintf(e.stdout, "run %s: %s, started by %s\n", run.ID, describe(run), run.By)
+	final, err := followWith(ctx, func(ctx context.Context, id string) (plan.Run, error) { return c.RunAt(ctx, site, id) }, run, e.stdout)
+	if err != nil {
+		return fmt.Errorf("%w; the run goes on without this command: `siteflip run %s` shows it", err, run.ID)
+	}
+	summary(e.stdout, final)
+	fmt.Fprintln(e.stdout, after)
+	if final.State != plan.RunSucceeded {
+		return &exitError{code: 1, err: fmt.Errorf("run %s %s: %s", final.ID, final.State, final.Error)}
+	}
+	return nil
+}
+
 // follow polls the run and prints every step as it changes, until the
 // run ends.
 func follow(ctx context.Context, c *api.Client, run plan.Run, w io.Writer) (plan.Run, error) {
+	return followWith(ctx, c.Run, run, w)
+}
+
+// followWith is follow, reading the run with get.
+func followWith(ctx context.Context, get func(context.Context, string) (plan.Run, error), run plan.Run, w io.Writer) (plan.Run, error) {
 	printed := map[string]string{}
 	for {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		r, err := c.Run(qctx, run.ID)
+		r, err := get(qctx, run.ID)
 		cancel()
 		if err == nil {
 			run = r
@@ -161,6 +272,8 @@ func summary(w io.Writer, r plan.Run) {
 		fmt.Fprintf(w, "  data lost: %s\n", r.DataLost)
 	case r.State == plan.RunSucceeded && (r.Plan.Action == plan.Switchover || r.Plan.Action == plan.Failback):
 		fmt.Fprintln(w, "  data lost: none (the standby replayed everything the fenced primary wrote)")
+	case r.Plan.Action == plan.Failover && r.Plan.From == r.Plan.To:
+		fmt.Fprintf(w, "  data lost: none (the primary at %s started again from its own data)\n", r.Plan.To)
 	case r.Plan.Action == plan.Failover:
 		fmt.Fprintf(w, "  data lost: known after `siteflip reprotect %s` rewinds the old primary\n", r.Group)
 	case r.State == plan.RunSucceeded && r.Plan.Action == plan.Reprotect:
@@ -283,6 +396,10 @@ func jsonOut(w io.Writer, v any) error {
 
 // describe says what a run does, in words.
 func describe(r plan.Run) string {
+	if r.Plan.Action == plan.Failover && r.Plan.From == r.Plan.To {
+		// A forced recovery where the group already was (docs/force.md).
+		return fmt.Sprintf("recovery of %s at %s after a force (epoch %d)", r.Group, r.Plan.To, r.Plan.Epoch)
+	}
 	if r.Plan.Action == plan.Reprotect {
 		return fmt.Sprintf("reprotect of %s: the other sites rejoin %s (epoch %d)", r.Group, r.Plan.To, r.Plan.Epoch)
 	}
