@@ -65,6 +65,8 @@ type agent struct {
 	siteCNs []string
 	siteCN  map[string]string
 
+	net *driver.Runtime // this site's network resources (BGP speakers, DNS servers)
+
 	lease       *leases
 	leaseClient *http.Client    // asks the other locations for the lease
 	guard       *watchdog.Guard // nil without a watchdog
@@ -185,6 +187,10 @@ func Run(ctx context.Context, opts Options) error {
 			a.siteCN[s.Name] = a.siteCNs[i]
 		}
 	}
+	if a.net, err = driver.NewRuntime(t, site.Name); err != nil {
+		return err
+	}
+	defer a.net.Close()
 	observers, err := a.observers()
 	if err != nil {
 		return err
@@ -241,6 +247,7 @@ func Run(ctx context.Context, opts Options) error {
 	g.Go(func() error { return a.enforceLoop(gctx) })
 	g.Go(func() error { return a.markLoop(gctx) })
 	g.Go(func() error { return a.syncLoop(gctx) })
+	g.Go(func() error { return a.convergeLoop(gctx) })
 	log.Info("agent started", "api", site.Agent.Address, "tls", t.TLSEnabled(), "etcd", endpoints)
 	err = g.Wait()
 	log.Info("agent stopped")
@@ -273,7 +280,7 @@ func (a *agent) observers() (map[string]driver.Observer, error) {
 			if _, here := r.Settings[a.site.Name]; !here {
 				continue
 			}
-			o, err := driver.NewObserver(g, r, a.site.Name)
+			o, err := driver.NewObserver(a.net, g, r, a.site.Name)
 			if err != nil {
 				return nil, err
 			}

@@ -226,6 +226,7 @@ func (a *agent) enforceLoop(ctx context.Context) error {
 	tick := time.NewTicker(lease / 10)
 	defer tick.Stop()
 	var lastUnfence time.Time
+	withdrawn := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -266,6 +267,13 @@ func (a *agent) enforceLoop(ctx context.Context) error {
 		}
 		if left <= 0 && len(guard) > 0 {
 			a.selfFence(guard)
+		}
+		if left <= 0 && !withdrawn {
+			// Routes and records go with the primaries.
+			a.net.WithdrawAll()
+			withdrawn = true
+		} else if left > 0 {
+			withdrawn = false
 		}
 		if left > 0 && time.Since(lastUnfence) > lease {
 			a.lease.mu.Lock()
@@ -336,7 +344,7 @@ func (a *agent) unfenceSelf(ctx context.Context) {
 					r = &g.Resources[i]
 				}
 			}
-			actor, err := driver.NewActor(g, r, a.site.Name)
+			actor, err := driver.NewActor(a.net, g, r, a.site.Name)
 			if err == nil && a.leaseValid() {
 				uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				err = actor.Unfence(uctx)

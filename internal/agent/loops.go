@@ -297,11 +297,16 @@ func (a *agent) adoptGroups(ctx context.Context, term int64) {
 	}
 }
 
-// primarySites lists the sites of a group where every resource is
-// observed up as primary.
+// primarySites lists the sites of a group where every resource that holds
+// data is observed up as primary (network resources follow the record).
 func primarySites(g status.GroupStatus) []string {
 	count := map[string]int{}
+	data := 0
 	for _, r := range g.Resources {
+		if driver.IsNetwork(r.Type) {
+			continue
+		}
+		data++
 		for _, s := range r.Sites {
 			if s.Up && s.Role == status.RolePrimary {
 				count[s.Site]++
@@ -313,7 +318,7 @@ func primarySites(g status.GroupStatus) []string {
 		return nil
 	}
 	for _, s := range g.Resources[0].Sites {
-		if count[s.Site] == len(g.Resources) {
+		if data > 0 && count[s.Site] == data {
 			out = append(out, s.Site)
 		}
 	}

@@ -173,7 +173,7 @@ func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("%s: group %s has no resource %q in %s: the locations' configurations differ", a.site.Name, req.Group, req.Resource, a.topo.File))
 		return
 	}
-	actor, err := driver.NewActor(g, res, a.site.Name)
+	actor, err := driver.NewActor(a.net, g, res, a.site.Name)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return

@@ -150,6 +150,9 @@ type ResourceType struct {
 	// Across, when set, checks the settings of all sites together (after
 	// Prepare) and returns problems keyed by site.
 	Across func(bySite map[string]any) map[string][]FieldError
+	// Lint, when set, returns warnings about one site's settings in the
+	// light of its group (a DNS TTL longer than the group's RTO target).
+	Lint func(g *Group, settings any) []FieldError
 }
 
 // FieldError is a driver's complaint about one field of its settings.

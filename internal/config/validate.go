@@ -334,8 +334,14 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 				v.t.pos[k] = p
 			}
 			v.probs = append(v.probs, probs...)
-			for _, fe := range rt.Prepare(settings, sn, v.t.Dir) {
+			fieldProbs := rt.Prepare(settings, sn, v.t.Dir)
+			for _, fe := range fieldProbs {
 				v.add(join(sf, fe.Field), "%s", fe.Msg)
+			}
+			if rt.Lint != nil && len(fieldProbs) == 0 {
+				for _, fe := range rt.Lint(g, settings) {
+					v.warn(join(sf, fe.Field), "%s", fe.Msg)
+				}
 			}
 			r.Settings[sn] = settings
 		}

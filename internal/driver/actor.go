@@ -27,8 +27,16 @@ type Actor interface {
 	Unfence(ctx context.Context) error
 }
 
-// NewActor returns the actor of resource r of group g at site.
-func NewActor(g *config.Group, r *config.Resource, site string) (Actor, error) {
+// NewActor returns the actor of resource r of group g at site; network
+// resources are found in rt, which runs them.
+func NewActor(rt *Runtime, g *config.Group, r *config.Resource, site string) (Actor, error) {
+	if IsNetwork(r.Type) {
+		n, ok := rt.Get(g.Name + "/" + r.Name)
+		if !ok {
+			return nil, fmt.Errorf("group %s, resource %s: not running at %s", g.Name, r.Name, site)
+		}
+		return netActor{n}, nil
+	}
 	switch r.Type {
 	case "postgres":
 		s, ok := r.Settings[site].(*postgres.Settings)

@@ -86,8 +86,16 @@ func Types() map[string]config.ResourceType {
 	return out
 }
 
-// NewObserver returns the observer of resource r of group g at site.
-func NewObserver(g *config.Group, r *config.Resource, site string) (Observer, error) {
+// NewObserver returns the observer of resource r of group g at site;
+// network resources are found in rt, which runs them.
+func NewObserver(rt *Runtime, g *config.Group, r *config.Resource, site string) (Observer, error) {
+	if IsNetwork(r.Type) {
+		n, ok := rt.Get(g.Name + "/" + r.Name)
+		if !ok {
+			return nil, fmt.Errorf("group %s, resource %s: not running at %s", g.Name, r.Name, site)
+		}
+		return netObserver{n}, nil
+	}
 	k, ok := kinds[r.Type]
 	if !ok {
 		return nil, fmt.Errorf("group %s, resource %s: unknown type %q", g.Name, r.Name, r.Type)

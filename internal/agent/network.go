@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// convergeLoop keeps this site's network resources in line with the
+// groups' records while no run is in progress (runs move them step by
+// step): the active site, holding its serve lease, sends clients to
+// itself; the others park. It also tells every resource which site is
+// active, for the parts that answer for all sites (docs/design/network.md).
+func (a *agent) convergeLoop(ctx context.Context) error {
+	keys := a.net.Keys()
+	if len(keys) == 0 {
+		return nil
+	}
+	applied := map[string]string{}
+	tick := time.NewTicker(a.topo.Coordination.ProbeInterval.D())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		snap, err := a.store.Snapshot(rctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, key := range keys {
+			group, _, _ := strings.Cut(key, "/")
+			rec, ok := snap.Records[group]
+			n, here := a.net.Get(key)
+			if !ok || !here {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			n.Follow(sctx, rec.ActiveSite)
+			if snap.Running[group] != "" {
+				delete(applied, key) // the run moves it
+				cancel()
+				continue
+			}
+			want := "park"
+			if rec.ActiveSite == a.site.Name && a.leaseValid() {
+				want = "active"
+			}
+			a.mu.Lock()
+			v := a.resources[key]
+			a.mu.Unlock()
+			isActive := v.Up && v.Role == status.RolePrimary
+			if applied[key] == want && isActive == (want == "active") {
+				cancel()
+				continue
+			}
+			if want == "active" {
+				_, err = n.Activate(sctx)
+			} else {
+				err = n.Park(sctx)
+			}
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn("cannot bring a network resource in line with the group's record", "resource", key, "want", want, "error", err)
+				}
+				continue
+			}
+			if applied[key] != want {
+				a.log.Info("network resource in line with the group's record", "resource", key, "state", want, "active_site", rec.ActiveSite)
+			}
+			applied[key] = want
+			select {
+			case a.observe <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
