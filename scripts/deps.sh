@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what siteflip's lab and tests need on Debian: PostgreSQL server
-# binaries, and ip and nft for the network namespaces of the fault-injection
-# tests (from Debian's packages, only when missing and only as root).
+# binaries; and, as root, ip and nft for the network namespaces of the
+# fault-injection tests, and the real network peers the network resources
+# are tested against: FRR, BIND and HAProxy (from Debian's packages, only
+# when missing).
 # Go modules come through the module proxy when go builds.
 set -euo pipefail
 
@@ -19,6 +21,9 @@ if [ "$(id -u)" -eq 0 ]; then
 	has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 	has ip || missing+=(iproute2)
 	has nft || missing+=(nftables)
+	[ -x /usr/lib/frr/bgpd ] || missing+=(frr)
+	has named || missing+=(bind9)
+	has haproxy || missing+=(haproxy)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
@@ -30,5 +35,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# The tests start their own FRR, BIND and HAProxy: keep the packages from
+# starting their system services (a named on port 53, zebra in the root
+# namespace) while they install.
+policy=/usr/sbin/policy-rc.d
+had_policy=0
+[ -e "$policy" ] && had_policy=1
+if [ "$had_policy" -eq 0 ]; then
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod +x "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,149 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver/dns"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+func init() {
+	kinds["dns"] = kind{config: config.ResourceType{
+		New: func() any { return &dns.Settings{} }, Prepare: dns.Prepare, Across: dns.Across, Lint: dns.Lint,
+	}}
+	networkKinds["dns"] = newDNS
+}
+
+// dnsNet is a dns resource at one site: it may answer the group's name
+// itself (every agent answers with the active site's addresses), and the
+// site that becomes active updates the name at the configured servers.
+type dnsNet struct {
+	group, resource, site string
+	s                     *dns.Settings
+	bySite                map[string]*dns.Settings
+	server                *dns.Server // nil unless serve is set
+
+	mu     sync.Mutex
+	active string // the site the embedded server answers for
+}
+
+func newDNS(g *config.Group, r *config.Resource, site string) (Network, error) {
+	n := &dnsNet{group: g.Name, resource: r.Name, site: site, s: r.Settings[site].(*dns.Settings), bySite: map[string]*dns.Settings{}}
+	for sn, s := range r.Settings {
+		n.bySite[sn] = s.(*dns.Settings)
+	}
+	if n.s.Serve != "" {
+		srv, err := dns.Listen(n.s.Serve, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return nil, err
+		}
+		n.server = srv
+	}
+	return n, nil
+}
+
+func (n *dnsNet) record(site string) dns.Record {
+	s := n.bySite[site]
+	return dns.Record{Zone: n.s.Apex(), Name: n.s.Name, Addrs: s.Addrs(), TTL: n.s.TTLDuration()}
+}
+
+// Follow makes the embedded server answer with the active site's
+// addresses.
+func (n *dnsNet) Follow(_ context.Context, active string) {
+	if n.server == nil || active == "" {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.active == active {
+		return
+	}
+	if _, ok := n.bySite[active]; !ok {
+		return
+	}
+	if err := n.server.Set(n.record(active)); err == nil {
+		n.active = active
+	}
+}
+
+// Activate points the name at this site: at the configured servers by a
+// signed update, verified by asking each of them, and at the embedded
+// server.
+func (n *dnsNet) Activate(ctx context.Context) (map[string]string, error) {
+	n.Follow(ctx, n.site)
+	if len(n.s.Servers) == 0 {
+		return map[string]string{"served": n.s.Serve}, nil
+	}
+	key, err := n.s.Key()
+	if err != nil {
+		return nil, err
+	}
+	want := n.s.Addrs()
+	for _, server := range n.s.Servers {
+		if err := dns.Update(ctx, server, n.s.Zone, n.s.Name, want, n.s.TTLDuration(), key); err != nil {
+			return nil, err
+		}
+		got, _, err := dns.Lookup(ctx, server, n.s.Name)
+		if err != nil {
+			return nil, fmt.Errorf("check the update at %s: %w", server, err)
+		}
+		if !sameAddrs(got, want) {
+			return nil, fmt.Errorf("%s answers %s with %v after the update, not %v", server, n.s.Name, got, want)
+		}
+	}
+	return map[string]string{"updated": strconv.Itoa(len(n.s.Servers))}, nil
+}
+
+func sameAddrs(a, b []netip.Addr) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.SortFunc(a, func(x, y netip.Addr) int { return x.Compare(y) })
+	slices.SortFunc(b, func(x, y netip.Addr) int { return x.Compare(y) })
+	return slices.Equal(a, b)
+}
+
+// Soften and Park do nothing: the name moves when the next site activates.
+func (n *dnsNet) Soften(context.Context) error { return nil }
+func (n *dnsNet) Park(context.Context) error   { return nil }
+func (n *dnsNet) Withdraw()                    {}
+
+// Observe says whether the name points at this site: as the first
+// configured server answers it, or as the embedded server does.
+func (n *dnsNet) Observe(ctx context.Context) status.ResourceView {
+	v := status.ResourceView{Group: n.group, Resource: n.resource, Type: "dns", ObservedAt: time.Now().UTC()}
+	var got []netip.Addr
+	if len(n.s.Servers) > 0 {
+		addrs, _, err := dns.Lookup(ctx, n.s.Servers[0], n.s.Name)
+		if err != nil {
+			v.Role, v.Error = status.RoleUnknown, err.Error()
+			return v
+		}
+		got = addrs
+	} else {
+		n.mu.Lock()
+		active := n.active
+		n.mu.Unlock()
+		if active != "" {
+			got = n.bySite[active].Addrs()
+		}
+	}
+	v.Up, v.Streaming = true, true
+	v.Role = status.RoleStandby
+	if len(got) > 0 && sameAddrs(got, n.s.Addrs()) {
+		v.Role = status.RolePrimary
+	}
+	return v
+}
+
+func (n *dnsNet) Close() {
+	if n.server != nil {
+		n.server.Close()
+	}
+}

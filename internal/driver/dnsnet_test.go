@@ -1,0 +1,125 @@
+package driver
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+const dnsTopology = `
+name: t
+sites:
+  - {name: brussels, agent: {address: "127.0.0.1:17401"}, etcd: {peer_url: "http://127.0.0.1:17501", client_url: "http://127.0.0.1:17601"}}
+  - {name: antwerp, agent: {address: "127.0.0.1:17402"}, etcd: {peer_url: "http://127.0.0.1:17502", client_url: "http://127.0.0.1:17602"}}
+  - {name: frankfurt, role: witness, agent: {address: "127.0.0.1:17403"}, etcd: {peer_url: "http://127.0.0.1:17503", client_url: "http://127.0.0.1:17603"}}
+groups:
+  - name: webshop
+    preferred_site: brussels
+    rto_target: 30s
+    resources:
+      - name: db
+        type: postgres
+        sites:
+          brussels: {host: 127.0.0.1, port: 15433, data_dir: /srv/pg/brussels}
+          antwerp: {host: 127.0.0.1, port: 15434, data_dir: /srv/pg/antwerp}
+      - name: name
+        type: dns
+        depends_on: [db]
+        sites:
+          brussels: {name: db.shop.example., address: 10.1.0.20, ttl: TTL, serve: "127.0.0.1:PORT1"}
+          antwerp: {name: db.shop.example., address: 10.2.0.20, ttl: TTL, serve: "127.0.0.1:PORT2"}
+`
+
+// topologyWith fills in the TTL and two free ports.
+func topologyWith(t *testing.T, ttl string) string {
+	t.Helper()
+	r := strings.NewReplacer("TTL", ttl, "PORT1", freePort(t), "PORT2", freePort(t))
+	return r.Replace(dnsTopology)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+func TestDNSResource(t *testing.T) {
+	topo, probs := config.Parse("t.yaml", []byte(topologyWith(t, "5s")), Types())
+	if errs := config.Errors(probs); len(errs) > 0 {
+		t.Fatalf("problems: %v", errs)
+	}
+	rt, err := NewRuntime(topo, "antwerp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	n, ok := rt.Get("webshop/name")
+	if !ok || !IsNetwork("dns") || IsNetwork("postgres") {
+		t.Fatalf("runtime holds %v; dns network %v", rt.Keys(), IsNetwork("dns"))
+	}
+	addr := n.(*dnsNet).server.Addr().String()
+	ask := func() string {
+		m := new(mdns.Msg)
+		m.SetQuestion("db.shop.example.", mdns.TypeA)
+		in, err := mdns.Exchange(m, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(in.Answer) != 1 {
+			return mdns.RcodeToString[in.Rcode]
+		}
+		return in.Answer[0].(*mdns.A).A.String()
+	}
+	ctx := context.Background()
+	// The agent at antwerp answers for the active site, whichever it is.
+	n.Follow(ctx, "brussels")
+	if got := ask(); got != "10.1.0.20" {
+		t.Errorf("active brussels: answered %s", got)
+	}
+	if v := n.Observe(ctx); v.Role != status.RoleStandby || !v.Up {
+		t.Errorf("antwerp while brussels is active: %+v", v)
+	}
+	if _, err := NewActorFor(t, rt, topo, "antwerp").Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask(); got != "10.2.0.20" {
+		t.Errorf("after promote at antwerp: answered %s", got)
+	}
+	if v := n.Observe(ctx); v.Role != status.RolePrimary {
+		t.Errorf("antwerp after promote: %+v", v)
+	}
+}
+
+func NewActorFor(t *testing.T, rt *Runtime, topo *config.Topology, site string) Actor {
+	t.Helper()
+	g, _ := topo.Group("webshop")
+	a, err := NewActor(rt, g, &g.Resources[1], site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestDNSTTLWarning(t *testing.T) {
+	_, probs := config.Parse("t.yaml", []byte(topologyWith(t, "1m")), Types())
+	var warned bool
+	for _, p := range probs {
+		if p.Warning && strings.Contains(p.Field, "resources[1].sites") && strings.Contains(p.Field, "ttl") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no warning for a 1m TTL with a 30s RTO target: %v", probs)
+	}
+}
