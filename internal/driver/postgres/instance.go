@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -335,7 +336,7 @@ func (i Instance) serverOptions() []string {
 	}
 	return []string{
 		"-c", "port=" + strconv.Itoa(s.Port),
-		"-c", "listen_addresses=" + s.Host,
+		"-c", "listen_addresses=" + cmp.Or(s.ListenAddresses, s.Host),
 		"-c", "cluster_name=" + s.ApplicationName,
 		"-c", "unix_socket_directories=" + sock,
 	}

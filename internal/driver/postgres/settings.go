@@ -25,6 +25,10 @@ type Settings struct {
 	ReplicationPasswordFile string `yaml:"replication_password_file"`
 	ReplicationPasswordEnv  string `yaml:"replication_password_env"`
 	ApplicationName         string `yaml:"application_name"` // name the standby reports to its primary; default: the site name
+	// ListenAddresses is what the server listens on when siteflip starts
+	// it (listen_addresses); default: Host. A service address that lives
+	// at both sites (a VIP announced by the active one) goes here.
+	ListenAddresses string `yaml:"listen_addresses"`
 }
 
 // FieldError is one problem with one field of Settings.
