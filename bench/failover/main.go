@@ -110,7 +110,7 @@ func killTrial(ctx context.Context, e *chaos.Env, r *result, i int) error {
 	if err := lab.Disaster(e.Lab, victim); err != nil {
 		return err
 	}
-	first, err := waitAck(e, cut, e.Addr(victim))
+	first, err := waitAck(e, cut, victim)
 	if err != nil {
 		return err
 	}
@@ -135,15 +135,15 @@ func cutTrial(ctx context.Context, e *chaos.Env, r *result, i int) error {
 	}
 	victim := g.ActiveSite
 	cut := time.Now()
-	if err := e.Net.Isolate(victim, netns.Host); err != nil {
+	if err := e.Net.Isolate(victim, netns.Host, "router"); err != nil {
 		return err
 	}
-	first, err := waitAck(e, cut, e.Addr(victim))
+	first, err := waitAck(e, cut, victim)
 	if err != nil {
 		return err
 	}
 	stop := time.Duration(0)
-	if last, ok := chaos.LastAckBy(e.Writer.Acks(), e.Addr(victim)); ok && last.At.After(cut) {
+	if last, ok := chaos.LastAckBy(e.Writer.Acks(), victim); ok && last.At.After(cut) {
 		stop = last.At.Sub(cut)
 	}
 	takeover := first.At.Sub(cut)

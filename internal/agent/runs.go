@@ -337,6 +337,9 @@ func (a *agent) recordLags(ctx context.Context, snap status.Snapshot) {
 	st := status.Assemble(a.topo, snap, a.site.Name, time.Now().UTC())
 	for _, g := range st.Groups {
 		for _, r := range g.Resources {
+			if driver.IsNetwork(r.Type) {
+				continue // no data, no lag
+			}
 			primaryServes := false
 			for _, s := range r.Sites {
 				primaryServes = primaryServes || (s.Site == g.ActiveSite && s.Observed && s.Up && s.Role == status.RolePrimary)

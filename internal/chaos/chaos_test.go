@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -182,10 +183,10 @@ func TestActiveSiteKilled(t *testing.T) {
 	}
 	waitFailover(t, e, "antwerp")
 	waitFor(t, 10*time.Second, "a write at antwerp", func() bool {
-		_, ok := FirstAckAfter(e.Writer.Acks(), event, e.Addr("brussels"))
+		_, ok := FirstAckAfter(e.Writer.Acks(), event, "brussels")
 		return ok
 	})
-	first, _ := FirstAckAfter(e.Writer.Acks(), event, e.Addr("brussels"))
+	first, _ := FirstAckAfter(e.Writer.Acks(), event, "brussels")
 	t.Logf("RTO: kill → first acknowledged write at antwerp %s", first.At.Sub(event).Round(time.Millisecond))
 	check(t, e, event, 5*time.Second)
 }
@@ -200,18 +201,18 @@ func isolated(t *testing.T, synchronous bool) {
 	}
 	event := time.Now()
 	// Cut brussels off from antwerp and frankfurt; its clients (the root
-	// namespace, where the writer runs) still reach it.
-	if err := e.Net.Isolate("brussels", netns.Host); err != nil {
+	// namespace, where the writer runs, through the router) still reach it.
+	if err := e.Net.Isolate("brussels", netns.Host, "router"); err != nil {
 		t.Fatal(err)
 	}
 	waitFailover(t, e, "antwerp")
 	waitFor(t, 10*time.Second, "a write at antwerp", func() bool {
-		_, ok := FirstAckAfter(e.Writer.Acks(), event, e.Addr("brussels"))
+		_, ok := FirstAckAfter(e.Writer.Acks(), event, "brussels")
 		return ok
 	})
 	acks := e.Writer.Acks()
-	last, _ := LastAckBy(acks, e.Addr("brussels"))
-	first, _ := FirstAckAfter(acks, event, e.Addr("brussels"))
+	last, _ := LastAckBy(acks, "brussels")
+	first, _ := FirstAckAfter(acks, event, "brussels")
 	t.Logf("cut → last write acknowledged at brussels %s; cut → first at antwerp %s",
 		last.At.Sub(event).Round(time.Millisecond), first.At.Sub(event).Round(time.Millisecond))
 	if last.At.After(first.At) {
@@ -319,7 +320,7 @@ func TestControllerKilledDuringFailover(t *testing.T) {
 		t.Fatalf("runs %+v, err %v: want one finished failover", runs, err)
 	}
 	waitFor(t, 10*time.Second, "a write at antwerp", func() bool {
-		_, ok := FirstAckAfter(e.Writer.Acks(), event, e.Addr("brussels"))
+		_, ok := FirstAckAfter(e.Writer.Acks(), event, "brussels")
 		return ok
 	})
 	check(t, e, event, 5*time.Second)
@@ -333,7 +334,7 @@ func TestAgentKilled(t *testing.T) {
 	}
 	waitFailover(t, e, "antwerp")
 	acks := e.Writer.Acks()
-	last, _ := LastAckBy(acks, e.Addr("brussels"))
+	last, _ := LastAckBy(acks, "brussels")
 	t.Logf("agent killed → last write acknowledged at brussels (its watchdog fenced it) %s", last.At.Sub(event).Round(time.Millisecond))
 	check(t, e, event, 5*time.Second)
 }
@@ -435,4 +436,67 @@ func TestManualPolicyNeedsDecision(t *testing.T) {
 		t.Errorf("the decision stayed after the failover: %+v", group(st).Decision)
 	}
 	check(t, e, event, 5*time.Second)
+}
+
+// TestVIPSwitchover: the writer reaches the database through the service
+// address (VIP) that the active site's agent announces to the router over
+// BGP. A switchover moves it with no acknowledged write lost, the router's
+// route follows, and killing the active site's agent withdraws its route.
+func TestVIPSwitchover(t *testing.T) {
+	e := start(t, Options{})
+	vip, via, err := lab.VIPRoute(t.Context(), e.Lab)
+	if err != nil || len(via) != 1 || via[0] != e.Addr("brussels") {
+		t.Fatalf("the router forwards %s to %v (%v), want brussels %s", vip, via, err, "brussels")
+	}
+	if !strings.Contains(e.Writer.DSN, "host="+vip+" ") {
+		t.Fatalf("the writer does not go through the VIP %s: %s", vip, e.Writer.DSN)
+	}
+	start := time.Now()
+	r, err := harnessRun(t, e, api.RunRequest{Group: "webshop", Action: plan.Switchover, To: "antwerp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the router to forward the VIP to antwerp", func() bool {
+		_, via, err := lab.VIPRoute(t.Context(), e.Lab)
+		return err == nil && len(via) == 1 && via[0] == e.Addr("antwerp")
+	})
+	time.Sleep(time.Second)
+	gap := LongestGap(e.Writer.Acks(), start.Add(-time.Second))
+	t.Logf("switchover through the VIP: run %s, longest gap between acknowledged writes %s", r.Ended.Sub(r.Started).Round(time.Millisecond), gap.Round(time.Millisecond))
+
+	// Killing antwerp's agent takes its BGP session down: the router drops
+	// its route at once (and brussels takes over by itself later).
+	kill := time.Now()
+	if err := lab.KillAgent(e.Lab, "antwerp"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "the router to drop antwerp's route", func() bool {
+		_, via, err := lab.VIPRoute(t.Context(), e.Lab)
+		return err == nil && !slices.Contains(via, e.Addr("antwerp"))
+	})
+	t.Logf("agent killed → router dropped its route after %s", time.Since(kill).Round(time.Millisecond))
+	waitFailover(t, e, "brussels")
+	waitFor(t, 10*time.Second, "the router to forward the VIP to brussels again", func() bool {
+		_, via, err := lab.VIPRoute(t.Context(), e.Lab)
+		return err == nil && len(via) == 1 && via[0] == e.Addr("brussels")
+	})
+	check(t, e, start, 5*time.Second)
+}
+
+// harnessRun starts a run and waits for it to end.
+func harnessRun(t *testing.T, e *Env, req api.RunRequest) (plan.Run, error) {
+	t.Helper()
+	r, err := e.Client.StartRun(t.Context(), req)
+	if err != nil {
+		return r, err
+	}
+	var got plan.Run
+	waitFor(t, 60*time.Second, "the run to end", func() bool {
+		got, err = e.Client.Run(t.Context(), r.ID)
+		return err == nil && got.Done()
+	})
+	if got.State != plan.RunSucceeded {
+		return got, fmt.Errorf("run %s %s: %s", got.ID, got.State, got.Error)
+	}
+	return got, nil
 }

@@ -21,7 +21,8 @@ import (
 )
 
 // Ack is one acknowledged write: its id, when the commit returned, and the
-// server that acknowledged it.
+// server that acknowledged it (its cluster_name: the site, even when the
+// writer reaches it through a service address both sites have).
 type Ack struct {
 	ID     int64
 	At     time.Time
@@ -64,6 +65,10 @@ func (w *Writer) Run(ctx context.Context) {
 				continue
 			}
 			conn, server = c, remote(c)
+			var name string
+			if err := c.QueryRow(ctx, "SELECT current_setting('cluster_name')").Scan(&name); err == nil && name != "" {
+				server = name
+			}
 		}
 		id++
 		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)

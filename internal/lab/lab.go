@@ -97,8 +97,13 @@ func Up(ctx context.Context, o Options) error {
 		return fmt.Errorf("%w\nthe lab did not come up; its logs are in %s (agent.log, pg/postgres.log per location); `siteflip lab down --dir %s` removes it", err, dir, dir)
 	}
 	fmt.Fprintf(o.Out, "creating the lab in %s\n", dir)
-	t, err := writeFiles(dir, binDir, st.locs(), groupOptions{synchronous: o.Synchronous, flapPeriod: o.FlapPeriod, policy: o.Policy})
+	t, err := writeFiles(dir, binDir, st.locs(), groupOptions{synchronous: o.Synchronous, flapPeriod: o.FlapPeriod, policy: o.Policy, net: st.Net})
 	if err != nil {
+		return fail(err)
+	}
+	// The service address must be on the sites before their databases
+	// start listening on it.
+	if err := st.startRouter(ctx); err != nil {
 		return fail(err)
 	}
 	if err := startDatabases(ctx, st, t, o); err != nil {
@@ -339,7 +344,7 @@ func unhealthy(st status.Status) string {
 		}
 		for _, r := range g.Resources {
 			for _, s := range r.Sites {
-				if s.Role == status.RoleStandby && s.LagSeconds == nil {
+				if r.Type == "postgres" && s.Role == status.RoleStandby && s.LagSeconds == nil {
 					return fmt.Sprintf("%s at %s reports no lag yet", r.Name, s.Site)
 				}
 			}
@@ -578,7 +583,11 @@ func Down(o Options) error {
 				ln.Close()
 			}
 		}
-	} else if st.Net.Owned {
+	} else {
+		// FRR keeps per-instance paths under /var/run/frr/<namespace>.
+		os.RemoveAll(filepath.Join("/var/run/frr", st.Net.Namespaces["router"]))
+	}
+	if st.Net != nil && st.Net.Owned {
 		if err := netns.Sweep(st.Net.Prefix); err != nil {
 			return fmt.Errorf("remove the lab's network %s: %w", st.Net.Prefix, err)
 		}

@@ -22,6 +22,9 @@ type netState struct {
 	HostAddr   string            `json:"host_addr"` // the root namespace's address on the bridge
 	Namespaces map[string]string `json:"namespaces"`
 	Addrs      map[string]string `json:"addrs"`
+	// VIP is the service address both sites have; the router forwards it
+	// to the site whose agent announces it.
+	VIP string `json:"vip"`
 	// Owned says the lab created the network (lab up --netns) and removes
 	// it on down; otherwise its creator does.
 	Owned bool `json:"owned,omitempty"`
@@ -30,20 +33,22 @@ type netState struct {
 func newNetState(n *netns.Net, owned bool) *netState {
 	ns := &netState{Prefix: n.Prefix(), Subnet: n.Subnet().String(), HostAddr: n.HostAddr().String(),
 		Namespaces: map[string]string{}, Addrs: map[string]string{}, Owned: owned}
-	for _, l := range locations {
-		ns.Namespaces[l.name] = n.Namespace(l.name)
-		ns.Addrs[l.name] = n.Addr(l.name).String()
+	for _, name := range NetNames() {
+		ns.Namespaces[name] = n.Namespace(name)
+		ns.Addrs[name] = n.Addr(name).String()
 	}
+	ns.VIP = vip(ns.Subnet)
 	return ns
 }
 
-// NetNames are the namespaces a lab network needs: one per location.
+// NetNames are the namespaces a lab network needs: one per location, and
+// the router in front of the sites.
 func NetNames() []string {
 	var names []string
 	for _, l := range locations {
 		names = append(names, l.name)
 	}
-	return names
+	return append(names, "router")
 }
 
 // locs returns the lab's locations with the addresses they have in this

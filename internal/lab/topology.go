@@ -39,6 +39,7 @@ const (
 	demoGroup    = "webshop"
 	demoResource = "db"
 	demoDatabase = "webshop"
+	vipResource  = "vip"
 )
 
 func (l location) addr(port int) string { return net.JoinHostPort(l.ip, fmt.Sprint(port)) }
@@ -61,6 +62,7 @@ func addresses(locs []location) []string {
 // directories are absolute, as the postgres driver wants.
 // groupOptions vary the demo group.
 type groupOptions struct {
+	net         *netState // set when the lab has a network: a bgp resource announces the VIP
 	synchronous bool
 	flapPeriod  time.Duration
 	policy      string
@@ -122,6 +124,22 @@ sites:
             replication_user: replicator
             replication_password_file: secrets/replication.password
 `, l.name, l.ip, postgresPort, demoDatabase, filepath.Join(dir, l.name), binDir)
+		if o.net != nil {
+			fmt.Fprintf(&b, "            listen_addresses: \"%s,%s\"\n", l.ip, o.net.VIP)
+		}
+	}
+	if o.net != nil {
+		fmt.Fprintf(&b, `      - name: %s
+        type: bgp
+        depends_on: [%s]
+        sites:
+`, vipResource, demoResource)
+		for _, l := range locs {
+			if l.postgres {
+				fmt.Fprintf(&b, "          %s: {asn: %d, neighbors: [{address: %s, asn: %d}], prefixes: [%s/32], next_hop: %s, hold_time: 3s}\n",
+					l.name, siteASN(l.name), o.net.Addrs["router"], routerASN, o.net.VIP, l.ip)
+			}
+		}
 	}
 	return b.String()
 }

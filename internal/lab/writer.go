@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/driver/bgp"
 	"github.com/siteflip/siteflip/internal/driver/postgres"
 )
 
@@ -124,6 +126,15 @@ func WriterDSN(t *config.Topology) (string, error) {
 	pw, err := first.Password()
 	if err != nil {
 		return "", err
+	}
+	// With a network, clients use the service address the router
+	// forwards to the active site.
+	for _, r := range g.Resources {
+		if s, ok := r.Settings[g.Sites[0]].(*bgp.Settings); ok && len(s.Prefixes) > 0 {
+			if p, err := netip.ParsePrefix(s.Prefixes[0]); err == nil {
+				hosts, ports = []string{p.Addr().String()}, ports[:1]
+			}
+		}
 	}
 	return fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s target_session_attrs=read-write connect_timeout=2 application_name=siteflip-lab-writer",
 		strings.Join(hosts, ","), strings.Join(ports, ","), first.Database, first.User, pw), nil

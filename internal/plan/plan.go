@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -295,8 +296,8 @@ func lagWithin(g *config.Group, order []config.Resource, k Known, site string, a
 	}
 	limit := g.MaxDataLoss.D()
 	for _, r := range order {
-		if k.InSync[r.Name] {
-			continue
+		if k.InSync[r.Name] || driver.IsNetwork(r.Type) {
+			continue // nothing to lose: synchronous, or no data at all
 		}
 		lag, ok := k.LastLag[r.Name][site]
 		if !ok {

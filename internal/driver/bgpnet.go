@@ -1,0 +1,210 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver/bgp"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+func init() {
+	prepare := func(vrf bool) func(any, string, string) []config.FieldError {
+		return func(settings any, _, _ string) []config.FieldError {
+			s := settings.(*bgp.Settings)
+			s.SetDefaults()
+			if vrf {
+				return s.CheckVRF()
+			}
+			return s.Check()
+		}
+	}
+	kinds["bgp"] = kind{config: config.ResourceType{New: func() any { return &bgp.Settings{} }, Prepare: prepare(false), Across: bgp.Across}}
+	kinds["vrf"] = kind{config: config.ResourceType{New: func() any { return &bgp.Settings{} }, Prepare: prepare(true), Across: bgp.Across}}
+	networkKinds["bgp"] = func(g *config.Group, r *config.Resource, site string) (Network, error) {
+		return newBGP(g, r, site, false)
+	}
+	networkKinds["vrf"] = func(g *config.Group, r *config.Resource, site string) (Network, error) {
+		return newBGP(g, r, site, true)
+	}
+}
+
+// softPrepend is how often a site being fenced repeats its AS number:
+// still a path for the routers, no longer the best one.
+const softPrepend = 3
+
+// bgpNet is a bgp or vrf resource at one site: its own embedded speaker,
+// peering with the site's routers. bgp announces the prefixes from the
+// active site only (softened with a prepend while it is fenced); vrf
+// announces them as VPNv4 routes from every site, under the production
+// route target at the active site and the standby target elsewhere.
+type bgpNet struct {
+	group, resource, typ string
+	s                    bgp.Settings
+	vrf                  bool
+	prefixes             []netip.Prefix
+	sp                   *bgp.Speaker
+}
+
+func newBGP(g *config.Group, r *config.Resource, site string, vrf bool) (Network, error) {
+	s := *r.Settings[site].(*bgp.Settings)
+	n := &bgpNet{group: g.Name, resource: r.Name, typ: r.Type, s: s, vrf: vrf, sp: bgp.NewSpeaker(slog.New(slog.DiscardHandler))}
+	for _, p := range s.Prefixes {
+		pp, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, err
+		}
+		n.prefixes = append(n.prefixes, pp)
+	}
+	if err := n.sp.Start(context.Background(), s); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Activate announces the prefixes as the best path (bgp) or under the
+// production target (vrf), and checks that an established session carries
+// them.
+func (n *bgpNet) Activate(ctx context.Context) (map[string]string, error) {
+	var err error
+	if n.vrf {
+		err = n.sp.AnnounceVPN(ctx, n.prefixes, n.s.ProductionRT)
+	} else {
+		err = n.sp.Announce(ctx, n.prefixes, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	peers, err := n.verify(ctx, func(r bgp.Route) bool {
+		return n.vrf && slices.Contains(r.RouteTargets, n.s.ProductionRT) || !n.vrf && r.Prepend == 0
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"announced_to": strconv.Itoa(peers)}, nil
+}
+
+// Soften keeps a bgp site's announcement with a prepend, so that the
+// routers keep a path until the new site announces; vrf does nothing.
+func (n *bgpNet) Soften(ctx context.Context) error {
+	if n.vrf || !n.announcing(ctx) {
+		return nil
+	}
+	if err := n.sp.Announce(ctx, n.prefixes, softPrepend); err != nil {
+		return err
+	}
+	_, err := n.verify(ctx, func(r bgp.Route) bool { return r.Prepend == softPrepend })
+	return err
+}
+
+// Park withdraws (bgp) or moves the routes under the standby target (vrf).
+func (n *bgpNet) Park(ctx context.Context) error {
+	if n.vrf {
+		if err := n.sp.AnnounceVPN(ctx, n.prefixes, n.s.StandbyRT); err != nil {
+			return err
+		}
+		_, err := n.verify(ctx, func(r bgp.Route) bool { return slices.Contains(r.RouteTargets, n.s.StandbyRT) })
+		return err
+	}
+	return n.sp.Withdraw(ctx, n.prefixes)
+}
+
+// Withdraw withdraws everything at once: the serve lease ran out.
+func (n *bgpNet) Withdraw() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = n.sp.Withdraw(ctx, n.prefixes)
+}
+
+func (n *bgpNet) Follow(context.Context, string) {}
+
+func (n *bgpNet) route(nb bgp.NeighborStatus, p netip.Prefix) (bgp.Route, bool) {
+	if n.vrf {
+		return nb.VPN(p)
+	}
+	return nb.Unicast(p)
+}
+
+// verify waits briefly until an established session carries every prefix
+// as ok wants, and returns on how many sessions it does.
+func (n *bgpNet) verify(ctx context.Context, ok func(bgp.Route) bool) (int, error) {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		st, err := n.sp.Status(ctx)
+		if err != nil {
+			return 0, err
+		}
+		peers, established := 0, 0
+		for _, nb := range st.Neighbors {
+			if !nb.Established() {
+				continue
+			}
+			established++
+			all := true
+			for _, p := range n.prefixes {
+				r, found := n.route(nb, p)
+				all = all && found && ok(r)
+			}
+			if all {
+				peers++
+			}
+		}
+		if peers > 0 {
+			return peers, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if established == 0 {
+				return 0, fmt.Errorf("%s/%s: no BGP session to a router is established (neighbors %v): check the routers' configuration and reachability", n.group, n.resource, st.Neighbors)
+			}
+			return 0, fmt.Errorf("%s/%s: the established sessions do not carry %v as asked", n.group, n.resource, n.prefixes)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// announcing says whether the prefixes are announced on some session.
+func (n *bgpNet) announcing(ctx context.Context) bool {
+	st, err := n.sp.Status(ctx)
+	if err != nil {
+		return false
+	}
+	for _, nb := range st.Neighbors {
+		if _, ok := n.route(nb, n.prefixes[0]); ok && nb.Established() {
+			return true
+		}
+	}
+	return false
+}
+
+// Observe reports primary while an established session carries the
+// prefixes as the best path this site offers (bgp: no prepend; vrf: the
+// production target), standby otherwise; ready while a session is up.
+func (n *bgpNet) Observe(ctx context.Context) status.ResourceView {
+	v := status.ResourceView{Group: n.group, Resource: n.resource, Type: n.typ, ObservedAt: time.Now().UTC(), Role: status.RoleStandby}
+	st, err := n.sp.Status(ctx)
+	if err != nil {
+		v.Role, v.Error = status.RoleUnknown, err.Error()
+		return v
+	}
+	for _, nb := range st.Neighbors {
+		if !nb.Established() {
+			continue
+		}
+		v.Up, v.Streaming = true, true
+		if r, ok := n.route(nb, n.prefixes[0]); ok && (n.vrf && slices.Contains(r.RouteTargets, n.s.ProductionRT) || !n.vrf && r.Prepend == 0) {
+			v.Role = status.RolePrimary
+		}
+	}
+	if !v.Up {
+		v.Error = "no BGP session to a router is established"
+	}
+	return v
+}
+
+func (n *bgpNet) Close() { n.sp.Stop() }
