@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	mdns "github.com/miekg/dns"
 
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
@@ -99,6 +100,9 @@ func TestLab(t *testing.T) {
 	o, topo, c := labUp(t)
 
 	st := waitStatus(t, c, 30*time.Second, "lab healthy", func(st status.Status) bool { return unhealthy(st) == "" })
+	if got := askName(t, "127.0.2.1:5353"); got != "127.0.1.1" {
+		t.Errorf("antwerp's agent answers %s with %s, want brussels' 127.0.1.1", DNSName, got)
+	}
 	g := st.Groups[0]
 	if g.Name != "webshop" || g.ActiveSite != "brussels" || g.Epoch != 1 || g.State != status.StateProtected {
 		t.Errorf("group: %s active %s epoch %d state %s", g.Name, g.ActiveSite, g.Epoch, g.State)
@@ -134,6 +138,10 @@ func TestLab(t *testing.T) {
 			st.Groups[0].ActiveSite == "antwerp" && st.Groups[0].Epoch == 2 && st.Groups[0].Run == ""
 	})
 	t.Logf("brussels lost: webshop active at antwerp with controller %s after %s", st.Controller, time.Since(start).Round(10*time.Millisecond))
+	// The agents answer the database's name with the new active site.
+	waitFor(t, 5*time.Second, "antwerp's agent to answer "+DNSName+" with antwerp's address", func() bool {
+		return askName(t, "127.0.2.1:5353") == "127.0.2.1"
+	})
 	n3 := countOrders(t, topo)
 	waitFor(t, 10*time.Second, "the writer to add orders at antwerp", func() bool { return countOrders(t, topo) > n3 })
 	if st.AnsweredBy == "brussels" {
@@ -294,4 +302,20 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// askName asks the DNS server at addr for the lab's database name and
+// returns the A record's address, or the response code.
+func askName(t *testing.T, addr string) string {
+	t.Helper()
+	m := new(mdns.Msg)
+	m.SetQuestion(DNSName, mdns.TypeA)
+	in, err := mdns.Exchange(m, addr)
+	if err != nil {
+		return err.Error()
+	}
+	if len(in.Answer) != 1 {
+		return mdns.RcodeToString[in.Rcode]
+	}
+	return in.Answer[0].(*mdns.A).A.String()
 }

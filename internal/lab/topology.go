@@ -32,6 +32,7 @@ const (
 	etcdClientPort = 2379
 	etcdPeerPort   = 2380
 	postgresPort   = 5432
+	dnsPort        = 5353 // not 53: the lab runs without root too
 )
 
 // group and resource of the lab's demo.
@@ -40,6 +41,10 @@ const (
 	demoResource = "db"
 	demoDatabase = "webshop"
 	vipResource  = "vip"
+	nameResource = "name"
+	// DNSName is the name the lab's agents answer with the active site's
+	// database address.
+	DNSName = "db.webshop.lab."
 )
 
 func (l location) addr(port int) string { return net.JoinHostPort(l.ip, fmt.Sprint(port)) }
@@ -51,7 +56,7 @@ func addresses(locs []location) []string {
 	for _, l := range locs {
 		out = append(out, l.addr(agentPort), l.addr(etcdClientPort), l.addr(etcdPeerPort))
 		if l.postgres {
-			out = append(out, l.addr(postgresPort))
+			out = append(out, l.addr(postgresPort), l.addr(dnsPort))
 		}
 	}
 	return out
@@ -126,6 +131,18 @@ sites:
 `, l.name, l.ip, postgresPort, demoDatabase, filepath.Join(dir, l.name), binDir)
 		if o.net != nil {
 			fmt.Fprintf(&b, "            listen_addresses: \"%s,%s\"\n", l.ip, o.net.VIP)
+		}
+	}
+	// Every agent answers the database's name with the active site's
+	// address (dig @SITE -p 5353 db.webshop.lab).
+	fmt.Fprintf(&b, `      - name: %s
+        type: dns
+        depends_on: [%s]
+        sites:
+`, nameResource, demoResource)
+	for _, l := range locs {
+		if l.postgres {
+			fmt.Fprintf(&b, "          %s: {name: %s, address: %s, ttl: 5s, serve: \"%s\"}\n", l.name, DNSName, l.ip, l.addr(dnsPort))
 		}
 	}
 	if o.net != nil {
