@@ -1,0 +1,108 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver/haproxy"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+func init() {
+	kinds["haproxy"] = kind{config: haproxy.ResourceType()}
+	networkKinds["haproxy"] = newHAProxy
+}
+
+// haproxyNet is an haproxy resource at one site: its server in a backend.
+// The active site's server is ready and every other site's in maintenance,
+// saved to the state file so that a reload keeps it.
+type haproxyNet struct {
+	group, resource, site string
+	s                     *haproxy.Settings
+	others                []*haproxy.Settings // the other sites' servers
+}
+
+func newHAProxy(g *config.Group, r *config.Resource, site string) (Network, error) {
+	n := &haproxyNet{group: g.Name, resource: r.Name, site: site, s: r.Settings[site].(*haproxy.Settings)}
+	sites := make([]string, 0, len(r.Settings))
+	for sn := range r.Settings {
+		sites = append(sites, sn)
+	}
+	sort.Strings(sites)
+	for _, sn := range sites {
+		if sn != site {
+			n.others = append(n.others, r.Settings[sn].(*haproxy.Settings))
+		}
+	}
+	return n, nil
+}
+
+// Activate makes this site's server ready and the others' maint (those
+// whose HAProxy answers: one at a lost site does not), and saves the
+// state. Each call checks the state HAProxy reports.
+func (n *haproxyNet) Activate(ctx context.Context) (map[string]string, error) {
+	if _, err := haproxy.Enable(ctx, n.s); err != nil {
+		return nil, err
+	}
+	var off []string
+	for _, o := range n.others {
+		if _, err := haproxy.Disable(ctx, o); err != nil {
+			if errors.Is(err, haproxy.ErrUnreachable) && o.RuntimeAPI != n.s.RuntimeAPI {
+				continue // that site's own HAProxy is gone with it
+			}
+			return nil, err
+		}
+		off = append(off, o.Server)
+		if o.RuntimeAPI != n.s.RuntimeAPI {
+			if _, err := haproxy.SaveState(ctx, o); err != nil && !errors.Is(err, haproxy.ErrUnreachable) {
+				return nil, err
+			}
+		}
+	}
+	if _, err := haproxy.SaveState(ctx, n.s); err != nil {
+		return nil, err
+	}
+	return map[string]string{"ready": n.s.Server, "maint": strings.Join(off, ",")}, nil
+}
+
+// Soften does nothing: the next site's activation moves the traffic.
+func (n *haproxyNet) Soften(context.Context) error { return nil }
+
+// Park puts this site's server in maintenance and saves the state.
+func (n *haproxyNet) Park(ctx context.Context) error {
+	if _, err := haproxy.Disable(ctx, n.s); err != nil {
+		return err
+	}
+	_, err := haproxy.SaveState(ctx, n.s)
+	return err
+}
+
+// Withdraw puts this site's server in maintenance, best effort.
+func (n *haproxyNet) Withdraw() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _ = haproxy.Disable(ctx, n.s)
+}
+
+func (n *haproxyNet) Follow(context.Context, string) {}
+
+// Observe reports primary while this site's server serves.
+func (n *haproxyNet) Observe(ctx context.Context) status.ResourceView {
+	v := status.ResourceView{Group: n.group, Resource: n.resource, Type: "haproxy", ObservedAt: time.Now().UTC()}
+	st, err := haproxy.State(ctx, n.s)
+	if err != nil {
+		v.Role, v.Error = status.RoleUnknown, err.Error()
+		return v
+	}
+	v.Up, v.Streaming, v.Role = true, true, status.RoleStandby
+	if st.Serving() {
+		v.Role = status.RolePrimary
+	}
+	return v
+}
+
+func (n *haproxyNet) Close() {}
