@@ -1,11 +1,11 @@
 // Command failover measures automatic failover in a lab whose locations
 // live in network namespaces (root only), with a writer that gives every
-// write a unique id (200 writes/s through the multi-host connection string)
-// and a probe that asks both databases every 50 ms whether they accept
-// writes:
+// write a unique id (200 writes/s through the VIP) and a probe that asks
+// both databases every 50 ms whether they accept writes:
 //
 //   - N power cuts at the active site: time from the cut to the first write
-//     acknowledged at the other site (RTO);
+//     acknowledged at the other site (RTO), through the service address the
+//     active site announces to the lab's router;
 //   - M cuts of the active site from the other site and the witness while
 //     the writer still reaches it: time from the cut until it stops
 //     acknowledging writes, time until the other site acknowledges, and the
@@ -204,7 +204,7 @@ func lostSince(ctx context.Context, e *chaos.Env, t time.Time, counted map[int64
 func write(path string, r result) error {
 	var b strings.Builder
 	b.WriteString("## Automatic failover (`go run ./bench/failover`, root)\n\n")
-	fmt.Fprintf(&b, "Lab in network namespaces on one machine (%s), defaults (serve_lease 1s, fence_margin 500ms); a writer inserts unique ids at 200/s through `host=brussels,antwerp target_session_attrs=read-write`, a probe asks both databases every 50 ms whether they accept writes. Each trial fails over the other way after the old site came back and was reprotected.\n\n", harness.Machine())
+	fmt.Fprintf(&b, "Lab in network namespaces on one machine (%s), defaults (serve_lease 1s, fence_margin 500ms); a writer inserts unique ids at 200/s through the service address (VIP) that the active site announces to the lab's FRR router over BGP, a probe asks both databases every 50 ms whether they accept writes. Each trial fails over the other way after the old site came back and was reprotected.\n\n", harness.Machine())
 	b.WriteString("| measure | n | median | max | acknowledged writes lost | target |\n| --- | --- | --- | --- | --- | --- |\n")
 	m, x := harness.Stats(r.rtos)
 	fmt.Fprintf(&b, "| power cut at the active site → first write acknowledged at the other (RTO) | %d | %.3fs | %.3fs | %d | ≤ 3 s median, ≤ 5 s worst |\n", len(r.rtos), m.Seconds(), x.Seconds(), r.killLost)
