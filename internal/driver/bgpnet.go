@@ -91,9 +91,14 @@ func (n *bgpNet) Activate(ctx context.Context) (map[string]string, error) {
 }
 
 // Soften keeps a bgp site's announcement with a prepend, so that the
-// routers keep a path until the new site announces; vrf does nothing.
+// routers keep a path until the new site announces. A vrf site moves its
+// routes under the standby target at once (one UPDATE): production must
+// import the new site's paths only, even when the old site is still there.
 func (n *bgpNet) Soften(ctx context.Context) error {
-	if n.vrf || !n.announcing(ctx) {
+	if n.vrf {
+		return n.Park(ctx)
+	}
+	if !n.announcing(ctx) {
 		return nil
 	}
 	if err := n.sp.Announce(ctx, n.prefixes, softPrepend); err != nil {
