@@ -380,3 +380,24 @@ func controllerLost(t *config.Topology, snap status.Snapshot, self string, now t
 	}
 	return true
 }
+
+// withSnapshots calls f every interval with a fresh snapshot of the
+// control plane, skipping the ticks when it cannot be read (no quorum:
+// nothing is decided then), until ctx ends.
+func (a *agent) withSnapshots(ctx context.Context, interval time.Duration, f func(status.Snapshot)) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		snap, err := a.store.Snapshot(rctx)
+		cancel()
+		if err == nil {
+			f(snap)
+		}
+	}
+}

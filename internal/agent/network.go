@@ -19,20 +19,7 @@ func (a *agent) convergeLoop(ctx context.Context) error {
 		return nil
 	}
 	applied := map[string]string{}
-	tick := time.NewTicker(a.topo.Coordination.ProbeInterval.D())
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		snap, err := a.store.Snapshot(rctx)
-		cancel()
-		if err != nil {
-			continue
-		}
+	return a.withSnapshots(ctx, a.topo.Coordination.ProbeInterval.D(), func(snap status.Snapshot) {
 		for _, key := range keys {
 			group, _, _ := strings.Cut(key, "/")
 			rec, ok := snap.Records[group]
@@ -59,6 +46,7 @@ func (a *agent) convergeLoop(ctx context.Context) error {
 				cancel()
 				continue
 			}
+			var err error
 			if want == "active" {
 				_, err = n.Activate(sctx)
 			} else {
@@ -80,5 +68,5 @@ func (a *agent) convergeLoop(ctx context.Context) error {
 			default:
 			}
 		}
-	}
+	})
 }

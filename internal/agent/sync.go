@@ -50,20 +50,8 @@ func (a *agent) syncLoop(ctx context.Context) error {
 		return nil
 	}
 	track := map[string]*syncTrack{}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		snap, err := a.store.Snapshot(rctx)
-		cancel()
-		if err != nil {
-			continue // without the quorum nothing changes: waiting commits wait
-		}
+	// Without the quorum nothing changes: waiting commits wait.
+	return a.withSnapshots(ctx, 200*time.Millisecond, func(snap status.Snapshot) {
 		for _, x := range list {
 			key := x.g.Name + "/" + x.r.Name
 			if track[key] == nil {
@@ -73,7 +61,7 @@ func (a *agent) syncLoop(ctx context.Context) error {
 			a.keepSync(sctx, snap, x.g, x.r, *x.s, track[key])
 			cancel()
 		}
-	}
+	})
 }
 
 func (a *agent) keepSync(ctx context.Context, snap status.Snapshot, g *config.Group, r *config.Resource, s postgres.Settings, t *syncTrack) {

@@ -378,3 +378,18 @@ func hostPort(raw string) string {
 	}
 	return net.JoinHostPort(host, port)
 }
+
+// EnvName says whether s can name an environment variable (letters, digits
+// and underscores, not starting with a digit): settings that read a secret
+// from the environment check it with this.
+func EnvName(s string) bool {
+	for i, r := range s {
+		switch {
+		case r == '_', r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}

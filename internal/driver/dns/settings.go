@@ -261,7 +261,7 @@ func (s *Settings) Check() []config.FieldError {
 		case t.SecretFile != "" && t.SecretEnv != "":
 			add("tsig.secret_file", "secret_file and secret_env are both set: set only one of them")
 		}
-		if t.SecretEnv != "" && !validEnvName(t.SecretEnv) {
+		if t.SecretEnv != "" && !config.EnvName(t.SecretEnv) {
 			add("tsig.secret_env", "%q is not an environment variable name: use letters, digits and underscores, e.g. SITEFLIP_TSIG", t.SecretEnv)
 		}
 	}
@@ -335,18 +335,6 @@ func checkPort(port string) string {
 		return "has port " + strconv.Quote(port) + ": set a port from 1 to 65535 (DNS uses 53)"
 	}
 	return ""
-}
-
-func validEnvName(s string) bool {
-	for i, r := range s {
-		switch {
-		case r == '_', r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z':
-		case r >= '0' && r <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
 }
 
 func (s *Settings) addressStrings() []string {

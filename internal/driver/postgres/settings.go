@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/siteflip/siteflip/internal/config"
 )
 
 // Settings is the per-site block of a postgres resource. The caller decodes
@@ -174,7 +176,7 @@ func (s *Settings) Check() []FieldError {
 		if file != "" && env != "" {
 			add(fileField, "%s and %s are both set: set only one of them", fileField, envField)
 		}
-		if env != "" && !validEnvName(env) {
+		if env != "" && !config.EnvName(env) {
 			add(envField, "%q is not an environment variable name: use letters, digits and underscores, e.g. PGPASSWORD_SITE_A", env)
 		}
 	}
@@ -210,18 +212,6 @@ func joinHostPort(host string, port int) string {
 		return "[" + host + "]:" + strconv.Itoa(port)
 	}
 	return host + ":" + strconv.Itoa(port)
-}
-
-func validEnvName(s string) bool {
-	for i, r := range s {
-		switch {
-		case r == '_', r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z':
-		case r >= '0' && r <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
 }
 
 func printableASCII(s string) bool {
