@@ -1,18 +1,16 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/frr"
 )
 
 // The lab's router: when the lab has a network, FRR (zebra and bgpd) runs
@@ -21,10 +19,7 @@ import (
 // router forwards to the site that announces it, and the root namespace
 // (where the clients run) routes the VIP through the router.
 
-const (
-	frrBin    = "/usr/lib/frr"
-	routerASN = 65000
-)
+const routerASN = 65000
 
 // siteASN is the AS number of a site's speaker.
 func siteASN(site string) int {
@@ -76,11 +71,6 @@ func (st *state) startRouter(ctx context.Context) error {
 	if out, err := exec.CommandContext(ctx, "ip", "route", "replace", n.VIP+"/32", "via", n.Addrs["router"]).CombinedOutput(); err != nil {
 		return fmt.Errorf("route the service address through the router: %w: %s", err, out)
 	}
-	dir := st.routerDir()
-	vty := filepath.Join(dir, n.Namespaces["router"])
-	if err := os.MkdirAll(vty, 0o755); err != nil {
-		return err
-	}
 	var bgpd strings.Builder
 	fmt.Fprintf(&bgpd, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n", routerASN, n.Addrs["router"])
 	for _, l := range locations {
@@ -88,40 +78,17 @@ func (st *state) startRouter(ctx context.Context) error {
 			fmt.Fprintf(&bgpd, " neighbor %s remote-as %d\n neighbor %s timers 3 9\n neighbor %s timers connect 1\n", n.Addrs[l.name], siteASN(l.name), n.Addrs[l.name], n.Addrs[l.name])
 		}
 	}
-	files := map[string]string{"zebra.conf": "hostname router\n", "bgpd.conf": bgpd.String()}
-	for f, text := range files {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte(text), 0o644); err != nil {
-			return err
-		}
-	}
-	u, err := user.Lookup("frr")
-	if err != nil {
-		return fmt.Errorf("the lab's router needs FRR: apt-get install frr (%w)", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	for _, p := range []string{dir, vty, filepath.Join(dir, "zebra.conf"), filepath.Join(dir, "bgpd.conf")} {
-		if err := os.Chown(p, uid, gid); err != nil {
-			return err
-		}
+	router := st.router()
+	if err := router.WriteConfig(map[string]string{"zebra.conf": "hostname router\n", "bgpd.conf": bgpd.String()}); err != nil {
+		return fmt.Errorf("the lab's router: %w", err)
 	}
 	for _, d := range []string{"zebra", "bgpd"} {
-		cmd := exec.Command(filepath.Join(frrBin, d),
-			"-N", n.Namespaces["router"], "--vty_socket", vty,
-			"-i", filepath.Join(dir, d+".pid"), "-z", filepath.Join(dir, "zserv.api"),
-			"-f", filepath.Join(dir, d+".conf"), "-P", "0", "--log", "file:"+filepath.Join(dir, d+".log"))
-		if _, err := st.start("router", d, st.wrap("router", cmd), filepath.Join(dir, d+".out")); err != nil {
+		cmd := exec.Command(filepath.Join(frr.Bin, d), router.Args(d)...)
+		if _, err := st.start("router", d, st.wrap("router", cmd), filepath.Join(router.Dir, d+".out")); err != nil {
 			return err
 		}
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			if _, err := st.vtysh(ctx, "-d", d, "-c", "show version"); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("FRR's %s in the lab's router does not answer; see %s", d, filepath.Join(dir, d+".log"))
-			}
-			time.Sleep(50 * time.Millisecond)
+		if err := router.WaitUp(ctx, d, nil); err != nil {
+			return fmt.Errorf("FRR's %s in the lab's router does not answer; see %s", d, router.Log(d))
 		}
 	}
 	return nil
@@ -135,17 +102,16 @@ func nsRun(ctx context.Context, ns string, args ...string) error {
 	return nil
 }
 
+// router is the lab's FRR.
+func (st *state) router() frr.Instance {
+	return frr.Instance{Dir: st.routerDir(), Namespace: st.Net.Namespaces["router"]}
+}
+
 // vtysh asks the lab's router.
 func (st *state) vtysh(ctx context.Context, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, "vtysh", append([]string{"-N", st.Net.Namespaces["router"], "--vty_socket", st.routerDir()}, args...)...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("vtysh %s: %w: %s", strings.Join(args, " "), err, errb.String())
-	}
-	return out.Bytes(), nil
+	return st.router().Vtysh(ctx, args...)
 }
 
 // VIPRoute returns the next hops the lab's router forwards the service

@@ -1,0 +1,109 @@
+// Package testbed owns the helpers that tests across siteflip share:
+// picking free loopback ports, waiting for a condition, and collecting
+// output written while the test runs. A test that needs one of these takes
+// it from here rather than writing its own. Starting FRR, which the lab
+// does too, lives in package frr.
+//
+// It imports the standard library only, so any test may use it.
+package testbed
+
+import (
+	"bytes"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pollEvery is how often Poll and WaitFor try their condition.
+const pollEvery = 25 * time.Millisecond
+
+var (
+	issuedMu sync.Mutex
+	issued   = map[int]bool{}
+)
+
+// FreePort returns a port on 127.0.0.1 that was free for both TCP and UDP
+// a moment ago and that it has not returned before in this process: a
+// port just released may be handed out again at once, and two helpers of
+// one test must not get the same one.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	issuedMu.Lock()
+	defer issuedMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		ln.Close()
+		if err != nil {
+			continue // taken for UDP
+		}
+		pc.Close()
+		if !issued[port] {
+			issued[port] = true
+			return port
+		}
+	}
+	tb.Fatal("free port: none free for TCP and UDP on 127.0.0.1 after 100 tries")
+	return 0
+}
+
+// FreePorts returns n ports as FreePort does, all different.
+func FreePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = FreePort(tb)
+	}
+	return ports
+}
+
+// Poll calls cond every 25 ms until it returns true or timeout has passed,
+// and reports whether it did. For a test that says more than WaitFor on
+// failure, or does not fail.
+func Poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// WaitFor polls cond as Poll does and fails the test, naming what it
+// waited for, if cond does not hold within timeout.
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	if !Poll(timeout, cond) {
+		tb.Fatalf("%s: not within %v", what, timeout)
+	}
+}
+
+// Buffer collects output that other goroutines write while the test reads
+// it: a child process's stdout and stderr, or a server's log.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

@@ -1,0 +1,45 @@
+package testbed
+
+import (
+	"net"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// FreePort never hands out a port twice, even one released at once, and
+// the port can be bound for TCP and UDP.
+func TestFreePort(t *testing.T) {
+	seen := map[int]bool{}
+	for _, p := range append(FreePorts(t, 20), FreePort(t)) {
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+	p := strconv.Itoa(FreePort(t))
+	ln, err := net.Listen("tcp", "127.0.0.1:"+p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:"+p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Close()
+}
+
+func TestPoll(t *testing.T) {
+	n := 0
+	if !Poll(time.Minute, func() bool { n++; return n == 3 }) || n != 3 {
+		t.Errorf("Poll stopped after %d calls, want true after 3", n)
+	}
+	start := time.Now()
+	if Poll(100*time.Millisecond, func() bool { return false }) {
+		t.Error("Poll of a condition that never holds returned true")
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Errorf("Poll gave up after %v, before its timeout", d)
+	}
+}
