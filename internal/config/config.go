@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,14 @@ const (
 	PolicyManual    = "manual"
 )
 
+// Access roles a person's or program's certificate name can be bound to
+// (docs/design/safety.md). Roles nest: admin ⊃ operator ⊃ viewer.
+const (
+	AccessViewer   = "viewer"   // status, runs, audit, metrics
+	AccessOperator = "operator" // switchover, failback, reprotect, failover within max_data_loss
+	AccessAdmin    = "admin"    // failover that accepts data loss, failover --force
+)
+
 // Topology is a whole siteflip configuration.
 type Topology struct {
 	// Name names the installation; it keys everything siteflip stores in
@@ -41,8 +50,11 @@ type Topology struct {
 	Coordination Coordination `yaml:"coordination"`
 	TLS          TLS          `yaml:"tls"`
 	Operator     Credential   `yaml:"operator"`
-	Sites        []Site       `yaml:"sites"`
-	Groups       []Group      `yaml:"groups"`
+	// Access binds the names in people's and programs' client certificates
+	// to roles; a certificate of the CA that is not listed may do nothing.
+	Access []Access `yaml:"access"`
+	Sites  []Site   `yaml:"sites"`
+	Groups []Group  `yaml:"groups"`
 
 	// File is the path the topology was read from; Dir is its folder, against
 	// which relative paths in the file are resolved.
@@ -52,29 +64,36 @@ type Topology struct {
 	pos positions
 }
 
-// Coordination tunes the control plane.
+// Coordination tunes the control plane. Its durations are nil when the
+// file leaves them out; Load fills in the defaults, so after Load none is nil.
 type Coordination struct {
 	// EtcdEndpoints, when set, points every agent at an existing etcd
 	// cluster instead of embedding a member per location.
-	EtcdEndpoints     []string `yaml:"etcd_endpoints"`
-	HeartbeatInterval Duration `yaml:"heartbeat_interval"` // embedded etcd raft heartbeat
-	ElectionTimeout   Duration `yaml:"election_timeout"`   // embedded etcd raft election timeout
-	LeaseTTL          Duration `yaml:"lease_ttl"`          // lease of published views and of the controller
-	ProbeInterval     Duration `yaml:"probe_interval"`     // how often an agent probes the other locations
-	ProbeTimeout      Duration `yaml:"probe_timeout"`      // how long one probe may take
+	EtcdEndpoints     []string  `yaml:"etcd_endpoints"`
+	HeartbeatInterval *Duration `yaml:"heartbeat_interval"` // embedded etcd raft heartbeat
+	ElectionTimeout   *Duration `yaml:"election_timeout"`   // embedded etcd raft election timeout
+	LeaseTTL          *Duration `yaml:"lease_ttl"`          // lease of published views and of the controller
+	ProbeInterval     *Duration `yaml:"probe_interval"`     // how often an agent probes the other locations
+	ProbeTimeout      *Duration `yaml:"probe_timeout"`      // how long one probe may take
 	// ServeLease is how long one grant of the right to serve lasts: a
 	// location that hears from no other location for this long fences its
 	// primaries (see docs/design/fencing.md).
-	ServeLease Duration `yaml:"serve_lease"`
+	ServeLease *Duration `yaml:"serve_lease"`
 	// FenceMargin is how much longer than ServeLease the other locations
 	// wait before they may declare a silent location lost.
-	FenceMargin Duration `yaml:"fence_margin"`
+	FenceMargin *Duration `yaml:"fence_margin"`
 }
 
 // TLS names the certificate authority every location and operator chains to.
 // When CAFile is empty, siteflip runs without TLS (and check warns).
 type TLS struct {
 	CAFile string `yaml:"ca_file"`
+}
+
+// Access binds the common name of a client certificate to a role.
+type Access struct {
+	Identity string `yaml:"identity"`
+	Role     string `yaml:"role"` // AccessViewer, AccessOperator or AccessAdmin
 }
 
 // Credential is a certificate and key pair.
@@ -102,6 +121,10 @@ type Location struct {
 // Agent is where a location's agent serves its API.
 type Agent struct {
 	Address string `yaml:"address"` // host:port, listened on and dialled
+	// LeaseAddress is the host:port of the location's own listener for the
+	// serve lease and the health probes between locations, so that other
+	// traffic cannot starve them. Default: Address's host, its port + 1.
+	LeaseAddress string `yaml:"lease_address"`
 }
 
 // Etcd holds the URLs of a location's embedded etcd member.
@@ -116,13 +139,17 @@ type Group struct {
 	PreferredSite string   `yaml:"preferred_site"`
 	Sites         []string `yaml:"sites"` // default: every location with role site
 	Policy        string   `yaml:"policy"`
-	MaxDataLoss   Duration `yaml:"max_data_loss"`
-	RTOTarget     Duration `yaml:"rto_target"`
+	// MaxDataLoss bounds what a failover without --accept-data-loss may
+	// lose; 0 means no acknowledged write may be lost. The durations of a
+	// group are nil when the file leaves them out; Load fills in the
+	// defaults, and keeps an explicit 0.
+	MaxDataLoss *Duration `yaml:"max_data_loss"`
+	RTOTarget   *Duration `yaml:"rto_target"`
 	// FlapPeriod and FlapConfirm damp flapping: within FlapPeriod after
 	// an automatic failover, the next one waits until the site has been
-	// lost for FlapConfirm without a break.
-	FlapPeriod  Duration   `yaml:"flap_period"`
-	FlapConfirm Duration   `yaml:"flap_confirm"`
+	// lost for FlapConfirm without a break. 0 turns damping off.
+	FlapPeriod  *Duration  `yaml:"flap_period"`
+	FlapConfirm *Duration  `yaml:"flap_confirm"`
 	Resources   []Resource `yaml:"resources"`
 }
 
@@ -138,10 +165,15 @@ type Resource struct {
 	// Settings holds, per site, the driver's decoded settings (after
 	// defaults and checks), filled in by Load from Sites.
 	Settings map[string]any `yaml:"-"`
+	// Data says the resource holds data (a database), as its type
+	// declares: it has a primary and standbys, lag, and must be fenced.
+	Data bool `yaml:"-"`
 }
 
 // ResourceType is what a driver tells the loader about its settings.
 type ResourceType struct {
+	// Data says resources of this type hold data (Resource.Data).
+	Data bool
 	// New returns a pointer to a fresh, zero settings struct.
 	New func() any
 	// Prepare sets defaults for the site, resolves relative paths against
@@ -161,7 +193,8 @@ type FieldError struct {
 	Msg   string
 }
 
-// Duration is a time.Duration written as "1.5s", "250ms" or "2m".
+// Duration is a time.Duration written as "1.5s", "250ms" or "2m". Settings
+// that must tell a value left out from an explicit 0 hold a *Duration.
 type Duration time.Duration
 
 // UnmarshalYAML implements yaml.Unmarshaler.
@@ -194,8 +227,13 @@ func parseDuration(s string) (time.Duration, error) {
 // MarshalYAML implements yaml.Marshaler.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
-// D returns the duration as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
+// D returns the duration as a time.Duration, 0 for nil.
+func (d *Duration) D() time.Duration {
+	if d == nil {
+		return 0
+	}
+	return time.Duration(*d)
+}
 
 // Load reads, decodes and validates the topology at path. types lists the
 // resource types drivers provide. The error lists every problem, one a line.
@@ -242,10 +280,14 @@ func Parse(path string, data []byte, types map[string]ResourceType) (*Topology, 
 	if doc.Kind == 0 {
 		return t, []Problem{{File: path, Pos: Pos{1, 1}, Msg: "the file is empty; it needs at least sites and groups"}}
 	}
+	if p := checkAliases(&doc); p != nil {
+		p.File = path
+		return t, []Problem{*p}
+	}
 	pos, probs := DecodeStrict(&doc, t, "")
 	t.pos = pos
 	t.setDefaults()
-	probs = append(probs, t.validate(types)...)
+	probs = append(probs, t.validate(types, probs)...)
 	for i := range probs {
 		probs[i].File = path
 	}
@@ -253,26 +295,42 @@ func Parse(path string, data []byte, types map[string]ResourceType) (*Topology, 
 	return t, probs
 }
 
+// Defaults that validation messages name.
+const (
+	defaultHeartbeat     = 100 * time.Millisecond
+	defaultElection      = time.Second
+	defaultLeaseTTL      = 3 * time.Second
+	defaultProbeInterval = 500 * time.Millisecond
+	defaultProbeTimeout  = time.Second
+	defaultRTOTarget     = 30 * time.Second
+)
+
 func (t *Topology) setDefaults() {
 	if t.Name == "" {
 		t.Name = "siteflip"
 	}
 	c := &t.Coordination
-	def := func(d *Duration, v time.Duration) {
-		if *d == 0 {
-			*d = Duration(v)
+	// Only a duration left out gets its default: an explicit 0 is kept (and
+	// validated).
+	def := func(d **Duration, v time.Duration) {
+		if *d == nil {
+			*d = new(Duration(v))
 		}
 	}
-	def(&c.HeartbeatInterval, 100*time.Millisecond)
-	def(&c.ElectionTimeout, time.Second)
-	def(&c.LeaseTTL, 3*time.Second)
-	def(&c.ProbeInterval, 500*time.Millisecond)
-	def(&c.ProbeTimeout, time.Second)
+	def(&c.HeartbeatInterval, defaultHeartbeat)
+	def(&c.ElectionTimeout, defaultElection)
+	def(&c.LeaseTTL, defaultLeaseTTL)
+	def(&c.ProbeInterval, defaultProbeInterval)
+	def(&c.ProbeTimeout, defaultProbeTimeout)
 	def(&c.ServeLease, time.Second)
 	def(&c.FenceMargin, 500*time.Millisecond)
 	for i := range t.Sites {
-		if t.Sites[i].Role == "" {
-			t.Sites[i].Role = RoleSite
+		s := &t.Sites[i]
+		if s.Role == "" {
+			s.Role = RoleSite
+		}
+		if s.Agent.LeaseAddress == "" {
+			s.Agent.LeaseAddress = defaultLeaseAddress(s.Agent.Address)
 		}
 	}
 	for i := range t.Groups {
@@ -289,18 +347,10 @@ func (t *Topology) setDefaults() {
 				}
 			}
 		}
-		if g.MaxDataLoss == 0 {
-			g.MaxDataLoss = Duration(5 * time.Second)
-		}
-		if g.RTOTarget == 0 {
-			g.RTOTarget = Duration(30 * time.Second)
-		}
-		if g.FlapPeriod == 0 {
-			g.FlapPeriod = Duration(10 * time.Minute)
-		}
-		if g.FlapConfirm == 0 {
-			g.FlapConfirm = Duration(10 * time.Second)
-		}
+		def(&g.MaxDataLoss, 5*time.Second)
+		def(&g.RTOTarget, defaultRTOTarget)
+		def(&g.FlapPeriod, 10*time.Minute)
+		def(&g.FlapConfirm, 10*time.Second)
 	}
 	t.resolve(&t.TLS.CAFile)
 	t.resolve(&t.Operator.CertFile)
@@ -309,6 +359,21 @@ func (t *Topology) setDefaults() {
 		t.resolve(&t.Sites[i].TLS.CertFile)
 		t.resolve(&t.Sites[i].TLS.KeyFile)
 	}
+}
+
+// defaultLeaseAddress is the host of the agent's address with the next
+// port, or "" when the agent's address has no port that has a next one
+// (validation reports that).
+func defaultLeaseAddress(agent string) string {
+	host, port, err := net.SplitHostPort(agent)
+	if err != nil || host == "" {
+		return ""
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n >= 65535 {
+		return ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n+1))
 }
 
 // resolve makes a relative path in the file relative to the file's folder.
@@ -336,6 +401,16 @@ func (t *Topology) Group(name string) (*Group, bool) {
 		}
 	}
 	return nil, false
+}
+
+// RoleOf returns the role bound to a certificate name under access.
+func (t *Topology) RoleOf(identity string) (string, bool) {
+	for _, a := range t.Access {
+		if a.Identity == identity {
+			return a.Role, true
+		}
+	}
+	return "", false
 }
 
 // SiteNames lists every location's name in file order.

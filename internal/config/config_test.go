@@ -56,8 +56,8 @@ func TestBadConfigs(t *testing.T) {
 		want []string
 	}{
 		{"unknown-keys.bad.yaml", []string{
-			"2:1: colour: unknown field (known fields: coordination, groups, name, operator, sites, tls)",
-			"7:5: sites[0].rack: unknown field",
+			"2:1: colour: unknown field (known fields: access, coordination, groups, name, operator, sites, tls)",
+			"7:5: sites[0].rack: unknown field (known fields: agent, etcd, location, name, role, tls)",
 			"22:58: groups[0].resources[0].sites.brussels.pasword: unknown field (known fields: application_name,",
 		}},
 		{"quorum.bad.yaml", []string{
@@ -100,6 +100,35 @@ func TestBadConfigs(t *testing.T) {
 		{"syntax.bad.yaml", []string{
 			"2:1: did not find expected ',' or '}'",
 		}},
+		// An explicit 0 is kept and checked, not replaced by the default.
+		{"durations.bad.yaml", []string{
+			"2:23: coordination.heartbeat_interval: 0s: must be above zero; leave it out for the default (100ms)",
+			"3:21: coordination.election_timeout: 0s: must be above zero; leave it out for the default (1s)",
+			"4:14: coordination.lease_ttl: 0s: must be above zero; leave it out for the default (3s)",
+			"5:19: coordination.probe_interval: 0s: must be above zero; leave it out for the default (500ms)",
+			"6:18: coordination.probe_timeout: 0s: must be above zero; leave it out for the default (1s)",
+			"7:16: coordination.serve_lease: 0s is too short",
+			`22:20: groups[0].max_data_loss: "-1s" is negative`,
+			"23:17: groups[0].rto_target: 0s: must be above zero; leave it out for the default (30s)",
+			`24:18: groups[0].flap_period: "-10m" is negative`,
+		}},
+		// Nested aliases that would expand to billions of nodes are refused
+		// before anything follows them, at the alias that breaks the limit.
+		{"aliases.bad.yaml", []string{
+			"6:8: aliases expand this document to more than 10000 nodes; write the values out instead",
+		}},
+		{"access.bad.yaml", []string{
+			`3:16: access[1].identity: is missing`,
+			`4:16: access[2].identity: "bell\a" has characters that are not printable`,
+			`5:16: access[3].identity: "ada" is listed twice (first at access[0])`,
+			`6:5: access[4].role: is missing: use viewer, operator or admin`,
+			`7:28: access[5].role: "root" is not a role: use viewer, operator or admin`,
+			`10:55: sites[0].agent.lease_address: "10.1.0.10" is not host:port`,
+			`13:12: sites[1].agent: agent.address has port 65535, so lease_address has no default (port + 1); set lease_address`,
+			`17:55: sites[2].agent.lease_address: address 10.3.0.10:7400 is already used by sites[2].agent.address`,
+			`21:12: sites[3].agent.lease_address: address 10.3.0.10:7400 (the default: agent port + 1) is already used by sites[2].agent.address; set lease_address to a free host:port`,
+			`25:55: sites[4].agent.lease_address: port "0" is not a number from 1 to 65535`,
+		}},
 		{"tls.bad.yaml", []string{
 			"2:12: tls.ca_file: cannot read ",
 			"3:11: operator: give both cert_file and key_file, or neither",
@@ -139,30 +168,311 @@ func TestBadConfigs(t *testing.T) {
 	}
 }
 
-func TestWarnings(t *testing.T) {
+// edited is good.yaml with each old string replaced by its new one.
+func edited(t *testing.T, oldNew ...string) string {
+	t.Helper()
 	data, err := os.ReadFile("testdata/good.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A fourth voting location makes an even count.
-	even := strings.Replace(string(data), "groups:", `  - name: paris
+	s := string(data)
+	for i := 0; i+1 < len(oldNew); i += 2 {
+		if !strings.Contains(s, oldNew[i]) {
+			t.Fatalf("good.yaml has no %q", oldNew[i])
+		}
+		s = strings.Replace(s, oldNew[i], oldNew[i+1], 1)
+	}
+	return s
+}
+
+// withTLS turns TLS on in a topology written to a folder where the
+// certificate files exist, and returns the file's path.
+func withTLS(t *testing.T, topo string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"ca.crt", "site.crt", "site.key"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topo = strings.ReplaceAll(topo, "http://", "https://")
+	topo = strings.ReplaceAll(topo, "    etcd:", "    tls: {cert_file: site.crt, key_file: site.key}\n    etcd:")
+	topo = strings.Replace(topo, "sites:", "tls: {ca_file: ca.crt}\nsites:", 1)
+	path := filepath.Join(dir, "tls.yaml")
+	if err := os.WriteFile(path, []byte(topo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestWarnings(t *testing.T) {
+	const (
+		tlsOff = "tls: TLS is off"
+		noSync = "groups[0].max_data_loss: automatic failover never goes ahead: only a synchronous standby loses nothing; set synchronous: true or a max_data_loss above serve_lease"
+		cutOff = "groups[0].max_data_loss: a cut-off primary acknowledges writes for up to serve_lease before it fences itself, so an asynchronous failover may lose that much: automatic failover never goes ahead; raise max_data_loss above serve_lease"
+		nobody = "access: nobody can start a run: bind a person's certificate name to operator or admin under access"
+		sync   = "type: postgres\n        synchronous: true"
+		db     = `      - name: db
+        type: postgres
+        sites:
+          brussels: {host: 10.1.0.20, data_dir: /srv/pg, password_env: PGPW}
+          antwerp: {host: 10.2.0.20, data_dir: /srv/pg, password_env: PGPW}
+`
+		vip = `      - name: vip
+        type: bgp
+        sites:
+          brussels: {asn: 65001, neighbors: [{address: 10.1.0.1, asn: 65000}], prefixes: [10.77.0.10/32], next_hop: 10.1.0.20}
+          antwerp: {asn: 65002, neighbors: [{address: 10.2.0.1, asn: 65000}], prefixes: [10.77.0.10/32], next_hop: 10.2.0.20}
+`
+		another = vip + `      - name: cache
+        type: postgres
+        sites:
+          brussels: {host: 10.1.0.30, data_dir: /srv/cache, password_env: PGPW}
+          antwerp: {host: 10.2.0.30, data_dir: /srv/cache, password_env: PGPW}
+`
+	)
+	tests := []struct {
+		name    string
+		path    func(t *testing.T) string
+		want    []string // warnings, as "field: message" prefixes
+		notWant []string
+	}{
+		{"a fourth voting location makes an even count", func(t *testing.T) string {
+			return write(t, edited(t, "groups:", `  - name: paris
     role: witness
     agent: {address: "10.4.0.10:7400"}
     etcd: {peer_url: "http://10.4.0.10:2380", client_url: "http://10.4.0.10:2379"}
-groups:`, 1)
-	_, probs := config.Parse("even.yaml", []byte(even), driver.Types())
+groups:`))
+		}, []string{tlsOff, "sites: 4 voting locations tolerate 1 lost location(s), no more than 3 would"}, nil},
+		{"max_data_loss 0, asynchronous", func(t *testing.T) string {
+			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 0s"))
+		}, []string{noSync}, []string{cutOff}},
+		{"max_data_loss 0, synchronous", func(t *testing.T) string {
+			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 0s", "type: postgres", sync))
+		}, nil, []string{noSync, cutOff}},
+		{"max_data_loss 0, one synchronous and one asynchronous database", func(t *testing.T) string {
+			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 0s", "type: postgres", sync)+another)
+		}, []string{cutOff + " (1s)"}, []string{noSync}},
+		{"max_data_loss 0, only network resources", func(t *testing.T) string {
+			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 0s", db, vip))
+		}, nil, []string{noSync, cutOff}},
+		{"max_data_loss equal to serve_lease", func(t *testing.T) string {
+			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 1s"))
+		}, []string{cutOff + " (1s)"}, []string{noSync}},
+		{"max_data_loss below a longer serve_lease", func(t *testing.T) string {
+			return write(t, edited(t, "lease_ttl: 3s", "lease_ttl: 3s\n  serve_lease: 3s"))
+		}, []string{cutOff + " (3s)"}, nil},
+		{"max_data_loss below serve_lease, synchronous", func(t *testing.T) string {
+			return write(t, edited(t, "lease_ttl: 3s", "lease_ttl: 3s\n  serve_lease: 3s", "type: postgres", sync))
+		}, nil, []string{cutOff}},
+		{"max_data_loss above serve_lease", func(t *testing.T) string {
+			return write(t, edited(t))
+		}, []string{tlsOff}, []string{noSync, cutOff, nobody}},
+		{"TLS on, nobody bound", func(t *testing.T) string {
+			return withTLS(t, edited(t))
+		}, []string{nobody}, []string{tlsOff}},
+		{"TLS on, only viewers", func(t *testing.T) string {
+			return withTLS(t, edited(t, "sites:", "access: [{identity: vera, role: viewer}]\nsites:"))
+		}, []string{nobody}, nil},
+		{"TLS on, an operator", func(t *testing.T) string {
+			return withTLS(t, edited(t, "sites:", "access: [{identity: vera, role: viewer}, {identity: otto, role: operator}]\nsites:"))
+		}, nil, []string{nobody}},
+		{"TLS on, an admin", func(t *testing.T) string {
+			return withTLS(t, edited(t, "sites:", "access: [{identity: ada, role: admin}]\nsites:"))
+		}, nil, []string{nobody}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, probs, err := config.Check(tt.path(t), driver.Types())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if errs := config.Errors(probs); len(errs) > 0 {
+				t.Fatalf("unexpected errors: %v", errs)
+			}
+			var warnings []string
+			for _, p := range probs {
+				warnings = append(warnings, p.Field+": "+p.Msg)
+			}
+			has := func(prefix string) bool {
+				for _, w := range warnings {
+					if strings.HasPrefix(w, prefix) {
+						return true
+					}
+				}
+				return false
+			}
+			for _, w := range tt.want {
+				if !has(w) {
+					t.Errorf("missing warning %q in:\n%s", w, strings.Join(warnings, "\n"))
+				}
+			}
+			for _, w := range tt.notWant {
+				if has(w) {
+					t.Errorf("unwanted warning %q in:\n%s", w, strings.Join(warnings, "\n"))
+				}
+			}
+		})
+	}
+}
+
+func write(t *testing.T, topo string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "t.yaml")
+	if err := os.WriteFile(path, []byte(topo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestDurations: a duration left out gets its default; one written, even
+// 0, is kept.
+func TestDurations(t *testing.T) {
+	type durations struct {
+		MaxDataLoss, RTOTarget, FlapPeriod, FlapConfirm, ServeLease, FenceMargin, ProbeTimeout time.Duration
+	}
+	defaults := durations{5 * time.Second, 30 * time.Second, 10 * time.Minute, 10 * time.Second, time.Second, 500 * time.Millisecond, time.Second}
+	tests := []struct {
+		name  string
+		edits []string
+		want  func(d *durations)
+	}{
+		{"defaults", []string{"    max_data_loss: 2s\n", ""}, func(d *durations) {}},
+		{"max_data_loss 0", []string{"max_data_loss: 2s", "max_data_loss: 0s"}, func(d *durations) { d.MaxDataLoss = 0 }},
+		{"max_data_loss 0 written as a number", []string{"max_data_loss: 2s", "max_data_loss: 0"}, func(d *durations) { d.MaxDataLoss = 0 }},
+		{"no damping", []string{"max_data_loss: 2s", "max_data_loss: 5s\n    flap_period: 0s\n    flap_confirm: 0s"}, func(d *durations) {
+			d.FlapPeriod, d.FlapConfirm = 0, 0
+		}},
+		{"written values", []string{
+			"max_data_loss: 2s", "max_data_loss: 3s\n    rto_target: 1m\n    flap_period: 1h\n    flap_confirm: 1s",
+			"lease_ttl: 3s", "lease_ttl: 3s\n  serve_lease: 2s\n  fence_margin: 1s\n  probe_timeout: 2s",
+		}, func(d *durations) {
+			*d = durations{3 * time.Second, time.Minute, time.Hour, time.Second, 2 * time.Second, time.Second, 2 * time.Second}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			topo, probs := config.Parse("d.yaml", []byte(edited(t, tt.edits...)), driver.Types())
+			if errs := config.Errors(probs); len(errs) > 0 {
+				t.Fatalf("unexpected errors: %v", errs)
+			}
+			g := topo.Groups[0]
+			c := topo.Coordination
+			for name, d := range map[string]*config.Duration{
+				"max_data_loss": g.MaxDataLoss, "rto_target": g.RTOTarget, "flap_period": g.FlapPeriod, "flap_confirm": g.FlapConfirm,
+				"heartbeat_interval": c.HeartbeatInterval, "election_timeout": c.ElectionTimeout, "lease_ttl": c.LeaseTTL,
+				"probe_interval": c.ProbeInterval, "probe_timeout": c.ProbeTimeout, "serve_lease": c.ServeLease, "fence_margin": c.FenceMargin,
+			} {
+				if d == nil {
+					t.Errorf("%s is nil after Load", name)
+				}
+			}
+			want := defaults
+			tt.want(&want)
+			got := durations{g.MaxDataLoss.D(), g.RTOTarget.D(), g.FlapPeriod.D(), g.FlapConfirm.D(), c.ServeLease.D(), c.FenceMargin.D(), c.ProbeTimeout.D()}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+	var unset *config.Duration
+	if unset.D() != 0 {
+		t.Errorf("a nil duration is %s, want 0", unset.D())
+	}
+}
+
+func TestLeaseAddress(t *testing.T) {
+	tests := []struct {
+		name, agent, want string
+	}{
+		{"default: the next port", `agent: {address: "10.1.0.10:7400"}`, "10.1.0.10:7401"},
+		{"default with a host name", `agent: {address: "db1.example:7400"}`, "db1.example:7401"},
+		{"default with IPv6", `agent: {address: "[fd00::10]:7400"}`, "[fd00::10]:7401"},
+		{"written", `agent: {address: "10.1.0.10:7400", lease_address: "10.1.0.11:9000"}`, "10.1.0.11:9000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			topo, probs := config.Parse("l.yaml", []byte(edited(t, `agent: {address: "10.1.0.10:7400"}`, tt.agent)), driver.Types())
+			if errs := config.Errors(probs); len(errs) > 0 {
+				t.Fatalf("unexpected errors: %v", errs)
+			}
+			s, _ := topo.Site("brussels")
+			if s.Agent.LeaseAddress != tt.want {
+				t.Errorf("lease_address = %q, want %q", s.Agent.LeaseAddress, tt.want)
+			}
+		})
+	}
+}
+
+func TestRoleOf(t *testing.T) {
+	topo, probs := config.Parse("a.yaml", []byte(edited(t, "sites:",
+		"access:\n  - {identity: ada, role: admin}\n  - {identity: \"Otto Op\", role: operator}\n  - {identity: vera, role: viewer}\nsites:")), driver.Types())
 	if errs := config.Errors(probs); len(errs) > 0 {
 		t.Fatalf("unexpected errors: %v", errs)
 	}
-	var warnings []string
-	for _, p := range probs {
-		warnings = append(warnings, p.Field+": "+p.Msg)
+	tests := []struct {
+		identity, role string
+		ok             bool
+	}{
+		{"ada", config.AccessAdmin, true},
+		{"Otto Op", config.AccessOperator, true},
+		{"vera", config.AccessViewer, true},
+		{"brussels", "", false},
+		{"", "", false},
+		{"ADA", "", false},
 	}
-	joined := strings.Join(warnings, "\n")
-	for _, want := range []string{"tls: TLS is off", "sites: 4 voting locations tolerate 1 lost location(s), no more than 3 would"} {
-		if !strings.Contains(joined, want) {
-			t.Errorf("missing warning %q in:\n%s", want, joined)
+	for _, tt := range tests {
+		if role, ok := topo.RoleOf(tt.identity); role != tt.role || ok != tt.ok {
+			t.Errorf("RoleOf(%q) = %q, %v; want %q, %v", tt.identity, role, ok, tt.role, tt.ok)
 		}
+	}
+}
+
+// TestAliases: a few anchors and aliases work; too many aliases, aliases
+// that expand too far and aliases into themselves are refused before
+// anything follows them.
+func TestAliases(t *testing.T) {
+	topo, err := config.Load("testdata/aliases.good.yaml", driver.Types())
+	if err != nil {
+		t.Fatal(err)
+	}
+	crm, _ := topo.Group("crm")
+	if want := []string{"brussels", "antwerp"}; !cmp.Equal(crm.Sites, want) || crm.MaxDataLoss.D() != 2*time.Second {
+		t.Errorf("aliased values: sites %v, max_data_loss %s", crm.Sites, crm.MaxDataLoss.D())
+	}
+	if got := topo.Coordination.ProbeTimeout.D(); got != time.Second {
+		t.Errorf("aliased probe_timeout: %s", got)
+	}
+
+	many := "x: &x 1\n" + "y: [" + strings.Repeat("*x, ", 100) + "*x]\n"
+	exactly := "x: &x 1\n" + "y: [" + strings.Repeat("*x, ", 99) + "*x]\n"
+	// 99 aliases of a list of 100 scalars: 9,900 nodes and the rest.
+	wide := "x: &x [" + strings.Repeat("1, ", 99) + "1]\n" + "y: [" + strings.Repeat("*x, ", 98) + "*x]\n"
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"101 aliases", many, "m.yaml:2:405: more than 100 aliases in this document; write the values out instead"},
+		{"100 aliases", exactly, ""},
+		{"expands past the limit", wide, "m.yaml:2:393: aliases expand this document to more than 10000 nodes; write the values out instead"},
+		{"alias into itself", "a: &x [1, *x]\n", "m.yaml:1:11: alias *x refers to a value that contains it"},
+		{"alias into its own mapping", "a: &x {b: {c: *x}}\n", "m.yaml:1:15: alias *x refers to a value that contains it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, probs := config.Parse("m.yaml", []byte(tt.doc), driver.Types())
+			var got string
+			for _, p := range probs {
+				if strings.Contains(p.Msg, "alias") {
+					got = p.String()
+				}
+			}
+			if got != tt.want {
+				t.Errorf("got  %q\nwant %q", got, tt.want)
+			}
+			if tt.want != "" && len(probs) != 1 {
+				t.Errorf("a refused document has one problem, got %v", probs)
+			}
+		})
 	}
 }
 

@@ -36,6 +36,92 @@ func (p positions) lookup(path string) Pos {
 	return p[""]
 }
 
+// Limits on aliases. A few kilobytes of nested aliases ("billion laughs")
+// stand for billions of nodes; the walk below and yaml's decoder follow
+// aliases, so a document is measured before either touches it.
+const (
+	maxAliases      = 100
+	maxExpandedSize = 10000 // nodes, with every alias expanded
+)
+
+// checkAliases measures the document: how many aliases it has, and how many
+// nodes it would have with every alias expanded (memoised per anchor and
+// capped, so nothing is ever expanded). It returns a problem at the first
+// alias that breaks a limit or refers to a value containing itself, or nil.
+// A document without aliases is never refused: its size is the file's.
+func checkAliases(doc *yaml.Node) *Problem {
+	m := aliasMeter{size: map[*yaml.Node]int{}, open: map[*yaml.Node]bool{}}
+	m.visit(doc)
+	return m.prob
+}
+
+type aliasMeter struct {
+	aliases int
+	total   int                // expanded size of what the visit has passed
+	size    map[*yaml.Node]int // expanded size of an alias's target
+	open    map[*yaml.Node]bool
+	prob    *Problem
+}
+
+// visit walks the document in file order without following aliases.
+func (m *aliasMeter) visit(n *yaml.Node) {
+	if m.prob != nil || n == nil {
+		return
+	}
+	if n.Kind == yaml.AliasNode {
+		m.aliases++
+		if m.aliases > maxAliases {
+			m.fail(n, "more than %d aliases in this document; write the values out instead", maxAliases)
+			return
+		}
+		m.total = capped(m.total + m.expanded(n))
+		if m.prob == nil && m.total > maxExpandedSize {
+			m.fail(n, "aliases expand this document to more than %d nodes; write the values out instead", maxExpandedSize)
+		}
+		return
+	}
+	m.total = capped(m.total + 1)
+	for _, c := range n.Content {
+		m.visit(c)
+	}
+}
+
+// expanded returns the size of n with every alias in it expanded, at most
+// maxExpandedSize+1.
+func (m *aliasMeter) expanded(n *yaml.Node) int {
+	for n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return 1
+		}
+		if m.open[n.Alias] {
+			m.fail(n, "alias *%s refers to a value that contains it", n.Value)
+			return 1
+		}
+		n = n.Alias
+	}
+	if s, ok := m.size[n]; ok {
+		return s
+	}
+	m.open[n] = true
+	s := 1
+	for _, c := range n.Content {
+		if s = capped(s + m.expanded(c)); m.prob != nil || s > maxExpandedSize {
+			break
+		}
+	}
+	delete(m.open, n)
+	m.size[n] = s
+	return s
+}
+
+func (m *aliasMeter) fail(n *yaml.Node, format string, args ...any) {
+	if m.prob == nil {
+		m.prob = &Problem{Pos: Pos{n.Line, n.Column}, Msg: fmt.Sprintf(format, args...)}
+	}
+}
+
+func capped(n int) int { return min(n, maxExpandedSize+1) }
+
 var (
 	nodeType        = reflect.TypeOf(yaml.Node{})
 	unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()

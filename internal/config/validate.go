@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Problem is one thing wrong with a configuration, at a place in its file.
@@ -61,9 +63,15 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
 type validator struct {
 	t     *Topology
 	probs []Problem
+	// undecoded holds the fields whose value could not be decoded: they are
+	// reported already, and what decoding left in them is not worth a word.
+	undecoded map[string]bool
 }
 
 func (v *validator) add(field, format string, args ...any) {
+	if v.undecoded[field] {
+		return
+	}
 	v.probs = append(v.probs, Problem{Pos: v.t.pos.lookup(field), Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -100,25 +108,36 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-func (t *Topology) validate(types map[string]ResourceType) []Problem {
-	v := &validator{t: t}
+// validate checks the decoded topology; decoded lists the problems decoding
+// found.
+func (t *Topology) validate(types map[string]ResourceType, decoded []Problem) []Problem {
+	v := &validator{t: t, undecoded: map[string]bool{}}
+	for _, p := range decoded {
+		v.undecoded[p.Field] = true
+	}
 	v.coordination()
 	v.sites()
+	v.access()
 	v.groups(types)
 	return v.probs
 }
 
 func (v *validator) coordination() {
 	c := v.t.Coordination
-	if c.HeartbeatInterval.D()*5 > c.ElectionTimeout.D() {
+	// A 0 is only ever written on purpose (a duration left out has its
+	// default), and none of these means anything at 0. probe_timeout may
+	// exceed probe_interval: a slow probe delays the next one.
+	heartbeat := v.positive("coordination.heartbeat_interval", c.HeartbeatInterval, defaultHeartbeat)
+	election := v.positive("coordination.election_timeout", c.ElectionTimeout, defaultElection)
+	leaseTTL := v.positive("coordination.lease_ttl", c.LeaseTTL, defaultLeaseTTL)
+	v.positive("coordination.probe_interval", c.ProbeInterval, defaultProbeInterval)
+	v.positive("coordination.probe_timeout", c.ProbeTimeout, defaultProbeTimeout)
+	if heartbeat && election && c.HeartbeatInterval.D()*5 > c.ElectionTimeout.D() {
 		v.add("coordination.election_timeout", "must be at least 5 times heartbeat_interval (%s), or members keep starting elections", c.HeartbeatInterval.D())
 	}
 	// etcd raises a lease's TTL to ceil(1.5 × election timeout) without telling.
-	if minTTL := c.ElectionTimeout.D() * 3 / 2; c.LeaseTTL.D() < minTTL {
+	if minTTL := c.ElectionTimeout.D() * 3 / 2; election && leaseTTL && c.LeaseTTL.D() < minTTL {
 		v.add("coordination.lease_ttl", "%s is shorter than 1.5 × election_timeout (%s); etcd would silently grant a longer lease", c.LeaseTTL.D(), minTTL)
-	}
-	if c.ProbeTimeout.D() == 0 || c.ProbeInterval.D() == 0 {
-		v.add("coordination", "probe_interval and probe_timeout must be above zero")
 	}
 	if c.ServeLease.D() < 300*time.Millisecond {
 		v.add("coordination.serve_lease", "%s is too short: it is renewed every tenth of itself over the network; use 300ms or more", c.ServeLease.D())
@@ -129,6 +148,27 @@ func (v *validator) coordination() {
 	for i, ep := range c.EtcdEndpoints {
 		v.url(fmt.Sprintf("coordination.etcd_endpoints[%d]", i), ep, true)
 	}
+}
+
+// positive reports a duration that is not above zero and says whether it is.
+func (v *validator) positive(field string, d *Duration, def time.Duration) bool {
+	if d.D() > 0 {
+		return true
+	}
+	v.add(field, "%s: must be above zero; leave it out for the default (%s)", d.D(), def)
+	return false
+}
+
+// hostPort checks a host:port the agent listens on and says whether it is one.
+func (v *validator) hostPort(field, addr string) bool {
+	if host, port, err := net.SplitHostPort(addr); err != nil || host == "" {
+		v.add(field, "%q is not host:port", addr)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		v.add(field, "port %q is not a number from 1 to 65535", port)
+	} else {
+		return true
+	}
+	return false
 }
 
 // url checks an etcd URL and returns its host:port.
@@ -161,16 +201,20 @@ func (v *validator) sites() {
 	}
 	names := map[string]string{} // name → field where first seen
 	addrs := map[string]string{} // host:port → field where first seen
-	claim := func(field, addr string) {
+	claim := func(field, addr string) bool {
 		if addr == "" {
-			return
+			return false
 		}
 		if prev, ok := addrs[addr]; ok {
 			v.add(field, "address %s is already used by %s", addr, prev)
-			return
+			return false
 		}
 		addrs[addr] = field
+		return true
 	}
+	// Lease addresses nobody wrote are claimed after every written address,
+	// so that a clash is reported at the default, which is what to change.
+	var defaultLeases []int
 	witnesses, workSites := 0, 0
 	for i, s := range t.Sites {
 		f := fmt.Sprintf("sites[%d]", i)
@@ -194,14 +238,26 @@ func (v *validator) sites() {
 		if lon := s.Location.Longitude; lon < -180 || lon > 180 {
 			v.add(f+".location.longitude", "%v is outside -180..180", lon)
 		}
+		agentOK := false
 		if s.Agent.Address == "" {
 			v.add(f+".agent.address", "is missing (host:port where this location's agent serves its API)")
-		} else if host, port, err := net.SplitHostPort(s.Agent.Address); err != nil || host == "" {
-			v.add(f+".agent.address", "%q is not host:port", s.Agent.Address)
-		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			v.add(f+".agent.address", "port %q is not a number from 1 to 65535", port)
 		} else {
-			claim(f+".agent.address", s.Agent.Address)
+			// The default lease address of an agent address that is wrong
+			// or taken would only repeat the problem.
+			agentOK = v.hostPort(f+".agent.address", s.Agent.Address) && claim(f+".agent.address", s.Agent.Address)
+		}
+		if _, written := t.pos[f+".agent.lease_address"]; written {
+			if s.Agent.LeaseAddress == "" {
+				v.add(f+".agent.lease_address", "is empty: give a host:port, or leave it out for the agent's port + 1")
+			} else if v.hostPort(f+".agent.lease_address", s.Agent.LeaseAddress) {
+				claim(f+".agent.lease_address", s.Agent.LeaseAddress)
+			}
+		} else if agentOK {
+			if s.Agent.LeaseAddress == "" {
+				v.add(f+".agent", "agent.address has port 65535, so lease_address has no default (port + 1); set lease_address")
+			} else {
+				defaultLeases = append(defaultLeases, i)
+			}
 		}
 		if t.Embedded() {
 			claim(f+".etcd.peer_url", v.url(f+".etcd.peer_url", s.Etcd.PeerURL, true))
@@ -214,6 +270,14 @@ func (v *validator) sites() {
 			v.file(f+".tls.cert_file", s.TLS.CertFile)
 			v.file(f+".tls.key_file", s.TLS.KeyFile)
 		}
+	}
+	for _, i := range defaultLeases {
+		f, addr := fmt.Sprintf("sites[%d].agent.lease_address", i), t.Sites[i].Agent.LeaseAddress
+		if prev, ok := addrs[addr]; ok {
+			v.add(f, "address %s (the default: agent port + 1) is already used by %s; set lease_address to a free host:port", addr, prev)
+			continue
+		}
+		addrs[addr] = f
 	}
 	if witnesses == 0 {
 		v.add("sites", "no witness: add a location with role witness at a third place, or a lost link between two sites cannot be told from a lost site")
@@ -237,6 +301,52 @@ func (v *validator) sites() {
 	} else {
 		v.warn("tls", "TLS is off: etcd and agent traffic between locations is neither encrypted nor authenticated; set tls.ca_file and per-site certificates")
 	}
+}
+
+// access checks the identities bound to roles.
+func (v *validator) access() {
+	t := v.t
+	seen := map[string]string{} // identity → field where first seen
+	canRun := false
+	for i, a := range t.Access {
+		f := fmt.Sprintf("access[%d]", i)
+		switch {
+		case a.Identity == "":
+			v.add(f+".identity", "is missing: give the common name of a person's or program's client certificate")
+		case !printable(a.Identity):
+			v.add(f+".identity", "%q has characters that are not printable", a.Identity)
+		default:
+			if prev, ok := seen[a.Identity]; ok {
+				v.add(f+".identity", "%q is listed twice (first at %s)", a.Identity, prev)
+			} else {
+				seen[a.Identity] = f
+			}
+		}
+		switch a.Role {
+		case AccessOperator, AccessAdmin:
+			canRun = true
+		case AccessViewer:
+		case "":
+			v.add(f+".role", "is missing: use viewer, operator or admin")
+		default:
+			v.add(f+".role", "%q is not a role: use viewer, operator or admin", a.Role)
+		}
+	}
+	if t.TLSEnabled() && !canRun {
+		v.warn("access", "nobody can start a run: bind a person's certificate name to operator or admin under access")
+	}
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) groups(types map[string]ResourceType) {
@@ -281,7 +391,37 @@ func (v *validator) groups(types map[string]ResourceType) {
 		if g.Policy != PolicyAutomatic && g.Policy != PolicyManual {
 			v.add(f+".policy", "%q is not a policy: use automatic or manual", g.Policy)
 		}
+		// max_data_loss, flap_period and flap_confirm may be 0 (nothing may
+		// be lost; no damping); negative durations are refused when decoded.
+		v.positive(f+".rto_target", g.RTOTarget, defaultRTOTarget)
 		v.resources(f, g, groupSites, types)
+		v.dataLoss(f, g) // after resources, which sets Resource.Data
+	}
+}
+
+// dataLoss warns about a max_data_loss with which no failover goes ahead
+// without --accept-data-loss: it must cover serve_lease, the time a cut-off
+// primary may still acknowledge writes, unless every standby is synchronous
+// (docs/design/safety.md).
+func (v *validator) dataLoss(f string, g *Group) {
+	var sync, async bool
+	for _, r := range g.Resources {
+		if !r.Data {
+			continue // network resources (bgp, vrf, dns, haproxy) lose no data
+		}
+		if r.Synchronous {
+			sync = true
+		} else {
+			async = true
+		}
+	}
+	limit, lease := g.MaxDataLoss.D(), v.t.Coordination.ServeLease.D()
+	switch {
+	case limit == 0 && async && !sync:
+		v.warn(f+".max_data_loss", "automatic failover never goes ahead: only a synchronous standby loses nothing; set synchronous: true or a max_data_loss above serve_lease")
+	case limit <= lease && async:
+		v.warn(f+".max_data_loss", "a cut-off primary acknowledges writes for up to serve_lease before it fences itself, so an asynchronous failover may lose that much: "+
+			"automatic failover never goes ahead; raise max_data_loss above serve_lease (%s)", lease)
 	}
 }
 
@@ -304,6 +444,7 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 			v.add(rf+".synchronous", "only postgres resources can be synchronous (this one is %q)", r.Type)
 		}
 		rt, known := types[r.Type]
+		r.Data = known && rt.Data
 		if !known {
 			v.add(rf+".type", "unknown resource type %q (known: %s)", r.Type, typeList(types))
 		}

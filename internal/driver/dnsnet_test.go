@@ -2,7 +2,6 @@ package driver
 
 import (
 	"context"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,14 +10,15 @@ import (
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 const dnsTopology = `
 name: t
 sites:
   - {name: brussels, agent: {address: "127.0.0.1:17401"}, etcd: {peer_url: "http://127.0.0.1:17501", client_url: "http://127.0.0.1:17601"}}
-  - {name: antwerp, agent: {address: "127.0.0.1:17402"}, etcd: {peer_url: "http://127.0.0.1:17502", client_url: "http://127.0.0.1:17602"}}
-  - {name: frankfurt, role: witness, agent: {address: "127.0.0.1:17403"}, etcd: {peer_url: "http://127.0.0.1:17503", client_url: "http://127.0.0.1:17603"}}
+  - {name: antwerp, agent: {address: "127.0.0.1:17411"}, etcd: {peer_url: "http://127.0.0.1:17502", client_url: "http://127.0.0.1:17602"}}
+  - {name: frankfurt, role: witness, agent: {address: "127.0.0.1:17421"}, etcd: {peer_url: "http://127.0.0.1:17503", client_url: "http://127.0.0.1:17603"}}
 groups:
   - name: webshop
     preferred_site: brussels
@@ -40,19 +40,12 @@ groups:
 // topologyWith fills in the TTL and two free ports.
 func topologyWith(t *testing.T, ttl string) string {
 	t.Helper()
-	r := strings.NewReplacer("TTL", ttl, "PORT1", freePort(t), "PORT2", freePort(t))
+	r := strings.NewReplacer("TTL", ttl, "PORT1", port(t), "PORT2", port(t))
 	return r.Replace(dnsTopology)
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port)
-}
+// port is a free port for the topology's text.
+func port(t *testing.T) string { return strconv.Itoa(testbed.FreePort(t)) }
 
 func TestDNSResource(t *testing.T) {
 	topo, probs := config.Parse("t.yaml", []byte(topologyWith(t, "5s")), Types())

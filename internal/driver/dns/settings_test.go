@@ -245,7 +245,7 @@ func TestTTLWarning(t *testing.T) {
 		if w != "" && !strings.Contains(w, "set ttl to "+(tc.rto/2).Truncate(time.Second).String()+" or less") {
 			t.Errorf("ttl %s, rto %s: %q does not say what to set", tc.ttl, tc.rto, w)
 		}
-		g := &config.Group{RTOTarget: config.Duration(tc.rto)}
+		g := &config.Group{RTOTarget: new(config.Duration(tc.rto))}
 		if lint := Lint(g, &s); (len(lint) == 1 && lint[0].Field == "ttl") != tc.warn {
 			t.Errorf("ttl %s, rto %s: Lint = %v", tc.ttl, tc.rto, lint)
 		}
