@@ -41,17 +41,20 @@ type FenceResult struct {
 }
 
 // Fence makes the primary at this site stop accepting writes, and proves
-// it: a fast shutdown with pg_ctl (PostgreSQL's walsenders send all WAL to
-// connected streaming standbys before the postmaster exits), then checks
-// that no postmaster or other server process runs for the data dir, and
-// reads pg_controldata and the WAL to say where it ends. Backends left
-// behind by a killed postmaster are killed: they could still commit.
+// it: it writes the boot guard (EnsureBootGuard) first, so that whoever
+// starts the server again gets a read-only standby; then a fast shutdown
+// with pg_ctl (PostgreSQL's walsenders send all WAL to connected streaming
+// standbys before the postmaster exits); then it checks that no postmaster
+// or other server process runs for the data dir, and reads pg_controldata
+// and the WAL to say where it ends. Backends left behind by a killed
+// postmaster are killed: they could still commit. A guard that cannot be
+// written does not stop the shutdown; Fence reports it afterwards.
 //
 // If the fast shutdown does not finish before ctx ends, Fence falls back
 // to an immediate shutdown (Forced): stopping writes matters more than a
-// clean stop. Idempotent: on a stopped server it only reads the control
-// file and the WAL. Fence cannot stop a service manager from starting the
-// server again; it reports one that did.
+// clean stop. Idempotent: on a stopped server it only writes the guard and
+// reads the control file and the WAL. Fence cannot stop a service manager
+// from starting the server again; it reports one that did.
 func (i Instance) Fence(ctx context.Context) (FenceResult, error) {
 	s := i.Settings
 	where := i.where("fence primary")
@@ -67,6 +70,7 @@ func (i Instance) Fence(ctx context.Context) (FenceResult, error) {
 		return FenceResult{}, fmt.Errorf("%s: %w", where, err)
 	}
 	dir := s.DataDir
+	guardErr := ensureBootGuard(u, dir)
 	var res FenceResult
 	if pid, alive := postmasterAlive(dir); alive {
 		err := run(ctx, u, "fast shutdown", nil, pgctl, "stop", "-D", dir, "-m", "fast", "-w", "-t", pgctlWait(ctx))
@@ -109,6 +113,9 @@ func (i Instance) Fence(ctx context.Context) (FenceResult, error) {
 	res.EndLSN = formatLSN(end)
 	res.Timeline = cd.CheckpointTLI
 	res.Clean = cd.State == stateShutDown
+	if guardErr != nil {
+		return res, fmt.Errorf("%s: the server is stopped, but its boot guard is missing: %w; whoever starts it now gets a primary: fix that and fence again", where, guardErr)
+	}
 	return res, nil
 }
 
@@ -285,10 +292,15 @@ type PromoteResult struct {
 // control file shows the new timeline: pg_rewind reads the timeline there,
 // and says "no rewind required" while it is the old one.
 //
-// Idempotent: on a server that is already a primary it only proves it
-// writable (and checkpoints if its control file still shows an older
-// timeline). Promote does not fence anything: the plan must have fenced
-// the old primary first.
+// PostgreSQL removes standby.signal when it promotes; when s.DataDir is set
+// and holds a cluster (PG_VERSION) on this host, Promote writes the boot
+// guard back right after the promotion (see EnsureBootGuard). A data dir
+// on another host is left to that host's agent.
+//
+// Idempotent: on a server that is already a primary it only ensures the
+// guard and proves it writable (and checkpoints if its control file still
+// shows an older timeline). Promote does not fence anything: the plan must
+// have fenced the old primary first.
 func Promote(ctx context.Context, s Settings) (PromoteResult, error) {
 	began := time.Now()
 	where := fmt.Sprintf("promote %s at %s", s.ApplicationName, s.addr())
@@ -317,6 +329,11 @@ func Promote(ctx context.Context, s Settings) (PromoteResult, error) {
 			return PromoteResult{}, fmt.Errorf("%s: pg_promote: %w; see the server log", where, err)
 		case !done:
 			return PromoteResult{}, fmt.Errorf("%s: the promotion did not finish within %d s; see the server log, and call Promote again to wait longer", where, wait)
+		}
+	}
+	if dir := s.DataDir; dir != "" && checkCluster(dir) == nil {
+		if err := EnsureBootGuard(dir); err != nil {
+			return PromoteResult{}, fmt.Errorf("%s: it is a primary now, but its boot guard is missing: %w; a restart would bring it up as a primary without the agent: fix that and call Promote again", where, err)
 		}
 	}
 
@@ -422,15 +439,18 @@ type RejoinResult struct {
 //     last timeline both share ends.
 //  3. If it diverged, the old data dir's WAL segments covering the lost
 //     range are copied to <data_dir>.lost-<timestamp>/, newPrimary is
-//     checkpointed (so that pg_rewind sees its new timeline), and
-//     pg_rewind --source-server runs (it needs wal_log_hints, which
-//     InitPrimary sets, and does crash recovery itself for a killed
-//     server). If pg_rewind fails, the old data dir is moved to
-//     <data_dir>.old-<timestamp> and a fresh base backup is taken.
+//     checkpointed (so that pg_rewind sees its new timeline), a killed
+//     server gets crash recovery in a single-user server (with the boot
+//     guard moved aside, see ensureCleanShutdown), and pg_rewind
+//     --source-server --no-ensure-shutdown runs (it needs wal_log_hints,
+//     which InitPrimary sets). If pg_rewind fails, the old data dir is
+//     moved to <data_dir>.old-<timestamp> and a fresh base backup is
+//     taken. pg_rewind and pg_basebackup copy newPrimary's boot guard;
+//     for a standby that is what it needs anyway.
 //  4. It writes standby.signal and primary_conninfo (newPrimary's host and
 //     port, its replication user, application_name = this site's
 //     ApplicationName, password replPassword) into postgresql.auto.conf,
-//     starts the server with pg_ctl and waits until pg_stat_wal_receiver
+//     starts the server (as Start does) and waits until pg_stat_wal_receiver
 //     says it streams from newPrimary.
 //
 // Rejoin connects to newPrimary as newPrimary.User with
@@ -537,7 +557,7 @@ func (i Instance) Rejoin(ctx context.Context, newPrimary Settings, replPassword 
 	if err := i.configureStandby(u, newPrimary, replPassword); err != nil {
 		return res, fmt.Errorf("%s: %w", where, err)
 	}
-	if err := i.start(ctx, u, pgctl); err != nil {
+	if err := i.start(ctx, u); err != nil {
 		return res, fmt.Errorf("%s: start as a standby: %w", where, err)
 	}
 	if err := i.waitStreaming(ctx, newPrimary); err != nil {
@@ -790,12 +810,19 @@ func (i Instance) rewind(ctx context.Context, u *osUser, newPrimary Settings) er
 	if err != nil {
 		return err
 	}
+	// pg_rewind would run this crash recovery itself, through system()
+	// with the data dir on a shell's command line, and without moving the
+	// boot guard aside, which a single-user server refuses.
+	if err := i.ensureCleanShutdown(ctx, u); err != nil {
+		return err
+	}
 	env := []string{"LC_ALL=C"}
 	if pw != "" {
 		env = append(env, "PGPASSWORD="+pw)
 	}
 	out, err := runOutput(ctx, u, "rewind to the new primary "+newPrimary.addr(), env, pgrewind,
 		"--target-pgdata="+dir,
+		"--no-ensure-shutdown",
 		"--source-server="+conninfo(
 			"host", newPrimary.Host,
 			"port", strconv.Itoa(newPrimary.Port),
@@ -805,8 +832,7 @@ func (i Instance) rewind(ctx context.Context, u *osUser, newPrimary Settings) er
 			"connect_timeout", strconv.Itoa(int(connectTimeout/time.Second)),
 		))
 	if err != nil {
-		// Its own lines say what went wrong; the single-user server it runs
-		// for crash recovery logs much besides.
+		// Its own lines say what went wrong.
 		var own []string
 		for _, l := range strings.Split(string(out), "\n") {
 			if strings.HasPrefix(l, "pg_rewind:") {
@@ -831,8 +857,7 @@ func (i Instance) rewind(ctx context.Context, u *osUser, newPrimary Settings) er
 // that is dataDir or inside it, or "".
 func socketInDataDir(dataDir, socketDirs string) string {
 	dataDir = filepath.Clean(dataDir)
-	for _, d := range strings.Split(socketDirs, ",") {
-		d = strings.Trim(strings.TrimSpace(d), `"`)
+	for _, d := range splitDirectories(socketDirs) {
 		if d == "" {
 			continue
 		}
@@ -844,6 +869,33 @@ func socketInDataDir(dataDir, socketDirs string) string {
 		}
 	}
 	return ""
+}
+
+// splitDirectories splits a list setting such as unix_socket_directories
+// as PostgreSQL does (SplitDirectoriesString): at commas outside double
+// quotes, trimming blanks around each entry; inside quotes "" is a quote.
+func splitDirectories(list string) []string {
+	var (
+		out    []string
+		cur    strings.Builder
+		quoted bool
+	)
+	for i := 0; i < len(list); i++ {
+		c := list[i]
+		switch {
+		case quoted && c == '"' && i+1 < len(list) && list[i+1] == '"':
+			cur.WriteByte('"')
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			out = append(out, strings.TrimSpace(cur.String()))
+			cur.Reset()
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	return append(out, strings.TrimSpace(cur.String()))
 }
 
 // reclone moves the data dir aside and takes a fresh base backup of

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // stopAtEnd shuts the instances down with pg_ctl when the test ends: the
@@ -178,7 +180,7 @@ func (w *writer) waitAcks(t *testing.T, addr string, n int) {
 		return c
 	}
 	want := count() + n
-	if !waitFor(15*time.Second, func() bool { return count() >= want }) {
+	if !testbed.Poll(15*time.Second, func() bool { return count() >= want }) {
 		t.Fatalf("the writer got only %d of %d acknowledged writes at %s within 15s", count(), want, addr)
 	}
 }
@@ -203,6 +205,9 @@ func TestSwitchover(t *testing.T) {
 	if !fence.Clean || fence.Forced || fence.Timeline != 1 || fence.EndLSN == "" {
 		t.Errorf("Fence = %+v, want a clean stop on timeline 1 with an end LSN", fence)
 	}
+	if _, err := os.Stat(filepath.Join(a.Settings.DataDir, "standby.signal")); err != nil {
+		t.Errorf("the fenced primary has no boot guard: %v", err)
+	}
 
 	step = time.Now()
 	if err := WaitCatchUp(ctx, b.Settings, fence.EndLSN); err != nil {
@@ -217,6 +222,9 @@ func TestSwitchover(t *testing.T) {
 	}
 	tPromote := time.Since(step)
 	w.retarget(b.Settings)
+	if _, err := os.Stat(filepath.Join(b.Settings.DataDir, "standby.signal")); err != nil {
+		t.Errorf("the promoted primary has no boot guard: %v", err)
+	}
 	if promoted.Timeline != 2 {
 		t.Errorf("Promote: timeline %d, want 2", promoted.Timeline)
 	}
@@ -314,8 +322,12 @@ func TestFailover(t *testing.T) {
 		// reclone is why Rejoin must take a fresh base backup instead of
 		// rewinding, "" when it can rewind.
 		reclone string
+		// guarded kills the old primary while it holds the boot guard, as
+		// every running primary does.
+		guarded bool
 	}{
 		{name: "rewind"},
+		{name: "rewind, killed with the guard", guarded: true},
 		{name: "no hints", noHints: true, reclone: "wal_log_hints"},
 		{name: "socket", socketsInDataDir: true, reclone: "unix socket in its data dir"},
 	} {
@@ -353,8 +365,16 @@ func TestFailover(t *testing.T) {
 			}
 			w := startWriter(t, a.Settings)
 			w.waitAcks(t, a.Settings.addr(), 300)
+			if tc.guarded {
+				if err := EnsureBootGuard(a.Settings.DataDir); err != nil {
+					t.Fatal(err)
+				}
+			}
 			p.pSrv.stop(t, true) // KillServer while the writer writes
 			w.halt()
+			if d, err := ClusterState(ctx, a.Settings); err != nil || d.State != ClusterInProduction || d.StandbySignal != tc.guarded {
+				t.Errorf("killed primary: %+v, %v; want in production, standby.signal %v", d, err, tc.guarded)
+			}
 			acked := len(w.acked())
 
 			// Fencing a dead primary only reads where its WAL ends.
@@ -390,6 +410,12 @@ func TestFailover(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("Promote: %+v", promoted)
+			// Fence wrote the guard; Promote wrote one for the new primary.
+			for _, inst := range []Instance{a, b} {
+				if _, err := os.Stat(filepath.Join(inst.Settings.DataDir, "standby.signal")); err != nil {
+					t.Errorf("%s has no boot guard: %v", inst.Site, err)
+				}
+			}
 			execSQL(t, ctx, b.Settings, `INSERT INTO w (id) SELECT -g FROM generate_series(1001, 1500) g`)
 
 			step := time.Now()
@@ -533,7 +559,7 @@ func TestActionsIdempotent(t *testing.T) {
 	if err := KillServer(pid); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(10*time.Second, func() bool { _, alive := postmasterAlive(a.Settings.DataDir); return !alive }) {
+	if !testbed.Poll(10*time.Second, func() bool { _, alive := postmasterAlive(a.Settings.DataDir); return !alive }) {
 		t.Fatal("killed postmaster still alive")
 	}
 	if err := a.Stop(ctx, "fast"); err != nil {
@@ -557,7 +583,7 @@ func TestActionsIdempotent(t *testing.T) {
 
 func TestActionErrors(t *testing.T) {
 	dir := t.TempDir()
-	s := Settings{Host: "127.0.0.1", Port: freePort(t), DataDir: filepath.Join(dir, "missing")}
+	s := Settings{Host: "127.0.0.1", Port: testbed.FreePort(t), DataDir: filepath.Join(dir, "missing")}
 	s.SetDefaults("site-a")
 	inst := Instance{Settings: s, Site: "site-a", LogFile: filepath.Join(dir, "log")}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

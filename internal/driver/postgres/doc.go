@@ -12,10 +12,22 @@
 //   - Instance: managing a local instance — initdb for a new primary,
 //     pg_basebackup for a standby, and the server command line.
 //   - The recovery actions a plan runs on the agent of the instance's
-//     site, each idempotent: Start and Stop (through pg_ctl, so that a
-//     server outlives the agent), Fence, WaitCatchUp, Promote and Rejoin
-//     (pg_rewind, or a fresh base backup when it cannot work, keeping the
-//     WAL that only the old primary had).
+//     site, each idempotent: Start, StartPrimary and Stop (a server runs
+//     in a session of its own and outlives the agent), Fence, WaitCatchUp,
+//     Promote and Rejoin (pg_rewind, or a fresh base backup when it cannot
+//     work, keeping the WAL that only the old primary had).
+//   - The boot guard: every running primary's data dir holds
+//     standby.signal, so that a primary that starts again without the
+//     agent comes up read-only (EnsureBootGuard, StartPrimary,
+//     ClusterState).
+//   - Instances the agent cannot reach on its own machine (IsLocal): they
+//     are fenced by a configured command whose effect is verified
+//     (RunFenceCommand).
+//
+// No shell ever runs: servers and tools are executed directly. pg_ctl is
+// used only to stop a server; pg_ctl start, and pg_rewind's own crash
+// recovery, would hand the data dir to /bin/sh. Settings.Check refuses
+// paths that a shell would act on all the same, because initdb does.
 //
 // Servers and PostgreSQL tools run as the postgres OS user when the calling
 // process is root. Per-site server settings (port, listen_addresses,

@@ -158,11 +158,6 @@ func fileTail(path string) string {
 	return strings.Replace(outputTail(b), "; output:", "; server log "+path+":", 1)
 }
 
-// shellQuote quotes s for /bin/sh.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // prepareDataDir makes dir an empty directory owned by u with mode 0700,
 // refusing one that already holds files. Missing parents are created 0755
 // so that u can reach dir.
@@ -200,7 +195,7 @@ func prepareDataDir(u *osUser, dir string) error {
 }
 
 // openLog opens (creating if needed) the server log for appending, and
-// makes sure u owns it so that pg_ctl, running as u, can open it too.
+// makes sure u owns it, the user the server runs as.
 func openLog(u *osUser, path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {

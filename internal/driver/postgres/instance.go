@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -19,7 +18,8 @@ type Instance struct {
 	Settings Settings
 	Site     string
 	// LogFile receives the server's stdout and stderr. Its directory must
-	// be writable by the postgres OS user: pg_ctl opens it as that user.
+	// be writable by the postgres OS user: the server inherits it, and
+	// siteflip gives the file to that user.
 	LogFile string
 	// ClientNets are networks (CIDR) whose TCP clients InitPrimary's
 	// pg_hba.conf admits besides loopback.
@@ -59,8 +59,9 @@ host    replication  all   ::1/128        scram-sha-256
 // superPassword, a replication role Settings.ReplicationUser with
 // replPassword, the database Settings.Database, replication settings in
 // postgresql.conf and a pg_hba.conf admitting loopback clients with
-// scram-sha-256 and local clients by peer. The server is started with
-// pg_ctl for the setup and stopped again; start it with ServerCommand.
+// scram-sha-256 and local clients by peer. The server is started for the
+// setup (executed directly, as Start does) and stopped again; start it
+// with StartPrimary, or with ServerCommand.
 // The setup connects over TCP to Settings.Host, so that must be a loopback
 // address: the pg_hba.conf written here admits no other.
 //
@@ -117,26 +118,9 @@ func (i Instance) InitPrimary(ctx context.Context, superPassword, replPassword s
 		return fmt.Errorf("%s: write pg_hba.conf: %w", where, err)
 	}
 
-	log, err := openLog(u, i.LogFile)
-	if err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	log.Close() // pg_ctl opens it itself, as the postgres user
-
-	opts := make([]string, 0, 8)
-	for _, o := range i.serverOptions() {
-		opts = append(opts, shellQuote(o)) // pg_ctl hands -o to /bin/sh
-	}
-	err = run(ctx, u, "start postgres at "+s.addr()+" for setup", nil, pgctl,
-		"start", "-D", s.DataDir, "-l", i.LogFile, "-w", "-t", "120", "-o", strings.Join(opts, " "))
-	if err != nil {
-		// pg_ctl may have started a server that is not ready yet.
-		stopErr := run(context.WithoutCancel(ctx), u, "stop postgres after failed start", nil, pgctl,
-			"stop", "-D", s.DataDir, "-m", "immediate", "-w", "-t", "30")
-		if stopErr != nil && !strings.Contains(stopErr.Error(), "PID file") {
-			err = errors.Join(err, stopErr)
-		}
-		return fmt.Errorf("%s: %w%s", where, err, fileTail(i.LogFile))
+	// No server can run in a data dir initdb has just made.
+	if _, err := i.launch(ctx, u); err != nil {
+		return fmt.Errorf("%s: start postgres at %s for setup: %w", where, s.addr(), err)
 	}
 
 	setupErr := setupRoles(ctx, s, superPassword, replPassword)
@@ -299,32 +283,45 @@ func (i Instance) CloneStandby(ctx context.Context, from Settings, replPassword 
 func (i Instance) ServerCommand() *exec.Cmd {
 	s := i.Settings
 	where := fmt.Sprintf("postgres server for site %s (data dir %s)", i.Site, s.DataDir)
-	path := filepath.Join(s.BinDir, "postgres")
-	cmd := exec.Command(path, append([]string{"-D", s.DataDir}, i.serverOptions()...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	u, err := runAsUser()
-	if err == nil {
-		_, err = binary(s, "postgres")
-	}
 	if err != nil {
+		cmd := exec.Command(filepath.Join(s.BinDir, "postgres"))
 		cmd.Err = fmt.Errorf("%s: %w", where, err)
 		return cmd
 	}
-	if err := prepareSocketDir(u, s); err != nil {
+	cmd, _, err := i.serverCmd(u)
+	if err != nil {
+		cmd = exec.Command(filepath.Join(s.BinDir, "postgres"))
 		cmd.Err = fmt.Errorf("%s: %w", where, err)
-		return cmd
-	}
-	u.prepare(cmd)
-	if i.LogFile != "" {
-		f, err := openLog(u, i.LogFile)
-		if err != nil {
-			cmd.Err = fmt.Errorf("%s: %w", where, err)
-			return cmd
-		}
-		cmd.Stdout = f
-		cmd.Stderr = f
 	}
 	return cmd
+}
+
+// serverCmd builds the command ServerCommand describes, to run as u, and
+// returns the log file it writes to (nil when LogFile is empty), which the
+// caller closes once the command has started.
+func (i Instance) serverCmd(u *osUser) (*exec.Cmd, *os.File, error) {
+	s := i.Settings
+	path, err := binary(s, "postgres")
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := prepareSocketDir(u, s); err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(path, append([]string{"-D", s.DataDir}, i.serverOptions()...)...)
+	u.prepare(cmd)
+	cmd.SysProcAttr.Setsid = true
+	if i.LogFile == "" {
+		return cmd, nil, nil
+	}
+	f, err := openLog(u, i.LogFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.Stdout = f
+	cmd.Stderr = f
+	return cmd, f, nil
 }
 
 // serverOptions are the per-site settings, as server arguments.

@@ -12,10 +12,12 @@ import (
 	"time"
 )
 
-// The server lifecycle of the recovery actions goes through pg_ctl: a
-// server it starts lives in a session of its own, outlives the agent, and
-// is found again through postmaster.pid — as is one that ServerCommand
-// started.
+// The server lifecycle of the recovery actions: a server is started by
+// executing the postmaster directly — never through pg_ctl start, which
+// hands its command line, data dir included, to /bin/sh — in a session of
+// its own, so that it outlives the agent, and it is found again through
+// postmaster.pid, as is one that ServerCommand started. Stop and promote
+// go through pg_ctl, which runs no shell for them.
 
 // defaultPgctlWait is pg_ctl's -t when ctx has no deadline.
 const defaultPgctlWait = 5 * time.Minute
@@ -67,16 +69,27 @@ func (i Instance) stop(ctx context.Context, u *osUser, pgctl, mode string) error
 	return reapOrphans(ctx, dir)
 }
 
-// Start starts the server with pg_ctl start -w as it is configured on
-// disk — a primary, or a standby when standby.signal exists — with the
-// per-site settings of ServerCommand on its command line and its output
-// appended to LogFile, and waits until it accepts connections (a standby:
-// once it is consistent). It returns nil if the server is already
-// running. What a killed server left behind is cleared first: its orphaned
+// Start starts the server as it is configured on disk — a primary, or a
+// standby when standby.signal exists (which the boot guard, see
+// EnsureBootGuard, makes the case for a primary that was fenced or
+// killed: StartPrimary starts one as the primary) — and waits until it is
+// ready, as pg_ctl start -w does: until postmaster.pid says "ready" (it
+// accepts connections: a primary, or a hot standby once consistent) or
+// "standby" (a standby with hot_standby off). It returns nil if the server
+// is already running.
+//
+// The server is bin_dir/postgres -D data_dir with the per-site settings of
+// ServerCommand on its command line, executed directly (no shell sees the
+// data dir) as the postgres OS user when we are root, in a session of its
+// own, with its output appended to LogFile. It is this process's child
+// and reaped by it; it outlives this process.
+//
+// What a killed server left behind is cleared first: its orphaned
 // backends (waited for, then killed) and a postmaster.pid that PostgreSQL
 // would take for a live postmaster's (see clearStalePidFile). If the
-// server does not become ready before ctx ends it is shut down again
-// (immediate) rather than left half started.
+// server exits during startup the error carries the end of its log; if it
+// does not become ready before ctx ends (5 minutes without a deadline) it
+// is shut down again (immediate) rather than left half started.
 func (i Instance) Start(ctx context.Context) error {
 	s := i.Settings
 	where := i.where("start postgres")
@@ -86,25 +99,21 @@ func (i Instance) Start(ctx context.Context) error {
 	if err := checkCluster(s.DataDir); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	pgctl, err := binary(s, "pg_ctl")
-	if err == nil {
-		_, err = binary(s, "postgres")
-	}
-	if err != nil {
+	if _, err := binary(s, "postgres"); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	u, err := runAsUser()
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	if err := i.start(ctx, u, pgctl); err != nil {
+	if err := i.start(ctx, u); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	return nil
 }
 
 // start is Start without the checks.
-func (i Instance) start(ctx context.Context, u *osUser, pgctl string) error {
+func (i Instance) start(ctx context.Context, u *osUser) error {
 	s := i.Settings
 	dir := s.DataDir
 	if _, alive := postmasterAlive(dir); alive {
@@ -118,35 +127,137 @@ func (i Instance) start(ctx context.Context, u *osUser, pgctl string) error {
 	if err := clearStalePidFile(ctx, dir); err != nil {
 		return err
 	}
-	if err := prepareSocketDir(u, s); err != nil {
-		return err
-	}
-	log, err := openLog(u, i.LogFile)
-	if err != nil {
-		return err
-	}
-	log.Close() // the postmaster opens it itself, as the postgres user
+	_, err := i.launch(ctx, u)
+	return err
+}
 
-	opts := make([]string, 0, 8)
-	for _, o := range i.serverOptions() {
-		opts = append(opts, shellQuote(o)) // pg_ctl hands -o to /bin/sh
+// launch executes the postmaster and waits until it is ready, as start
+// describes, and returns what postmaster.pid says then: pmReady or
+// pmStandby. The caller has made sure no server runs for the data dir.
+func (i Instance) launch(ctx context.Context, u *osUser) (string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultPgctlWait)
+		defer cancel()
 	}
-	err = run(ctx, u, "start", nil, pgctl,
-		"start", "-D", dir, "-l", i.LogFile, "-w", "-t", pgctlWait(ctx), "-o", strings.Join(opts, " "))
+	cmd, log, err := i.serverCmd(u)
+	if err != nil {
+		return "", err
+	}
+	// Stdin stays nil: the server reads /dev/null.
+	err = cmd.Start()
+	if log != nil {
+		log.Close() // the server has its own descriptor now
+	}
+	if err != nil {
+		return "", fmt.Errorf("execute %s: %w", cmd.Path, err)
+	}
+	pid := cmd.Process.Pid
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		// Reap the postmaster whenever it exits, so that no zombie stays.
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+
+	status, err := waitPostmaster(ctx, i.Settings.DataDir, pid, func() (bool, error) {
+		select {
+		case <-exited:
+			return true, waitErr
+		default:
+			return false, nil
+		}
+	})
 	if err == nil {
-		return nil
+		return status, nil
 	}
-	// pg_ctl gave up, but the server it started may still be coming up;
-	// one that answers later would surprise whoever retries.
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if _, alive := postmasterAlive(dir); alive {
-		if stopErr := run(stopCtx, u, "stop the server that did not become ready", nil, pgctl,
-			"stop", "-D", dir, "-m", "immediate", "-w", "-t", "30"); stopErr != nil {
-			err = errors.Join(err, stopErr)
+	// One that became ready later would surprise whoever retries.
+	// SIGQUIT is an immediate shutdown. Process.Signal refuses a process
+	// already reaped, whose pid may belong to another one by now.
+	stopped := "it was shut down again (immediate)"
+	if serr := cmd.Process.Signal(syscall.SIGQUIT); serr != nil && !errors.Is(serr, os.ErrProcessDone) {
+		stopped = fmt.Sprintf("shutting it down failed: %v", serr)
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		if kerr := KillServer(pid); kerr != nil {
+			stopped = fmt.Sprintf("it did not stop after an immediate shutdown, and killing it failed: %v", kerr)
+		} else {
+			<-exited
+			stopped = "it did not stop after an immediate shutdown and was killed"
 		}
 	}
-	return fmt.Errorf("%w%s", err, fileTail(i.LogFile))
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if rerr := reapOrphans(rctx, i.Settings.DataDir); rerr != nil {
+		stopped += "; " + rerr.Error()
+	}
+	if isCtxErr(err) {
+		err = fmt.Errorf("%w; %s", err, stopped)
+	}
+	tail := fileTail(i.LogFile)
+	if tail == "" {
+		tail = "; see the server log " + i.LogFile
+	}
+	return "", fmt.Errorf("%w%s", err, tail)
+}
+
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// What postmaster.pid says on its 8th line (LOCK_FILE_LINE_PM_STATUS).
+const (
+	pmReady   = "ready"   // accepts connections: a primary or a hot standby
+	pmStandby = "standby" // a standby with hot_standby off: up, accepts none
+)
+
+// pmStatus reads the pid and the status line of dir's postmaster.pid; the
+// status is "" while the postmaster has not written it yet.
+func pmStatus(dir string) (pid int, status string) {
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return 0, ""
+	}
+	lines := strings.Split(string(b), "\n")
+	pid, _ = strconv.Atoi(strings.TrimSpace(lines[0]))
+	if len(lines) >= 8 {
+		status = strings.TrimSpace(lines[7])
+	}
+	return pid, status
+}
+
+// waitPostmaster waits, as pg_ctl -w does, until dir's postmaster.pid
+// names pid and says "ready" or "standby", and returns which. gone says
+// whether the postmaster has exited, and how.
+func waitPostmaster(ctx context.Context, dir string, pid int, gone func() (bool, error)) (string, error) {
+	const poll = 20 * time.Millisecond
+	var last string
+	for {
+		filePID, status := pmStatus(dir)
+		if filePID == pid && (status == pmReady || status == pmStandby) {
+			return status, nil
+		}
+		if filePID == pid {
+			last = status
+		}
+		if exited, err := gone(); exited {
+			if err == nil {
+				err = errors.New("exit status 0")
+			}
+			return "", fmt.Errorf("the server (pid %d) exited during startup (%v)", pid, err)
+		}
+		select {
+		case <-ctx.Done():
+			if last == "" {
+				last = "no status in postmaster.pid yet"
+			}
+			return "", fmt.Errorf("the server (pid %d) was not ready: %w (%s)", pid, ctx.Err(), last)
+		case <-time.After(poll):
+		}
+	}
 }
 
 // where says which instance an action is about, for errors.
@@ -350,6 +461,11 @@ func reapOrphans(ctx context.Context, dir string) error {
 }
 
 // Postmaster returns the PID of the postmaster running on dataDir (from
-// its postmaster.pid, checked to be a live postgres process working in
-// that directory), or false when none runs.
+// its postmaster.pid, checked to be a live postgres process whose working
+// directory is dataDir with symbolic links resolved, so a data dir reached
+// through a link works), or false when none runs. It reads only
+// postmaster.pid and /proc: it answers while the server does not. An
+// instance whose observation fails (Observer: down) while Postmaster says
+// it runs is running but not answering — starting up, shutting down,
+// hung, or with every connection slot taken — and may still be writing.
 func Postmaster(dataDir string) (int, bool) { return postmasterAlive(dataDir) }

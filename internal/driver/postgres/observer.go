@@ -55,7 +55,10 @@ type Standby struct {
 	LagBytes int64 `json:"lag_bytes"`
 	// LagSeconds is replay_lag in seconds. PostgreSQL shows NULL when the
 	// standby has caught up and no WAL has been written for a while; that
-	// is reported as 0 when LagBytes is 0 and as -1 (unknown) otherwise.
+	// is reported as 0 when the standby is streaming or LagBytes is 0 —
+	// an idle primary's current position can be a few bytes past what it
+	// has flushed and sent, so LagBytes need not be 0 then — and as -1
+	// (unknown) for a standby that is neither.
 	LagSeconds float64 `json:"lag_seconds"`
 }
 
@@ -215,24 +218,7 @@ func observe(ctx context.Context, conn *pgx.Conn) (Observation, error) {
 			if err := rows.Scan(&app, &state, &sync, &replay, &lagBytes, &lagSeconds); err != nil {
 				return err
 			}
-			sb := Standby{
-				ApplicationName: deref(app),
-				State:           deref(state),
-				SyncState:       deref(sync),
-				ReplayLSN:       deref(replay),
-				LagBytes:        -1,
-				LagSeconds:      -1,
-			}
-			if lagBytes != nil {
-				sb.LagBytes = *lagBytes
-			}
-			switch {
-			case lagSeconds != nil:
-				sb.LagSeconds = *lagSeconds
-			case sb.LagBytes == 0:
-				sb.LagSeconds = 0 // idle and caught up
-			}
-			standbys = append(standbys, sb)
+			standbys = append(standbys, standbyRow(app, state, sync, replay, lagBytes, lagSeconds))
 		}
 		return rows.Err()
 	})
@@ -270,6 +256,28 @@ func observe(ctx context.Context, conn *pgx.Conn) (Observation, error) {
 		}
 	}
 	return obs, nil
+}
+
+// standbyRow makes a Standby of a row of replicationQuery.
+func standbyRow(app, state, sync, replay *string, lagBytes *int64, lagSeconds *float64) Standby {
+	sb := Standby{
+		ApplicationName: deref(app),
+		State:           deref(state),
+		SyncState:       deref(sync),
+		ReplayLSN:       deref(replay),
+		LagBytes:        -1,
+		LagSeconds:      -1,
+	}
+	if lagBytes != nil {
+		sb.LagBytes = *lagBytes
+	}
+	switch {
+	case lagSeconds != nil:
+		sb.LagSeconds = *lagSeconds
+	case sb.LagBytes == 0 || sb.State == "streaming":
+		sb.LagSeconds = 0 // idle and caught up
+	}
+	return sb
 }
 
 func deref[T any](p *T) T {

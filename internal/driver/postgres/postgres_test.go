@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 func TestMain(m *testing.M) {
@@ -64,16 +66,6 @@ func labDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // server is a running ServerCommand.
@@ -183,10 +175,18 @@ type pair struct {
 	pSrv, sSrv       *server
 }
 
-// startPair starts a primary and a standby cloned from it, each with
-// ServerCommand. Every opt can change both sites' settings; dir is the
-// directory that holds their data dirs.
-func startPair(t *testing.T, opts ...func(dir string, s *Settings)) *pair {
+// lab makes clusters for one test in a directory of its own.
+type lab struct {
+	t      *testing.T
+	bin    string
+	dir    string // holds the data dirs
+	pwFile string // the superuser's password
+	opts   []func(dir string, s *Settings)
+}
+
+// newLab skips the test unless real servers can run. Every opt can change
+// every site's settings; dir is the lab's directory.
+func newLab(t *testing.T, opts ...func(dir string, s *Settings)) *lab {
 	t.Helper()
 	bin := requirePostgres(t)
 	dir := labDir(t)
@@ -194,46 +194,66 @@ func startPair(t *testing.T, opts ...func(dir string, s *Settings)) *pair {
 	if err := os.WriteFile(pwFile, []byte(testSuperPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	settings := func(site string) Settings {
-		s := Settings{
-			Host:         "127.0.0.1",
-			Port:         freePort(t),
-			Database:     "siteflip", // not built in: InitPrimary creates it
-			DataDir:      filepath.Join(dir, site),
-			BinDir:       bin,
-			PasswordFile: pwFile,
-		}
-		for _, opt := range opts {
-			opt(dir, &s)
-		}
-		s.SetDefaults(site)
-		if errs := s.Check(); len(errs) > 0 {
-			t.Fatalf("settings for %s: %v", site, errs)
-		}
-		return s
+	return &lab{t: t, bin: bin, dir: dir, pwFile: pwFile, opts: opts}
+}
+
+// instance describes the site's instance (nothing is created); its server
+// log is shown if the test fails.
+func (l *lab) instance(site string) Instance {
+	t := l.t
+	t.Helper()
+	s := Settings{
+		Host:         "127.0.0.1",
+		Port:         testbed.FreePort(t),
+		Database:     "siteflip", // not built in: InitPrimary creates it
+		DataDir:      filepath.Join(l.dir, site),
+		BinDir:       l.bin,
+		PasswordFile: l.pwFile,
 	}
-	p := &pair{
-		primary: Instance{Settings: settings("site-a"), Site: "site-a", LogFile: filepath.Join(dir, "site-a.log")},
-		standby: Instance{Settings: settings("site-b"), Site: "site-b", LogFile: filepath.Join(dir, "site-b.log")},
+	for _, opt := range l.opts {
+		opt(l.dir, &s)
 	}
+	s.SetDefaults(site)
+	if errs := s.Check(); len(errs) > 0 {
+		t.Fatalf("settings for %s: %v", site, errs)
+	}
+	inst := Instance{Settings: s, Site: site, LogFile: filepath.Join(l.dir, site+".log")}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, inst := range []Instance{p.primary, p.standby} {
-				if b, err := os.ReadFile(inst.LogFile); err == nil {
-					t.Logf("server log of %s:\n%s", inst.Site, b)
-				}
+			if b, err := os.ReadFile(inst.LogFile); err == nil {
+				t.Logf("server log of %s:\n%s", site, b)
 			}
 		}
 	})
+	return inst
+}
+
+// initPrimary creates the site's cluster with InitPrimary; it is stopped.
+func (l *lab) initPrimary(site string) Instance {
+	t := l.t
+	t.Helper()
+	inst := l.instance(site)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	began := time.Now()
+	if err := inst.InitPrimary(ctx, testSuperPassword, testReplPassword); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("InitPrimary %s: %v", site, time.Since(began).Round(time.Millisecond))
+	return inst
+}
+
+// startPair starts a primary and a standby cloned from it, each with
+// ServerCommand. Every opt can change both sites' settings; dir is the
+// directory that holds their data dirs.
+func startPair(t *testing.T, opts ...func(dir string, s *Settings)) *pair {
+	t.Helper()
+	l := newLab(t, opts...)
+	began := time.Now()
+	p := &pair{primary: l.initPrimary("site-a"), standby: l.instance("site-b")}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-
-	began := time.Now()
-	if err := p.primary.InitPrimary(ctx, testSuperPassword, testReplPassword); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("InitPrimary: %v", time.Since(began).Round(time.Millisecond))
 
 	step := time.Now()
 	p.pSrv = startServer(t, p.primary)
@@ -279,32 +299,18 @@ func (p *pair) queryStandby(ctx context.Context, sql string, dest ...any) error 
 	return conn.QueryRow(ctx, sql).Scan(dest...)
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-}
-
 // observeUntil observes until ok accepts the observation or timeout passes,
 // and returns the last observation.
 func observeUntil(t *testing.T, o *Observer, timeout time.Duration, ok func(Observation) bool) (Observation, bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var obs Observation
+	good := testbed.Poll(timeout, func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		obs := o.Observe(ctx)
-		cancel()
-		if ok(obs) || time.Now().After(deadline) {
-			return obs, ok(obs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer cancel()
+		obs = o.Observe(ctx)
+		return ok(obs)
+	})
+	return obs, good
 }
 
 func TestReplicationPair(t *testing.T) {
@@ -450,7 +456,7 @@ func TestReplicationPair(t *testing.T) {
 			_, err := busy.Exec(ctx, `SELECT count(*) FROM generate_series(1, 10000000000)`)
 			queryDone <- err
 		}()
-		if !waitFor(10*time.Second, func() bool {
+		if !testbed.Poll(10*time.Second, func() bool {
 			var n int
 			err := p.queryStandby(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'siteflip-test-busy' AND state = 'active'`, &n)
 			return err == nil && n == 1
@@ -482,7 +488,7 @@ func TestReplicationPair(t *testing.T) {
 }
 
 func TestObserveNothingListening(t *testing.T) {
-	s := Settings{Host: "127.0.0.1", Port: freePort(t)}
+	s := Settings{Host: "127.0.0.1", Port: testbed.FreePort(t)}
 	s.SetDefaults("site-a")
 	o := NewObserver(s)
 	defer o.Close()

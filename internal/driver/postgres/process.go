@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // KillServer kills the postmaster pid and every process descended from it
@@ -112,13 +113,36 @@ func procStat(pid int) (ppid int, state byte, ok bool) {
 	return ppid, f[0][0], true
 }
 
+// guardWait bounds how long KillDataDir waits for the boot guard to be
+// written before it kills anyway: a hung disk must not delay a fence.
+const guardWait = time.Second
+
 // KillDataDir kills, as KillServer does, the server running on dataDir if
-// there is one: the self-fence of a primary whose serve lease ran out. It
-// reads only postmaster.pid and /proc, so it works while the server hangs.
+// there is one: the self-fence of a primary whose serve lease ran out.
+// Before killing it writes the boot guard (EnsureBootGuard), so that
+// whoever starts the server again gets a read-only standby; it waits at
+// most a second for that, and kills whether the guard could be written
+// or not (the error says so). Otherwise it reads only postmaster.pid and
+// /proc, so it works while the server hangs. A dataDir without a cluster
+// gets no guard.
 func KillDataDir(dataDir string) error {
-	pid, ok := postmasterAlive(dataDir)
-	if !ok {
-		return nil
+	guard := make(chan error, 1)
+	go func() {
+		if checkCluster(dataDir) != nil {
+			guard <- nil
+			return
+		}
+		guard <- EnsureBootGuard(dataDir)
+	}()
+	var guardErr error
+	select {
+	case guardErr = <-guard:
+	case <-time.After(guardWait):
+		guardErr = fmt.Errorf("writing the boot guard into %s took longer than %v (a hung disk?): killed the server without it; write %s before anybody starts the server", dataDir, guardWait, filepath.Join(dataDir, standbySignal))
 	}
-	return KillServer(pid)
+	var killErr error
+	if pid, ok := postmasterAlive(dataDir); ok {
+		killErr = KillServer(pid)
+	}
+	return errors.Join(killErr, guardErr)
 }

@@ -31,6 +31,10 @@ type Settings struct {
 	// it (listen_addresses); default: Host. A service address that lives
 	// at both sites (a VIP announced by the active one) goes here.
 	ListenAddresses string `yaml:"listen_addresses"`
+	// FenceCommand fences an instance that is not on the agent's machine
+	// (see IsLocal): an argument list, the first an absolute path, run
+	// without a shell by RunFenceCommand. Empty: none.
+	FenceCommand []string `yaml:"fence_command"`
 }
 
 // FieldError is one problem with one field of Settings.
@@ -155,13 +159,14 @@ func (s *Settings) Check() []FieldError {
 	if s.DataDir != "" && !filepath.IsAbs(s.DataDir) {
 		add("data_dir", "%q must be an absolute path on the database host", s.DataDir)
 	}
-	if dir, field := s.socketDir(), "socket_dir"; dir != "" {
-		if s.SocketDir == "" {
-			field = "data_dir" // the socket goes into the data dir when socket_dir is unset
+	for _, f := range []struct{ field, path string }{
+		{"data_dir", s.DataDir}, {"socket_dir", s.SocketDir}, {"bin_dir", s.BinDir},
+	} {
+		if bad := shellUnsafe(f.path); bad != "" {
+			add(f.field, "%q contains %s: PostgreSQL's tools hand this path to /bin/sh; use a path of letters, digits, '/', '.', '-', '_' and spaces", f.path, bad)
 		}
-		if strings.Contains(dir, `"`) {
-			add(field, "%q is used as the unix socket directory and must not contain a double quote; set socket_dir to another directory", dir)
-		}
+	}
+	if dir := s.socketDir(); dir != "" {
 		if p := dir + "/.s.PGSQL." + strconv.Itoa(s.Port); len(p) > maxSocketPath {
 			add("socket_dir", "unix socket path %s is %d bytes, more than PostgreSQL's limit of %d: set socket_dir to a shorter directory", p, len(p), maxSocketPath)
 		}
@@ -183,6 +188,10 @@ func (s *Settings) Check() []FieldError {
 	checkSecret("password_file", s.PasswordFile, "password_env", s.PasswordEnv)
 	checkSecret("replication_password_file", s.ReplicationPasswordFile, "replication_password_env", s.ReplicationPasswordEnv)
 
+	if len(s.FenceCommand) > 0 && !filepath.IsAbs(s.FenceCommand[0]) {
+		add("fence_command", "program %q is not an absolute path: the command runs without a shell or PATH lookup, so give the program's full path, e.g. [/usr/bin/ssh, db1, sudo, systemctl, stop, postgresql]", s.FenceCommand[0])
+	}
+
 	switch name := s.ApplicationName; {
 	case name == "":
 		add("application_name", "is required: set the name this site's standby reports to its primary (default: the site name)")
@@ -192,6 +201,26 @@ func (s *Settings) Check() []FieldError {
 		add("application_name", "%q is %d bytes; PostgreSQL truncates names to %d bytes, so set a shorter one", name, len(name), maxNameLen)
 	}
 	return errs
+}
+
+// shellUnsafe names the first character of path that a shell interprets
+// inside double quotes, or that breaks a command line, or returns "".
+// initdb, pg_ctl and pg_rewind build command lines for /bin/sh with paths
+// in double quotes; siteflip itself runs no shell.
+func shellUnsafe(path string) string {
+	for _, r := range path {
+		switch {
+		case r == '"', r == '$', r == '\\', r == '\'':
+			return string(r)
+		case r == '`':
+			return "a backquote"
+		case r == '\n':
+			return "a newline"
+		case r < 32 || r == 127:
+			return fmt.Sprintf("control character %U", r)
+		}
+	}
+	return ""
 }
 
 // socketDir is the directory the instance's unix socket goes into.

@@ -27,10 +27,26 @@ type SyncState struct {
 	// commit waits for a standby. EnableSync sets one double-quoted name.
 	StandbyNames string
 	// SynchronousCommit is synchronous_commit as a new session of
-	// Settings.User gets it (pg_settings.reset_val). With StandbyNames set,
-	// on, remote_write and remote_apply wait for the standby; local and off
-	// do not.
+	// Settings.User gets it (pg_settings.reset_val), role and database
+	// settings included. With StandbyNames set, on, remote_write and
+	// remote_apply wait for the standby; local and off do not.
 	SynchronousCommit string
+	// ServerCommit is the server's own synchronous_commit, before any role
+	// or database setting: from the configuration files (ALTER SYSTEM
+	// included), the command line or the default. EnableSync keeps it at
+	// on or stronger.
+	ServerCommit string
+	// Weakened lists every setting that lets commits stop waiting for the
+	// standby: the server's own synchronous_commit and every ALTER ROLE /
+	// ALTER DATABASE ... SET synchronous_commit (pg_db_role_setting) that
+	// is off, local or remote_write (which waits for the standby's write,
+	// not its flush), e.g. "role app sets synchronous_commit=local",
+	// "database shop sets synchronous_commit=off", "role app in database
+	// shop sets synchronous_commit=local", "server sets
+	// synchronous_commit=off". A session's own SET synchronous_commit
+	// cannot be seen here, and PostgreSQL offers no way to forbid it: such
+	// a session opts its own transactions out of the guarantee.
+	Weakened []string
 	// Standbys are the standbys connected now (pg_stat_replication).
 	Standbys []SyncStandby
 	// Waiting is the number of backends whose commit waits for a
@@ -64,11 +80,34 @@ func (st SyncState) Enabled() bool {
 	return false
 }
 
-// Requires says whether the server is configured exactly as
-// EnableSync(standby) configures it.
+// Requires says whether the server is configured as EnableSync(standby)
+// configures it: synchronous_standby_names names exactly that standby, and
+// the server's own synchronous_commit is on or remote_apply. Settings of
+// roles and databases are not part of it: see Weakened.
 func (st SyncState) Requires(standby string) bool {
 	names, err := syncStandbyNames(standby)
-	return err == nil && st.Enabled() && st.StandbyNames == names && st.SynchronousCommit == "on"
+	return err == nil && st.StandbyNames == names && strongCommit(st.ServerCommit)
+}
+
+// strongCommit says whether a synchronous_commit value waits, with a
+// standby named, until the standby has flushed (or applied) the commit.
+func strongCommit(v string) bool {
+	v = canonicalCommit(v)
+	return v == "on" || v == "remote_apply"
+}
+
+// canonicalCommit is the name PostgreSQL shows for a synchronous_commit
+// value as it may be written in a setting: case does not matter, and the
+// boolean spellings stand for on and off.
+func canonicalCommit(v string) string {
+	v = strings.ToLower(strings.Trim(strings.TrimSpace(v), `'"`))
+	switch v {
+	case "true", "yes", "1":
+		return "on"
+	case "false", "no", "0":
+		return "off"
+	}
+	return v
 }
 
 // IsSync says whether the standby with application_name standby is
@@ -106,7 +145,14 @@ func (st SyncState) String() string {
 	if !st.Primary {
 		b.WriteString("standby (in recovery); ")
 	}
-	fmt.Fprintf(&b, "synchronous_standby_names = '%s', synchronous_commit = %s; ", strings.ReplaceAll(st.StandbyNames, "'", "''"), st.SynchronousCommit)
+	fmt.Fprintf(&b, "synchronous_standby_names = '%s', synchronous_commit = %s", strings.ReplaceAll(st.StandbyNames, "'", "''"), st.SynchronousCommit)
+	if st.ServerCommit != "" && st.ServerCommit != st.SynchronousCommit {
+		fmt.Fprintf(&b, " (server: %s)", st.ServerCommit)
+	}
+	b.WriteString("; ")
+	if len(st.Weakened) > 0 {
+		fmt.Fprintf(&b, "weakened: %s; ", strings.Join(st.Weakened, ", "))
+	}
 	if len(st.Standbys) == 0 {
 		b.WriteString("no standby connected")
 	} else {
@@ -137,14 +183,21 @@ const (
 // commit, until the standby whose application_name is standby has flushed
 // it: synchronous_standby_names names exactly that standby (double-quoted,
 // so that any name is taken literally; PostgreSQL still matches it to
-// application_name without regard to case) and synchronous_commit = on.
-// Both are set with ALTER SYSTEM and pg_reload_conf(); EnableSync returns
-// once the server shows the new values, which it checks for up to 5 s.
+// application_name without regard to case), and the server's own
+// synchronous_commit is at least on: set to on when it is off, local or
+// remote_write, left alone when it is on or remote_apply. Both are set
+// with ALTER SYSTEM and pg_reload_conf(); EnableSync returns once the
+// server shows the new values, which it checks for up to 5 s.
 //
 // It does not wait for the standby: if it is not connected, or another
 // standby is, commits block from now on. Use ReadSync or WaitSync to see
-// whether the standby confirms commits. A session or role that sets
-// synchronous_commit to local or off does not wait.
+// whether the standby confirms commits.
+//
+// Roles and databases can still weaken it (ALTER ROLE/DATABASE ... SET
+// synchronous_commit): EnableSync leaves those alone, and ReadSync lists
+// them in Weakened. A session's own SET synchronous_commit = local or off
+// cannot be prevented by PostgreSQL at all: such a session's commits do
+// not wait for the standby.
 //
 // ALTER SYSTEM writes postgresql.auto.conf in the data dir, and
 // pg_basebackup and pg_rewind copy that file to the other site. There it
@@ -189,13 +242,19 @@ func EnableSync(ctx context.Context, s Settings, standby string) error {
 	// synchronous_commit first: while no standby is named it makes commits
 	// wait for nothing, so a failure between the two leaves an
 	// asynchronous primary asynchronous.
-	if err := alterSystem(ctx, conn, s, "synchronous_commit", "on"); err != nil {
+	commit, err := serverCommit(ctx, conn)
+	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
+	}
+	if !strongCommit(commit) {
+		if err := alterSystem(ctx, conn, s, "synchronous_commit", "on"); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
 	}
 	if err := alterSystem(ctx, conn, s, "synchronous_standby_names", names); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	if err := reloadAndCheck(ctx, conn, names, "on"); err != nil {
+	if err := reloadAndCheck(ctx, conn, names, true); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	return nil
@@ -225,7 +284,7 @@ func DisableSync(ctx context.Context, s Settings) error {
 	if err := alterSystem(ctx, conn, s, "synchronous_standby_names", ""); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	if err := reloadAndCheck(ctx, conn, "", ""); err != nil {
+	if err := reloadAndCheck(ctx, conn, "", false); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	// The checkpointer releases the waiting commits when it applies the
@@ -389,26 +448,29 @@ func alterSystem(ctx context.Context, conn *pgx.Conn, s Settings, name, value st
 }
 
 // reloadAndCheck runs pg_reload_conf() and waits until this session shows
-// synchronous_standby_names = names and, unless commit is "", the
-// synchronous_commit new sessions get = commit. A backend applies a reload
+// synchronous_standby_names = names and, when strong, a server
+// synchronous_commit of on or remote_apply. A backend applies a reload
 // between statements, once the postmaster has re-read the files and
 // signalled it; the postmaster signals all its children at once.
-func reloadAndCheck(ctx context.Context, conn *pgx.Conn, names, commit string) error {
+func reloadAndCheck(ctx context.Context, conn *pgx.Conn, names string, strong bool) error {
 	var ok bool
 	if err := conn.QueryRow(ctx, `SELECT pg_reload_conf()`).Scan(&ok); err != nil || !ok {
 		return fmt.Errorf("pg_reload_conf(): %v (returned %v); the new setting is in postgresql.auto.conf: reload the server (pg_ctl reload) and check again", err, ok)
 	}
 	began := time.Now()
 	for {
-		var gotNames, source, sourceFile, gotCommit string
+		var gotNames, source, sourceFile string
 		err := conn.QueryRow(ctx, `
-SELECT n.setting, n.source, COALESCE(n.sourcefile, ''), c.reset_val
-FROM pg_settings n, pg_settings c
-WHERE n.name = 'synchronous_standby_names' AND c.name = 'synchronous_commit'`).Scan(&gotNames, &source, &sourceFile, &gotCommit)
+SELECT setting, source, COALESCE(sourcefile, '')
+FROM pg_settings WHERE name = 'synchronous_standby_names'`).Scan(&gotNames, &source, &sourceFile)
 		if err != nil {
 			return fmt.Errorf("read the settings after the reload: %w", err)
 		}
-		if gotNames == names && (commit == "" || gotCommit == commit) {
+		gotCommit, err := serverCommit(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if gotNames == names && (!strong || strongCommit(gotCommit)) {
 			return nil
 		}
 		if time.Since(began) > reloadWait || sleepCtx(ctx, syncPoll) != nil {
@@ -416,18 +478,87 @@ WHERE n.name = 'synchronous_standby_names' AND c.name = 'synchronous_commit'`).S
 			if sourceFile != "" {
 				from += " " + sourceFile
 			}
-			return fmt.Errorf("%v after pg_reload_conf() the server still has synchronous_standby_names = %q (from %s) and synchronous_commit = %s for new sessions, not %q and %s: "+
-				"a value on the server command line (-c) overrides ALTER SYSTEM; a reload is ignored when a configuration file has errors (see the server log); a synchronous_commit set for the role or database (ALTER ROLE/DATABASE ... SET) overrides the system's",
-				time.Since(began).Round(time.Millisecond), gotNames, from, gotCommit, names, orAny(commit))
+			want := "any"
+			if strong {
+				want = "on or remote_apply"
+			}
+			return fmt.Errorf("%v after pg_reload_conf() the server still has synchronous_standby_names = %q (from %s) and synchronous_commit = %s, not %q and %s: "+
+				"a value on the server command line (-c) overrides ALTER SYSTEM; a reload is ignored when a configuration file has errors (see the server log)",
+				time.Since(began).Round(time.Millisecond), gotNames, from, gotCommit, names, want)
 		}
 	}
 }
 
-func orAny(v string) string {
-	if v == "" {
-		return "any"
+// serverCommit reads the server's own synchronous_commit, before role and
+// database settings: this session's reset value when no such setting
+// applies to it; otherwise what the configuration files say (which needs a
+// superuser), or the default. It reads the value through this session's
+// own, so it sees a reload once the session has applied it.
+func serverCommit(ctx context.Context, conn *pgx.Conn) (string, error) {
+	var (
+		commit     string
+		overridden bool
+	)
+	err := conn.QueryRow(ctx, `
+SELECT (SELECT reset_val FROM pg_settings WHERE name = 'synchronous_commit'),
+       EXISTS (SELECT 1 FROM pg_db_role_setting d, unnest(d.setconfig) AS c
+               WHERE lower(split_part(c, '=', 1)) = 'synchronous_commit'
+                 AND d.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = session_user))
+                 AND d.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database())))`).Scan(&commit, &overridden)
+	if err != nil {
+		return "", fmt.Errorf("read synchronous_commit: %w", err)
 	}
-	return v
+	if !overridden {
+		return canonicalCommit(commit), nil
+	}
+	err = conn.QueryRow(ctx, `
+SELECT COALESCE(
+  (SELECT setting FROM pg_file_settings
+   WHERE name = 'synchronous_commit' AND applied AND error IS NULL
+   ORDER BY seqno DESC LIMIT 1),
+  (SELECT boot_val FROM pg_settings WHERE name = 'synchronous_commit'))`).Scan(&commit)
+	if err != nil {
+		return "", fmt.Errorf("read the server's synchronous_commit from its configuration files (pg_file_settings), as a role or database setting applies to this session: %w; it needs a superuser", err)
+	}
+	return canonicalCommit(commit), nil
+}
+
+// weakenedQuery lists the role and database settings that weaken
+// synchronous_commit, as SyncState.Weakened describes them.
+const weakenedQuery = `
+SELECT COALESCE(r.rolname, ''), COALESCE(db.datname, ''), split_part(c, '=', 2)
+FROM pg_db_role_setting d
+CROSS JOIN LATERAL unnest(d.setconfig) AS c
+LEFT JOIN pg_roles r ON r.oid = d.setrole
+LEFT JOIN pg_database db ON db.oid = d.setdatabase
+WHERE lower(split_part(c, '=', 1)) = 'synchronous_commit'
+ORDER BY 1, 2`
+
+// weakCommit says whether a synchronous_commit value lets a commit return
+// before the standby has flushed it.
+func weakCommit(v string) bool {
+	switch canonicalCommit(v) {
+	case "off", "local", "remote_write":
+		return true
+	}
+	return false
+}
+
+// describeWeakening says who sets synchronous_commit to value: role and db
+// are "" for every role and every database.
+func describeWeakening(role, db, value string) string {
+	var who string
+	switch {
+	case role != "" && db != "":
+		who = fmt.Sprintf("role %s in database %s", role, db)
+	case role != "":
+		who = "role " + role
+	case db != "":
+		who = "database " + db
+	default:
+		who = "every role (ALTER ROLE ALL)"
+	}
+	return fmt.Sprintf("%s sets synchronous_commit=%s", who, canonicalCommit(value))
 }
 
 // readSync reads the sync state in one round trip.
@@ -447,6 +578,18 @@ FROM (SELECT 1) AS one
 LEFT JOIN pg_stat_activity AS a ON a.wait_event = 'SyncRep'`).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&st.Primary, &st.StandbyNames, &st.SynchronousCommit, &st.Waiting, &longest)
 	})
+	b.Queue(weakenedQuery).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var role, db, value string
+			if err := rows.Scan(&role, &db, &value); err != nil {
+				return err
+			}
+			if weakCommit(value) {
+				st.Weakened = append(st.Weakened, describeWeakening(role, db, value))
+			}
+		}
+		return rows.Err()
+	})
 	b.Queue(`
 SELECT COALESCE(application_name, ''), COALESCE(state, ''), COALESCE(sync_state, ''), COALESCE(sync_priority, 0)
 FROM pg_stat_replication
@@ -464,6 +607,13 @@ ORDER BY application_name, pid`).Query(func(rows pgx.Rows) error {
 		return SyncState{}, err
 	}
 	st.LongestWait = time.Duration(longest * float64(time.Second))
+	var err error
+	if st.ServerCommit, err = serverCommit(ctx, conn); err != nil {
+		return SyncState{}, err
+	}
+	if weakCommit(st.ServerCommit) {
+		st.Weakened = append([]string{"server sets synchronous_commit=" + st.ServerCommit}, st.Weakened...)
+	}
 	return st, nil
 }
 

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 func TestSyncStandbyNames(t *testing.T) {
@@ -53,13 +56,13 @@ func TestSyncStateMethods(t *testing.T) {
 	}{
 		{name: "asynchronous", st: SyncState{Primary: true, SynchronousCommit: "on", Standbys: []SyncStandby{async}}},
 		{name: "sync standby connected",
-			st:      SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "on", Standbys: []SyncStandby{sync}},
+			st:      SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "on", ServerCommit: "on", Standbys: []SyncStandby{sync}},
 			enabled: true, requires: true, sync: true},
 		{name: "named in another case",
 			st:      SyncState{Primary: true, StandbyNames: `"SITE-B"`, SynchronousCommit: "on", Standbys: []SyncStandby{{ApplicationName: "SITE-B", State: "streaming", SyncState: "sync"}}},
 			enabled: true, sync: true},
 		{name: "no standby connected",
-			st:      SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "on", Waiting: 2},
+			st:      SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "on", ServerCommit: "on", Waiting: 2},
 			enabled: true, requires: true, blocking: true},
 		{name: "another standby named",
 			st:      SyncState{Primary: true, StandbyNames: `"site-x"`, SynchronousCommit: "on", Standbys: []SyncStandby{async}},
@@ -68,12 +71,21 @@ func TestSyncStateMethods(t *testing.T) {
 			st:      SyncState{Primary: true, StandbyNames: `ANY 1 ("site-b", "site-c")`, SynchronousCommit: "on", Standbys: []SyncStandby{{ApplicationName: "site-b", State: "streaming", SyncState: "quorum"}}},
 			enabled: true, sync: true},
 		{name: "remote_apply",
-			st:      SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "remote_apply", Standbys: []SyncStandby{sync}},
+			st:      SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "remote_apply", ServerCommit: "remote_apply", Standbys: []SyncStandby{sync}},
+			enabled: true, requires: true, sync: true},
+		{name: "server remote_write",
+			st:      SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "remote_write", ServerCommit: "remote_write", Standbys: []SyncStandby{sync}},
 			enabled: true, sync: true},
+		{name: "server local, session of the role on",
+			st:      SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "on", ServerCommit: "local", Standbys: []SyncStandby{sync}},
+			enabled: true, sync: true},
+		{name: "server on, session of the role local",
+			st:       SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "local", ServerCommit: "on", Standbys: []SyncStandby{sync}},
+			requires: true, sync: true},
 		{name: "synchronous_commit local",
-			st: SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "local"}},
+			st: SyncState{Primary: true, StandbyNames: `"site-b"`, SynchronousCommit: "local", ServerCommit: "local"}},
 		{name: "standby with a copied setting",
-			st:      SyncState{StandbyNames: `"site-b"`, SynchronousCommit: "on"},
+			st:      SyncState{StandbyNames: `"site-b"`, SynchronousCommit: "on", ServerCommit: "on"},
 			enabled: true, requires: true},
 	} {
 		st := tc.st
@@ -89,7 +101,7 @@ func TestSyncStateMethods(t *testing.T) {
 }
 
 func TestSyncNothingListening(t *testing.T) {
-	s := Settings{Host: "127.0.0.1", Port: freePort(t)}
+	s := Settings{Host: "127.0.0.1", Port: testbed.FreePort(t)}
 	s.SetDefaults("site-a")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
@@ -173,7 +185,7 @@ func (c *pendingCommit) blocks(t *testing.T, d time.Duration) {
 func readSyncUntil(t *testing.T, s Settings, timeout time.Duration, ok func(SyncState) bool) (SyncState, bool) {
 	t.Helper()
 	var st SyncState
-	good := waitFor(timeout, func() bool {
+	good := testbed.Poll(timeout, func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
 		var err error
@@ -264,6 +276,7 @@ func TestSync(t *testing.T) {
 			Primary:           true,
 			StandbyNames:      `"site-b"`,
 			SynchronousCommit: "on",
+			ServerCommit:      "on",
 			Standbys:          []SyncStandby{{ApplicationName: "site-b", State: "streaming", SyncState: "sync", SyncPriority: 1}},
 		}
 		if diff := cmp.Diff(want, st); diff != "" {
@@ -372,6 +385,82 @@ func TestSync(t *testing.T) {
 		}
 		if st, err := ReadSync(ctx, b); err != nil || st.StandbyNames != "" {
 			t.Errorf("standby after DisableSync: %s, %v; want no standby named", st, err)
+		}
+	})
+
+	t.Run("weakened", func(t *testing.T) {
+		execSQL(t, ctx, a,
+			`CREATE ROLE app LOGIN`,
+			`CREATE DATABASE shop`,
+			`ALTER ROLE app SET synchronous_commit = local`,
+			`ALTER DATABASE shop SET synchronous_commit = off`,
+			`ALTER ROLE app IN DATABASE shop SET synchronous_commit = 'false'`,
+			`ALTER ROLE app IN DATABASE siteflip SET synchronous_commit = remote_apply`, // stronger: fine
+			`ALTER SYSTEM SET synchronous_commit = local`,
+			`SELECT pg_reload_conf()`)
+		st, ok := readSyncUntil(t, a, 5*time.Second, func(st SyncState) bool { return st.ServerCommit == "local" })
+		want := []string{
+			"server sets synchronous_commit=local",
+			"database shop sets synchronous_commit=off",
+			"role app sets synchronous_commit=local",
+			"role app in database shop sets synchronous_commit=off",
+		}
+		if diff := cmp.Diff(want, st.Weakened); !ok || diff != "" {
+			t.Errorf("Weakened (-want +got):\n%s\nstate: %s", diff, st)
+		}
+
+		// EnableSync makes the server's own value strong; the roles and
+		// databases are theirs to fix.
+		if err := EnableSync(ctx, a, b.ApplicationName); err != nil {
+			t.Fatal(err)
+		}
+		st, err := WaitSync(ctx, a, b.ApplicationName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want[1:], st.Weakened); st.ServerCommit != "on" || !st.Requires(b.ApplicationName) || diff != "" {
+			t.Errorf("after EnableSync: %s; want the server's synchronous_commit on and the others still listed (-want +got):\n%s", st, diff)
+		}
+
+		// A weakening of the role siteflip itself connects as: the server's
+		// own value is read from its configuration files.
+		execSQL(t, ctx, a, `ALTER ROLE `+a.User+` SET synchronous_commit = off`)
+		st, err = ReadSync(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.SynchronousCommit != "off" || st.ServerCommit != "on" || !st.Requires(b.ApplicationName) || !slices.Contains(st.Weakened, "role "+a.User+" sets synchronous_commit=off") {
+			t.Errorf("with role %s weakened: %s; want its sessions off, the server on, required, and the role listed", a.User, st)
+		}
+		if err := EnableSync(ctx, a, b.ApplicationName); err != nil {
+			t.Errorf("EnableSync with role %s weakened: %v", a.User, err)
+		}
+
+		// remote_apply is stronger than on: EnableSync leaves it.
+		execSQL(t, ctx, a, `ALTER SYSTEM SET synchronous_commit = remote_apply`, `SELECT pg_reload_conf()`)
+		if st, ok := readSyncUntil(t, a, 5*time.Second, func(st SyncState) bool { return st.ServerCommit == "remote_apply" }); !ok {
+			t.Fatalf("remote_apply not in effect: %s", st)
+		}
+		if err := EnableSync(ctx, a, b.ApplicationName); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := ReadSync(ctx, a); err != nil || st.ServerCommit != "remote_apply" || !st.Requires(b.ApplicationName) {
+			t.Errorf("EnableSync on remote_apply: %s, %v; want remote_apply kept and required", st, err)
+		}
+
+		execSQL(t, ctx, a,
+			`ALTER ROLE `+a.User+` RESET synchronous_commit`,
+			`DROP DATABASE shop`,
+			`DROP OWNED BY app`,
+			`ALTER ROLE app RESET ALL`,
+			`ALTER ROLE app IN DATABASE siteflip RESET ALL`,
+			`DROP ROLE app`,
+			`ALTER SYSTEM SET synchronous_commit = on`)
+		if err := DisableSync(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := ReadSync(ctx, a); err != nil || len(st.Weakened) != 0 || st.SynchronousCommit != "on" {
+			t.Errorf("after the cleanup: %s, %v; want nothing weakened", st, err)
 		}
 	})
 

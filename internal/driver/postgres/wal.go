@@ -51,8 +51,8 @@ type controlData struct {
 
 // Cluster states as pg_controldata prints them (with LC_ALL=C).
 const (
-	stateShutDown           = "shut down"
-	stateShutDownInRecovery = "shut down in recovery"
+	stateShutDown           = ClusterShutDown
+	stateShutDownInRecovery = ClusterShutDownInRecovery
 )
 
 // readControlData runs pg_controldata on dataDir. The server may be running

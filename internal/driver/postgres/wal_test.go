@@ -197,6 +197,10 @@ func TestSocketInDataDir(t *testing.T) {
 		{`/tmp, "/srv/pg/data/run"`, "/srv/pg/data/run"},
 		{".", "/srv/pg/data"},
 		{"/srv/pg/data2", ""},
+		// A comma inside quotes is part of the name (a test named "a, b").
+		{`"/tmp/run, b/x"`, ""},
+		{`/tmp, "/srv/pg/data/a, b"`, "/srv/pg/data/a, b"},
+		{`"/srv/pg/data/say ""hi"""`, `/srv/pg/data/say "hi"`},
 	} {
 		if got := socketInDataDir("/srv/pg/data/", tc.sockets); got != tc.want {
 			t.Errorf("socketInDataDir(%q) = %q, want %q", tc.sockets, got, tc.want)
