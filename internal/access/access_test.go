@@ -1,0 +1,142 @@
+package access
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/siteflip/siteflip/internal/config"
+)
+
+func resolver(t *testing.T) *Resolver {
+	t.Helper()
+	r, err := NewResolver(true,
+		map[string]string{"brussels": "brussels", "antwerp": "antwerp", "frankfurt": "frankfurt-witness"},
+		[]config.Access{
+			{Identity: "vera", Role: "viewer"},
+			{Identity: "otto", Role: "operator"},
+			{Identity: "ada", Role: "admin"},
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestResolve(t *testing.T) {
+	r := resolver(t)
+	tests := []struct {
+		cn   string
+		want Principal
+	}{
+		{"brussels", Principal{Name: "brussels", Site: "brussels"}},
+		{"frankfurt-witness", Principal{Name: "frankfurt-witness", Site: "frankfurt"}},
+		{"ada", Principal{Name: "ada", Role: Admin}},
+		{"otto", Principal{Name: "otto", Role: Operator}},
+		{"vera", Principal{Name: "vera", Role: Viewer}},
+		{"prometheus", Principal{Name: "prometheus", Role: None}},
+		{"", Principal{Name: "", Role: None}},
+	}
+	for _, tt := range tests {
+		if got := r.Resolve(tt.cn); got != tt.want {
+			t.Errorf("Resolve(%q) = %+v, want %+v", tt.cn, got, tt.want)
+		}
+	}
+	plain, err := NewResolver(false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plain.Resolve("anything"); !got.Anonymous {
+		t.Errorf("without TLS every caller is anonymous, got %+v", got)
+	}
+}
+
+func TestNewResolverRefuses(t *testing.T) {
+	_, err := NewResolver(true, map[string]string{"brussels": "brussels"}, []config.Access{{Identity: "brussels", Role: "admin"}})
+	if !errors.Is(err, ErrIdentityClash) || !strings.Contains(err.Error(), "location brussels") {
+		t.Errorf("a location's certificate bound to a role: %v", err)
+	}
+	if _, err := NewResolver(true, nil, []config.Access{{Identity: "x", Role: "root"}}); err == nil || !strings.Contains(err.Error(), `unknown role "root"`) {
+		t.Errorf("unknown role: %v", err)
+	}
+}
+
+// TestEveryPrincipalEveryEndpoint is the authorization table, written out:
+// for every kind of caller, which endpoints admit it.
+func TestEveryPrincipalEveryEndpoint(t *testing.T) {
+	r := resolver(t)
+	anon := Principal{Anonymous: true}
+	callers := map[string]Principal{
+		"site":      r.Resolve("brussels"),
+		"witness":   r.Resolve("frankfurt-witness"),
+		"admin":     r.Resolve("ada"),
+		"operator":  r.Resolve("otto"),
+		"viewer":    r.Resolve("vera"),
+		"no role":   r.Resolve("prometheus"),
+		"anonymous": anon,
+	}
+	// Which callers each endpoint admits; every other caller is refused.
+	want := map[string][]string{
+		"GET /healthz":             {"site", "witness", "admin", "operator", "viewer", "no role", "anonymous"},
+		"GET /v1/status":           {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /metrics":             {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /v1/runs":             {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /v1/runs/{id}":        {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /v1/audit":            {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"POST /v1/runs":            {"admin", "operator"},
+		"POST /v1/force":           {"admin"},
+		"POST /v1/steps":           {"site", "witness"},
+		"POST /v1/lease":           {"site", "witness", "anonymous"},
+		"GET /v1/members":          {"site", "witness"},
+		"POST /v1/members":         {"site", "witness", "anonymous"},
+		"POST /v1/members/promote": {"site", "witness", "anonymous"},
+	}
+	if len(want) != len(Endpoints) {
+		t.Errorf("the test lists %d endpoints, the table %d: add the new ones here", len(want), len(Endpoints))
+	}
+	for _, e := range Endpoints {
+		admitted, ok := want[e.Pattern]
+		if !ok {
+			t.Errorf("endpoint %s is not in this test", e.Pattern)
+			continue
+		}
+		for name, p := range callers {
+			wantOK := false
+			for _, a := range admitted {
+				wantOK = wantOK || a == name
+			}
+			got, why := Allow(e.Rule, p)
+			if got != wantOK {
+				t.Errorf("%s by %s: allowed %v, want %v (%s)", e.Pattern, name, got, wantOK, why)
+			}
+			if !got && why == "" {
+				t.Errorf("%s by %s: refused without a reason", e.Pattern, name)
+			}
+		}
+	}
+}
+
+func TestRunRole(t *testing.T) {
+	r := resolver(t)
+	tests := []struct {
+		action string
+		accept bool
+		caller string
+		ok     bool
+	}{
+		{"switchover", false, "otto", true},
+		{"failback", false, "otto", true},
+		{"reprotect", false, "otto", true},
+		{"failover", false, "otto", true},
+		{"failover", true, "otto", false},
+		{"failover", true, "ada", true},
+		{"switchover", false, "vera", false},
+		{"switchover", false, "brussels", false},
+	}
+	for _, tt := range tests {
+		ok, why := AllowRole(RunRole(tt.action, tt.accept), r.Resolve(tt.caller))
+		if ok != tt.ok {
+			t.Errorf("%s (accept data loss %v) by %s: allowed %v, want %v (%s)", tt.action, tt.accept, tt.caller, ok, tt.ok, why)
+		}
+	}
+}
