@@ -20,7 +20,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/siteflip/siteflip/internal/access"
 	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/audit"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/driver"
@@ -67,9 +69,26 @@ type agent struct {
 
 	net *driver.Runtime // this site's network resources (BGP speakers, DNS servers)
 
+	// resolver tells who calls; audit records what they asked; heavy
+	// bounds the requests that read the whole control plane.
+	resolver *access.Resolver
+	audit    *audit.Writer
+	heavy    semaphore
+
+	// guards are the local databases to fence when the lease runs out;
+	// locals those on this machine, kept in line with their records.
+	guards map[string]watchdog.Target
+	locals map[string]driver.Local
+
 	lease       *leases
 	leaseClient *http.Client    // asks the other locations for the lease
-	guard       *watchdog.Guard // nil without a watchdog
+	watchdog    *watchdog.Guard // nil without a watchdog
+
+	// clockOffset shifts the wall clock (a test hook, clock.go); views
+	// measures how long ago each location's view last changed, on this
+	// machine's monotonic clock.
+	clockOffset time.Duration
+	views       viewClock
 
 	// member is the embedded etcd member, nil with an existing cluster;
 	// force is whether this location runs the control plane alone by a
@@ -86,8 +105,10 @@ type agent struct {
 }
 
 // Run runs the agent of opts.Site until ctx ends; then it resigns, revokes
-// its lease so its view vanishes at once, and stops.
-func Run(ctx context.Context, opts Options) error {
+// its lease so its view vanishes at once, and stops. Only a stop by ctx
+// with no error releases the watchdog; after an error the watchdog stays
+// armed and fences when the lease runs out.
+func Run(ctx context.Context, opts Options) (err error) {
 	t := opts.Topology
 	site, ok := t.Site(opts.Site)
 	if !ok {
@@ -98,22 +119,71 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	a := &agent{
+		opts: opts, topo: t, site: site, log: log,
+		lease: newLeases(t.Sites, time.Now()),
+		leaseClient: &http.Client{
+			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
+				DialContext: (&net.Dialer{Timeout: t.Coordination.ServeLease.D()}).DialContext},
+		},
+		client: &http.Client{
+			Timeout:   t.Coordination.ProbeTimeout.D(),
+			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
+		},
+		peerAPI:   api.NewClientTLS(t, clientTLS),
+		metrics:   newMetrics(),
+		heavy:     make(semaphore, heavyAtOnce),
+		peers:     map[string]status.PeerView{},
+		resources: map[string]status.ResourceView{},
+		changed:   make(chan struct{}, 1),
+		observe:   make(chan struct{}, 1),
+	}
+	defer a.client.CloseIdleConnections()
+	defer a.leaseClient.CloseIdleConnections()
+	defer a.peerAPI.Close()
+	if a.clockOffset, err = clockOffset(); err != nil {
+		return err
+	}
+	a.started = a.now().UTC()
+	cns := map[string]string{}
+	if t.TLSEnabled() {
+		if a.siteCNs, err = siteCNs(t); err != nil {
+			return err
+		}
+		a.siteCN = map[string]string{}
+		for i, s := range t.Sites {
+			a.siteCN[s.Name] = a.siteCNs[i]
+			cns[s.Name] = a.siteCNs[i]
+		}
+	}
+	if a.resolver, err = access.NewResolver(t.TLSEnabled(), cns, t.Access); err != nil {
+		return fmt.Errorf("agent of %s: %s: %w", site.Name, t.File, err)
+	}
+	if err := a.localDatabases(); err != nil {
+		return err
+	}
+	apiMux, peerMux, err := a.routes()
+	if err != nil {
+		return err
+	}
 	// Listen first: a busy address is the most common mistake, and it
 	// should fail before anything else starts.
-	ln, err := net.Listen("tcp", site.Agent.Address)
+	refused := func() { a.metrics.connsRefused.Inc() }
+	ln, err := listen(site.Agent.Address, serverTLS, refused)
 	if err != nil {
 		return fmt.Errorf("agent of %s: listen on %s (sites[].agent.address): %w", site.Name, site.Agent.Address, err)
 	}
-	if serverTLS != nil {
-		ln = tls.NewListener(ln, serverTLS)
-	}
 	defer ln.Close()
+	peerLn, err := listen(site.Agent.LeaseAddress, peerTLS(serverTLS, a.siteCNs), refused)
+	if err != nil {
+		return fmt.Errorf("agent of %s: listen on %s (sites[].agent.lease_address): %w", site.Name, site.Agent.LeaseAddress, err)
+	}
+	defer peerLn.Close()
 
 	endpoints := opts.EtcdEndpoints
 	if len(endpoints) == 0 && !t.Embedded() {
 		endpoints = t.Coordination.EtcdEndpoints
 	}
-	var member *localMember
 	if len(endpoints) == 0 {
 		if opts.DataDir == "" {
 			return fmt.Errorf("agent of %s: --data DIR is needed for the embedded etcd member", site.Name)
@@ -131,62 +201,26 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		if t.TLSEnabled() {
 			mc.TLS = &pki.Files{CA: t.TLS.CAFile, Cert: site.TLS.CertFile, Key: site.TLS.KeyFile}
-			mc.AllowedCNs, err = siteCNs(t)
-			if err != nil {
-				return err
-			}
+			mc.AllowedCNs = a.siteCNs
 		}
 		// A location declared lost by a force elsewhere rejoins as a new
 		// member instead of starting from its old data (force.go).
-		member, err = startLocalMember(ctx, t, site, mc, clientTLS, log)
-		if err != nil {
+		if a.member, err = startLocalMember(ctx, t, site, mc, clientTLS, log); err != nil {
 			return err
 		}
-		defer member.close(10 * time.Second)
+		defer a.member.close(10 * time.Second)
 		// Only the local member: the client would otherwise balance
 		// requests over every member, and a location cut off from the
 		// quorum would keep its presence (and its lease) through a
 		// member elsewhere, over the very link that is failing.
 		endpoints = []string{site.Etcd.ClientURL}
 	}
-	store, err := coord.Open(endpoints, clientTLS, t.Name)
-	if err != nil {
+	if a.store, err = coord.Open(endpoints, clientTLS, t.Name); err != nil {
 		return err
 	}
-	defer store.Close()
+	defer a.store.Close()
+	a.audit = audit.NewWriter(a.store, log.With("component", "audit"), a.now)
 
-	a := &agent{
-		opts: opts, topo: t, site: site, log: log, store: store,
-		client: &http.Client{
-			Timeout:   t.Coordination.ProbeTimeout.D(),
-			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
-		},
-		peerAPI: api.NewClientTLS(t, clientTLS),
-		lease:   newLeases(t.Sites, time.Now()),
-		leaseClient: &http.Client{
-			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
-				DialContext: (&net.Dialer{Timeout: t.Coordination.ServeLease.D()}).DialContext},
-		},
-		member:    member,
-		metrics:   newMetrics(),
-		started:   time.Now().UTC(),
-		peers:     map[string]status.PeerView{},
-		resources: map[string]status.ResourceView{},
-		changed:   make(chan struct{}, 1),
-		observe:   make(chan struct{}, 1),
-	}
-	defer a.client.CloseIdleConnections()
-	defer a.leaseClient.CloseIdleConnections()
-	defer a.peerAPI.Close()
-	if t.TLSEnabled() {
-		if a.siteCNs, err = siteCNs(t); err != nil {
-			return err
-		}
-		a.siteCN = map[string]string{}
-		for i, s := range t.Sites {
-			a.siteCN[s.Name] = a.siteCNs[i]
-		}
-	}
 	if a.net, err = driver.NewRuntime(t, site.Name); err != nil {
 		return err
 	}
@@ -201,57 +235,100 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}()
 
-	g, gctx := errgroup.WithContext(ctx)
-	srv := &http.Server{
-		Handler:           a.routes(),
-		ReadHeaderTimeout: 5 * time.Second,
-		// Requests in flight end with the agent, not after it.
-		BaseContext: func(net.Listener) context.Context { return gctx },
-		// Failed handshakes (a client without a certificate) are the
-		// client's problem; keep them out of the agent's log.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	if err := a.startWatchdog(); err != nil {
+		return err
 	}
+	// A clean, deliberate stop releases the watchdog without fencing; an
+	// agent that fails leaves it armed, to fence when the lease runs out.
+	defer func() {
+		switch {
+		case a.watchdog == nil:
+		case err == nil && ctx.Err() != nil:
+			a.watchdog.Release()
+		default:
+			log.Warn("the agent stops with an error: its watchdog stays armed and fences the databases when the serve lease runs out", "error", err)
+			a.watchdog.Abandon()
+		}
+	}()
+
+	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("agent api on %s: %w", site.Agent.Address, err)
+		<-gctx.Done()
+		if ctx.Err() == nil {
+			// A part failed: the others take a while to stop, and clients
+			// must not be sent here meanwhile. The watchdog fences the
+			// databases when the lease runs out.
+			a.net.WithdrawAll()
 		}
 		return nil
 	})
+	srv, peerSrv := newServer(apiMux, gctx, log), newServer(peerMux, gctx, log)
+	for _, x := range []struct {
+		srv  *http.Server
+		ln   net.Listener
+		addr string
+	}{{srv, ln, site.Agent.Address}, {peerSrv, peerLn, site.Agent.LeaseAddress}} {
+		g.Go(func() error {
+			if err := x.srv.Serve(x.ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("agent api on %s: %w", x.addr, err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close() // a client that does not let go is not a reason to hang
+		for _, s := range []*http.Server{srv, peerSrv} {
+			if err := s.Shutdown(sctx); err != nil {
+				s.Close() // a client that does not let go is not a reason to hang
+			}
 		}
 		return nil
 	})
-	if member != nil {
+	if a.member != nil {
 		g.Go(func() error { return a.watchMember(gctx) })
 		g.Go(func() error { return a.forcedLoop(gctx) })
 	}
+	g.Go(func() error { return a.audit.Run(gctx) })
 	g.Go(func() error { return a.probeLoop(gctx) })
 	g.Go(func() error { return a.observeLoop(gctx, observers) })
 	g.Go(func() error { return a.presenceLoop(gctx) })
-	if err := a.startWatchdog(); err != nil {
-		return err
-	}
-	// A clean stop releases the watchdog without fencing; a crash leaves
-	// it to fence when the lease runs out.
-	defer func() {
-		if a.guard != nil {
-			a.guard.Release()
-		}
-	}()
 	g.Go(func() error { return a.renewLoop(gctx) })
 	g.Go(func() error { return a.enforceLoop(gctx) })
 	g.Go(func() error { return a.markLoop(gctx) })
 	g.Go(func() error { return a.syncLoop(gctx) })
 	g.Go(func() error { return a.convergeLoop(gctx) })
-	log.Info("agent started", "api", site.Agent.Address, "tls", t.TLSEnabled(), "etcd", endpoints)
+	g.Go(func() error { return a.convergeLocal(gctx) })
+	log.Info("agent started", "api", site.Agent.Address, "lease", site.Agent.LeaseAddress, "tls", t.TLSEnabled(), "etcd", endpoints)
 	err = g.Wait()
-	log.Info("agent stopped")
+	log.Info("agent stopped", "error", err)
 	return err
+}
+
+// localDatabases finds the databases this agent fences when its lease runs
+// out, and those on its machine that it keeps in line with their records.
+// A database it could not fence is an error: the agent does not start.
+func (a *agent) localDatabases() error {
+	a.guards, a.locals = map[string]watchdog.Target{}, map[string]driver.Local{}
+	for i := range a.topo.Groups {
+		g := &a.topo.Groups[i]
+		for j := range g.Resources {
+			r := &g.Resources[j]
+			t, ok, err := driver.GuardTarget(g, r, a.site.Name)
+			if err != nil {
+				return fmt.Errorf("agent of %s: %w", a.site.Name, err)
+			}
+			if !ok {
+				continue
+			}
+			a.guards[t.Name] = t
+			if l, ok := driver.NewLocal(g, r, a.site.Name); ok {
+				a.locals[t.Name] = l
+			}
+		}
+	}
+	return nil
 }
 
 // tlsConfigs returns the agent's server and client TLS configurations, or
@@ -304,7 +381,7 @@ func (a *agent) view() status.View {
 	defer a.mu.Unlock()
 	v := status.View{
 		Site: a.site.Name, Role: a.site.Role, Version: a.opts.Version,
-		StartedAt: a.started, PublishedAt: time.Now().UTC(),
+		StartedAt: a.started, PublishedAt: a.now().UTC(),
 		Peers:     make(map[string]status.PeerView, len(a.peers)),
 		Resources: make(map[string]status.ResourceView, len(a.resources)),
 	}

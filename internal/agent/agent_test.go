@@ -19,6 +19,7 @@ import (
 	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/pki"
 	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 func TestMain(m *testing.M) {
@@ -40,11 +41,17 @@ func TestMain(m *testing.M) {
 
 func TestControllerLost(t *testing.T) {
 	topo := &config.Topology{Sites: []config.Site{{Name: "a"}, {Name: "b"}, {Name: "w"}}}
-	now := time.Unix(1000, 0)
-	lostSince := func(d time.Duration) status.PeerView { return status.PeerView{Reachable: false, Since: now.Add(-d)} }
-	reach := status.PeerView{Reachable: true, Since: now.Add(-time.Hour)}
-	view := func(site string, peers map[string]status.PeerView) status.View {
-		return status.View{Site: site, Peers: peers}
+	// Each observer publishes on its own clock; they disagree by hours.
+	clock := map[string]time.Time{"b": time.Unix(1000, 0), "w": time.Unix(1000, 0).Add(3 * time.Hour)}
+	view := func(site string, peers map[string]time.Duration, reachable bool) status.View {
+		v := status.View{Site: site, PublishedAt: clock[site], Peers: map[string]status.PeerView{}}
+		for p, d := range peers {
+			v.Peers[p] = status.PeerView{Reachable: reachable, Since: clock[site].Add(-d)}
+		}
+		return v
+	}
+	lost := func(site string, d time.Duration) status.View {
+		return view(site, map[string]time.Duration{"a": d}, false)
 	}
 	ctrlA := &status.Controller{Site: "a", Term: 5}
 	tests := []struct {
@@ -54,48 +61,35 @@ func TestControllerLost(t *testing.T) {
 		want bool
 	}{
 		{"both others lost it long enough", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
-			"b": view("b", map[string]status.PeerView{"a": lostSince(2 * time.Second)}),
-			"w": view("w", map[string]status.PeerView{"a": lostSince(3 * time.Second)}),
+			"b": lost("b", 2*time.Second), "w": lost("w", 3*time.Second),
 		}}, "b", true},
 		{"the witness still reaches it (cut inter-site link)", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
-			"b": view("b", map[string]status.PeerView{"a": lostSince(10 * time.Second)}),
-			"w": view("w", map[string]status.PeerView{"a": reach}),
+			"b": lost("b", 10*time.Second), "w": view("w", map[string]time.Duration{"a": time.Hour}, true),
 		}}, "b", false},
 		{"lost too recently", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
-			"b": view("b", map[string]status.PeerView{"a": lostSince(2 * time.Second)}),
-			"w": view("w", map[string]status.PeerView{"a": lostSince(evictAfter / 2)}),
+			"b": lost("b", 2*time.Second), "w": lost("w", evictAfter/2),
 		}}, "b", false},
+		{"lost recently when published, but the view is old enough since", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
+			"b": lost("b", 2*time.Second), "w": lost("w", evictAfter/2),
+		}, ViewAges: map[string]time.Duration{"w": evictAfter / 2}}, "b", true},
 		{"one observer does not report", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
-			"b": view("b", map[string]status.PeerView{"a": lostSince(10 * time.Second)}),
+			"b": lost("b", 10*time.Second),
 		}}, "b", false},
 		{"observer never probed it", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
-			"b": view("b", map[string]status.PeerView{"a": lostSince(10 * time.Second)}),
-			"w": view("w", map[string]status.PeerView{}),
+			"b": lost("b", 10*time.Second), "w": view("w", nil, false),
 		}}, "b", false},
 		{"self is the controller", status.Snapshot{Controller: ctrlA, Views: map[string]status.View{
-			"b": view("b", map[string]status.PeerView{"a": lostSince(10 * time.Second)}),
-			"w": view("w", map[string]status.PeerView{"a": lostSince(10 * time.Second)}),
+			"b": lost("b", 10*time.Second), "w": lost("w", 10*time.Second),
 		}}, "a", false},
 		{"no controller", status.Snapshot{Views: map[string]status.View{}}, "b", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := controllerLost(topo, tt.snap, tt.self, now); got != tt.want {
+			if got := controllerLost(topo, tt.snap, tt.self); got != tt.want {
 				t.Errorf("controllerLost = %v, want %v", got, tt.want)
 			}
 		})
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // cluster writes a three-location topology with mutual TLS on 127.0.0.1
@@ -112,7 +106,7 @@ func clusterIn(t *testing.T, dir string, external ...string) *config.Topology {
 	for _, n := range []string{"brussels", "antwerp", "frankfurt"} {
 		ids = append(ids, pki.Identity{Name: n, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	}
-	ids = append(ids, pki.Identity{Name: "operator"})
+	ids = append(ids, pki.Identity{Name: "operator"}, pki.Identity{Name: "viewer"}, pki.Identity{Name: "nobody"})
 	if _, err := os.Stat(filepath.Join(dir, "pki", "ca.crt")); err != nil {
 		if _, err := pki.GenerateLab(filepath.Join(dir, "pki"), "test CA", ids); err != nil {
 			t.Fatal(err)
@@ -124,15 +118,16 @@ func clusterIn(t *testing.T, dir string, external ...string) *config.Topology {
 		fmt.Fprintf(&b, ", etcd_endpoints: [%s]", strings.Join(external, ", "))
 	}
 	b.WriteString("}\n")
-	b.WriteString("tls: {ca_file: pki/ca.crt}\noperator: {cert_file: pki/operator.crt, key_file: pki/operator.key}\nsites:\n")
+	b.WriteString("tls: {ca_file: pki/ca.crt}\noperator: {cert_file: pki/operator.crt, key_file: pki/operator.key}\n")
+	b.WriteString("access: [{identity: operator, role: admin}, {identity: viewer, role: viewer}]\nsites:\n")
 	for _, n := range []string{"brussels", "antwerp", "frankfurt"} {
 		role := "site"
 		if n == "frankfurt" {
 			role = "witness"
 		}
-		fmt.Fprintf(&b, "  - name: %s\n    role: %s\n    agent: {address: \"127.0.0.1:%d\"}\n", n, role, freePort(t))
+		fmt.Fprintf(&b, "  - name: %s\n    role: %s\n    agent: {address: \"127.0.0.1:%d\", lease_address: \"127.0.0.1:%d\"}\n", n, role, testbed.FreePort(t), testbed.FreePort(t))
 		if len(external) == 0 {
-			fmt.Fprintf(&b, "    etcd: {peer_url: \"https://127.0.0.1:%d\", client_url: \"https://127.0.0.1:%d\"}\n", freePort(t), freePort(t))
+			fmt.Fprintf(&b, "    etcd: {peer_url: \"https://127.0.0.1:%d\", client_url: \"https://127.0.0.1:%d\"}\n", testbed.FreePort(t), testbed.FreePort(t))
 		}
 		fmt.Fprintf(&b, "    tls: {cert_file: pki/%s.crt, key_file: pki/%s.key}\n", n, n)
 	}
@@ -309,11 +304,11 @@ func TestAgentsWithExistingEtcd(t *testing.T) {
 	clusterIn(t, dir)
 	peers, clients := map[string]string{}, []string{}
 	for _, n := range []string{"e1", "e2", "e3"} {
-		peers[n] = fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+		peers[n] = fmt.Sprintf("https://127.0.0.1:%d", testbed.FreePort(t))
 	}
 	var members []*coord.Member
 	for i, n := range []string{"e1", "e2", "e3"} {
-		client := fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+		client := fmt.Sprintf("https://127.0.0.1:%d", testbed.FreePort(t))
 		clients = append(clients, client)
 		site := []string{"brussels", "antwerp", "frankfurt"}[i]
 		m, err := coord.StartMember(coord.MemberConfig{

@@ -32,7 +32,7 @@ func (a *agent) known(g *config.Group, snap status.Snapshot, st status.Status) p
 			inSync[res] = true
 		}
 	}
-	return plan.Known{Status: gs, SiteUp: up, LastLag: snap.Lags[g.Name], EpochSince: rec.UpdatedAt, InSync: inSync}
+	return plan.Known{Status: gs, SiteUp: up, LastLag: snap.Lags[g.Name], ServeLease: a.topo.Coordination.ServeLease.D(), InSync: inSync}
 }
 
 // autopilot is the controller's memory for automatic failovers.
@@ -47,7 +47,7 @@ type autopilot struct {
 // the group needs a decision and the command a person can run.
 func (a *agent) decide(ctx context.Context, snap status.Snapshot, f coord.Fence, ap *autopilot) {
 	locations := a.topo.SiteNames()
-	now := time.Now()
+	now := a.now()
 	var st *status.Status
 	for i := range a.topo.Groups {
 		g := &a.topo.Groups[i]
@@ -66,7 +66,7 @@ func (a *agent) decide(ctx context.Context, snap status.Snapshot, f coord.Fence,
 			ap.lostSince[g.Name] = now
 		}
 		if st == nil {
-			s := status.Assemble(a.topo, snap, a.site.Name, now.UTC())
+			s := a.assemble(snap)
 			st = &s
 		}
 		k := a.known(g, snap, *st)
@@ -151,7 +151,7 @@ func (a *agent) needDecision(ctx context.Context, g *config.Group, rec status.Re
 	if i := strings.Index(reason, "; if you accept"); i > 0 {
 		reason = reason[:i]
 	}
-	d := status.Decision{Group: g.Name, Site: rec.ActiveSite, Reason: reason, Command: cmd, Since: time.Now().UTC()}
+	d := status.Decision{Group: g.Name, Site: rec.ActiveSite, Reason: reason, Command: cmd, Since: a.now().UTC()}
 	if ap.told[g.Name] == d.Reason+d.Command {
 		return
 	}

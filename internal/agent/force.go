@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -364,16 +363,22 @@ func refuse(format string, args ...any) error {
 }
 
 // handleForce forces this location and recovers the group here. Only an
-// operator may: a client certificate that is not a location's.
+// admin may (access table).
 func (a *agent) handleForce(w http.ResponseWriter, r *http.Request) {
-	by := caller(r)
-	if by == "" || slices.Contains(a.siteCNs, by) {
-		writeError(w, http.StatusForbidden, fmt.Errorf("forcing %s needs the operator credential (operator.cert_file with TLS on), not %q", a.site.Name, by))
+	info := requestInfo(r)
+	by := info.principal.Name
+	var req api.ForceRequest
+	if err := decodeJSON(w, r, 4096, &req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("decode force request: %w", err))
 		return
 	}
-	var req api.ForceRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("decode force request: %w", err))
+	info.note.Group, info.note.Action = req.Group, fmt.Sprintf("failover %s --force --to %s", req.Group, a.site.Name)
+	if req.AcceptDataLoss {
+		info.note.Action += " --accept-data-loss"
+	}
+	info.note.Reason, info.note.Ticket = req.Reason, req.Ticket
+	if err := checkWhy(req.Reason, req.Ticket); err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	g, ok := a.topo.Group(req.Group)
@@ -571,7 +576,7 @@ func (a *agent) recoveryOf(g *config.Group, lg coord.LocalGroup, by string, req 
 		return recovery{}, refuse("%v", err)
 	}
 	preq := plan.Request{Action: plan.Failover, To: here, AcceptDataLoss: req.AcceptDataLoss}
-	now := time.Now().UTC()
+	now := a.now().UTC()
 	runBy := by + " (--force)"
 	if rec.ActiveSite == here {
 		var stopped []string
@@ -596,6 +601,7 @@ func (a *agent) recoveryOf(g *config.Group, lg coord.LocalGroup, by string, req 
 			p.Steps = append(p.Steps, plan.Step{ID: string(plan.Promote) + ":" + r.Name + "@" + here, Kind: plan.Promote, Resource: r.Name, Site: here, Timeout: 30 * time.Second, Retries: 2})
 		}
 		run := plan.NewRun(newRunID(g.Name, plan.Failover), runBy, preq, p, now)
+		run.Role, run.Reason, run.Ticket = "admin", req.Reason, req.Ticket
 		return recovery{run: &run, record: &next, revision: rec.Revision}, nil
 	}
 	p, err := plan.Build(g, a.localKnown(g, lg), preq)
@@ -603,6 +609,7 @@ func (a *agent) recoveryOf(g *config.Group, lg coord.LocalGroup, by string, req 
 		return recovery{}, refuse("%w; nothing was changed (with the quorum lost, add --force to the command it names)", err)
 	}
 	run := plan.NewRun(newRunID(g.Name, plan.Failover), runBy, preq, p, now)
+	run.Role, run.Reason, run.Ticket = "admin", req.Reason, req.Ticket
 	return recovery{run: &run, revision: rec.Revision, from: rec.ActiveSite}, nil
 }
 
@@ -628,7 +635,7 @@ func (a *agent) localKnown(g *config.Group, lg coord.LocalGroup) plan.Known {
 			inSync[res] = true
 		}
 	}
-	return plan.Known{Status: gs, SiteUp: map[string]bool{here: true}, LastLag: lg.Lags, EpochSince: lg.Record.UpdatedAt, InSync: inSync}
+	return plan.Known{Status: gs, SiteUp: map[string]bool{here: true}, LastLag: lg.Lags, ServeLease: a.topo.Coordination.ServeLease.D(), InSync: inSync}
 }
 
 // recordForce stores the forced record and the marks of the lost
@@ -808,6 +815,7 @@ func (a *agent) handleMembers(w http.ResponseWriter, r *http.Request) {
 // memberCaller checks a membership request: only the location named may
 // ask, with its own certificate, for its own embedded member.
 func (a *agent) memberCaller(w http.ResponseWriter, r *http.Request) (*config.Site, bool) {
+	info := requestInfo(r)
 	if a.member == nil {
 		writeError(w, http.StatusConflict, fmt.Errorf("%s uses an existing etcd cluster: locations do not join it through siteflip", a.site.Name))
 		return nil, false
@@ -817,17 +825,18 @@ func (a *agent) memberCaller(w http.ResponseWriter, r *http.Request) (*config.Si
 		return nil, false
 	}
 	var req api.MemberRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+	if err := decodeJSON(w, r, 4096, &req); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("decode member request: %w", err))
 		return nil, false
 	}
+	info.note.Action = "etcd member of " + req.Site
 	s, ok := a.topo.Site(req.Site)
 	if !ok || s.Name == a.site.Name {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("member request for unknown location %q", req.Site))
 		return nil, false
 	}
-	if cn := caller(r); cn != a.siteCN[s.Name] {
-		writeError(w, http.StatusForbidden, fmt.Errorf("the member of %s may be added or promoted only by %s itself, not by %q", s.Name, s.Name, cn))
+	if p := info.principal; p.Site != s.Name {
+		writeError(w, http.StatusForbidden, fmt.Errorf("the member of %s may be added or promoted only by %s itself, not by %s", s.Name, s.Name, p))
 		return nil, false
 	}
 	return s, true

@@ -18,7 +18,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/siteflip/siteflip/internal/access"
 	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/audit"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/driver"
@@ -34,14 +36,14 @@ func forceTopology(t *testing.T) *config.Topology {
 	yaml := `name: forcetest
 sites:
   - name: brussels
-    agent: {address: "127.0.0.1:1"}
+    agent: {address: "127.0.0.1:1", lease_address: "127.0.0.1:11"}
     etcd: {peer_url: "http://127.0.0.1:12381", client_url: "http://127.0.0.1:12391"}
   - name: antwerp
-    agent: {address: "127.0.0.1:2"}
+    agent: {address: "127.0.0.1:2", lease_address: "127.0.0.1:12"}
     etcd: {peer_url: "http://127.0.0.1:12382", client_url: "http://127.0.0.1:12392"}
   - name: frankfurt
     role: witness
-    agent: {address: "127.0.0.1:3"}
+    agent: {address: "127.0.0.1:3", lease_address: "127.0.0.1:13"}
     etcd: {peer_url: "http://127.0.0.1:12383", client_url: "http://127.0.0.1:12393"}
 groups:
   - name: webshop
@@ -71,10 +73,19 @@ func forceAgent(t *testing.T, topo *config.Topology, site string) *agent {
 	if !ok {
 		t.Fatalf("no site %s", site)
 	}
+	// As if TLS were on: the locations' certificates, and an admin.
+	r, err := access.NewResolver(true, map[string]string{"brussels": "brussels", "antwerp": "antwerp", "frankfurt": "frankfurt"},
+		[]config.Access{{Identity: "operator", Role: "admin"}, {Identity: "otto", Role: "operator"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	return &agent{
-		topo: topo, site: s, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		topo: topo, site: s, log: quiet,
 		siteCNs: []string{"brussels", "antwerp", "frankfurt"},
 		peers:   map[string]status.PeerView{}, resources: map[string]status.ResourceView{},
+		resolver: r, metrics: newMetrics(), heavy: make(semaphore, heavyAtOnce),
+		audit: audit.NewWriter(&auditSink{}, quiet, time.Now),
 	}
 }
 
@@ -96,9 +107,11 @@ func TestForceRefusals(t *testing.T) {
 		code                 int
 		want                 []string
 	}{
-		{"no certificate", "brussels", "", `{"group":"webshop"}`, http.StatusForbidden, []string{"operator credential"}},
-		{"a location's certificate", "brussels", "antwerp", `{"group":"webshop"}`, http.StatusForbidden, []string{"operator credential", `"antwerp"`}},
+		{"a location's certificate", "brussels", "antwerp", `{"group":"webshop"}`, http.StatusForbidden, []string{"acts only as a location", `"antwerp"`, "admin"}},
+		{"an operator, not an admin", "brussels", "otto", `{"group":"webshop"}`, http.StatusForbidden, []string{`"otto" (operator)`, "needs the admin role"}},
+		{"a certificate bound to no role", "brussels", "mallory", `{"group":"webshop"}`, http.StatusForbidden, []string{`"mallory"`, "admin"}},
 		{"broken request", "brussels", "operator", `{"group":`, http.StatusBadRequest, []string{"decode force request"}},
+		{"unknown field", "brussels", "operator", `{"group":"webshop","sudo":true}`, http.StatusBadRequest, []string{"decode force request", "unknown field"}},
 		{"unknown group", "brussels", "operator", `{"group":"nosuch"}`, http.StatusNotFound, []string{`unknown group "nosuch"`, "webshop", "nothing was changed"}},
 		{"the witness", "frankfurt", "operator", `{"group":"webshop"}`, http.StatusConflict, []string{"frankfurt is not a site of group webshop", "brussels, antwerp", "--to", "nothing was changed"}},
 		{"external etcd", "brussels", "operator", `{"group":"webshop"}`, http.StatusConflict, []string{"existing etcd cluster", "--force-new-cluster", "siteflip failover webshop --to brussels", "nothing was changed"}},
@@ -106,8 +119,12 @@ func TestForceRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := forceAgent(t, topo, tt.site)
+			mux, _, err := a.routes()
+			if err != nil {
+				t.Fatal(err)
+			}
 			w := httptest.NewRecorder()
-			a.handleForce(w, withCert(httptest.NewRequest(http.MethodPost, "/v1/force", strings.NewReader(tt.body)), tt.cn))
+			mux.ServeHTTP(w, withCert(httptest.NewRequest(http.MethodPost, "/v1/force", strings.NewReader(tt.body)), tt.cn))
 			if w.Code != tt.code {
 				t.Errorf("status %d, want %d: %s", w.Code, tt.code, w.Body)
 			}
@@ -137,7 +154,7 @@ func TestForceRecovery(t *testing.T) {
 		return status.Record{Group: "webshop", ActiveSite: active, Epoch: 4, UpdatedAt: now.Add(-time.Hour), Revision: 77}
 	}
 	lag := func(seconds float64, at time.Time) map[string]map[string]status.Lag {
-		return map[string]map[string]status.Lag{"db": {"brussels": {Seconds: seconds, MeasuredAt: at, Streaming: true}}}
+		return map[string]map[string]status.Lag{"db": {"brussels": {Seconds: seconds, Epoch: 4, MeasuredAt: at, SeenAt: at, Streaming: true}}}
 	}
 	view := func(up bool, role string) map[string]status.ResourceView {
 		return map[string]status.ResourceView{"webshop/db": {Up: up, Role: role}}

@@ -1,54 +1,351 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/access"
+	"github.com/siteflip/siteflip/internal/audit"
 )
 
-// routes is the agent's HTTP API. With TLS on, every route needs a client
-// certificate from the installation's CA.
-func (a *agent) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "ok %s\n", a.site.Name)
-	})
-	mux.HandleFunc("GET /v1/status", a.handleStatus)
-	mux.HandleFunc("POST /v1/runs", a.handleStartRun)
-	mux.HandleFunc("GET /v1/runs", a.handleRuns)
-	mux.HandleFunc("GET /v1/runs/{id}", a.handleRun)
-	mux.HandleFunc("POST /v1/steps", a.handleStep)
-	mux.HandleFunc("POST /v1/lease", a.handleLease)
-	a.forceRoutes(mux)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{Registry: a.metrics.reg}))
-	return mux
+// The agent's HTTP API (docs/design/safety.md): one router per listener,
+// built from access.Endpoints, so that every endpoint is authorized and
+// audited the same way and none exists without an entry in that table.
+
+// Limits of the API servers.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 60 * time.Second // a step extends its own
+	idleTimeout       = 90 * time.Second
+	maxHeaderBytes    = 32 << 10
+	connsPerClient    = 64
+	connsInAll        = 1024
+	heavyAtOnce       = 16
+)
+
+// handlers are the agent's request handlers, by endpoint pattern.
+func (a *agent) handlers() map[string]http.HandlerFunc {
+	metrics := promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{Registry: a.metrics.reg})
+	return map[string]http.HandlerFunc{
+		"GET /healthz":             func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "ok %s\n", a.site.Name) },
+		"GET /v1/status":           a.handleStatus,
+		"GET /metrics":             metrics.ServeHTTP,
+		"GET /v1/runs":             a.handleRuns,
+		"GET /v1/runs/{id}":        a.handleRun,
+		"GET /v1/audit":            a.handleAudit,
+		"POST /v1/runs":            a.handleStartRun,
+		"POST /v1/force":           a.handleForce,
+		"POST /v1/steps":           a.handleStep,
+		"POST /v1/lease":           a.handleLease,
+		"GET /v1/members":          a.handleMembers,
+		"POST /v1/members":         a.handleAddMember,
+		"POST /v1/members/promote": a.handlePromoteMember,
+	}
 }
 
-// handleStatus answers with the assembled status, or 503 when this
-// location cannot read the control plane (no quorum): the client then asks
-// another location.
-func (a *agent) handleStatus(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	snap, err := a.store.Snapshot(ctx)
-	w.Header().Set("Content-Type", "application/json")
-	if err != nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		json.NewEncoder(w).Encode(map[string]string{
-			"error": fmt.Sprintf("%s cannot read the control plane (%v): its etcd member has no quorum or is unreachable; ask another location, and check this agent's log", a.site.Name, err),
-			"site":  a.site.Name,
-		})
-		return
+// routes returns the routers of the API and peer listeners. A handler
+// without an entry in the access table, or an entry without a handler, is
+// an error: an endpoint must never exist unguarded.
+func (a *agent) routes() (api, peer http.Handler, err error) {
+	hs := a.handlers()
+	apiMux, peerMux := http.NewServeMux(), http.NewServeMux()
+	for _, e := range access.Endpoints {
+		h, ok := hs[e.Pattern]
+		if !ok {
+			return nil, nil, fmt.Errorf("endpoint %s is in the access table but has no handler", e.Pattern)
+		}
+		delete(hs, e.Pattern)
+		guarded := a.guard(e, h)
+		if e.Listener == access.API || e.Listener == access.Both {
+			apiMux.Handle(e.Pattern, guarded)
+		}
+		if e.Listener == access.Peer || e.Listener == access.Both {
+			peerMux.Handle(e.Pattern, guarded)
+		}
 	}
-	st := status.Assemble(a.topo, snap, a.site.Name, time.Now().UTC())
-	a.noteForced(ctx, &st)
+	for p := range hs {
+		return nil, nil, fmt.Errorf("handler %s has no entry in the access table", p)
+	}
+	return apiMux, peerMux, nil
+}
+
+// reqInfo is what the guard knows of a request, and what the handler adds
+// for the audit record.
+type reqInfo struct {
+	principal access.Principal
+	note      auditNote
+}
+
+// auditNote is what a handler tells the audit record.
+type auditNote struct {
+	Action, Group, Run, Reason, Ticket string
+	// Failed: the request was allowed but did not work (a step answered
+	// with an error inside a 200).
+	Failed bool
+}
+
+type reqInfoKey struct{}
+
+// requestInfo returns the request's info; handlers fill in its note.
+func requestInfo(r *http.Request) *reqInfo {
+	if i, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
+		return i
+	}
+	return &reqInfo{}
+}
+
+// guard authorizes a request by the access table, limits the heavy ones,
+// and leaves an audit record of every request that may change state.
+func (a *agent) guard(e access.Endpoint, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info := &reqInfo{principal: a.resolver.Resolve(caller(r))}
+		sw := &statusWriter{ResponseWriter: w}
+		switch ok, why := access.Allow(e.Rule, info.principal); {
+		case !ok:
+			writeError(sw, http.StatusForbidden, fmt.Errorf("%s at %s: %s", e.Pattern, a.site.Name, why))
+		case e.Heavy && !a.heavy.acquire():
+			writeError(sw, http.StatusServiceUnavailable, fmt.Errorf("%s is busy answering %d such requests; ask again, or ask another location", a.site.Name, heavyAtOnce))
+		default:
+			if e.Heavy {
+				defer a.heavy.release()
+			}
+			h(sw, r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, info)))
+		}
+		if !e.Audit {
+			return
+		}
+		code := sw.status()
+		// Leases are the heartbeat between locations: only requests refused
+		// for who sent them or what they said are worth a record, not the
+		// grants, nor the refusals of a site marked lost (the protocol).
+		if e.Pattern == "POST /v1/lease" && code != http.StatusForbidden && code != http.StatusBadRequest {
+			return
+		}
+		rec := audit.Record{
+			Site: a.site.Name, Who: info.principal.Name, Role: info.principal.RoleName(), From: r.RemoteAddr,
+			Request: e.Pattern, Action: info.note.Action, Group: info.note.Group, Run: info.note.Run,
+			Reason: info.note.Reason, Ticket: info.note.Ticket, Code: code, Error: sw.errorText(),
+		}
+		switch {
+		case code >= 400 && code < 500:
+			rec.Result = audit.Refused
+		case code >= 500 || info.note.Failed:
+			rec.Result = audit.Failed
+		default:
+			rec.Result = audit.Done
+			rec.Routine = e.Pattern == "POST /v1/steps"
+		}
+		a.audit.Record(rec)
+	})
+}
+
+// statusWriter remembers a response's status and the start of an error
+// body, for the audit record.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+	body bytes.Buffer
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(p []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	if s.code >= 300 && s.body.Len() < 2048 {
+		s.body.Write(p[:min(len(p), 2048-s.body.Len())])
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection (a step sets
+// its own write deadline).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusWriter) status() int {
+	if s.code == 0 {
+		return http.StatusOK
+	}
+	return s.code
+}
+
+func (s *statusWriter) errorText() string {
+	var e struct{ Error string }
+	if s.body.Len() > 0 && json.Unmarshal(s.body.Bytes(), &e) == nil {
+		return e.Error
+	}
+	return ""
+}
+
+// semaphore bounds the heavy requests served at once.
+type semaphore chan struct{}
+
+func (s semaphore) acquire() bool {
+	select {
+	case s <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s semaphore) release() { <-s }
+
+// caller is the name in the client certificate of a request, or "" when
+// TLS is off.
+func caller(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return ""
+	}
+	return r.TLS.PeerCertificates[0].Subject.CommonName
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	enc.Encode(st)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// decodeJSON decodes the request body into v strictly: one JSON object of
+// at most limit bytes, no unknown field, nothing after it.
+func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("the body is over %d bytes", limit)
+		}
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// newServer returns an API server with the agent's timeouts.
+func newServer(h http.Handler, ctx context.Context, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// Requests in flight end with the agent, not after it.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		// Failed handshakes (a client without a certificate, a person at
+		// the peer listener) are the client's problem; keep them out of
+		// the agent's log.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// listen opens addr with the per-client and total connection limits, and
+// TLS when cfg is set.
+func listen(addr string, cfg *tls.Config, refused func()) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	ln = &limitListener{Listener: ln, perClient: connsPerClient, inAll: connsInAll, byClient: map[string]int{}, refused: refused}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
+	}
+	return ln, nil
+}
+
+// peerTLS is the server configuration of the peer listener: only the
+// locations' certificates complete a handshake.
+func peerTLS(server *tls.Config, siteCNs []string) *tls.Config {
+	if server == nil {
+		return nil
+	}
+	cfg := server.Clone()
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 || !slices.Contains(siteCNs, cs.PeerCertificates[0].Subject.CommonName) {
+			return errors.New("the lease listener admits only the locations' certificates")
+		}
+		return nil
+	}
+	return cfg
+}
+
+// limitListener closes connections beyond perClient open ones from one
+// address, or beyond inAll in all, as soon as they are accepted.
+type limitListener struct {
+	net.Listener
+	perClient, inAll int
+	refused          func()
+
+	mu       sync.Mutex
+	byClient map[string]int
+	open     int
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		l.mu.Lock()
+		if l.open >= l.inAll || l.byClient[host] >= l.perClient {
+			l.mu.Unlock()
+			c.Close()
+			if l.refused != nil {
+				l.refused()
+			}
+			continue
+		}
+		l.open++
+		l.byClient[host]++
+		l.mu.Unlock()
+		return &limitedConn{Conn: c, release: sync.OnceFunc(func() {
+			l.mu.Lock()
+			l.open--
+			if l.byClient[host]--; l.byClient[host] <= 0 {
+				delete(l.byClient, host)
+			}
+			l.mu.Unlock()
+		})}, nil
+	}
+}
+
+type limitedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
 }

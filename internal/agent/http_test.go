@@ -1,14 +1,24 @@
 package agent
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/siteflip/siteflip/internal/access"
+	"github.com/siteflip/siteflip/internal/audit"
+	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/pki"
 )
 
@@ -48,4 +58,186 @@ func httpGet(f pki.Files, url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// guarded is an agent with only what its router needs: who calls, and
+// where audit records go.
+func guarded(t *testing.T) (*agent, *auditSink) {
+	t.Helper()
+	r, err := access.NewResolver(true, map[string]string{"brussels": "brussels", "antwerp": "antwerp", "frankfurt": "frankfurt"},
+		[]config.Access{{Identity: "ada", Role: "admin"}, {Identity: "otto", Role: "operator"}, {Identity: "vera", Role: "viewer"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &auditSink{}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a := &agent{
+		topo: &config.Topology{Name: "test"}, site: &config.Site{Name: "brussels"}, log: quiet,
+		metrics: newMetrics(), heavy: make(semaphore, heavyAtOnce), resolver: r,
+		audit: audit.NewWriter(sink, quiet, time.Now),
+	}
+	return a, sink
+}
+
+type auditSink struct {
+	mu   sync.Mutex
+	recs []audit.Record
+}
+
+func (s *auditSink) PutAudit(_ context.Context, recs []audit.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recs = append(s.recs, recs...)
+	return nil
+}
+
+// as returns a request as if sent with the certificate named cn.
+func as(cn, method, path, body string) *http.Request {
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{CommonName: cn}}}}
+	return r
+}
+
+// Every endpoint of the access table is routed through the guard: a
+// certificate of the CA bound to no role gets only the health check, and
+// every refused request that may change state is audited with its caller.
+func TestEveryEndpointIsGuarded(t *testing.T) {
+	a, sink := guarded(t)
+	apiMux, peerMux, err := a.routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedAudited := 0
+	for _, e := range access.Endpoints {
+		method, path, _ := strings.Cut(e.Pattern, " ")
+		path = strings.ReplaceAll(path, "{id}", "r1")
+		mux := apiMux
+		if e.Listener == access.Peer {
+			mux = peerMux
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, as("mallory", method, path, "{}"))
+		switch {
+		case e.Rule == access.Public && w.Code != http.StatusOK:
+			t.Errorf("%s: %d for a public endpoint", e.Pattern, w.Code)
+		case e.Rule != access.Public && w.Code != http.StatusForbidden:
+			t.Errorf("%s by a certificate bound to no role: %d, want 403 (%s)", e.Pattern, w.Code, w.Body)
+		case e.Audit:
+			refusedAudited++
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	a.audit.Run(ctx) // stores what is queued, then returns
+	if len(sink.recs) != refusedAudited {
+		t.Fatalf("%d audit records for %d refused state-changing requests", len(sink.recs), refusedAudited)
+	}
+	for _, r := range sink.recs {
+		if r.Who != "mallory" || r.Result != audit.Refused || r.Code != http.StatusForbidden || r.Error == "" || r.Site != "brussels" {
+			t.Errorf("audit record %+v: want mallory refused with 403 and the reason", r)
+		}
+	}
+	// A lease request (on the peer listener only) reaches no route on the
+	// API listener.
+	w := httptest.NewRecorder()
+	apiMux.ServeHTTP(w, as("antwerp", "POST", "/v1/lease", `{"site":"antwerp"}`))
+	if w.Code != http.StatusNotFound && w.Code != http.StatusMethodNotAllowed {
+		t.Errorf("the API listener routes the lease: %d", w.Code)
+	}
+}
+
+// A step from a location that is not well formed is refused before the
+// control plane is asked: strict JSON.
+func TestStrictJSON(t *testing.T) {
+	a, _ := guarded(t)
+	apiMux, _, err := a.routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{
+		`{"run_id":"r1","step":"promote:db@antwerp","group":"webshop","kind":"promote","epoch":1,"primary":"antwerp"}`, // a field steps no longer take
+		`{"run_id":"r1"} {"run_id":"r2"}`,
+		`{"run_id":"r1"} x`,
+		`{"run_id":"` + strings.Repeat("x", 70000) + `"}`,
+		`not json`,
+	} {
+		w := httptest.NewRecorder()
+		apiMux.ServeHTTP(w, as("antwerp", "POST", "/v1/steps", body))
+		if w.Code != http.StatusBadRequest {
+			t.Errorf("step body %.60q: %d, want 400 (%s)", body, w.Code, w.Body)
+		}
+	}
+}
+
+// One client cannot hold more than its share of connections.
+func TestConnectionLimit(t *testing.T) {
+	refused := 0
+	var mu sync.Mutex
+	ln, err := listen("127.0.0.1:0", nil, func() { mu.Lock(); refused++; mu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	var conns []net.Conn
+	for range connsPerClient + 3 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n, r := len(held), refused
+		mu.Unlock()
+		if n == connsPerClient && r == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections accepted, %d refused; want %d and 3", n, r, connsPerClient)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Closing one makes room for one more.
+	mu.Lock()
+	held[0].Close()
+	mu.Unlock()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns = append(conns, c)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(held)
+		mu.Unlock()
+		if n == connsPerClient+1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	if len(held) != connsPerClient+1 {
+		t.Errorf("after one closed, %d accepted in all, want %d", len(held), connsPerClient+1)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 }

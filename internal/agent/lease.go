@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -35,8 +35,6 @@ type leases struct {
 	// starting up may not be listening yet.
 	until time.Time
 	ready bool
-	// selfFenced holds the resources fenced because the lease ran out.
-	selfFenced map[string]watchdog.Target
 	// As a granter: when each site was last granted, and which sites this
 	// location marked lost (loaded from etcd at start; nil until then).
 	lastGrant map[string]time.Time
@@ -49,7 +47,7 @@ type leases struct {
 }
 
 func newLeases(sites []config.Site, now time.Time) *leases {
-	l := &leases{selfFenced: map[string]watchdog.Target{}, lastGrant: map[string]time.Time{}, unmarking: map[string]bool{}}
+	l := &leases{lastGrant: map[string]time.Time{}, unmarking: map[string]bool{}}
 	// A location that just started may have granted before it stopped:
 	// count from now, so it never marks a site earlier than it should.
 	for _, s := range sites {
@@ -68,22 +66,22 @@ type leaseRequest struct {
 }
 
 // handleLease grants the calling location the right to serve, unless this
-// location marked it lost.
+// location marked it lost. It is served on the peer listener only.
 func (a *agent) handleLease(w http.ResponseWriter, r *http.Request) {
+	info := requestInfo(r)
 	var req leaseRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+	if err := decodeJSON(w, r, 4096, &req); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("decode lease request: %w", err))
 		return
 	}
+	info.note.Action = "serve lease for " + req.Site
 	if _, ok := a.topo.Site(req.Site); !ok || req.Site == a.site.Name {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("lease request from unknown location %q", req.Site))
 		return
 	}
-	if a.topo.TLSEnabled() {
-		if cn := caller(r); cn != a.siteCN[req.Site] {
-			writeError(w, http.StatusForbidden, fmt.Errorf("lease for %s asked with the certificate of %q", req.Site, cn))
-			return
-		}
+	if p := info.principal; !p.Anonymous && p.Site != req.Site {
+		writeError(w, http.StatusForbidden, fmt.Errorf("lease for %s asked by %s", req.Site, p))
+		return
 	}
 	l := a.lease
 	l.mu.Lock()
@@ -97,11 +95,14 @@ func (a *agent) handleLease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s has not read its marks from the control plane yet", a.site.Name))
 	case marked:
 		go a.unmark(req.Site)
-		writeError(w, http.StatusConflict, fmt.Errorf("%s marked %s lost; it grants again once the mark is removed", a.site.Name, req.Site))
+		writeError(w, http.StatusConflict, fmt.Errorf("%s: %w %s lost; it grants again once the mark is removed", a.site.Name, errMarked, req.Site))
 	default:
 		writeJSON(w, http.StatusOK, map[string]int64{"lease_ms": a.topo.Coordination.ServeLease.D().Milliseconds()})
 	}
 }
+
+// errMarked is the refusal of a location that marked the asker lost.
+var errMarked = errors.New("marked")
 
 // renewLoop asks every other location for the lease every tenth of it.
 func (a *agent) renewLoop(ctx context.Context) error {
@@ -122,10 +123,21 @@ func (a *agent) renewLoop(ctx context.Context) error {
 			for {
 				sent := time.Now()
 				err := a.askLease(ctx, p, lease)
-				if err == nil {
+				switch {
+				case err == nil:
 					a.lease.mu.Lock()
 					if until := sent.Add(lease); until.After(a.lease.until) {
 						a.lease.until = until
+					}
+					a.lease.ready = true
+					a.lease.mu.Unlock()
+				case errors.Is(err, errLeaseRefused):
+					// A location that marked this one lost says so: this
+					// site may not serve, and need not wait for the
+					// startup grace to know it.
+					a.lease.mu.Lock()
+					if !a.lease.ready {
+						a.log.Warn("another location refuses the serve lease: enforcing it at once", "peer", p.Name, "error", err)
 					}
 					a.lease.ready = true
 					a.lease.mu.Unlock()
@@ -161,7 +173,7 @@ func (a *agent) askLease(ctx context.Context, p config.Site, timeout time.Durati
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	body, _ := json.Marshal(leaseRequest{Site: a.site.Name})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.scheme()+"://"+p.Agent.Address+"/v1/lease", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.scheme()+"://"+p.Agent.LeaseAddress+"/v1/lease", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -172,11 +184,17 @@ func (a *agent) askLease(ctx context.Context, p config.Site, timeout time.Durati
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusConflict:
+		return fmt.Errorf("%w by %s: %s", errLeaseRefused, p.Name, strings.TrimSpace(string(msg)))
+	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("%s withholds the lease: %s", p.Name, strings.TrimSpace(string(msg)))
 	}
 	return nil
 }
+
+// errLeaseRefused: a location answered that it marked this one lost.
+var errLeaseRefused = errors.New("serve lease refused")
 
 func (a *agent) scheme() string {
 	if a.topo.TLSEnabled() {
@@ -195,37 +213,18 @@ func (a *agent) leaseValid() bool {
 	return time.Now().Before(a.lease.until)
 }
 
-// guarded lists the local resources that serve as primary: what must be
-// fenced when the lease runs out.
-func (a *agent) guarded() map[string]watchdog.Target {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := map[string]watchdog.Target{}
-	for i := range a.topo.Groups {
-		g := &a.topo.Groups[i]
-		for j := range g.Resources {
-			r := &g.Resources[j]
-			key := g.Name + "/" + r.Name
-			v, ok := a.resources[key]
-			if !ok || !v.Up || v.Role != status.RolePrimary {
-				continue
-			}
-			if t, ok := driver.GuardTarget(g, r, a.site.Name); ok {
-				out[key] = t
-			}
-		}
-	}
-	return out
-}
-
-// enforceLoop fences the local primaries when the lease runs out, keeps the
-// watchdog told, and puts self-fenced primaries back in service once the
-// lease is granted again and this site is still their group's active site.
+// enforceLoop fences every local database when the lease runs out and
+// keeps the watchdog told. Databases are started again by convergeLocal
+// once the lease is back (local.go).
 func (a *agent) enforceLoop(ctx context.Context) error {
 	lease := a.topo.Coordination.ServeLease.D()
 	tick := time.NewTicker(lease / 10)
 	defer tick.Stop()
-	var lastUnfence time.Time
+	targets := make([]watchdog.Target, 0, len(a.guards))
+	for _, t := range a.guards {
+		targets = append(targets, t)
+	}
+	fenced := map[string]fenceState{} // in this loss of the lease
 	withdrawn := false
 	for {
 		select {
@@ -233,7 +232,6 @@ func (a *agent) enforceLoop(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
-		guard := a.guarded()
 		a.lease.mu.Lock()
 		ready, until := a.lease.ready, a.lease.until
 		a.lease.mu.Unlock()
@@ -245,127 +243,74 @@ func (a *agent) enforceLoop(ctx context.Context) error {
 			continue
 		}
 		left := time.Until(until)
-		if a.guard != nil {
+		if a.watchdog != nil {
 			select {
-			case <-a.guard.Exited():
+			case <-a.watchdog.Exited():
 				a.log.Error("the watchdog ended; starting a new one")
 				if err := a.startWatchdog(); err != nil {
 					a.log.Error("cannot restart the watchdog; the agent alone fences now", "error", err)
-					a.guard = nil
+					a.watchdog = nil
 				}
 			default:
 			}
 		}
-		if a.guard != nil {
-			targets := make([]watchdog.Target, 0, len(guard))
-			for _, t := range guard {
-				targets = append(targets, t)
-			}
-			if err := a.guard.Update(targets, left); err != nil {
+		if a.watchdog != nil {
+			if err := a.watchdog.Update(targets, left); err != nil {
 				a.log.Warn("watchdog", "error", err)
 			}
 		}
-		if left <= 0 && len(guard) > 0 {
-			a.selfFence(guard)
+		if left > 0 {
+			clear(fenced)
+			withdrawn = false
+			continue
 		}
-		if left <= 0 && !withdrawn {
+		if a.failpointLeaseLost() {
+			return errors.New("failpoint: the agent fails as its serve lease runs out")
+		}
+		// Every database, whatever the last observation said: one whose
+		// connection slots are full answers no observation and may still
+		// be writing.
+		a.selfFence(fenced)
+		if !withdrawn {
 			// Routes and records go with the primaries.
 			a.net.WithdrawAll()
 			withdrawn = true
-		} else if left > 0 {
-			withdrawn = false
-		}
-		if left > 0 && time.Since(lastUnfence) > lease {
-			a.lease.mu.Lock()
-			n := len(a.lease.selfFenced)
-			a.lease.mu.Unlock()
-			if n > 0 {
-				lastUnfence = time.Now()
-				a.unfenceSelf(ctx)
-			}
 		}
 	}
 }
 
-func (a *agent) selfFence(guard map[string]watchdog.Target) {
-	keys := make([]string, 0, len(guard))
-	for k := range guard {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		t := guard[k]
-		err := driver.FenceNow(t)
+// fenceState is what became of one database in one loss of the lease.
+type fenceState struct {
+	done  bool
+	tried time.Time
+}
+
+// selfFence fences every local database. Those on this machine are killed
+// on every call (cheap when nothing runs; something may start them
+// again); a fence command runs until it is verified once in this loss of
+// the lease, at most once a second.
+func (a *agent) selfFence(fenced map[string]fenceState) {
+	for _, key := range slices.Sorted(maps.Keys(a.guards)) {
+		t := a.guards[key]
+		st := fenced[key]
+		if t.DataDir == "" && (st.done || time.Since(st.tried) < time.Second) {
+			continue
+		}
+		st.tried = time.Now()
+		killed, err := driver.FenceNow(t)
 		if err != nil {
-			a.log.Error("serve lease ran out; fencing failed", "resource", k, "error", err)
+			fenced[key] = st
+			a.log.Error("serve lease ran out; fencing failed", "resource", key, "error", err)
 			continue
 		}
-		a.lease.mu.Lock()
-		a.lease.selfFenced[k] = t
-		a.lease.mu.Unlock()
-		a.metrics.selfFences.Inc()
-		a.log.Warn("serve lease ran out: no other location granted it; primary fenced", "resource", k)
-	}
-	select {
-	case a.observe <- struct{}{}:
-	default:
-	}
-}
-
-// unfenceSelf restarts the primaries this location fenced itself, for
-// groups whose record still names this site, with no run in progress and
-// no mark against it; it forgets the others, which stay stopped until a
-// person reprotects them.
-func (a *agent) unfenceSelf(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	snap, err := a.store.Snapshot(rctx)
-	if err != nil {
-		return
-	}
-	a.lease.mu.Lock()
-	fenced := make(map[string]watchdog.Target, len(a.lease.selfFenced))
-	for k, t := range a.lease.selfFenced {
-		fenced[k] = t
-	}
-	a.lease.mu.Unlock()
-	for key := range fenced {
-		group, res, _ := strings.Cut(key, "/")
-		rec, ok := snap.Records[group]
-		forget := ok && rec.ActiveSite != a.site.Name
-		if !forget && (!ok || snap.Running[group] != "" || len(snap.Marks[a.site.Name]) > 0) {
-			continue
+		if killed || (t.DataDir == "" && !st.done) {
+			a.metrics.selfFences.Inc()
+			a.log.Warn("serve lease ran out: no other location granted it; database fenced", "resource", key)
 		}
-		if !forget {
-			g, _ := a.topo.Group(group)
-			var r *config.Resource
-			for i := range g.Resources {
-				if g.Resources[i].Name == res {
-					r = &g.Resources[i]
-				}
-			}
-			actor, err := driver.NewActor(a.net, g, r, a.site.Name)
-			if err == nil && a.leaseValid() {
-				uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err = actor.Unfence(uctx)
-				cancel()
-			}
-			if err != nil {
-				a.log.Warn("cannot put a self-fenced primary back in service", "resource", key, "error", err)
-				continue
-			}
-			a.log.Info("serve lease granted again and the site is still active: primary back in service", "resource", key, "epoch", rec.Epoch)
-		} else {
-			a.log.Info("self-fenced primary stays stopped: its group moved", "resource", key, "active_site", rec.ActiveSite)
-		}
-		a.lease.mu.Lock()
-		delete(a.lease.selfFenced, key)
-		a.lease.mu.Unlock()
+		st.done = true
+		fenced[key] = st
 	}
-	select {
-	case a.observe <- struct{}{}:
-	default:
-	}
+	a.observeNow()
 }
 
 // markLoop marks lost every site this location granted nothing for a lease
@@ -459,7 +404,7 @@ func (a *agent) loadMarks(ctx context.Context, written map[string]bool) bool {
 	}
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	snap, err := a.store.Snapshot(rctx)
+	snap, err := a.snapshot(rctx)
 	if err != nil {
 		return false
 	}
@@ -518,7 +463,7 @@ func (a *agent) unmark(site string) {
 	defer a.lease.markMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	snap, err := a.store.Snapshot(ctx)
+	snap, err := a.snapshot(ctx)
 	if err != nil {
 		return
 	}
@@ -548,7 +493,7 @@ func (a *agent) startWatchdog() error {
 	if err != nil {
 		return err
 	}
-	a.guard = g
+	a.watchdog = g
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/siteflip/siteflip/internal/audit"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/driver"
@@ -41,7 +42,8 @@ func (a *agent) probePeer(ctx context.Context, peer config.Site) {
 	if a.topo.TLSEnabled() {
 		scheme = "https"
 	}
-	url := scheme + "://" + peer.Agent.Address + "/healthz"
+	// The peer listener: other traffic cannot starve it.
+	url := scheme + "://" + peer.Agent.LeaseAddress + "/healthz"
 	tick := time.NewTicker(a.topo.Coordination.ProbeInterval.D())
 	defer tick.Stop()
 	failures := 0
@@ -69,7 +71,7 @@ func (a *agent) probePeer(ctx context.Context, peer config.Site) {
 		}
 		flipped := !known || prev.Reachable != next.Reachable
 		if flipped {
-			next.Since = time.Now().UTC()
+			next.Since = a.now().UTC()
 		}
 		a.peers[peer.Name] = next
 		a.mu.Unlock()
@@ -119,6 +121,9 @@ func (a *agent) observeLoop(ctx context.Context, observers map[string]driver.Obs
 			if ctx.Err() != nil {
 				return nil
 			}
+			// Timed on this agent's clock, as its view's publication is:
+			// the controller subtracts the two (lags.go).
+			v.ObservedAt = a.now().UTC()
 			a.metrics.resource(v)
 			a.mu.Lock()
 			prev, known := a.resources[key]
@@ -247,13 +252,32 @@ func (a *agent) campaign(ctx context.Context, sess *coord.Session) error {
 	defer func() { <-runsDone }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var pruned time.Time
 	for {
 		a.adoptGroups(ctx, term)
+		if time.Since(pruned) > time.Minute {
+			pruned = time.Now()
+			a.pruneAudit(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		}
+	}
+}
+
+// pruneAudit keeps the audit trail within its retention (audit.Keep
+// records, audit.MaxAge); the controller does it for everybody.
+func (a *agent) pruneAudit(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := a.store.PruneAudit(pctx, audit.Keep, a.now().Add(-audit.MaxAge))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		a.log.Warn("prune the audit trail", "error", err)
+	case n > 0:
+		a.log.Info("audit trail pruned to its retention", "deleted", n, "keep", audit.Keep, "max_age", audit.MaxAge)
 	}
 }
 
@@ -264,24 +288,24 @@ func (a *agent) campaign(ctx context.Context, sess *coord.Session) error {
 func (a *agent) adoptGroups(ctx context.Context, term int64) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	snap, err := a.store.Snapshot(rctx)
+	snap, err := a.snapshot(rctx)
 	if err != nil {
 		return
 	}
 	// Judge from the assembled status, which does not trust the lingering
 	// view of a site that is down.
-	st := status.Assemble(a.topo, snap, a.site.Name, time.Now().UTC())
+	st := a.assemble(snap)
 	for i := range a.topo.Groups {
 		g := &a.topo.Groups[i]
 		if _, ok := snap.Records[g.Name]; ok {
 			continue
 		}
-		active := primarySites(st.Groups[i])
+		active := primarySites(g, st.Groups[i])
 		if len(active) != 1 {
 			continue
 		}
 		rec := status.Record{
-			Group: g.Name, ActiveSite: active[0], Epoch: 1, UpdatedAt: time.Now().UTC(),
+			Group: g.Name, ActiveSite: active[0], Epoch: 1, UpdatedAt: a.now().UTC(),
 			Reason: fmt.Sprintf("adopted by controller %s: every resource is primary at %s", a.site.Name, active[0]),
 		}
 		ok, err := a.store.AdoptGroup(rctx, rec, term)
@@ -299,27 +323,24 @@ func (a *agent) adoptGroups(ctx context.Context, term int64) {
 
 // primarySites lists the sites of a group where every resource that holds
 // data is observed up as primary (network resources follow the record).
-func primarySites(g status.GroupStatus) []string {
+func primarySites(g *config.Group, gs status.GroupStatus) []string {
 	count := map[string]int{}
 	data := 0
-	for _, r := range g.Resources {
-		if driver.IsNetwork(r.Type) {
+	for i, r := range g.Resources {
+		if !r.Data || i >= len(gs.Resources) {
 			continue
 		}
 		data++
-		for _, s := range r.Sites {
+		for _, s := range gs.Resources[i].Sites {
 			if s.Up && s.Role == status.RolePrimary {
 				count[s.Site]++
 			}
 		}
 	}
 	var out []string
-	if len(g.Resources) == 0 || len(g.Resources[0].Sites) == 0 {
-		return nil
-	}
-	for _, s := range g.Resources[0].Sites {
-		if data > 0 && count[s.Site] == data {
-			out = append(out, s.Site)
+	for _, s := range g.Sites {
+		if data > 0 && count[s] == data {
+			out = append(out, s)
 		}
 	}
 	return out
@@ -341,9 +362,9 @@ func (a *agent) watchController(ctx context.Context) {
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		snap, err := a.store.Snapshot(rctx)
+		snap, err := a.snapshot(rctx)
 		if err == nil && snap.Controller != nil {
-			if lost := controllerLost(a.topo, snap, a.site.Name, time.Now()); lost {
+			if lost := controllerLost(a.topo, snap, a.site.Name); lost {
 				c := snap.Controller
 				if ok, err := a.store.EvictController(rctx, c.Site, c.Term); err != nil && ctx.Err() == nil {
 					a.log.Warn("evict controller", "controller", c.Site, "error", err)
@@ -359,8 +380,10 @@ func (a *agent) watchController(ctx context.Context) {
 // controllerLost says whether every location other than the controller's
 // publishes a view in which the controller's agent has been unreachable for
 // at least evictAfter. A controller that any location still reaches keeps
-// its office: a cut link between two sites is not a lost site.
-func controllerLost(t *config.Topology, snap status.Snapshot, self string, now time.Time) bool {
+// its office: a cut link between two sites is not a lost site. How long is
+// measured without comparing clocks: the observer's own PublishedAt − Since,
+// plus the view's age on this machine's clock.
+func controllerLost(t *config.Topology, snap status.Snapshot, self string) bool {
 	c := snap.Controller
 	if c == nil || c.Site == self {
 		return false
@@ -374,7 +397,7 @@ func controllerLost(t *config.Topology, snap status.Snapshot, self string, now t
 			return false
 		}
 		p, ok := v.Peers[c.Site]
-		if !ok || p.Reachable || now.Sub(p.Since) < evictAfter {
+		if !ok || p.Reachable || v.PublishedAt.Sub(p.Since)+snap.ViewAges[s.Name] < evictAfter {
 			return false
 		}
 	}
@@ -394,7 +417,7 @@ func (a *agent) withSnapshots(ctx context.Context, interval time.Duration, f fun
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		snap, err := a.store.Snapshot(rctx)
+		snap, err := a.snapshot(rctx)
 		cancel()
 		if err == nil {
 			f(snap)

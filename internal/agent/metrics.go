@@ -23,6 +23,7 @@ type metrics struct {
 	leaseOK       *prometheus.CounterVec
 	selfFences    prometheus.Counter
 	autoFailovers prometheus.Counter
+	connsRefused  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -57,13 +58,16 @@ func newMetrics() *metrics {
 			Name: "siteflip_serve_lease_requests_total", Help: "Serve lease requests to other locations, by outcome.",
 		}, []string{"peer", "outcome"}),
 		selfFences: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "siteflip_self_fences_total", Help: "Primaries this agent fenced because its serve lease ran out.",
+			Name: "siteflip_self_fences_total", Help: "Databases this agent fenced because its serve lease ran out, or because they served where their group is not active.",
 		}),
 		autoFailovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "siteflip_automatic_failovers_total", Help: "Automatic failovers this agent started as controller.",
 		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "siteflip_api_connections_refused_total", Help: "Connections closed at once: over the per-client or total limit.",
+		}),
 	}
-	m.reg.MustRegister(m.leaseOK, m.selfFences, m.autoFailovers, m.peerUp, m.probeRTT, m.controller, m.publishErrors, m.resourceUp, m.primary, m.lagBytes, m.lagSeconds,
+	m.reg.MustRegister(m.leaseOK, m.selfFences, m.autoFailovers, m.connsRefused, m.peerUp, m.probeRTT, m.controller, m.publishErrors, m.resourceUp, m.primary, m.lagBytes, m.lagSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

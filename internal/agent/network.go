@@ -63,10 +63,7 @@ func (a *agent) convergeLoop(ctx context.Context) error {
 				a.log.Info("network resource in line with the group's record", "resource", key, "state", want, "active_site", rec.ActiveSite)
 			}
 			applied[key] = want
-			select {
-			case a.observe <- struct{}{}:
-			default:
-			}
+			a.observeNow()
 		}
 	})
 }

@@ -4,58 +4,42 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/siteflip/siteflip/internal/access"
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/coord"
-	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/engine"
 	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
-// caller is the name in the client certificate of a request, or "" when
-// TLS is off.
-func caller(r *http.Request) string {
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return ""
-	}
-	return r.TLS.PeerCertificates[0].Subject.CommonName
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, map[string]string{"error": err.Error()})
-}
-
 // handleStartRun plans the requested action from a fresh snapshot and
-// stores the run; the controller then drives it. Starting a run needs an
-// operator credential: a client certificate, whose name the run records.
+// stores the run; the controller then drives it. The caller's role must
+// allow the action (access.RunRole); the run records who started it, with
+// their role, reason and ticket.
 func (a *agent) handleStartRun(w http.ResponseWriter, r *http.Request) {
-	by := caller(r)
-	if by == "" {
-		writeError(w, http.StatusForbidden, errors.New("starting a run needs an operator credential: turn TLS on (tls.ca_file) and use the operator certificate"))
+	info := requestInfo(r)
+	var req api.RunRequest
+	if err := decodeJSON(w, r, 1<<16, &req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("decode run request: %w", err))
 		return
 	}
-	var req api.RunRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("decode run request: %w", err))
+	info.note.Group, info.note.Reason, info.note.Ticket = req.Group, req.Reason, req.Ticket
+	info.note.Action = runAction(req)
+	if err := checkWhy(req.Reason, req.Ticket); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if ok, why := access.AllowRole(access.RunRole(string(req.Action), req.AcceptDataLoss), info.principal); !ok {
+		writeError(w, http.StatusForbidden, fmt.Errorf("%s: %s; nothing was changed", info.note.Action, why))
 		return
 	}
 	g, ok := a.topo.Group(req.Group)
@@ -65,7 +49,7 @@ func (a *agent) handleStartRun(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	snap, err := a.store.Snapshot(ctx)
+	snap, err := a.snapshot(ctx)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s cannot read the control plane: %w; ask another location", a.site.Name, err))
 		return
@@ -74,14 +58,15 @@ func (a *agent) handleStartRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Errorf("group %s: %w (run %s); follow it with `siteflip run %s`", g.Name, coord.ErrRunInProgress, id, id))
 		return
 	}
-	st := status.Assemble(a.topo, snap, a.site.Name, time.Now().UTC())
 	preq := plan.Request{Action: req.Action, To: req.To, AcceptDataLoss: req.AcceptDataLoss}
-	p, err := plan.Build(g, a.known(g, snap, st), preq)
+	p, err := plan.Build(g, a.known(g, snap, a.assemble(snap)), preq)
 	if err != nil {
 		writeError(w, http.StatusConflict, err)
 		return
 	}
-	run := plan.NewRun(newRunID(g.Name, req.Action), by, preq, p, time.Now().UTC())
+	run := plan.NewRun(newRunID(g.Name, req.Action), info.principal.Name, preq, p, a.now().UTC())
+	run.Role, run.Reason, run.Ticket = info.principal.RoleName(), req.Reason, req.Ticket
+	info.note.Run = run.ID
 	if err := a.store.StartRun(ctx, run, snap.Records[g.Name].Revision); err != nil {
 		code := http.StatusServiceUnavailable
 		if errors.Is(err, coord.ErrRunInProgress) || errors.Is(err, coord.ErrStale) {
@@ -90,8 +75,36 @@ func (a *agent) handleStartRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, err)
 		return
 	}
-	a.log.Info("run started", "run", run.ID, "group", g.Name, "action", req.Action, "from", p.From, "to", p.To, "by", by)
+	a.log.Info("run started", "run", run.ID, "group", g.Name, "action", req.Action, "from", p.From, "to", p.To, "by", run.By, "role", run.Role, "reason", run.Reason, "ticket", run.Ticket)
 	writeJSON(w, http.StatusCreated, run)
+}
+
+// runAction says in words what a run request asks.
+func runAction(req api.RunRequest) string {
+	s := string(req.Action) + " " + req.Group
+	if req.To != "" {
+		s += " --to " + req.To
+	}
+	if req.AcceptDataLoss {
+		s += " --accept-data-loss"
+	}
+	return s
+}
+
+// checkWhy refuses a reason or ticket that a log or a terminal would
+// misread.
+func checkWhy(reason, ticket string) error {
+	for _, f := range []struct{ name, v string }{{"reason", reason}, {"ticket", ticket}} {
+		if len(f.v) > 500 {
+			return fmt.Errorf("the %s is %d bytes long; keep it under 500", f.name, len(f.v))
+		}
+		for _, c := range f.v {
+			if c < ' ' || c == 0x7f {
+				return fmt.Errorf("the %s holds a control character (%q); write it on one line", f.name, c)
+			}
+		}
+	}
+	return nil
 }
 
 func groupNames(gs []config.Group) string {
@@ -110,129 +123,6 @@ func newRunID(group string, action plan.Action) string {
 	b := make([]byte, 2)
 	_, _ = rand.Read(b)
 	return time.Now().UTC().Format("20060102T150405") + "-" + group + "-" + string(action) + "-" + hex.EncodeToString(b)
-}
-
-func (a *agent) handleRuns(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	runs, err := a.store.Runs(ctx, r.URL.Query().Get("group"))
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err)
-		return
-	}
-	if runs == nil {
-		runs = []plan.Run{}
-	}
-	writeJSON(w, http.StatusOK, runs)
-}
-
-func (a *agent) handleRun(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	run, err := a.store.Run(ctx, r.PathValue("id"))
-	switch {
-	case errors.Is(err, coord.ErrNoRun):
-		writeError(w, http.StatusNotFound, err)
-	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, err)
-	default:
-		writeJSON(w, http.StatusOK, run)
-	}
-}
-
-// handleStep carries out one step on a resource of this site. Only the
-// locations may ask (the controller, with its site certificate), and only
-// in the group's current epoch or a newer one: a deposed controller's step
-// from an older epoch is refused.
-func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
-	if !a.topo.TLSEnabled() {
-		writeError(w, http.StatusForbidden, errors.New("steps are taken only over mutual TLS from the locations' agents: turn TLS on (tls.ca_file)"))
-		return
-	}
-	if !slices.Contains(a.siteCNs, caller(r)) {
-		writeError(w, http.StatusForbidden, fmt.Errorf("steps are taken only from the locations' agents, not from %q", caller(r)))
-		return
-	}
-	var req api.StepRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("decode step: %w", err))
-		return
-	}
-	g, ok := a.topo.Group(req.Group)
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Errorf("%s: unknown group %q in %s: the locations' configurations differ", a.site.Name, req.Group, a.topo.File))
-		return
-	}
-	var res *config.Resource
-	for i := range g.Resources {
-		if g.Resources[i].Name == req.Resource {
-			res = &g.Resources[i]
-		}
-	}
-	if res == nil {
-		writeError(w, http.StatusNotFound, fmt.Errorf("%s: group %s has no resource %q in %s: the locations' configurations differ", a.site.Name, req.Group, req.Resource, a.topo.File))
-		return
-	}
-	actor, err := driver.NewActor(a.net, g, res, a.site.Name)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	// One step at a time per resource: a retry must not race the attempt
-	// it retries. The fencing checks come after the wait, so that a step
-	// that waited behind another is judged by the state it will act in.
-	lock := a.resourceLock(g.Name + "/" + res.Name)
-	lock.Lock()
-	defer lock.Unlock()
-	if r.Context().Err() != nil {
-		return // the controller gave up on this request
-	}
-	rctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	rec, running, err := a.store.Guard(rctx, g.Name)
-	cancel()
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s cannot check the epoch of %s: %w", a.site.Name, g.Name, err))
-		return
-	}
-	if req.Epoch != rec.Epoch || req.RunID != running {
-		writeError(w, http.StatusConflict, fmt.Errorf("step %s of run %s (epoch %d) refused at %s: group %s is at epoch %d and its run in progress is %q",
-			req.Kind, req.RunID, req.Epoch, a.site.Name, g.Name, rec.Epoch, running))
-		return
-	}
-	if (req.Kind == plan.Promote || req.Kind == plan.Unfence) && !a.leaseValid() {
-		writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: %v: no other location granted it the right to serve within %s",
-			req.Kind, req.Resource, a.site.Name, errNoLease, a.topo.Coordination.ServeLease.D())})
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), max(req.Timeout, time.Second))
-	defer cancel()
-	start := time.Now()
-	var out map[string]string
-	switch req.Kind {
-	case plan.Fence:
-		out, err = actor.Fence(ctx)
-	case plan.CatchUp:
-		err = actor.CatchUp(ctx, req.Input)
-	case plan.Promote:
-		out, err = actor.Promote(ctx)
-	case plan.Rejoin:
-		out, err = actor.Rejoin(ctx, req.Primary)
-	case plan.Unfence:
-		err = actor.Unfence(ctx)
-	default:
-		err = fmt.Errorf("unknown step kind %q", req.Kind)
-	}
-	a.log.Info("step", "run", req.RunID, "kind", req.Kind, "resource", req.Resource, "epoch", req.Epoch, "took", time.Since(start).Round(time.Millisecond), "error", err)
-	// Show the step's effect in the status now, not at the next tick.
-	select {
-	case a.observe <- struct{}{}:
-	default:
-	}
-	if err != nil {
-		writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: %v", req.Kind, req.Resource, a.site.Name, err)})
-		return
-	}
-	writeJSON(w, http.StatusOK, api.StepResult{Output: out})
 }
 
 func (a *agent) resourceLock(key string) *sync.Mutex {
@@ -271,7 +161,7 @@ func (a *agent) driveRuns(ctx context.Context, sess *coord.Session) {
 	defer wg.Wait()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		snap, err := a.store.Snapshot(rctx)
+		snap, err := a.snapshot(rctx)
 		cancel()
 		if err == nil {
 			a.recordLags(ctx, snap)
@@ -322,7 +212,7 @@ func (a *agent) driveRuns(ctx context.Context, sess *coord.Session) {
 func (a *agent) siteLost(site string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	snap, err := a.store.Snapshot(ctx)
+	snap, err := a.snapshot(ctx)
 	if err != nil {
 		return false
 	}
@@ -330,50 +220,11 @@ func (a *agent) siteLost(site string) bool {
 }
 
 // recordLags keeps the last lag each primary reported for its standbys,
-// so that it is still known when the primary's site is gone. While the
-// active site's primary serves and a standby is not streaming, the record
-// says so: what that standby lacks is unknown from then on.
+// so that it is still known when the primary's site is gone (lags.go).
 func (a *agent) recordLags(ctx context.Context, snap status.Snapshot) {
-	st := status.Assemble(a.topo, snap, a.site.Name, time.Now().UTC())
-	for _, g := range st.Groups {
-		for _, r := range g.Resources {
-			if driver.IsNetwork(r.Type) {
-				continue // no data, no lag
-			}
-			primaryServes := false
-			for _, s := range r.Sites {
-				primaryServes = primaryServes || (s.Site == g.ActiveSite && s.Observed && s.Up && s.Role == status.RolePrimary)
-			}
-			if !primaryServes {
-				continue // the last record stands: it is the last known lag
-			}
-			for _, s := range r.Sites {
-				if s.Site == g.ActiveSite {
-					continue
-				}
-				// Judged by what the serving primary reports: when the
-				// primary dies, its last report still lists the standby,
-				// so the standby noticing first is not mistaken for a
-				// standby that stopped streaming while the primary served.
-				prev, known := snap.Lags[g.Name][r.Name][s.Site]
-				var l status.Lag
-				switch {
-				case s.SenderState == "streaming" && s.LagSeconds != nil && s.LagBytes != nil:
-					if known && prev.Streaming && time.Since(prev.MeasuredAt) < time.Second {
-						continue
-					}
-					l = status.Lag{Seconds: *s.LagSeconds, Bytes: *s.LagBytes, MeasuredAt: time.Now().UTC(), Streaming: true}
-				case s.SenderState == "streaming":
-					continue // streaming, lag not measured at this instant
-				case known && !prev.Streaming:
-					continue // already recorded as not streaming
-				default:
-					l = status.Lag{Seconds: prev.Seconds, Bytes: prev.Bytes, MeasuredAt: time.Now().UTC(), Streaming: false}
-				}
-				if err := a.store.PutLag(ctx, g.Name, r.Name, s.Site, l); err != nil && ctx.Err() == nil {
-					a.log.Warn("record lag", "group", g.Name, "resource", r.Name, "site", s.Site, "error", err)
-				}
-			}
+	for _, u := range lagUpdates(a.topo, snap) {
+		if err := a.store.PutLag(ctx, u.group, u.resource, u.site, u.lag); err != nil && ctx.Err() == nil {
+			a.log.Warn("record lag", "group", u.group, "resource", u.resource, "site", u.site, "error", err)
 		}
 	}
 }
@@ -384,10 +235,20 @@ func (a *agent) recordLags(ctx context.Context, snap status.Snapshot) {
 // of a switchover). The next controller must finish the run. With
 // failpointOnceEnv naming a file, only the first agent to create that file
 // fires: one crash per test, whoever is controller.
+//
+// "error-on-lease-loss" makes the agent fail (return an error, as a
+// broken component would) at the moment its serve lease runs out, before
+// it fences anything itself: its watchdog must fence.
 const (
 	failpointEnv     = "SITEFLIP_FAILPOINT"
 	failpointOnceEnv = "SITEFLIP_FAILPOINT_ONCE"
 )
+
+// failpointLeaseLost says whether the agent must fail now that its lease
+// ran out.
+func (a *agent) failpointLeaseLost() bool {
+	return os.Getenv(failpointEnv) == "error-on-lease-loss"
+}
 
 func (a *agent) failpoint() func(plan.Run, plan.Step) {
 	kind, ok := strings.CutPrefix(os.Getenv(failpointEnv), "exit-after-step=")

@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/driver/postgres"
 	"github.com/siteflip/siteflip/internal/status"
 )
@@ -28,6 +30,7 @@ type syncTrack struct {
 	stuckSince time.Time // since when the standby has not confirmed
 	since      string    // WAL position the standby must flush before "sync" is recorded
 	holdUntil  time.Time // no new attempt before (after a failed one)
+	weakened   string    // the weakening last logged
 }
 
 func (a *agent) syncLoop(ctx context.Context) error {
@@ -89,7 +92,7 @@ func (a *agent) keepSync(ctx context.Context, snap status.Snapshot, g *config.Gr
 	if err != nil {
 		return
 	}
-	now := time.Now()
+	now := a.now()
 	cur := snap.Sync[g.Name][r.Name]
 	on := cur.State == status.SyncOn && cur.Epoch == rec.Epoch
 	stuck := st.Blocking() || st.LongestWait > a.syncTimeout()
@@ -100,9 +103,30 @@ func (a *agent) keepSync(ctx context.Context, snap status.Snapshot, g *config.Gr
 	}
 	stuckLong := stuck && now.Sub(t.stuckSince) >= a.syncTimeout()
 	log := a.log.With("group", g.Name, "resource", r.Name, "standby", standbySite, "epoch", rec.Epoch)
+	defer func() { t.weakened = strings.Join(st.Weakened, "; ") }()
 
+	weakened := strings.Join(st.Weakened, "; ")
 	if on {
 		switch {
+		case weakened != "":
+			// The record promises what the server no longer keeps: a role or
+			// database setting lets commits through without the standby.
+			d := status.SyncRecord{Group: g.Name, Resource: r.Name, Epoch: rec.Epoch, State: status.SyncDegraded, Since: now.UTC(),
+				Reason: "synchronous_commit is weakened: " + weakened}
+			if stored, err := a.store.PutSync(ctx, d, rec.Revision); err == nil && stored {
+				log.Warn("synchronous guarantee withdrawn: a setting lets commits through without the standby; remove it to have it back", "weakened", weakened)
+				return
+			}
+			// Not recorded (cut off?): a failover would trust a guarantee
+			// the server does not keep. Stop serving.
+			if t, ok := a.guards[g.Name+"/"+r.Name]; ok {
+				if _, err := driver.FenceNow(t); err != nil {
+					log.Error("synchronous commit is weakened and the degrade cannot be recorded; fencing failed", "weakened", weakened, "error", err)
+					return
+				}
+				a.metrics.selfFences.Inc()
+				log.Error("synchronous commit is weakened and the degrade cannot be recorded: database fenced", "weakened", weakened)
+			}
 		case !st.Requires(standby):
 			// Recorded as synchronous but not configured so (a restart
 			// from an older configuration): require the standby again.
@@ -150,6 +174,11 @@ func (a *agent) keepSync(ctx context.Context, snap status.Snapshot, g *config.Gr
 		if err := postgres.EnableSync(ctx, s, standby); err != nil {
 			log.Warn("cannot make replication synchronous", "error", err)
 			t.holdUntil = now.Add(5 * time.Second)
+		}
+		t.since = ""
+	case weakened != "":
+		if t.weakened != weakened {
+			log.Warn("replication is synchronous, but the guarantee is not recorded while a setting weakens synchronous_commit", "weakened", weakened)
 		}
 		t.since = ""
 	case st.IsSync(standby):

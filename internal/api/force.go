@@ -17,6 +17,9 @@ import (
 type ForceRequest struct {
 	Group          string `json:"group"`
 	AcceptDataLoss bool   `json:"accept_data_loss,omitempty"`
+	// Reason and Ticket say why; the run and the audit trail keep them.
+	Reason string `json:"reason,omitempty"`
+	Ticket string `json:"ticket,omitempty"`
 }
 
 // ForceResult is what the force did.

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/siteflip/siteflip/internal/audit"
 	"github.com/siteflip/siteflip/internal/plan"
 )
 
@@ -21,20 +23,28 @@ type RunRequest struct {
 	Action         plan.Action `json:"action"`
 	To             string      `json:"to,omitempty"`
 	AcceptDataLoss bool        `json:"accept_data_loss,omitempty"`
+	// Reason and Ticket say why; the run and the audit trail keep them.
+	Reason string `json:"reason,omitempty"`
+	Ticket string `json:"ticket,omitempty"`
 }
 
 // StepRequest asks a site's agent to carry out one step: POST /v1/steps.
-// Only locations (not operators) may send it.
+// Only the elected controller may send it, for a step of the group's run
+// in progress that it stored as running; the agent reads what the step
+// acts on (the site to follow, the fence's end position) from the stored
+// run, not from the request (docs/design/safety.md).
 type StepRequest struct {
-	RunID    string            `json:"run_id"`
-	Group    string            `json:"group"`
-	Resource string            `json:"resource"`
-	Kind     plan.Kind         `json:"kind"`
-	Epoch    int64             `json:"epoch"`
-	Timeout  time.Duration     `json:"timeout"`
-	Input    map[string]string `json:"input,omitempty"`
-	// Primary is the site to follow, for a rejoin.
-	Primary string `json:"primary,omitempty"`
+	RunID string `json:"run_id"`
+	// Step is the step's ID in the run's plan (or rollback).
+	Step     string        `json:"step"`
+	Group    string        `json:"group"`
+	Resource string        `json:"resource"`
+	Kind     plan.Kind     `json:"kind"`
+	Epoch    int64         `json:"epoch"`
+	Timeout  time.Duration `json:"timeout"`
+	// Term is the controller's term: the create revision of its election
+	// key.
+	Term int64 `json:"term"`
 }
 
 // StepResult is what the agent did.
@@ -145,4 +155,15 @@ func (c *Client) do(ctx context.Context, method, u string, body, out any) error 
 		return errors.New(msg)
 	}
 	return json.Unmarshal(data, out)
+}
+
+// Audit returns the audit trail since a time, oldest first (at most limit
+// records, the newest).
+func (c *Client) Audit(ctx context.Context, since time.Time, limit int) ([]audit.Record, error) {
+	var rs []audit.Record
+	q := url.Values{"since": {since.UTC().Format(time.RFC3339Nano)}, "limit": {strconv.Itoa(limit)}}
+	err := c.any(ctx, func(ctx context.Context, base string) error {
+		return c.do(ctx, http.MethodGet, base+"/v1/audit?"+q.Encode(), nil, &rs)
+	})
+	return rs, err
 }

@@ -34,6 +34,10 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	config         string // --config, $SITEFLIP_CONFIG or ./siteflip.yaml
+	// cert and key are a person's own credential (--cert/--key, or
+	// $SITEFLIP_CERT/$SITEFLIP_KEY), used instead of operator: in the
+	// topology, so that runs and the audit trail name that person.
+	cert, key string
 }
 
 type command struct {
@@ -52,6 +56,7 @@ func commands() []command {
 		{"failback", "GROUP", "switch over back to the preferred site", runAction(plan.Failback)},
 		{"runs", "[GROUP] [-o json]", "history of runs, who started them, RTO", runRuns},
 		{"run", "ID [-o json]", "one run's timeline, step by step", runRun},
+		{"audit", "[--since DURATION|TIME] [-o json]", "who asked what of the agents, and what became of it", runAudit},
 		{"lab", "up [--netns]|down|disaster SITE|kill-agent SITE|heal SITE [--dir DIR]", "a complete multi-site lab on this machine", runLab},
 		{"watchdog", "", "(started by the agent) fence primaries when the serve lease runs out", runWatchdog},
 		{"version", "", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "siteflip", Version); return nil }},
@@ -64,6 +69,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	global := flag.NewFlagSet("siteflip", flag.ContinueOnError)
 	global.SetOutput(stderr)
 	global.StringVar(&e.config, "config", "", "topology `FILE` (default $SITEFLIP_CONFIG, else ./siteflip.yaml)")
+	global.StringVar(&e.cert, "cert", os.Getenv("SITEFLIP_CERT"), "your own client certificate `FILE` (default $SITEFLIP_CERT, else operator.cert_file)")
+	global.StringVar(&e.key, "key", os.Getenv("SITEFLIP_KEY"), "its key `FILE` (default $SITEFLIP_KEY, else operator.key_file)")
 	global.Usage = func() { usage(stderr) }
 	if err := global.Parse(args); err != nil {
 		return 2
@@ -105,7 +112,8 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %-49s %s\n", c.name, c.args, c.summary)
 	}
-	fmt.Fprintln(w, "\nEvery command takes --config FILE (also $SITEFLIP_CONFIG, default ./siteflip.yaml).")
+	fmt.Fprintln(w, "\nEvery command takes --config FILE (also $SITEFLIP_CONFIG, default ./siteflip.yaml), and")
+	fmt.Fprintln(w, "--cert FILE --key FILE (also $SITEFLIP_CERT, $SITEFLIP_KEY) for your own credential.")
 }
 
 // flags returns a flag set for a command that also accepts --config after
@@ -128,9 +136,20 @@ func (e *env) configPath() string {
 	return "siteflip.yaml"
 }
 
-// load reads and validates the topology.
+// load reads and validates the topology, with the caller's own
+// credential in place of operator: when one is given.
 func (e *env) load() (*config.Topology, error) {
-	return config.Load(e.configPath(), driver.Types())
+	t, err := config.Load(e.configPath(), driver.Types())
+	if err != nil {
+		return nil, err
+	}
+	if (e.cert == "") != (e.key == "") {
+		return nil, errors.New("give both --cert and --key (or $SITEFLIP_CERT and $SITEFLIP_KEY), or neither")
+	}
+	if e.cert != "" {
+		t.Operator = config.Credential{CertFile: e.cert, KeyFile: e.key}
+	}
+	return t, nil
 }
 
 // client loads the topology and returns a client of its agents.

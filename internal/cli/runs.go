@@ -27,6 +27,8 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 		fs := e.flags(string(action))
 		var to *string
 		var yes, acceptLoss, force *bool
+		reason := fs.String("reason", "", "why, in a few words; the run and the audit trail keep it")
+		ticket := fs.String("ticket", "", "the change or incident `ID` this run belongs to")
 		switch action {
 		case plan.Failover:
 			to = fs.String("to", "", "`SITE` to recover at (default: the other site)")
@@ -44,7 +46,7 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 			return fmt.Errorf("name the group: siteflip %s GROUP", action)
 		}
 		group := pos[0]
-		req := api.RunRequest{Group: group, Action: action}
+		req := api.RunRequest{Group: group, Action: action, Reason: *reason, Ticket: *ticket}
 		if to != nil {
 			req.To = *to
 		}
@@ -92,7 +94,7 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "run %s: %s, started by %s\n", run.ID, describe(run), run.By)
+		fmt.Fprintf(e.stdout, "run %s: %s, started by %s\n", run.ID, describe(run), startedBy(run))
 		final, err := follow(ctx, c, run, e.stdout)
 		if err != nil {
 			return fmt.Errorf("%w; the run goes on without this command: `siteflip run %s` shows it", err, run.ID)
@@ -173,7 +175,7 @@ Type the group name to confirm: `, group, site, strings.Join(others, " and "))
 		}
 	}
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	res, err := c.Force(fctx, site, api.ForceRequest{Group: group, AcceptDataLoss: req.AcceptDataLoss})
+	res, err := c.Force(fctx, site, api.ForceRequest{Group: group, AcceptDataLoss: req.AcceptDataLoss, Reason: req.Reason, Ticket: req.Ticket})
 	cancel()
 	if err != nil {
 		return err
@@ -404,4 +406,12 @@ func describe(r plan.Run) string {
 		return fmt.Sprintf("reprotect of %s: the other sites rejoin %s (epoch %d)", r.Group, r.Plan.To, r.Plan.Epoch)
 	}
 	return fmt.Sprintf("%s of %s from %s to %s (epoch %d)", r.Plan.Action, r.Group, r.Plan.From, r.Plan.To, r.Plan.Epoch)
+}
+
+// startedBy says who started a run, with their role.
+func startedBy(r plan.Run) string {
+	if r.Role == "" {
+		return r.By
+	}
+	return r.By + " (" + r.Role + ")"
 }

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/siteflip/siteflip/internal/pki"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 func TestMain(m *testing.M) {
@@ -171,10 +172,7 @@ func (c *cluster) start(t *testing.T, files []pki.Files) error {
 	if files != nil {
 		scheme = "https"
 	}
-	ports, err := freePorts(2 * len(c.names))
-	if err != nil {
-		return err
-	}
+	ports := testbed.FreePorts(t, 2*len(c.names))
 	peers := map[string]string{}
 	c.clientURLs = make([]string, len(c.names))
 	for i, n := range c.names {
@@ -204,21 +202,6 @@ func (c *cluster) start(t *testing.T, files []pki.Files) error {
 		c.members = append(c.members, m)
 	}
 	return nil
-}
-
-// freePorts returns n distinct TCP ports that were free on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		// Held open until all are picked, so the n ports differ.
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // close stops member i, once.
@@ -425,22 +408,15 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	var lastErr error
-	for {
+	if !testbed.Poll(timeout, func() bool {
 		ok, err := cond(ctx)
-		if ok {
-			return
-		}
 		if err != nil && ctx.Err() == nil {
 			lastErr = err
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: not within %v (last error: %v)", what, timeout, lastErr)
-		case <-tick.C:
-		}
+		return ok
+	}) {
+		t.Fatalf("%s: not within %v (last error: %v)", what, timeout, lastErr)
 	}
 }
 

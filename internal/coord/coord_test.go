@@ -128,6 +128,8 @@ func TestControlPlane(t *testing.T) {
 		{"CampaignConfirmedAcrossMembers", testCampaignAcrossMembers},
 		{"SessionOutlivesContext", testSessionOutlivesContext},
 		{"Runs", testRuns},
+		{"StepContext", testStepContext},
+		{"Audit", testAudit},
 	}
 	for _, tr := range []struct {
 		name   string

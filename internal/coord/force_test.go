@@ -1,7 +1,6 @@
 package coord
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // noQuorumWrite bounds a write that must fail for want of a quorum.
@@ -60,10 +60,7 @@ func startLocations(t *testing.T) *locations {
 }
 
 func (l *locations) startAll(names []string) error {
-	ports, err := freePorts(2 * len(names))
-	if err != nil {
-		return err
-	}
+	ports := testbed.FreePorts(l.t, 2*len(names))
 	peers := map[string]string{}
 	for i, n := range names {
 		peers[n] = fmt.Sprintf("http://127.0.0.1:%d", ports[2*i])
@@ -250,23 +247,12 @@ func wantRecord(t *testing.T, s *Store, who string, want status.Record) {
 }
 
 // logLines collects a member's etcd log lines.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logLines struct{ testbed.Buffer }
 
 // matching returns the lines that contain one of subs.
 func (l *logLines) matching(subs ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
-	for line := range strings.Lines(l.buf.String()) {
+	for line := range strings.Lines(l.String()) {
 		for _, s := range subs {
 			if strings.Contains(line, s) {
 				out = append(out, strings.TrimSpace(line))
@@ -542,10 +528,7 @@ func TestStaleMembers(t *testing.T) {
 // which would otherwise bootstrap an empty cluster, or restart the old
 // member and ignore the join.
 func TestStartMemberForceJoinErrors(t *testing.T) {
-	ports, err := freePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := testbed.FreePorts(t, 2)
 	withData := func(t *testing.T) string {
 		dir := filepath.Join(t.TempDir(), "etcd")
 		wals := filepath.Join(dir, "member", "wal")

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // TestMemberCloseBeforeQuorum: a location that comes up alone waits for
@@ -17,10 +19,7 @@ import (
 // Member.Close stops the server first.
 func TestMemberCloseBeforeQuorum(t *testing.T) {
 	requireCluster(t)
-	ports, err := freePorts(4)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := testbed.FreePorts(t, 4)
 	peers := map[string]string{
 		"a": fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
 		"b": fmt.Sprintf("http://127.0.0.1:%d", ports[1]), // never started

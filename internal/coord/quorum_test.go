@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // cutOffTimeout bounds the reads that must fail; a failure must come
@@ -158,10 +159,7 @@ func assertNoAnswer(t *testing.T, s *Store) {
 
 // StartMember reports bad configuration instead of starting.
 func TestStartMemberErrors(t *testing.T) {
-	ports, err := freePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := testbed.FreePorts(t, 2)
 	good := func(dir string) MemberConfig {
 		peer := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 		return MemberConfig{

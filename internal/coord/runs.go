@@ -212,27 +212,57 @@ func (s *Store) Record(ctx context.Context, group string) (status.Record, bool, 
 	return r, true, nil
 }
 
-// Guard returns, in one linearizable read, the group's record and the ID
-// of its run in progress ("" when none): what an agent checks before it
-// carries out a step.
-func (s *Store) Guard(ctx context.Context, group string) (status.Record, string, error) {
-	resp, err := s.cli.Txn(ctx).Then(
-		clientv3.OpGet(s.groupsKey()+group),
-		clientv3.OpGet(s.runningKey()+group),
-	).Commit()
+// StepContext is what an agent reads, in one linearizable transaction,
+// before it carries out a step: the group's record, its run in progress,
+// the run the step names, and the elected controller.
+type StepContext struct {
+	Record     status.Record
+	Adopted    bool
+	Running    string             // the group's run in progress, "" when none
+	Run        *plan.Run          // the run the step names; nil when there is none
+	Controller *status.Controller // nil while none is elected
+}
+
+// StepContext reads the context of a step of run runID on group.
+func (s *Store) StepContext(ctx context.Context, group, runID string) (StepContext, error) {
+	ops := []clientv3.Op{
+		clientv3.OpGet(s.groupsKey() + group),
+		clientv3.OpGet(s.runningKey() + group),
+		clientv3.OpGet(s.controllerKey(), clientv3.WithFirstCreate()...),
+	}
+	if runID != "" {
+		ops = append(ops, clientv3.OpGet(s.runsKey()+runID))
+	}
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
-		return status.Record{}, "", fmt.Errorf("read group %s: %w", group, err)
+		return StepContext{}, fmt.Errorf("read group %s: %w", group, err)
 	}
-	var rec status.Record
+	var sc StepContext
 	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-		if err := json.Unmarshal(kvs[0].Value, &rec); err != nil {
-			return rec, "", fmt.Errorf("decode group %s: %w", group, err)
+		if err := json.Unmarshal(kvs[0].Value, &sc.Record); err != nil {
+			return sc, fmt.Errorf("decode group %s: %w", group, err)
 		}
-		rec.Revision = kvs[0].ModRevision
+		sc.Record.Revision, sc.Adopted = kvs[0].ModRevision, true
 	}
-	running := ""
 	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
-		running = string(kvs[0].Value)
+		sc.Running = string(kvs[0].Value)
 	}
-	return rec, running, nil
+	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
+		var c status.Controller
+		if err := json.Unmarshal(kvs[0].Value, &c); err != nil {
+			return sc, fmt.Errorf("decode %s: %w", kvs[0].Key, err)
+		}
+		c.Term = kvs[0].CreateRevision
+		sc.Controller = &c
+	}
+	if runID != "" {
+		if kvs := resp.Responses[3].GetResponseRange().Kvs; len(kvs) > 0 {
+			var r plan.Run
+			if err := json.Unmarshal(kvs[0].Value, &r); err != nil {
+				return sc, fmt.Errorf("decode run %s: %w", runID, err)
+			}
+			sc.Run = &r
+		}
+	}
+	return sc, nil
 }

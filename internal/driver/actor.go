@@ -127,4 +127,6 @@ func (a *pgActor) Rejoin(ctx context.Context, primarySite string) (map[string]st
 	return out, nil
 }
 
-func (a *pgActor) Unfence(ctx context.Context) error { return a.inst.Start(ctx) }
+// Unfence starts the fenced primary again as the primary: its boot guard
+// would otherwise bring it up read-only.
+func (a *pgActor) Unfence(ctx context.Context) error { return a.inst.StartPrimary(ctx) }

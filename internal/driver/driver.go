@@ -32,7 +32,8 @@ type kind struct {
 var kinds = map[string]kind{
 	"postgres": {
 		config: config.ResourceType{
-			New: func() any { return &postgres.Settings{} },
+			Data: true,
+			New:  func() any { return &postgres.Settings{} },
 			Prepare: func(settings any, site, dir string) []config.FieldError {
 				s := settings.(*postgres.Settings)
 				s.SetDefaults(site)
@@ -112,6 +113,9 @@ type pgObserver struct {
 	// siteOf maps a standby's application_name to its site.
 	siteOf          map[string]string
 	group, resource string
+	// dataDir is set for a database on this machine: a server that runs
+	// there but does not answer is "unknown", not "down".
+	dataDir string
 }
 
 var _ Observer = (*pgObserver)(nil)
@@ -121,10 +125,12 @@ func newPostgresObserver(g *config.Group, r *config.Resource, site string) Obser
 	for sn, s := range r.Settings {
 		siteOf[s.(*postgres.Settings).ApplicationName] = sn
 	}
-	return &pgObserver{
-		o:      postgres.NewObserver(*r.Settings[site].(*postgres.Settings)),
-		siteOf: siteOf, group: g.Name, resource: r.Name,
+	s := *r.Settings[site].(*postgres.Settings)
+	o := &pgObserver{o: postgres.NewObserver(s), siteOf: siteOf, group: g.Name, resource: r.Name}
+	if local, _ := postgres.IsLocal(s); local {
+		o.dataDir = s.DataDir
 	}
+	return o
 }
 
 func (p *pgObserver) Observe(ctx context.Context) status.ResourceView {
@@ -134,6 +140,14 @@ func (p *pgObserver) Observe(ctx context.Context) status.ResourceView {
 		Up: ob.Up, Role: string(ob.Role), Timeline: ob.Timeline, LSN: ob.LSN,
 		Streaming: ob.Streaming, Upstream: ob.Upstream, LastReplay: ob.LastReplay,
 		Error: ob.Error, ObservedAt: time.Now().UTC(),
+	}
+	if !ob.Up && p.dataDir != "" {
+		if pid, running := postgres.Postmaster(p.dataDir); running {
+			// Full connection slots, a hung server: it does not answer, but
+			// it runs, and it may be accepting writes.
+			v.Role = status.RoleUnknown
+			v.Error = fmt.Sprintf("the server runs (pid %d) but does not answer: it may be accepting writes; %s", pid, ob.Error)
+		}
 	}
 	for _, sb := range ob.Standbys {
 		v.Standbys = append(v.Standbys, status.StandbyView{

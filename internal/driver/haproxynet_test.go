@@ -38,7 +38,7 @@ func TestHAProxyResource(t *testing.T) {
 		t.Cleanup(srv.Close)
 		return srv.Listener.Addr().String()
 	}
-	front := "127.0.0.1:" + freePort(t)
+	front := "127.0.0.1:" + port(t)
 	sock, state := filepath.Join(dir, "admin.sock"), filepath.Join(dir, "state")
 	cfg := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global
@@ -98,7 +98,7 @@ backend webshop
           antwerp: {runtime_api: SOCK, backend: webshop, server: antwerp, state_file: STATE}
 `)
 	text := strings.Replace(dnsTopology, "      - name: name\n", yaml+"      - name: name\n", 1)
-	text = strings.NewReplacer("TTL", "5s", "PORT1", freePort(t), "PORT2", freePort(t)).Replace(text)
+	text = strings.NewReplacer("TTL", "5s", "PORT1", port(t), "PORT2", port(t)).Replace(text)
 	topo, probs := config.Parse("t.yaml", []byte(text), Types())
 	if errs := config.Errors(probs); len(errs) > 0 {
 		t.Fatalf("problems: %v", errs)

@@ -231,11 +231,8 @@ func (e *Engine) do(ctx context.Context, run *plan.Run, i int) (map[string]strin
 		return map[string]string{"epoch": strconv.FormatInt(epoch, 10)}, nil
 	}
 	req := api.StepRequest{
-		RunID: run.ID, Group: run.Group, Resource: s.Resource, Kind: s.Kind,
-		Epoch: e.epochOf(run, i), Timeout: s.Timeout, Primary: run.Plan.To,
-	}
-	if s.Kind == plan.CatchUp {
-		req.Input = outputOf(run, plan.Fence, s.Resource)
+		RunID: run.ID, Step: s.ID, Group: run.Group, Resource: s.Resource, Kind: s.Kind,
+		Epoch: run.StepEpoch(i), Timeout: s.Timeout, Term: e.Fence.Term,
 	}
 	return e.call(ctx, s, req)
 }
@@ -269,17 +266,6 @@ func (u *unreachableError) Unwrap() error { return u.err }
 func unreachable(err error) bool {
 	var u *unreachableError
 	return errors.As(err, &u)
-}
-
-// epochOf is the epoch step i runs in: the planned one before activation,
-// the next one after.
-func (e *Engine) epochOf(run *plan.Run, i int) int64 {
-	for j := 0; j < i; j++ {
-		if run.Plan.Steps[j].Kind == plan.Activate {
-			return run.Plan.Epoch + 1
-		}
-	}
-	return run.Plan.Epoch
 }
 
 // noteEffects records what a finished step means for the run as a whole.
@@ -326,7 +312,7 @@ func (e *Engine) rollBack(ctx context.Context, run plan.Run, why string) (plan.R
 			if err = e.save(ctx, run); err != nil {
 				return run, err
 			}
-			req := api.StepRequest{RunID: run.ID, Group: run.Group, Resource: s.Resource, Kind: s.Kind, Epoch: run.Plan.Epoch, Timeout: s.Timeout}
+			req := api.StepRequest{RunID: run.ID, Step: s.ID, Group: run.Group, Resource: s.Resource, Kind: s.Kind, Epoch: run.Plan.Epoch, Timeout: s.Timeout, Term: e.Fence.Term}
 			deadline := e.Now().Add(s.Timeout)
 			for {
 				_, err = e.call(ctx, s, req)
@@ -364,16 +350,6 @@ func (e *Engine) rollBack(ctx context.Context, run plan.Run, why string) (plan.R
 func (e *Engine) save(ctx context.Context, run plan.Run) error {
 	if err := e.Store.SaveRun(ctx, run, e.Fence); err != nil {
 		return fmt.Errorf("%w: %v", ErrInterrupted, err)
-	}
-	return nil
-}
-
-// outputOf returns the output of the done step of kind k on resource.
-func outputOf(run *plan.Run, k plan.Kind, resource string) map[string]string {
-	for i, s := range run.Plan.Steps {
-		if s.Kind == k && s.Resource == resource && run.Steps[i].State == plan.StepDone {
-			return run.Steps[i].Output
-		}
 	}
 	return nil
 }

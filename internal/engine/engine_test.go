@@ -73,7 +73,8 @@ type fakeAgents struct {
 	fail        map[string]int // step id → how many attempts fail
 	unreachable map[string]int // step id → how many attempts find no agent
 	epoch       map[string]int64
-	input       map[string]map[string]string
+	stepID      map[string]string // what the request named the step
+	term        map[string]int64
 }
 
 func (a *fakeAgents) Step(_ context.Context, site string, req api.StepRequest) (api.StepResult, error) {
@@ -82,9 +83,9 @@ func (a *fakeAgents) Step(_ context.Context, site string, req api.StepRequest) (
 	id := string(req.Kind) + ":" + req.Resource + "@" + site
 	a.calls = append(a.calls, id)
 	if a.epoch == nil {
-		a.epoch, a.input = map[string]int64{}, map[string]map[string]string{}
+		a.epoch, a.stepID, a.term = map[string]int64{}, map[string]string{}, map[string]int64{}
 	}
-	a.epoch[id], a.input[id] = req.Epoch, req.Input
+	a.epoch[id], a.stepID[id], a.term[id] = req.Epoch, req.Step, req.Term
 	if a.unreachable[id] > 0 {
 		a.unreachable[id]--
 		return api.StepResult{}, errors.New("dial tcp: connection refused")
@@ -108,7 +109,7 @@ func (a *fakeAgents) Step(_ context.Context, site string, req api.StepRequest) (
 func group() *config.Group {
 	return &config.Group{
 		Name: "webshop", PreferredSite: "brussels", Sites: []string{"brussels", "antwerp"},
-		MaxDataLoss: config.Duration(5 * time.Second),
+		MaxDataLoss: new(config.Duration(5 * time.Second)),
 		Resources:   []config.Resource{{Name: "db", Type: "postgres"}},
 	}
 }
@@ -129,7 +130,7 @@ func newRun(t *testing.T, action plan.Action, state string, up map[string]bool) 
 func engine(s *fakeStore, a *fakeAgents, up map[string]bool) *Engine {
 	now := time.Unix(1000, 0)
 	return &Engine{
-		Store: s, Agents: a, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store: s, Agents: a, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Fence: coord.Fence{Key: "controller/1", Term: testTerm},
 		SiteLost: func(site string) bool { return !up[site] },
 		Now:      func() time.Time { now = now.Add(10 * time.Millisecond); return now },
 		Sleep:    func(context.Context, time.Duration) {},
@@ -137,6 +138,9 @@ func engine(s *fakeStore, a *fakeAgents, up map[string]bool) *Engine {
 }
 
 var up = map[string]bool{"brussels": true, "antwerp": true}
+
+// testTerm is the controller's term in these tests.
+const testTerm = 41
 
 func TestSwitchover(t *testing.T) {
 	s, a := &fakeStore{epoch: 4, active: "brussels"}, &fakeAgents{}
@@ -154,8 +158,16 @@ func TestSwitchover(t *testing.T) {
 	if a.epoch["fence:db@brussels"] != 4 || a.epoch["catch-up:db@antwerp"] != 4 || a.epoch["promote:db@antwerp"] != 5 || a.epoch["rejoin:db@brussels"] != 5 {
 		t.Errorf("epochs sent: %v", a.epoch)
 	}
-	if got := a.input["catch-up:db@antwerp"]["end_lsn"]; got != "0/3000060" {
-		t.Errorf("catch-up did not get the fence's end LSN: %q", got)
+	// The agent reads what a step acts on from the stored run: the fence's
+	// end position is there for the catch-up, and every request names its
+	// step and the controller's term.
+	if got := run.OutputOf(plan.Fence, "db")["end_lsn"]; got != "0/3000060" {
+		t.Errorf("the run does not hold the fence's end LSN for the catch-up: %q", got)
+	}
+	for id, step := range a.stepID {
+		if step != id || a.term[id] != testTerm {
+			t.Errorf("request for %s named step %q with term %d, want %q and %d", id, step, a.term[id], id, testTerm)
+		}
 	}
 	if s.epoch != 5 || s.active != "antwerp" {
 		t.Errorf("record: epoch %d active %s", s.epoch, s.active)

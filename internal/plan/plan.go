@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
-	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -101,9 +100,9 @@ type Known struct {
 	// LastLag is, per resource and site, the standby's last known lag
 	// (kept by the controller while the primary reported it).
 	LastLag map[string]map[string]status.Lag
-	// EpochSince is when the group's active site last changed: a lag
-	// measured before it describes another replication direction.
-	EpochSince time.Time
+	// ServeLease is how long a cut-off primary may still acknowledge
+	// writes before it fences itself: part of what a failover may lose.
+	ServeLease time.Duration
 	// InSync names the synchronous resources whose standby confirmed
 	// every commit of the current epoch: a failover to it loses nothing,
 	// whatever lag was last measured.
@@ -116,8 +115,8 @@ var (
 	ErrUnknownSite    = errors.New("unknown site")
 	ErrAlreadyActive  = errors.New("already active there")
 	ErrNotProtected   = errors.New("group is not protected")
-	ErrDataLoss       = errors.New("standby too far behind")
-	ErrNoLag          = errors.New("standby lag unknown")
+	ErrDataLoss       = status.ErrLagTooFar
+	ErrNoLag          = status.ErrLagUnknown
 	ErrTargetDown     = errors.New("target site is down")
 	ErrNotAdopted     = errors.New("group not adopted yet")
 	ErrBadAction      = errors.New("unknown action")
@@ -287,38 +286,25 @@ func standbysReady(g *config.Group, order []config.Resource, st status.GroupStat
 	return nil
 }
 
-// lagWithin refuses a failover to site when a standby there was last known
-// to be further behind than the group's max_data_loss, or when its lag was
-// never measured.
+// lagWithin refuses a failover to site when what it may lose is unknown or
+// more than the group's max_data_loss (status.JudgeLag): a standby never
+// measured, measured in another epoch, not streaming when last seen, or
+// too far behind.
 func lagWithin(g *config.Group, order []config.Resource, k Known, site string, accept bool) error {
 	if accept {
 		return nil
 	}
-	limit := g.MaxDataLoss.D()
 	for _, r := range order {
-		if k.InSync[r.Name] || driver.IsNetwork(r.Type) {
+		if k.InSync[r.Name] || !r.Data {
 			continue // nothing to lose: synchronous, or no data at all
 		}
-		lag, ok := k.LastLag[r.Name][site]
-		if !ok {
-			return fmt.Errorf("group %s: %w: %s at %s was never measured by its primary, so the data a failover loses is unknown; "+
-				"if you accept that, run `siteflip failover %s --to %s --accept-data-loss`", g.Name, ErrNoLag, r.Name, site, g.Name, site)
+		var lag *status.Lag
+		if l, ok := k.LastLag[r.Name][site]; ok {
+			lag = &l
 		}
-		if !lag.Streaming {
-			return fmt.Errorf("group %s: %w: %s at %s was not streaming from its primary when last seen (%s), so the data a failover loses is unknown; "+
-				"if you accept that, run `siteflip failover %s --to %s --accept-data-loss`",
-				g.Name, ErrNoLag, r.Name, site, lag.MeasuredAt.UTC().Format(time.RFC3339), g.Name, site)
-		}
-		if lag.MeasuredAt.Before(k.EpochSince) {
-			return fmt.Errorf("group %s: %w: %s at %s was last measured at %s, before the active site last changed, so the data a failover loses is unknown; "+
-				"if you accept that, run `siteflip failover %s --to %s --accept-data-loss`",
-				g.Name, ErrNoLag, r.Name, site, lag.MeasuredAt.UTC().Format(time.RFC3339), g.Name, site)
-		}
-		if behind := time.Duration(lag.Seconds * float64(time.Second)); behind > limit {
-			return fmt.Errorf("group %s: %w: %s at %s was %s (%d bytes) behind when last measured at %s, more than max_data_loss %s; "+
-				"wait for the old site, or accept the loss with `siteflip failover %s --to %s --accept-data-loss`",
-				g.Name, ErrDataLoss, r.Name, site, behind.Round(time.Millisecond), lag.Bytes,
-				lag.MeasuredAt.UTC().Format(time.RFC3339), limit, g.Name, site)
+		if _, err := status.JudgeLag(lag, k.Status.Epoch, g.MaxDataLoss.D(), k.ServeLease); err != nil {
+			return fmt.Errorf("group %s: %s at %s: %w; if you accept that, run `siteflip failover %s --to %s --accept-data-loss`",
+				g.Name, r.Name, site, err, g.Name, site)
 		}
 	}
 	return nil

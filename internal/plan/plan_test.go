@@ -17,10 +17,10 @@ import (
 func group() *config.Group {
 	return &config.Group{
 		Name: "webshop", PreferredSite: "brussels", Sites: []string{"brussels", "antwerp"},
-		MaxDataLoss: config.Duration(5 * time.Second),
+		MaxDataLoss: new(config.Duration(5 * time.Second)),
 		Resources: []config.Resource{
 			{Name: "app", Type: "service", DependsOn: []string{"db"}},
-			{Name: "db", Type: "postgres"},
+			{Name: "db", Type: "postgres", Data: true},
 		},
 	}
 }
@@ -42,9 +42,12 @@ func known(active, state string, up map[string]bool, lagSeconds float64) Known {
 			Resources: []status.ResourceStatus{{Name: "db", Sites: standbyAt(active)}, {Name: "app", Sites: standbyAt(active)}}},
 		SiteUp: up,
 		LastLag: map[string]map[string]status.Lag{
-			"db":  {"antwerp": {Seconds: lagSeconds, Bytes: 4096, MeasuredAt: time.Unix(100, 0), Streaming: true}, "brussels": {Seconds: lagSeconds, Streaming: true}},
-			"app": {"antwerp": {Streaming: true}, "brussels": {Streaming: true}},
+			"db": {
+				"antwerp":  {Seconds: lagSeconds, Bytes: 4096, Epoch: 7, MeasuredAt: time.Unix(100, 0), SeenAt: time.Unix(100, 0), Streaming: true},
+				"brussels": {Seconds: lagSeconds, Epoch: 7, Streaming: true},
+			},
 		},
+		ServeLease: time.Second,
 	}
 }
 
@@ -164,14 +167,51 @@ func TestBuild(t *testing.T) {
 			err: ErrNoLag,
 		},
 		{
-			name: "failover with a lag measured before the last change of active site",
+			name: "failover with a lag measured in an earlier epoch",
 			known: func() Known {
 				k := known("brussels", status.StateUnreachable, brusselsDown, 0)
-				k.EpochSince = time.Unix(200, 0)
+				l := k.LastLag["db"]["antwerp"]
+				l.Epoch = 6
+				k.LastLag["db"]["antwerp"] = l
 				return k
 			}(),
 			req: Request{Action: Failover},
 			err: ErrNoLag,
+		},
+		{
+			// 0.2 s of lag, measured 3 s before its primary was last seen
+			// (its observation stalled), and 1 s of serve lease: 4.2 s.
+			name: "failover with a stale measurement still within max_data_loss",
+			known: func() Known {
+				k := known("brussels", status.StateUnreachable, brusselsDown, 0.2)
+				l := k.LastLag["db"]["antwerp"]
+				l.SeenAt = l.MeasuredAt.Add(3 * time.Second)
+				k.LastLag["db"]["antwerp"] = l
+				return k
+			}(),
+			req:   Request{Action: Failover},
+			to:    "antwerp",
+			steps: []string{"activate@antwerp", "promote:db@antwerp", "promote:app@antwerp"},
+		},
+		{
+			name: "failover with a measurement too stale: what the primary wrote since is unknown",
+			known: func() Known {
+				k := known("brussels", status.StateUnreachable, brusselsDown, 0.2)
+				l := k.LastLag["db"]["antwerp"]
+				l.SeenAt = l.MeasuredAt.Add(10 * time.Minute)
+				k.LastLag["db"]["antwerp"] = l
+				return k
+			}(),
+			req: Request{Action: Failover},
+			err: ErrDataLoss,
+		},
+		{
+			// 4.5 s of lag is within 5 s, but a cut-off primary may have
+			// acknowledged writes for a serve lease more.
+			name:  "failover whose lag plus the serve lease passes max_data_loss",
+			known: known("brussels", status.StateUnreachable, brusselsDown, 4.5),
+			req:   Request{Action: Failover},
+			err:   ErrDataLoss,
 		},
 		{
 			name:  "failover to a site that is down",
@@ -285,7 +325,7 @@ func TestBuild(t *testing.T) {
 
 func TestDataLossErrorSaysWhatToDo(t *testing.T) {
 	_, err := Build(group(), known("brussels", status.StateUnreachable, brusselsDown, 12), Request{Action: Failover})
-	for _, want := range []string{"db at antwerp was 12s (4096 bytes) behind", "max_data_loss 5s", "siteflip failover webshop --to antwerp --accept-data-loss"} {
+	for _, want := range []string{"db at antwerp", "lag 12s (4096 bytes)", "max_data_loss 5s", "siteflip failover webshop --to antwerp --accept-data-loss"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

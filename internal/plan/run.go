@@ -23,11 +23,16 @@ const (
 // Run is one execution of a plan, stored in etcd and driven by the
 // controller; a new controller resumes it from its first step not done.
 type Run struct {
-	ID      string    `json:"id"`
-	Group   string    `json:"group"`
-	Request Request   `json:"request"`
-	Plan    Plan      `json:"plan"`
-	By      string    `json:"by"` // who started it: the operator certificate's name
+	ID      string  `json:"id"`
+	Group   string  `json:"group"`
+	Request Request `json:"request"`
+	Plan    Plan    `json:"plan"`
+	By      string  `json:"by"` // who started it: the caller's certificate name, or the controller
+	// Role is the starter's role (admin, operator) when a person started it.
+	Role string `json:"role,omitempty"`
+	// Reason and Ticket are why, as the starter gave it.
+	Reason  string    `json:"reason,omitempty"`
+	Ticket  string    `json:"ticket,omitempty"`
 	State   string    `json:"state"`
 	Started time.Time `json:"started"`
 	Ended   time.Time `json:"ended,omitzero"`
@@ -90,4 +95,26 @@ func (r *Run) RTO() time.Duration {
 		return 0
 	}
 	return r.WritableAt.Sub(r.Started)
+}
+
+// StepEpoch is the epoch step i of the plan runs in: the planned one
+// before activation, the next one after.
+func (r *Run) StepEpoch(i int) int64 {
+	for j := 0; j < i && j < len(r.Plan.Steps); j++ {
+		if r.Plan.Steps[j].Kind == Activate {
+			return r.Plan.Epoch + 1
+		}
+	}
+	return r.Plan.Epoch
+}
+
+// OutputOf returns the output of the done step of kind k on resource, or
+// nil.
+func (r *Run) OutputOf(k Kind, resource string) map[string]string {
+	for i, s := range r.Plan.Steps {
+		if s.Kind == k && s.Resource == resource && r.Steps[i].State == StepDone {
+			return r.Steps[i].Output
+		}
+	}
+	return nil
 }

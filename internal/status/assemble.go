@@ -62,11 +62,13 @@ type SiteStatus struct {
 // Group states.
 const (
 	StateInitializing = "initializing" // no record yet: the controller has not adopted the group
-	StateProtected    = "protected"    // primary serving at the active site, every standby streaming
-	StateUnprotected  = "unprotected"  // primary serving, some standby missing or not streaming
-	StateUnreachable  = "unreachable"  // the active site is unreachable: whether it serves is unknown
-	StateDown         = "down"         // the active site reports that its primary is not serving
-	StateSplitBrain   = "split-brain"  // more than one site claims the primary role
+	// StateProtected: the primary serves at the active site, every standby
+	// streams, and a failover would go ahead now within max_data_loss.
+	StateProtected   = "protected"
+	StateUnprotected = "unprotected" // primary serving, some standby missing or not streaming
+	StateUnreachable = "unreachable" // the active site is unreachable: whether it serves is unknown
+	StateDown        = "down"        // the active site reports that its primary is not serving
+	StateSplitBrain  = "split-brain" // more than one site claims the primary role
 	// StateNeedsDecision: the active site is lost and the group does not
 	// fail over by itself (manual policy, or not safe): Decision says why
 	// and what a person can run.
@@ -95,9 +97,12 @@ type GroupStatus struct {
 
 // ResourceStatus is one resource of a group at every site of the group.
 type ResourceStatus struct {
-	Name  string               `json:"name"`
-	Type  string               `json:"type"`
-	Sites []ResourceSiteStatus `json:"sites"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+	// Synchronous is the replication mode recorded for a synchronous
+	// resource (any epoch: compare its epoch with the group's).
+	Synchronous *SyncRecord          `json:"synchronous,omitempty"`
+	Sites       []ResourceSiteStatus `json:"sites"`
 }
 
 // ResourceSiteStatus is one resource at one site. LagBytes and LagSeconds
@@ -118,8 +123,14 @@ type ResourceSiteStatus struct {
 	// LastKnownLag is the lag the controller last recorded for this
 	// standby: what a failover would lose, still known when the primary's
 	// site is gone.
-	LastKnownLag *Lag   `json:"last_known_lag,omitempty"`
-	Error        string `json:"error,omitempty"`
+	LastKnownLag *Lag `json:"last_known_lag,omitempty"`
+	// FailoverReady says, for a standby that holds data, whether a
+	// failover to it would go ahead now within max_data_loss (JudgeLag,
+	// or a synchronous record of this epoch); FailoverBound is the most it
+	// may lose when that comes from the lag.
+	FailoverReady *bool  `json:"failover_ready,omitempty"`
+	FailoverBound string `json:"failover_bound,omitempty"`
+	Error         string `json:"error,omitempty"`
 }
 
 // Assemble builds the Status of topology t from a snapshot of the control
@@ -154,9 +165,20 @@ func Assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 	if ttl == 0 {
 		ttl = 3 * time.Second
 	}
-	fresh := func(v View) bool { return now.Sub(v.PublishedAt) <= 2*ttl/3+250*time.Millisecond }
+	fresh := func(v View) bool {
+		age := now.Sub(v.PublishedAt)
+		if snap.ViewAges != nil {
+			// The reader's own measure: no other clock involved.
+			a, ok := snap.ViewAges[v.Site]
+			if !ok {
+				return false
+			}
+			age = a
+		}
+		return age <= 2*ttl/3+250*time.Millisecond
+	}
 	for i := range t.Groups {
-		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap, down, fresh))
+		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap, down, fresh, t.Coordination.ServeLease.D()))
 	}
 	return st
 }
@@ -202,7 +224,7 @@ func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteSt
 // view until its lease expires; what that view says is believed only while
 // the site still republishes it (fresh), since then the site is alive and
 // connected to the quorum even if the other agents cannot reach it.
-func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh func(View) bool) GroupStatus {
+func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh func(View) bool, serveLease time.Duration) GroupStatus {
 	gs := GroupStatus{
 		Name: g.Name, PreferredSite: g.PreferredSite, Policy: g.Policy,
 		MaxDataLoss: g.MaxDataLoss.D().String(), RTOTarget: g.RTOTarget.D().String(),
@@ -214,8 +236,12 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh
 		gs.ActiveSite, gs.Epoch = rec.ActiveSite, rec.Epoch
 	}
 	var unreachable, down, unprotected, split bool
+	var notReady []string
 	for _, r := range g.Resources {
 		rs := ResourceStatus{Name: r.Name, Type: r.Type, Sites: []ResourceSiteStatus{}}
+		if sr, ok := snap.Sync[g.Name][r.Name]; ok {
+			rs.Synchronous = &sr
+		}
 		key := g.Name + "/" + r.Name
 		var primaries []string
 		var primary *ResourceView
@@ -246,6 +272,20 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh
 			rss := &rs.Sites[i]
 			if l, ok := snap.Lags[g.Name][r.Name][rss.Site]; ok && rss.Site != gs.ActiveSite {
 				rss.LastKnownLag = &l
+			}
+			if adopted && r.Data && rss.Site != gs.ActiveSite {
+				ready := true
+				if sr, ok := snap.Sync[g.Name][r.Name]; !ok || sr.State != SyncOn || sr.Epoch != rec.Epoch {
+					bound, err := JudgeLag(rss.LastKnownLag, rec.Epoch, g.MaxDataLoss.D(), serveLease)
+					if ready = err == nil; ready {
+						rss.FailoverBound = bound.Round(time.Millisecond).String()
+					} else if rss.Role == RoleStandby && rss.Streaming {
+						// A standby that looks healthy but that a failover
+						// would not trust: not protected.
+						notReady = append(notReady, fmt.Sprintf("%s at %s: a failover there would not go ahead now: %v", r.Name, rss.Site, err))
+					}
+				}
+				rss.FailoverReady = &ready
 			}
 			if rss.Role != RoleStandby || primary == nil {
 				continue
@@ -300,6 +340,10 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh
 	}
 	if !adopted {
 		gs.Problems = append(gs.Problems, "no controller has adopted the group yet")
+	}
+	if len(notReady) > 0 {
+		unprotected = true
+		gs.Problems = append(gs.Problems, notReady...)
 	}
 	if d, ok := snap.Decisions[g.Name]; ok && adopted && d.Site == rec.ActiveSite {
 		gs.Decision = &d

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -19,13 +20,23 @@ func topology() *config.Topology {
 			{Name: "antwerp", Role: config.RoleSite},
 			{Name: "frankfurt", Role: config.RoleWitness},
 		},
+		Coordination: config.Coordination{ServeLease: new(config.Duration(time.Second))},
 		Groups: []config.Group{{
 			Name: "webshop", PreferredSite: "brussels", Policy: config.PolicyAutomatic,
-			Sites:     []string{"brussels", "antwerp"},
-			Resources: []config.Resource{{Name: "db", Type: "postgres"}},
+			Sites:       []string{"brussels", "antwerp"},
+			MaxDataLoss: new(config.Duration(5 * time.Second)),
+			Resources:   []config.Resource{{Name: "db", Type: "postgres", Data: true}},
 		}},
 	}
 }
+
+// lagOf is the lag record of db at antwerp.
+func lagOf(l Lag) map[string]map[string]map[string]Lag {
+	return map[string]map[string]map[string]Lag{"webshop": {"db": {"antwerp": l}}}
+}
+
+// trusted is a lag record a failover in epoch 3 goes ahead with.
+var trusted = lagOf(Lag{Seconds: 0.004, Bytes: 128, Epoch: 3, MeasuredAt: time.Unix(0, 0), SeenAt: time.Unix(0, 1e8), Streaming: true})
 
 // sees builds a view in which site reaches the listed peers and not the
 // other locations.
@@ -176,7 +187,7 @@ func TestGroupStates(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := Assemble(topology(), Snapshot{Views: tt.views, Records: tt.records}, "frankfurt", time.Unix(0, 0))
+			st := Assemble(topology(), Snapshot{Views: tt.views, Records: tt.records, Lags: trusted}, "frankfurt", time.Unix(0, 0))
 			g := st.Groups[0]
 			if g.State != tt.state {
 				t.Errorf("state: got %s, want %s", g.State, tt.state)
@@ -256,5 +267,70 @@ func TestLostSiteAndDecision(t *testing.T) {
 				t.Errorf("decision %+v in state %s", g.Decision, g.State)
 			}
 		})
+	}
+}
+
+// Protected means a failover would go ahead now: a standby that streams
+// but whose lag record a failover would not trust leaves the group
+// unprotected, and says why.
+func TestProtectedMeansFailoverReady(t *testing.T) {
+	stale := Lag{Seconds: 0.004, Epoch: 3, MeasuredAt: time.Unix(0, 0), SeenAt: time.Unix(600, 0), Streaming: true}
+	tests := []struct {
+		name    string
+		lags    map[string]map[string]map[string]Lag
+		sync    map[string]map[string]SyncRecord
+		state   string
+		problem string
+	}{
+		{"trusted lag", trusted, nil, StateProtected, ""},
+		{"no lag recorded yet", nil, nil, StateUnprotected, "db at antwerp: a failover there would not go ahead now: standby lag unknown: it was never measured"},
+		{"lag of the previous epoch (just after a reprotect)", lagOf(Lag{Seconds: 0.004, Epoch: 2, Streaming: true}), nil, StateUnprotected,
+			"standby lag unknown: it was last measured in epoch 2"},
+		{"recorded as not streaming", lagOf(Lag{Epoch: 3}), nil, StateUnprotected, "not streaming from its primary when last seen"},
+		{"stale: the primary went unobservable", lagOf(stale), nil, StateUnprotected, "measured 10m0s before its primary was last seen"},
+		{"synchronous in this epoch: no lag needed", nil, map[string]map[string]SyncRecord{"webshop": {"db": {State: SyncOn, Epoch: 3}}}, StateProtected, ""},
+		{"synchronous in an earlier epoch does not count", nil, map[string]map[string]SyncRecord{"webshop": {"db": {State: SyncOn, Epoch: 2}}}, StateUnprotected, "never measured"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := Assemble(topology(), Snapshot{Views: allHealthy, Records: rec, Lags: tt.lags, Sync: tt.sync}, "frankfurt", time.Unix(0, 0))
+			g := st.Groups[0]
+			if g.State != tt.state {
+				t.Errorf("state %s, want %s (problems %v)", g.State, tt.state, g.Problems)
+			}
+			if tt.problem != "" && !strings.Contains(strings.Join(g.Problems, "\n"), tt.problem) {
+				t.Errorf("problems %q lack %q", g.Problems, tt.problem)
+			}
+			ready := g.Resources[0].Sites[1].FailoverReady
+			if ready == nil || *ready != (tt.state == StateProtected) {
+				t.Errorf("failover_ready of antwerp: %v", ready)
+			}
+		})
+	}
+}
+
+// Whether a down site's lingering view is still being published is judged
+// by the reader's own measure of its age, not by the publisher's clock.
+func TestFreshnessIgnoresThePublishersClock(t *testing.T) {
+	views := map[string]View{
+		"brussels":  withDB(sees("brussels", "antwerp", "frankfurt"), primary),
+		"antwerp":   withDB(sees("antwerp", "frankfurt"), standby),
+		"frankfurt": sees("frankfurt", "antwerp"),
+	}
+	b := views["brussels"]
+	b.PublishedAt = time.Unix(0, 0).Add(-time.Hour) // its clock is an hour behind
+	views["brussels"] = b
+	now := time.Unix(0, 0)
+	for _, tt := range []struct {
+		age   time.Duration
+		state string
+	}{
+		{100 * time.Millisecond, StateProtected}, // still publishing: its claims count
+		{10 * time.Second, StateUnreachable},     // no longer publishing
+	} {
+		snap := Snapshot{Views: views, Records: rec, Lags: trusted, ViewAges: map[string]time.Duration{"brussels": tt.age, "antwerp": 0, "frankfurt": 0}}
+		if g := Assemble(topology(), snap, "antwerp", now).Groups[0]; g.State != tt.state {
+			t.Errorf("view %s old: state %s, want %s (%v)", tt.age, g.State, tt.state, g.Problems)
+		}
 	}
 }

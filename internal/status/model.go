@@ -5,7 +5,11 @@
 // Assemble is a pure function; nothing here talks to etcd or to a database.
 package status
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // View is what one location observes, published under that location's lease
 // so that it vanishes by itself when the location dies.
@@ -82,14 +86,57 @@ type Record struct {
 }
 
 // Lag is a standby's lag as last measured by its primary, kept by the
-// controller so that it is still known when the primary's site is gone.
+// controller so that it is still known when the primary's site is gone
+// (docs/design/safety.md, "Lag a failover can trust").
 type Lag struct {
-	Seconds    float64   `json:"seconds"`
-	Bytes      int64     `json:"bytes"`
+	Seconds float64 `json:"seconds"`
+	Bytes   int64   `json:"bytes"`
+	// Epoch is the group's epoch the measurement belongs to: a lag of
+	// another epoch describes another replication direction.
+	Epoch int64 `json:"epoch"`
+	// MeasuredAt is when the primary measured it and SeenAt when the
+	// primary's agent last published its view since; both are read on the
+	// primary's clock, so SeenAt − MeasuredAt is how stale the measurement
+	// was while the primary was still seen, whatever the reader's clock.
 	MeasuredAt time.Time `json:"measured_at"`
+	SeenAt     time.Time `json:"seen_at"`
 	// Streaming is false when the primary, still serving, last saw the
 	// standby not streaming: from then on what it lacks is unknown.
 	Streaming bool `json:"streaming"`
+}
+
+// Staleness is how long the measurement had been standing when the
+// primary was last seen.
+func (l Lag) Staleness() time.Duration { return max(0, l.SeenAt.Sub(l.MeasuredAt)) }
+
+// Why a lag record cannot be trusted.
+var (
+	ErrLagUnknown = errors.New("standby lag unknown")
+	ErrLagTooFar  = errors.New("standby too far behind")
+)
+
+// JudgeLag says whether a failover to the standby with lag record l (nil:
+// none) may go ahead in epoch within maxLoss: the writes it may lose are
+// bounded by the lag, plus the staleness of the measurement, plus
+// serveLease, for which a cut-off primary may still acknowledge writes
+// before it fences itself. It returns that bound, and an error wrapping
+// ErrLagUnknown or ErrLagTooFar that says why not.
+func JudgeLag(l *Lag, epoch int64, maxLoss, serveLease time.Duration) (time.Duration, error) {
+	switch {
+	case l == nil:
+		return 0, fmt.Errorf("%w: it was never measured by its primary", ErrLagUnknown)
+	case l.Epoch != epoch:
+		return 0, fmt.Errorf("%w: it was last measured in epoch %d, before the active site last changed (epoch %d)", ErrLagUnknown, l.Epoch, epoch)
+	case !l.Streaming:
+		return 0, fmt.Errorf("%w: it was not streaming from its primary when last seen", ErrLagUnknown)
+	}
+	lag := time.Duration(l.Seconds * float64(time.Second))
+	bound := lag + l.Staleness() + serveLease
+	if bound > maxLoss {
+		return bound, fmt.Errorf("%w: a failover may lose up to %s (lag %s (%d bytes), measured %s before its primary was last seen, and %s of serve lease), more than max_data_loss %s",
+			ErrLagTooFar, bound.Round(time.Millisecond), lag.Round(time.Millisecond), l.Bytes, l.Staleness().Round(time.Millisecond), serveLease, maxLoss)
+	}
+	return bound, nil
 }
 
 // Controller is the agent currently elected to decide and drive plans.
@@ -120,6 +167,10 @@ type Snapshot struct {
 	// Sync is the replication mode of synchronous resources, by group and
 	// resource.
 	Sync map[string]map[string]SyncRecord
+	// ViewAges is, by location, how long ago the reader saw its view
+	// change, on the reader's own monotonic clock. Without it, a view's
+	// age is read against its publisher's clock (tests).
+	ViewAges map[string]time.Duration
 }
 
 // Lost says whether every location of t other than site marked site lost.

@@ -21,11 +21,15 @@ import (
 	"time"
 )
 
-// Target is one primary the watchdog fences when the lease runs out.
+// Target is one database the watchdog fences when the lease runs out.
 type Target struct {
-	Name    string `json:"name"`     // group/resource, for the log
-	Kind    string `json:"kind"`     // resource type, e.g. postgres
-	DataDir string `json:"data_dir"` // where the server lives
+	Name string `json:"name"` // group/resource, for the log
+	Kind string `json:"kind"` // resource type, e.g. postgres
+	// DataDir is where a database on this machine lives; it is killed.
+	DataDir string `json:"data_dir,omitempty"`
+	// Settings are, for a database elsewhere, the resource's settings,
+	// which hold its fence command (opaque here).
+	Settings json.RawMessage `json:"settings,omitempty"`
 }
 
 // message is one line from the agent.
@@ -39,7 +43,7 @@ type message struct {
 }
 
 // FenceFunc fences one target at once.
-type FenceFunc func(Target) error
+type FenceFunc func(Target) (killed bool, err error)
 
 // Run reads the agent's messages from in and fences the guarded targets
 // when the lease runs out. It returns after a release, or after fencing
@@ -71,7 +75,7 @@ func Run(in io.Reader, fence FenceFunc, log *slog.Logger) error {
 	fenceAll := func() {
 		for _, t := range guard {
 			start := time.Now()
-			if err := fence(t); err != nil {
+			if _, err := fence(t); err != nil {
 				log.Error("watchdog: fencing failed", "resource", t.Name, "data_dir", t.DataDir, "error", err)
 				continue
 			}
@@ -168,7 +172,17 @@ func (g *Guard) Update(guard []Target, lease time.Duration) error {
 	return nil
 }
 
-// Release stops the watchdog without fencing and waits for it to end.
+// Abandon lets go of the watchdog without releasing it: it sees the agent
+// gone and fences when the lease runs out. The agent does this when it
+// stops because of an error.
+func (g *Guard) Abandon() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_ = g.in.Close()
+}
+
+// Release stops the watchdog without fencing and waits for it to end: the
+// agent stops cleanly and deliberately.
 func (g *Guard) Release() {
 	g.mu.Lock()
 	data, _ := json.Marshal(message{Release: true})

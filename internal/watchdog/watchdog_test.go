@@ -15,12 +15,12 @@ type fenceLog struct {
 	at  []time.Time
 }
 
-func (f *fenceLog) fence(t Target) error {
+func (f *fenceLog) fence(t Target) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.got = append(f.got, t.Name)
 	f.at = append(f.at, time.Now())
-	return nil
+	return true, nil
 }
 
 func (f *fenceLog) names() []string {

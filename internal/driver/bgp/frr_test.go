@@ -2,7 +2,6 @@ package bgp
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,18 +10,16 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/siteflip/siteflip/internal/frr"
 	"github.com/siteflip/siteflip/internal/netns"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
-
-// Debian's frr package puts the daemons here and vtysh in /usr/bin.
-const frrBin = "/usr/lib/frr"
 
 // requireFRR skips the test unless it can build namespaces and run FRR.
 func requireFRR(t testing.TB) {
@@ -33,7 +30,7 @@ func requireFRR(t testing.TB) {
 	if err := netns.Available(); err != nil {
 		t.Skipf("skipped: %v", err)
 	}
-	for _, p := range []string{frrBin + "/zebra", frrBin + "/bgpd", frrBin + "/bfdd"} {
+	for _, p := range []string{frr.Bin + "/zebra", frr.Bin + "/bgpd", frr.Bin + "/bfdd"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("skipped: %s missing: install FRR (apt-get install -y frr)", p)
 		}
@@ -46,16 +43,11 @@ func requireFRR(t testing.TB) {
 	}
 }
 
-// frr is zebra and bgpd running in one namespace. Its files (config, pid
-// files, vty sockets, logs) live in a temporary directory owned by the frr
-// user, which the daemons run as. -N gives the daemons a pathspace named
-// after the namespace, so nothing they create by default collides with
-// another FRR; in FRR 8.4 it does not switch the network namespace, which
-// is why the daemons are started through the namespace (ip netns exec).
-type frr struct {
+// frrRouter is zebra and bgpd (and bfdd) running in one namespace as an
+// frr.Instance in a temporary directory.
+type frrRouter struct {
 	t    testing.TB
-	ns   string // namespace, also the pathspace
-	dir  string
+	in   frr.Instance
 	cmds []*exec.Cmd
 	done []chan struct{}
 }
@@ -71,21 +63,17 @@ type frrConf struct {
 // startFRR runs zebra and bgpd in the namespace of location name, and
 // waits until both answer. Cleanup stops the daemons and removes their
 // files.
-func startFRR(t testing.TB, n *netns.Net, name string, conf frrConf) *frr {
+func startFRR(t testing.TB, n *netns.Net, name string, conf frrConf) *frrRouter {
 	t.Helper()
-	f := &frr{t: t, ns: n.Namespace(name)}
+	f := &frrRouter{t: t, in: frr.Instance{Namespace: n.Namespace(name)}}
 	var err error
-	if f.dir, err = os.MkdirTemp("", "siteflip-frr-"); err != nil {
+	if f.in.Dir, err = os.MkdirTemp("", "siteflip-frr-"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.stop)
-	u, err := user.Lookup("frr")
-	if err != nil {
+	if err := os.Chmod(f.in.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	vty := filepath.Join(f.dir, f.ns) // vtysh -N looks for the sockets there
 	daemons := []string{"zebra", "bgpd"}
 	files := map[string]string{
 		"zebra.conf": "hostname " + name + "\n" + conf.zebra,
@@ -95,44 +83,16 @@ func startFRR(t testing.TB, n *netns.Net, name string, conf frrConf) *frr {
 		daemons = append(daemons, "bfdd")
 		files["bfdd.conf"] = conf.bfdd
 	}
-	if err := os.Mkdir(vty, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for file, text := range files {
-		if err := os.WriteFile(filepath.Join(f.dir, file), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	owned := []string{f.dir, vty}
-	for file := range files {
-		owned = append(owned, filepath.Join(f.dir, file))
-	}
-	for _, p := range owned {
-		if err := os.Chown(p, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chmod(f.dir, 0o755); err != nil {
+	if err := f.in.WriteConfig(files); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range daemons {
-		args := []string{
-			"-N", f.ns,
-			"--vty_socket", vty,
-			"-i", filepath.Join(f.dir, d+".pid"),
-			"-z", filepath.Join(f.dir, "zserv.api"),
-			"-f", filepath.Join(f.dir, d+".conf"),
-			"-P", "0", // no vty on TCP
-			"--log", "file:" + filepath.Join(f.dir, d+".log"),
-		}
-		switch d {
-		case "zebra":
+		args := f.in.Args(d)
+		if d == "zebra" {
 			args = append(args, conf.zebraArgs...)
-		case "bfdd":
-			args = append(args, "--bfdctl", filepath.Join(f.dir, "bfdd.sock"))
 		}
-		cmd := n.Command(context.Background(), name, filepath.Join(frrBin, d), args...)
-		var out lockedBuffer
+		cmd := n.Command(context.Background(), name, filepath.Join(frr.Bin, d), args...)
+		var out testbed.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start %s: %v", d, err)
@@ -140,36 +100,21 @@ func startFRR(t testing.TB, n *netns.Net, name string, conf frrConf) *frr {
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
 		f.cmds, f.done = append(f.cmds, cmd), append(f.done, done)
-		// bgpd and bfdd need zebra's socket; the vty answering shows the
-		// daemon is up.
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			_, err := f.vtysh("-d", d, "-c", "show version")
-			if err == nil {
-				break
-			}
-			select {
-			case <-done:
-				t.Fatalf("%s exited: %s\n%s", d, out.String(), f.log(d))
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s does not answer: %v\n%s", d, err, f.log(d))
-			}
-			time.Sleep(50 * time.Millisecond)
+		if err := f.in.WaitUp(t.Context(), d, done); err != nil {
+			t.Fatalf("%v\n%s\n%s", err, out.String(), f.log(d))
 		}
 	}
 	return f
 }
 
-func (f *frr) log(daemon string) string {
-	b, _ := os.ReadFile(filepath.Join(f.dir, daemon+".log"))
+func (f *frrRouter) log(daemon string) string {
+	b, _ := os.ReadFile(f.in.Log(daemon))
 	return string(b)
 }
 
 // stop ends the daemons (SIGTERM, then SIGKILL) and removes their files,
 // and the state directory FRR makes for the pathspace.
-func (f *frr) stop() {
+func (f *frrRouter) stop() {
 	if f.t.Failed() && len(f.cmds) > 1 {
 		f.t.Logf("bgpd log:\n%s", f.log("bgpd"))
 	}
@@ -182,32 +127,20 @@ func (f *frr) stop() {
 			<-f.done[i]
 		}
 	}
-	if err := os.RemoveAll(f.dir); err != nil {
+	if err := os.RemoveAll(f.in.Dir); err != nil {
 		f.t.Error(err)
 	}
-	if f.ns != "" {
-		os.RemoveAll(filepath.Join("/var/run/frr", f.ns))
+	if d := f.in.StateDir(); d != "" {
+		os.RemoveAll(d)
 	}
-}
-
-// vtysh runs vtysh against the daemons with the given arguments.
-func (f *frr) vtysh(args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "vtysh", append([]string{"-N", f.ns, "--vty_socket", f.dir}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("vtysh %s: %w: %s%s", strings.Join(args, " "), err, out, stderr.String())
-	}
-	return out, nil
 }
 
 // show runs one show command and decodes its JSON output into v.
-func (f *frr) show(cmd string, v any) {
+func (f *frrRouter) show(cmd string, v any) {
 	f.t.Helper()
-	out, err := f.vtysh("-c", cmd+" json")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := f.in.Vtysh(ctx, "-c", cmd+" json")
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -216,19 +149,13 @@ func (f *frr) show(cmd string, v any) {
 	}
 }
 
-// waitFor polls cond until it holds, for up to 30 s.
+// waitFor polls cond until it holds, for up to 30 s, and fails the test
+// with the state cond last reported.
 func waitFor(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached after 30 s; last: %s", what, state)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var last string
+	if !testbed.Poll(30*time.Second, func() (ok bool) { ok, last = cond(); return ok }) {
+		t.Fatalf("%s: not reached after 30 s; last: %s", what, last)
 	}
 }
 
@@ -268,7 +195,7 @@ func (p bgpPath) String() string {
 }
 
 // bgpPaths returns FRR's paths to the prefix in the default instance.
-func (f *frr) bgpPaths(p netip.Prefix) []bgpPath {
+func (f *frrRouter) bgpPaths(p netip.Prefix) []bgpPath {
 	f.t.Helper()
 	var out struct {
 		Paths []bgpPath `json:"paths"`
@@ -291,7 +218,7 @@ func bestVia(paths []bgpPath) netip.Addr {
 
 // fibVia returns the next hops of the route zebra installed in the kernel
 // for the prefix.
-func (f *frr) fibVia(p netip.Prefix) []netip.Addr {
+func (f *frrRouter) fibVia(p netip.Prefix) []netip.Addr {
 	f.t.Helper()
 	var out map[string][]struct {
 		Protocol  string `json:"protocol"`

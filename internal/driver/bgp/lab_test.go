@@ -25,7 +25,7 @@ const (
 type lab struct {
 	t                 testing.TB
 	net               *netns.Net
-	router            *frr
+	router            *frrRouter
 	brussels, antwerp *site
 	fib               *routeWatch
 }

@@ -2,7 +2,6 @@ package bgp
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/netns"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // A Go process cannot move one goroutine into another network namespace:
@@ -166,7 +166,7 @@ type site struct {
 	mu     sync.Mutex // one request at a time
 	stdin  io.WriteCloser
 	stdout *bufio.Scanner
-	stderr *lockedBuffer
+	stderr *testbed.Buffer
 	done   chan struct{} // closed when the process has exited
 }
 
@@ -180,7 +180,7 @@ func startSite(t testing.TB, n *netns.Net, name string) *site {
 	}
 	cmd := n.Command(context.Background(), name, exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), siteEnv+"=1")
-	s := &site{t: t, name: name, addr: n.Addr(name), cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	s := &site{t: t, name: name, addr: n.Addr(name), cmd: cmd, stderr: &testbed.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	if s.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -260,17 +260,11 @@ func (s *site) status() Status { s.t.Helper(); return *s.must(siteRequest{Op: "s
 // waitStatus polls the site's status until ok, for up to 30 s.
 func (s *site) waitStatus(what string, ok func(Status) bool) Status {
 	s.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st := s.status()
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("%s: %s not reached after 30 s; status %+v", s.name, what, st)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var st Status
+	if !testbed.Poll(30*time.Second, func() bool { st = s.status(); return ok(st) }) {
+		s.t.Fatalf("%s: %s not reached after 30 s; status %+v", s.name, what, st)
 	}
+	return st
 }
 
 // kill ends the process with SIGKILL, as a crash would: the kernel closes
@@ -285,21 +279,4 @@ func (s *site) kill() {
 	case <-time.After(10 * time.Second):
 		s.t.Errorf("speaker of %s did not exit", s.name)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -3,7 +3,6 @@ package bgp
 import (
 	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -14,6 +13,8 @@ import (
 	"github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 var vip = netip.MustParsePrefix("10.77.0.10/32")
@@ -23,12 +24,12 @@ var vip = netip.MustParsePrefix("10.77.0.10/32")
 // carry VPNv4 when vrf is set.
 func loopbackPair(t *testing.T, vrf bool) (a, b *Speaker) {
 	t.Helper()
-	port := freePort(t)
+	port := testbed.FreePort(t)
 	sa := Settings{
 		ASN:        65001,
 		RouterID:   "10.1.0.10",
 		ListenPort: port,
-		Neighbors:  []Neighbor{{Address: "127.0.0.1", ASN: 65000, Port: freePort(t)}},
+		Neighbors:  []Neighbor{{Address: "127.0.0.1", ASN: 65000, Port: testbed.FreePort(t)}},
 		Prefixes:   []string{vip.String()},
 		NextHop:    "10.1.0.10",
 	}
@@ -56,34 +57,20 @@ func loopbackPair(t *testing.T, vrf bool) (a, b *Speaker) {
 	return a, b
 }
 
-// freePort returns a TCP port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // waitStatus polls the speaker's status until ok, for up to 20 s.
 func waitStatus(t *testing.T, sp *Speaker, what string, ok func(Status) bool) Status {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st, err := sp.Status(t.Context())
-		if err != nil {
+	var st Status
+	if !testbed.Poll(20*time.Second, func() bool {
+		var err error
+		if st, err = sp.Status(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached after 20 s; status %+v", what, st)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return ok(st)
+	}) {
+		t.Fatalf("%s: not reached after 20 s; status %+v", what, st)
 	}
+	return st
 }
 
 // updatesFrom counts the UPDATE messages sp received from the neighbor.
@@ -141,13 +128,9 @@ func TestSpeakerIgnoresRoutesReceived(t *testing.T) {
 	if err := b.Announce(t.Context(), []netip.Prefix{theirs}, 0); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !ribHas(t, a, api.TableType_TABLE_TYPE_ADJ_IN, theirs) {
-		if time.Now().After(deadline) {
-			t.Fatalf("a never received %s", theirs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testbed.WaitFor(t, 20*time.Second, "a receives "+theirs.String(), func() bool {
+		return ribHas(t, a, api.TableType_TABLE_TYPE_ADJ_IN, theirs)
+	})
 	if ribHas(t, a, api.TableType_TABLE_TYPE_GLOBAL, theirs) {
 		t.Errorf("a took %s from its neighbor into its RIB", theirs)
 	}
@@ -222,10 +205,7 @@ func TestSpeakerVPNReplacesInOneUpdate(t *testing.T) {
 		if r.RD != "65001:10" || r.NextHop != netip.MustParseAddr("10.1.0.10") {
 			t.Errorf("route %v, want rd 65001:10 via 10.1.0.10", r)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for updatesFrom(t, b, peerOfB) == before && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		testbed.Poll(5*time.Second, func() bool { return updatesFrom(t, b, peerOfB) != before })
 		time.Sleep(200 * time.Millisecond) // a second UPDATE would come now
 		if got := updatesFrom(t, b, peerOfB) - before; got != 1 {
 			t.Errorf("announce %d with %s: b received %d UPDATEs, want 1", i, rt, got)
@@ -252,7 +232,7 @@ func TestSpeakerErrors(t *testing.T) {
 	}
 	good := Settings{
 		ASN: 65001, RouterID: "10.1.0.10",
-		Neighbors: []Neighbor{{Address: "127.0.0.1", ASN: 65000, Port: freePort(t)}},
+		Neighbors: []Neighbor{{Address: "127.0.0.1", ASN: 65000, Port: testbed.FreePort(t)}},
 		Prefixes:  []string{vip.String()},
 	}
 	if err := sp.Start(ctx, good); err != nil {
@@ -286,7 +266,7 @@ func TestSpeakerErrors(t *testing.T) {
 		t.Errorf("withdraw after stop: %v, want ErrNotStarted", err)
 	}
 	// A stopped speaker starts again.
-	good.ListenPort = freePort(t)
+	good.ListenPort = testbed.FreePort(t)
 	if err := sp.Start(ctx, good); err != nil {
 		t.Fatalf("restart: %v", err)
 	}

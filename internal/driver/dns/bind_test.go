@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,12 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // bind is a BIND 9 server started for one test, primary for one dynamic
@@ -94,7 +94,7 @@ ns	IN A 127.0.0.1
 `), 0o644))
 	must(os.Chown(zoneFile, uid, gid))
 
-	port := freePort(tb)
+	port := testbed.FreePort(tb)
 	key := TSIG{Name: "siteflip.", Algorithm: "hmac-sha256", Secret: bindSecret}
 	conf := fmt.Sprintf(`options {
 	directory %[1]q;
@@ -126,7 +126,7 @@ zone %[4]q {
 	confFile := filepath.Join(dir, "named.conf")
 	must(os.WriteFile(confFile, []byte(conf), 0o644))
 
-	var out lockedBuffer
+	var out testbed.Buffer
 	cmd := exec.Command(named, "-g", "-n", "1", "-u", "bind", "-c", confFile)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
@@ -173,43 +173,6 @@ zone %[4]q {
 		}
 	})
 	return b
-}
-
-// freePort returns a port free on 127.0.0.1 for both UDP and TCP.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			pc.Close()
-			return port
-		}
-	}
-	tb.Fatal("no free port for UDP and TCP on 127.0.0.1")
-	return 0
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestBIND(t *testing.T) {

@@ -9,10 +9,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 func TestUpdateNoServer(t *testing.T) {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testbed.FreePort(t)))
 	err := Update(t.Context(), addr, "shop.example.", "db.shop.example.", antwerpAddrs, 5*time.Second, TSIG{})
 	wantErr(t, err, ErrNoAnswer, "nothing listens on TCP "+addr, "is the DNS server running")
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // haproxyBinary returns the haproxy binary, or skips the test when there is
@@ -88,12 +89,12 @@ func startLab(tb testing.TB) *lab {
 		stateFile: filepath.Join(dir, "server-state"),
 		sock:      filepath.Join(dir, "admin.sock"),
 		userSock:  filepath.Join(dir, "user.sock"),
-		tcpAPI:    "127.0.0.1:" + strconv.Itoa(freePort(tb)),
-		deadPort:  freePort(tb),
+		tcpAPI:    "127.0.0.1:" + strconv.Itoa(testbed.FreePort(tb)),
+		deadPort:  testbed.FreePort(tb),
 	}
-	frontPort := freePort(tb)
+	frontPort := testbed.FreePort(tb)
 	l.front = "http://127.0.0.1:" + strconv.Itoa(frontPort) + "/"
-	guardedPort := freePort(tb)
+	guardedPort := testbed.FreePort(tb)
 	l.guarded = "http://127.0.0.1:" + strconv.Itoa(guardedPort) + "/"
 	l.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 	tb.Cleanup(l.client.CloseIdleConnections)
@@ -141,17 +142,6 @@ backend checked
 	l.start(0)
 	tb.Cleanup(l.stop)
 	return l
-}
-
-// freePort returns a TCP port of 127.0.0.1 that nothing listens on.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // start starts HAProxy on the lab's configuration; with old > 0 it is a

@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// Local databases between runs (docs/design/safety.md, "A database that
+// starts without its agent comes up read-only"): while this site holds
+// its serve lease, no run is in progress and no location marks it lost,
+// the agent brings each database on its machine in line with the group's
+// record. What to do is decided by localAction, a pure function.
+
+// localFacts is what localAction decides from.
+type localFacts struct {
+	Adopted    bool // the group has a record
+	ActiveHere bool // the record names this site
+	Running    bool // a server runs on the data dir
+	// Primary: the server accepts writes, by the last observation, or,
+	// when it does not answer one, by its control file.
+	Primary bool
+	State   string // control file state
+	Guard   bool   // the boot guard is in place
+}
+
+// localDo is what to do to a local database.
+type localDo int
+
+const (
+	leaveAlone localDo = iota
+	writeGuard
+	startPrimary
+	startStandby
+	fenceIt
+)
+
+func (d localDo) String() string {
+	return [...]string{"leave it", "write the boot guard", "start it as the primary", "start it as a standby", "fence it"}[d]
+}
+
+// crashed says whether a stopped database stopped without a shutdown: it
+// crashed, lost its power, or was fenced. One shut down cleanly was
+// stopped by a person, or by a fence step, and stays stopped.
+func crashed(state string) bool {
+	return state == driver.StateInProduction || state == driver.StateCrashRecovery || state == driver.StateArchiveRecovery
+}
+
+// localAction decides what to do to a local database, and why.
+func localAction(f localFacts) (localDo, string) {
+	switch {
+	case !f.Adopted:
+		return leaveAlone, "the group has no record yet"
+	case f.ActiveHere && f.Running && f.Primary && !f.Guard:
+		return writeGuard, "a primary without its boot guard would serve again by itself after a restart"
+	case f.ActiveHere && f.Running && f.Primary:
+		return leaveAlone, "the primary of the active site serves"
+	case f.ActiveHere && f.Running:
+		return startPrimary, "it came up read-only behind its boot guard (started without the agent?): the active site's primary serves again"
+	case f.ActiveHere && crashed(f.State):
+		return startPrimary, fmt.Sprintf("it stopped without a shutdown (%s) at the active site: the primary serves again", f.State)
+	case f.ActiveHere:
+		return leaveAlone, fmt.Sprintf("it was shut down cleanly (%s): start it, or run a switchover, when you decide", f.State)
+	case f.Running && f.Primary:
+		return fenceIt, "a primary at a site that is not the group's active site must not serve"
+	case f.Running:
+		return leaveAlone, "a standby"
+	case f.State == driver.StateArchiveRecovery && f.Guard:
+		return startStandby, "a standby that stopped without a shutdown"
+	case f.State == driver.StateInProduction || f.State == driver.StateCrashRecovery:
+		return leaveAlone, "an old primary: `siteflip reprotect` rejoins it"
+	}
+	return leaveAlone, fmt.Sprintf("stopped (%s)", f.State)
+}
+
+// convergeLocal keeps the local databases in line with their groups'
+// records.
+func (a *agent) convergeLocal(ctx context.Context) error {
+	if len(a.locals) == 0 {
+		return nil
+	}
+	told := map[string]string{}
+	return a.withSnapshots(ctx, a.topo.Coordination.ProbeInterval.D(), func(snap status.Snapshot) {
+		if !a.leaseValid() || len(snap.Marks[a.site.Name]) > 0 {
+			return
+		}
+		for key, l := range a.locals {
+			group, _, _ := strings.Cut(key, "/")
+			rec, adopted := snap.Records[group]
+			if snap.Running[group] != "" {
+				continue // the run's steps move it
+			}
+			lock := a.resourceLock(key)
+			if !lock.TryLock() {
+				continue // a step is at work on it
+			}
+			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			disk, err := l.Disk(dctx)
+			cancel()
+			if err != nil {
+				lock.Unlock()
+				if told[key] != err.Error() {
+					told[key] = err.Error()
+					a.log.Warn("cannot read the local database's state", "resource", key, "error", err)
+				}
+				continue
+			}
+			a.mu.Lock()
+			v, observed := a.resources[key]
+			a.mu.Unlock()
+			f := localFacts{Adopted: adopted, ActiveHere: adopted && rec.ActiveSite == a.site.Name,
+				Running: disk.Running, State: disk.State, Guard: disk.Guard}
+			switch {
+			case observed && v.Up:
+				f.Primary = v.Role == status.RolePrimary
+			default:
+				// It does not answer: judge by its control file, and take
+				// "in production" for a server that may be writing.
+				f.Primary = disk.State == driver.StateInProduction
+			}
+			do, why := localAction(f)
+			if do == leaveAlone {
+				lock.Unlock()
+				if told[key] != why && f.Adopted && !f.Running {
+					a.log.Info("local database left as it is", "resource", key, "why", why)
+				}
+				told[key] = why
+				continue
+			}
+			// Another look at the record just before acting: the lease and
+			// the record must still say the same.
+			if !a.leaseValid() {
+				lock.Unlock()
+				return
+			}
+			actx, cancel := context.WithTimeout(ctx, time.Minute)
+			switch do {
+			case writeGuard:
+				err = l.EnsureGuard()
+			case startPrimary:
+				err = l.StartPrimary(actx)
+			case startStandby:
+				err = l.StartStandby(actx)
+			case fenceIt:
+				err = l.Kill()
+				if err == nil {
+					a.metrics.selfFences.Inc()
+				}
+			}
+			cancel()
+			lock.Unlock()
+			if err != nil {
+				a.log.Error("cannot bring the local database in line with its group's record", "resource", key, "action", do.String(), "why", why, "error", err)
+				continue
+			}
+			if do != writeGuard || told[key] != why {
+				a.log.Warn("local database brought in line with its group's record", "resource", key, "action", do.String(), "why", why, "active_site", rec.ActiveSite, "epoch", rec.Epoch)
+			}
+			told[key] = why
+			a.observeNow()
+		}
+	})
+}

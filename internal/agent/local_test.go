@@ -1,0 +1,56 @@
+package agent
+
+import (
+	"testing"
+
+	"github.com/siteflip/siteflip/internal/driver"
+)
+
+func TestLocalAction(t *testing.T) {
+	const (
+		prod     = driver.StateInProduction
+		shut     = driver.StateShutDown
+		shutRec  = driver.StateShutDownRecovery
+		archive  = driver.StateArchiveRecovery
+		crashRec = driver.StateCrashRecovery
+	)
+	active := func(f localFacts) localFacts { f.Adopted, f.ActiveHere = true, true; return f }
+	standbySite := func(f localFacts) localFacts { f.Adopted = true; return f }
+	tests := []struct {
+		name string
+		f    localFacts
+		want localDo
+	}{
+		{"group not adopted", localFacts{Running: true, Primary: true}, leaveAlone},
+
+		// At the active site.
+		{"primary serves with its guard", active(localFacts{Running: true, Primary: true, State: prod, Guard: true}), leaveAlone},
+		{"primary serves without its guard", active(localFacts{Running: true, Primary: true, State: prod}), writeGuard},
+		{"came up read-only behind its guard (booted without the agent)", active(localFacts{Running: true, State: archive, Guard: true}), startPrimary},
+		{"killed by its own fence (lease lost), lease back", active(localFacts{State: prod, Guard: true}), startPrimary},
+		{"crashed during crash recovery", active(localFacts{State: crashRec, Guard: true}), startPrimary},
+		{"killed while it was up read-only behind its guard", active(localFacts{State: archive, Guard: true}), startPrimary},
+		{"shut down cleanly by a person", active(localFacts{State: shut, Guard: true}), leaveAlone},
+		{"shut down cleanly in recovery", active(localFacts{State: shutRec, Guard: true}), leaveAlone},
+
+		// At a site that is not active.
+		{"a primary serving where the group is not active", standbySite(localFacts{Running: true, Primary: true, State: prod}), fenceIt},
+		{"a primary that does not answer, by its control file", standbySite(localFacts{Running: true, Primary: true, State: prod, Guard: true}), fenceIt},
+		{"a standby streams", standbySite(localFacts{Running: true, State: archive, Guard: true}), leaveAlone},
+		{"a standby killed by its own fence, lease back", standbySite(localFacts{State: archive, Guard: true}), startStandby},
+		{"the old primary after a failover, killed", standbySite(localFacts{State: prod, Guard: true}), leaveAlone},
+		{"a standby shut down cleanly", standbySite(localFacts{State: shutRec, Guard: true}), leaveAlone},
+		{"a stopped data dir in archive recovery without standby.signal", standbySite(localFacts{State: archive}), leaveAlone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, why := localAction(tt.f)
+			if got != tt.want {
+				t.Errorf("localAction(%+v) = %s (%s), want %s", tt.f, got, why, tt.want)
+			}
+			if why == "" {
+				t.Error("no reason given")
+			}
+		})
+	}
+}

@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/audit"
+	"github.com/siteflip/siteflip/internal/coord"
+	"github.com/siteflip/siteflip/internal/plan"
+)
+
+// handleStatus answers with the assembled status, or 503 when this
+// location cannot read the control plane (no quorum): the client then asks
+// another location.
+func (a *agent) handleStatus(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	snap, err := a.snapshot(ctx)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"error": fmt.Sprintf("%s cannot read the control plane (%v): its etcd member has no quorum or is unreachable; ask another location, and check this agent's log", a.site.Name, err),
+			"site":  a.site.Name,
+		})
+		return
+	}
+	st := a.assemble(snap)
+	a.noteForced(ctx, &st)
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *agent) handleRuns(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	runs, err := a.store.Runs(ctx, r.URL.Query().Get("group"))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if runs == nil {
+		runs = []plan.Run{}
+	}
+	writeJSON(w, http.StatusOK, runs)
+}
+
+func (a *agent) handleRun(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	run, err := a.store.Run(ctx, r.PathValue("id"))
+	switch {
+	case errors.Is(err, coord.ErrNoRun):
+		writeError(w, http.StatusNotFound, err)
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, err)
+	default:
+		writeJSON(w, http.StatusOK, run)
+	}
+}
+
+// handleAudit answers with the audit trail: ?since=RFC3339 time (default:
+// a day ago) and ?limit=N records at most (default and cap 10,000, the
+// newest).
+func (a *agent) handleAudit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	since := a.now().Add(-24 * time.Hour)
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("since=%q is not an RFC 3339 time such as 2026-12-03T10:00:00Z", v))
+			return
+		}
+		since = t
+	}
+	limit := 10000
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("limit=%q is not a positive number", v))
+			return
+		}
+		limit = min(n, limit)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	recs, err := a.store.Audit(ctx, since, limit)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s: %w; ask another location", a.site.Name, err))
+		return
+	}
+	if recs == nil {
+		recs = []audit.Record{}
+	}
+	writeJSON(w, http.StatusOK, recs)
+}

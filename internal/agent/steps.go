@@ -1,0 +1,196 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/coord"
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/plan"
+)
+
+// Errors of step authorization.
+var (
+	errNotController = errors.New("not the elected controller")
+	errNoSuchStep    = errors.New("not a step of the group's run in progress")
+)
+
+// stepOrder is a step the agent may carry out, with what it acts on, read
+// from the stored run.
+type stepOrder struct {
+	step    plan.Step
+	primary string            // the site to follow, for a rejoin
+	input   map[string]string // the fence step's output, for a catch-up
+}
+
+// authorizeStep decides whether the step req, sent by the location
+// callerSite to the agent of here, may be carried out, given what the
+// control plane holds (sc, read after the resource's lock was taken). It
+// is the whole rule of docs/design/safety.md, "A step must belong to the
+// run in progress"; the error says which part failed.
+func authorizeStep(sc coord.StepContext, req api.StepRequest, callerSite, here string) (stepOrder, error) {
+	switch {
+	case !sc.Adopted:
+		return stepOrder{}, fmt.Errorf("%w: group %s has no record", errNoSuchStep, req.Group)
+	case req.RunID == "" || sc.Running == "":
+		return stepOrder{}, fmt.Errorf("%w: group %s has no run in progress", errNoSuchStep, req.Group)
+	case sc.Running != req.RunID:
+		return stepOrder{}, fmt.Errorf("%w: run %q is not the group's run in progress (%s)", errNoSuchStep, req.RunID, sc.Running)
+	case sc.Run == nil || sc.Run.Group != req.Group:
+		return stepOrder{}, fmt.Errorf("%w: run %s of group %s is not stored", errNoSuchStep, req.RunID, req.Group)
+	case sc.Controller == nil:
+		return stepOrder{}, fmt.Errorf("%w: no controller is elected", errNotController)
+	case sc.Controller.Site != callerSite:
+		return stepOrder{}, fmt.Errorf("%w: the controller is %s (term %d), the step came from %s", errNotController, sc.Controller.Site, sc.Controller.Term, callerSite)
+	case sc.Controller.Term != req.Term:
+		return stepOrder{}, fmt.Errorf("%w: the step carries term %d, the controller's term is %d", errNotController, req.Term, sc.Controller.Term)
+	}
+	run := sc.Run
+	steps, states := run.Plan.Steps, run.Steps
+	rollingBack := run.State == plan.RunRollingBack
+	if rollingBack {
+		steps, states = run.Plan.Rollback, run.Rollback
+	}
+	idx := -1
+	for i, s := range steps {
+		if s.ID == req.Step {
+			idx = i
+		}
+	}
+	if idx < 0 || idx >= len(states) {
+		where := "plan"
+		if rollingBack {
+			where = "rollback"
+		}
+		return stepOrder{}, fmt.Errorf("%w: run %s has no step %q in its %s", errNoSuchStep, run.ID, req.Step, where)
+	}
+	s := steps[idx]
+	switch {
+	case s.Kind == plan.Activate:
+		return stepOrder{}, fmt.Errorf("%w: %s is the controller's own step", errNoSuchStep, s.ID)
+	case s.Site != here || s.Kind != req.Kind || s.Resource != req.Resource:
+		return stepOrder{}, fmt.Errorf("%w: step %s is %s of %s at %s, the request asks %s of %s at %s",
+			errNoSuchStep, s.ID, s.Kind, s.Resource, s.Site, req.Kind, req.Resource, here)
+	case states[idx].State != plan.StepRunning:
+		return stepOrder{}, fmt.Errorf("%w: step %s of run %s is %s, not running", errNoSuchStep, s.ID, run.ID, states[idx].State)
+	}
+	epoch := run.Plan.Epoch
+	if !rollingBack {
+		epoch = run.StepEpoch(idx)
+	}
+	if req.Epoch != epoch || sc.Record.Epoch != epoch {
+		return stepOrder{}, fmt.Errorf("%w: step %s runs in epoch %d; the request says %d and group %s is at epoch %d",
+			errNoSuchStep, s.ID, epoch, req.Epoch, req.Group, sc.Record.Epoch)
+	}
+	o := stepOrder{step: s}
+	switch s.Kind {
+	case plan.Rejoin:
+		o.primary = run.Plan.To
+	case plan.CatchUp:
+		o.input = run.OutputOf(plan.Fence, s.Resource)
+	}
+	return o, nil
+}
+
+// handleStep carries out one step on a resource of this site, when
+// authorizeStep allows it.
+func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
+	info := requestInfo(r)
+	var req api.StepRequest
+	if err := decodeJSON(w, r, 1<<16, &req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("decode step: %w", err))
+		return
+	}
+	info.note.Action, info.note.Group, info.note.Run = fmt.Sprintf("%s of %s at %s (step %s, term %d, epoch %d)", req.Kind, req.Resource, a.site.Name, req.Step, req.Term, req.Epoch), req.Group, req.RunID
+	g, ok := a.topo.Group(req.Group)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("%s: unknown group %q in %s: the locations' configurations differ", a.site.Name, req.Group, a.topo.File))
+		return
+	}
+	res, ok := findResource(g, req.Resource)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("%s: group %s has no resource %q in %s: the locations' configurations differ", a.site.Name, req.Group, req.Resource, a.topo.File))
+		return
+	}
+	actor, err := driver.NewActor(a.net, g, res, a.site.Name)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	// One step at a time per resource: a retry must not race the attempt
+	// it retries. The checks come after the wait, so that a step that
+	// waited behind another is judged by the state it will act in.
+	lock := a.resourceLock(g.Name + "/" + res.Name)
+	lock.Lock()
+	defer lock.Unlock()
+	if r.Context().Err() != nil {
+		return // the controller gave up on this request
+	}
+	rctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	sc, err := a.store.StepContext(rctx, g.Name, req.RunID)
+	cancel()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s cannot check the step against the control plane: %w", a.site.Name, err))
+		return
+	}
+	order, err := authorizeStep(sc, req, info.principal.Site, a.site.Name)
+	if err != nil {
+		code := http.StatusConflict
+		if errors.Is(err, errNotController) {
+			code = http.StatusForbidden
+		}
+		writeError(w, code, fmt.Errorf("step %s of run %q refused at %s: %w", req.Step, req.RunID, a.site.Name, err))
+		return
+	}
+	s := order.step
+	if (s.Kind == plan.Promote || s.Kind == plan.Unfence) && !a.leaseValid() {
+		info.note.Failed = true
+		writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: %v: no other location granted it the right to serve within %s",
+			s.Kind, s.Resource, a.site.Name, errNoLease, a.topo.Coordination.ServeLease.D())})
+		return
+	}
+	timeout := max(s.Timeout, time.Second)
+	// A rejoin may take minutes: the answer must still get through.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 30*time.Second))
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	start := time.Now()
+	var out map[string]string
+	switch s.Kind {
+	case plan.Fence:
+		out, err = actor.Fence(ctx)
+	case plan.CatchUp:
+		err = actor.CatchUp(ctx, order.input)
+	case plan.Promote:
+		out, err = actor.Promote(ctx)
+	case plan.Rejoin:
+		out, err = actor.Rejoin(ctx, order.primary)
+	case plan.Unfence:
+		err = actor.Unfence(ctx)
+	default:
+		err = fmt.Errorf("unknown step kind %q", s.Kind)
+	}
+	a.log.Info("step", "run", req.RunID, "step", s.ID, "epoch", req.Epoch, "took", time.Since(start).Round(time.Millisecond), "error", err)
+	a.observeNow()
+	if err != nil {
+		info.note.Failed = true
+		writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: %v", s.Kind, s.Resource, a.site.Name, err)})
+		return
+	}
+	writeJSON(w, http.StatusOK, api.StepResult{Output: out})
+}
+
+// findResource returns the resource of g named name.
+func findResource(g *config.Group, name string) (*config.Resource, bool) {
+	for i := range g.Resources {
+		if g.Resources[i].Name == name {
+			return &g.Resources[i], true
+		}
+	}
+	return nil, false
+}

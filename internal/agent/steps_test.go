@@ -1,0 +1,152 @@
+package agent
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/coord"
+	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// stepRun is a switchover of webshop from brussels to antwerp in epoch 4:
+// fence, catch-up, activate, promote, rejoin; the fence is done.
+func stepRun() *plan.Run {
+	p := plan.Plan{Group: "webshop", Action: plan.Switchover, From: "brussels", To: "antwerp", Epoch: 4,
+		Steps: []plan.Step{
+			{ID: "fence:db@brussels", Kind: plan.Fence, Resource: "db", Site: "brussels", Timeout: time.Second},
+			{ID: "catch-up:db@antwerp", Kind: plan.CatchUp, Resource: "db", Site: "antwerp", Timeout: time.Second},
+			{ID: "activate@antwerp", Kind: plan.Activate, Site: "antwerp", Timeout: time.Second},
+			{ID: "promote:db@antwerp", Kind: plan.Promote, Resource: "db", Site: "antwerp", Timeout: time.Second},
+			{ID: "rejoin:db@brussels", Kind: plan.Rejoin, Resource: "db", Site: "brussels", Timeout: time.Second},
+		},
+		Rollback: []plan.Step{{ID: "unfence:db@brussels", Kind: plan.Unfence, Resource: "db", Site: "brussels", Timeout: time.Second}},
+	}
+	r := plan.NewRun("r1", "ada", plan.Request{Action: plan.Switchover, To: "antwerp"}, p, time.Unix(0, 0))
+	r.Steps[0] = plan.StepState{State: plan.StepDone, Output: map[string]string{"end_lsn": "0/3000100"}}
+	return &r
+}
+
+// stepCtx is the control plane while step i of the run is running, with
+// brussels the controller at term 77.
+func stepCtx(run *plan.Run, running int, epoch int64) coord.StepContext {
+	if running >= 0 {
+		run.Steps[running].State = plan.StepRunning
+	}
+	return coord.StepContext{
+		Record: status.Record{Group: "webshop", ActiveSite: "brussels", Epoch: epoch}, Adopted: true,
+		Running: run.ID, Run: run, Controller: &status.Controller{Site: "brussels", Term: 77},
+	}
+}
+
+func TestAuthorizeStep(t *testing.T) {
+	catchUp := api.StepRequest{RunID: "r1", Step: "catch-up:db@antwerp", Group: "webshop", Resource: "db", Kind: plan.CatchUp, Epoch: 4, Term: 77}
+	tests := []struct {
+		name   string
+		sc     func() coord.StepContext
+		req    api.StepRequest
+		caller string // the location whose certificate sent it
+		here   string
+		want   error // nil: allowed
+	}{
+		{"the controller's step of the run in progress", func() coord.StepContext { return stepCtx(stepRun(), 1, 4) }, catchUp, "brussels", "antwerp", nil},
+		{"no run in progress: the forged promote of the review", func() coord.StepContext {
+			sc := stepCtx(stepRun(), -1, 1)
+			sc.Running, sc.Run = "", nil
+			return sc
+		}, api.StepRequest{Group: "webshop", Resource: "db", Kind: plan.Promote, Epoch: 1}, "frankfurt", "antwerp", errNoSuchStep},
+		{"no run in progress, request names one", func() coord.StepContext {
+			sc := stepCtx(stepRun(), 1, 4)
+			sc.Running = ""
+			return sc
+		}, catchUp, "brussels", "antwerp", errNoSuchStep},
+		{"another run than the one in progress", func() coord.StepContext {
+			sc := stepCtx(stepRun(), 1, 4)
+			sc.Running = "r2"
+			return sc
+		}, catchUp, "brussels", "antwerp", errNoSuchStep},
+		{"from a location that is not the controller", func() coord.StepContext { return stepCtx(stepRun(), 1, 4) }, catchUp, "frankfurt", "antwerp", errNotController},
+		{"from the controller's site with an old term", func() coord.StepContext { return stepCtx(stepRun(), 1, 4) },
+			func() api.StepRequest { r := catchUp; r.Term = 76; return r }(), "brussels", "antwerp", errNotController},
+		{"no controller elected", func() coord.StepContext {
+			sc := stepCtx(stepRun(), 1, 4)
+			sc.Controller = nil
+			return sc
+		}, catchUp, "brussels", "antwerp", errNotController},
+		{"a step that is not in the plan", func() coord.StepContext { return stepCtx(stepRun(), 1, 4) },
+			func() api.StepRequest { r := catchUp; r.Step = "promote:db@brussels"; r.Kind = plan.Promote; return r }(), "brussels", "brussels", errNoSuchStep},
+		{"a step of the plan sent to another site", func() coord.StepContext { return stepCtx(stepRun(), 1, 4) }, catchUp, "brussels", "brussels", errNoSuchStep},
+		{"the plan's step ID with another kind", func() coord.StepContext { return stepCtx(stepRun(), 1, 4) },
+			func() api.StepRequest { r := catchUp; r.Kind = plan.Promote; return r }(), "brussels", "antwerp", errNoSuchStep},
+		{"a step that is not running (replayed after it was done)", func() coord.StepContext { return stepCtx(stepRun(), -1, 4) },
+			func() api.StepRequest {
+				r := catchUp
+				r.Step, r.Kind, r.Resource = "fence:db@brussels", plan.Fence, "db"
+				return r
+			}(), "brussels", "brussels", errNoSuchStep},
+		{"a step that is still pending", func() coord.StepContext { return stepCtx(stepRun(), 0, 4) }, catchUp, "brussels", "antwerp", errNoSuchStep},
+		{"the controller's own activate step", func() coord.StepContext { return stepCtx(stepRun(), 2, 4) },
+			api.StepRequest{RunID: "r1", Step: "activate@antwerp", Group: "webshop", Kind: plan.Activate, Epoch: 4, Term: 77}, "brussels", "antwerp", errNoSuchStep},
+		{"an older epoch in the request", func() coord.StepContext { return stepCtx(stepRun(), 1, 4) },
+			func() api.StepRequest { r := catchUp; r.Epoch = 3; return r }(), "brussels", "antwerp", errNoSuchStep},
+		{"the record moved on", func() coord.StepContext { return stepCtx(stepRun(), 1, 5) }, catchUp, "brussels", "antwerp", errNoSuchStep},
+		{"a promote after activation runs in the next epoch", func() coord.StepContext {
+			run := stepRun()
+			run.Steps[1].State, run.Steps[2].State = plan.StepDone, plan.StepDone
+			sc := stepCtx(run, 3, 5)
+			sc.Record.ActiveSite = "antwerp"
+			return sc
+		}, api.StepRequest{RunID: "r1", Step: "promote:db@antwerp", Group: "webshop", Resource: "db", Kind: plan.Promote, Epoch: 5, Term: 77}, "brussels", "antwerp", nil},
+		{"a promote after activation in the old epoch", func() coord.StepContext {
+			run := stepRun()
+			run.Steps[1].State, run.Steps[2].State = plan.StepDone, plan.StepDone
+			return stepCtx(run, 3, 5)
+		}, api.StepRequest{RunID: "r1", Step: "promote:db@antwerp", Group: "webshop", Resource: "db", Kind: plan.Promote, Epoch: 4, Term: 77}, "brussels", "antwerp", errNoSuchStep},
+		{"a rollback step while the run rolls back", func() coord.StepContext {
+			run := stepRun()
+			run.State = plan.RunRollingBack
+			run.Rollback[0].State = plan.StepRunning
+			return stepCtx(run, -1, 4)
+		}, api.StepRequest{RunID: "r1", Step: "unfence:db@brussels", Group: "webshop", Resource: "db", Kind: plan.Unfence, Epoch: 4, Term: 77}, "brussels", "brussels", nil},
+		{"a rollback step while the run goes forward", func() coord.StepContext { return stepCtx(stepRun(), 1, 4) },
+			api.StepRequest{RunID: "r1", Step: "unfence:db@brussels", Group: "webshop", Resource: "db", Kind: plan.Unfence, Epoch: 4, Term: 77}, "brussels", "brussels", errNoSuchStep},
+		{"group never adopted", func() coord.StepContext {
+			sc := stepCtx(stepRun(), 1, 4)
+			sc.Adopted = false
+			return sc
+		}, catchUp, "brussels", "antwerp", errNoSuchStep},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := authorizeStep(tt.sc(), tt.req, tt.caller, tt.here)
+			switch {
+			case tt.want == nil && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != nil && !errors.Is(err, tt.want):
+				t.Fatalf("got %v, want %v", err, tt.want)
+			case tt.want == nil && o.step.ID != tt.req.Step:
+				t.Fatalf("allowed step %q, asked %q", o.step.ID, tt.req.Step)
+			}
+		})
+	}
+}
+
+// What a step acts on comes from the stored run, whatever the request says.
+func TestAuthorizeStepInputsFromTheRun(t *testing.T) {
+	o, err := authorizeStep(stepCtx(stepRun(), 1, 4),
+		api.StepRequest{RunID: "r1", Step: "catch-up:db@antwerp", Group: "webshop", Resource: "db", Kind: plan.CatchUp, Epoch: 4, Term: 77}, "brussels", "antwerp")
+	if err != nil || o.input["end_lsn"] != "0/3000100" {
+		t.Fatalf("catch-up input %v (%v), want the fence's end_lsn", o.input, err)
+	}
+	run := stepRun()
+	for i := range 4 {
+		run.Steps[i].State = plan.StepDone
+	}
+	sc := stepCtx(run, 4, 5)
+	o, err = authorizeStep(sc, api.StepRequest{RunID: "r1", Step: "rejoin:db@brussels", Group: "webshop", Resource: "db", Kind: plan.Rejoin, Epoch: 5, Term: 77}, "brussels", "brussels")
+	if err != nil || o.primary != "antwerp" {
+		t.Fatalf("rejoin follows %q (%v), want the run's target antwerp", o.primary, err)
+	}
+}

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// runAudit prints the audit trail.
+func runAudit(e *env, args []string) error {
+	fs := e.flags("audit")
+	since := fs.String("since", "24h", "from `WHEN`: a duration back from now (90m, 7d is 168h) or a time (2026-12-03T10:00:00Z)")
+	limit := fs.Int("limit", 1000, "at most `N` records, the newest")
+	output := fs.String("o", "text", "output `FORMAT`: text or json")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *output != "text" && *output != "json" {
+		return fmt.Errorf("-o %q: use text or json", *output)
+	}
+	from, err := parseSince(*since, time.Now())
+	if err != nil {
+		return err
+	}
+	if *limit < 1 {
+		return fmt.Errorf("--limit %d: give a positive number", *limit)
+	}
+	_, c, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, err := c.Audit(ctx, from, *limit)
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		return jsonOut(e.stdout, recs)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tAT\tWHO\tROLE\tFROM\tREQUEST\tACTION\tRESULT\tWHY")
+	for _, r := range recs {
+		why := r.Error
+		if r.Result == "done" {
+			why = strings.TrimSpace(strings.Join([]string{r.Reason, r.Ticket}, " "))
+		}
+		if r.Suppressed > 0 {
+			why = fmt.Sprintf("(+%d refusals not listed) %s", r.Suppressed, why)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.At.Local().Format("2006-01-02 15:04:05.000"), r.Site, orDash(r.Who), r.Role,
+			r.From, r.Request, orDash(r.Action), strings.ToUpper(r.Result), oneLine(why, 120))
+	}
+	return tw.Flush()
+}
+
+// parseSince reads --since: a duration back from now, or a time.
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("--since %s: give a positive duration", v)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q is neither a duration (90m, 24h) nor a time (2026-12-03T10:00:00Z)", v)
+}
+
+// oneLine shortens s to one line of at most n characters.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
