@@ -59,7 +59,7 @@ func WaitProtected(ctx context.Context, c *api.Client) (status.GroupStatus, erro
 			if s.Site == g.ActiveSite {
 				continue
 			}
-			if l := s.LastKnownLag; l == nil || !l.Streaming || time.Since(l.MeasuredAt) > 3*time.Second {
+			if s.FailoverReady == nil || !*s.FailoverReady {
 				return false
 			}
 		}

@@ -286,8 +286,8 @@ func newPair() (*pair, error) {
 	return p, nil
 }
 
-// start makes the primary and clones the standby, both started with
-// pg_ctl.
+// start makes the primary and clones the standby, and starts both as
+// their data directories say (Instance.Start).
 func (p *pair) start(ctx context.Context) error {
 	if err := p.primary.InitPrimary(ctx, "bench-super", "bench-repl"); err != nil {
 		return err

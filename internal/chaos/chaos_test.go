@@ -33,9 +33,25 @@ import (
 var exe string
 
 func TestMain(m *testing.M) {
-	if err := netns.Available(); err != nil {
-		fmt.Println("chaos suite skipped:", err)
+	// Without root there are no namespaces: the suite says so and skips.
+	// As root it must run: a machine where namespaces cannot be made fails
+	// it, rather than letting it pass without a scenario.
+	if os.Geteuid() != 0 {
+		fmt.Println("chaos suite SKIPPED: it needs root for network namespaces (make chaos as root)")
 		os.Exit(0)
+	}
+	if err := netns.Available(); err != nil {
+		fmt.Println("chaos suite FAILED: running as root, but:", err)
+		os.Exit(1)
+	}
+	probe, err := netns.Create(context.Background(), netns.Options{Names: []string{"probe"}})
+	if err != nil {
+		fmt.Println("chaos suite FAILED: running as root, but a network namespace cannot be created:", err)
+		os.Exit(1)
+	}
+	if err := probe.Close(); err != nil {
+		fmt.Println("chaos suite FAILED: the probe namespace cannot be removed:", err)
+		os.Exit(1)
 	}
 	dir, err := os.MkdirTemp("", "siteflip-chaos-bin-")
 	if err != nil {
@@ -111,6 +127,19 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 
 func group(st status.Status) status.GroupStatus { return st.Groups[0] }
 
+// writeAtAntwerp waits for the first write acknowledged by another server
+// than brussels after event, and returns it.
+func writeAtAntwerp(t *testing.T, e *Env, event time.Time) Ack {
+	t.Helper()
+	var first Ack
+	waitFor(t, 10*time.Second, "a write at antwerp", func() bool {
+		var ok bool
+		first, ok = FirstAckAfter(e.Writer.Acks(), event, "brussels")
+		return ok
+	})
+	return first
+}
+
 // waitFailover waits until the group is active at to, with no run in
 // progress.
 func waitFailover(t *testing.T, e *Env, to string) status.Status {
@@ -182,11 +211,7 @@ func TestActiveSiteKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFailover(t, e, "antwerp")
-	waitFor(t, 10*time.Second, "a write at antwerp", func() bool {
-		_, ok := FirstAckAfter(e.Writer.Acks(), event, "brussels")
-		return ok
-	})
-	first, _ := FirstAckAfter(e.Writer.Acks(), event, "brussels")
+	first := writeAtAntwerp(t, e, event)
 	t.Logf("RTO: kill → first acknowledged write at antwerp %s", first.At.Sub(event).Round(time.Millisecond))
 	check(t, e, event, 5*time.Second)
 }
@@ -206,10 +231,7 @@ func isolated(t *testing.T, synchronous bool) {
 		t.Fatal(err)
 	}
 	waitFailover(t, e, "antwerp")
-	waitFor(t, 10*time.Second, "a write at antwerp", func() bool {
-		_, ok := FirstAckAfter(e.Writer.Acks(), event, "brussels")
-		return ok
-	})
+	writeAtAntwerp(t, e, event)
 	acks := e.Writer.Acks()
 	last, _ := LastAckBy(acks, "brussels")
 	first, _ := FirstAckAfter(acks, event, "brussels")
@@ -319,10 +341,7 @@ func TestControllerKilledDuringFailover(t *testing.T) {
 	if err != nil || len(runs) != 1 || runs[0].State != plan.RunSucceeded {
 		t.Fatalf("runs %+v, err %v: want one finished failover", runs, err)
 	}
-	waitFor(t, 10*time.Second, "a write at antwerp", func() bool {
-		_, ok := FirstAckAfter(e.Writer.Acks(), event, "brussels")
-		return ok
-	})
+	writeAtAntwerp(t, e, event)
 	check(t, e, event, 5*time.Second)
 }
 
@@ -463,6 +482,9 @@ func TestVIPSwitchover(t *testing.T) {
 	time.Sleep(time.Second)
 	gap := LongestGap(e.Writer.Acks(), start.Add(-time.Second))
 	t.Logf("switchover through the VIP: run %s, longest gap between acknowledged writes %s", r.Ended.Sub(r.Started).Round(time.Millisecond), gap.Round(time.Millisecond))
+	for i, s := range r.Plan.Steps {
+		t.Logf("  step %-24s %s", s.ID, r.Steps[i].Ended.Sub(r.Steps[i].Started).Round(time.Millisecond))
+	}
 
 	// Killing antwerp's agent takes its BGP session down: the router drops
 	// its route at once (and brussels takes over by itself later).

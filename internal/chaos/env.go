@@ -34,8 +34,10 @@ type Options struct {
 	Policy      string
 	// WriteInterval is the writer's pace (default 5 ms: 200 writes/s).
 	WriteInterval time.Duration
-	// AgentEnv is added to the agents' environment (failpoints).
+	// AgentEnv is added to the agents' environment (failpoints), SiteEnv
+	// to one location's agent.
 	AgentEnv []string
+	SiteEnv  map[string][]string
 }
 
 // Env is a lab in network namespaces with a writer and a probe running.
@@ -62,7 +64,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		return nil, err
 	}
 	e := &Env{Net: n, Lab: lab.Options{Dir: o.Dir, Exe: o.Exe, Out: o.Out, Net: n, Synchronous: o.Synchronous,
-		FlapPeriod: o.FlapPeriod, Policy: o.Policy, AgentEnv: o.AgentEnv, ReadyTimeout: 90 * time.Second}}
+		FlapPeriod: o.FlapPeriod, Policy: o.Policy, AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv, ReadyTimeout: 90 * time.Second}}
 	if err := lab.Up(ctx, e.Lab); err != nil {
 		e.Close()
 		return nil, err

@@ -36,6 +36,11 @@ type Writer struct {
 	DSN      string
 	Table    string
 	Interval time.Duration
+	// Setup runs on every new connection (a client that turns off
+	// synchronous commit); IDBase offsets the ids, so that two writers
+	// share a table.
+	Setup  string
+	IDBase int64
 
 	mu     sync.Mutex
 	acks   []Ack
@@ -53,7 +58,7 @@ func (w *Writer) Run(ctx context.Context) {
 	}()
 	tick := time.NewTicker(w.Interval)
 	defer tick.Stop()
-	var id int64
+	id := w.IDBase
 	for ctx.Err() == nil {
 		if conn == nil {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -63,6 +68,14 @@ func (w *Writer) Run(ctx context.Context) {
 				w.fail()
 				sleep(ctx, 50*time.Millisecond)
 				continue
+			}
+			if w.Setup != "" {
+				if _, err := c.Exec(ctx, w.Setup); err != nil {
+					c.Close(context.Background())
+					w.fail()
+					sleep(ctx, 50*time.Millisecond)
+					continue
+				}
 			}
 			conn, server = c, remote(c)
 			var name string

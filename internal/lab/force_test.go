@@ -134,7 +134,7 @@ func TestForceAfterQuorumLoss(t *testing.T) {
 		t.Fatalf("runs: %v (%d)", err, len(runs))
 	}
 	r := runs[len(runs)-1]
-	if r.By != "operator (--force)" || r.State != plan.RunSucceeded || r.Plan.To != "brussels" {
+	if r.By != "lab-admin (--force)" || r.State != plan.RunSucceeded || r.Plan.To != "brussels" {
 		t.Errorf("the forced run: by %q, %s to %s (%s)", r.By, r.State, r.Plan.To, r.Error)
 	}
 	t.Logf("forced run %s: RTO %s", r.ID, r.RTO())
@@ -225,7 +225,7 @@ func TestForceFailoverAfterQuorumLoss(t *testing.T) {
 		t.Fatalf("runs: %v", err)
 	}
 	r := runs[len(runs)-1]
-	if r.By != "operator (--force)" || r.State != plan.RunSucceeded || r.Plan.From != "antwerp" || r.Plan.To != "brussels" {
+	if r.By != "lab-admin (--force)" || r.State != plan.RunSucceeded || r.Plan.From != "antwerp" || r.Plan.To != "brussels" {
 		t.Errorf("forced failover run: by %q, %s from %s to %s (%s)", r.By, r.State, r.Plan.From, r.Plan.To, r.Error)
 	}
 }

@@ -44,6 +44,8 @@ type Options struct {
 	// AgentEnv is added to the agents' environment (test hooks such as
 	// SITEFLIP_FAILPOINT); heal uses the same.
 	AgentEnv []string
+	// SiteEnv is added to one location's agent only (a clock offset).
+	SiteEnv map[string][]string
 	// Net, when set, is a network with one namespace per location
 	// (NetNames): each location runs in its own, on its own address, and
 	// the clients (the demo writer, the CLI) reach them from the root
@@ -76,7 +78,7 @@ func Up(ctx context.Context, o Options) error {
 	if binDir == "" {
 		return fmt.Errorf("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: install them with `apt-get install postgresql-15` (`make lab` does this when run as root)")
 	}
-	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv}
+	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv}
 	if o.Net != nil {
 		st.Net = newNetState(o.Net, o.NetOwned)
 	}
@@ -188,7 +190,11 @@ func writeFiles(dir, binDir string, locs []location, gopts groupOptions) (*confi
 		ips := []net.IP{net.ParseIP(l.ip), net.IPv4(127, 0, 0, 1)}
 		ids = append(ids, pki.Identity{Name: l.name, IPs: ips, DNS: []string{l.name}})
 	}
-	ids = append(ids, pki.Identity{Name: "operator"})
+	// The CLI's credential (an admin), and one of each other role for
+	// trying the access table out: siteflip --cert pki/lab-viewer.crt …
+	for _, id := range labIdentities {
+		ids = append(ids, pki.Identity{Name: id.name})
+	}
 	if _, err := pki.GenerateLab(filepath.Join(dir, "pki"), "siteflip lab CA", ids); err != nil {
 		return nil, err
 	}
@@ -256,6 +262,10 @@ func startDatabases(ctx context.Context, st *state, t *config.Topology, o Option
 	if err := startPostgres(ictx, st, primary); err != nil {
 		return err
 	}
+	// From now on it comes up read-only if anything but its agent starts it.
+	if err := postgres.EnsureBootGuard(primary.Settings.DataDir); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "started PostgreSQL primary at brussels (%s:%d)\n", primary.Settings.Host, primary.Settings.Port)
 	if err := st.initDatabase(ictx, o.Exe, standby, func() error { return standby.CloneStandby(ictx, primary.Settings, replPW) }); err != nil {
 		return err
@@ -282,7 +292,7 @@ func startAgent(st *state, exe, site string) error {
 		return err
 	}
 	cmd := exec.Command(exe, "agent", "--config", filepath.Join(st.Dir, "siteflip.yaml"), "--site", site, "--data", siteDir)
-	cmd.Env = append(os.Environ(), st.AgentEnv...)
+	cmd.Env = append(append(os.Environ(), st.AgentEnv...), st.SiteEnv[site]...)
 	_, err := st.start(site, "agent", st.wrap(site, cmd), filepath.Join(siteDir, "agent.log"))
 	return err
 }
@@ -441,92 +451,90 @@ func KillAgent(o Options, site string) error {
 }
 
 // Heal starts what Disaster killed at site: its database as its data
-// directory left it, then its agent.
+// directory left it, then its agent. It is safe at any time, a failover
+// under way included: a primary's data directory holds its boot guard, so
+// the database comes up read-only, and its agent decides from the group's
+// record whether it serves as the primary again (docs/design/safety.md).
 func Heal(ctx context.Context, o Options, site string) error {
-	st, err := loadState(o.Dir)
-	if err != nil {
+	if err := StartDatabase(ctx, o, site); err != nil && !errors.Is(err, errUp) {
 		return err
 	}
-	if err := knownLocation(site); err != nil {
+	if err := StartAgent(o, site); err != nil && !errors.Is(err, errUp) {
 		return err
 	}
-	var agentUp, dbUp bool
-	var dead []proc
-	for _, p := range st.of(site) {
-		switch {
-		case !p.alive():
-			dead = append(dead, p)
-		case p.Name == "agent":
-			agentUp = true
-		case p.Name == "postgres":
-			dbUp = true
-		}
-	}
-	dbUp = dbUp || len(st.postmasters(site)) > 0
-	st.forget(dead)
-	t, err := config.Load(filepath.Join(st.Dir, "siteflip.yaml"), driver.Types())
+	return nil
+}
+
+// errUp: what was to be started runs already.
+var errUp = errors.New("already running")
+
+// StartDatabase starts the database of site as its data directory left
+// it, as a machine that boots would: a primary's comes up read-only behind
+// its boot guard. A data directory without the guard that is no standby is
+// not started: it would come up writable without its agent.
+func StartDatabase(ctx context.Context, o Options, site string) error {
+	st, t, err := healState(o, site)
 	if err != nil {
 		return err
 	}
 	in, hasDB := st.instance(t, site)
-	if agentUp && (dbUp || !hasDB) {
-		return fmt.Errorf("%s is running (%s): nothing to heal", site, names(union(st.of(site), st.postmasters(site))))
+	if !hasDB {
+		return nil
 	}
-	if hasDB && !dbUp {
-		why, start := mayStartDatabase(ctx, t, in)
-		if start {
-			if err := startPostgres(ctx, st, in); err != nil {
-				return err
-			}
-			fmt.Fprintf(o.Out, "started PostgreSQL at %s (%s)\n", site, why)
-		} else {
-			fmt.Fprintf(o.Out, "PostgreSQL at %s stays stopped: %s\n", site, why)
-		}
+	if ps := st.postmasters(site); len(ps) > 0 {
+		return fmt.Errorf("PostgreSQL at %s: %w (%s)", site, errUp, names(ps))
 	}
-	if !agentUp {
-		if err := startAgent(st, o.Exe, site); err != nil {
-			return err
-		}
-		fmt.Fprintf(o.Out, "started the agent of %s\n", site)
+	if _, err := os.Stat(filepath.Join(in.Settings.DataDir, "standby.signal")); err != nil {
+		return fmt.Errorf("PostgreSQL at %s stays stopped: its data directory %s has no boot guard (standby.signal), so it would come up as a writable primary without its agent; "+
+			"start its agent alone (it starts the database when the group's record says so), or `siteflip reprotect` rejoins it", site, in.Settings.DataDir)
 	}
+	if err := startPostgres(ctx, st, in); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "started PostgreSQL at %s: read-only until its agent, from the group's record, makes it the primary again or leaves it a standby\n", site)
 	return st.save()
 }
 
-// mayStartDatabase says whether heal may start the database at a site as
-// its data directory left it. A standby is always safe. A primary is safe
-// only while its site is still the group's active site: after a failover
-// it would be a second writable primary, and clients that still reach it
-// (the demo writer lists every site) would write to it. Then it stays
-// stopped until a reprotect rejoins it as a standby.
-func mayStartDatabase(ctx context.Context, t *config.Topology, in postgres.Instance) (string, bool) {
-	if _, err := os.Stat(filepath.Join(in.Settings.DataDir, "standby.signal")); err == nil {
-		return "as a standby", true
-	}
-	c, err := api.NewClient(t)
+// StartAgent starts the agent of site.
+func StartAgent(o Options, site string) error {
+	st, _, err := healState(o, site)
 	if err != nil {
-		return err.Error(), false
+		return err
 	}
-	defer c.Close()
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	st, err := c.Status(qctx)
+	for _, p := range st.of(site) {
+		if p.Name == "agent" && p.alive() {
+			return fmt.Errorf("the agent of %s: %w", site, errUp)
+		}
+	}
+	if err := startAgent(st, o.Exe, site); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "started the agent of %s\n", site)
+	return st.save()
+}
+
+// healState loads the lab's state, forgetting the processes of site that
+// died, and its topology.
+func healState(o Options, site string) (*state, *config.Topology, error) {
+	st, err := loadState(o.Dir)
 	if err != nil {
-		return fmt.Sprintf("it was a primary and no location answers to say whether %s is still active (%v)", in.Site, err), false
+		return nil, nil, err
 	}
-	for _, g := range st.Groups {
-		if g.Name != demoGroup {
-			continue
-		}
-		if g.Run != "" {
-			return fmt.Sprintf("run %s is in progress on %s, and its steps start, stop or rejoin this database; starting it now could make it serve next to the one the run promotes", g.Run, g.Name), false
-		}
-		if g.ActiveSite == in.Site {
-			return "as the primary of the active site", true
-		}
-		return fmt.Sprintf("it was a primary, but %s is now active at %s; starting it would make a second writable primary. `siteflip reprotect %s` rejoins it as a standby and starts it",
-			g.Name, g.ActiveSite, g.Name), false
+	if err := knownLocation(site); err != nil {
+		return nil, nil, err
 	}
-	return "the group is not in the status", false
+	var dead []proc
+	for _, p := range st.of(site) {
+		if !p.alive() {
+			dead = append(dead, p)
+		}
+	}
+	st.forget(dead)
+	t, err := config.Load(filepath.Join(st.Dir, "siteflip.yaml"), driver.Types())
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, t, nil
 }
 
 func knownLocation(site string) error {
@@ -584,8 +592,7 @@ func Down(o Options) error {
 			}
 		}
 	} else {
-		// FRR keeps per-instance paths under /var/run/frr/<namespace>.
-		os.RemoveAll(filepath.Join("/var/run/frr", st.Net.Namespaces["router"]))
+		os.RemoveAll(st.router().StateDir())
 	}
 	if st.Net != nil && st.Net.Owned {
 		if err := netns.Sweep(st.Net.Prefix); err != nil {

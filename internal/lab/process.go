@@ -25,6 +25,8 @@ type state struct {
 	CreatedAt time.Time `json:"created_at"`
 	Processes []proc    `json:"processes"`
 	AgentEnv  []string  `json:"agent_env,omitempty"`
+	// SiteEnv is added to one location's agent only.
+	SiteEnv map[string][]string `json:"site_env,omitempty"`
 	// Net is set when the locations live in network namespaces.
 	Net *netState `json:"net,omitempty"`
 }

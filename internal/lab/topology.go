@@ -29,6 +29,7 @@ var locations = []location{
 // Ports every location uses on its own address.
 const (
 	agentPort      = 7400
+	leasePort      = 7401 // the default: the agent's port + 1
 	etcdClientPort = 2379
 	etcdPeerPort   = 2380
 	postgresPort   = 5432
@@ -49,12 +50,21 @@ const (
 
 func (l location) addr(port int) string { return net.JoinHostPort(l.ip, fmt.Sprint(port)) }
 
+// labIdentities are the lab's people: the CLI uses the admin's
+// certificate; the others are there to try the roles out.
+var labIdentities = []struct{ name, role string }{
+	{"lab-admin", "admin"},
+	{"lab-operator", "operator"},
+	{"lab-viewer", "viewer"},
+	{"lab-nobody", ""}, // a certificate of the CA bound to no role
+}
+
 // addresses lists every address the lab listens on, to check before
 // starting that none is taken.
 func addresses(locs []location) []string {
 	var out []string
 	for _, l := range locs {
-		out = append(out, l.addr(agentPort), l.addr(etcdClientPort), l.addr(etcdPeerPort))
+		out = append(out, l.addr(agentPort), l.addr(leasePort), l.addr(etcdClientPort), l.addr(etcdPeerPort))
 		if l.postgres {
 			out = append(out, l.addr(postgresPort), l.addr(dnsPort))
 		}
@@ -81,11 +91,17 @@ func topologyYAML(dir, binDir string, locs []location, o groupOptions) string {
 name: lab
 tls:
   ca_file: pki/ca.crt
-operator:
-  cert_file: pki/operator.crt
-  key_file: pki/operator.key
-sites:
+operator:                          # the CLI's credential; --cert/--key for another
+  cert_file: pki/lab-admin.crt
+  key_file: pki/lab-admin.key
+access:                            # certificate names and their roles
 `)
+	for _, id := range labIdentities {
+		if id.role != "" {
+			fmt.Fprintf(&b, "  - {identity: %s, role: %s}\n", id.name, id.role)
+		}
+	}
+	b.WriteString("sites:\n")
 	for _, l := range locs {
 		fmt.Fprintf(&b, `  - name: %s
     role: %s
