@@ -301,10 +301,27 @@ func Run(ctx context.Context, opts Options) (err error) {
 	g.Go(func() error { return a.convergeLoop(gctx) })
 	g.Go(func() error { return a.convergeLocal(gctx) })
 	log.Info("agent started", "api", site.Agent.Address, "lease", site.Agent.LeaseAddress, "tls", t.TLSEnabled(), "etcd", endpoints)
+	stopped := make(chan struct{})
+	go func() {
+		// Some calls into etcd ignore cancellation (the election library
+		// resigns with the client's own context): without a quorum they
+		// would hold the stop for ever. Closing the client ends them.
+		<-gctx.Done()
+		select {
+		case <-stopped:
+		case <-time.After(stopGrace):
+			log.Warn("the agent's loops did not stop in time; closing its etcd client", "after", stopGrace)
+			a.store.Close()
+		}
+	}()
 	err = g.Wait()
+	close(stopped)
 	log.Info("agent stopped", "error", err)
 	return err
 }
+
+// stopGrace is how long the agent's loops get to end once it stops.
+const stopGrace = 5 * time.Second
 
 // localDatabases finds the databases this agent fences when its lease runs
 // out, and those on its machine that it keeps in line with their records.
