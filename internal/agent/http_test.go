@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/siteflip/siteflip/internal/audit"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/pki"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 func get(t *testing.T, f pki.Files, url string) string {
@@ -198,19 +200,15 @@ func TestConnectionLimit(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	counts := func() (accepted, refusedSoFar int) {
 		mu.Lock()
-		n, r := len(held), refused
-		mu.Unlock()
-		if n == connsPerClient && r == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections accepted, %d refused; want %d and 3", n, r, connsPerClient)
-		}
-		time.Sleep(10 * time.Millisecond)
+		defer mu.Unlock()
+		return len(held), refused
 	}
+	testbed.WaitFor(t, 5*time.Second, fmt.Sprintf("%d connections accepted and 3 refused", connsPerClient), func() bool {
+		n, r := counts()
+		return n == connsPerClient && r == 3
+	})
 	// Closing one makes room for one more.
 	mu.Lock()
 	held[0].Close()
@@ -220,19 +218,11 @@ func TestConnectionLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	conns = append(conns, c)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := len(held)
-		mu.Unlock()
-		if n == connsPerClient+1 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbed.WaitFor(t, 5*time.Second, "one more accepted after one closed", func() bool {
+		n, _ := counts()
+		return n == connsPerClient+1
+	})
 	mu.Lock()
-	if len(held) != connsPerClient+1 {
-		t.Errorf("after one closed, %d accepted in all, want %d", len(held), connsPerClient+1)
-	}
 	for _, c := range held {
 		c.Close()
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/siteflip/siteflip/internal/pki"
 	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // The scenarios of docs/design/safety.md: hostile callers and sick
@@ -73,29 +74,37 @@ func TestForgedSteps(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(2 * time.Second)
+	// Every forged step reaches the trail, refused, under its caller's
+	// name.
+	viewer := clientAs(t, e, "lab-viewer")
+	var refused map[string]int
+	trailComplete := func() bool {
+		recs, err := viewer.Audit(t.Context(), event.Add(-time.Minute), 10000)
+		if err != nil {
+			return false
+		}
+		refused = map[string]int{}
+		for _, r := range recs {
+			if r.Request == "POST /v1/steps" && r.Result == audit.Refused {
+				refused[r.Who] += 1 + r.Suppressed
+			}
+		}
+		for _, name := range identities {
+			if refused[name] != len(forged) {
+				return false
+			}
+		}
+		return true
+	}
+	if !testbed.Poll(10*time.Second, trailComplete) {
+		t.Errorf("audit trail: refused steps by caller %v, want %d each from %v", refused, len(forged), identities)
+	}
 	st, err = e.WaitStatus(t.Context(), 10*time.Second, func(status.Status) bool { return true })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if g := group(st); g.ActiveSite != "brussels" || g.Epoch != 1 || g.State != status.StateProtected || g.Run != "" {
 		t.Errorf("after the forged steps: active %s epoch %d state %s run %q (%v)", g.ActiveSite, g.Epoch, g.State, g.Run, g.Problems)
-	}
-	// Every forged step is in the trail, refused, under its caller's name.
-	recs, err := clientAs(t, e, "lab-viewer").Audit(t.Context(), event.Add(-time.Minute), 10000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := map[string]int{}
-	for _, r := range recs {
-		if r.Request == "POST /v1/steps" && r.Result == audit.Refused {
-			refused[r.Who] += 1 + r.Suppressed
-		}
-	}
-	for _, name := range identities {
-		if refused[name] != len(forged) {
-			t.Errorf("audit trail: %d refused steps by %s, want %d", refused[name], name, len(forged))
-		}
 	}
 	check(t, e, event, 0)
 }
@@ -117,8 +126,14 @@ func TestUnobservableThenCutOff(t *testing.T) {
 		t.Fatalf("the agent never reported brussels' database unobservable: %v", err)
 	}
 	t.Logf("brussels' database does not answer its agent (%d connections hold every slot)", len(hogs))
-	// Long enough for the lag a failover trusts to be too stale.
-	time.Sleep(6 * time.Second)
+	// Until the lag a failover would trust is too stale: what brussels
+	// writes meanwhile is unknown to the others.
+	if _, err := e.WaitStatus(t.Context(), 30*time.Second, func(st status.Status) bool {
+		r := group(st).Resources[0].Sites[1].FailoverReady
+		return r != nil && !*r
+	}); err != nil {
+		t.Fatalf("the lag record never became too stale for a failover: %v", err)
+	}
 	event := time.Now()
 	if err := e.Net.Isolate("brussels", netns.Host, "router"); err != nil {
 		t.Fatal(err)
@@ -187,8 +202,7 @@ func exhaustSlots(t *testing.T, e *Env, site string) []*pgx.Conn {
 		t.Fatalf("no connection to %s", site)
 	}
 	// End the observer's session, and take its slot before it reconnects.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	gone := func() bool {
 		var n int
 		err := hogs[0].QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'siteflip-observer'`).Scan(&n)
 		if err != nil {
@@ -196,16 +210,14 @@ func exhaustSlots(t *testing.T, e *Env, site string) []*pgx.Conn {
 		}
 		for grab() {
 		}
-		if n == 0 {
-			var left int
-			if err := hogs[0].QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'siteflip-observer'`).Scan(&left); err == nil && left == 0 {
-				return hogs
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+		var left int
+		err = hogs[0].QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'siteflip-observer'`).Scan(&left)
+		return n == 0 && err == nil && left == 0
 	}
-	t.Fatal("the observer kept its connection")
-	return nil
+	if !testbed.Poll(10*time.Second, gone) {
+		t.Fatal("the observer kept its connection")
+	}
+	return hogs
 }
 
 // TestAgentFailsWhilePartitioned: the active site's agent fails (returns
@@ -332,9 +344,9 @@ func TestClockOff(t *testing.T) {
 	check(t, e, event, 5*time.Second)
 }
 
-// TestSiteLostRightAfterReprotect: a site lost a second after a reprotect
-// fails over by itself: status said protected only once a failover would
-// go ahead.
+// TestSiteLostRightAfterReprotect: a site lost right after a reprotect,
+// the moment status says protected, fails over by itself: status says
+// protected only once a failover would go ahead.
 func TestSiteLostRightAfterReprotect(t *testing.T) {
 	e := start(t, Options{})
 	if _, err := harnessRun(t, e, api.RunRequest{Group: "webshop", Action: plan.Reprotect, Reason: "chaos"}); err != nil {
@@ -344,7 +356,6 @@ func TestSiteLostRightAfterReprotect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
 	event := time.Now()
 	if err := lab.Disaster(e.Lab, "brussels"); err != nil {
 		t.Fatal(err)
@@ -366,16 +377,30 @@ func TestPowerBackDuringFailover(t *testing.T) {
 	if err := lab.Disaster(e.Lab, "brussels"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// The power comes back as the others declare brussels lost, which is
+	// when the failover starts: the database first, as a booting machine
+	// would start it, then the agent once it is up.
+	if _, err := e.WaitStatus(t.Context(), 30*time.Second, func(st status.Status) bool {
+		b, _ := st.Site("brussels")
+		return len(b.LostBy) > 0
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := lab.StartDatabase(t.Context(), e.Lab, "brussels"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
 	if err := lab.StartAgent(e.Lab, "brussels"); err != nil {
 		t.Fatal(err)
 	}
 	waitFailover(t, e, "antwerp")
-	time.Sleep(3 * time.Second) // brussels' agent looks at its database
+	// Until brussels' agent reports its database: it has then read the
+	// group's record and decided what to do with it.
+	if _, err := e.WaitStatus(t.Context(), 30*time.Second, func(st status.Status) bool {
+		b := group(st).Resources[0].Sites[0]
+		return b.Observed && b.Role != status.RoleUnknown
+	}); err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range e.Probe.Samples() {
 		if s.Site == "brussels" && s.Writable && s.Start.After(event.Add(100*time.Millisecond)) {
 			t.Errorf("brussels accepted a write at %s, after its power cut: it came back writable", s.Start.Format("15:04:05.000"))

@@ -2,8 +2,6 @@ package driver
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver/postgres"
@@ -71,12 +69,11 @@ var _ Local = pgLocal{}
 func (p pgLocal) Disk(context.Context) (DiskFacts, error) {
 	dir := p.inst.Settings.DataDir
 	_, running := postgres.Postmaster(dir)
-	state, err := postgres.ControlState(dir)
+	d, err := postgres.ClusterState(dir)
 	if err != nil {
 		return DiskFacts{Running: running}, err
 	}
-	_, err = os.Stat(filepath.Join(dir, "standby.signal"))
-	return DiskFacts{Running: running, State: state, Guard: err == nil}, nil
+	return DiskFacts{Running: running, State: d.State, Guard: d.StandbySignal}, nil
 }
 
 func (p pgLocal) StartPrimary(ctx context.Context) error { return p.inst.StartPrimary(ctx) }

@@ -159,12 +159,7 @@ func TestLab(t *testing.T) {
 	}
 	// Heal starts the old primary: it comes up read-only behind its boot
 	// guard, and its agent leaves it so, since antwerp is active.
-	for range 5 {
-		if writable(t, topo, "brussels") {
-			t.Fatal("heal started the old primary at brussels writable while antwerp is active")
-		}
-		time.Sleep(time.Second)
-	}
+	healedReadOnly(t, c, topo, "brussels")
 	if r := runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Reprotect}); r.State != plan.RunSucceeded {
 		t.Fatalf("reprotect %s: %s", r.State, r.Error)
 	}

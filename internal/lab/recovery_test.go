@@ -231,6 +231,32 @@ func pgConnect(ctx context.Context, topo *config.Topology, site string) (*pgx.Co
 	return pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s", s.Host, s.Port, s.Database, s.User, pw))
 }
 
+// healedReadOnly checks that the database of a healed site that is not
+// active came up read-only, and stays so once its agent reports it: the
+// agent has then read the group's record and decided.
+func healedReadOnly(t *testing.T, c *api.Client, topo *config.Topology, site string) {
+	t.Helper()
+	if writable(t, topo, site) {
+		t.Fatalf("heal started the old primary at %s writable", site)
+	}
+	st := waitStatus(t, c, 30*time.Second, site+"'s agent reporting its database", func(st status.Status) bool {
+		for _, s := range group(st).Resources[0].Sites {
+			if s.Site == site {
+				return s.Observed && s.Role != status.RoleUnknown
+			}
+		}
+		return false
+	})
+	for _, s := range group(st).Resources[0].Sites {
+		if s.Site == site && s.Role == status.RolePrimary {
+			t.Fatalf("%s's agent made its database a primary while %s is active", site, group(st).ActiveSite)
+		}
+	}
+	if writable(t, topo, site) {
+		t.Fatalf("the database at %s is writable while %s is active", site, group(st).ActiveSite)
+	}
+}
+
 // writable says whether the database at site accepts writes: it runs and
 // is not in recovery.
 func writable(t *testing.T, topo *config.Topology, site string) bool {
@@ -279,12 +305,7 @@ func TestFailoverAndReprotect(t *testing.T) {
 	}
 	// Heal starts the old primary: it comes up read-only behind its boot
 	// guard, and its agent leaves it so, since antwerp is active.
-	for range 5 {
-		if writable(t, topo, "brussels") {
-			t.Fatal("heal started the old primary at brussels writable while antwerp is active")
-		}
-		time.Sleep(time.Second)
-	}
+	healedReadOnly(t, c, topo, "brussels")
 	r = runAndWait(t, c, api.RunRequest{Group: "webshop", Action: plan.Reprotect})
 	if r.State != plan.RunSucceeded {
 		t.Fatalf("reprotect %s: %s", r.State, r.Error)

@@ -372,7 +372,7 @@ func TestFailover(t *testing.T) {
 			}
 			p.pSrv.stop(t, true) // KillServer while the writer writes
 			w.halt()
-			if d, err := ClusterState(ctx, a.Settings); err != nil || d.State != ClusterInProduction || d.StandbySignal != tc.guarded {
+			if d, err := ClusterState(a.Settings.DataDir); err != nil || d.State != ClusterInProduction || d.StandbySignal != tc.guarded {
 				t.Errorf("killed primary: %+v, %v; want in production, standby.signal %v", d, err, tc.guarded)
 			}
 			acked := len(w.acked())

@@ -181,7 +181,7 @@ func (i Instance) StartPrimary(ctx context.Context) error {
 	return nil
 }
 
-// Cluster states as pg_controldata prints them ("Database cluster state").
+// Cluster states, as pg_controldata prints them ("Database cluster state").
 const (
 	ClusterShutDown           = "shut down"
 	ClusterShutDownInRecovery = "shut down in recovery"
@@ -194,7 +194,7 @@ const (
 // DiskState is what a data dir says about its cluster, whether a server
 // runs on it or not.
 type DiskState struct {
-	// State is pg_controldata's "Database cluster state", one of the
+	// State is the control file's "Database cluster state", one of the
 	// Cluster* constants. A stopped cluster "in production" or "in archive
 	// recovery" was killed (or crashed) as a primary or a standby; one
 	// "shut down" or "shut down in recovery" was stopped cleanly.
@@ -204,34 +204,23 @@ type DiskState struct {
 	StandbySignal bool
 }
 
-// StoppedCleanly says the cluster was shut down cleanly, as a primary or as
-// a standby, by pg_ctl stop or a fence, rather than killed or crashed.
-// Meaningless while a server runs on it.
-func (d DiskState) StoppedCleanly() bool {
-	return d.State == ClusterShutDown || d.State == ClusterShutDownInRecovery
-}
-
-// ClusterState reads the state of the cluster in s.DataDir on this host
-// from its control file (pg_controldata) and its signal files.
-func ClusterState(ctx context.Context, s Settings) (DiskState, error) {
-	where := fmt.Sprintf("read the cluster state of data dir %s", s.DataDir)
-	if err := checkCluster(s.DataDir); err != nil {
-		return DiskState{}, fmt.Errorf("%s: %w", where, err)
+// ClusterState reads the state of the cluster in dataDir on this host
+// from its control file (read directly: ControlState) and its signal
+// files.
+func ClusterState(dataDir string) (DiskState, error) {
+	if err := checkCluster(dataDir); err != nil {
+		return DiskState{}, fmt.Errorf("read the cluster state of data dir %s: %w", dataDir, err)
 	}
-	u, err := runAsUser()
+	state, err := ControlState(dataDir)
 	if err != nil {
-		return DiskState{}, fmt.Errorf("%s: %w", where, err)
+		return DiskState{}, fmt.Errorf("read the cluster state of data dir %s: %w", dataDir, err)
 	}
-	cd, err := readControlData(ctx, u, s, s.DataDir)
-	if err != nil {
-		return DiskState{}, fmt.Errorf("%s: %w", where, err)
-	}
-	d := DiskState{State: cd.State}
-	switch _, err := os.Stat(filepath.Join(s.DataDir, standbySignal)); {
+	d := DiskState{State: state}
+	switch _, err := os.Stat(filepath.Join(dataDir, standbySignal)); {
 	case err == nil:
 		d.StandbySignal = true
 	case !errors.Is(err, os.ErrNotExist):
-		return DiskState{}, fmt.Errorf("%s: %w", where, err)
+		return DiskState{}, fmt.Errorf("read the cluster state of data dir %s: %w", dataDir, err)
 	}
 	return d, nil
 }

@@ -31,9 +31,9 @@ func timelineOf(t *testing.T, ctx context.Context, s Settings) int64 {
 }
 
 // diskState is ClusterState, failing the test on an error.
-func diskState(t *testing.T, ctx context.Context, s Settings) DiskState {
+func diskState(t *testing.T, s Settings) DiskState {
 	t.Helper()
-	d, err := ClusterState(ctx, s)
+	d, err := ClusterState(s.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,13 +118,13 @@ func TestNoShell(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDown(t, hostile)
-	if d := diskState(t, ctx, a.Settings); d != (DiskState{State: ClusterInProduction, StandbySignal: true}) {
+	if d := diskState(t, a.Settings); d != (DiskState{State: ClusterInProduction, StandbySignal: true}) {
 		t.Errorf("after KillDataDir: %+v, want in production with standby.signal", d)
 	}
 	if err := a.ensureCleanShutdown(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	if d := diskState(t, ctx, a.Settings); d != (DiskState{State: ClusterShutDown, StandbySignal: true}) {
+	if d := diskState(t, a.Settings); d != (DiskState{State: ClusterShutDown, StandbySignal: true}) {
 		t.Errorf("after crash recovery: %+v, want shut down with standby.signal put back", d)
 	}
 	if aside, _ := filepath.Glob(filepath.Join(hostile, "*"+asideSuffix)); len(aside) > 0 {
@@ -203,7 +203,7 @@ func TestBootGuard(t *testing.T) {
 	}
 	waitDown(t, dir)
 	hasGuard("after KillDataDir")
-	if d := diskState(t, ctx, s); d.State != ClusterInProduction || !d.StandbySignal || d.StoppedCleanly() {
+	if d := diskState(t, s); d.State != ClusterInProduction || !d.StandbySignal {
 		t.Errorf("killed primary: %+v, want in production with standby.signal, not stopped cleanly", d)
 	}
 	if err := a.Start(ctx); err != nil {
@@ -251,7 +251,7 @@ func TestBootGuard(t *testing.T) {
 	if err := a.Stop(ctx, "fast"); err != nil {
 		t.Fatal(err)
 	}
-	if d := diskState(t, ctx, s); d != (DiskState{State: ClusterShutDownInRecovery, StandbySignal: true}) || !d.StoppedCleanly() {
+	if d := diskState(t, s); d != (DiskState{State: ClusterShutDownInRecovery, StandbySignal: true}) {
 		t.Errorf("standby stopped fast: %+v, want shut down in recovery with standby.signal", d)
 	}
 	if err := a.StartPrimary(ctx); err != nil {
@@ -279,14 +279,14 @@ func TestBootGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	hasGuard("after Fence")
-	if d := diskState(t, ctx, s); !f.Clean || d != (DiskState{State: ClusterShutDown, StandbySignal: true}) || !d.StoppedCleanly() {
+	if d := diskState(t, s); !f.Clean || d != (DiskState{State: ClusterShutDown, StandbySignal: true}) {
 		t.Errorf("fenced: %+v, cluster %+v; want a clean stop, shut down with standby.signal", f, d)
 	}
 }
 
 func TestClusterStateErrors(t *testing.T) {
 	dir := t.TempDir()
-	_, err := ClusterState(t.Context(), Settings{DataDir: dir})
+	_, err := ClusterState(dir)
 	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "no cluster") {
 		t.Errorf("ClusterState without a cluster: %v", err)
 	}
