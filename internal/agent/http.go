@@ -41,7 +41,7 @@ const (
 func (a *agent) handlers() map[string]http.HandlerFunc {
 	metrics := promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{Registry: a.metrics.reg})
 	return map[string]http.HandlerFunc{
-		"GET /healthz":             func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "ok %s\n", a.site.Name) },
+		"GET /healthz":             a.handleHealthz,
 		"GET /v1/status":           a.handleStatus,
 		"GET /metrics":             metrics.ServeHTTP,
 		"GET /v1/runs":             a.handleRuns,

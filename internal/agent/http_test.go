@@ -231,3 +231,18 @@ func TestConnectionLimit(t *testing.T) {
 		c.Close()
 	}
 }
+
+func TestParseHealthz(t *testing.T) {
+	at := time.Date(2026, 12, 4, 3, 9, 55, 947000123, time.UTC)
+	for body, want := range map[string]time.Time{
+		"ok brussels " + at.Format(time.RFC3339Nano) + "\n": at,
+		"ok brussels\n":              {}, // an agent that does not say
+		"ok brussels yesterday\n":    {},
+		"busy brussels 2026-12-04\n": {},
+		"":                           {},
+	} {
+		if got := parseHealthz(body); !got.Equal(want) {
+			t.Errorf("parseHealthz(%q) = %s, want %s", body, got, want)
+		}
+	}
+}

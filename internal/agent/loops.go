@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,7 +50,7 @@ func (a *agent) probePeer(ctx context.Context, peer config.Site) {
 	failures := 0
 	for {
 		start := time.Now()
-		err := a.probe(ctx, url)
+		started, err := a.probe(ctx, url)
 		rtt := time.Since(start)
 		if ctx.Err() != nil {
 			return
@@ -66,6 +67,9 @@ func (a *agent) probePeer(ctx context.Context, peer config.Site) {
 		switch {
 		case err == nil:
 			next.Reachable, next.RTTMs, next.Error = true, float64(rtt.Microseconds())/1000, ""
+			if !started.IsZero() {
+				next.Started = started
+			}
 		case failures >= failuresToDown || !known:
 			next.Reachable, next.Error = false, err.Error()
 		}
@@ -77,6 +81,11 @@ func (a *agent) probePeer(ctx context.Context, peer config.Site) {
 		a.mu.Unlock()
 		if flipped {
 			a.log.Info("peer reachability changed", "peer", peer.Name, "reachable", next.Reachable, "error", next.Error)
+		}
+		if known && !prev.Started.IsZero() && !prev.Started.Equal(next.Started) {
+			a.log.Info("peer agent started anew", "peer", peer.Name, "started", next.Started)
+		}
+		if flipped || !prev.Started.Equal(next.Started) {
 			a.notify()
 		}
 		select {
@@ -87,23 +96,45 @@ func (a *agent) probePeer(ctx context.Context, peer config.Site) {
 	}
 }
 
-func (a *agent) probe(ctx context.Context, url string) error {
+// handleHealthz answers "ok SITE STARTED": the peers learn from it when
+// this agent started, and so which of its views are from this run.
+func (a *agent) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	fmt.Fprintf(w, "ok %s %s\n", a.site.Name, a.started.Format(time.RFC3339Nano))
+}
+
+// probe asks a peer's /healthz; it returns when the peer's agent started
+// (zero if its answer does not say).
+func (a *agent) probe(ctx context.Context, url string) (time.Time, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	// Read to the end so the connection is reused: a TLS handshake per
 	// probe is slow, and on a lossy link more likely to fail than the probe.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthz answered %s", resp.Status)
+		return time.Time{}, fmt.Errorf("healthz answered %s", resp.Status)
 	}
-	return nil
+	return parseHealthz(string(body)), nil
+}
+
+// parseHealthz reads the start time from a /healthz answer.
+func parseHealthz(body string) time.Time {
+	f := strings.Fields(body)
+	if len(f) < 3 || f[0] != "ok" {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, f[2])
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 // observeLoop observes the local resources each probe interval.

@@ -177,10 +177,34 @@ func Assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		}
 		return age <= 2*ttl/3+250*time.Millisecond
 	}
+	// A site judged up keeps its view believed between publications, but
+	// only a view of the agent's current run: one left by a run that has
+	// since ended (a power cut, then the agent started again) says nothing
+	// of what the new run found.
+	believe := func(site string, v View) bool {
+		return fresh(v) || (!down[site] && currentRun(t, snap.Views, site, v))
+	}
 	for i := range t.Groups {
-		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap, down, fresh, t.Coordination.ServeLease.D()))
+		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap, down, believe, t.Coordination.ServeLease.D()))
 	}
 	return st
+}
+
+// currentRun tells whether v, site's view, was published by the run of
+// its agent that the other locations reach now: none of them that reaches
+// it has had an answer from an agent started at another time.
+func currentRun(t *config.Topology, views map[string]View, site string, v View) bool {
+	for _, o := range t.Sites {
+		ov, ok := views[o.Name]
+		if o.Name == site || !ok {
+			continue
+		}
+		p := ov.Peers[site]
+		if p.Reachable && !p.Started.IsZero() && !p.Started.Equal(v.StartedAt) {
+			return false
+		}
+	}
+	return true
 }
 
 func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteStatus {
@@ -224,7 +248,7 @@ func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteSt
 // view until its lease expires; what that view says is believed only while
 // the site still republishes it (fresh), since then the site is alive and
 // connected to the quorum even if the other agents cannot reach it.
-func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh func(View) bool, serveLease time.Duration) GroupStatus {
+func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, believe func(string, View) bool, serveLease time.Duration) GroupStatus {
 	gs := GroupStatus{
 		Name: g.Name, PreferredSite: g.PreferredSite, Policy: g.Policy,
 		MaxDataLoss: g.MaxDataLoss.D().String(), RTOTarget: g.RTOTarget.D().String(),
@@ -250,7 +274,7 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh
 			view, reporting := snap.Views[site]
 			v, observed := view.Resources[key]
 			switch {
-			case observed && (!siteDown[site] || fresh(view)):
+			case observed && believe(site, view):
 				rss.Observed, rss.Up, rss.Role = true, v.Up, v.Role
 				rss.Timeline, rss.Streaming, rss.Error = v.Timeline, v.Streaming, v.Error
 				if v.Role == RolePrimary {
@@ -261,6 +285,8 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, fresh
 				}
 			case siteDown[site]:
 				rss.Error = "the site is unreachable"
+			case observed:
+				rss.Error = "the site's agent started again and has not reported yet"
 			case !reporting:
 				rss.Error = "the site's agent is not reporting"
 			default:

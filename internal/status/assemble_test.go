@@ -334,3 +334,49 @@ func TestFreshnessIgnoresThePublishersClock(t *testing.T) {
 		}
 	}
 }
+
+// TestViewOfAnEarlierRun: after a power cut, a site's agent starts again
+// and is reachable before it publishes; the view its previous run left
+// (a primary) must not be shown as what the site has now.
+func TestViewOfAnEarlierRun(t *testing.T) {
+	before := time.Unix(100, 0).UTC()
+	after := time.Unix(200, 0).UTC()
+	now := time.Unix(210, 0)
+	seenStarted := func(v View, site string, started time.Time) View {
+		p := v.Peers[site]
+		p.Started = started
+		v.Peers[site] = p
+		return v
+	}
+	for _, tt := range []struct {
+		name       string
+		seen       time.Time     // when antwerp's probes say brussels' agent started
+		age        time.Duration // how long ago antwerp saw brussels' view change
+		wantRole   string
+		wantReason string
+	}{
+		{"same run, fresh", before, 100 * time.Millisecond, RolePrimary, ""},
+		{"same run, between publications", before, 5 * time.Second, RolePrimary, ""},
+		{"older peer without a start time", time.Time{}, 5 * time.Second, RolePrimary, ""},
+		{"new run, not yet published", after, 5 * time.Second, RoleUnknown, "started again"},
+		{"new run, its first view is fresh", after, 100 * time.Millisecond, RolePrimary, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := withDB(sees("brussels", "antwerp", "frankfurt"), primary)
+			b.StartedAt = before
+			if tt.name == "new run, its first view is fresh" {
+				b.StartedAt = after
+			}
+			views := map[string]View{
+				"brussels":  b,
+				"antwerp":   seenStarted(withDB(sees("antwerp", "brussels", "frankfurt"), standby), "brussels", tt.seen),
+				"frankfurt": seenStarted(sees("frankfurt", "brussels", "antwerp"), "brussels", tt.seen),
+			}
+			snap := Snapshot{Views: views, Records: rec, Lags: trusted, ViewAges: map[string]time.Duration{"brussels": tt.age, "antwerp": 0, "frankfurt": 0}}
+			s := Assemble(topology(), snap, "antwerp", now).Groups[0].Resources[0].Sites[0]
+			if s.Role != tt.wantRole || !strings.Contains(s.Error, tt.wantReason) {
+				t.Errorf("brussels' db: role %s (%q), want %s (%q)", s.Role, s.Error, tt.wantRole, tt.wantReason)
+			}
+		})
+	}
+}

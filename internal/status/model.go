@@ -31,6 +31,9 @@ type PeerView struct {
 	Since     time.Time `json:"since"`            // when Reachable last changed
 	RTTMs     float64   `json:"rtt_ms,omitempty"` // last successful probe
 	Error     string    `json:"error,omitempty"`  // last failed probe
+	// Started is when the other agent started, as its last answer said:
+	// a view it published before it last started is not believed.
+	Started time.Time `json:"started,omitzero"`
 }
 
 // Roles of a replicated resource at one site.
