@@ -121,7 +121,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	a := &agent{
 		opts: opts, topo: t, site: site, log: log,
-		lease: newLeases(t.Sites, time.Now()),
+		lease: newLeases(t, time.Now()),
 		leaseClient: &http.Client{
 			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
 				DialContext: (&net.Dialer{Timeout: t.Coordination.ServeLease.D()}).DialContext},

@@ -46,9 +46,15 @@ type viewClock struct {
 type viewSeen struct {
 	published time.Time // as the publisher wrote it
 	at        time.Time // when this agent first saw it (monotonic)
+	// firstSight: it was there when this agent first looked; how long it
+	// had been there is unknown.
+	firstSight bool
 }
 
-// ages notes the views of snap and returns each one's age.
+// ages notes the views of snap and returns each one's age. A view seen
+// for the first time has no known age (it may have been left there long
+// ago) and is left out until it changes: a view without an age is not
+// fresh.
 func (vc *viewClock) ages(views map[string]status.View, now time.Time) map[string]time.Duration {
 	vc.mu.Lock()
 	defer vc.mu.Unlock()
@@ -58,9 +64,15 @@ func (vc *viewClock) ages(views map[string]status.View, now time.Time) map[strin
 	out := make(map[string]time.Duration, len(views))
 	for site, v := range views {
 		s, ok := vc.seen[site]
-		if !ok || !s.published.Equal(v.PublishedAt) {
+		switch {
+		case !ok:
+			vc.seen[site] = viewSeen{published: v.PublishedAt, firstSight: true}
+			continue
+		case !s.published.Equal(v.PublishedAt):
 			s = viewSeen{published: v.PublishedAt, at: now}
 			vc.seen[site] = s
+		case s.firstSight:
+			continue
 		}
 		out[site] = now.Sub(s.at)
 	}
@@ -74,6 +86,12 @@ func (a *agent) snapshot(ctx context.Context) (status.Snapshot, error) {
 		return snap, err
 	}
 	snap.ViewAges = a.views.ages(snap.Views, time.Now())
+	// This location's own view from an earlier run of its agent says
+	// nothing of what this run found: not reporting yet.
+	if v, ok := snap.Views[a.site.Name]; ok && !v.StartedAt.Equal(a.started) {
+		delete(snap.Views, a.site.Name)
+		delete(snap.ViewAges, a.site.Name)
+	}
 	return snap, nil
 }
 

@@ -672,10 +672,8 @@ func (a *agent) recordForce(ctx context.Context, f status.Forced, upTo int64, rc
 		return fmt.Errorf("force %s: its etcd member runs alone now, but recording the force failed: %w; run the command again: it goes on from there", here, err)
 	}
 	a.lease.mu.Lock()
-	if a.lease.marked != nil {
-		for _, s := range lostSites {
-			a.lease.marked[s] = true
-		}
+	for _, s := range lostSites {
+		a.lease.granter.Declare(s)
 	}
 	a.lease.mu.Unlock()
 	if n, err := a.store.ForgetSessions(ctx, upTo); err != nil {
@@ -756,7 +754,7 @@ func (a *agent) followForced(ctx context.Context) {
 		return
 	}
 	a.lease.mu.Lock()
-	granted := time.Now().Before(a.lease.until)
+	granted := a.lease.lease.Valid(time.Now())
 	a.lease.mu.Unlock()
 	if !granted {
 		return

@@ -73,3 +73,25 @@ func TestLagUpdates(t *testing.T) {
 		})
 	}
 }
+
+// TestViewAges: a view already there when the agent first looks has no
+// known age (it may be a dead agent's), so it is not fresh until it
+// changes; a changed view is aged from when the change was seen.
+func TestViewAges(t *testing.T) {
+	var vc viewClock
+	t0 := time.Now()
+	v := map[string]status.View{"brussels": {Site: "brussels", PublishedAt: time.Unix(100, 0)}}
+	if ages := vc.ages(v, t0); len(ages) != 0 {
+		t.Errorf("first sight: ages %v, want none", ages)
+	}
+	if ages := vc.ages(v, t0.Add(time.Second)); len(ages) != 0 {
+		t.Errorf("unchanged since the first sight: ages %v, want none", ages)
+	}
+	v["brussels"] = status.View{Site: "brussels", PublishedAt: time.Unix(101, 0)}
+	if ages := vc.ages(v, t0.Add(2*time.Second)); ages["brussels"] != 0 {
+		t.Errorf("just changed: ages %v, want 0", ages)
+	}
+	if ages := vc.ages(v, t0.Add(3*time.Second)); ages["brussels"] != time.Second {
+		t.Errorf("a second after the change: ages %v, want 1s", ages)
+	}
+}

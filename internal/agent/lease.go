@@ -18,6 +18,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/safety"
 	"github.com/siteflip/siteflip/internal/status"
 	"github.com/siteflip/siteflip/internal/watchdog"
 )
@@ -29,16 +30,11 @@ import (
 // site lost in etcd and grants it nothing more until it removed its mark.
 type leases struct {
 	mu sync.Mutex
-	// As a requester: the lease runs until until (monotonic clock). It is
-	// enforced once it was granted a first time, or once startupGrace has
-	// passed without any grant: the other agents of a location that is
-	// starting up may not be listening yet.
-	until time.Time
-	ready bool
-	// As a granter: when each site was last granted, and which sites this
-	// location marked lost (loaded from etcd at start; nil until then).
-	lastGrant map[string]time.Time
-	marked    map[string]bool
+	// lease is this location's serve lease as a requester; granter is what
+	// it granted the others and whom it marked lost (safety.Granter).
+	lease   *safety.Lease
+	granter *safety.Granter
+	// unmarking: a removal of this location's mark on the site is under way.
 	unmarking map[string]bool
 	// markMu orders the writes and removals of this location's marks in
 	// etcd, so that a late write cannot land after the removal it
@@ -46,14 +42,19 @@ type leases struct {
 	markMu sync.Mutex
 }
 
-func newLeases(sites []config.Site, now time.Time) *leases {
-	l := &leases{lastGrant: map[string]time.Time{}, unmarking: map[string]bool{}}
-	// A location that just started may have granted before it stopped:
-	// count from now, so it never marks a site earlier than it should.
-	for _, s := range sites {
-		l.lastGrant[s.Name] = now
+func newLeases(t *config.Topology, now time.Time) *leases {
+	var sites []string
+	for _, s := range t.Sites {
+		if s.Role == config.RoleSite {
+			sites = append(sites, s.Name)
+		}
 	}
-	return l
+	c := t.Coordination
+	return &leases{
+		lease:     safety.NewLease(c.ServeLease.D(), startupGrace, now),
+		granter:   safety.NewGranter(sites, c.ServeLease.D()+c.FenceMargin.D(), now),
+		unmarking: map[string]bool{},
+	}
 }
 
 // startupGrace is how long a starting agent waits for its first grant
@@ -85,15 +86,12 @@ func (a *agent) handleLease(w http.ResponseWriter, r *http.Request) {
 	}
 	l := a.lease
 	l.mu.Lock()
-	loaded, marked := l.marked != nil, l.marked[req.Site]
-	if loaded && !marked {
-		l.lastGrant[req.Site] = time.Now()
-	}
+	answer := l.granter.Ask(req.Site, time.Now())
 	l.mu.Unlock()
-	switch {
-	case !loaded:
+	switch answer {
+	case safety.NotReady:
 		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s has not read its marks from the control plane yet", a.site.Name))
-	case marked:
+	case safety.Refuse:
 		go a.unmark(req.Site)
 		writeError(w, http.StatusConflict, fmt.Errorf("%s: %w %s lost; it grants again once the mark is removed", a.site.Name, errMarked, req.Site))
 	default:
@@ -126,20 +124,17 @@ func (a *agent) renewLoop(ctx context.Context) error {
 				switch {
 				case err == nil:
 					a.lease.mu.Lock()
-					if until := sent.Add(lease); until.After(a.lease.until) {
-						a.lease.until = until
-					}
-					a.lease.ready = true
+					a.lease.lease.Granted(sent)
 					a.lease.mu.Unlock()
 				case errors.Is(err, errLeaseRefused):
 					// A location that marked this one lost says so: this
 					// site may not serve, and need not wait for the
 					// startup grace to know it.
 					a.lease.mu.Lock()
-					if !a.lease.ready {
+					if !a.lease.lease.Answered() {
 						a.log.Warn("another location refuses the serve lease: enforcing it at once", "peer", p.Name, "error", err)
 					}
-					a.lease.ready = true
+					a.lease.lease.Refused()
 					a.lease.mu.Unlock()
 				}
 				a.metrics.leaseRequest(p.Name, err == nil)
@@ -151,20 +146,6 @@ func (a *agent) renewLoop(ctx context.Context) error {
 			}
 		}()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-time.After(startupGrace):
-			a.lease.mu.Lock()
-			if !a.lease.ready {
-				a.log.Warn("no other location granted the serve lease since the agent started; enforcing it", "after", startupGrace)
-			}
-			a.lease.ready = true
-			a.lease.mu.Unlock()
-		}
-	}()
 	wg.Wait()
 	return nil
 }
@@ -210,7 +191,7 @@ func (a *agent) leaseValid() bool {
 	}
 	a.lease.mu.Lock()
 	defer a.lease.mu.Unlock()
-	return time.Now().Before(a.lease.until)
+	return a.lease.lease.Valid(time.Now())
 }
 
 // enforceLoop fences every local database when the lease runs out and
@@ -225,24 +206,28 @@ func (a *agent) enforceLoop(ctx context.Context) error {
 		targets = append(targets, t)
 	}
 	fenced := map[string]fenceState{} // in this loss of the lease
-	withdrawn := false
+	withdrawn, graceTold := false, false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		}
+		now := time.Now()
 		a.lease.mu.Lock()
-		ready, until := a.lease.ready, a.lease.until
+		verdict, left, answered := a.lease.lease.Verdict(now), a.lease.lease.Left(now), a.lease.lease.Answered()
 		a.lease.mu.Unlock()
 		if a.forcedHere() {
 			// A person declared the other locations lost (force.go).
-			ready, until = true, time.Now().Add(lease)
+			verdict, left = safety.Serve, lease
 		}
-		if !ready {
+		if verdict == safety.Wait {
 			continue
 		}
-		left := time.Until(until)
+		if !answered && !graceTold {
+			graceTold = true
+			a.log.Warn("no other location granted the serve lease since the agent started; enforcing it", "after", startupGrace)
+		}
 		if a.watchdog != nil {
 			select {
 			case <-a.watchdog.Exited():
@@ -259,7 +244,7 @@ func (a *agent) enforceLoop(ctx context.Context) error {
 				a.log.Warn("watchdog", "error", err)
 			}
 		}
-		if left > 0 {
+		if verdict == safety.Serve {
 			clear(fenced)
 			withdrawn = false
 			continue
@@ -322,6 +307,10 @@ func (a *agent) markLoop(ctx context.Context) error {
 	defer tick.Stop()
 	written := map[string]bool{} // marks stored in etcd
 	failing := map[string]bool{} // marks whose storing failed (logged once)
+	// The resources are probed from probeLead before the promise runs out,
+	// so that the mark is not late by a probe's timeout; a probe that found
+	// nothing counts for probeLead and two ticks.
+	unreachable := map[string]time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -331,33 +320,41 @@ func (a *agent) markLoop(ctx context.Context) error {
 		if !a.loadMarks(ctx, written) {
 			continue
 		}
+		a.lease.mu.Lock()
+		silent := a.lease.granter.Silent(time.Now(), probeLead)
+		a.lease.mu.Unlock()
 		for _, s := range a.topo.Sites {
 			if s.Name == a.site.Name || s.Role != config.RoleSite {
 				continue
 			}
 			a.lease.mu.Lock()
-			silent := time.Since(a.lease.lastGrant[s.Name])
-			marked := a.lease.marked[s.Name]
+			marked := a.lease.granter.Marked(s.Name)
 			a.lease.mu.Unlock()
 			if !marked {
 				written[s.Name] = false
 				delete(failing, s.Name)
-				if silent < silentFor {
+				if !slices.Contains(silent, s.Name) {
+					delete(unreachable, s.Name)
 					continue
 				}
-				if addr, ok := a.reachableResource(ctx, s.Name); ok {
-					a.log.Debug("site silent but its resources answer; not marking it lost", "site", s.Name, "resource", addr)
-					continue
+				if at, ok := unreachable[s.Name]; !ok || time.Since(at) > probeLead+c.ServeLease.D()/5 {
+					if addr, ok := a.reachableResource(ctx, s.Name); ok {
+						delete(unreachable, s.Name)
+						a.log.Debug("site silent but its resources answer; not marking it lost", "site", s.Name, "resource", addr)
+						continue
+					}
+					unreachable[s.Name] = time.Now()
 				}
 				a.lease.mu.Lock()
-				// A grant may have slipped in during the probe.
-				if time.Since(a.lease.lastGrant[s.Name]) < silentFor {
-					a.lease.mu.Unlock()
+				// Not before the promise ran out, nor after a grant that
+				// slipped in during the probe.
+				marked = a.lease.granter.Mark(s.Name, time.Now())
+				a.lease.mu.Unlock()
+				if !marked {
 					continue
 				}
-				a.lease.marked[s.Name] = true
-				a.lease.mu.Unlock()
-				a.log.Warn("site lost from here: no lease request and no resource answered; marking it lost", "site", s.Name, "silent", silent.Round(time.Millisecond))
+				delete(unreachable, s.Name)
+				a.log.Warn("site lost from here: no lease request and no resource answered; marking it lost", "site", s.Name, "silent_for_over", silentFor)
 			}
 			if written[s.Name] {
 				continue
@@ -381,7 +378,7 @@ func (a *agent) writeMark(ctx context.Context, site string, silentFor time.Durat
 	a.lease.markMu.Lock()
 	defer a.lease.markMu.Unlock()
 	a.lease.mu.Lock()
-	still := a.lease.marked[site]
+	still := a.lease.granter.Marked(site)
 	a.lease.mu.Unlock()
 	if !still {
 		return nil
@@ -397,7 +394,7 @@ func (a *agent) writeMark(ctx context.Context, site string, silentFor time.Durat
 // anything: a location that restarts must not forget whom it declared lost.
 func (a *agent) loadMarks(ctx context.Context, written map[string]bool) bool {
 	a.lease.mu.Lock()
-	loaded := a.lease.marked != nil
+	loaded := a.lease.granter.Loaded()
 	a.lease.mu.Unlock()
 	if loaded {
 		return true
@@ -408,18 +405,22 @@ func (a *agent) loadMarks(ctx context.Context, written map[string]bool) bool {
 	if err != nil {
 		return false
 	}
-	marked := map[string]bool{}
+	var marked []string
 	for site, by := range snap.Marks {
 		if _, ok := by[a.site.Name]; ok {
-			marked[site] = true
+			marked = append(marked, site)
 			written[site] = true
 		}
 	}
 	a.lease.mu.Lock()
-	a.lease.marked = marked
+	a.lease.granter.Load(marked)
 	a.lease.mu.Unlock()
 	return true
 }
+
+// probeLead is how long a probe of a site's resources may take, and how
+// long before its promise runs out it starts.
+const probeLead = 250 * time.Millisecond
 
 // reachableResource returns the address of a resource of site that accepts
 // a TCP connection from here, if any.
@@ -432,7 +433,7 @@ func (a *agent) reachableResource(ctx context.Context, site string) (string, boo
 			}
 		}
 	}
-	d := net.Dialer{Timeout: 250 * time.Millisecond}
+	d := net.Dialer{Timeout: probeLead}
 	for _, addr := range addrs {
 		conn, err := d.DialContext(ctx, "tcp", addr)
 		if err == nil {
@@ -472,8 +473,7 @@ func (a *agent) unmark(site string) {
 		return
 	}
 	a.lease.mu.Lock()
-	a.lease.marked[site] = false
-	a.lease.lastGrant[site] = time.Now()
+	a.lease.granter.Unmarked(site, time.Now())
 	a.lease.mu.Unlock()
 	a.log.Info("site asks for the lease again and no run depends on the mark: mark removed", "site", site)
 }

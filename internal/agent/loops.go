@@ -14,6 +14,7 @@ import (
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/safety"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -377,62 +378,36 @@ func primarySites(g *config.Group, gs status.GroupStatus) []string {
 	return out
 }
 
-// evictAfter is how long every other location must have failed to reach
-// the controller's agent before its lease is revoked.
-const evictAfter = time.Second
-
 // watchController evicts a controller whose location every other location
-// has lost, instead of waiting out its lease (see coord.EvictController).
+// has lost, instead of waiting out its lease (safety.ControllerLost and
+// coord.EvictController).
 func (a *agent) watchController(ctx context.Context) {
 	tick := time.NewTicker(a.topo.Coordination.ProbeInterval.D())
 	defer tick.Stop()
+	// The marks on the controller's site evict it the moment they are all
+	// there: the failover must not wait for the eviction.
+	marks := a.store.WatchMarks(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-marks:
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		snap, err := a.snapshot(rctx)
 		if err == nil && snap.Controller != nil {
-			if lost := controllerLost(a.topo, snap, a.site.Name); lost {
+			if lost, why := safety.ControllerLost(a.topo, snap, a.site.Name); lost {
 				c := snap.Controller
 				if ok, err := a.store.EvictController(rctx, c.Site, c.Term); err != nil && ctx.Err() == nil {
 					a.log.Warn("evict controller", "controller", c.Site, "error", err)
 				} else if ok {
-					a.log.Warn("evicted controller: every other location has lost it", "controller", c.Site, "term", c.Term)
+					a.log.Warn("evicted controller", "controller", c.Site, "term", c.Term, "why", why)
 				}
 			}
 		}
 		cancel()
 	}
-}
-
-// controllerLost says whether every location other than the controller's
-// publishes a view in which the controller's agent has been unreachable for
-// at least evictAfter. A controller that any location still reaches keeps
-// its office: a cut link between two sites is not a lost site. How long is
-// measured without comparing clocks: the observer's own PublishedAt − Since,
-// plus the view's age on this machine's clock.
-func controllerLost(t *config.Topology, snap status.Snapshot, self string) bool {
-	c := snap.Controller
-	if c == nil || c.Site == self {
-		return false
-	}
-	for _, s := range t.Sites {
-		if s.Name == c.Site {
-			continue
-		}
-		v, ok := snap.Views[s.Name]
-		if !ok {
-			return false
-		}
-		p, ok := v.Peers[c.Site]
-		if !ok || p.Reachable || v.PublishedAt.Sub(p.Since)+snap.ViewAges[s.Name] < evictAfter {
-			return false
-		}
-	}
-	return true
 }
 
 // withSnapshots calls f every interval with a fresh snapshot of the

@@ -154,18 +154,24 @@ func (a *agent) driveRuns(ctx context.Context, sess *coord.Session) {
 	eng.AfterStep = a.failpoint()
 	driving := map[string]bool{}
 	done := make(chan string)
-	ap := a.newAutopilot(ctx)
+	ap := a.newMemory(ctx)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	// A mark stored or removed is decided on at once, not at the next poll.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	marks := a.store.WatchMarks(wctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		snap, err := a.snapshot(rctx)
 		cancel()
+		again := false
 		if err == nil {
 			a.recordLags(ctx, snap)
-			a.decide(ctx, snap, sess.Fence(), ap)
+			// A failover just started is driven at once: read again.
+			again = a.decide(ctx, snap, sess.Fence(), ap)
 			for _, id := range snap.Running {
 				if driving[id] {
 					continue
@@ -197,11 +203,15 @@ func (a *agent) driveRuns(ctx context.Context, sess *coord.Session) {
 				}()
 			}
 		}
+		if again {
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case id := <-done:
 			delete(driving, id)
+		case <-marks:
 		case <-tick.C:
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -132,4 +133,34 @@ func (s *Store) PutSync(ctx context.Context, r status.SyncRecord, recordRevision
 		return false, fmt.Errorf("record replication mode of %s/%s: %w", r.Group, r.Resource, err)
 	}
 	return resp.Succeeded, nil
+}
+
+// WatchMarks signals on the returned channel whenever a mark is stored or
+// removed, so that the controller decides at once rather than at its next
+// poll. The channel holds one pending signal at most; it is closed when ctx
+// ends. Without a quorum nothing is signalled (the controller's poll goes
+// on regardless).
+func (s *Store) WatchMarks(ctx context.Context) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		for ctx.Err() == nil {
+			wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), s.lostKey(), clientv3.WithPrefix())
+			for resp := range wch {
+				if resp.Err() != nil || len(resp.Events) == 0 {
+					continue
+				}
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+			// The watch ended (no leader, or ctx): start a new one shortly.
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return out
 }

@@ -177,17 +177,53 @@ func Assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		}
 		return age <= 2*ttl/3+250*time.Millisecond
 	}
-	// A site judged up keeps its view believed between publications, but
-	// only a view of the agent's current run: one left by a run that has
-	// since ended (a power cut, then the agent started again) says nothing
-	// of what the new run found.
+	// A site judged down is believed only from a view it published after
+	// the others lost it (it still republishes: alive and connected to the
+	// quorum); its last view from before, however recent, is the last word
+	// of an agent that may be dead. A site judged up keeps its view
+	// believed between publications, but only a view of the agent's
+	// current run, as the others' probes tell it: one left by a run that has since ended (a power cut,
+	// then the agent started again) says nothing of what the new run
+	// found.
 	believe := func(site string, v View) bool {
-		return fresh(v) || (!down[site] && currentRun(t, snap.Views, site, v))
+		if down[site] {
+			return fresh(v) && publishedSinceLost(t, snap, site, v)
+		}
+		return currentRun(t, snap.Views, site, v)
 	}
 	for i := range t.Groups {
 		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap, down, believe, t.Coordination.ServeLease.D()))
 	}
 	return st
+}
+
+// publishedSinceLost tells whether the reader saw v, site's view, change
+// after every location that cannot reach site lost it. Each observer's
+// time since it lost site is its own publication time less the moment it
+// lost it, plus its view's age here: no two clocks are compared. Without
+// ages (a reader that does not measure them) it says yes.
+func publishedSinceLost(t *config.Topology, snap Snapshot, site string, v View) bool {
+	if snap.ViewAges == nil {
+		return true
+	}
+	age, ok := snap.ViewAges[site]
+	if !ok {
+		return false
+	}
+	for _, o := range t.Sites {
+		ov, ok := snap.Views[o.Name]
+		if o.Name == site || !ok {
+			continue
+		}
+		p, ok := ov.Peers[site]
+		if !ok || p.Reachable || p.Since.IsZero() {
+			continue
+		}
+		if lostFor := ov.PublishedAt.Sub(p.Since) + snap.ViewAges[o.Name]; age >= lostFor {
+			return false
+		}
+	}
+	return true
 }
 
 // currentRun tells whether v, site's view, was published by the run of

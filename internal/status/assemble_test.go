@@ -380,3 +380,46 @@ func TestViewOfAnEarlierRun(t *testing.T) {
 		})
 	}
 }
+
+// TestLastWordOfALostSite: right after a fast failover, the old active
+// site's last view (a primary) is still recent, but it was published
+// before the others lost the site: it must not make a split brain. A site
+// that the others cannot reach but that still publishes is believed.
+func TestLastWordOfALostSite(t *testing.T) {
+	now := time.Unix(1000, 0)
+	lostSince := func(v View, d time.Duration) View {
+		v.PublishedAt = now
+		v.Peers["brussels"] = PeerView{Reachable: false, Since: now.Add(-d)}
+		return v
+	}
+	for _, tt := range []struct {
+		name     string
+		lostFor  time.Duration // how long antwerp and frankfurt have not reached brussels
+		viewAge  time.Duration // brussels' view, as the reader measures it
+		wantRole string
+		split    bool
+	}{
+		{"died 0.5 s ago, its last view 1.5 s old", 500 * time.Millisecond, 1500 * time.Millisecond, RoleUnknown, false},
+		{"died 0.5 s ago, its last view 0.6 s old", 500 * time.Millisecond, 600 * time.Millisecond, RoleUnknown, false},
+		{"unreachable for 5 s, still publishing", 5 * time.Second, 200 * time.Millisecond, RolePrimary, true},
+		{"unreachable for 5 s, no longer publishing", 5 * time.Second, 3 * time.Second, RoleUnknown, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := withDB(sees("brussels"), primary)
+			views := map[string]View{
+				"brussels":  b,
+				"antwerp":   lostSince(withDB(sees("antwerp", "frankfurt"), ResourceView{Up: true, Role: RolePrimary, Timeline: 2}), tt.lostFor),
+				"frankfurt": lostSince(sees("frankfurt", "antwerp"), tt.lostFor),
+			}
+			snap := Snapshot{Views: views, Records: map[string]Record{"webshop": {Group: "webshop", ActiveSite: "antwerp", Epoch: 4}},
+				ViewAges: map[string]time.Duration{"brussels": tt.viewAge, "antwerp": 0, "frankfurt": 0}}
+			g := Assemble(topology(), snap, "antwerp", now).Groups[0]
+			if r := g.Resources[0].Sites[0].Role; r != tt.wantRole {
+				t.Errorf("brussels' db: %s, want %s", r, tt.wantRole)
+			}
+			if split := g.State == StateSplitBrain; split != tt.split {
+				t.Errorf("state %s (%v), split brain want %v", g.State, g.Problems, tt.split)
+			}
+		})
+	}
+}
