@@ -322,8 +322,8 @@ func (t *Topology) setDefaults() {
 	def(&c.LeaseTTL, defaultLeaseTTL)
 	def(&c.ProbeInterval, defaultProbeInterval)
 	def(&c.ProbeTimeout, defaultProbeTimeout)
-	def(&c.ServeLease, time.Second)
-	def(&c.FenceMargin, 500*time.Millisecond)
+	def(&c.ServeLease, 500*time.Millisecond)
+	def(&c.FenceMargin, 250*time.Millisecond)
 	for i := range t.Sites {
 		s := &t.Sites[i]
 		if s.Role == "" {

@@ -278,6 +278,10 @@ func startDatabases(ctx context.Context, st *state, t *config.Topology, o Option
 }
 
 func startPostgres(ctx context.Context, st *state, in postgres.Instance) error {
+	// A killed postmaster that nobody reaped yet still holds the lock file.
+	if err := in.PrepareStart(ctx); err != nil {
+		return err
+	}
 	if _, err := st.start(in.Site, "postgres", st.wrap(in.Site, in.ServerCommand()), ""); err != nil {
 		return err
 	}

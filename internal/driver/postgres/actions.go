@@ -315,12 +315,10 @@ func Promote(ctx context.Context, s Settings) (PromoteResult, error) {
 		return PromoteResult{}, fmt.Errorf("%s: %w", where, err)
 	}
 	if recovery {
-		wait := 60
-		if dl, ok := ctx.Deadline(); ok {
-			wait = max(1, int(time.Until(dl)/time.Second))
-		}
+		// Not pg_promote's own wait: it looks ten times a second; the
+		// loop below proves the server writable every 10 ms.
 		var done bool
-		err := conn.QueryRow(ctx, `SELECT pg_promote(true, $1)`, wait).Scan(&done)
+		err := conn.QueryRow(ctx, `SELECT pg_promote(false)`).Scan(&done)
 		var pgErr *pgconn.PgError
 		switch {
 		case errors.As(err, &pgErr) && pgErr.Code == "55000":
@@ -328,15 +326,9 @@ func Promote(ctx context.Context, s Settings) (PromoteResult, error) {
 		case err != nil:
 			return PromoteResult{}, fmt.Errorf("%s: pg_promote: %w; see the server log", where, err)
 		case !done:
-			return PromoteResult{}, fmt.Errorf("%s: the promotion did not finish within %d s; see the server log, and call Promote again to wait longer", where, wait)
+			return PromoteResult{}, fmt.Errorf("%s: the server refused to signal its promotion; see the server log", where)
 		}
 	}
-	if dir := s.DataDir; dir != "" && checkCluster(dir) == nil {
-		if err := EnsureBootGuard(dir); err != nil {
-			return PromoteResult{}, fmt.Errorf("%s: it is a primary now, but its boot guard is missing: %w; a restart would bring it up as a primary without the agent: fix that and call Promote again", where, err)
-		}
-	}
-
 	for {
 		err := proveWritable(ctx, conn)
 		if err == nil {
@@ -355,6 +347,12 @@ func Promote(ctx context.Context, s Settings) (PromoteResult, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	res := PromoteResult{WritableAfter: time.Since(began)}
+	// After the promotion, which removes standby.signal: the boot guard.
+	if dir := s.DataDir; dir != "" && checkCluster(dir) == nil {
+		if err := EnsureBootGuard(dir); err != nil {
+			return res, fmt.Errorf("%s: it is a primary now, but its boot guard is missing: %w; a restart would bring it up as a primary without the agent: fix that and call Promote again", where, err)
+		}
+	}
 
 	tl, err := readTimeline(ctx, conn)
 	if err != nil {

@@ -112,6 +112,25 @@ func (i Instance) Start(ctx context.Context) error {
 	return nil
 }
 
+// PrepareStart does what Start does before it launches a server: it waits
+// for the backends of a killed postmaster to exit and removes a
+// postmaster.pid left by a dead one (a zombie that nobody reaped yet
+// included, up to 10 s). Call it before running ServerCommand yourself;
+// it does nothing when a server runs for the data dir.
+func (i Instance) PrepareStart(ctx context.Context) error {
+	dir := i.Settings.DataDir
+	if _, alive := postmasterAlive(dir); alive {
+		return nil
+	}
+	if err := reapOrphans(ctx, dir); err != nil {
+		return fmt.Errorf("%s: %w", i.where("prepare to start postgres"), err)
+	}
+	if err := clearStalePidFile(ctx, dir); err != nil {
+		return fmt.Errorf("%s: %w", i.where("prepare to start postgres"), err)
+	}
+	return nil
+}
+
 // start is Start without the checks.
 func (i Instance) start(ctx context.Context, u *osUser) error {
 	s := i.Settings
