@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/audit"
@@ -180,24 +181,49 @@ func (a *agent) observeLoop(ctx context.Context, observers map[string]driver.Obs
 // (lease expired, location cut off) it starts a new one.
 func (a *agent) presenceLoop(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
+	ttl := a.topo.Coordination.LeaseTTL.D()
+	var resume int64 // the lease of a session the client dropped, to take up again
 	for ctx.Err() == nil {
-		// Blocks while the cluster has no quorum; that is the wait we want.
-		sess, err := a.store.NewSession(ctx, a.site.Name, a.topo.Coordination.LeaseTTL.D())
-		if err != nil {
-			if ctx.Err() == nil {
-				a.log.Warn("no control-plane session yet; retrying", "error", err)
+		var sess *coord.Session
+		var err error
+		if resume != 0 {
+			// Blocks until the cluster has a leader again.
+			rctx, cancel := context.WithTimeout(ctx, 2*ttl)
+			sess, err = a.store.ResumeSession(rctx, a.site.Name, resume, ttl)
+			cancel()
+			if err == nil {
+				a.log.Info("control-plane session taken up again: its lease outlived the client's keepalive", "lease", fmt.Sprintf("%x", resume))
+			} else if ctx.Err() == nil {
+				a.log.Warn("control-plane session gone; opening a new one", "error", err)
 			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
+			resume = 0
+		}
+		if sess == nil {
+			// Blocks while the cluster has no quorum; that is the wait we want.
+			sess, err = a.store.NewSession(ctx, a.site.Name, ttl)
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn("no control-plane session yet; retrying", "error", err)
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 2*time.Second)
+				continue
 			}
-			backoff = min(2*backoff, 2*time.Second)
-			continue
+			a.log.Info("control-plane session opened", "lease", fmt.Sprintf("%x", sess.Lease()))
 		}
 		backoff = 200 * time.Millisecond
-		a.log.Info("control-plane session opened", "lease", fmt.Sprintf("%x", sess.Lease()))
-		a.runSession(ctx, sess)
+		dropped := a.runSession(ctx, sess)
 		a.metrics.controller.Set(0)
+		if dropped && ctx.Err() == nil {
+			// The client gave up on the lease; the cluster may not have.
+			sess.Orphan()
+			resume = sess.Lease()
+			a.log.Warn("control-plane session dropped by the client; taking its lease up again if it still lives")
+			continue
+		}
 		// Revoke at once on a clean stop, so the view and the candidacy do
 		// not linger for a TTL.
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -209,7 +235,7 @@ func (a *agent) presenceLoop(ctx context.Context) error {
 		sess.Close()
 		cancel()
 		if ctx.Err() == nil {
-			a.log.Warn("control-plane session lost; opening a new one")
+			a.log.Warn("control-plane session ended; opening a new one")
 		}
 	}
 	return nil
@@ -217,16 +243,20 @@ func (a *agent) presenceLoop(ctx context.Context) error {
 
 // runSession publishes the view and campaigns for controller until the
 // session ends or ctx does.
-func (a *agent) runSession(ctx context.Context, sess *coord.Session) {
+// It says whether it ended because the session's keepalive was dropped.
+func (a *agent) runSession(ctx context.Context, sess *coord.Session) (dropped bool) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var lost atomic.Bool
 	go func() {
 		select {
 		case <-sess.Done():
+			lost.Store(true)
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
+	defer func() { dropped = lost.Load() }()
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); a.publishLoop(ctx, sess) }()
@@ -242,6 +272,7 @@ func (a *agent) runSession(ctx context.Context, sess *coord.Session) {
 	}()
 	go func() { defer wg.Done(); a.watchController(ctx) }()
 	wg.Wait()
+	return
 }
 
 // publishLoop publishes the view at once on a change, and at least every

@@ -127,6 +127,7 @@ func TestControlPlane(t *testing.T) {
 		{"EvictControllerConcurrently", testEvictConcurrently},
 		{"CampaignConfirmedAcrossMembers", testCampaignAcrossMembers},
 		{"SessionOutlivesContext", testSessionOutlivesContext},
+		{"ResumeSession", testResumeSession},
 		{"Runs", testRuns},
 		{"StepContext", testStepContext},
 		{"Audit", testAudit},
@@ -761,5 +762,43 @@ func testSessionOutlivesContext(t *testing.T, c *cluster) {
 	}
 	if got := snapshot(t, stores[1]).Views; len(got) != 0 {
 		t.Errorf("views right after Close: %d, want none", len(got))
+	}
+}
+
+// Case: a session the client dropped is taken up again with its lease:
+// the view and the candidacy under it are still there, and the controller
+// keeps its term. A lease that is gone cannot be taken up.
+func testResumeSession(t *testing.T, c *cluster) {
+	stores := c.stores(t, installation(t))
+	ctx := ctxTimeout(t, 20*time.Second)
+	sa := newSession(t, stores[0], "a", sessionTTL)
+	if err := sa.PublishView(ctx, testView("a")); err != nil {
+		t.Fatal(err)
+	}
+	term, err := sa.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa.Orphan()
+	resumed, err := stores[0].ResumeSession(ctx, "a", sa.Lease(), sessionTTL)
+	if err != nil {
+		t.Fatalf("resume a live lease: %v", err)
+	}
+	t.Cleanup(func() { resumed.Close() })
+	if resumed.Lease() != sa.Lease() {
+		t.Errorf("resumed lease %x, want %x", resumed.Lease(), sa.Lease())
+	}
+	if _, ok := snapshot(t, stores[1]).Views["a"]; !ok {
+		t.Error("the view vanished with the dropped session")
+	}
+	again, err := resumed.Campaign(ctx)
+	if err != nil || again != term {
+		t.Errorf("campaign again: term %d, %v; want the same term %d", again, err, term)
+	}
+	if err := resumed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores[0].ResumeSession(ctx, "a", sa.Lease(), sessionTTL); !errors.Is(err, ErrLeaseGone) {
+		t.Errorf("resume a revoked lease: %v, want ErrLeaseGone", err)
 	}
 }

@@ -41,6 +41,37 @@ func (s *Store) NewSession(ctx context.Context, site string, ttl time.Duration) 
 	return &Session{store: s, s: cs, el: concurrency.NewElection(cs, s.electionPrefix()), site: site}, nil
 }
 
+// ErrLeaseGone: the session's lease no longer exists in the cluster.
+var ErrLeaseGone = errors.New("the session's lease is gone")
+
+// ResumeSession takes up again the lease of a session whose keepalive the
+// client gave up on: the client drops a session when it heard nothing for
+// a TTL, which happens while the cluster elects a new raft leader after
+// the old leader's location was lost, though the new leader extends every
+// lease. If the lease still lives, the view and the candidacy under it
+// are kept (a controller keeps its term: nobody else could be elected
+// meanwhile); otherwise it returns ErrLeaseGone.
+func (s *Store) ResumeSession(ctx context.Context, site string, lease int64, ttl time.Duration) (*Session, error) {
+	resp, err := s.cli.TimeToLive(ctx, clientv3.LeaseID(lease))
+	if err != nil {
+		return nil, fmt.Errorf("resume the control-plane session of %s: %w", site, err)
+	}
+	if resp.TTL <= 0 {
+		return nil, fmt.Errorf("resume the control-plane session of %s: %w", site, ErrLeaseGone)
+	}
+	secs := int(math.Ceil(ttl.Seconds()))
+	cs, err := concurrency.NewSession(s.cli, concurrency.WithLease(clientv3.LeaseID(lease)), concurrency.WithTTL(secs),
+		concurrency.WithContext(context.WithoutCancel(ctx)))
+	if err != nil {
+		return nil, fmt.Errorf("resume the control-plane session of %s: %w", site, err)
+	}
+	return &Session{store: s, s: cs, el: concurrency.NewElection(cs, s.electionPrefix()), site: site}, nil
+}
+
+// Orphan stops keeping the lease alive without revoking it, so that
+// ResumeSession can take it up again.
+func (se *Session) Orphan() { se.s.Orphan() }
+
 // Done is closed when the lease is lost or the session closed.
 func (se *Session) Done() <-chan struct{} { return se.s.Done() }
 
