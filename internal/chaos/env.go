@@ -204,3 +204,12 @@ func (e *Env) Present(ctx context.Context) (map[int64]bool, error) {
 func (e *Env) SelfFences(site string) int {
 	return countLines(filepath.Join(e.Lab.Dir, site, "agent.log"), "serve lease ran out: no other location granted it")
 }
+
+// logged counts the lines of every location's agent log that contain s.
+func (e *Env) logged(s string) int {
+	n := 0
+	for _, site := range []string{"brussels", "antwerp", "frankfurt"} {
+		n += countLines(filepath.Join(e.Lab.Dir, site, "agent.log"), s)
+	}
+	return n
+}

@@ -426,3 +426,67 @@ func TestPowerBackDuringFailover(t *testing.T) {
 	}
 	check(t, e, event, 5*time.Second)
 }
+
+// TestSecondDisasterAndFlap: brussels loses power and the group fails over
+// to antwerp; brussels comes back and is reprotected; then antwerp loses
+// power: a second disaster at another site, which must fail over at once,
+// not be held back as a flap. Brussels is lost again after that: the same
+// site lost again within flap_period, a flap, which fails over only after
+// flap_confirm.
+func TestSecondDisasterAndFlap(t *testing.T) {
+	e := start(t, Options{})
+	event := time.Now()
+	if err := lab.Disaster(e.Lab, "brussels"); err != nil {
+		t.Fatal(err)
+	}
+	waitFailover(t, e, "antwerp")
+	backAndReprotect(t, e, "brussels")
+	if err := lab.Disaster(e.Lab, "antwerp"); err != nil {
+		t.Fatal(err)
+	}
+	waitFailover(t, e, "brussels")
+	if n := e.logged("the same site lost again soon after its previous loss"); n > 0 {
+		t.Errorf("the loss of antwerp after that of brussels was damped as a flap (%d times)", n)
+	}
+	backAndReprotect(t, e, "antwerp")
+	if err := lab.Disaster(e.Lab, "brussels"); err != nil {
+		t.Fatal(err)
+	}
+	waitFailover(t, e, "antwerp")
+	if n := e.logged("the same site lost again soon after its previous loss"); n != 1 {
+		t.Errorf("brussels lost a second time within flap_period: damped %d times, want once", n)
+	}
+	check(t, e, event, 5*time.Second)
+}
+
+// backAndReprotect brings site back after a power cut and reprotects the
+// group, until a failover to site would go ahead again.
+func backAndReprotect(t *testing.T, e *Env, site string) {
+	t.Helper()
+	if err := lab.Heal(t.Context(), e.Lab, site); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.WaitStatus(t.Context(), 60*time.Second, func(st status.Status) bool {
+		s, _ := st.Site(site)
+		return s.Up && s.Reporting && !s.Lost
+	}); err != nil {
+		t.Fatalf("%s back: %v", site, err)
+	}
+	if _, err := harnessRun(t, e, api.RunRequest{Group: "webshop", Action: plan.Reprotect, Reason: "chaos: " + site + " is back"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.WaitStatus(t.Context(), 60*time.Second, func(st status.Status) bool {
+		g := group(st)
+		if g.State != status.StateProtected {
+			return false
+		}
+		for _, s := range g.Resources[0].Sites {
+			if s.Site == site {
+				return s.FailoverReady != nil && *s.FailoverReady
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatalf("protected with %s ready to take over: %v", site, err)
+	}
+}

@@ -47,6 +47,12 @@ type Writer struct {
 	failed int
 }
 
+// connectTimeout is how long the writer waits for a connection before it
+// tries again, as a client tuned for failover does: a connection attempt
+// made while no site announces the service address is not answered, and
+// the kernel would only send its SYN again a second later.
+const connectTimeout = 250 * time.Millisecond
+
 // Run writes until ctx ends.
 func (w *Writer) Run(ctx context.Context) {
 	var conn *pgx.Conn
@@ -61,7 +67,7 @@ func (w *Writer) Run(ctx context.Context) {
 	id := w.IDBase
 	for ctx.Err() == nil {
 		if conn == nil {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 			c, err := pgx.Connect(cctx, w.DSN)
 			cancel()
 			if err != nil {

@@ -75,11 +75,14 @@ func Run(in io.Reader, fence FenceFunc, log *slog.Logger) error {
 	fenceAll := func() {
 		for _, t := range guard {
 			start := time.Now()
-			if _, err := fence(t); err != nil {
+			killed, err := fence(t)
+			if err != nil {
 				log.Error("watchdog: fencing failed", "resource", t.Name, "data_dir", t.DataDir, "error", err)
 				continue
 			}
-			log.Warn("watchdog: serve lease ran out; primary fenced", "resource", t.Name, "took", time.Since(start).Round(time.Microsecond))
+			if killed || t.DataDir == "" { // nothing to say when nothing ran here
+				log.Warn("watchdog: serve lease ran out; primary fenced", "resource", t.Name, "took", time.Since(start).Round(time.Microsecond))
+			}
 		}
 		guard = nil
 	}
