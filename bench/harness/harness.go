@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,5 +85,29 @@ func WriteSection(path, name, body string) error {
 // Machine describes where the figures were measured.
 func Machine() string {
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s, %s, 2 cores", host, time.Now().UTC().Format("2006-01-02"))
+	return fmt.Sprintf("%s, %s, %d cores", host, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU())
+}
+
+// Load is the machine's load average over the last minute (0 if unknown).
+func Load() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+// Loads summarises load averages sampled during a measure: "1.8 (max 3.2)".
+func Loads(ls []float64) string {
+	if len(ls) == 0 {
+		return "–"
+	}
+	s := slices.Clone(ls)
+	slices.Sort(s)
+	return fmt.Sprintf("%.1f (max %.1f)", s[len(s)/2], s[len(s)-1])
 }

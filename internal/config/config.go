@@ -145,9 +145,10 @@ type Group struct {
 	// defaults, and keeps an explicit 0.
 	MaxDataLoss *Duration `yaml:"max_data_loss"`
 	RTOTarget   *Duration `yaml:"rto_target"`
-	// FlapPeriod and FlapConfirm damp flapping: within FlapPeriod after
-	// an automatic failover, the next one waits until the site has been
-	// lost for FlapConfirm without a break. 0 turns damping off.
+	// FlapPeriod and FlapConfirm damp flapping: a site lost again within
+	// FlapPeriod of its previous loss is failed over only once it has been
+	// lost for FlapConfirm without a break (safety.Decide). A FlapPeriod
+	// of 0 turns damping off.
 	FlapPeriod  *Duration  `yaml:"flap_period"`
 	FlapConfirm *Duration  `yaml:"flap_confirm"`
 	Resources   []Resource `yaml:"resources"`
