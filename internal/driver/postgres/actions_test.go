@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -372,6 +373,21 @@ func TestFailover(t *testing.T) {
 			}
 			p.pSrv.stop(t, true) // KillServer while the writer writes
 			w.halt()
+			// A segment the server had made ready ahead of time, all zeros:
+			// reading where the WAL ends must not trip over it.
+			ahead := filepath.Join(a.Settings.DataDir, "pg_wal", walSegmentName(1, 0x7F000000, 16<<20))
+			if err := os.WriteFile(ahead, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(ahead, 16<<20); err != nil {
+				t.Fatal(err)
+			}
+			if fi, err := os.Stat(filepath.Dir(ahead)); err == nil {
+				st := fi.Sys().(*syscall.Stat_t)
+				if err := os.Chown(ahead, int(st.Uid), int(st.Gid)); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if d, err := ClusterState(a.Settings.DataDir); err != nil || d.State != ClusterInProduction || d.StandbySignal != tc.guarded {
 				t.Errorf("killed primary: %+v, %v; want in production, standby.signal %v", d, err, tc.guarded)
 			}

@@ -170,11 +170,17 @@ func walEnd(ctx context.Context, u *osUser, s Settings, dataDir string, tli int6
 	}
 	var last string
 	// pg_waldump reads until it finds no valid record and then fails: an
-	// exit status of 1 after at least one record is the normal end.
+	// exit status of 1 after at least one record is the normal end. The
+	// segment to start from is named: otherwise pg_waldump learns the
+	// segment size from whichever WAL file it finds first, and a segment
+	// the server had just made ready (all zeros) stops it before it reads
+	// anything.
+	first := walSegmentName(tli, from, cd.SegmentSize)
 	stderr, err := runLines(ctx, u, path, []string{
 		"--path=" + filepath.Join(dataDir, "pg_wal"),
 		"--timeline=" + strconv.FormatInt(tli, 10),
 		"--start=" + formatLSN(from),
+		first, lastSegment(filepath.Join(dataDir, "pg_wal"), first),
 	}, func(line string) {
 		if strings.HasPrefix(line, "rmgr:") {
 			last = line
@@ -242,6 +248,20 @@ func runLines(ctx context.Context, u *osUser, path string, args []string, line f
 		err = readErr
 	}
 	return stderr.Bytes(), err
+}
+
+// lastSegment is the name of the last WAL segment file in dir on first's
+// timeline, first itself if there is none after it.
+func lastSegment(dir, first string) string {
+	last := first
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		n := e.Name()
+		if len(n) == 24 && strings.Trim(n, "0123456789ABCDEF") == "" && n[:8] == first[:8] && n > last {
+			last = n
+		}
+	}
+	return last
 }
 
 // walSegmentName is the file name of the WAL segment that holds lsn on

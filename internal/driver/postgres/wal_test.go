@@ -207,3 +207,21 @@ func TestSocketInDataDir(t *testing.T) {
 		}
 	}
 }
+
+func TestLastSegment(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"000000020000000000000003", "000000020000000000000005", "000000030000000000000009", "000000020000000000000004.partial", "00000002.history"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for first, want := range map[string]string{
+		"000000020000000000000003": "000000020000000000000005",
+		"000000020000000000000006": "000000020000000000000006", // none after it
+		"000000030000000000000001": "000000030000000000000009",
+	} {
+		if got := lastSegment(dir, first); got != want {
+			t.Errorf("lastSegment(%s) = %s, want %s", first, got, want)
+		}
+	}
+}
