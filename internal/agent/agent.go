@@ -297,6 +297,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	g.Go(func() error { return a.renewLoop(gctx) })
 	g.Go(func() error { return a.enforceLoop(gctx) })
 	g.Go(func() error { return a.markLoop(gctx) })
+	g.Go(func() error { return a.leadFromWitness(gctx) })
 	g.Go(func() error { return a.syncLoop(gctx) })
 	g.Go(func() error { return a.convergeLoop(gctx) })
 	g.Go(func() error { return a.convergeLocal(gctx) })

@@ -461,3 +461,56 @@ func (a *agent) withSnapshots(ctx context.Context, interval time.Duration, f fun
 		}
 	}
 }
+
+// leadFromWitness hands the raft leadership of the embedded etcd cluster to
+// the witness whenever this site's member holds it and the witness has
+// been reachable for a while: the loss of a site then never waits for a
+// new raft leader before its marks are stored (docs/design/safety-core.md).
+func (a *agent) leadFromWitness(ctx context.Context) error {
+	if a.member == nil || a.site.Role != config.RoleSite {
+		return nil
+	}
+	var witness string
+	for _, s := range a.topo.Sites {
+		if s.Role == config.RoleWitness {
+			witness = s.Name
+			break
+		}
+	}
+	if witness == "" {
+		return nil
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		a.mu.Lock()
+		p, known := a.peers[witness]
+		a.mu.Unlock()
+		if !known || !p.Reachable || a.now().Sub(p.Since) < witnessSteady {
+			continue
+		}
+		m, _, err := a.member.current()
+		if err != nil || m == nil {
+			continue
+		}
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		moved, err := m.HandLeadershipTo(mctx, witness)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Warn("cannot hand the raft leadership to the witness", "witness", witness, "error", err)
+		case moved:
+			a.log.Info("raft leadership handed to the witness", "witness", witness)
+		}
+	}
+}
+
+// witnessSteady is how long the witness must have been reachable before
+// the raft leadership goes to it: a flapping witness does not move it back
+// and forth.
+const witnessSteady = 10 * time.Second

@@ -128,6 +128,7 @@ func TestControlPlane(t *testing.T) {
 		{"CampaignConfirmedAcrossMembers", testCampaignAcrossMembers},
 		{"SessionOutlivesContext", testSessionOutlivesContext},
 		{"ResumeSession", testResumeSession},
+		{"HandLeadership", testHandLeadership},
 		{"Runs", testRuns},
 		{"StepContext", testStepContext},
 		{"Audit", testAudit},
@@ -800,5 +801,31 @@ func testResumeSession(t *testing.T, c *cluster) {
 	}
 	if _, err := stores[0].ResumeSession(ctx, "a", sa.Lease(), sessionTTL); !errors.Is(err, ErrLeaseGone) {
 		t.Errorf("resume a revoked lease: %v, want ErrLeaseGone", err)
+	}
+}
+
+// Case: the leader hands the raft leadership to a named member; a member
+// that does not lead hands nothing.
+func testHandLeadership(t *testing.T, c *cluster) {
+	ctx := ctxTimeout(t, 20*time.Second)
+	leader := -1
+	for i, m := range c.members {
+		if m.etcd.Server.Leader() == m.etcd.Server.MemberID() {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no member leads")
+	}
+	follower := (leader + 1) % len(c.members)
+	if moved, err := c.members[follower].HandLeadershipTo(ctx, c.names[leader]); moved || err != nil {
+		t.Errorf("a follower handed the leadership: %v, %v", moved, err)
+	}
+	moved, err := c.members[leader].HandLeadershipTo(ctx, c.names[follower])
+	if !moved || err != nil {
+		t.Fatalf("hand the leadership to %s: %v, %v", c.names[follower], moved, err)
+	}
+	if got := c.members[follower].etcd.Server.Leader(); got != c.members[follower].etcd.Server.MemberID() {
+		t.Errorf("leader is %s, want %s", got, c.names[follower])
 	}
 }

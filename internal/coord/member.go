@@ -402,3 +402,29 @@ func memberName(m *etcdserverpb.Member) string {
 	}
 	return types.ID(m.ID).String()
 }
+
+// HandLeadershipTo moves the raft leadership from this member to the
+// voting member called name, when this member leads. It says whether it
+// moved it. A leader at a site that is then lost costs the others an
+// election (about election_timeout) before any mark can be stored; a
+// leader at the witness costs a site's loss nothing.
+func (m *Member) HandLeadershipTo(ctx context.Context, name string) (bool, error) {
+	s := m.etcd.Server
+	self := s.MemberID()
+	if s.Leader() != self {
+		return false, nil
+	}
+	var target types.ID
+	for _, mem := range s.Cluster().Members() {
+		if mem.Name == name && !mem.IsLearner {
+			target = mem.ID
+		}
+	}
+	if target == 0 || target == self {
+		return false, nil
+	}
+	if err := s.MoveLeader(ctx, uint64(self), uint64(target)); err != nil {
+		return false, fmt.Errorf("hand the raft leadership to %s: %w", name, err)
+	}
+	return true, nil
+}

@@ -36,10 +36,28 @@ type Target struct {
 type message struct {
 	// Guard replaces the list of guarded primaries.
 	Guard []Target `json:"guard"`
-	// LeaseMs is how long the lease still runs, from when the line is read.
-	LeaseMs int64 `json:"lease_ms"`
+	// LeaseMs is how long the lease still ran when the agent wrote the
+	// line, at SentUnixNano (wall clock, the same machine's): the time the
+	// line took to be read is taken off, so that a loaded machine does
+	// not make the watchdog late.
+	LeaseMs      int64 `json:"lease_ms"`
+	SentUnixNano int64 `json:"sent_unix_nano,omitempty"`
 	// Release ends the watchdog without fencing (the agent stops cleanly).
 	Release bool `json:"release,omitempty"`
+}
+
+// transit is how long a line sent at sent (wall clock) took to be read at
+// now; 0 when it cannot tell, or when the clock seems to have been set
+// meanwhile (more than a second, or backwards).
+func transit(sent int64, now time.Time) time.Duration {
+	if sent == 0 {
+		return 0
+	}
+	d := now.Sub(time.Unix(0, sent))
+	if d < 0 || d > time.Second {
+		return 0
+	}
+	return d
 }
 
 // FenceFunc fences one target at once.
@@ -94,7 +112,7 @@ func Run(in io.Reader, fence FenceFunc, log *slog.Logger) error {
 				return nil
 			}
 			guard = m.Guard
-			deadline = time.Now().Add(time.Duration(m.LeaseMs) * time.Millisecond)
+			deadline = time.Now().Add(time.Duration(m.LeaseMs)*time.Millisecond - transit(m.SentUnixNano, time.Now()))
 			timer.Reset(time.Until(deadline))
 		case err := <-readErr:
 			agentOK = false
@@ -165,7 +183,7 @@ func (g *Guard) Update(guard []Target, lease time.Duration) error {
 	if guard == nil {
 		guard = []Target{}
 	}
-	data, err := json.Marshal(message{Guard: guard, LeaseMs: max(lease.Milliseconds(), 0)})
+	data, err := json.Marshal(message{Guard: guard, LeaseMs: max(lease.Milliseconds(), 0), SentUnixNano: time.Now().UnixNano()})
 	if err != nil {
 		return err
 	}

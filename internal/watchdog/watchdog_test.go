@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -118,5 +119,40 @@ func TestNothingGuardedExitsWithAgent(t *testing.T) {
 	}
 	if got := f.names(); len(got) != 0 {
 		t.Fatalf("fenced %v with nothing guarded", got)
+	}
+}
+
+// TestTransitTakenOff: the lease the agent reports ran from when it wrote
+// the line; the time the line took to be read (a loaded machine) is taken
+// off, unless the clock seems to have been set meanwhile.
+func TestTransitTakenOff(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		sentAgo time.Duration
+		fenceAt time.Duration // after the line was read
+	}{
+		{"read at once", 0, 150 * time.Millisecond},
+		{"read 100 ms late", 100 * time.Millisecond, 50 * time.Millisecond},
+		{"clock set back meanwhile", -time.Hour, 150 * time.Millisecond},
+		{"clock set forward meanwhile", time.Hour, 150 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w, f, _ := start(t)
+				read := time.Now()
+				send(t, w, message{Guard: db, LeaseMs: 150, SentUnixNano: read.Add(-tt.sentAgo).UnixNano()})
+				time.Sleep(tt.fenceAt - time.Millisecond)
+				synctest.Wait()
+				if got := f.names(); len(got) != 0 {
+					t.Fatalf("fenced %v before %s", got, tt.fenceAt)
+				}
+				time.Sleep(time.Millisecond)
+				synctest.Wait()
+				if got := f.names(); len(got) != 1 {
+					t.Fatalf("fenced %v at %s, want [shop/db]", got, tt.fenceAt)
+				}
+				w.Close()
+			})
+		})
 	}
 }
