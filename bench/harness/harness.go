@@ -51,6 +51,15 @@ func (l *Lab) Stop() {
 	lab.Down(l.Options)
 }
 
+// Figure is a duration as the results show it: "1.234s", or "–" when
+// nothing was measured.
+func Figure(d time.Duration, n int) string {
+	if n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.3fs", d.Seconds())
+}
+
 // Stats returns the median and the maximum of ds.
 func Stats(ds []time.Duration) (median, max time.Duration) {
 	if len(ds) == 0 {
