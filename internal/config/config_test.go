@@ -252,13 +252,13 @@ groups:`))
 		}, nil, []string{noSync, cutOff}},
 		{"max_data_loss 0, one synchronous and one asynchronous database", func(t *testing.T) string {
 			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 0s", "type: postgres", sync)+another)
-		}, []string{cutOff + " (1s)"}, []string{noSync}},
+		}, []string{cutOff + " (500ms)"}, []string{noSync}},
 		{"max_data_loss 0, only network resources", func(t *testing.T) string {
 			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 0s", db, vip))
 		}, nil, []string{noSync, cutOff}},
 		{"max_data_loss equal to serve_lease", func(t *testing.T) string {
-			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 1s"))
-		}, []string{cutOff + " (1s)"}, []string{noSync}},
+			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 500ms"))
+		}, []string{cutOff + " (500ms)"}, []string{noSync}},
 		{"max_data_loss below a longer serve_lease", func(t *testing.T) string {
 			return write(t, edited(t, "lease_ttl: 3s", "lease_ttl: 3s\n  serve_lease: 3s"))
 		}, []string{cutOff + " (3s)"}, nil},
@@ -331,7 +331,7 @@ func TestDurations(t *testing.T) {
 	type durations struct {
 		MaxDataLoss, RTOTarget, FlapPeriod, FlapConfirm, ServeLease, FenceMargin, ProbeTimeout time.Duration
 	}
-	defaults := durations{5 * time.Second, 30 * time.Second, 10 * time.Minute, 10 * time.Second, time.Second, 500 * time.Millisecond, time.Second}
+	defaults := durations{5 * time.Second, 30 * time.Second, 10 * time.Minute, 10 * time.Second, 500 * time.Millisecond, 250 * time.Millisecond, time.Second}
 	tests := []struct {
 		name  string
 		edits []string
