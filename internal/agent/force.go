@@ -493,6 +493,11 @@ func (a *agent) forceGroup(ctx context.Context, by string, g *config.Group, req 
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := a.recordForce(fctx, res.Forced, lg.Revision, rc)
 		cancel()
+		var underway *recoveryUnderway
+		if errors.As(err, &underway) {
+			rc.run, rc.note = nil, fmt.Sprintf("run %s of %s, started by the controller here as the force stored its marks, recovers it: follow it with `siteflip run %s`", underway.run, g.Name, underway.run)
+			err = nil
+		}
 		if err != nil {
 			return res, err
 		}
@@ -687,10 +692,39 @@ func (a *agent) recordForce(ctx context.Context, f status.Forced, upTo int64, rc
 	defer a.force.on.Store(true)
 	if rc.run != nil {
 		if err := a.startRecovery(ctx, rc); err != nil {
+			// The marks stored with the force let the controller here
+			// start the failover itself, at the same moment: that is the
+			// recovery asked for.
+			if id, ok := a.failoverUnderway(ctx, err, rc.run.Group); ok {
+				return &recoveryUnderway{run: id}
+			}
 			return &forceError{http.StatusConflict, fmt.Errorf("%s is forced and runs the control plane alone, but the recovery of %s did not start: %w; run the command again once that is resolved", here, rc.run.Group, err)}
 		}
 	}
 	return nil
+}
+
+// recoveryUnderway: the recovery a force asked for was started meanwhile
+// by the controller here (the run named).
+type recoveryUnderway struct{ run string }
+
+func (r *recoveryUnderway) Error() string { return "run " + r.run + " recovers the group already" }
+
+// failoverUnderway says whether err is the refusal of a run because a
+// failover of group to this location is in progress, and names that run.
+func (a *agent) failoverUnderway(ctx context.Context, err error, group string) (string, bool) {
+	if !errors.Is(err, coord.ErrRunInProgress) {
+		return "", false
+	}
+	lg, rerr := a.store.ReadLocalGroup(ctx, group)
+	if rerr != nil || lg.Running == "" {
+		return "", false
+	}
+	run, rerr := a.store.Run(ctx, lg.Running)
+	if rerr != nil || run.Plan.Action != plan.Failover || run.Plan.To != a.site.Name {
+		return "", false
+	}
+	return run.ID, true
 }
 
 // startRecovery stores the recovery run: a failover away from a site that
