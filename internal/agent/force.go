@@ -753,16 +753,7 @@ func (a *agent) forcedLoop(ctx context.Context) error {
 	if a.member == nil {
 		return nil
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		a.followForced(ctx)
-	}
+	return every(ctx, time.Second, func() { a.followForced(ctx) })
 }
 
 func (a *agent) followForced(ctx context.Context) {

@@ -445,6 +445,18 @@ func (a *agent) watchController(ctx context.Context) {
 // control plane, skipping the ticks when it cannot be read (no quorum:
 // nothing is decided then), until ctx ends.
 func (a *agent) withSnapshots(ctx context.Context, interval time.Duration, f func(status.Snapshot)) error {
+	return every(ctx, interval, func() {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		snap, err := a.snapshot(rctx)
+		cancel()
+		if err == nil {
+			f(snap)
+		}
+	})
+}
+
+// every calls f every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) error {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -453,12 +465,7 @@ func (a *agent) withSnapshots(ctx context.Context, interval time.Duration, f fun
 			return nil
 		case <-tick.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		snap, err := a.snapshot(rctx)
-		cancel()
-		if err == nil {
-			f(snap)
-		}
+		f()
 	}
 }
 
@@ -480,23 +487,16 @@ func (a *agent) leadFromWitness(ctx context.Context) error {
 	if witness == "" {
 		return nil
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	return every(ctx, time.Second, func() {
 		a.mu.Lock()
 		p, known := a.peers[witness]
 		a.mu.Unlock()
 		if !known || !p.Reachable || a.now().Sub(p.Since) < witnessSteady {
-			continue
+			return
 		}
 		m, _, err := a.member.current()
 		if err != nil || m == nil {
-			continue
+			return
 		}
 		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		moved, err := m.HandLeadershipTo(mctx, witness)
@@ -507,7 +507,7 @@ func (a *agent) leadFromWitness(ctx context.Context) error {
 		case moved:
 			a.log.Info("raft leadership handed to the witness", "witness", witness)
 		}
-	}
+	})
 }
 
 // witnessSteady is how long the witness must have been reachable before

@@ -2,6 +2,7 @@ package haproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -92,12 +93,13 @@ func Enable(ctx context.Context, s *Settings) (ServerState, error) {
 			return st, err
 		}
 	}
-	rise := -1 // the check's rise, once known
+	rise := -1      // the check's rise, once known
+	var info string // the last word of HAProxy on why it is down
 	for {
 		next, err := state(ctx, s)
 		if err != nil {
-			if ctx.Err() != nil { // the wait ran out during a read
-				return st, notServing(s, cmd, st, waitCheck, "")
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) { // the wait ran out during a read
+				return st, notServing(s, cmd, st, waitCheck, info)
 			}
 			return st, err
 		}
@@ -114,9 +116,11 @@ func Enable(ctx context.Context, s *Settings) (ServerState, error) {
 		if why := hopeless(s, st); why != "" {
 			return st, fmt.Errorf("haproxy %s: %s: %w: %s; %s", s.RuntimeAPI, cmd, ErrNotApplied, st, why)
 		}
-		var info string
 		if !st.Serving() {
-			info = checkInfo(stat(ctx, s, st))
+			// A read cut short by the deadline keeps the last one.
+			if i := checkInfo(stat(ctx, s, st)); i != "" {
+				info = i
+			}
 		}
 		select {
 		case <-ctx.Done():

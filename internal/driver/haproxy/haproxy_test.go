@@ -318,7 +318,8 @@ func TestEnableChecksTheServerServes(t *testing.T) {
 	}{
 		// Its health check fails: HAProxy counts it up when it leaves
 		// maintenance, then down after the first check.
-		// Long enough for its first check to have run, on a loaded machine.
+		// Long enough for its first check to have run, on a loaded machine;
+		// what that check said must survive a deadline that cuts a read.
 		{"sick", 2 * time.Second, []string{"set server checked/sick state ready", "did not come up within the timeout (2s)", "health check L4CON", "Connection refused"}},
 		// It tracks a server in maintenance: no use waiting.
 		{"tracker", time.Minute, []string{"checked/tracker tracks a server", "maint (tracked server)"}},
