@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what siteflip's lab and tests need on Debian: PostgreSQL server
 # binaries; and, as root, ip and nft for the network namespaces of the
-# fault-injection tests, and the real network peers the network resources
-# are tested against: FRR, BIND and HAProxy (from Debian's packages, only
-# when missing).
+# fault-injection tests, the real network peers the network resources are
+# tested against: FRR, BIND and HAProxy, and MariaDB (from Debian's
+# packages, only when missing).
 # Go modules come through the module proxy when go builds.
 set -euo pipefail
 
@@ -24,6 +24,9 @@ if [ "$(id -u)" -eq 0 ]; then
 	[ -x /usr/lib/frr/bgpd ] || missing+=(frr)
 	has named || missing+=(bind9)
 	has haproxy || missing+=(haproxy)
+	# The MariaDB driver's tests start servers as the mysql user, which
+	# only root can.
+	has mariadbd || missing+=(mariadb-server mariadb-client mariadb-backup)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0

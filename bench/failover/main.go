@@ -6,8 +6,9 @@
 //   - N power cuts at the active site: time from the cut to the first write
 //     acknowledged at the other site (RTO), through the service address the
 //     active site announces to the lab's router; every other one with the
-//     controller at the site that loses power (the controller is moved
-//     there first by restarting the agent that holds it);
+//     controller at the site that loses power, the others with it at the
+//     witness (it is moved there first by restarting the agent that holds
+//     it);
 //   - M cuts of the active site from the other site and the witness while
 //     the writer still reaches it: time from the cut until it stops
 //     acknowledging writes, time until the other site acknowledges, and the
@@ -30,6 +31,7 @@ import (
 	"github.com/siteflip/siteflip/bench/harness"
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/chaos"
+	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/lab"
 	"github.com/siteflip/siteflip/internal/netns"
 	"github.com/siteflip/siteflip/internal/plan"
@@ -38,12 +40,18 @@ import (
 
 func main() {
 	kills := flag.Int("kills", 20, "power cuts at the active site")
+	switchovers := flag.Int("switchovers", 0, "switchovers, before the power cuts: the longest pause in acknowledged writes each causes")
+	db := flag.String("db", "postgres", "the lab's group: webshop on postgres, or news on mariadb")
 	cuts := flag.Int("cuts", 10, "cuts of the active site from the others")
 	exe := flag.String("siteflip", "bin/siteflip", "siteflip binary the lab runs")
 	dir := flag.String("dir", "/tmp/siteflip-bench-failover", "lab directory (must not exist)")
-	out := flag.String("out", "bench/RESULTS.md", "results file; the failover section is replaced")
+	out := flag.String("out", "bench/RESULTS.md", "results file; the failover section (failover-mariadb with -db mariadb) is replaced")
 	flag.Parse()
-	if err := run(*kills, *cuts, *exe, *dir, *out); err != nil {
+	if *db != "postgres" && *db != "mariadb" {
+		fmt.Fprintf(os.Stderr, "failover: -db %q: use postgres or mariadb\n", *db)
+		os.Exit(2)
+	}
+	if err := run(*kills, *cuts, *switchovers, *db == "mariadb", *exe, *dir, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
 		os.Exit(1)
 	}
@@ -54,30 +62,38 @@ type result struct {
 	loads                   map[string][]float64 // load average at each trial, by measure
 	stops, takeovers        []time.Duration      // cut → last write at the cut-off site; cut → first at the other
 	killLost, cutLost, both int
-	counted                 map[int64]bool // lost writes already counted in a trial
+	counted                 map[int64]bool  // lost writes already counted in a trial
+	gaps                    []time.Duration // longest pause in acknowledged writes in each switchover
+	switchLost              int
+	mariadb                 bool
 }
 
-func run(kills, cuts int, exe, dir, out string) error {
+func run(kills, cuts, switchovers int, mariadb bool, exe, dir, out string) error {
 	exe, err := filepath.Abs(exe)
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
 	// Failing over again and again is the point here: no flap damping.
-	e, err := chaos.Start(ctx, chaos.Options{Exe: exe, Dir: dir, Out: os.Stdout, FlapPeriod: time.Second})
+	e, err := chaos.Start(ctx, chaos.Options{Exe: exe, Dir: dir, Out: os.Stdout, FlapPeriod: time.Second, MariaDB: mariadb})
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	r := result{counted: map[int64]bool{}, loads: map[string][]float64{}}
+	r := result{counted: map[int64]bool{}, loads: map[string][]float64{}, mariadb: mariadb}
+	for i := 0; i < switchovers; i++ {
+		if err := switchTrial(ctx, e, &r, i); err != nil {
+			return fmt.Errorf("switchover %d: %w (the lab's logs: %s)", i+1, err, harness.KeepLogs(dir))
+		}
+	}
 	for i := 0; i < kills; i++ {
 		if err := killTrial(ctx, e, &r, i); err != nil {
-			return fmt.Errorf("power cut %d: %w", i+1, err)
+			return fmt.Errorf("power cut %d: %w (the lab's logs: %s)", i+1, err, harness.KeepLogs(dir))
 		}
 	}
 	for i := 0; i < cuts; i++ {
 		if err := cutTrial(ctx, e, &r, i); err != nil {
-			return fmt.Errorf("cut %d: %w", i+1, err)
+			return fmt.Errorf("cut %d: %w (the lab's logs: %s)", i+1, err, harness.KeepLogs(dir))
 		}
 	}
 	e.StopTraffic()
@@ -109,17 +125,27 @@ func killTrial(ctx context.Context, e *chaos.Env, r *result, i int) error {
 		return err
 	}
 	victim := g.ActiveSite
-	atController := i%2 == 1
-	if atController {
-		if err := placeController(ctx, e, victim); err != nil {
-			return err
-		}
-	}
 	st, err := e.Client.Status(ctx)
 	if err != nil {
 		return err
 	}
-	atController = st.Controller == victim
+	// Every other trial with the controller at the site that loses power,
+	// the others with it at the witness.
+	place := victim
+	if i%2 == 0 {
+		place = witnessOf(st)
+	}
+	if err := placeController(ctx, e, place); err != nil {
+		return err
+	}
+	if err := waitSettled(ctx, e); err != nil {
+		return err
+	}
+	st, err = e.Client.Status(ctx)
+	if err != nil {
+		return err
+	}
+	atController := st.Controller == victim
 	load := harness.Load()
 	cut := time.Now()
 	if err := lab.Disaster(e.Lab, victim); err != nil {
@@ -155,6 +181,9 @@ func cutTrial(ctx context.Context, e *chaos.Env, r *result, i int) error {
 		return err
 	}
 	victim := g.ActiveSite
+	if err := waitSettled(ctx, e); err != nil {
+		return err
+	}
 	load := harness.Load()
 	r.loads["cut"] = append(r.loads["cut"], load)
 	cut := time.Now()
@@ -203,22 +232,65 @@ func backAndReprotect(ctx context.Context, e *chaos.Env, victim string, back fun
 	}); err != nil {
 		return fmt.Errorf("%s back: %w", victim, err)
 	}
-	_, err := harness.Run(ctx, e.Client, api.RunRequest{Group: "webshop", Action: plan.Reprotect})
+	_, err := harness.Run(ctx, e.Client, api.RunRequest{Group: e.Group, Action: plan.Reprotect})
 	return err
+}
+
+// switchTrial switches the group over to the other site with the writer
+// running: the longest pause in acknowledged writes around it, and the
+// acknowledged writes lost (none may be).
+func switchTrial(ctx context.Context, e *chaos.Env, r *result, i int) error {
+	g, err := harness.WaitProtected(ctx, e.Client)
+	if err != nil {
+		return err
+	}
+	load := harness.Load()
+	r.loads["switchover"] = append(r.loads["switchover"], load)
+	began := time.Now()
+	run, err := harness.Run(ctx, e.Client, api.RunRequest{Group: e.Group, Action: plan.Switchover, To: other(g.ActiveSite)})
+	if err != nil {
+		return err
+	}
+	if _, err := waitAck(e, run.Ended, g.ActiveSite); err != nil {
+		return err
+	}
+	// A second of writes after the first at the new site, so that the
+	// gap is closed on both sides.
+	time.Sleep(time.Second)
+	gap := chaos.LongestGap(e.Writer.Acks(), began)
+	r.gaps = append(r.gaps, gap)
+	lost, err := lostSince(ctx, e, began, r.counted)
+	if err != nil {
+		return err
+	}
+	r.switchLost += lost
+	if lost > 0 {
+		for j, st := range run.Plan.Steps {
+			fmt.Printf("  step %-24s %s – %s\n", st.ID, run.Steps[j].Started.Format("15:04:05.000"), run.Steps[j].Ended.Format("15:04:05.000"))
+		}
+	}
+	fmt.Printf("switchover %2d to %-8s run %.3fs  longest pause in acknowledged writes %.3fs  acknowledged writes lost %d  load %.1f\n",
+		i+1, other(g.ActiveSite), run.Ended.Sub(run.Started).Seconds(), gap.Seconds(), lost, load)
+	return nil
 }
 
 // lostSince counts the writes acknowledged since t-10s that the current
 // primary does not have and that no earlier trial counted.
 func lostSince(ctx context.Context, e *chaos.Env, t time.Time, counted map[int64]bool) (int, error) {
+	// The acknowledgements first: each was committed before the read of
+	// the ids begins, so it must be there (read the other way round, a
+	// write acknowledged while the ids were read looks lost).
+	acks := e.Writer.Acks()
 	present, err := e.Present(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, a := range chaos.Lost(e.Writer.Acks(), present) {
+	for _, a := range chaos.Lost(acks, present) {
 		if a.At.After(t.Add(-10*time.Second)) && !counted[a.ID] {
 			counted[a.ID] = true
 			n++
+			fmt.Printf("  lost: write %d acknowledged at %s by %s\n", a.ID, a.At.Format("15:04:05.000"), a.Server)
 		}
 	}
 	return n, nil
@@ -226,9 +298,18 @@ func lostSince(ctx context.Context, e *chaos.Env, t time.Time, counted map[int64
 
 func write(path string, r result) error {
 	var b strings.Builder
-	b.WriteString("## Automatic failover (`go run ./bench/failover`, root)\n\n")
-	fmt.Fprintf(&b, "Lab in network namespaces on one machine (%s), defaults (serve_lease 500ms, fence_margin 250ms); a writer inserts unique ids at 200/s through the service address (VIP) that the active site announces to the lab's FRR router over BGP, and connects with a 250 ms timeout, retrying at once; a probe asks both databases every 50 ms whether they accept writes. Each trial fails over the other way after the old site came back and was reprotected. Every other power cut hits the site that holds the controller (moved there first). Load is the 1-minute load average when each trial began (median, max).\n\n", harness.Machine())
+	section, title, client := "failover", "## Automatic failover (`go run ./bench/failover`, root)\n\n", "through the service address (VIP) that the active site announces to the lab's FRR router over BGP"
+	if r.mariadb {
+		section, title = "failover-mariadb", "## MariaDB: switchover and automatic failover (`go run ./bench/failover -db mariadb -switchovers 20`, root)\n\n"
+		client = "at whichever server accepts writes (the news group on MariaDB, GTID replication, no VIP: the client tries the sites in turn and takes the first not read-only)"
+	}
+	b.WriteString(title)
+	fmt.Fprintf(&b, "Lab in network namespaces on one machine (%s), defaults (serve_lease 400ms, fence_margin 250ms); a writer inserts unique ids at 200/s %s, and connects with a 250 ms timeout, retrying at once; a probe asks both databases every 50 ms whether they accept writes. Each trial fails over the other way after the old site came back and was reprotected, and starts once the raft leadership is at the witness. Every other power cut hits the site that holds the controller, the others are made with the controller at the witness (it is moved by restarting the agent that holds it, as an operator would). Load is the 1-minute load average when each trial began (median, max).\n\n", harness.Machine(), client)
 	b.WriteString("| measure | n | median | max | acknowledged writes lost | load | target |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	if len(r.gaps) > 0 {
+		m, x := harness.Stats(r.gaps)
+		fmt.Fprintf(&b, "| switchover with the writer running → longest pause in acknowledged writes | %d | %.3fs | %.3fs | %d | %s | ≤ 0.2 s, 0 lost |\n", len(r.gaps), m.Seconds(), x.Seconds(), r.switchLost, harness.Loads(r.loads["switchover"]))
+	}
 	m, x := harness.Stats(r.rtos)
 	fmt.Fprintf(&b, "| power cut at the active site, controller elsewhere → first write acknowledged at the other (RTO) | %d | %s | %s | | %s | ≤ 1.5 s median, ≤ 2 s worst |\n", len(r.rtos), harness.Figure(m, len(r.rtos)), harness.Figure(x, len(r.rtos)), harness.Loads(r.loads["kill"]))
 	m, x = harness.Stats(r.rtosController)
@@ -240,12 +321,43 @@ func write(path string, r result) error {
 	fmt.Fprintf(&b, "| same cut → first write acknowledged at the other site | %d | %.3fs | %.3fs | | %s | ≤ 1.5 s median, ≤ 2 s worst |\n", len(r.takeovers), m.Seconds(), x.Seconds(), harness.Loads(r.loads["cut"]))
 	fmt.Fprintf(&b, "\nMoments when both databases accepted writes (50 ms probe): %d. ", r.both)
 	b.WriteString("Writes lost are those the cut-off or killed primary acknowledged and had not replicated (asynchronous replication, within max_data_loss 5s); in synchronous mode the chaos suite's isolation scenario loses none.\n")
-	return harness.WriteSection(path, "failover", b.String())
+	return harness.WriteSection(path, section, b.String())
+}
+
+// witnessOf is the witness of st's installation.
+func witnessOf(st status.Status) string {
+	for _, s := range st.Sites {
+		if s.Role == config.RoleWitness {
+			return s.Name
+		}
+	}
+	return ""
+}
+
+// waitSettled waits until the raft leadership is where the agents put it,
+// at the witness: a site's agent hands it over at once while the witness
+// answers, but only 3 s after the witness came back from a loss (and
+// restarting its agent to move the controller is one).
+func waitSettled(ctx context.Context, e *chaos.Env) error {
+	st, err := e.Client.Status(ctx)
+	if err != nil {
+		return err
+	}
+	// As the witness's own view says: after its agent restarted, the
+	// others' views may still name it from before.
+	w := witnessOf(st)
+	if _, err := e.WaitStatus(ctx, 30*time.Second, func(st status.Status) bool {
+		s, _ := st.Site(w)
+		return s.Reporting && s.RaftLeader == w
+	}); err != nil {
+		return fmt.Errorf("the raft leadership did not go to the witness %s: %w", w, err)
+	}
+	return nil
 }
 
 // placeController moves the controller to site: it restarts the agent
-// that holds it (at another location, whose database is a standby or
-// which has none) until the election lands at site.
+// that holds it, as an operator would (it resigns; its database keeps
+// serving), until the election lands at site.
 func placeController(ctx context.Context, e *chaos.Env, site string) error {
 	for range 8 {
 		st, err := e.WaitStatus(ctx, 60*time.Second, func(st status.Status) bool { return st.Controller != "" })
@@ -257,10 +369,7 @@ func placeController(ctx context.Context, e *chaos.Env, site string) error {
 			return err
 		}
 		holder, term := st.Controller, st.ControllerTerm
-		if err := lab.KillAgent(e.Lab, holder); err != nil {
-			return err
-		}
-		if err := lab.StartAgent(e.Lab, holder); err != nil {
+		if err := lab.RestartAgent(e.Lab, holder); err != nil {
 			return err
 		}
 		// A new election, and the restarted agent back.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -119,4 +120,27 @@ func Loads(ls []float64) string {
 	s := slices.Clone(ls)
 	slices.Sort(s)
 	return fmt.Sprintf("%.1f (max %.1f)", s[len(s)/2], s[len(s)-1])
+}
+
+// KeepLogs copies the logs of the lab in dir (every *.log below it) to
+// dir.failed, so that a bench that failed can be understood after its lab
+// is removed; it returns where they went.
+func KeepLogs(dir string) string {
+	to := strings.TrimRight(dir, "/") + ".failed"
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".log") {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		dst := filepath.Join(to, rel)
+		if os.MkdirAll(filepath.Dir(dst), 0o755) == nil {
+			_ = os.WriteFile(dst, b, 0o644)
+		}
+		return nil
+	})
+	return to
 }

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/siteflip/siteflip/bench/harness"
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/chaos"
@@ -47,7 +45,7 @@ func run(switchovers int, exe, dir, out string) error {
 	if err != nil {
 		return err
 	}
-	if err := createTable(ctx, dsn); err != nil {
+	if err := harness.CreateWritesTable(ctx, dsn); err != nil {
 		return err
 	}
 	w := &chaos.Writer{DSN: dsn + " connect_timeout=1", Table: chaos.WritesTable, Interval: 5 * time.Millisecond}
@@ -72,66 +70,18 @@ func run(switchovers int, exe, dir, out string) error {
 			return fmt.Errorf("switchover %d: %w", i+1, err)
 		}
 		time.Sleep(500 * time.Millisecond)
-		gap := gapIn(w.Acks(), start, time.Now())
+		gap := harness.GapIn(w.Acks(), start, time.Now())
 		gaps = append(gaps, gap)
 		fmt.Printf("switchover %2d → %-8s run %.2fs  longest write gap %.3fs\n", i+1, to, r.Ended.Sub(r.Started).Seconds(), gap.Seconds())
 	}
 	stopWriter()
 	time.Sleep(200 * time.Millisecond)
-	lost, acked, err := missing(ctx, dsn, w.Acks())
+	lost, acked, err := harness.Missing(ctx, dsn, w.Acks())
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%d writes acknowledged, %d lost\n", acked, lost)
 	return write(out, gaps, lost)
-}
-
-func createTable(ctx context.Context, dsn string) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+chaos.WritesTable+" (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
-	return err
-}
-
-// gapIn is the longest time without an acknowledged write in [from, to].
-func gapIn(acks []chaos.Ack, from, to time.Time) time.Duration {
-	prev, gap := from, time.Duration(0)
-	for _, a := range acks {
-		if a.At.Before(from) {
-			continue
-		}
-		if a.At.After(to) {
-			break
-		}
-		gap = max(gap, a.At.Sub(prev))
-		prev = a.At
-	}
-	return max(gap, to.Sub(prev))
-}
-
-// missing counts the acknowledged writes the final primary does not have.
-func missing(ctx context.Context, dsn string, acks []chaos.Ack) (lost, acked int, err error) {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, "SELECT id FROM "+chaos.WritesTable)
-	if err != nil {
-		return 0, 0, err
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return 0, 0, err
-	}
-	present := map[int64]bool{}
-	for _, id := range ids {
-		present[id] = true
-	}
-	return len(chaos.Lost(acks, present)), len(acks), nil
 }
 
 func write(path string, gaps []time.Duration, lost int) error {

@@ -151,7 +151,7 @@ func burn(n int) (stop func(), err error) {
 func write(path string, r result) error {
 	var b strings.Builder
 	b.WriteString("## Stability under loss and load (`go run ./bench/stability`, root)\n\n")
-	fmt.Fprintf(&b, "Lab in network namespaces on one machine (%s), defaults (serve_lease 500ms, fence_margin 250ms), the writer and probe of `bench/failover`. For %s, %d%% of the packets between brussels and antwerp are dropped (nftables) and %d busy processes load the machine. Nothing may happen: the witness still grants both sites their lease.\n\n",
+	fmt.Fprintf(&b, "Lab in network namespaces on one machine (%s), defaults (serve_lease 400ms, fence_margin 250ms), the writer and probe of `bench/failover`. For %s, %d%% of the packets between brussels and antwerp are dropped (nftables) and %d busy processes load the machine. Nothing may happen: the witness still grants both sites their lease.\n\n",
 		harness.Machine(), r.d, r.loss, r.busy)
 	b.WriteString("| measure | value | target |\n| --- | --- | --- |\n")
 	fmt.Fprintf(&b, "| load average (1 min), sampled every 2 s | %s | ≥ 10 |\n", harness.Loads(r.loads))

@@ -204,6 +204,10 @@ var Endpoints = []Endpoint{
 	{Pattern: "POST /v1/runs", Rule: Operators, Audit: true, Heavy: true},
 	{Pattern: "POST /v1/force", Rule: Admins, Audit: true},
 	{Pattern: "POST /v1/steps", Rule: Controller, Audit: true},
+	// A copy of a primary's server, for another site's rejoin: the
+	// handler checks that the caller is another site of the group.
+	{Pattern: "GET /v1/copy/{group}/{resource}", Rule: Locations, Audit: true},
+	{Pattern: "POST /v1/drills/{group}/cleanup", Rule: Operators, Audit: true},
 	{Pattern: "POST /v1/lease", Rule: SelfLocation, Listener: Peer, Audit: true},
 	{Pattern: "GET /v1/members", Rule: Locations},
 	{Pattern: "POST /v1/members", Rule: SelfLocation, Audit: true},

@@ -77,19 +77,21 @@ func TestEveryPrincipalEveryEndpoint(t *testing.T) {
 	}
 	// Which callers each endpoint admits; every other caller is refused.
 	want := map[string][]string{
-		"GET /healthz":             {"site", "witness", "admin", "operator", "viewer", "no role", "anonymous"},
-		"GET /v1/status":           {"site", "witness", "admin", "operator", "viewer", "anonymous"},
-		"GET /metrics":             {"site", "witness", "admin", "operator", "viewer", "anonymous"},
-		"GET /v1/runs":             {"site", "witness", "admin", "operator", "viewer", "anonymous"},
-		"GET /v1/runs/{id}":        {"site", "witness", "admin", "operator", "viewer", "anonymous"},
-		"GET /v1/audit":            {"site", "witness", "admin", "operator", "viewer", "anonymous"},
-		"POST /v1/runs":            {"admin", "operator"},
-		"POST /v1/force":           {"admin"},
-		"POST /v1/steps":           {"site", "witness"},
-		"POST /v1/lease":           {"site", "witness", "anonymous"},
-		"GET /v1/members":          {"site", "witness"},
-		"POST /v1/members":         {"site", "witness", "anonymous"},
-		"POST /v1/members/promote": {"site", "witness", "anonymous"},
+		"GET /healthz":                    {"site", "witness", "admin", "operator", "viewer", "no role", "anonymous"},
+		"GET /v1/status":                  {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /metrics":                    {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /v1/runs":                    {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /v1/runs/{id}":               {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /v1/audit":                   {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"POST /v1/runs":                   {"admin", "operator"},
+		"POST /v1/force":                  {"admin"},
+		"POST /v1/steps":                  {"site", "witness"},
+		"GET /v1/copy/{group}/{resource}": {"site", "witness"},
+		"POST /v1/drills/{group}/cleanup": {"operator", "admin"},
+		"POST /v1/lease":                  {"site", "witness", "anonymous"},
+		"GET /v1/members":                 {"site", "witness"},
+		"POST /v1/members":                {"site", "witness", "anonymous"},
+		"POST /v1/members/promote":        {"site", "witness", "anonymous"},
 	}
 	if len(want) != len(Endpoints) {
 		t.Errorf("the test lists %d endpoints, the table %d: add the new ones here", len(want), len(Endpoints))

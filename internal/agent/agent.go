@@ -1,7 +1,21 @@
-// Package agent runs one location: its embedded etcd member, its presence in
-// the control plane (a view of itself and of the others, under a lease), its
-// candidacy for controller, the observation of its own resources, and its
-// HTTP API. Run wires these parts once and runs them until the context ends.
+// Package agent runs one location. Its components are built in one place
+// (wire, below), each given only the store operations it needs:
+//
+//   - presence (presence.go): probes the other agents and publishes this
+//     location's view under a control-plane session;
+//   - controller (controller.go): the candidacy for controller and the
+//     controller's work: automatic failover (safety.Decide), runs, lags;
+//   - serveLease (lease.go): asks the others for the right to serve,
+//     grants it to them, fences when it runs out, marks lost sites;
+//   - localResources (resources.go, local.go, network.go, sync.go): the
+//     resources at this site: observed, kept in line, steps carried out;
+//   - forcer (force.go, member.go): the embedded etcd member and forcing;
+//   - apiServer (http.go, reads.go, runs.go, steps.go): the HTTP API.
+//
+// They share only plane (plane.go), the read side of the control plane,
+// and base, what none of them changes. The safety rules themselves are in
+// internal/safety; the components feed them events and carry out what
+// they return.
 package agent
 
 import (
@@ -15,10 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/siteflip/siteflip/internal/access"
 	"github.com/siteflip/siteflip/internal/api"
@@ -28,7 +39,7 @@ import (
 	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/pki"
 	"github.com/siteflip/siteflip/internal/status"
-	"github.com/siteflip/siteflip/internal/watchdog"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options configure an agent.
@@ -48,66 +59,74 @@ type Options struct {
 	WatchdogExe string
 }
 
-// agent is the running state of one location.
+// agent is one location's components, built once by wire; Run starts
+// their loops and servers.
 type agent struct {
-	opts    Options
-	topo    *config.Topology
-	site    *config.Site
-	log     *slog.Logger
-	store   *coord.Store
-	client  *http.Client // probes other agents
-	metrics *metrics
-	started time.Time
+	*base
+	plane    *plane
+	presence *presence
+	ctl      *controller
+	lease    *serveLease
+	local    *localResources
+	force    *forcer
+	api      *apiServer
+}
 
-	// peerAPI calls the other agents with this location's certificate
-	// (the controller sends steps with it).
-	peerAPI *api.Client
-	// siteCNs are the certificate names of the locations; siteCN maps a
-	// location to its name.
-	siteCNs []string
-	siteCN  map[string]string
+// parts are what the components are built from. A test leaves out what it
+// does not use: with no store, whatever touches the control plane panics.
+type parts struct {
+	store     *coord.Store
+	member    *localMember // nil with an existing etcd cluster
+	net       *driver.Runtime
+	clientTLS *tls.Config
+	peerAPI   *api.Client
+	resolver  *access.Resolver
+	audit     *audit.Writer
+	// watchdogExe and dataDir: the watchdog to start, where its pid goes.
+	watchdogExe, dataDir string
+}
 
-	net *driver.Runtime // this site's network resources (BGP speakers, DNS servers)
-
-	// resolver tells who calls; audit records what they asked; heavy
-	// bounds the requests that read the whole control plane.
-	resolver *access.Resolver
-	audit    *audit.Writer
-	heavy    semaphore
-
-	// guards are the local databases to fence when the lease runs out;
-	// locals those on this machine, kept in line with their records.
-	guards map[string]watchdog.Target
-	locals map[string]driver.Local
-
-	lease       *leases
-	leaseClient *http.Client    // asks the other locations for the lease
-	watchdog    *watchdog.Guard // nil without a watchdog
-
-	// clockOffset shifts the wall clock (a test hook, clock.go); views
-	// measures how long ago each location's view last changed, on this
-	// machine's monotonic clock.
-	clockOffset time.Duration
-	views       viewClock
-
-	// member is the embedded etcd member, nil with an existing cluster;
-	// force is whether this location runs the control plane alone by a
-	// person's decision (force.go).
-	member *localMember
-	force  forceState
-
-	mu        sync.Mutex
-	locks     map[string]*sync.Mutex // one step at a time per resource
-	peers     map[string]status.PeerView
-	resources map[string]status.ResourceView
-	changed   chan struct{} // a change worth publishing at once
-	observe   chan struct{} // observe the resources now (a step changed them)
+// wire builds every component of the agent, hands each the others it
+// works with, and gives each only the store operations it needs (its own
+// interface, met by the one store).
+func wire(b *base, p parts) *agent {
+	pl := &plane{base: b, store: p.store}
+	a := &agent{base: b, plane: pl}
+	a.local = &localResources{base: b, plane: pl, syncs: p.store, net: p.net,
+		resources: map[string]status.ResourceView{}, observe: make(chan struct{}, 1)}
+	if p.peerAPI != nil {
+		a.local.peers = p.peerAPI
+	}
+	a.presence = &presence{base: b, sessions: p.store,
+		client: &http.Client{
+			Timeout:   b.topo.Coordination.ProbeTimeout.D(),
+			Transport: &http.Transport{TLSClientConfig: p.clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
+		},
+		resources: a.local.views, leftovers: a.local.drillLeftovers, peers: map[string]status.PeerView{}, changed: make(chan struct{}, 1)}
+	a.force = &forcer{base: b, store: p.store, member: p.member, presence: a.presence, local: a.local}
+	if p.member != nil {
+		a.presence.raftLeader = a.force.raftLeader
+	}
+	a.lease = &serveLease{base: b, plane: pl, marks: p.store,
+		client: &http.Client{
+			Transport: &http.Transport{TLSClientConfig: p.clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
+				DialContext: (&net.Dialer{Timeout: b.topo.Coordination.ServeLease.D()}).DialContext},
+		},
+		local: a.local, forced: a.force.forced, watchdogExe: p.watchdogExe, dataDir: p.dataDir}
+	a.lease.newLeaseState(time.Now())
+	a.force.lease = a.lease
+	a.local.leaseValid, a.local.notify = a.lease.valid, a.presence.notify
+	a.ctl = &controller{base: b, plane: pl, store: p.store, agents: p.peerAPI}
+	a.presence.onSession = a.ctl.serve
+	a.api = &apiServer{base: b, plane: pl, store: p.store, resolver: p.resolver, audit: p.audit, heavy: make(semaphore, heavyAtOnce),
+		presence: a.presence, lease: a.lease, local: a.local, force: a.force}
+	return a
 }
 
 // Run runs the agent of opts.Site until ctx ends; then it resigns, revokes
-// its lease so its view vanishes at once, and stops. Only a stop by ctx
-// with no error releases the watchdog; after an error the watchdog stays
-// armed and fences when the lease runs out.
+// its lease so its view vanishes at once, and stops. A stop by ctx
+// releases the watchdog the moment it begins; an agent that stops because
+// a part failed leaves it armed, and it fences when the lease runs out.
 func Run(ctx context.Context, opts Options) (err error) {
 	t := opts.Topology
 	site, ok := t.Site(opts.Site)
@@ -119,62 +138,35 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	a := &agent{
-		opts: opts, topo: t, site: site, log: log,
-		lease: newLeases(t, time.Now()),
-		leaseClient: &http.Client{
-			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
-				DialContext: (&net.Dialer{Timeout: t.Coordination.ServeLease.D()}).DialContext},
-		},
-		client: &http.Client{
-			Timeout:   t.Coordination.ProbeTimeout.D(),
-			Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
-		},
-		peerAPI:   api.NewClientTLS(t, clientTLS),
-		metrics:   newMetrics(),
-		heavy:     make(semaphore, heavyAtOnce),
-		peers:     map[string]status.PeerView{},
-		resources: map[string]status.ResourceView{},
-		changed:   make(chan struct{}, 1),
-		observe:   make(chan struct{}, 1),
-	}
-	defer a.client.CloseIdleConnections()
-	defer a.leaseClient.CloseIdleConnections()
-	defer a.peerAPI.Close()
-	if a.clockOffset, err = clockOffset(); err != nil {
+	b := &base{topo: t, site: site, log: log, metrics: newMetrics(), version: opts.Version}
+	if b.clockOffset, err = clockOffset(); err != nil {
 		return err
 	}
-	a.started = a.now().UTC()
+	b.started = b.now().UTC()
+	p := parts{clientTLS: clientTLS, peerAPI: api.NewClientTLS(t, clientTLS), watchdogExe: opts.WatchdogExe, dataDir: opts.DataDir}
+	defer p.peerAPI.Close()
+	var cnList []string
 	cns := map[string]string{}
 	if t.TLSEnabled() {
-		if a.siteCNs, err = siteCNs(t); err != nil {
+		if cnList, err = siteCNs(t); err != nil {
 			return err
 		}
-		a.siteCN = map[string]string{}
 		for i, s := range t.Sites {
-			a.siteCN[s.Name] = a.siteCNs[i]
-			cns[s.Name] = a.siteCNs[i]
+			cns[s.Name] = cnList[i]
 		}
 	}
-	if a.resolver, err = access.NewResolver(t.TLSEnabled(), cns, t.Access); err != nil {
+	if p.resolver, err = access.NewResolver(t.TLSEnabled(), cns, t.Access); err != nil {
 		return fmt.Errorf("agent of %s: %s: %w", site.Name, t.File, err)
-	}
-	if err := a.localDatabases(); err != nil {
-		return err
-	}
-	apiMux, peerMux, err := a.routes()
-	if err != nil {
-		return err
 	}
 	// Listen first: a busy address is the most common mistake, and it
 	// should fail before anything else starts.
-	refused := func() { a.metrics.connsRefused.Inc() }
+	refused := func() { b.metrics.connsRefused.Inc() }
 	ln, err := listen(site.Agent.Address, serverTLS, refused)
 	if err != nil {
 		return fmt.Errorf("agent of %s: listen on %s (sites[].agent.address): %w", site.Name, site.Agent.Address, err)
 	}
 	defer ln.Close()
-	peerLn, err := listen(site.Agent.LeaseAddress, peerTLS(serverTLS, a.siteCNs), refused)
+	peerLn, err := listen(site.Agent.LeaseAddress, peerTLS(serverTLS, cnList), refused)
 	if err != nil {
 		return fmt.Errorf("agent of %s: listen on %s (sites[].agent.lease_address): %w", site.Name, site.Agent.LeaseAddress, err)
 	}
@@ -201,31 +193,41 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		if t.TLSEnabled() {
 			mc.TLS = &pki.Files{CA: t.TLS.CAFile, Cert: site.TLS.CertFile, Key: site.TLS.KeyFile}
-			mc.AllowedCNs = a.siteCNs
+			mc.AllowedCNs = cnList
 		}
 		// A location declared lost by a force elsewhere rejoins as a new
-		// member instead of starting from its old data (force.go).
-		if a.member, err = startLocalMember(ctx, t, site, mc, clientTLS, log); err != nil {
+		// member instead of starting from its old data (member.go).
+		if p.member, err = startLocalMember(ctx, t, site, mc, clientTLS, log); err != nil {
 			return err
 		}
-		defer a.member.close(10 * time.Second)
+		defer p.member.close(10 * time.Second)
 		// Only the local member: the client would otherwise balance
 		// requests over every member, and a location cut off from the
 		// quorum would keep its presence (and its lease) through a
 		// member elsewhere, over the very link that is failing.
 		endpoints = []string{site.Etcd.ClientURL}
 	}
-	if a.store, err = coord.Open(endpoints, clientTLS, t.Name); err != nil {
+	if p.store, err = coord.Open(endpoints, clientTLS, t.Name); err != nil {
 		return err
 	}
-	defer a.store.Close()
-	a.audit = audit.NewWriter(a.store, log.With("component", "audit"), a.now)
+	defer p.store.Close()
+	p.audit = audit.NewWriter(p.store, log.With("component", "audit"), b.now)
+	if p.net, err = driver.NewRuntime(t, site.Name); err != nil {
+		return err
+	}
+	defer p.net.Close()
 
-	if a.net, err = driver.NewRuntime(t, site.Name); err != nil {
+	a := wire(b, p)
+	defer a.presence.client.CloseIdleConnections()
+	defer a.lease.client.CloseIdleConnections()
+	if err := a.local.localDatabases(); err != nil {
 		return err
 	}
-	defer a.net.Close()
-	observers, err := a.observers()
+	apiMux, peerMux, err := a.api.routes()
+	if err != nil {
+		return err
+	}
+	observers, err := a.local.observers()
 	if err != nil {
 		return err
 	}
@@ -235,19 +237,28 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}()
 
-	if err := a.startWatchdog(); err != nil {
+	if err := a.lease.startWatchdog(); err != nil {
 		return err
 	}
-	// A clean, deliberate stop releases the watchdog without fencing; an
-	// agent that fails leaves it armed, to fence when the lease runs out.
+	// A clean, deliberate stop releases the watchdog without fencing, the
+	// moment it begins; an agent that fails leaves it armed, to fence when
+	// the lease runs out.
+	ended := make(chan struct{})
+	defer close(ended)
+	go func() {
+		select {
+		case <-ctx.Done():
+			a.lease.releaseWatchdog()
+		case <-ended:
+		}
+	}()
 	defer func() {
 		switch {
-		case a.watchdog == nil:
-		case err == nil && ctx.Err() != nil:
-			a.watchdog.Release()
-		default:
+		case ctx.Err() != nil:
+			a.lease.releaseWatchdog() // if the stop's own release has not yet
+		case a.lease.guard() != nil:
 			log.Warn("the agent stops with an error: its watchdog stays armed and fences the databases when the serve lease runs out", "error", err)
-			a.watchdog.Abandon()
+			a.lease.abandonWatchdog()
 		}
 	}()
 
@@ -258,7 +269,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			// A part failed: the others take a while to stop, and clients
 			// must not be sent here meanwhile. The watchdog fences the
 			// databases when the lease runs out.
-			a.net.WithdrawAll()
+			p.net.WithdrawAll()
 		}
 		return nil
 	})
@@ -286,21 +297,31 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		return nil
 	})
-	if a.member != nil {
-		g.Go(func() error { return a.watchMember(gctx) })
-		g.Go(func() error { return a.forcedLoop(gctx) })
+	loops := []func(context.Context) error{
+		p.audit.Run,
+		// presence: probes, and the session that carries the view and the
+		// controller's candidacy (controller.serve)
+		a.presence.probeLoop, a.presence.run,
+		// the serve lease: asking, enforcing, marking
+		a.lease.renewLoop, a.lease.enforceLoop, a.lease.markLoop,
+		// the local resources
+		func(ctx context.Context) error { return a.local.observeLoop(ctx, observers) },
+		a.local.syncLoop, a.local.convergeLoop, a.local.convergeLocal, a.local.checkServers, a.local.sweepLoop,
 	}
-	g.Go(func() error { return a.audit.Run(gctx) })
-	g.Go(func() error { return a.probeLoop(gctx) })
-	g.Go(func() error { return a.observeLoop(gctx, observers) })
-	g.Go(func() error { return a.presenceLoop(gctx) })
-	g.Go(func() error { return a.renewLoop(gctx) })
-	g.Go(func() error { return a.enforceLoop(gctx) })
-	g.Go(func() error { return a.markLoop(gctx) })
-	g.Go(func() error { return a.leadFromWitness(gctx) })
-	g.Go(func() error { return a.syncLoop(gctx) })
-	g.Go(func() error { return a.convergeLoop(gctx) })
-	g.Go(func() error { return a.convergeLocal(gctx) })
+	if failpointSlowStop() {
+		loops = append(loops, func(ctx context.Context) error {
+			<-ctx.Done()
+			time.Sleep(time.Second)
+			return nil
+		})
+	}
+	if p.member != nil {
+		// the embedded etcd member and forcing
+		loops = append(loops, a.force.watchMember, a.force.forcedLoop, a.force.watchLeader)
+	}
+	for _, loop := range loops {
+		g.Go(func() error { return loop(gctx) })
+	}
 	log.Info("agent started", "api", site.Agent.Address, "lease", site.Agent.LeaseAddress, "tls", t.TLSEnabled(), "etcd", endpoints)
 	stopped := make(chan struct{})
 	go func() {
@@ -312,7 +333,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		case <-stopped:
 		case <-time.After(stopGrace):
 			log.Warn("the agent's loops did not stop in time; closing its etcd client", "after", stopGrace)
-			a.store.Close()
+			p.store.Close()
 		}
 	}()
 	err = g.Wait()
@@ -323,31 +344,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 // stopGrace is how long the agent's loops get to end once it stops.
 const stopGrace = 5 * time.Second
-
-// localDatabases finds the databases this agent fences when its lease runs
-// out, and those on its machine that it keeps in line with their records.
-// A database it could not fence is an error: the agent does not start.
-func (a *agent) localDatabases() error {
-	a.guards, a.locals = map[string]watchdog.Target{}, map[string]driver.Local{}
-	for i := range a.topo.Groups {
-		g := &a.topo.Groups[i]
-		for j := range g.Resources {
-			r := &g.Resources[j]
-			t, ok, err := driver.GuardTarget(g, r, a.site.Name)
-			if err != nil {
-				return fmt.Errorf("agent of %s: %w", a.site.Name, err)
-			}
-			if !ok {
-				continue
-			}
-			a.guards[t.Name] = t
-			if l, ok := driver.NewLocal(g, r, a.site.Name); ok {
-				a.locals[t.Name] = l
-			}
-		}
-	}
-	return nil
-}
 
 // tlsConfigs returns the agent's server and client TLS configurations, or
 // nils when the topology runs without TLS.
@@ -363,53 +359,6 @@ func tlsConfigs(t *config.Topology, s *config.Site) (server, client *tls.Config,
 		return nil, nil, fmt.Errorf("agent of %s: %w", s.Name, err)
 	}
 	return server, client, nil
-}
-
-// observers returns an observer for every resource that lives at this site.
-func (a *agent) observers() (map[string]driver.Observer, error) {
-	out := map[string]driver.Observer{}
-	for i := range a.topo.Groups {
-		g := &a.topo.Groups[i]
-		for j := range g.Resources {
-			r := &g.Resources[j]
-			if _, here := r.Settings[a.site.Name]; !here {
-				continue
-			}
-			o, err := driver.NewObserver(a.net, g, r, a.site.Name)
-			if err != nil {
-				return nil, err
-			}
-			out[g.Name+"/"+r.Name] = o
-		}
-	}
-	return out, nil
-}
-
-// notify asks the presence loop to publish the view now.
-func (a *agent) notify() {
-	select {
-	case a.changed <- struct{}{}:
-	default:
-	}
-}
-
-// view returns the location's current view.
-func (a *agent) view() status.View {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	v := status.View{
-		Site: a.site.Name, Role: a.site.Role, Version: a.opts.Version,
-		StartedAt: a.started, PublishedAt: a.now().UTC(),
-		Peers:     make(map[string]status.PeerView, len(a.peers)),
-		Resources: make(map[string]status.ResourceView, len(a.resources)),
-	}
-	for k, p := range a.peers {
-		v.Peers[k] = p
-	}
-	for k, r := range a.resources {
-		v.Resources[k] = r
-	}
-	return v
 }
 
 // siteCNs returns the common names of the locations' certificates: the

@@ -80,13 +80,8 @@ func forceAgent(t *testing.T, topo *config.Topology, site string) *agent {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return &agent{
-		topo: topo, site: s, log: quiet,
-		siteCNs: []string{"brussels", "antwerp", "frankfurt"},
-		peers:   map[string]status.PeerView{}, resources: map[string]status.ResourceView{},
-		resolver: r, metrics: newMetrics(), heavy: make(semaphore, heavyAtOnce),
-		audit: audit.NewWriter(&auditSink{}, quiet, time.Now),
-	}
+	b := &base{topo: topo, site: s, log: quiet, metrics: newMetrics()}
+	return wire(b, parts{resolver: r, audit: audit.NewWriter(&auditSink{}, quiet, time.Now)})
 }
 
 // withCert makes r look as if it came over mutual TLS with a certificate
@@ -119,7 +114,7 @@ func TestForceRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := forceAgent(t, topo, tt.site)
-			mux, _, err := a.routes()
+			mux, _, err := a.api.routes()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +132,7 @@ func TestForceRefusals(t *testing.T) {
 					t.Errorf("answer %q lacks %q", answer.Error, s)
 				}
 			}
-			if a.forcedHere() {
+			if a.force.forced() {
 				t.Error("a refused force left the location forced")
 			}
 		})
@@ -191,8 +186,8 @@ func TestForceRecovery(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := forceAgent(t, topo, "brussels")
-			a.resources = tt.resources
-			rc, err := a.recoveryOf(g, tt.lg, "operator", apiForce(tt.accept))
+			a.local.resources = tt.resources
+			rc, err := a.force.recoveryOf(g, tt.lg, "operator", apiForce(tt.accept))
 			if tt.wantErr != nil {
 				var fe *forceError
 				if !errors.As(err, &fe) || fe.code != http.StatusConflict {

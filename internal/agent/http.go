@@ -16,14 +16,42 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/siteflip/siteflip/internal/access"
 	"github.com/siteflip/siteflip/internal/audit"
+	"github.com/siteflip/siteflip/internal/coord"
+	"github.com/siteflip/siteflip/internal/plan"
 )
 
-// The agent's HTTP API (docs/design/safety.md): one router per listener,
-// built from access.Endpoints, so that every endpoint is authorized and
-// audited the same way and none exists without an entry in that table.
+// apiServer is the agent's HTTP API (docs/design/safety.md): one router per
+// listener, built from access.Endpoints, so that every endpoint is
+// authorized and audited the same way and none exists without an entry in
+// that table. The reads, the runs and the steps are its own; the health
+// check, the lease, forcing and the membership are served by the
+// components they belong to.
+type apiServer struct {
+	*base
+	plane *plane
+	store apiStore
+	// resolver tells who calls; audit records what they asked; heavy
+	// bounds the requests that read the whole control plane.
+	resolver *access.Resolver
+	audit    *audit.Writer
+	heavy    semaphore
+
+	presence *presence
+	lease    *serveLease
+	local    *localResources
+	force    *forcer
+}
+
+// apiStore is what the API reads and changes in the control plane itself.
+type apiStore interface {
+	Runs(ctx context.Context, group string) ([]plan.Run, error)
+	Run(ctx context.Context, id string) (plan.Run, error)
+	Audit(ctx context.Context, since time.Time, limit int) ([]audit.Record, error)
+	StartRun(ctx context.Context, run plan.Run, recordRevision int64) error
+	StepContext(ctx context.Context, group, runID string) (coord.StepContext, error)
+}
 
 // Limits of the API servers.
 const (
@@ -38,30 +66,32 @@ const (
 )
 
 // handlers are the agent's request handlers, by endpoint pattern.
-func (a *agent) handlers() map[string]http.HandlerFunc {
-	metrics := promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{Registry: a.metrics.reg})
+func (srv *apiServer) handlers() map[string]http.HandlerFunc {
+	metrics := promhttp.HandlerFor(srv.metrics.reg, promhttp.HandlerOpts{Registry: srv.metrics.reg})
 	return map[string]http.HandlerFunc{
-		"GET /healthz":             a.handleHealthz,
-		"GET /v1/status":           a.handleStatus,
-		"GET /metrics":             metrics.ServeHTTP,
-		"GET /v1/runs":             a.handleRuns,
-		"GET /v1/runs/{id}":        a.handleRun,
-		"GET /v1/audit":            a.handleAudit,
-		"POST /v1/runs":            a.handleStartRun,
-		"POST /v1/force":           a.handleForce,
-		"POST /v1/steps":           a.handleStep,
-		"POST /v1/lease":           a.handleLease,
-		"GET /v1/members":          a.handleMembers,
-		"POST /v1/members":         a.handleAddMember,
-		"POST /v1/members/promote": a.handlePromoteMember,
+		"GET /healthz":                    srv.presence.handleHealthz,
+		"GET /v1/status":                  srv.handleStatus,
+		"GET /metrics":                    metrics.ServeHTTP,
+		"GET /v1/runs":                    srv.handleRuns,
+		"GET /v1/runs/{id}":               srv.handleRun,
+		"GET /v1/audit":                   srv.handleAudit,
+		"POST /v1/runs":                   srv.handleStartRun,
+		"POST /v1/force":                  srv.force.handleForce,
+		"POST /v1/steps":                  srv.handleStep,
+		"GET /v1/copy/{group}/{resource}": srv.handleCopy,
+		"POST /v1/drills/{group}/cleanup": srv.handleDrillCleanup,
+		"POST /v1/lease":                  srv.lease.handleLease,
+		"GET /v1/members":                 srv.force.handleMembers,
+		"POST /v1/members":                srv.force.handleAddMember,
+		"POST /v1/members/promote":        srv.force.handlePromoteMember,
 	}
 }
 
 // routes returns the routers of the API and peer listeners. A handler
 // without an entry in the access table, or an entry without a handler, is
 // an error: an endpoint must never exist unguarded.
-func (a *agent) routes() (api, peer http.Handler, err error) {
-	hs := a.handlers()
+func (srv *apiServer) routes() (api, peer http.Handler, err error) {
+	hs := srv.handlers()
 	apiMux, peerMux := http.NewServeMux(), http.NewServeMux()
 	for _, e := range access.Endpoints {
 		h, ok := hs[e.Pattern]
@@ -69,7 +99,7 @@ func (a *agent) routes() (api, peer http.Handler, err error) {
 			return nil, nil, fmt.Errorf("endpoint %s is in the access table but has no handler", e.Pattern)
 		}
 		delete(hs, e.Pattern)
-		guarded := a.guard(e, h)
+		guarded := srv.guard(e, h)
 		if e.Listener == access.API || e.Listener == access.Both {
 			apiMux.Handle(e.Pattern, guarded)
 		}
@@ -110,18 +140,18 @@ func requestInfo(r *http.Request) *reqInfo {
 
 // guard authorizes a request by the access table, limits the heavy ones,
 // and leaves an audit record of every request that may change state.
-func (a *agent) guard(e access.Endpoint, h http.HandlerFunc) http.Handler {
+func (srv *apiServer) guard(e access.Endpoint, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info := &reqInfo{principal: a.resolver.Resolve(caller(r))}
+		info := &reqInfo{principal: srv.resolver.Resolve(caller(r))}
 		sw := &statusWriter{ResponseWriter: w}
 		switch ok, why := access.Allow(e.Rule, info.principal); {
 		case !ok:
-			writeError(sw, http.StatusForbidden, fmt.Errorf("%s at %s: %s", e.Pattern, a.site.Name, why))
-		case e.Heavy && !a.heavy.acquire():
-			writeError(sw, http.StatusServiceUnavailable, fmt.Errorf("%s is busy answering %d such requests; ask again, or ask another location", a.site.Name, heavyAtOnce))
+			writeError(sw, http.StatusForbidden, fmt.Errorf("%s at %s: %s", e.Pattern, srv.site.Name, why))
+		case e.Heavy && !srv.heavy.acquire():
+			writeError(sw, http.StatusServiceUnavailable, fmt.Errorf("%s is busy answering %d such requests; ask again, or ask another location", srv.site.Name, heavyAtOnce))
 		default:
 			if e.Heavy {
-				defer a.heavy.release()
+				defer srv.heavy.release()
 			}
 			h(sw, r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, info)))
 		}
@@ -136,7 +166,7 @@ func (a *agent) guard(e access.Endpoint, h http.HandlerFunc) http.Handler {
 			return
 		}
 		rec := audit.Record{
-			Site: a.site.Name, Who: info.principal.Name, Role: info.principal.RoleName(), From: r.RemoteAddr,
+			Site: srv.site.Name, Who: info.principal.Name, Role: info.principal.RoleName(), From: r.RemoteAddr,
 			Request: e.Pattern, Action: info.note.Action, Group: info.note.Group, Run: info.note.Run,
 			Reason: info.note.Reason, Ticket: info.note.Ticket, Code: code, Error: sw.errorText(),
 		}
@@ -149,7 +179,7 @@ func (a *agent) guard(e access.Endpoint, h http.HandlerFunc) http.Handler {
 			rec.Result = audit.Done
 			rec.Routine = e.Pattern == "POST /v1/steps"
 		}
-		a.audit.Record(rec)
+		srv.audit.Record(rec)
 	})
 }
 

@@ -73,11 +73,8 @@ func guarded(t *testing.T) (*agent, *auditSink) {
 	}
 	sink := &auditSink{}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a := &agent{
-		topo: &config.Topology{Name: "test"}, site: &config.Site{Name: "brussels"}, log: quiet,
-		metrics: newMetrics(), heavy: make(semaphore, heavyAtOnce), resolver: r,
-		audit: audit.NewWriter(sink, quiet, time.Now),
-	}
+	b := &base{topo: &config.Topology{Name: "test"}, site: &config.Site{Name: "brussels"}, log: quiet, metrics: newMetrics()}
+	a := wire(b, parts{resolver: r, audit: audit.NewWriter(sink, quiet, time.Now)})
 	return a, sink
 }
 
@@ -105,7 +102,7 @@ func as(cn, method, path, body string) *http.Request {
 // every refused request that may change state is audited with its caller.
 func TestEveryEndpointIsGuarded(t *testing.T) {
 	a, sink := guarded(t)
-	apiMux, peerMux, err := a.routes()
+	apiMux, peerMux, err := a.api.routes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +127,7 @@ func TestEveryEndpointIsGuarded(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	a.audit.Run(ctx) // stores what is queued, then returns
+	a.api.audit.Run(ctx) // stores what is queued, then returns
 	if len(sink.recs) != refusedAudited {
 		t.Fatalf("%d audit records for %d refused state-changing requests", len(sink.recs), refusedAudited)
 	}
@@ -152,7 +149,7 @@ func TestEveryEndpointIsGuarded(t *testing.T) {
 // control plane is asked: strict JSON.
 func TestStrictJSON(t *testing.T) {
 	a, _ := guarded(t)
-	apiMux, _, err := a.routes()
+	apiMux, _, err := a.api.routes()
 	if err != nil {
 		t.Fatal(err)
 	}

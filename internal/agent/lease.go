@@ -28,7 +28,27 @@ import (
 // granted it for a whole lease. A location that granted a site nothing for
 // a lease and a margin, and cannot reach the site's resources, marks the
 // site lost in etcd and grants it nothing more until it removed its mark.
-type leases struct {
+type serveLease struct {
+	*base
+	plane *plane
+	marks interface {
+		PutMark(ctx context.Context, m status.Mark) error
+		Unmark(ctx context.Context, site, by string, snap status.Snapshot) (bool, error)
+	}
+	client *http.Client // asks the other locations for the lease
+	// local are the resources it fences when the lease runs out; forced
+	// says whether a person declared the other locations lost (force.go).
+	local  *localResources
+	forced func() bool
+	// watchdogExe, when set, is the binary started as the watchdog, with
+	// its pid file in dataDir; watchdog is nil without one, and let go
+	// (released or abandoned) once the agent stops: wdMu guards both, as
+	// the stop comes while enforceLoop may be restarting it.
+	watchdogExe, dataDir string
+	wdMu                 sync.Mutex
+	watchdog             *watchdog.Guard
+	wdLetGo              bool
+
 	mu sync.Mutex
 	// lease is this location's serve lease as a requester; granter is what
 	// it granted the others and whom it marked lost (safety.Granter).
@@ -42,19 +62,18 @@ type leases struct {
 	markMu sync.Mutex
 }
 
-func newLeases(t *config.Topology, now time.Time) *leases {
+// newLeaseState sets the lease and the granter of an agent started at now.
+func (sl *serveLease) newLeaseState(now time.Time) {
 	var sites []string
-	for _, s := range t.Sites {
+	for _, s := range sl.topo.Sites {
 		if s.Role == config.RoleSite {
 			sites = append(sites, s.Name)
 		}
 	}
-	c := t.Coordination
-	return &leases{
-		lease:     safety.NewLease(c.ServeLease.D(), startupGrace, now),
-		granter:   safety.NewGranter(sites, c.ServeLease.D()+c.FenceMargin.D(), now),
-		unmarking: map[string]bool{},
-	}
+	c := sl.topo.Coordination
+	sl.lease = safety.NewLease(c.ServeLease.D(), startupGrace, now)
+	sl.granter = safety.NewGranter(sites, c.ServeLease.D()+c.FenceMargin.D(), now)
+	sl.unmarking = map[string]bool{}
 }
 
 // startupGrace is how long a starting agent waits for its first grant
@@ -68,7 +87,7 @@ type leaseRequest struct {
 
 // handleLease grants the calling location the right to serve, unless this
 // location marked it lost. It is served on the peer listener only.
-func (a *agent) handleLease(w http.ResponseWriter, r *http.Request) {
+func (sl *serveLease) handleLease(w http.ResponseWriter, r *http.Request) {
 	info := requestInfo(r)
 	var req leaseRequest
 	if err := decodeJSON(w, r, 4096, &req); err != nil {
@@ -76,7 +95,7 @@ func (a *agent) handleLease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info.note.Action = "serve lease for " + req.Site
-	if _, ok := a.topo.Site(req.Site); !ok || req.Site == a.site.Name {
+	if _, ok := sl.topo.Site(req.Site); !ok || req.Site == sl.site.Name {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("lease request from unknown location %q", req.Site))
 		return
 	}
@@ -84,18 +103,17 @@ func (a *agent) handleLease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, fmt.Errorf("lease for %s asked by %s", req.Site, p))
 		return
 	}
-	l := a.lease
-	l.mu.Lock()
-	answer := l.granter.Ask(req.Site, time.Now())
-	l.mu.Unlock()
+	sl.mu.Lock()
+	answer := sl.granter.Ask(req.Site, time.Now())
+	sl.mu.Unlock()
 	switch answer {
 	case safety.NotReady:
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s has not read its marks from the control plane yet", a.site.Name))
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s has not read its marks from the control plane yet", sl.site.Name))
 	case safety.Refuse:
-		go a.unmark(req.Site)
-		writeError(w, http.StatusConflict, fmt.Errorf("%s: %w %s lost; it grants again once the mark is removed", a.site.Name, errMarked, req.Site))
+		go sl.unmark(req.Site)
+		writeError(w, http.StatusConflict, fmt.Errorf("%s: %w %s lost; it grants again once the mark is removed", sl.site.Name, errMarked, req.Site))
 	default:
-		writeJSON(w, http.StatusOK, map[string]int64{"lease_ms": a.topo.Coordination.ServeLease.D().Milliseconds()})
+		writeJSON(w, http.StatusOK, map[string]int64{"lease_ms": sl.topo.Coordination.ServeLease.D().Milliseconds()})
 	}
 }
 
@@ -103,11 +121,11 @@ func (a *agent) handleLease(w http.ResponseWriter, r *http.Request) {
 var errMarked = errors.New("marked")
 
 // renewLoop asks every other location for the lease every tenth of it.
-func (a *agent) renewLoop(ctx context.Context) error {
-	lease := a.topo.Coordination.ServeLease.D()
+func (sl *serveLease) renewLoop(ctx context.Context) error {
+	lease := sl.topo.Coordination.ServeLease.D()
 	var peers []config.Site
-	for _, s := range a.topo.Sites {
-		if s.Name != a.site.Name {
+	for _, s := range sl.topo.Sites {
+		if s.Name != sl.site.Name {
 			peers = append(peers, s)
 		}
 	}
@@ -120,24 +138,24 @@ func (a *agent) renewLoop(ctx context.Context) error {
 			defer tick.Stop()
 			for {
 				sent := time.Now()
-				err := a.askLease(ctx, p, lease)
+				err := sl.askLease(ctx, p, lease)
 				switch {
 				case err == nil:
-					a.lease.mu.Lock()
-					a.lease.lease.Granted(sent)
-					a.lease.mu.Unlock()
+					sl.mu.Lock()
+					sl.lease.Granted(sent)
+					sl.mu.Unlock()
 				case errors.Is(err, errLeaseRefused):
 					// A location that marked this one lost says so: this
 					// site may not serve, and need not wait for the
 					// startup grace to know it.
-					a.lease.mu.Lock()
-					if !a.lease.lease.Answered() {
-						a.log.Warn("another location refuses the serve lease: enforcing it at once", "peer", p.Name, "error", err)
+					sl.mu.Lock()
+					if !sl.lease.Answered() {
+						sl.log.Warn("another location refuses the serve lease: enforcing it at once", "peer", p.Name, "error", err)
 					}
-					a.lease.lease.Refused()
-					a.lease.mu.Unlock()
+					sl.lease.Refused()
+					sl.mu.Unlock()
 				}
-				a.metrics.leaseRequest(p.Name, err == nil)
+				sl.metrics.leaseRequest(p.Name, err == nil)
 				select {
 				case <-ctx.Done():
 					return
@@ -150,16 +168,16 @@ func (a *agent) renewLoop(ctx context.Context) error {
 	return nil
 }
 
-func (a *agent) askLease(ctx context.Context, p config.Site, timeout time.Duration) error {
+func (sl *serveLease) askLease(ctx context.Context, p config.Site, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	body, _ := json.Marshal(leaseRequest{Site: a.site.Name})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.scheme()+"://"+p.Agent.LeaseAddress+"/v1/lease", bytes.NewReader(body))
+	body, _ := json.Marshal(leaseRequest{Site: sl.site.Name})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sl.scheme()+"://"+p.Agent.LeaseAddress+"/v1/lease", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.leaseClient.Do(req)
+	resp, err := sl.client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -177,32 +195,20 @@ func (a *agent) askLease(ctx context.Context, p config.Site, timeout time.Durati
 // errLeaseRefused: a location answered that it marked this one lost.
 var errLeaseRefused = errors.New("serve lease refused")
 
-func (a *agent) scheme() string {
-	if a.topo.TLSEnabled() {
-		return "https"
-	}
-	return "http"
-}
-
-// leaseValid says whether this location may serve now.
-func (a *agent) leaseValid() bool {
-	if a.forcedHere() {
-		return true
-	}
-	a.lease.mu.Lock()
-	defer a.lease.mu.Unlock()
-	return a.lease.lease.Valid(time.Now())
+// valid says whether this location may serve now.
+func (sl *serveLease) valid() bool {
+	return sl.forced() || sl.granted()
 }
 
 // enforceLoop fences every local database when the lease runs out and
 // keeps the watchdog told. Databases are started again by convergeLocal
 // once the lease is back (local.go).
-func (a *agent) enforceLoop(ctx context.Context) error {
-	lease := a.topo.Coordination.ServeLease.D()
+func (sl *serveLease) enforceLoop(ctx context.Context) error {
+	lease := sl.topo.Coordination.ServeLease.D()
 	tick := time.NewTicker(lease / 10)
 	defer tick.Stop()
-	targets := make([]watchdog.Target, 0, len(a.guards))
-	for _, t := range a.guards {
+	targets := make([]watchdog.Target, 0, len(sl.local.guards))
+	for _, t := range sl.local.guards {
 		targets = append(targets, t)
 	}
 	fenced := map[string]fenceState{} // in this loss of the lease
@@ -214,10 +220,10 @@ func (a *agent) enforceLoop(ctx context.Context) error {
 		case <-tick.C:
 		}
 		now := time.Now()
-		a.lease.mu.Lock()
-		verdict, left, answered := a.lease.lease.Verdict(now), a.lease.lease.Left(now), a.lease.lease.Answered()
-		a.lease.mu.Unlock()
-		if a.forcedHere() {
+		sl.mu.Lock()
+		verdict, left, answered := sl.lease.Verdict(now), sl.lease.Left(now), sl.lease.Answered()
+		sl.mu.Unlock()
+		if sl.forced() {
 			// A person declared the other locations lost (force.go).
 			verdict, left = safety.Serve, lease
 		}
@@ -226,22 +232,21 @@ func (a *agent) enforceLoop(ctx context.Context) error {
 		}
 		if !answered && !graceTold {
 			graceTold = true
-			a.log.Warn("no other location granted the serve lease since the agent started; enforcing it", "after", startupGrace)
+			sl.log.Warn("no other location granted the serve lease since the agent started; enforcing it", "after", startupGrace)
 		}
-		if a.watchdog != nil {
+		if w := sl.guard(); w != nil {
 			select {
-			case <-a.watchdog.Exited():
-				a.log.Error("the watchdog ended; starting a new one")
-				if err := a.startWatchdog(); err != nil {
-					a.log.Error("cannot restart the watchdog; the agent alone fences now", "error", err)
-					a.watchdog = nil
+			case <-w.Exited():
+				sl.log.Error("the watchdog ended; starting a new one")
+				if err := sl.startWatchdog(); err != nil {
+					sl.log.Error("cannot restart the watchdog; the agent alone fences now", "error", err)
 				}
 			default:
 			}
 		}
-		if a.watchdog != nil {
-			if err := a.watchdog.Update(targets, left); err != nil {
-				a.log.Warn("watchdog", "error", err)
+		if w := sl.guard(); w != nil {
+			if err := w.Update(targets, left); err != nil {
+				sl.log.Warn("watchdog", "error", err)
 			}
 		}
 		if verdict == safety.Serve {
@@ -249,16 +254,16 @@ func (a *agent) enforceLoop(ctx context.Context) error {
 			withdrawn = false
 			continue
 		}
-		if a.failpointLeaseLost() {
+		if failpointLeaseLost() {
 			return errors.New("failpoint: the agent fails as its serve lease runs out")
 		}
 		// Every database, whatever the last observation said: one whose
 		// connection slots are full answers no observation and may still
 		// be writing.
-		a.selfFence(fenced)
+		sl.selfFence(fenced)
 		if !withdrawn {
 			// Routes and records go with the primaries.
-			a.net.WithdrawAll()
+			sl.local.net.WithdrawAll()
 			withdrawn = true
 		}
 	}
@@ -274,9 +279,9 @@ type fenceState struct {
 // on every call (cheap when nothing runs; something may start them
 // again); a fence command runs until it is verified once in this loss of
 // the lease, at most once a second.
-func (a *agent) selfFence(fenced map[string]fenceState) {
-	for _, key := range slices.Sorted(maps.Keys(a.guards)) {
-		t := a.guards[key]
+func (sl *serveLease) selfFence(fenced map[string]fenceState) {
+	for _, key := range slices.Sorted(maps.Keys(sl.local.guards)) {
+		t := sl.local.guards[key]
 		st := fenced[key]
 		if t.DataDir == "" && (st.done || time.Since(st.tried) < time.Second) {
 			continue
@@ -285,23 +290,23 @@ func (a *agent) selfFence(fenced map[string]fenceState) {
 		killed, err := driver.FenceNow(t)
 		if err != nil {
 			fenced[key] = st
-			a.log.Error("serve lease ran out; fencing failed", "resource", key, "error", err)
+			sl.log.Error("serve lease ran out; fencing failed", "resource", key, "error", err)
 			continue
 		}
 		if killed || (t.DataDir == "" && !st.done) {
-			a.metrics.selfFences.Inc()
-			a.log.Warn("serve lease ran out: no other location granted it; database fenced", "resource", key)
+			sl.metrics.selfFences.Inc()
+			sl.log.Warn("serve lease ran out: no other location granted it; database fenced", "resource", key)
 		}
 		st.done = true
 		fenced[key] = st
 	}
-	a.observeNow()
+	sl.local.observeNow()
 }
 
 // markLoop marks lost every site this location granted nothing for a lease
 // and a margin and whose resources it cannot reach.
-func (a *agent) markLoop(ctx context.Context) error {
-	c := a.topo.Coordination
+func (sl *serveLease) markLoop(ctx context.Context) error {
+	c := sl.topo.Coordination
 	silentFor := c.ServeLease.D() + c.FenceMargin.D()
 	tick := time.NewTicker(c.ServeLease.D() / 10)
 	defer tick.Stop()
@@ -317,19 +322,19 @@ func (a *agent) markLoop(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
-		if !a.loadMarks(ctx, written) {
+		if !sl.loadMarks(ctx, written) {
 			continue
 		}
-		a.lease.mu.Lock()
-		silent := a.lease.granter.Silent(time.Now(), probeLead)
-		a.lease.mu.Unlock()
-		for _, s := range a.topo.Sites {
-			if s.Name == a.site.Name || s.Role != config.RoleSite {
+		sl.mu.Lock()
+		silent := sl.granter.Silent(time.Now(), probeLead)
+		sl.mu.Unlock()
+		for _, s := range sl.topo.Sites {
+			if s.Name == sl.site.Name || s.Role != config.RoleSite {
 				continue
 			}
-			a.lease.mu.Lock()
-			marked := a.lease.granter.Marked(s.Name)
-			a.lease.mu.Unlock()
+			sl.mu.Lock()
+			marked := sl.granter.Marked(s.Name)
+			sl.mu.Unlock()
 			if !marked {
 				written[s.Name] = false
 				delete(failing, s.Name)
@@ -338,35 +343,35 @@ func (a *agent) markLoop(ctx context.Context) error {
 					continue
 				}
 				if at, ok := unreachable[s.Name]; !ok || time.Since(at) > probeLead+c.ServeLease.D()/5 {
-					if addr, ok := a.reachableResource(ctx, s.Name); ok {
+					if addr, ok := sl.reachableResource(ctx, s.Name); ok {
 						delete(unreachable, s.Name)
-						a.log.Debug("site silent but its resources answer; not marking it lost", "site", s.Name, "resource", addr)
+						sl.log.Debug("site silent but its resources answer; not marking it lost", "site", s.Name, "resource", addr)
 						continue
 					}
 					unreachable[s.Name] = time.Now()
 				}
-				a.lease.mu.Lock()
+				sl.mu.Lock()
 				// Not before the promise ran out, nor after a grant that
 				// slipped in during the probe.
-				marked = a.lease.granter.Mark(s.Name, time.Now())
-				a.lease.mu.Unlock()
+				marked = sl.granter.Mark(s.Name, time.Now())
+				sl.mu.Unlock()
 				if !marked {
 					continue
 				}
 				delete(unreachable, s.Name)
-				a.log.Warn("site lost from here: no lease request and no resource answered; marking it lost", "site", s.Name, "silent_for_over", silentFor)
+				sl.log.Warn("site lost from here: no lease request and no resource answered; marking it lost", "site", s.Name, "silent_for_over", silentFor)
 			}
 			if written[s.Name] {
 				continue
 			}
-			err := a.writeMark(ctx, s.Name, silentFor)
+			err := sl.writeMark(ctx, s.Name, silentFor)
 			switch {
 			case err == nil:
 				written[s.Name] = true
 				delete(failing, s.Name)
 			case ctx.Err() == nil && !failing[s.Name]:
 				failing[s.Name] = true
-				a.log.Warn("cannot store the mark yet (is this location cut off?); retrying until it can or the site asks again", "site", s.Name, "error", err)
+				sl.log.Warn("cannot store the mark yet (is this location cut off?); retrying until it can or the site asks again", "site", s.Name, "error", err)
 			}
 		}
 	}
@@ -374,47 +379,47 @@ func (a *agent) markLoop(ctx context.Context) error {
 
 // writeMark stores this location's mark on site, unless the mark was
 // removed meanwhile.
-func (a *agent) writeMark(ctx context.Context, site string, silentFor time.Duration) error {
-	a.lease.markMu.Lock()
-	defer a.lease.markMu.Unlock()
-	a.lease.mu.Lock()
-	still := a.lease.granter.Marked(site)
-	a.lease.mu.Unlock()
+func (sl *serveLease) writeMark(ctx context.Context, site string, silentFor time.Duration) error {
+	sl.markMu.Lock()
+	defer sl.markMu.Unlock()
+	sl.mu.Lock()
+	still := sl.granter.Marked(site)
+	sl.mu.Unlock()
 	if !still {
 		return nil
 	}
-	m := status.Mark{Site: site, By: a.site.Name, At: time.Now().UTC(),
-		Reason: fmt.Sprintf("no lease request for over %s and no resource of %s answered from %s", silentFor, site, a.site.Name)}
+	m := status.Mark{Site: site, By: sl.site.Name, At: time.Now().UTC(),
+		Reason: fmt.Sprintf("no lease request for over %s and no resource of %s answered from %s", silentFor, site, sl.site.Name)}
 	wctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return a.store.PutMark(wctx, m)
+	return sl.marks.PutMark(wctx, m)
 }
 
 // loadMarks reads this location's own marks once, before it grants
 // anything: a location that restarts must not forget whom it declared lost.
-func (a *agent) loadMarks(ctx context.Context, written map[string]bool) bool {
-	a.lease.mu.Lock()
-	loaded := a.lease.granter.Loaded()
-	a.lease.mu.Unlock()
+func (sl *serveLease) loadMarks(ctx context.Context, written map[string]bool) bool {
+	sl.mu.Lock()
+	loaded := sl.granter.Loaded()
+	sl.mu.Unlock()
 	if loaded {
 		return true
 	}
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	snap, err := a.snapshot(rctx)
+	snap, err := sl.plane.snapshot(rctx)
 	if err != nil {
 		return false
 	}
 	var marked []string
 	for site, by := range snap.Marks {
-		if _, ok := by[a.site.Name]; ok {
+		if _, ok := by[sl.site.Name]; ok {
 			marked = append(marked, site)
 			written[site] = true
 		}
 	}
-	a.lease.mu.Lock()
-	a.lease.granter.Load(marked)
-	a.lease.mu.Unlock()
+	sl.mu.Lock()
+	sl.granter.Load(marked)
+	sl.mu.Unlock()
 	return true
 }
 
@@ -424,11 +429,11 @@ const probeLead = 250 * time.Millisecond
 
 // reachableResource returns the address of a resource of site that accepts
 // a TCP connection from here, if any.
-func (a *agent) reachableResource(ctx context.Context, site string) (string, bool) {
+func (sl *serveLease) reachableResource(ctx context.Context, site string) (string, bool) {
 	var addrs []string
-	for i := range a.topo.Groups {
-		for j := range a.topo.Groups[i].Resources {
-			if addr, ok := driver.Endpoint(&a.topo.Groups[i].Resources[j], site); ok && !slices.Contains(addrs, addr) {
+	for i := range sl.topo.Groups {
+		for j := range sl.topo.Groups[i].Resources {
+			if addr, ok := driver.Endpoint(&sl.topo.Groups[i].Resources[j], site); ok && !slices.Contains(addrs, addr) {
 				addrs = append(addrs, addr)
 			}
 		}
@@ -446,55 +451,110 @@ func (a *agent) reachableResource(ctx context.Context, site string) (string, boo
 
 // unmark removes this location's mark on site after the site asked for the
 // lease again, if no run depends on the mark; only then does it grant.
-func (a *agent) unmark(site string) {
-	a.lease.mu.Lock()
-	if a.lease.unmarking[site] {
-		a.lease.mu.Unlock()
+func (sl *serveLease) unmark(site string) {
+	sl.mu.Lock()
+	if sl.unmarking[site] {
+		sl.mu.Unlock()
 		return
 	}
-	a.lease.unmarking[site] = true
-	a.lease.mu.Unlock()
+	sl.unmarking[site] = true
+	sl.mu.Unlock()
 	defer func() {
 		time.Sleep(300 * time.Millisecond) // at most a few attempts a second
-		a.lease.mu.Lock()
-		delete(a.lease.unmarking, site)
-		a.lease.mu.Unlock()
+		sl.mu.Lock()
+		delete(sl.unmarking, site)
+		sl.mu.Unlock()
 	}()
-	a.lease.markMu.Lock()
-	defer a.lease.markMu.Unlock()
+	sl.markMu.Lock()
+	defer sl.markMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	snap, err := a.snapshot(ctx)
+	snap, err := sl.plane.snapshot(ctx)
 	if err != nil {
 		return
 	}
-	ok, err := a.store.Unmark(ctx, site, a.site.Name, snap)
+	ok, err := sl.marks.Unmark(ctx, site, sl.site.Name, snap)
 	if err != nil || !ok {
 		return
 	}
-	a.lease.mu.Lock()
-	a.lease.granter.Unmarked(site, time.Now())
-	a.lease.mu.Unlock()
-	a.log.Info("site asks for the lease again and no run depends on the mark: mark removed", "site", site)
+	sl.mu.Lock()
+	sl.granter.Unmarked(site, time.Now())
+	sl.mu.Unlock()
+	sl.log.Info("site asks for the lease again and no run depends on the mark: mark removed", "site", site)
 }
 
-// startWatchdog starts the watchdog process when the agent has one.
-func (a *agent) startWatchdog() error {
-	if a.opts.WatchdogExe == "" {
+// startWatchdog starts the watchdog process when the agent has one, unless
+// the agent let it go (it stops).
+func (sl *serveLease) startWatchdog() error {
+	sl.wdMu.Lock()
+	defer sl.wdMu.Unlock()
+	sl.watchdog = nil
+	if sl.watchdogExe == "" || sl.wdLetGo {
 		return nil
 	}
-	dir := a.opts.DataDir
+	dir := sl.dataDir
 	if dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 	}
-	g, err := watchdog.Start(a.opts.WatchdogExe, dir)
+	g, err := watchdog.Start(sl.watchdogExe, dir)
 	if err != nil {
 		return err
 	}
-	a.watchdog = g
+	sl.watchdog = g
 	return nil
 }
 
 var errNoLease = errors.New("this site holds no serve lease")
+
+// granted says whether another location granted the lease (forced or not).
+func (sl *serveLease) granted() bool {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	return sl.lease.Valid(time.Now())
+}
+
+// declare: a force declared these sites lost; they are granted nothing
+// until their marks are removed.
+func (sl *serveLease) declare(sites []string) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	for _, s := range sites {
+		sl.granter.Declare(s)
+	}
+}
+
+// guard is the running watchdog, nil without one.
+func (sl *serveLease) guard() *watchdog.Guard {
+	sl.wdMu.Lock()
+	defer sl.wdMu.Unlock()
+	return sl.watchdog
+}
+
+// releaseWatchdog stops the watchdog without fencing: the agent stops
+// deliberately (docs/design/fencing.md, "A clean stop of the agent does
+// not fence"). It is called the moment the stop begins: from then on
+// nobody renews the lease, and winding the agent down takes longer than
+// what is left of it.
+func (sl *serveLease) releaseWatchdog() {
+	if w := sl.letGo(); w != nil {
+		w.Release()
+	}
+}
+
+// abandonWatchdog lets go of the watchdog armed: the agent fails, and
+// the watchdog fences when the lease runs out.
+func (sl *serveLease) abandonWatchdog() {
+	if w := sl.letGo(); w != nil {
+		w.Abandon()
+	}
+}
+
+func (sl *serveLease) letGo() *watchdog.Guard {
+	sl.wdMu.Lock()
+	defer sl.wdMu.Unlock()
+	w := sl.watchdog
+	sl.watchdog, sl.wdLetGo = nil, true
+	return w
+}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -47,7 +47,7 @@ func (d localDo) String() string {
 // crashed, lost its power, or was fenced. One shut down cleanly was
 // stopped by a person, or by a fence step, and stays stopped.
 func crashed(state string) bool {
-	return state == driver.StateInProduction || state == driver.StateCrashRecovery || state == driver.StateArchiveRecovery
+	return state == resource.StateInProduction || state == resource.StateCrashRecovery || state == resource.StateArchiveRecovery
 }
 
 // localAction decides what to do to a local database, and why.
@@ -69,9 +69,9 @@ func localAction(f localFacts) (localDo, string) {
 		return fenceIt, "a primary at a site that is not the group's active site must not serve"
 	case f.Running:
 		return leaveAlone, "a standby"
-	case f.State == driver.StateArchiveRecovery && f.Guard:
+	case f.State == resource.StateArchiveRecovery && f.Guard:
 		return startStandby, "a standby that stopped without a shutdown"
-	case f.State == driver.StateInProduction || f.State == driver.StateCrashRecovery:
+	case f.State == resource.StateInProduction || f.State == resource.StateCrashRecovery:
 		return leaveAlone, "an old primary: `siteflip reprotect` rejoins it"
 	}
 	return leaveAlone, fmt.Sprintf("stopped (%s)", f.State)
@@ -79,22 +79,22 @@ func localAction(f localFacts) (localDo, string) {
 
 // convergeLocal keeps the local databases in line with their groups'
 // records.
-func (a *agent) convergeLocal(ctx context.Context) error {
-	if len(a.locals) == 0 {
+func (lr *localResources) convergeLocal(ctx context.Context) error {
+	if len(lr.locals) == 0 {
 		return nil
 	}
 	told := map[string]string{}
-	return a.withSnapshots(ctx, a.topo.Coordination.ProbeInterval.D(), func(snap status.Snapshot) {
-		if !a.leaseValid() || len(snap.Marks[a.site.Name]) > 0 {
+	return lr.plane.withSnapshots(ctx, lr.topo.Coordination.ProbeInterval.D(), func(snap status.Snapshot) {
+		if !lr.leaseValid() || len(snap.Marks[lr.site.Name]) > 0 {
 			return
 		}
-		for key, l := range a.locals {
+		for key, l := range lr.locals {
 			group, _, _ := strings.Cut(key, "/")
 			rec, adopted := snap.Records[group]
 			if snap.Running[group] != "" {
 				continue // the run's steps move it
 			}
-			lock := a.resourceLock(key)
+			lock := lr.resourceLock(key)
 			if !lock.TryLock() {
 				continue // a step is at work on it
 			}
@@ -105,14 +105,12 @@ func (a *agent) convergeLocal(ctx context.Context) error {
 				lock.Unlock()
 				if told[key] != err.Error() {
 					told[key] = err.Error()
-					a.log.Warn("cannot read the local database's state", "resource", key, "error", err)
+					lr.log.Warn("cannot read the local database's state", "resource", key, "error", err)
 				}
 				continue
 			}
-			a.mu.Lock()
-			v, observed := a.resources[key]
-			a.mu.Unlock()
-			f := localFacts{Adopted: adopted, ActiveHere: adopted && rec.ActiveSite == a.site.Name,
+			v, observed := lr.view(key)
+			f := localFacts{Adopted: adopted, ActiveHere: adopted && rec.ActiveSite == lr.site.Name,
 				Running: disk.Running, State: disk.State, Guard: disk.Guard}
 			switch {
 			case observed && v.Up:
@@ -120,20 +118,20 @@ func (a *agent) convergeLocal(ctx context.Context) error {
 			default:
 				// It does not answer: judge by its control file, and take
 				// "in production" for a server that may be writing.
-				f.Primary = disk.State == driver.StateInProduction
+				f.Primary = disk.State == resource.StateInProduction
 			}
 			do, why := localAction(f)
 			if do == leaveAlone {
 				lock.Unlock()
 				if told[key] != why && f.Adopted && !f.Running {
-					a.log.Info("local database left as it is", "resource", key, "why", why)
+					lr.log.Info("local database left as it is", "resource", key, "why", why)
 				}
 				told[key] = why
 				continue
 			}
 			// Another look at the record just before acting: the lease and
 			// the record must still say the same.
-			if !a.leaseValid() {
+			if !lr.leaseValid() {
 				lock.Unlock()
 				return
 			}
@@ -148,20 +146,20 @@ func (a *agent) convergeLocal(ctx context.Context) error {
 			case fenceIt:
 				err = l.Kill()
 				if err == nil {
-					a.metrics.selfFences.Inc()
+					lr.metrics.selfFences.Inc()
 				}
 			}
 			cancel()
 			lock.Unlock()
 			if err != nil {
-				a.log.Error("cannot bring the local database in line with its group's record", "resource", key, "action", do.String(), "why", why, "error", err)
+				lr.log.Error("cannot bring the local database in line with its group's record", "resource", key, "action", do.String(), "why", why, "error", err)
 				continue
 			}
 			if do != writeGuard || told[key] != why {
-				a.log.Warn("local database brought in line with its group's record", "resource", key, "action", do.String(), "why", why, "active_site", rec.ActiveSite, "epoch", rec.Epoch)
+				lr.log.Warn("local database brought in line with its group's record", "resource", key, "action", do.String(), "why", why, "active_site", rec.ActiveSite, "epoch", rec.Epoch)
 			}
 			told[key] = why
-			a.observeNow()
+			lr.observeNow()
 		}
 	})
 }

@@ -3,16 +3,16 @@ package agent
 import (
 	"testing"
 
-	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/resource"
 )
 
 func TestLocalAction(t *testing.T) {
 	const (
-		prod     = driver.StateInProduction
-		shut     = driver.StateShutDown
-		shutRec  = driver.StateShutDownRecovery
-		archive  = driver.StateArchiveRecovery
-		crashRec = driver.StateCrashRecovery
+		prod     = resource.StateInProduction
+		shut     = resource.StateShutDown
+		shutRec  = resource.StateShutDownRecovery
+		archive  = resource.StateArchiveRecovery
+		crashRec = resource.StateCrashRecovery
 	)
 	active := func(f localFacts) localFacts { f.Adopted, f.ActiveHere = true, true; return f }
 	standbySite := func(f localFacts) localFacts { f.Adopted = true; return f }

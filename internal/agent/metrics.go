@@ -24,6 +24,10 @@ type metrics struct {
 	selfFences    prometheus.Counter
 	autoFailovers prometheus.Counter
 	connsRefused  prometheus.Counter
+	// The drills of each group, exported by the controller.
+	drillSuccess  *prometheus.GaugeVec
+	drillDuration *prometheus.GaugeVec
+	drillRPO      *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -66,8 +70,18 @@ func newMetrics() *metrics {
 		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "siteflip_api_connections_refused_total", Help: "Connections closed at once: over the per-client or total limit.",
 		}),
+		drillSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_drill_last_success_timestamp_seconds", Help: "When the group's last successful drill started (Unix time); exported by the controller.",
+		}, []string{"group"}),
+		drillDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_drill_duration_seconds", Help: "How long the group's last drill took, from its start to its end; exported by the controller.",
+		}, []string{"group"}),
+		drillRPO: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_drill_rpo_seconds", Help: "The data age of the group's last drill: the RPO a failover would have had; exported by the controller while known.",
+		}, []string{"group"}),
 	}
 	m.reg.MustRegister(m.leaseOK, m.selfFences, m.autoFailovers, m.connsRefused, m.peerUp, m.probeRTT, m.controller, m.publishErrors, m.resourceUp, m.primary, m.lagBytes, m.lagSeconds,
+		m.drillSuccess, m.drillDuration, m.drillRPO,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -114,4 +128,31 @@ func (m *metrics) leaseRequest(peer string, ok bool) {
 		outcome = "failed"
 	}
 	m.leaseOK.WithLabelValues(peer, outcome).Inc()
+}
+
+// drill exports what is kept of a group's drills.
+func (m *metrics) drill(group string, rec status.DrillRecord) {
+	if s := rec.LastSuccess; s != nil {
+		m.drillSuccess.WithLabelValues(group).Set(float64(s.Started.UnixMilli()) / 1000)
+	}
+	last := rec.Last
+	if last == nil {
+		return
+	}
+	if !last.Ended.IsZero() {
+		m.drillDuration.WithLabelValues(group).Set(last.Ended.Sub(last.Started).Seconds())
+	}
+	if last.RPOSeconds != nil {
+		m.drillRPO.WithLabelValues(group).Set(*last.RPOSeconds)
+	} else {
+		m.drillRPO.DeleteLabelValues(group) // the last drill did not tell
+	}
+}
+
+// clearDrills removes the drill metrics, when this agent stops being the
+// controller.
+func (m *metrics) clearDrills() {
+	m.drillSuccess.Reset()
+	m.drillDuration.Reset()
+	m.drillRPO.Reset()
 }

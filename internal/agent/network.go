@@ -13,17 +13,17 @@ import (
 // step): the active site, holding its serve lease, sends clients to
 // itself; the others park. It also tells every resource which site is
 // active, for the parts that answer for all sites (docs/design/network.md).
-func (a *agent) convergeLoop(ctx context.Context) error {
-	keys := a.net.Keys()
+func (lr *localResources) convergeLoop(ctx context.Context) error {
+	keys := lr.net.Keys()
 	if len(keys) == 0 {
 		return nil
 	}
 	applied := map[string]string{}
-	return a.withSnapshots(ctx, a.topo.Coordination.ProbeInterval.D(), func(snap status.Snapshot) {
+	return lr.plane.withSnapshots(ctx, lr.topo.Coordination.ProbeInterval.D(), func(snap status.Snapshot) {
 		for _, key := range keys {
 			group, _, _ := strings.Cut(key, "/")
 			rec, ok := snap.Records[group]
-			n, here := a.net.Get(key)
+			n, here := lr.net.Get(key)
 			if !ok || !here {
 				continue
 			}
@@ -35,12 +35,10 @@ func (a *agent) convergeLoop(ctx context.Context) error {
 				continue
 			}
 			want := "park"
-			if rec.ActiveSite == a.site.Name && a.leaseValid() {
+			if rec.ActiveSite == lr.site.Name && lr.leaseValid() {
 				want = "active"
 			}
-			a.mu.Lock()
-			v := a.resources[key]
-			a.mu.Unlock()
+			v, _ := lr.view(key)
 			isActive := v.Up && v.Role == status.RolePrimary
 			if applied[key] == want && isActive == (want == "active") {
 				cancel()
@@ -55,15 +53,15 @@ func (a *agent) convergeLoop(ctx context.Context) error {
 			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
-					a.log.Warn("cannot bring a network resource in line with the group's record", "resource", key, "want", want, "error", err)
+					lr.log.Warn("cannot bring a network resource in line with the group's record", "resource", key, "want", want, "error", err)
 				}
 				continue
 			}
 			if applied[key] != want {
-				a.log.Info("network resource in line with the group's record", "resource", key, "state", want, "active_site", rec.ActiveSite)
+				lr.log.Info("network resource in line with the group's record", "resource", key, "state", want, "active_site", rec.ActiveSite)
 			}
 			applied[key] = want
-			a.observeNow()
+			lr.observeNow()
 		}
 	})
 }

@@ -16,26 +16,26 @@ import (
 // handleStatus answers with the assembled status, or 503 when this
 // location cannot read the control plane (no quorum): the client then asks
 // another location.
-func (a *agent) handleStatus(w http.ResponseWriter, r *http.Request) {
+func (srv *apiServer) handleStatus(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	snap, err := a.snapshot(ctx)
+	snap, err := srv.plane.snapshot(ctx)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
-			"error": fmt.Sprintf("%s cannot read the control plane (%v): its etcd member has no quorum or is unreachable; ask another location, and check this agent's log", a.site.Name, err),
-			"site":  a.site.Name,
+			"error": fmt.Sprintf("%s cannot read the control plane (%v): its etcd member has no quorum or is unreachable; ask another location, and check this agent's log", srv.site.Name, err),
+			"site":  srv.site.Name,
 		})
 		return
 	}
-	st := a.assemble(snap)
-	a.noteForced(ctx, &st)
+	st := srv.plane.assemble(snap)
+	srv.force.noteForced(ctx, &st)
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (a *agent) handleRuns(w http.ResponseWriter, r *http.Request) {
+func (srv *apiServer) handleRuns(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	runs, err := a.store.Runs(ctx, r.URL.Query().Get("group"))
+	runs, err := srv.store.Runs(ctx, r.URL.Query().Get("group"))
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err)
 		return
@@ -46,10 +46,10 @@ func (a *agent) handleRuns(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, runs)
 }
 
-func (a *agent) handleRun(w http.ResponseWriter, r *http.Request) {
+func (srv *apiServer) handleRun(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	run, err := a.store.Run(ctx, r.PathValue("id"))
+	run, err := srv.store.Run(ctx, r.PathValue("id"))
 	switch {
 	case errors.Is(err, coord.ErrNoRun):
 		writeError(w, http.StatusNotFound, err)
@@ -63,9 +63,9 @@ func (a *agent) handleRun(w http.ResponseWriter, r *http.Request) {
 // handleAudit answers with the audit trail: ?since=RFC3339 time (default:
 // a day ago) and ?limit=N records at most (default and cap 10,000, the
 // newest).
-func (a *agent) handleAudit(w http.ResponseWriter, r *http.Request) {
+func (srv *apiServer) handleAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	since := a.now().Add(-24 * time.Hour)
+	since := srv.now().Add(-24 * time.Hour)
 	if v := q.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
@@ -85,9 +85,9 @@ func (a *agent) handleAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	recs, err := a.store.Audit(ctx, since, limit)
+	recs, err := srv.store.Audit(ctx, since, limit)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s: %w; ask another location", a.site.Name, err))
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s: %w; ask another location", srv.site.Name, err))
 		return
 	}
 	if recs == nil {

@@ -10,8 +10,8 @@ import (
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/coord"
-	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/resource"
 )
 
 // Errors of step authorization.
@@ -26,6 +26,11 @@ type stepOrder struct {
 	step    plan.Step
 	primary string            // the site to follow, for a rejoin
 	input   map[string]string // the fence step's output, for a catch-up
+	// drill is the drill's run ID, for the steps of a drill.
+	drill string
+	// targets are the drill copies' addresses by resource, for a drill's
+	// check (a real run's checks ask production).
+	targets map[string]string
 }
 
 // authorizeStep decides whether the step req, sent by the location
@@ -34,13 +39,21 @@ type stepOrder struct {
 // is the whole rule of docs/design/safety.md, "A step must belong to the
 // run in progress"; the error says which part failed.
 func authorizeStep(sc coord.StepContext, req api.StepRequest, callerSite, here string) (stepOrder, error) {
+	// A drill is checked against the group's drill in progress, every
+	// other run against its run in progress: two locks, so that a drill
+	// never stands in a recovery's way.
+	inProgress, what := sc.Running, "run"
+	drill := sc.Run != nil && sc.Run.Plan.Action == plan.Drill
+	if drill {
+		inProgress, what = sc.Drilling, "drill"
+	}
 	switch {
 	case !sc.Adopted:
 		return stepOrder{}, fmt.Errorf("%w: group %s has no record", errNoSuchStep, req.Group)
-	case req.RunID == "" || sc.Running == "":
-		return stepOrder{}, fmt.Errorf("%w: group %s has no run in progress", errNoSuchStep, req.Group)
-	case sc.Running != req.RunID:
-		return stepOrder{}, fmt.Errorf("%w: run %q is not the group's run in progress (%s)", errNoSuchStep, req.RunID, sc.Running)
+	case req.RunID == "" || inProgress == "":
+		return stepOrder{}, fmt.Errorf("%w: group %s has no %s in progress", errNoSuchStep, req.Group, what)
+	case inProgress != req.RunID:
+		return stepOrder{}, fmt.Errorf("%w: run %q is not the group's %s in progress (%s)", errNoSuchStep, req.RunID, what, inProgress)
 	case sc.Run == nil || sc.Run.Group != req.Group:
 		return stepOrder{}, fmt.Errorf("%w: run %s of group %s is not stored", errNoSuchStep, req.RunID, req.Group)
 	case sc.Controller == nil:
@@ -79,6 +92,25 @@ func authorizeStep(sc coord.StepContext, req api.StepRequest, callerSite, here s
 	case states[idx].State != plan.StepRunning:
 		return stepOrder{}, fmt.Errorf("%w: step %s of run %s is %s, not running", errNoSuchStep, s.ID, run.ID, states[idx].State)
 	}
+	switch s.Kind {
+	case plan.Clone, plan.Start, plan.Teardown, plan.Keep:
+		if !drill {
+			return stepOrder{}, fmt.Errorf("%w: %s is a drill's step and run %s is a %s", errNoSuchStep, s.ID, run.ID, run.Plan.Action)
+		}
+	case plan.Check:
+	default:
+		if drill {
+			return stepOrder{}, fmt.Errorf("%w: a drill never runs %s", errNoSuchStep, s.Kind)
+		}
+	}
+	if drill && s.Kind == plan.Teardown {
+		// A teardown removes only the drill's own copies: it goes ahead
+		// whatever happened to the group meanwhile.
+		if req.Epoch != run.Plan.Epoch {
+			return stepOrder{}, fmt.Errorf("%w: step %s is of epoch %d, the request says %d", errNoSuchStep, s.ID, run.Plan.Epoch, req.Epoch)
+		}
+		return stepOrder{step: s, drill: run.ID}, nil
+	}
 	epoch := run.Plan.Epoch
 	if !rollingBack {
 		epoch = run.StepEpoch(idx)
@@ -94,64 +126,77 @@ func authorizeStep(sc coord.StepContext, req api.StepRequest, callerSite, here s
 	case plan.CatchUp:
 		o.input = run.OutputOf(plan.Fence, s.Resource)
 	}
+	if drill {
+		o.drill = run.ID
+		o.targets = drillTargets(run)
+	}
 	return o, nil
+}
+
+// drillTargets are the addresses where the drill's copies serve, by
+// resource, from its done start steps.
+func drillTargets(run *plan.Run) map[string]string {
+	out := map[string]string{}
+	for i, s := range run.Plan.Steps {
+		if s.Kind == plan.Start && run.Steps[i].State == plan.StepDone {
+			if a := run.Steps[i].Output[resource.OutputAddress]; a != "" {
+				out[s.Resource] = a
+			}
+		}
+	}
+	return out
 }
 
 // handleStep carries out one step on a resource of this site, when
 // authorizeStep allows it.
-func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
+func (srv *apiServer) handleStep(w http.ResponseWriter, r *http.Request) {
 	info := requestInfo(r)
 	var req api.StepRequest
 	if err := decodeJSON(w, r, 1<<16, &req); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("decode step: %w", err))
 		return
 	}
-	info.note.Action, info.note.Group, info.note.Run = fmt.Sprintf("%s of %s at %s (step %s, term %d, epoch %d)", req.Kind, req.Resource, a.site.Name, req.Step, req.Term, req.Epoch), req.Group, req.RunID
-	g, ok := a.topo.Group(req.Group)
+	info.note.Action, info.note.Group, info.note.Run = fmt.Sprintf("%s of %s at %s (step %s, term %d, epoch %d)", req.Kind, req.Resource, srv.site.Name, req.Step, req.Term, req.Epoch), req.Group, req.RunID
+	g, ok := srv.topo.Group(req.Group)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Errorf("%s: unknown group %q in %s: the locations' configurations differ", a.site.Name, req.Group, a.topo.File))
+		writeError(w, http.StatusNotFound, fmt.Errorf("%s: unknown group %q in %s: the locations' configurations differ", srv.site.Name, req.Group, srv.topo.File))
 		return
 	}
 	res, ok := findResource(g, req.Resource)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Errorf("%s: group %s has no resource %q in %s: the locations' configurations differ", a.site.Name, req.Group, req.Resource, a.topo.File))
-		return
-	}
-	actor, err := driver.NewActor(a.net, g, res, a.site.Name)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, http.StatusNotFound, fmt.Errorf("%s: group %s has no resource %q in %s: the locations' configurations differ", srv.site.Name, req.Group, req.Resource, srv.topo.File))
 		return
 	}
 	// One step at a time per resource: a retry must not race the attempt
 	// it retries. The checks come after the wait, so that a step that
 	// waited behind another is judged by the state it will act in.
-	lock := a.resourceLock(g.Name + "/" + res.Name)
+	lock := srv.local.resourceLock(g.Name + "/" + res.Name)
 	lock.Lock()
 	defer lock.Unlock()
 	if r.Context().Err() != nil {
 		return // the controller gave up on this request
 	}
 	rctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	sc, err := a.store.StepContext(rctx, g.Name, req.RunID)
+	sc, err := srv.store.StepContext(rctx, g.Name, req.RunID)
 	cancel()
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s cannot check the step against the control plane: %w", a.site.Name, err))
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s cannot check the step against the control plane: %w", srv.site.Name, err))
 		return
 	}
-	order, err := authorizeStep(sc, req, info.principal.Site, a.site.Name)
+	order, err := authorizeStep(sc, req, info.principal.Site, srv.site.Name)
 	if err != nil {
 		code := http.StatusConflict
 		if errors.Is(err, errNotController) {
 			code = http.StatusForbidden
 		}
-		writeError(w, code, fmt.Errorf("step %s of run %q refused at %s: %w", req.Step, req.RunID, a.site.Name, err))
+		writeError(w, code, fmt.Errorf("step %s of run %q refused at %s: %w", req.Step, req.RunID, srv.site.Name, err))
 		return
 	}
 	s := order.step
-	if (s.Kind == plan.Promote || s.Kind == plan.Unfence) && !a.leaseValid() {
+	if (s.Kind == plan.Promote || s.Kind == plan.Unfence) && !srv.lease.valid() {
 		info.note.Failed = true
 		writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: %v: no other location granted it the right to serve within %s",
-			s.Kind, s.Resource, a.site.Name, errNoLease, a.topo.Coordination.ServeLease.D())})
+			s.Kind, s.Resource, srv.site.Name, errNoLease, srv.topo.Coordination.ServeLease.D())})
 		return
 	}
 	timeout := max(s.Timeout, time.Second)
@@ -160,26 +205,11 @@ func (a *agent) handleStep(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	start := time.Now()
-	var out map[string]string
-	switch s.Kind {
-	case plan.Fence:
-		out, err = actor.Fence(ctx)
-	case plan.CatchUp:
-		err = actor.CatchUp(ctx, order.input)
-	case plan.Promote:
-		out, err = actor.Promote(ctx)
-	case plan.Rejoin:
-		out, err = actor.Rejoin(ctx, order.primary)
-	case plan.Unfence:
-		err = actor.Unfence(ctx)
-	default:
-		err = fmt.Errorf("unknown step kind %q", s.Kind)
-	}
-	a.log.Info("step", "run", req.RunID, "step", s.ID, "epoch", req.Epoch, "took", time.Since(start).Round(time.Millisecond), "error", err)
-	a.observeNow()
+	out, err := srv.local.carryOut(ctx, g, res, order)
+	srv.log.Info("step", "run", req.RunID, "step", s.ID, "epoch", req.Epoch, "took", time.Since(start).Round(time.Millisecond), "error", err)
 	if err != nil {
 		info.note.Failed = true
-		writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: %v", s.Kind, s.Resource, a.site.Name, err)})
+		writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: %v", s.Kind, s.Resource, srv.site.Name, err)})
 		return
 	}
 	writeJSON(w, http.StatusOK, api.StepResult{Output: out})

@@ -150,3 +150,87 @@ func TestAuthorizeStepInputsFromTheRun(t *testing.T) {
 		t.Fatalf("rejoin follows %q (%v), want the run's target antwerp", o.primary, err)
 	}
 }
+
+// drillRun is a drill of webshop at antwerp in epoch 4: clone, start,
+// check, teardown; the clone is done and the copy started.
+func drillRun() *plan.Run {
+	p := plan.Plan{Group: "webshop", Action: plan.Drill, From: "brussels", To: "antwerp", Epoch: 4,
+		Steps: []plan.Step{
+			{ID: "clone:db@antwerp", Kind: plan.Clone, Resource: "db", Site: "antwerp", Timeout: time.Second},
+			{ID: "start:db@antwerp", Kind: plan.Start, Resource: "db", Site: "antwerp", Timeout: time.Second},
+			{ID: "check:orders@antwerp", Kind: plan.Check, Resource: "orders", Site: "antwerp", Timeout: time.Second},
+			{ID: "teardown:db@antwerp", Kind: plan.Teardown, Resource: "db", Site: "antwerp", Timeout: time.Second, BestEffort: true},
+		},
+		Rollback: []plan.Step{{ID: "teardown:db@antwerp", Kind: plan.Teardown, Resource: "db", Site: "antwerp", Timeout: time.Second, BestEffort: true}},
+	}
+	r := plan.NewRun("d1", "ada", plan.Request{Action: plan.Drill}, p, time.Unix(0, 0))
+	r.Steps[0].State = plan.StepDone
+	r.Steps[1] = plan.StepState{State: plan.StepDone, Output: map[string]string{"address": "127.0.2.2:5432"}}
+	return &r
+}
+
+// drillCtx is the control plane while step i of the drill runs, the
+// drill holding the group's drill lock (not its run lock).
+func drillCtx(run *plan.Run, running int, epoch int64) coord.StepContext {
+	sc := stepCtx(run, running, epoch)
+	sc.Running, sc.Drilling = "", run.ID
+	return sc
+}
+
+func TestAuthorizeDrillStep(t *testing.T) {
+	check := api.StepRequest{RunID: "d1", Step: "check:orders@antwerp", Group: "webshop", Resource: "orders", Kind: plan.Check, Epoch: 4, Term: 77}
+	teardown := api.StepRequest{RunID: "d1", Step: "teardown:db@antwerp", Group: "webshop", Resource: "db", Kind: plan.Teardown, Epoch: 4, Term: 77}
+	tests := []struct {
+		name string
+		sc   func() coord.StepContext
+		req  api.StepRequest
+		want error
+	}{
+		{"the drill's check, under the drill lock", func() coord.StepContext { return drillCtx(drillRun(), 2, 4) }, check, nil},
+		{"a drill step under the run lock only", func() coord.StepContext {
+			sc := drillCtx(drillRun(), 2, 4)
+			sc.Running, sc.Drilling = "d1", ""
+			return sc
+		}, check, errNoSuchStep},
+		{"another drill in progress", func() coord.StepContext {
+			sc := drillCtx(drillRun(), 2, 4)
+			sc.Drilling = "d2"
+			return sc
+		}, check, errNoSuchStep},
+		{"the drill's check after the group moved on", func() coord.StepContext { return drillCtx(drillRun(), 2, 5) }, check, errNoSuchStep},
+		{"the teardown after the group moved on", func() coord.StepContext { return drillCtx(drillRun(), 3, 5) }, teardown, nil},
+		{"the teardown with another epoch in the request", func() coord.StepContext { return drillCtx(drillRun(), 3, 4) },
+			func() api.StepRequest { r := teardown; r.Epoch = 5; return r }(), errNoSuchStep},
+		{"the teardown from a location that is not the controller", func() coord.StepContext {
+			sc := drillCtx(drillRun(), 3, 4)
+			sc.Controller.Site = "frankfurt"
+			return sc
+		}, teardown, errNotController},
+		{"a promote smuggled into a drill's plan", func() coord.StepContext {
+			run := drillRun()
+			run.Plan.Steps[2] = plan.Step{ID: "promote:db@antwerp", Kind: plan.Promote, Resource: "db", Site: "antwerp"}
+			return drillCtx(run, 2, 4)
+		}, api.StepRequest{RunID: "d1", Step: "promote:db@antwerp", Group: "webshop", Resource: "db", Kind: plan.Promote, Epoch: 4, Term: 77}, errNoSuchStep},
+		{"a clone step in a switchover", func() coord.StepContext {
+			run := stepRun()
+			run.Plan.Steps[1] = plan.Step{ID: "clone:db@antwerp", Kind: plan.Clone, Resource: "db", Site: "antwerp"}
+			return stepCtx(run, 1, 4)
+		}, api.StepRequest{RunID: "r1", Step: "clone:db@antwerp", Group: "webshop", Resource: "db", Kind: plan.Clone, Epoch: 4, Term: 77}, errNoSuchStep},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := authorizeStep(tt.sc(), tt.req, "brussels", "antwerp")
+			switch {
+			case tt.want == nil && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != nil && !errors.Is(err, tt.want):
+				t.Fatalf("got %v, want %v", err, tt.want)
+			case tt.want == nil && (o.step.ID != tt.req.Step || o.drill != "d1"):
+				t.Fatalf("allowed step %q of drill %q, asked %q", o.step.ID, o.drill, tt.req.Step)
+			}
+			if tt.want == nil && tt.req.Kind == plan.Check && o.targets["db"] != "127.0.2.2:5432" {
+				t.Errorf("the check's targets are not the drill's copies: %v", o.targets)
+			}
+		})
+	}
+}

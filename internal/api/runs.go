@@ -23,6 +23,8 @@ type RunRequest struct {
 	Action         plan.Action `json:"action"`
 	To             string      `json:"to,omitempty"`
 	AcceptDataLoss bool        `json:"accept_data_loss,omitempty"`
+	// Keep is how long a drill stays up after its checks.
+	Keep time.Duration `json:"keep,omitempty"`
 	// Reason and Ticket say why; the run and the audit trail keep them.
 	Reason string `json:"reason,omitempty"`
 	Ticket string `json:"ticket,omitempty"`
@@ -89,6 +91,76 @@ func (c *Client) Step(ctx context.Context, site string, req StepRequest) (StepRe
 	var res StepResult
 	err := c.do(ctx, http.MethodPost, c.url(s, "/v1/steps"), req, &res)
 	return res, err
+}
+
+// DrillCleanup asks the agent of site to remove what the drills of group
+// left behind there; it returns what was removed.
+func (c *Client) DrillCleanup(ctx context.Context, site, group string) ([]string, error) {
+	s, ok := c.topo.Site(site)
+	if !ok {
+		return nil, fmt.Errorf("drill cleanup at unknown site %q", site)
+	}
+	var res struct {
+		Removed []string `json:"removed"`
+	}
+	err := c.do(ctx, http.MethodPost, c.url(s, "/v1/drills/"+url.PathEscape(group)+"/cleanup"), struct{}{}, &res)
+	return res.Removed, err
+}
+
+// Copy fetches from the agent of site a copy of the server of a resource
+// there, for a rejoin here. Closing it says whether the copy came whole
+// (the stream ended with the agent's "complete" trailer).
+func (c *Client) Copy(ctx context.Context, site, group, resource string) (io.ReadCloser, error) {
+	s, ok := c.topo.Site(site)
+	if !ok {
+		return nil, fmt.Errorf("copy from unknown site %q", site)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(s, "/v1/copy/"+url.PathEscape(group)+"/"+url.PathEscape(resource)), nil)
+	if err != nil {
+		return nil, err
+	}
+	// No timeout but ctx: a copy streams as long as the database is big.
+	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("copy %s/%s from %s: %w", group, resource, site, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("copy %s/%s from %s: %s: %s", group, resource, site, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return &copyBody{resp: resp, from: site}, nil
+}
+
+// copyBody is a copy being received.
+type copyBody struct {
+	resp *http.Response
+	from string
+	eof  bool
+}
+
+func (b *copyBody) Read(p []byte) (int, error) {
+	n, err := b.resp.Body.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+// Close says whether the copy came whole: read to its end, with the
+// sender's "complete" trailer.
+func (b *copyBody) Close() error {
+	_ = b.resp.Body.Close()
+	switch t := b.resp.Trailer.Get("Siteflip-Copy"); {
+	case !b.eof:
+		return fmt.Errorf("the copy from %s was not read to its end", b.from)
+	case t == "complete":
+		return nil
+	case t == "":
+		return fmt.Errorf("the copy from %s was cut short", b.from)
+	default:
+		return fmt.Errorf("the copy from %s: %s", b.from, t)
+	}
 }
 
 // RequestError is an answer that refuses the request (4xx): asking another

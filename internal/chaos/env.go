@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +40,9 @@ type Options struct {
 	// to one location's agent.
 	AgentEnv []string
 	SiteEnv  map[string][]string
+	// MariaDB runs the lab's news group on MariaDB instead of webshop on
+	// PostgreSQL.
+	MariaDB bool
 }
 
 // Env is a lab in network namespaces with a writer and a probe running.
@@ -48,6 +53,10 @@ type Env struct {
 	Client *api.Client
 	Writer *Writer
 	Probe  *Probe
+	// Group is the lab's group the scenario acts on.
+	Group string
+	// mdb is, for a MariaDB lab, the application's DSN at each site.
+	mdb map[string]string
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -63,9 +72,14 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Net: n, Lab: lab.Options{Dir: o.Dir, Exe: o.Exe, Out: o.Out, Net: n, Synchronous: o.Synchronous,
+	e := &Env{Net: n, Group: "webshop", Lab: lab.Options{Dir: o.Dir, Exe: o.Exe, Out: o.Out, Net: n, Synchronous: o.Synchronous,
 		FlapPeriod: o.FlapPeriod, Policy: o.Policy, AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv, ReadyTimeout: 90 * time.Second}}
+	if o.MariaDB {
+		e.Group, e.Lab.DB = "news", lab.DBMariaDB
+	}
 	if err := lab.Up(ctx, e.Lab); err != nil {
+		// The lab goes with Close: say what its agents said first.
+		err = fmt.Errorf("%w\n%s", err, agentLogTails(o.Dir, 30))
 		e.Close()
 		return nil, err
 	}
@@ -73,28 +87,42 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		e.Close()
 		return nil, err
 	}
-	dsn, err := lab.WriterDSN(e.Topo)
-	if err != nil {
-		e.Close()
-		return nil, err
-	}
-	if err := createTables(ctx, dsn); err != nil {
-		e.Close()
-		return nil, err
-	}
-	targets := map[string]string{}
-	for _, site := range []string{"brussels", "antwerp"} {
-		if targets[site], err = lab.SiteDSN(e.Topo, site); err != nil {
-			e.Close()
-			return nil, err
-		}
-	}
 	interval := o.WriteInterval
 	if interval == 0 {
 		interval = 5 * time.Millisecond
 	}
-	e.Writer = &Writer{DSN: dsn, Table: WritesTable, Interval: interval}
-	e.Probe = &Probe{Targets: targets, Table: ProbeTable, Interval: 50 * time.Millisecond}
+	if o.MariaDB {
+		if e.mdb, err = lab.NewsDSNs(e.Topo, o.Dir); err != nil {
+			e.Close()
+			return nil, err
+		}
+		if err := createMariaDBTables(ctx, e.mdb); err != nil {
+			e.Close()
+			return nil, err
+		}
+		e.Writer = &Writer{Table: WritesTable, Interval: interval, Dial: mariaDBPrimary(e.mdb)}
+		e.Probe = &Probe{Targets: e.mdb, Table: ProbeTable, Interval: 50 * time.Millisecond,
+			Dial: func(ctx context.Context, site string) (Session, error) { return dialMariaDB(ctx, site, e.mdb[site]) }}
+	} else {
+		dsn, err := lab.WriterDSN(e.Topo)
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		if err := createTables(ctx, dsn); err != nil {
+			e.Close()
+			return nil, err
+		}
+		targets := map[string]string{}
+		for _, site := range []string{"brussels", "antwerp"} {
+			if targets[site], err = lab.SiteDSN(e.Topo, site); err != nil {
+				e.Close()
+				return nil, err
+			}
+		}
+		e.Writer = &Writer{DSN: dsn, Table: WritesTable, Interval: interval}
+		e.Probe = &Probe{Targets: targets, Table: ProbeTable, Interval: 50 * time.Millisecond}
+	}
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.stop = cancel
 	e.wg.Add(2)
@@ -173,6 +201,11 @@ func (e *Env) WaitStatus(ctx context.Context, timeout time.Duration, cond func(s
 
 // Present reads the ids of the writes the active primary holds.
 func (e *Env) Present(ctx context.Context) (map[int64]bool, error) {
+	if e.mdb != nil {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		return presentMariaDB(cctx, e.mdb)
+	}
 	dsn, err := lab.WriterDSN(e.Topo)
 	if err != nil {
 		return nil, err
@@ -199,10 +232,11 @@ func (e *Env) Present(ctx context.Context) (map[int64]bool, error) {
 	return out, nil
 }
 
-// SelfFences counts the "primary fenced" lines in a site's agent log: the
-// times its serve lease ran out.
+// SelfFences counts the lines in a site's agent log that say its serve
+// lease ran out and a database was fenced, by the agent or its watchdog.
 func (e *Env) SelfFences(site string) int {
-	return countLines(filepath.Join(e.Lab.Dir, site, "agent.log"), "serve lease ran out: no other location granted it")
+	log := filepath.Join(e.Lab.Dir, site, "agent.log")
+	return countLines(log, "serve lease ran out: no other location granted it") + countLines(log, "watchdog: serve lease ran out; primary fenced")
 }
 
 // logged counts the lines of every location's agent log that contain s.
@@ -212,4 +246,24 @@ func (e *Env) logged(s string) int {
 		n += countLines(filepath.Join(e.Lab.Dir, site, "agent.log"), s)
 	}
 	return n
+}
+
+// agentLogTails returns the last n lines of each location's agent log,
+// without the embedded etcd's own lines.
+func agentLogTails(dir string, n int) string {
+	var b strings.Builder
+	for _, site := range lab.NetNames() {
+		data, err := os.ReadFile(filepath.Join(dir, site, "agent.log"))
+		if err != nil {
+			continue
+		}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			if !strings.Contains(l, "msg=etcd") {
+				lines = append(lines, l)
+			}
+		}
+		fmt.Fprintf(&b, "last lines of %s/agent.log:\n%s\n", site, strings.Join(lines[max(0, len(lines)-n):], "\n"))
+	}
+	return b.String()
 }

@@ -41,6 +41,9 @@ type Writer struct {
 	// share a table.
 	Setup  string
 	IDBase int64
+	// Dial, when set, replaces DSN: it connects to whichever server accepts
+	// writes (a MariaDB group, whose clients pick the writable server).
+	Dial func(ctx context.Context) (Session, error)
 
 	mu     sync.Mutex
 	acks   []Ack
@@ -55,53 +58,44 @@ const connectTimeout = 250 * time.Millisecond
 
 // Run writes until ctx ends.
 func (w *Writer) Run(ctx context.Context) {
-	var conn *pgx.Conn
-	var server string
+	var conn Session
 	defer func() {
 		if conn != nil {
-			conn.Close(context.Background())
+			conn.Close()
 		}
 	}()
+	dial := w.Dial
+	if dial == nil {
+		dial = func(ctx context.Context) (Session, error) { return dialPostgres(ctx, w.DSN, w.Setup) }
+	}
 	tick := time.NewTicker(w.Interval)
 	defer tick.Stop()
 	id := w.IDBase
 	for ctx.Err() == nil {
 		if conn == nil {
 			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
-			c, err := pgx.Connect(cctx, w.DSN)
+			c, err := dial(cctx)
 			cancel()
 			if err != nil {
 				w.fail()
 				sleep(ctx, 50*time.Millisecond)
 				continue
 			}
-			if w.Setup != "" {
-				if _, err := c.Exec(ctx, w.Setup); err != nil {
-					c.Close(context.Background())
-					w.fail()
-					sleep(ctx, 50*time.Millisecond)
-					continue
-				}
-			}
-			conn, server = c, remote(c)
-			var name string
-			if err := c.QueryRow(ctx, "SELECT current_setting('cluster_name')").Scan(&name); err == nil && name != "" {
-				server = name
-			}
+			conn = c
 		}
 		id++
 		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := conn.Exec(wctx, "INSERT INTO "+w.Table+" (id) VALUES ($1)", id)
+		err := conn.Insert(wctx, w.Table, id)
 		cancel()
 		now := time.Now()
 		if err != nil {
 			w.fail()
-			conn.Close(context.Background())
+			conn.Close()
 			conn = nil
 			continue
 		}
 		w.mu.Lock()
-		w.acks = append(w.acks, Ack{ID: id, At: now, Server: server})
+		w.acks = append(w.acks, Ack{ID: id, At: now, Server: conn.Server()})
 		w.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -129,6 +123,56 @@ func (w *Writer) Failed() int {
 	defer w.mu.Unlock()
 	return w.failed
 }
+
+// Session is one connection of the writer or the probe to a database.
+type Session interface {
+	// Insert writes id into table (the writer's table).
+	Insert(ctx context.Context, table string, id int64) error
+	// Mark writes a row naming site into table (the probe's table).
+	Mark(ctx context.Context, table, site string) error
+	// Server names the server: its site.
+	Server() string
+	Close()
+}
+
+// pgSession is a PostgreSQL connection.
+type pgSession struct {
+	c      *pgx.Conn
+	server string
+}
+
+// dialPostgres connects with dsn and runs setup on the new connection.
+func dialPostgres(ctx context.Context, dsn, setup string) (Session, error) {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if setup != "" {
+		if _, err := c.Exec(ctx, setup); err != nil {
+			c.Close(context.Background())
+			return nil, err
+		}
+	}
+	s := &pgSession{c: c, server: remote(c)}
+	var name string
+	if err := c.QueryRow(ctx, "SELECT current_setting('cluster_name')").Scan(&name); err == nil && name != "" {
+		s.server = name
+	}
+	return s, nil
+}
+
+func (s *pgSession) Insert(ctx context.Context, table string, id int64) error {
+	_, err := s.c.Exec(ctx, "INSERT INTO "+table+" (id) VALUES ($1)", id)
+	return err
+}
+
+func (s *pgSession) Mark(ctx context.Context, table, site string) error {
+	_, err := s.c.Exec(ctx, "INSERT INTO "+table+" (site) VALUES ($1)", site)
+	return err
+}
+
+func (s *pgSession) Server() string { return s.server }
+func (s *pgSession) Close()         { s.c.Close(context.Background()) }
 
 func remote(c *pgx.Conn) string {
 	if a := c.PgConn().Conn().RemoteAddr(); a != nil {
@@ -163,6 +207,9 @@ type Probe struct {
 	Targets  map[string]string
 	Table    string
 	Interval time.Duration
+	// Dial, when set, connects to the server of one site instead (a
+	// MariaDB group).
+	Dial func(ctx context.Context, site string) (Session, error)
 
 	mu      sync.Mutex
 	samples []Sample
@@ -182,12 +229,20 @@ func (p *Probe) Run(ctx context.Context) {
 }
 
 func (p *Probe) probe(ctx context.Context, site, dsn string) {
-	var conn *pgx.Conn
+	var conn Session
 	defer func() {
 		if conn != nil {
-			conn.Close(context.Background())
+			conn.Close()
 		}
 	}()
+	dial := func(ctx context.Context) (Session, error) {
+		if p.Dial != nil {
+			return p.Dial(ctx, site)
+		}
+		// It asks whether the server accepts writes, not whether its
+		// standby confirms them.
+		return dialPostgres(ctx, dsn, "SET synchronous_commit = local")
+	}
 	tick := time.NewTicker(p.Interval)
 	defer tick.Stop()
 	for ctx.Err() == nil {
@@ -195,24 +250,19 @@ func (p *Probe) probe(ctx context.Context, site, dsn string) {
 		ok := false
 		if conn == nil {
 			cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			c, err := pgx.Connect(cctx, dsn)
-			if err == nil {
-				if _, err = c.Exec(cctx, "SET synchronous_commit = local"); err != nil {
-					c.Close(context.Background())
-				} else {
-					conn = c
-				}
+			if c, err := dial(cctx); err == nil {
+				conn = c
 			}
 			cancel()
 		}
 		if conn != nil {
 			wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			_, err := conn.Exec(wctx, "INSERT INTO "+p.Table+" (site) VALUES ($1)", site)
+			err := conn.Mark(wctx, p.Table, site)
 			cancel()
 			if err == nil {
 				ok = true
 			} else {
-				conn.Close(context.Background())
+				conn.Close()
 				conn = nil
 			}
 		}

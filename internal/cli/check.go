@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
@@ -11,6 +13,7 @@ import (
 // exit 1 when any is an error.
 func runCheck(e *env, args []string) error {
 	fs := e.flags("check")
+	servers := fs.Bool("servers", false, "also ask every database server, read-only, whether it is set up as siteflip needs (binary log, GTIDs, grants …), with the statement that fixes each problem")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -25,10 +28,49 @@ func runCheck(e *env, args []string) error {
 	if n := len(config.Errors(probs)); n > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%s: %d problem(s)", path, n)}
 	}
+	if *servers {
+		if n := checkServers(e, t); n > 0 {
+			return &exitError{code: 1, err: fmt.Errorf("%s: %d problem(s) with the servers", path, n)}
+		}
+	}
 	groups, resources := len(t.Groups), 0
 	for _, g := range t.Groups {
 		resources += len(g.Resources)
 	}
 	fmt.Fprintf(e.stdout, "%s: ok: %d locations, %d groups, %d resources\n", path, len(t.Sites), groups, resources)
 	return nil
+}
+
+// checkServers asks every database server of t, each site's, whether it is
+// set up as its type needs; it prints each problem and returns how many.
+func checkServers(e *env, t *config.Topology) int {
+	n := 0
+	for i := range t.Groups {
+		g := &t.Groups[i]
+		for j := range g.Resources {
+			r := &g.Resources[j]
+			for _, site := range g.Sites {
+				if _, here := r.Settings[site]; !here {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				problems, ok, err := driver.CheckServer(ctx, g, r, site)
+				cancel()
+				switch {
+				case !ok:
+					continue
+				case err != nil:
+					fmt.Fprintf(e.stdout, "group %s, resource %s at %s: cannot ask the server: %v\n", g.Name, r.Name, site, err)
+					n++
+				case len(problems) == 0:
+					fmt.Fprintf(e.stdout, "group %s, resource %s at %s: server ok\n", g.Name, r.Name, site)
+				}
+				for _, p := range problems {
+					fmt.Fprintf(e.stdout, "group %s, resource %s at %s: %s\n", g.Name, r.Name, site, p)
+					n++
+				}
+			}
+		}
+	}
+	return n
 }

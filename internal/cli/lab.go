@@ -2,9 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -12,23 +16,40 @@ import (
 	"github.com/siteflip/siteflip/internal/netns"
 )
 
-// runLab runs `siteflip lab up|down|disaster SITE|heal SITE`.
+// runLab runs `siteflip lab up|down|disaster SITE|heal SITE|pivot SITE -- CMD`.
 func runLab(e *env, args []string) error {
+	// What follows "--" is pivot's command, with flags of its own.
+	var command []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, command = args[:i], args[i+1:]
+	}
 	fs := e.flags("lab")
 	dir := fs.String("dir", lab.DefaultDir, "`DIR` of the lab")
 	withNet := fs.Bool("netns", false, "up: put each location in its own network namespace on a bridge (root only)")
+	db := fs.String("db", "", "up: the databases the lab runs: postgres (group webshop), mariadb (group news) or both; default both when MariaDB can run here, else postgres")
+	group := fs.String("group", "", "writer: the group it writes to")
 	pos, err := parse(fs, args, 2)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return fmt.Errorf("say what to do: lab up [--netns] | down | disaster SITE | kill-agent SITE | heal SITE")
+		return fmt.Errorf("say what to do: lab up [--netns] [--db postgres|mariadb|both] | down | disaster SITE | kill-agent SITE | heal SITE | pivot SITE -- CMD [ARG...]")
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	o := lab.Options{Dir: *dir, Exe: exe, Out: e.stdout}
+	o := lab.Options{Dir: *dir, Exe: exe, Out: e.stdout, DB: *db}
+	switch o.DB {
+	case "":
+		o.DB = lab.DBPostgres
+		if lab.MariaDBAvailable() == nil {
+			o.DB = lab.DBBoth
+		}
+	case lab.DBPostgres, lab.DBMariaDB, lab.DBBoth:
+	default:
+		return fmt.Errorf("--db %q: use postgres (group webshop), mariadb (group news) or both", o.DB)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	site := func() (string, error) {
@@ -37,7 +58,16 @@ func runLab(e *env, args []string) error {
 		}
 		return pos[1], nil
 	}
+	if command != nil && pos[0] != "pivot" {
+		return fmt.Errorf("unexpected argument(s): -- %s", strings.Join(command, " "))
+	}
 	switch pos[0] {
+	case "pivot":
+		s, err := site()
+		if err != nil {
+			return err
+		}
+		return pivot(ctx, e, o, s, command)
 	case "up":
 		if !*withNet {
 			return lab.Up(ctx, o)
@@ -82,7 +112,31 @@ func runLab(e *env, args []string) error {
 		}
 		return lab.Heal(ctx, o, s)
 	case "writer": // started by lab up, not by people
-		return lab.Writer{Dir: *dir, Interval: 100 * time.Millisecond, Out: e.stdout}.Run(ctx)
+		return lab.Writer{Dir: *dir, Group: *group, Interval: 100 * time.Millisecond, Out: e.stdout}.Run(ctx)
 	}
-	return fmt.Errorf("unknown lab command %q: use up, down, disaster SITE, kill-agent SITE or heal SITE", pos[0])
+	return fmt.Errorf("unknown lab command %q: use up, down, disaster SITE, kill-agent SITE, heal SITE or pivot SITE -- CMD", pos[0])
+}
+
+// pivot runs command in site's drill bubble, with this process's input and
+// output, and exits with its exit code.
+func pivot(ctx context.Context, e *env, o lab.Options, site string, command []string) error {
+	if len(command) == 0 {
+		return fmt.Errorf("lab pivot needs a command: lab pivot %s -- CMD [ARG...], e.g. -- psql -h VIP -U siteflip webshop", site)
+	}
+	// Not ended with ctx: a ^C at the terminal reaches the command too,
+	// which decides (psql cancels its query and goes on).
+	cmd, err := lab.PivotCommand(context.WithoutCancel(ctx), o, site, command[0], command[1:]...)
+	if err != nil {
+		return err
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
+	err = cmd.Run()
+	var xe *exec.ExitError
+	if errors.As(err, &xe) && xe.ExitCode() >= 0 {
+		return &exitError{code: xe.ExitCode(), err: errors.New("")}
+	}
+	if err != nil {
+		return fmt.Errorf("run %s in the bubble of %s: %w", command[0], site, err)
+	}
+	return nil
 }

@@ -37,6 +37,15 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 			force = fs.Bool("force", false, "the quorum is lost: the site (--to, default the only one whose agent answers) takes over alone; only when the other locations are gone for good")
 		case plan.Switchover:
 			to = fs.String("to", "", "`SITE` to move to (required)")
+		case plan.Drill:
+			to = fs.String("at", "", "`SITE` to drill at (default: the group's standby site)")
+			yes = fs.Bool("yes", false, "do not ask for confirmation")
+		}
+		var keep *time.Duration
+		var cleanup *bool
+		if action == plan.Drill {
+			keep = fs.Duration("keep", 0, "keep the drill's copies up this `DURATION` after the checks, then tear down")
+			cleanup = fs.Bool("cleanup", false, "remove what the group's drills left behind, at every site, and start nothing")
 		}
 		pos, err := parse(fs, args, 1)
 		if err != nil {
@@ -56,6 +65,12 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 		if acceptLoss != nil {
 			req.AcceptDataLoss = *acceptLoss
 		}
+		if keep != nil {
+			if *keep < 0 {
+				return fmt.Errorf("--keep %s: give a duration of 0 or more", *keep)
+			}
+			req.Keep = *keep
+		}
 		t, err := e.load()
 		if err != nil {
 			return err
@@ -69,6 +84,20 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 		}
 		if force != nil && *force {
 			return forceFailover(e, t, group, req, *yes)
+		}
+		if cleanup != nil && *cleanup {
+			return drillCleanup(e, t, group)
+		}
+		if action == plan.Drill && !*yes {
+			where := "the group's standby site"
+			if req.To != "" {
+				where = req.To
+			}
+			fmt.Fprintf(e.stdout, "Drill copies %s's data at %s and starts the copy in that site's bubble; production and replication go on untouched.\nType the group name to confirm: ", group, where)
+			line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+			if strings.TrimSpace(line) != group {
+				return fmt.Errorf("not confirmed: nothing was changed")
+			}
 		}
 		if action == plan.Failover && !*yes {
 			where := "the other site"
@@ -105,6 +134,36 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 		}
 		return nil
 	}
+}
+
+// drillCleanup asks the agent of every site of the group to remove what
+// its drills left behind.
+func drillCleanup(e *env, t *config.Topology, group string) error {
+	g, _ := t.Group(group)
+	c, err := api.NewClient(t)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var failed []string
+	for _, site := range g.Sites {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		removed, err := c.DrillCleanup(ctx, site, group)
+		cancel()
+		switch {
+		case err != nil:
+			failed = append(failed, site)
+			fmt.Fprintf(e.stdout, "%s: %v\n", site, err)
+		case len(removed) == 0:
+			fmt.Fprintf(e.stdout, "%s: nothing left behind\n", site)
+		default:
+			fmt.Fprintf(e.stdout, "%s: removed %s\n", site, strings.Join(removed, ", "))
+		}
+	}
+	if len(failed) > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("drill leftovers of %s not removed at %s: run it again once their agents answer", group, strings.Join(failed, ", "))}
+	}
+	return nil
 }
 
 // forceFailover is `failover GROUP --force`: with the quorum lost, the
@@ -269,14 +328,31 @@ func summary(w io.Writer, r plan.Run) {
 	if rto := r.RTO(); rto > 0 {
 		fmt.Fprintf(w, "  writable at %s after %.3fs (RTO)\n", r.Plan.To, rto.Seconds())
 	}
+	if r.Plan.Action == plan.Drill {
+		if rto := r.MeasuredRTO(); rto > 0 {
+			fmt.Fprintf(w, "  copies started and checked at %s after %.3fs (the drill's RTO)\n", r.Plan.To, rto.Seconds())
+		}
+		for i, s := range r.Plan.Steps {
+			if age := r.Steps[i].Output["data_age"]; s.Kind == plan.Clone && age != "" {
+				fmt.Fprintf(w, "  %s: the copy's data was %ss old (the RPO a failover would have had)\n", s.Resource, age)
+			}
+		}
+	}
+	if r.Verification != "" {
+		fmt.Fprintf(w, "  checks: %s\n", r.Verification)
+	}
 	switch {
+	case r.DataLost != "" && r.DataLostBy != "":
+		fmt.Fprintf(w, "  data lost: %s (found by run %s)\n", r.DataLost, r.DataLostBy)
 	case r.DataLost != "":
 		fmt.Fprintf(w, "  data lost: %s\n", r.DataLost)
+	case r.DataLostBy != "":
+		fmt.Fprintf(w, "  data lost: none (run %s rejoined %s and found nothing that existed only there)\n", r.DataLostBy, r.Plan.From)
 	case r.State == plan.RunSucceeded && (r.Plan.Action == plan.Switchover || r.Plan.Action == plan.Failback):
 		fmt.Fprintln(w, "  data lost: none (the standby replayed everything the fenced primary wrote)")
 	case r.Plan.Action == plan.Failover && r.Plan.From == r.Plan.To:
 		fmt.Fprintf(w, "  data lost: none (the primary at %s started again from its own data)\n", r.Plan.To)
-	case r.Plan.Action == plan.Failover:
+	case r.Plan.Action == plan.Failover && (r.Activated() || !r.Done()):
 		fmt.Fprintf(w, "  data lost: known after `siteflip reprotect %s` rewinds the old primary\n", r.Group)
 	case r.State == plan.RunSucceeded && r.Plan.Action == plan.Reprotect:
 		fmt.Fprintln(w, "  data lost: none (no WAL existed only at the rejoined site)")
@@ -286,16 +362,26 @@ func summary(w io.Writer, r plan.Run) {
 	}
 }
 
-// runRuns lists the runs of a group, or of every group.
+// runRuns lists the runs of a group, or of every group, oldest first:
+// with -o json every stored field of every run, so that the history can
+// be kept elsewhere before the controller prunes it (plan.RunsKept,
+// plan.RunsMaxAge).
 func runRuns(e *env, args []string) error {
 	fs := e.flags("runs")
 	output := fs.String("o", "text", "output `FORMAT`: text or json")
+	since := fs.String("since", "", "only the runs started from `WHEN` on: a duration back from now (720h) or a time (2026-12-03T10:00:00Z); all when empty")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
 	if *output != "text" && *output != "json" {
 		return fmt.Errorf("-o %q: use text or json", *output)
+	}
+	var from time.Time
+	if *since != "" {
+		if from, err = parseSince(*since, time.Now()); err != nil {
+			return err
+		}
 	}
 	group := ""
 	if len(pos) == 1 {
@@ -312,7 +398,11 @@ func runRuns(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	runs = slices.DeleteFunc(runs, func(r plan.Run) bool { return r.Started.Before(from) })
 	if *output == "json" {
+		if runs == nil {
+			runs = []plan.Run{} // an empty list, not null
+		}
 		return jsonOut(e.stdout, runs)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)

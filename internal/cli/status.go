@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -71,8 +73,12 @@ func printStatus(w io.Writer, st status.Status) {
 		}
 		ctrl += ")"
 	}
-	fmt.Fprintf(w, "installation %s   controller %s   answered by %s at %s\n\n",
-		st.Installation, ctrl, st.AnsweredBy, st.Time.Local().Format(time.TimeOnly))
+	leader := ""
+	if st.RaftLeader != "" {
+		leader = "   raft leader " + st.RaftLeader
+	}
+	fmt.Fprintf(w, "installation %s   controller %s%s   answered by %s at %s\n\n",
+		st.Installation, ctrl, leader, st.AnsweredBy, st.Time.Local().Format(time.TimeOnly))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "LOCATION\tROLE\tUP\tREPORTING\tLOST BY\tSEES")
@@ -103,8 +109,21 @@ func printStatus(w io.Writer, st status.Status) {
 		if g.Run != "" {
 			fmt.Fprintf(w, "  run in progress: %s (siteflip run %s)\n", g.Run, g.Run)
 		}
+		if g.Drill != "" {
+			fmt.Fprintf(w, "  drill in progress: %s (siteflip run %s)\n", g.Drill, g.Drill)
+		}
+		fmt.Fprintf(w, "  %s\n", drillLine(g.Drills, st.Time))
+		var checks []string
+		for _, r := range g.Resources {
+			if r.Class == string(config.ClassCheck) {
+				checks = append(checks, r.Name)
+			}
+		}
+		if len(checks) > 0 {
+			fmt.Fprintf(w, "  checks: %s (run at the end of every failover, switchover and failback, and in drills)\n", strings.Join(checks, ", "))
+		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  RESOURCE\tSITE\tROLE\tTIMELINE\tSTREAMING\tLAG\t")
+		fmt.Fprintln(tw, "  RESOURCE\tSITE\tROLE\tTIMELINE\tREADY\tLAG\t")
 		for _, r := range g.Resources {
 			for _, s := range r.Sites {
 				lag := "-"
@@ -114,12 +133,8 @@ func printStatus(w io.Writer, st status.Status) {
 				case s.LastKnownLag != nil && s.Site != g.ActiveSite:
 					lag = fmt.Sprintf("last known %.3f s at %s", s.LastKnownLag.Seconds, s.LastKnownLag.MeasuredAt.Local().Format(time.TimeOnly))
 				}
-				role := s.Role // why it is down or unknown is in the problems below
-				stream := "-"
-				if s.Role == status.RoleStandby {
-					stream = yesNo(s.Streaming, "yes", "NO")
-				}
-				fmt.Fprintf(tw, "  %s (%s)\t%s\t%s\t%d\t%s\t%s\t\n", r.Name, r.Type, s.Site, role, s.Timeline, stream, lag)
+				role, timeline, ready := resourceCells(r.Class, s)
+				fmt.Fprintf(tw, "  %s (%s)\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Type, s.Site, role, timeline, ready, lag)
 			}
 		}
 		tw.Flush()
@@ -130,6 +145,32 @@ func printStatus(w io.Writer, st status.Status) {
 			fmt.Fprintf(w, "  NEEDS A DECISION since %s: %s\n  to recover now, run:  %s\n", d.Since.Local().Format(time.TimeOnly), d.Reason, d.Command)
 		}
 	}
+}
+
+// resourceCells are the role, timeline and readiness of a resource at a
+// site, in its class's terms: a database is a primary or a standby that
+// streams; a traffic resource sends the clients to its site (active) or
+// is parked, ready to take them or not. Why it is down or unknown is in
+// the problems.
+func resourceCells(class string, s status.ResourceSiteStatus) (role, timeline, ready string) {
+	role, timeline, ready = s.Role, strconv.FormatInt(s.Timeline, 10), "-"
+	if s.Timeline == 0 {
+		timeline = "-" // a database without timelines (MariaDB), or not known
+	}
+	if class == string(config.ClassTraffic) {
+		timeline = "-"
+		switch s.Role {
+		case status.RolePrimary:
+			role = "active"
+		case status.RoleStandby:
+			role, ready = "parked", yesNo(s.Streaming, "ready", "NOT READY")
+		}
+		return role, timeline, ready
+	}
+	if s.Role == status.RoleStandby {
+		ready = yesNo(s.Streaming, "streaming", "NOT STREAMING")
+	}
+	return role, timeline, ready
 }
 
 func yesNo(b bool, yes, no string) string {

@@ -110,6 +110,16 @@ type Site struct {
 	Agent    Agent      `yaml:"agent"`
 	Etcd     Etcd       `yaml:"etcd"`
 	TLS      Credential `yaml:"tls"`
+	// Bubble is where drills run at this site (docs/design/drills.md).
+	Bubble Bubble `yaml:"bubble"`
+}
+
+// Bubble is a site's isolated place for drills: drill copies listen on
+// Address, which production clients never use, or on production's own
+// addresses inside the network namespace Netns.
+type Bubble struct {
+	Address string `yaml:"address"`
+	Netns   string `yaml:"netns"`
 }
 
 // Location is where a site stands on the map.
@@ -152,6 +162,8 @@ type Group struct {
 	FlapPeriod  *Duration  `yaml:"flap_period"`
 	FlapConfirm *Duration  `yaml:"flap_confirm"`
 	Resources   []Resource `yaml:"resources"`
+	// Drill, when set, has the controller drill the group by itself.
+	Drill *DrillSchedule `yaml:"drill"`
 }
 
 // Resource is one thing in a group, handled by the driver named by Type.
@@ -159,22 +171,47 @@ type Resource struct {
 	Name      string   `yaml:"name"`
 	Type      string   `yaml:"type"`
 	DependsOn []string `yaml:"depends_on"`
-	// Synchronous makes the standby confirm every commit (postgres only).
+	// Synchronous makes the standby confirm every commit (types that can).
 	Synchronous bool                 `yaml:"synchronous"`
 	Sites       map[string]yaml.Node `yaml:"sites"`
 
 	// Settings holds, per site, the driver's decoded settings (after
 	// defaults and checks), filled in by Load from Sites.
 	Settings map[string]any `yaml:"-"`
-	// Data says the resource holds data (a database), as its type
-	// declares: it has a primary and standbys, lag, and must be fenced.
+	// Class is what the resource is for, as its type declares.
+	Class Class `yaml:"-"`
+	// Data says the resource holds data (a database, class data): it has a
+	// primary and standbys, lag, and must be fenced.
 	Data bool `yaml:"-"`
 }
 
-// ResourceType is what a driver tells the loader about its settings.
+// Class is what resources of a type are for; each is shown and planned in
+// its own terms (docs/design/resources.md).
+type Class string
+
+// Classes of resource types.
+const (
+	// ClassData holds data replicated between the sites: a primary, its
+	// standbys, lag; it must be fenced.
+	ClassData Class = "data"
+	// ClassTraffic sends the group's clients to the active site (routes,
+	// names, proxies).
+	ClassTraffic Class = "traffic"
+	// ClassService is a program run at the active site.
+	ClassService Class = "service"
+	// ClassCheck verifies the recovered stack.
+	ClassCheck Class = "check"
+	// ClassGate waits for a person's approval.
+	ClassGate Class = "gate"
+)
+
+// ResourceType is what a resource type tells the loader about itself.
 type ResourceType struct {
-	// Data says resources of this type hold data (Resource.Data).
-	Data bool
+	// Class is what resources of this type are for (Resource.Class).
+	Class Class
+	// Synchronous says its resources can be synchronous (a standby that
+	// confirms every commit).
+	Synchronous bool
 	// New returns a pointer to a fresh, zero settings struct.
 	New func() any
 	// Prepare sets defaults for the site, resolves relative paths against
@@ -323,7 +360,7 @@ func (t *Topology) setDefaults() {
 	def(&c.LeaseTTL, defaultLeaseTTL)
 	def(&c.ProbeInterval, defaultProbeInterval)
 	def(&c.ProbeTimeout, defaultProbeTimeout)
-	def(&c.ServeLease, 500*time.Millisecond)
+	def(&c.ServeLease, 400*time.Millisecond)
 	def(&c.FenceMargin, 250*time.Millisecond)
 	for i := range t.Sites {
 		s := &t.Sites[i]
@@ -352,6 +389,7 @@ func (t *Topology) setDefaults() {
 		def(&g.RTOTarget, defaultRTOTarget)
 		def(&g.FlapPeriod, 10*time.Minute)
 		def(&g.FlapConfirm, 10*time.Second)
+		t.drillDefaults(g)
 	}
 	t.resolve(&t.TLS.CAFile)
 	t.resolve(&t.Operator.CertFile)

@@ -57,7 +57,7 @@ func TestBadConfigs(t *testing.T) {
 	}{
 		{"unknown-keys.bad.yaml", []string{
 			"2:1: colour: unknown field (known fields: access, coordination, groups, name, operator, sites, tls)",
-			"7:5: sites[0].rack: unknown field (known fields: agent, etcd, location, name, role, tls)",
+			"7:5: sites[0].rack: unknown field (known fields: agent, bubble, etcd, location, name, role, tls)",
 			"22:58: groups[0].resources[0].sites.brussels.pasword: unknown field (known fields: application_name,",
 		}},
 		{"quorum.bad.yaml", []string{
@@ -75,7 +75,7 @@ func TestBadConfigs(t *testing.T) {
 			`19:22: groups[0].resources[0].depends_on[0]: unknown resource "ldap" in group "webshop"`,
 			`21:11: groups[0].resources[0].sites: resource "db" is missing at site "antwerp"`,
 			`22:22: groups[0].resources[0].sites.frankfurt: "frankfurt" is not a site of group "webshop"`,
-			`24:15: groups[0].resources[1].type: unknown resource type "service-mesh" (known: bgp, dns, haproxy, postgres, vrf)`,
+			`24:15: groups[0].resources[1].type: unknown resource type "service-mesh" (known: bgp, check, dns, haproxy, mariadb, postgres, vrf)`,
 			"25:21: groups[0].resources[1].depends_on: dependency cycle: app → cache → app",
 			`26:16: groups[0].resources[1].sites: resource "app" is missing at site "brussels"`,
 			`26:16: groups[0].resources[1].sites: resource "app" is missing at site "antwerp"`,
@@ -84,6 +84,7 @@ func TestBadConfigs(t *testing.T) {
 			`34:21: groups[1].preferred_site: "frankfurt" is a witness`,
 			`35:16: groups[1].resources: group "crm" has no resources`,
 			`42:78: groups[2].resources[0].sites.brussels.application_name: "shop" is also the application_name at antwerp`,
+			"46:22: groups[2].resources[1].synchronous: bgp resources cannot be synchronous (types that can: mariadb, postgres)",
 		}},
 		{"values.bad.yaml", []string{
 			`2:21: coordination.election_timeout: "soon" is not a duration`,
@@ -128,6 +129,19 @@ func TestBadConfigs(t *testing.T) {
 			`17:55: sites[2].agent.lease_address: address 10.3.0.10:7400 is already used by sites[2].agent.address`,
 			`21:12: sites[3].agent.lease_address: address 10.3.0.10:7400 (the default: agent port + 1) is already used by sites[2].agent.address; set lease_address to a free host:port`,
 			`25:55: sites[4].agent.lease_address: port "0" is not a number from 1 to 65535`,
+		}},
+		{"drill.bad.yaml", []string{
+			"16:12: groups[0].drill.every: is missing: say how often the group is drilled, like 168h for once a week",
+			`16:21: groups[0].drill.window: "Sam 02:00-05:00" is not a window ("Sam" is not a day): write it like "Sat 02:00-05:00"`,
+			`16:50: groups[0].drill.timezone: "Europe/Bruxelles" is not a time zone: name one like Europe/Brussels or UTC`,
+			`16:72: groups[0].drill.at: "frankfurt" is not a site of group "webshop" (its sites: brussels, antwerp); leave it out to drill at the standby`,
+			"16:83: groups[0].drill.often: unknown field (known fields: at, every, keep, max_age, timezone, window)",
+			"26:14: groups[1].drill.every: 0s: must be above zero, like 168h for once a week",
+			`27:15: groups[1].drill.window: "Sat 25:00-05:00" is not a window ("25:00" is past 23:59)`,
+			`28:17: groups[1].drill.timezone: "Local" differs from machine to machine: name the zone, like Europe/Brussels`,
+			`29:13: groups[1].drill.keep: "-5m" is negative`,
+			"30:16: groups[1].drill.max_age: 0s: must be above zero; leave it out for twice every",
+			`39:33: groups[2].drill.window: "02:00-02:00" is not a window (it starts when it ends; for a whole day write 00:00-24:00)`,
 		}},
 		{"tls.bad.yaml", []string{
 			"2:12: tls.ca_file: cannot read ",
@@ -252,13 +266,13 @@ groups:`))
 		}, nil, []string{noSync, cutOff}},
 		{"max_data_loss 0, one synchronous and one asynchronous database", func(t *testing.T) string {
 			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 0s", "type: postgres", sync)+another)
-		}, []string{cutOff + " (500ms)"}, []string{noSync}},
+		}, []string{cutOff + " (400ms)"}, []string{noSync}},
 		{"max_data_loss 0, only network resources", func(t *testing.T) string {
 			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 0s", db, vip))
 		}, nil, []string{noSync, cutOff}},
 		{"max_data_loss equal to serve_lease", func(t *testing.T) string {
-			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 500ms"))
-		}, []string{cutOff + " (500ms)"}, []string{noSync}},
+			return write(t, edited(t, "max_data_loss: 2s", "max_data_loss: 400ms"))
+		}, []string{cutOff + " (400ms)"}, []string{noSync}},
 		{"max_data_loss below a longer serve_lease", func(t *testing.T) string {
 			return write(t, edited(t, "lease_ttl: 3s", "lease_ttl: 3s\n  serve_lease: 3s"))
 		}, []string{cutOff + " (3s)"}, nil},
@@ -331,7 +345,7 @@ func TestDurations(t *testing.T) {
 	type durations struct {
 		MaxDataLoss, RTOTarget, FlapPeriod, FlapConfirm, ServeLease, FenceMargin, ProbeTimeout time.Duration
 	}
-	defaults := durations{5 * time.Second, 30 * time.Second, 10 * time.Minute, 10 * time.Second, 500 * time.Millisecond, 250 * time.Millisecond, time.Second}
+	defaults := durations{5 * time.Second, 30 * time.Second, 10 * time.Minute, 10 * time.Second, 400 * time.Millisecond, 250 * time.Millisecond, time.Second}
 	tests := []struct {
 		name  string
 		edits []string

@@ -263,6 +263,15 @@ func (v *validator) sites() {
 			claim(f+".etcd.peer_url", v.url(f+".etcd.peer_url", s.Etcd.PeerURL, true))
 			claim(f+".etcd.client_url", v.url(f+".etcd.client_url", s.Etcd.ClientURL, true))
 		}
+		if b := s.Bubble.Address; b != "" && net.ParseIP(b) == nil {
+			v.add(f+".bubble.address", "%q is not an IP address: give the address drill copies listen on at this site", b)
+		}
+		if n := s.Bubble.Netns; n != "" && (strings.ContainsAny(n, "/ ") || len(n) > 64) {
+			v.add(f+".bubble.netns", "%q is not a network namespace name (as `ip netns list` shows them)", n)
+		}
+		if s.Bubble.Netns != "" && s.Bubble.Address == "" {
+			v.add(f+".bubble", "netns is set but address is not: give the address drill copies listen on inside the namespace")
+		}
 		if t.TLSEnabled() {
 			if s.TLS.CertFile == "" || s.TLS.KeyFile == "" {
 				v.add(f+".tls", "cert_file and key_file are needed because tls.ca_file is set")
@@ -396,6 +405,7 @@ func (v *validator) groups(types map[string]ResourceType) {
 		v.positive(f+".rto_target", g.RTOTarget, defaultRTOTarget)
 		v.resources(f, g, groupSites, types)
 		v.dataLoss(f, g) // after resources, which sets Resource.Data
+		v.drill(f, g, groupSites)
 	}
 }
 
@@ -440,11 +450,12 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 			}
 			index[r.Name] = j
 		}
-		if r.Synchronous && r.Type != "postgres" {
-			v.add(rf+".synchronous", "only postgres resources can be synchronous (this one is %q)", r.Type)
-		}
 		rt, known := types[r.Type]
-		r.Data = known && rt.Data
+		if r.Synchronous && known && !rt.Synchronous {
+			v.add(rf+".synchronous", "%s resources cannot be synchronous (types that can: %s)", r.Type, syncTypes(types))
+		}
+		r.Class = rt.Class
+		r.Data = known && rt.Class == ClassData
 		if !known {
 			v.add(rf+".type", "unknown resource type %q (known: %s)", r.Type, typeList(types))
 		}
@@ -568,4 +579,19 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// syncTypes lists the types whose resources can be synchronous.
+func syncTypes(types map[string]ResourceType) string {
+	var out []string
+	for name, rt := range types {
+		if rt.Synchronous {
+			out = append(out, name)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
 }

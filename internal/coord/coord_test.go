@@ -130,6 +130,8 @@ func TestControlPlane(t *testing.T) {
 		{"ResumeSession", testResumeSession},
 		{"HandLeadership", testHandLeadership},
 		{"Runs", testRuns},
+		{"FillDataLost", testFillDataLost},
+		{"PruneRuns", testPruneRuns},
 		{"StepContext", testStepContext},
 		{"Audit", testAudit},
 	}
@@ -827,5 +829,10 @@ func testHandLeadership(t *testing.T, c *cluster) {
 	}
 	if got := c.members[follower].etcd.Server.Leader(); got != c.members[follower].etcd.Server.MemberID() {
 		t.Errorf("leader is %s, want %s", got, c.names[follower])
+	}
+	for i, m := range c.members {
+		if got := m.LeaderName(); got != c.names[follower] {
+			t.Errorf("member %s names %q the leader, want %s", c.names[i], got, c.names[follower])
+		}
 	}
 }

@@ -403,6 +403,22 @@ func memberName(m *etcdserverpb.Member) string {
 	return types.ID(m.ID).String()
 }
 
+// LeaderName is the name of the member this member knows as the raft
+// leader, "" while it knows none.
+func (m *Member) LeaderName() string {
+	s := m.etcd.Server
+	lead := s.Leader()
+	if lead == 0 {
+		return ""
+	}
+	for _, mem := range s.Cluster().Members() {
+		if mem.ID == lead {
+			return mem.Name
+		}
+	}
+	return ""
+}
+
 // HandLeadershipTo moves the raft leadership from this member to the
 // voting member called name, when this member leads. It says whether it
 // moved it. A leader at a site that is then lost costs the others an

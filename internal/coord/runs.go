@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -22,7 +24,21 @@ var (
 	ErrStale = errors.New("the group changed since the plan was made")
 	// ErrNoRun: no run with that ID.
 	ErrNoRun = errors.New("no such run")
+	// ErrDrillInProgress: the group already has a drill in progress.
+	ErrDrillInProgress = errors.New("a drill is already in progress")
+	// ErrDataLostKnown: the failover's data lost was filled in before, by
+	// another run.
+	ErrDataLostKnown = errors.New("what the failover lost is already known")
 )
+
+// lockKey is the key that holds the group's run in progress of run's
+// kind: drills have their own.
+func (s *Store) lockKey(run plan.Run) string {
+	if run.Plan.Action == plan.Drill {
+		return s.drillingKey() + run.Group
+	}
+	return s.runningKey() + run.Group
+}
 
 // Fence identifies the controller's term for fenced writes: the election
 // key and the create revision it was elected with.
@@ -51,7 +67,7 @@ func (s *Store) startRun(ctx context.Context, run plan.Run, recordRevision int64
 	if err != nil {
 		return err
 	}
-	lock := s.runningKey() + run.Group
+	lock := s.lockKey(run)
 	cmps := append([]clientv3.Cmp{
 		clientv3.Compare(clientv3.CreateRevision(lock), "=", 0),
 		clientv3.Compare(clientv3.ModRevision(s.groupsKey()+run.Group), "=", recordRevision),
@@ -67,6 +83,9 @@ func (s *Store) startRun(ctx context.Context, run plan.Run, recordRevision int64
 		return nil
 	}
 	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		if run.Plan.Action == plan.Drill {
+			return fmt.Errorf("group %s: %w (drill %s); follow it with `siteflip run %s`", run.Group, ErrDrillInProgress, kvs[0].Value, kvs[0].Value)
+		}
 		return fmt.Errorf("group %s: %w (run %s); follow it with `siteflip run %s`", run.Group, ErrRunInProgress, kvs[0].Value, kvs[0].Value)
 	}
 	return fmt.Errorf("group %s: %w; look at `siteflip status` and ask again", run.Group, ErrStale)
@@ -83,7 +102,7 @@ func (s *Store) SaveRun(ctx context.Context, run plan.Run, f Fence) error {
 	var cmps []clientv3.Cmp
 	cmps = append(cmps, f.holds())
 	if run.Done() {
-		lock := s.runningKey() + run.Group
+		lock := s.lockKey(run)
 		ops = append(ops, clientv3.OpDelete(lock))
 		cmps = append(cmps, clientv3.Compare(clientv3.Value(lock), "=", run.ID))
 	}
@@ -145,6 +164,149 @@ func (s *Store) Activate(ctx context.Context, run plan.Run, epoch int64, to stri
 		return 0, fmt.Errorf("activate %s at %s: %w (the term ended or the record changed)", run.Group, to, ErrNotElected)
 	}
 	return rec.Epoch, nil
+}
+
+// FillDataLost writes what a failover lost (text; "" for nothing), as the
+// rejoin of its old site by run `by` found it, onto the failover's run,
+// only while the controller's term f holds and the run is the one read.
+// Filling it again with the same finding is a no-op; a failover whose
+// verdict came from another run fails with ErrDataLostKnown.
+func (s *Store) FillDataLost(ctx context.Context, group, failoverID, text, by string, f Fence) error {
+	key := s.runsKey() + failoverID
+	for range 3 {
+		get, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("read run %s: %w", failoverID, err)
+		}
+		if len(get.Kvs) == 0 {
+			return fmt.Errorf("run %s: %w", failoverID, ErrNoRun)
+		}
+		var r plan.Run
+		if err := json.Unmarshal(get.Kvs[0].Value, &r); err != nil {
+			return fmt.Errorf("decode run %s: %w", failoverID, err)
+		}
+		switch {
+		case r.Group != group || r.Plan.Action != plan.Failover || !r.Done():
+			return fmt.Errorf("run %s is not a finished failover of group %s", failoverID, group)
+		case r.DataLostBy == by && r.DataLost == text:
+			return nil
+		case r.DataLostBy != "":
+			return fmt.Errorf("run %s: %w (found by run %s)", failoverID, ErrDataLostKnown, r.DataLostBy)
+		}
+		r.DataLost, r.DataLostBy = text, by
+		data, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		resp, err := s.cli.Txn(ctx).If(
+			f.holds(),
+			clientv3.Compare(clientv3.ModRevision(key), "=", get.Kvs[0].ModRevision),
+		).Then(clientv3.OpPut(key, string(data))).Else(clientv3.OpGet(f.Key)).Commit()
+		if err != nil {
+			return fmt.Errorf("fill in what run %s lost: %w", failoverID, err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != f.Term {
+			return fmt.Errorf("fill in what run %s lost: %w (term %d has ended)", failoverID, ErrNotElected, f.Term)
+		}
+		// The run changed meanwhile: read it again.
+	}
+	return fmt.Errorf("fill in what run %s lost: it keeps changing", failoverID)
+}
+
+// pruneBatch bounds the deletions of one transaction, well within etcd's
+// default of 128 operations.
+const pruneBatch = 100
+
+// PruneRuns keeps the run history within its retention, while the
+// controller's term f holds. Per group, the newest keepPerGroup runs stay;
+// of the older ones, those that ended (or, never ended, started) before
+// `before` are deleted, except a run in progress (named by the group's
+// running/ or drilling/ key, or not finished) and the group's newest
+// failover and newest drill. A run is deleted only as it was read (its
+// ModRevision). It returns how many it deleted.
+func (s *Store) PruneRuns(ctx context.Context, keepPerGroup int, before time.Time, f Fence) (int, error) {
+	count, err := s.cli.Get(ctx, s.runsKey(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("prune runs: %w", err)
+	}
+	if count.Count <= int64(keepPerGroup) {
+		return 0, nil // no group can be over its share: nothing to read
+	}
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.runsKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.runningKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.drillingKey(), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("prune runs: %w", err)
+	}
+	locked := map[string]bool{}
+	for _, r := range resp.Responses[1:] {
+		for _, kv := range r.GetResponseRange().Kvs {
+			locked[string(kv.Value)] = true
+		}
+	}
+	type stored struct {
+		key string
+		rev int64
+		run plan.Run
+	}
+	groups := map[string][]stored{}
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		var r plan.Run
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			continue // what cannot be read cannot be judged: it stays
+		}
+		groups[r.Group] = append(groups[r.Group], stored{string(kv.Key), kv.ModRevision, r})
+	}
+	var doomed []stored
+	for _, runs := range groups {
+		sort.SliceStable(runs, func(i, j int) bool { return runs[i].run.Started.After(runs[j].run.Started) })
+		var failover, drill bool
+		for i, st := range runs {
+			r := st.run
+			keep := i < keepPerGroup || !r.Done() || locked[strings.TrimPrefix(st.key, s.runsKey())] || locked[r.ID]
+			switch {
+			case r.Plan.Action == plan.Failover && !failover:
+				failover, keep = true, true
+			case r.Plan.Action == plan.Drill && !drill:
+				drill, keep = true, true
+			}
+			end := r.Ended
+			if end.IsZero() {
+				end = r.Started
+			}
+			if !keep && end.Before(before) {
+				doomed = append(doomed, st)
+			}
+		}
+	}
+	deleted := 0
+	for batch := range slices.Chunk(doomed, pruneBatch) {
+		cmps := []clientv3.Cmp{f.holds()}
+		ops := make([]clientv3.Op, 0, len(batch))
+		for _, st := range batch {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(st.key), "=", st.rev))
+			ops = append(ops, clientv3.OpDelete(st.key))
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(f.Key)).Commit()
+		if err != nil {
+			return deleted, fmt.Errorf("prune runs: %w", err)
+		}
+		if resp.Succeeded {
+			deleted += len(batch)
+			continue
+		}
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != f.Term {
+			return deleted, fmt.Errorf("prune runs: %w (term %d has ended)", ErrNotElected, f.Term)
+		}
+		// A run of the batch changed since it was read: the batch waits
+		// for the next pruning.
+	}
+	return deleted, nil
 }
 
 // Run returns the run with the given ID.
@@ -219,6 +381,7 @@ type StepContext struct {
 	Record     status.Record
 	Adopted    bool
 	Running    string             // the group's run in progress, "" when none
+	Drilling   string             // the group's drill in progress, "" when none
 	Run        *plan.Run          // the run the step names; nil when there is none
 	Controller *status.Controller // nil while none is elected
 }
@@ -229,6 +392,7 @@ func (s *Store) StepContext(ctx context.Context, group, runID string) (StepConte
 		clientv3.OpGet(s.groupsKey() + group),
 		clientv3.OpGet(s.runningKey() + group),
 		clientv3.OpGet(s.controllerKey(), clientv3.WithFirstCreate()...),
+		clientv3.OpGet(s.drillingKey() + group),
 	}
 	if runID != "" {
 		ops = append(ops, clientv3.OpGet(s.runsKey()+runID))
@@ -255,8 +419,11 @@ func (s *Store) StepContext(ctx context.Context, group, runID string) (StepConte
 		c.Term = kvs[0].CreateRevision
 		sc.Controller = &c
 	}
+	if kvs := resp.Responses[3].GetResponseRange().Kvs; len(kvs) > 0 {
+		sc.Drilling = string(kvs[0].Value)
+	}
 	if runID != "" {
-		if kvs := resp.Responses[3].GetResponseRange().Kvs; len(kvs) > 0 {
+		if kvs := resp.Responses[4].GetResponseRange().Kvs; len(kvs) > 0 {
 			var r plan.Run
 			if err := json.Unmarshal(kvs[0].Value, &r); err != nil {
 				return sc, fmt.Errorf("decode run %s: %w", runID, err)

@@ -1,9 +1,18 @@
 package coord
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
@@ -103,5 +112,199 @@ func testRuns(t *testing.T, c *cluster) {
 	}
 	if got := snapshot(t, stores[2]).Lags["g"]["db"]["b"]; got != l {
 		t.Errorf("lag: %+v", got)
+	}
+}
+
+// putRuns stores runs as they are, a hundred to a transaction.
+func putRuns(t *testing.T, ctx context.Context, s *Store, runs ...plan.Run) {
+	t.Helper()
+	for batch := range slices.Chunk(runs, 100) {
+		var ops []clientv3.Op
+		for _, r := range batch {
+			data, err := json.Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ops = append(ops, clientv3.OpPut(s.runsKey()+r.ID, string(data)))
+		}
+		if _, err := s.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// endedRun is a finished run of group, started at start and ended a
+// minute later.
+func endedRun(id, group string, action plan.Action, start time.Time) plan.Run {
+	p := plan.Plan{Group: group, Action: action, From: "a", To: "b"}
+	r := plan.NewRun(id, "operator", plan.Request{Action: action}, p, start)
+	r.State, r.Ended = plan.RunSucceeded, start.Add(time.Minute)
+	return r
+}
+
+// testFillDataLost: what a failover lost is written onto it under the
+// controller's term, once; the same finding again is a no-op, another one
+// is refused.
+func testFillDataLost(t *testing.T, c *cluster) {
+	ctx := ctxTimeout(t, 30*time.Second)
+	s := c.stores(t, installation(t))[0]
+	se := newSession(t, s, "a", sessionTTL)
+	if _, err := se.Campaign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := se.Fence()
+	t0 := time.Now().UTC().Add(-time.Hour)
+	failover := endedRun("f1", "g", plan.Failover, t0)
+	going := endedRun("f2", "g", plan.Failover, t0)
+	going.State, going.Ended = plan.RunRunning, time.Time{}
+	putRuns(t, ctx, s, failover, going, endedRun("s1", "g", plan.Switchover, t0))
+	const lost = "db at a: 8192 bytes of WAL existed only there"
+
+	if err := s.FillDataLost(ctx, "g", "f1", lost, "r2", Fence{Key: f.Key, Term: f.Term + 1000}); !errors.Is(err, ErrNotElected) {
+		t.Fatalf("FillDataLost under a wrong term: %v", err)
+	}
+	if got, err := s.Run(ctx, "f1"); err != nil || got.DataLostBy != "" {
+		t.Fatalf("a refused fill wrote: %+v %v", got, err)
+	}
+	if err := s.FillDataLost(ctx, "g", "f1", lost, "r2", f); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Run(ctx, "f1")
+	if err != nil || got.DataLost != lost || got.DataLostBy != "r2" {
+		t.Fatalf("filled failover: %q by %q (%v)", got.DataLost, got.DataLostBy, err)
+	}
+	want := failover
+	want.DataLost, want.DataLostBy = lost, "r2"
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("the fill changed more than what was lost (-want +got):\n%s", diff)
+	}
+	rev := func() int64 {
+		resp, err := s.cli.Get(ctx, s.runsKey()+"f1")
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("read f1: %v", err)
+		}
+		return resp.Kvs[0].ModRevision
+	}
+	before := rev()
+	if err := s.FillDataLost(ctx, "g", "f1", lost, "r2", f); err != nil || rev() != before {
+		t.Errorf("the same fill again: %v, written again: %v", err, rev() != before)
+	}
+	if err := s.FillDataLost(ctx, "g", "f1", "", "r3", f); !errors.Is(err, ErrDataLostKnown) {
+		t.Errorf("another run's fill: %v", err)
+	}
+	for _, tt := range []struct{ group, id string }{{"g", "f2"}, {"g", "s1"}, {"other", "f1"}} {
+		if err := s.FillDataLost(ctx, tt.group, tt.id, "", "r2", f); err == nil || !strings.Contains(err.Error(), "not a finished failover") {
+			t.Errorf("fill %s of group %s: %v", tt.id, tt.group, err)
+		}
+	}
+	if err := s.FillDataLost(ctx, "g", "nope", "", "r2", f); !errors.Is(err, ErrNoRun) {
+		t.Errorf("unknown run: %v", err)
+	}
+}
+
+// testPruneRuns: per group the newest runs stay, and of the older ones
+// those that ended within the retention, those in progress, and the
+// newest failover and drill; the rest goes, under the controller's term.
+func testPruneRuns(t *testing.T, c *cluster) {
+	ctx := ctxTimeout(t, 60*time.Second)
+	s := c.stores(t, installation(t))[0]
+	se := newSession(t, s, "a", sessionTTL)
+	if _, err := se.Campaign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := se.Fence()
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	hour := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Hour) }
+	// Group g: 250 runs an hour apart; the first 100 ended before the cut.
+	var runs []plan.Run
+	for i := range 250 {
+		runs = append(runs, endedRun(fmt.Sprintf("g-%03d", i), "g", plan.Switchover, hour(i)))
+	}
+	runs[3].State, runs[3].Ended = plan.RunRunning, time.Time{} // in progress, locked
+	runs[4].Plan.Action = plan.Drill                            // a drill in progress, locked
+	runs[4].State, runs[4].Ended = plan.RunRunning, time.Time{}
+	runs[5].Plan.Action = plan.Drill                              // the group's newest drill
+	runs[2].Plan.Action = plan.Drill                              // an older one
+	runs[10].Plan.Action = plan.Failover                          // the group's newest failover
+	runs[12].State = plan.RunFailed                               // finished, whatever how
+	runs[20].Ended = time.Time{}                                  // finished, its end not recorded: judged by its start
+	runs[40].Ended = hour(120)                                    // started before the cut, ended after it
+	runs[30].State, runs[30].Ended = plan.RunRunning, time.Time{} // not finished, lock or not
+	// Group h: fewer runs than the share, all old.
+	for i := range 10 {
+		runs = append(runs, endedRun(fmt.Sprintf("h-%03d", i), "h", plan.Switchover, hour(i)))
+	}
+	putRuns(t, ctx, s, runs...)
+	if _, err := s.cli.Txn(ctx).Then(
+		clientv3.OpPut(s.runningKey()+"g", "g-003"),
+		clientv3.OpPut(s.drillingKey()+"g", "g-004"),
+		clientv3.OpPut(s.runsKey()+"garbled", "{"),
+	).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() []string {
+		resp, err := s.cli.Get(ctx, s.runsKey(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, kv := range resp.Kvs {
+			ids = append(ids, strings.TrimPrefix(string(kv.Key), s.runsKey()))
+		}
+		return ids
+	}
+	cut := hour(100)
+
+	if n, err := s.PruneRuns(ctx, 200, cut, Fence{Key: f.Key, Term: f.Term + 1000}); !errors.Is(err, ErrNotElected) || n != 0 {
+		t.Fatalf("PruneRuns under a wrong term = %d, %v; want 0, ErrNotElected", n, err)
+	}
+	if got := len(stored()); got != 261 {
+		t.Fatalf("a refused prune deleted runs: %d left of 261", got)
+	}
+	if n, err := s.PruneRuns(ctx, 1000, cut, f); n != 0 || err != nil {
+		t.Fatalf("PruneRuns keeping more than there are = %d, %v", n, err)
+	}
+
+	n, err := s.PruneRuns(ctx, 200, cut, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[int]bool{3: true, 4: true, 5: true, 10: true, 30: true, 40: true}
+	var want []string
+	for i := range 250 {
+		if i >= 50 || kept[i] {
+			want = append(want, fmt.Sprintf("g-%03d", i))
+		}
+	}
+	for i := range 10 {
+		want = append(want, fmt.Sprintf("h-%03d", i))
+	}
+	want = append(want, "garbled")
+	slices.Sort(want)
+	got := stored()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("runs left (-want +got):\n%s", diff)
+	}
+	if n != 261-len(want) {
+		t.Errorf("PruneRuns said %d deleted, %d were", n, 261-len(got))
+	}
+	if n, err := s.PruneRuns(ctx, 200, cut, f); n != 0 || err != nil {
+		t.Errorf("pruning again = %d, %v; want nothing deleted", n, err)
+	}
+	// A smaller share and a later cut: everything beyond the newest 100
+	// goes but what is in progress and the newest failover and drill.
+	if n, err := s.PruneRuns(ctx, 100, hour(1000), f); err != nil || n != 101 {
+		t.Errorf("PruneRuns(100, a later cut) = %d, %v; want 101 deleted (g-040, g-050..g-149)", n, err)
+	}
+	want = []string{"garbled", "g-003", "g-004", "g-005", "g-010", "g-030"}
+	for i := 150; i < 250; i++ {
+		want = append(want, fmt.Sprintf("g-%03d", i))
+	}
+	for i := range 10 {
+		want = append(want, fmt.Sprintf("h-%03d", i))
+	}
+	slices.Sort(want)
+	if diff := cmp.Diff(want, stored()); diff != "" {
+		t.Errorf("runs left (-want +got):\n%s", diff)
 	}
 }

@@ -37,13 +37,18 @@ type Store struct {
 //	lost/SITE/BY               location BY declared SITE lost (fencing.go)
 //	decisions/GROUP            a group waiting for a person
 //	sync/GROUP/RESOURCE        replication mode of a synchronous resource
+//	drills/GROUP               the group's last drill and last successful drill (drills.go)
 func (s *Store) viewsKey() string      { return s.prefix + "views/" }
 func (s *Store) groupsKey() string     { return s.prefix + "groups/" }
 func (s *Store) controllerKey() string { return s.prefix + "controller/" }
 
 func (s *Store) runningKey() string { return s.prefix + "running/" }
-func (s *Store) runsKey() string    { return s.prefix + "runs/" }
-func (s *Store) lagKey() string     { return s.prefix + "lag/" }
+
+// drillingKey holds each group's drill in progress: a lock of its own, so
+// that a drill never holds the lock a failover or switchover needs.
+func (s *Store) drillingKey() string { return s.prefix + "drilling/" }
+func (s *Store) runsKey() string     { return s.prefix + "runs/" }
+func (s *Store) lagKey() string      { return s.prefix + "lag/" }
 
 func (s *Store) lostKey() string      { return s.prefix + "lost/" }
 func (s *Store) decisionsKey() string { return s.prefix + "decisions/" }
@@ -85,6 +90,8 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 		clientv3.OpGet(s.lostKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.decisionsKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.syncKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.drillingKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.drillsKey(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return status.Snapshot{}, fmt.Errorf("read control plane: %w", err)
@@ -129,7 +136,14 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 	for _, kv := range resp.Responses[4].GetResponseRange().Kvs {
 		snap.Running[strings.TrimPrefix(string(kv.Key), s.runningKey())] = string(kv.Value)
 	}
+	snap.Drilling = map[string]string{}
+	for _, kv := range resp.Responses[8].GetResponseRange().Kvs {
+		snap.Drilling[strings.TrimPrefix(string(kv.Key), s.drillingKey())] = string(kv.Value)
+	}
 	if err := s.decodeFencing(&snap, resp.Responses[5], resp.Responses[6], resp.Responses[7]); err != nil {
+		return snap, err
+	}
+	if err := s.decodeDrills(&snap, resp.Responses[9]); err != nil {
 		return snap, err
 	}
 	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {

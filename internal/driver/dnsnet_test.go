@@ -9,6 +9,8 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver/dns"
+	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/status"
 	"github.com/siteflip/siteflip/internal/testbed"
 )
@@ -58,10 +60,11 @@ func TestDNSResource(t *testing.T) {
 	}
 	defer rt.Close()
 	n, ok := rt.Get("webshop/name")
-	if !ok || !IsNetwork("dns") || IsNetwork("postgres") {
-		t.Fatalf("runtime holds %v; dns network %v", rt.Keys(), IsNetwork("dns"))
+	if !ok || !IsTraffic("dns") || IsTraffic("postgres") {
+		t.Fatalf("runtime holds %v; dns network %v", rt.Keys(), IsTraffic("dns"))
 	}
-	addr := n.(*dnsNet).server.Addr().String()
+	g, _ := topo.Group("webshop")
+	addr := g.Resources[1].Settings["antwerp"].(*dns.Settings).Serve
 	ask := func() string {
 		m := new(mdns.Msg)
 		m.SetQuestion("db.shop.example.", mdns.TypeA)
@@ -94,7 +97,7 @@ func TestDNSResource(t *testing.T) {
 	}
 }
 
-func NewActorFor(t *testing.T, rt *Runtime, topo *config.Topology, site string) Actor {
+func NewActorFor(t *testing.T, rt *Runtime, topo *config.Topology, site string) resource.Actor {
 	t.Helper()
 	g, _ := topo.Group("webshop")
 	a, err := NewActor(rt, g, &g.Resources[1], site)

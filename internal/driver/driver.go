@@ -1,162 +1,252 @@
-// Package driver is the table of resource types: for each `type:` a topology
-// may use, how its per-site settings are decoded and checked, and how an
-// agent observes the resource at its own site. The table is explicit; adding
-// a type means adding a row here.
+// Package driver is the table of resource types (internal/resource): one
+// row per type, each from the type's own folder. The agent, the watchdog
+// and the command line reach the types only through it: a new type is a
+// new folder and a row here.
 package driver
 
 import (
 	"context"
 	"fmt"
-	"path/filepath"
+	"io"
 	"sort"
-	"time"
+	"strings"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver/bgp"
+	"github.com/siteflip/siteflip/internal/driver/check"
+	"github.com/siteflip/siteflip/internal/driver/dns"
+	"github.com/siteflip/siteflip/internal/driver/haproxy"
+	"github.com/siteflip/siteflip/internal/driver/mariadb"
 	"github.com/siteflip/siteflip/internal/driver/postgres"
-	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/resource"
+	"github.com/siteflip/siteflip/internal/watchdog"
 )
 
-// Observer watches one resource at one site.
-type Observer interface {
-	// Observe reports the resource's state; a failure is reported in the
-	// returned view (Up false, Error set), never as a Go error.
-	Observe(ctx context.Context) status.ResourceView
-	Close()
+// table is every resource type a topology may use.
+var table = []resource.Type{
+	postgres.Type{},     // data
+	mariadb.Type{},      // data
+	bgp.Type{},          // traffic: a service address announced over BGP
+	bgp.Type{VRF: true}, // traffic: VPNv4 routes under route targets
+	dns.Type{},          // traffic: a name
+	haproxy.Type{},      // traffic: a proxy's backend server
+	check.Type{},        // check: a question asked of the recovered stack
 }
 
-type kind struct {
-	config      config.ResourceType
-	newObserver func(g *config.Group, r *config.Resource, site string) Observer
-}
-
-var kinds = map[string]kind{
-	"postgres": {
-		config: config.ResourceType{
-			Data: true,
-			New:  func() any { return &postgres.Settings{} },
-			Prepare: func(settings any, site, dir string) []config.FieldError {
-				s := settings.(*postgres.Settings)
-				s.SetDefaults(site)
-				for _, p := range []*string{&s.PasswordFile, &s.ReplicationPasswordFile} {
-					if *p != "" && !filepath.IsAbs(*p) {
-						*p = filepath.Join(dir, *p)
-					}
-				}
-				var out []config.FieldError
-				for _, fe := range s.Check() {
-					out = append(out, config.FieldError{Field: fe.Field, Msg: fe.Msg})
-				}
-				return out
-			},
-			// A primary tells its standbys apart by application_name: two
-			// sites with one name would have their lag mixed up.
-			Across: func(bySite map[string]any) map[string][]config.FieldError {
-				first := map[string]string{}
-				out := map[string][]config.FieldError{}
-				for _, site := range sortedSites(bySite) {
-					name := bySite[site].(*postgres.Settings).ApplicationName
-					if other, dup := first[name]; dup {
-						out[site] = append(out[site], config.FieldError{Field: "application_name",
-							Msg: fmt.Sprintf("%q is also the application_name at %s: each site needs its own (default: the site name)", name, other)})
-						continue
-					}
-					first[name] = site
-				}
-				return out
-			},
-		},
-		newObserver: newPostgresObserver,
-	},
-}
-
-func sortedSites(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+// lookup returns the row of type name.
+func lookup(name string) (resource.Type, bool) {
+	for _, t := range table {
+		if t.Name() == name {
+			return t, true
+		}
 	}
-	sort.Strings(out)
-	return out
+	return nil, false
 }
 
 // Types returns the resource types, for config.Load.
 func Types() map[string]config.ResourceType {
-	out := make(map[string]config.ResourceType, len(kinds))
-	for name, k := range kinds {
-		out[name] = k.config
+	out := make(map[string]config.ResourceType, len(table))
+	for _, t := range table {
+		out[t.Name()] = t.Config()
 	}
 	return out
 }
 
+// capability returns the row of r's type as the capability C, with an
+// error that says which type lacks it.
+func capability[C any](g *config.Group, r *config.Resource, what string) (C, error) {
+	var zero C
+	t, ok := lookup(r.Type)
+	if !ok {
+		return zero, fmt.Errorf("group %s, resource %s: unknown type %q (known: %s)", g.Name, r.Name, r.Type, names())
+	}
+	c, ok := t.(C)
+	if !ok {
+		return zero, fmt.Errorf("group %s, resource %s: %s resources have no %s", g.Name, r.Name, r.Type, what)
+	}
+	return c, nil
+}
+
+func names() string {
+	var out []string
+	for _, t := range table {
+		out = append(out, t.Name())
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
 // NewObserver returns the observer of resource r of group g at site;
-// network resources are found in rt, which runs them.
-func NewObserver(rt *Runtime, g *config.Group, r *config.Resource, site string) (Observer, error) {
-	if IsNetwork(r.Type) {
+// traffic resources are found in rt, which runs them.
+func NewObserver(rt *Runtime, g *config.Group, r *config.Resource, site string) (resource.Observer, error) {
+	if IsTraffic(r.Type) {
 		n, ok := rt.Get(g.Name + "/" + r.Name)
 		if !ok {
 			return nil, fmt.Errorf("group %s, resource %s: not running at %s", g.Name, r.Name, site)
 		}
 		return netObserver{n}, nil
 	}
-	k, ok := kinds[r.Type]
-	if !ok {
-		return nil, fmt.Errorf("group %s, resource %s: unknown type %q", g.Name, r.Name, r.Type)
+	o, err := capability[resource.Observes](g, r, "observation")
+	if err != nil {
+		return nil, err
 	}
-	if _, ok := r.Settings[site]; !ok {
-		return nil, fmt.Errorf("group %s, resource %s: no settings for site %s", g.Name, r.Name, site)
-	}
-	return k.newObserver(g, r, site), nil
+	return o.Observer(g, r, site)
 }
 
-// pgObserver adapts the postgres driver's observation to the status model.
-type pgObserver struct {
-	o *postgres.Observer
-	// siteOf maps a standby's application_name to its site.
-	siteOf          map[string]string
-	group, resource string
-	// dataDir is set for a database on this machine: a server that runs
-	// there but does not answer is "unknown", not "down".
-	dataDir string
+// NewActor returns the actor of resource r of group g at site; traffic
+// resources are found in rt, which runs them.
+func NewActor(rt *Runtime, g *config.Group, r *config.Resource, site string) (resource.Actor, error) {
+	if IsTraffic(r.Type) {
+		n, ok := rt.Get(g.Name + "/" + r.Name)
+		if !ok {
+			return nil, fmt.Errorf("group %s, resource %s: not running at %s", g.Name, r.Name, site)
+		}
+		return netActor{n}, nil
+	}
+	s, err := capability[resource.Steps](g, r, "recovery actions")
+	if err != nil {
+		return nil, err
+	}
+	return s.Actor(g, r, site)
 }
 
-var _ Observer = (*pgObserver)(nil)
-
-func newPostgresObserver(g *config.Group, r *config.Resource, site string) Observer {
-	siteOf := map[string]string{}
-	for sn, s := range r.Settings {
-		siteOf[s.(*postgres.Settings).ApplicationName] = sn
+// GuardTarget is how the agent or its watchdog fences resource r of group
+// g at site at once when the site's serve lease runs out: every database
+// the agent could have let write, whatever it last observed
+// (docs/design/safety.md). ok is false for resources that hold no data. A
+// database the agent cannot stop is an error, and the agent refuses to
+// start.
+func GuardTarget(g *config.Group, r *config.Resource, site string) (t watchdog.Target, ok bool, err error) {
+	if !r.Data {
+		return t, false, nil
 	}
-	s := *r.Settings[site].(*postgres.Settings)
-	o := &pgObserver{o: postgres.NewObserver(s), siteOf: siteOf, group: g.Name, resource: r.Name}
-	if local, _ := postgres.IsLocal(s); local {
-		o.dataDir = s.DataDir
+	h, err := capability[resource.HardFence](g, r, "hard fence")
+	if err != nil {
+		return t, false, err
 	}
-	return o
+	return h.GuardTarget(g, r, site)
 }
 
-func (p *pgObserver) Observe(ctx context.Context) status.ResourceView {
-	ob := p.o.Observe(ctx)
-	v := status.ResourceView{
-		Group: p.group, Resource: p.resource, Type: "postgres",
-		Up: ob.Up, Role: string(ob.Role), Timeline: ob.Timeline, LSN: ob.LSN,
-		Streaming: ob.Streaming, Upstream: ob.Upstream, LastReplay: ob.LastReplay,
-		Error: ob.Error, ObservedAt: time.Now().UTC(),
+// FenceNow fences t at once, without asking the resource (the agent's
+// self-fence and the watchdog's): killed says a server ran and was killed.
+func FenceNow(t watchdog.Target) (killed bool, err error) {
+	row, ok := lookup(t.Kind)
+	h, fences := row.(resource.HardFence)
+	if !ok || !fences {
+		return false, fmt.Errorf("%s: cannot fence %s resources", t.Name, t.Kind)
 	}
-	if !ob.Up && p.dataDir != "" {
-		if pid, running := postgres.Postmaster(p.dataDir); running {
-			// Full connection slots, a hung server: it does not answer, but
-			// it runs, and it may be accepting writes.
-			v.Role = status.RoleUnknown
-			v.Error = fmt.Sprintf("the server runs (pid %d) but does not answer: it may be accepting writes; %s", pid, ob.Error)
+	return h.FenceNow(t)
+}
+
+// Endpoint is the network address where the database r serves at site,
+// which the other locations check before declaring the site lost; ok is
+// false when r holds no data or has no address there. Only databases
+// count: a DNS listener runs in the agent itself, and its answering says
+// nothing of whether the site's data is still written.
+func Endpoint(r *config.Resource, site string) (addr string, ok bool) {
+	row, known := lookup(r.Type)
+	if !known || row.Config().Class != config.ClassData {
+		return "", false
+	}
+	return reach(r, site)
+}
+
+// reach is the host:port where resource r serves at site (Reachable).
+func reach(r *config.Resource, site string) (addr string, ok bool) {
+	row, known := lookup(r.Type)
+	if h, reachable := row.(resource.Reachable); known && reachable {
+		return h.Endpoint(r, site)
+	}
+	return "", false
+}
+
+// Targets gives, for every resource of g with an address of its own at
+// site (a database's server, a DNS listener), its host:port: what the
+// checks of g ask after a real run (resource.Verifier). The addresses
+// come from the topology; rt, which may be nil, is not needed for them
+// yet.
+func Targets(rt *Runtime, g *config.Group, site string) map[string]string {
+	out := map[string]string{}
+	for i := range g.Resources {
+		if addr, ok := reach(&g.Resources[i], site); ok {
+			out[g.Resources[i].Name] = addr
 		}
 	}
-	for _, sb := range ob.Standbys {
-		v.Standbys = append(v.Standbys, status.StandbyView{
-			Name: sb.ApplicationName, Site: p.siteOf[sb.ApplicationName],
-			State: sb.State, SyncState: sb.SyncState,
-			LagBytes: sb.LagBytes, LagSeconds: sb.LagSeconds,
-		})
-	}
-	return v
+	return out
 }
 
-func (p *pgObserver) Close() { p.o.Close() }
+// NewVerifier returns the check r of group g at site (class check).
+func NewVerifier(g *config.Group, r *config.Resource, site string) (resource.Verifier, error) {
+	v, err := capability[resource.Verifies](g, r, "check to run")
+	if err != nil {
+		return nil, err
+	}
+	return v.Verifier(g, r, site)
+}
+
+// NewDrillVerifier returns check r of group g at site as it runs in a
+// drill with bubble b: from inside the bubble's network namespace, when it
+// has one.
+func NewDrillVerifier(g *config.Group, r *config.Resource, site string, b resource.Bubble) (resource.Verifier, error) {
+	v, err := NewVerifier(g, r, site)
+	if err != nil || b.Netns == "" {
+		return v, err
+	}
+	bv, ok := v.(resource.BubbleVerifier)
+	if !ok {
+		return nil, fmt.Errorf("group %s, check %s at %s: %s checks cannot run inside the bubble's network namespace %s", g.Name, r.Name, site, r.Type, b.Netns)
+	}
+	return bv.InBubble(b), nil
+}
+
+// NewLocal returns resource r of group g at site as a Local, when it is a
+// database on this machine.
+func NewLocal(g *config.Group, r *config.Resource, site string) (resource.Local, bool) {
+	row, known := lookup(r.Type)
+	if k, keeps := row.(resource.Keeps); known && keeps {
+		return k.Local(g, r, site)
+	}
+	return nil, false
+}
+
+// NewSync returns the synchronous mode of resource r of group g from its
+// primary at site.
+func NewSync(g *config.Group, r *config.Resource, site string) (resource.Synchronous, error) {
+	s, err := capability[resource.Synchronizes](g, r, "synchronous mode")
+	if err != nil {
+		return nil, err
+	}
+	return s.Sync(g, r, site)
+}
+
+// IsTraffic says whether resources of type t move clients rather than
+// hold data: they run in the agent and do not decide which site a group is
+// active at.
+func IsTraffic(t string) bool {
+	row, ok := lookup(t)
+	_, moves := row.(resource.Moves)
+	return ok && moves
+}
+
+// CheckServer asks the server of resource r of group g at site whether it
+// is set up as its type needs: each problem with its fix. ok is false
+// when the type has no such check.
+func CheckServer(ctx context.Context, g *config.Group, r *config.Resource, site string) (problems []string, ok bool, err error) {
+	row, known := lookup(r.Type)
+	c, checks := row.(resource.Checks)
+	if !known || !checks {
+		return nil, false, nil
+	}
+	problems, err = c.CheckServer(ctx, g, r, site)
+	return problems, true, err
+}
+
+// Copy writes a copy of the server of resource r of group g at site, on
+// this machine, to w (Clones): what another site's rejoin reclones from.
+func Copy(ctx context.Context, g *config.Group, r *config.Resource, site string, w io.Writer) error {
+	c, err := capability[resource.Clones](g, r, "copies")
+	if err != nil {
+		return err
+	}
+	return c.Copy(ctx, g, r, site, w)
+}

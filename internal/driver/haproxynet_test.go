@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -106,7 +107,7 @@ backend webshop
 	g, _ := topo.Group("webshop")
 	lb := &g.Resources[1]
 	ctx := context.Background()
-	actor := func(site string) (Actor, Network) {
+	actor := func(site string) (resource.Actor, resource.Network) {
 		rt, err := NewRuntime(topo, site)
 		if err != nil {
 			t.Fatal(err)

@@ -7,61 +7,30 @@ import (
 	"sync"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/status"
 )
-
-// Network is a network resource at this site: it sends the group's clients
-// to a site (docs/design/network.md). It holds no data: its "primary" is the
-// site it sends clients to. Every method verifies its effect.
-type Network interface {
-	// Activate makes this site the one clients reach.
-	Activate(ctx context.Context) (map[string]string, error)
-	// Soften keeps this site reachable but no longer preferred (the fence
-	// step: make before break).
-	Soften(ctx context.Context) error
-	// Park makes this site attract no clients (the standby posture).
-	Park(ctx context.Context) error
-	// Withdraw stops attracting clients at once, best effort: the serve
-	// lease ran out.
-	Withdraw()
-	// Observe reports whether this site is the one clients reach (role
-	// primary) or ready to be (standby, Streaming true).
-	Observe(ctx context.Context) status.ResourceView
-	// Follow tells the resource which site is active, for the parts that
-	// answer for every site (an authoritative DNS server in every agent).
-	Follow(ctx context.Context, active string)
-	Close()
-}
-
-// network types: how to build one at a site.
-var networkKinds = map[string]func(g *config.Group, r *config.Resource, site string) (Network, error){}
-
-// IsNetwork says whether resources of type t move clients rather than hold
-// data: they do not decide which site a group is active at.
-func IsNetwork(t string) bool {
-	_, ok := networkKinds[t]
-	return ok
-}
 
 // Runtime holds this site's network resources, which live in the agent
 // (BGP speakers, DNS servers) as long as it runs.
 type Runtime struct {
 	mu   sync.Mutex
-	nets map[string]Network // by group/resource
+	nets map[string]resource.Network // by group/resource
 }
 
 // NewRuntime builds the network resources of site in t.
 func NewRuntime(t *config.Topology, site string) (*Runtime, error) {
-	rt := &Runtime{nets: map[string]Network{}}
+	rt := &Runtime{nets: map[string]resource.Network{}}
 	for i := range t.Groups {
 		g := &t.Groups[i]
 		for j := range g.Resources {
 			r := &g.Resources[j]
-			mk, ok := networkKinds[r.Type]
-			if _, here := r.Settings[site]; !ok || !here {
+			row, _ := lookup(r.Type)
+			m, moves := row.(resource.Moves)
+			if _, here := r.Settings[site]; !moves || !here {
 				continue
 			}
-			n, err := mk(g, r, site)
+			n, err := m.Start(g, r, site)
 			if err != nil {
 				rt.Close()
 				return nil, fmt.Errorf("group %s, resource %s at %s: %w", g.Name, r.Name, site, err)
@@ -73,7 +42,7 @@ func NewRuntime(t *config.Topology, site string) (*Runtime, error) {
 }
 
 // Get returns the network resource group/resource, if it lives here.
-func (rt *Runtime) Get(key string) (Network, bool) {
+func (rt *Runtime) Get(key string) (resource.Network, bool) {
 	if rt == nil {
 		return nil, false
 	}
@@ -117,11 +86,11 @@ func (rt *Runtime) Close() {
 	for _, n := range rt.nets {
 		n.Close()
 	}
-	rt.nets = map[string]Network{}
+	rt.nets = map[string]resource.Network{}
 }
 
 // netActor carries out plan steps on a network resource.
-type netActor struct{ n Network }
+type netActor struct{ n resource.Network }
 
 func (a netActor) Fence(ctx context.Context) (map[string]string, error) {
 	return nil, a.n.Soften(ctx)
@@ -139,7 +108,7 @@ func (a netActor) Unfence(ctx context.Context) error {
 }
 
 // netObserver adapts a Network to the Observer interface.
-type netObserver struct{ n Network }
+type netObserver struct{ n resource.Network }
 
 func (o netObserver) Observe(ctx context.Context) status.ResourceView { return o.n.Observe(ctx) }
 func (o netObserver) Close()                                          {}

@@ -24,6 +24,8 @@ type Store interface {
 	SaveRun(ctx context.Context, run plan.Run, f coord.Fence) error
 	Activate(ctx context.Context, run plan.Run, epoch int64, to string, f coord.Fence) (int64, error)
 	Record(ctx context.Context, group string) (status.Record, bool, error)
+	Runs(ctx context.Context, group string) ([]plan.Run, error)
+	FillDataLost(ctx context.Context, group, failoverID, text, by string, f coord.Fence) error
 }
 
 // Agents carries a step out on a site's agent.
@@ -48,7 +50,16 @@ type Engine struct {
 	// AfterStep, when set, is called once a step's success is stored: the
 	// place where tests inject a controller crash between two steps.
 	AfterStep func(run plan.Run, step plan.Step)
+	// Preempted says whether a drill must stop (docs/design/drills.md): a
+	// reason when it must (a real run on its group, a new epoch, its site
+	// lost), and busy while a real run is in progress on the group, which
+	// the drill's teardown waits out. Nil: drills are never preempted.
+	Preempted func(ctx context.Context, run plan.Run) (reason string, busy bool)
 }
+
+// teardownPatience bounds how long an aborted drill's teardown waits for
+// the real run that preempted it to end.
+const teardownPatience = 2 * time.Minute
 
 // ErrInterrupted wraps a failure to store a run's progress (etcd busy,
 // the term lost): the engine stops driving without deciding anything, and
@@ -73,6 +84,7 @@ func (e *Engine) Drive(ctx context.Context, run plan.Run) (plan.Run, error) {
 	if run.State == plan.RunRollingBack {
 		return e.rollBack(ctx, run, "")
 	}
+	drill := run.Plan.Action == plan.Drill
 	for i := range run.Plan.Steps {
 		if err := ctx.Err(); err != nil {
 			return run, err
@@ -81,12 +93,20 @@ func (e *Engine) Drive(ctx context.Context, run plan.Run) (plan.Run, error) {
 		if st.State == plan.StepDone || st.State == plan.StepSkipped {
 			continue
 		}
+		if drill && run.Plan.Steps[i].Kind != plan.Teardown && e.Preempted != nil {
+			if why, _ := e.Preempted(ctx, run); why != "" {
+				return e.rollBack(ctx, run, "drill aborted: "+why)
+			}
+		}
 		err := e.step(ctx, &run, i)
 		if err == nil {
 			continue
 		}
 		if ctx.Err() != nil || errors.Is(err, ErrInterrupted) {
 			return run, err
+		}
+		if drill {
+			return e.rollBack(ctx, run, fmt.Sprintf("step %s failed: %v", run.Plan.Steps[i].ID, err))
 		}
 		if !run.Activated() {
 			// The run's memory may be behind the record (an activation
@@ -98,13 +118,57 @@ func (e *Engine) Drive(ctx context.Context, run plan.Run) (plan.Run, error) {
 			}
 			return e.rollBack(ctx, run, fmt.Sprintf("step %s failed: %v", run.Plan.Steps[i].ID, err))
 		}
+		if err := e.tellFailovers(ctx, run); err != nil {
+			return run, err
+		}
 		run.State, run.Ended = plan.RunFailed, e.Now().UTC()
 		run.Error = fmt.Sprintf("step %s failed after the point of no return: %v; the group is active at %s and writable there; fix the cause and run `siteflip reprotect %s`",
 			run.Plan.Steps[i].ID, err, run.Plan.To, run.Group)
 		return run, e.save(ctx, run)
 	}
-	run.State, run.Ended = plan.RunSucceeded, e.Now().UTC()
+	if err := e.tellFailovers(ctx, run); err != nil {
+		return run, err
+	}
+	run.Succeed(e.Now().UTC())
 	return run, e.save(ctx, run)
+}
+
+// tellFailovers writes what the run's rejoins found onto the failover
+// that left each rejoined site behind (plan.FailoverLoss), before the run
+// ends: a resumed run tells again, and telling again changes nothing. It
+// is a note, not a step: apart from a lost term (the run is interrupted),
+// a failure to tell is logged and the run goes on.
+func (e *Engine) tellFailovers(ctx context.Context, run plan.Run) error {
+	sites := run.RejoinedSites()
+	if len(sites) == 0 {
+		return nil
+	}
+	history, err := e.Store.Runs(ctx, run.Group)
+	if err != nil {
+		e.Log.Warn("cannot read the group's runs: the failover whose old site this run rejoined does not learn what it lost",
+			"run", run.ID, "group", run.Group, "error", err)
+		return nil
+	}
+	for _, site := range sites {
+		loss, ok := plan.FailoverLoss(history, run, site)
+		if !ok {
+			continue
+		}
+		err := e.Store.FillDataLost(ctx, run.Group, loss.Failover, loss.DataLost, run.ID, e.Fence)
+		switch {
+		case errors.Is(err, coord.ErrNotElected):
+			return fmt.Errorf("%w: %v", ErrInterrupted, err)
+		case err != nil:
+			e.Log.Warn("cannot tell the failover what it lost", "run", run.ID, "failover", loss.Failover, "site", site, "error", err)
+		default:
+			lost := loss.DataLost
+			if lost == "" {
+				lost = "nothing"
+			}
+			e.Log.Info("failover told what it lost", "run", run.ID, "failover", loss.Failover, "site", site, "data_lost", lost)
+		}
+	}
+	return nil
 }
 
 // activatedInRecord says whether the group's record already shows this
@@ -192,6 +256,12 @@ func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
 	if serr := e.save(ctx, *run); serr != nil {
 		return serr
 	}
+	if s.Kind == plan.Check && run.Plan.Action != plan.Drill {
+		// A real run's check tells, it does not undo: the group is
+		// recovered and the run ends with the failing check named.
+		e.Log.Warn("check failed", "run", run.ID, "step", s.ID, "error", err)
+		return nil
+	}
 	return err
 }
 
@@ -218,6 +288,9 @@ func (e *Engine) attempt(ctx context.Context, run *plan.Run, i int) (map[string]
 // do performs one call of step i.
 func (e *Engine) do(ctx context.Context, run *plan.Run, i int) (map[string]string, error) {
 	s := run.Plan.Steps[i]
+	if s.Kind == plan.Keep {
+		return e.keep(ctx, run, i)
+	}
 	if s.Kind == plan.Activate {
 		run.Steps[i].State = plan.StepDone // stored in the same transaction as the record
 		epoch, err := e.Store.Activate(ctx, *run, run.Plan.Epoch, s.Site, e.Fence)
@@ -235,6 +308,31 @@ func (e *Engine) do(ctx context.Context, run *plan.Run, i int) (map[string]strin
 		Epoch: run.StepEpoch(i), Timeout: s.Timeout, Term: e.Fence.Term,
 	}
 	return e.call(ctx, s, req)
+}
+
+// keep holds a drill up for the requested time after the step before it
+// ended (so that a resumed run does not start the wait again), and fails
+// when the drill must stop: the drill is then torn down as aborted.
+func (e *Engine) keep(ctx context.Context, run *plan.Run, i int) (map[string]string, error) {
+	from := run.Started
+	if i > 0 && !run.Steps[i-1].Ended.IsZero() {
+		from = run.Steps[i-1].Ended
+	}
+	until := from.Add(run.Request.Keep)
+	for e.Now().Before(until) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if e.Preempted != nil {
+			if why, _ := e.Preempted(ctx, *run); why != "" {
+				// The drill stops here: its teardown waits for the real
+				// run, as after any other step.
+				return nil, fmt.Errorf("drill aborted while kept up: %s", why)
+			}
+		}
+		e.Sleep(ctx, min(until.Sub(e.Now()), time.Second))
+	}
+	return map[string]string{"kept": run.Request.Keep.String()}, nil
 }
 
 // call sends a step to its site's agent. The agent bounds the step by its
@@ -280,9 +378,9 @@ func (e *Engine) noteEffects(run *plan.Run, s plan.Step, out map[string]string, 
 		}
 		run.WritableAt = at
 	case plan.Rejoin:
-		if n := out["lost_bytes"]; n != "" && n != "0" {
-			lost := fmt.Sprintf("%s at %s: %s bytes of WAL (%s..%s) existed only there; kept aside in its data directory's .lost copy",
-				s.Resource, s.Site, n, out["lost_from"], out["lost_to"])
+		// A resource type says what its rejoin lost, in its own terms.
+		if what := out[plan.OutputDataLost]; what != "" {
+			lost := fmt.Sprintf("%s at %s: %s", s.Resource, s.Site, what)
 			if run.DataLost != "" {
 				run.DataLost += "; "
 			}
@@ -301,9 +399,27 @@ func (e *Engine) rollBack(ctx context.Context, run plan.Run, why string) (plan.R
 	if err := e.save(ctx, run); err != nil {
 		return run, err
 	}
+	drill := run.Plan.Action == plan.Drill
+	if drill && e.Preempted != nil {
+		// The cleanup of an aborted drill must not compete with the
+		// recovery that aborted it.
+		for waited := time.Duration(0); waited < teardownPatience; waited += time.Second {
+			if _, busy := e.Preempted(ctx, run); !busy || ctx.Err() != nil {
+				break
+			}
+			e.Sleep(ctx, time.Second)
+		}
+	}
 	for i, s := range run.Plan.Rollback {
 		st := &run.Rollback[i]
-		if st.State == plan.StepDone {
+		if st.State == plan.StepDone || st.State == plan.StepSkipped {
+			continue
+		}
+		if s.BestEffort && e.SiteLost != nil && e.SiteLost(s.Site) {
+			st.State, st.Error = plan.StepSkipped, s.Site+" is lost; its agent removes what is left when it starts again"
+			if err := e.save(ctx, run); err != nil {
+				return run, err
+			}
 			continue
 		}
 		var err error
@@ -335,13 +451,24 @@ func (e *Engine) rollBack(ctx context.Context, run plan.Run, why string) (plan.R
 		if err != nil {
 			st.State = plan.StepFailed
 			run.State, run.Ended = plan.RunFailed, e.Now().UTC()
-			run.Error += fmt.Sprintf("; rollback step %s failed too: %v; the group is still active at %s (epoch %d) but may have no serving primary: check %s and run `siteflip switchover` or `siteflip failover`",
-				s.ID, err, run.Plan.From, run.Plan.Epoch, s.Site)
+			if drill {
+				run.Error += fmt.Sprintf("; teardown step %s failed too: %v; production is untouched, but the drill left things at %s: run `siteflip drill %s --cleanup`",
+					s.ID, err, s.Site, run.Group)
+			} else {
+				run.Error += fmt.Sprintf("; rollback step %s failed too: %v; the group is still active at %s (epoch %d) but may have no serving primary: check %s and run `siteflip switchover` or `siteflip failover`",
+					s.ID, err, run.Plan.From, run.Plan.Epoch, s.Site)
+			}
 			return run, e.save(ctx, run)
 		}
 		st.State, st.Error = plan.StepDone, ""
 	}
 	run.State, run.Ended = plan.RunRolledBack, e.Now().UTC()
+	if drill {
+		// A drill that did not go through failed, even though it left
+		// nothing behind.
+		run.State = plan.RunFailed
+		run.Error += "; everything the drill made was removed"
+	}
 	return run, e.save(ctx, run)
 }
 

@@ -21,13 +21,71 @@ import (
 )
 
 // fakeStore keeps the last saved run and the group's epoch, and can lose
-// the term after a number of saves.
+// the term after a number of saves. history holds the group's other runs,
+// which FillDataLost changes as the real store does.
 type fakeStore struct {
 	mu        sync.Mutex
 	saved     []plan.Run
 	epoch     int64
 	active    string
 	loseAfter int // saves before the term is lost; 0: never
+	history   []plan.Run
+	fills     int  // FillDataLost calls that wrote
+	fillLost  bool // FillDataLost finds the term lost
+}
+
+func (s *fakeStore) Runs(_ context.Context, group string) ([]plan.Run, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []plan.Run
+	for _, r := range s.history {
+		if r.Group == group {
+			out = append(out, r)
+		}
+	}
+	if len(s.saved) > 0 {
+		out = append(out, s.saved[len(s.saved)-1])
+	}
+	return out, nil
+}
+
+func (s *fakeStore) FillDataLost(_ context.Context, group, id, text, by string, _ coord.Fence) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fillLost {
+		return fmt.Errorf("fill: %w", coord.ErrNotElected)
+	}
+	for i := range s.history {
+		r := &s.history[i]
+		switch {
+		case r.ID != id:
+			continue
+		case r.Group != group || r.Plan.Action != plan.Failover || !r.Done():
+			return fmt.Errorf("run %s is not a finished failover of %s", id, group)
+		case r.DataLostBy == by && r.DataLost == text:
+			return nil
+		case r.DataLostBy != "":
+			return coord.ErrDataLostKnown
+		}
+		r.DataLost, r.DataLostBy = text, by
+		s.fills++
+		return nil
+	}
+	return coord.ErrNoRun
+}
+
+// failover returns the stored failover of run id, as the store has it now.
+func (s *fakeStore) failover(t *testing.T, id string) plan.Run {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.history {
+		if r.ID == id {
+			return r
+		}
+	}
+	t.Fatalf("no run %s", id)
+	return plan.Run{}
 }
 
 func (s *fakeStore) SaveRun(_ context.Context, run plan.Run, _ coord.Fence) error {
@@ -75,6 +133,7 @@ type fakeAgents struct {
 	epoch       map[string]int64
 	stepID      map[string]string // what the request named the step
 	term        map[string]int64
+	nothingLost bool // rejoins find nothing that existed only at the rejoined site
 }
 
 func (a *fakeAgents) Step(_ context.Context, site string, req api.StepRequest) (api.StepResult, error) {
@@ -99,8 +158,8 @@ func (a *fakeAgents) Step(_ context.Context, site string, req api.StepRequest) (
 	case plan.Fence:
 		out["end_lsn"] = "0/3000060"
 	case plan.Rejoin:
-		if site == "brussels" && req.Resource == "db" {
-			out["lost_bytes"], out["lost_from"], out["lost_to"] = "8192", "0/3000000", "0/3002000"
+		if site == "brussels" && req.Resource == "db" && !a.nothingLost {
+			out[plan.OutputDataLost] = "8192 bytes of WAL (0/3000000..0/3002000) existed only there"
 		}
 	}
 	return api.StepResult{Output: out}, nil
@@ -414,5 +473,105 @@ func TestFailoverDoesNotWaitForADyingSite(t *testing.T) {
 	}
 	if n := strings.Count(strings.Join(a.calls, " "), "fence:db@brussels"); n > 5 {
 		t.Errorf("asked the dying site %d times", n)
+	}
+}
+
+// failedOver is a failover of webshop from brussels to antwerp that
+// activated and ended before the reprotects of these tests.
+func failedOver(t *testing.T) plan.Run {
+	t.Helper()
+	f := newRun(t, plan.Failover, status.StateDown, up)
+	f.ID, f.Started, f.Ended = "f1", time.Unix(500, 0), time.Unix(510, 0)
+	for i := range f.Steps {
+		f.Steps[i].State = plan.StepDone
+	}
+	f.Succeed(f.Ended)
+	if !f.Activated() {
+		t.Fatal("the failover did not activate")
+	}
+	return f
+}
+
+// reprotectRun is the reprotect of webshop, active at antwerp after the
+// failover: brussels rejoins.
+func reprotectRun(t *testing.T) plan.Run {
+	t.Helper()
+	p, err := plan.Build(group(), plan.Known{
+		Status: status.GroupStatus{Name: "webshop", ActiveSite: "antwerp", Epoch: 5, State: status.StateUnprotected},
+		SiteUp: up,
+	}, plan.Request{Action: plan.Reprotect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan.NewRun("r1", "operator", plan.Request{Action: plan.Reprotect}, p, time.Unix(1000, 0))
+}
+
+// TestReprotectTellsTheFailover: the reprotect that rejoins the failover's
+// old site writes what it found onto the failover, once, and says so
+// when it found nothing too.
+func TestReprotectTellsTheFailover(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		nothingLost bool
+		want        string
+	}{
+		{"lost", false, "db at brussels: 8192 bytes of WAL (0/3000000..0/3002000) existed only there"},
+		{"nothing lost", true, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &fakeStore{epoch: 5, active: "antwerp", history: []plan.Run{failedOver(t)}}
+			a := &fakeAgents{nothingLost: tt.nothingLost}
+			run, err := engine(s, a, up).Drive(t.Context(), reprotectRun(t))
+			if err != nil || run.State != plan.RunSucceeded {
+				t.Fatalf("state %s err %v: %s", run.State, err, run.Error)
+			}
+			if want := []string{"rejoin:db@brussels"}; !cmp.Equal(a.calls, want) {
+				t.Errorf("calls: %s", cmp.Diff(want, a.calls))
+			}
+			if run.DataLost != tt.want {
+				t.Errorf("the reprotect's data lost: %q, want %q", run.DataLost, tt.want)
+			}
+			f := s.failover(t, "f1")
+			if f.DataLost != tt.want || f.DataLostBy != "r1" {
+				t.Errorf("the failover's data lost: %q by %q, want %q by r1", f.DataLost, f.DataLostBy, tt.want)
+			}
+			// A new controller resuming the run before it was stored as
+			// ended tells the failover again, which changes nothing.
+			resumed := s.last()
+			resumed.State, resumed.Ended = plan.RunRunning, time.Time{}
+			if again, err := engine(s, a, up).Drive(t.Context(), resumed); err != nil || again.State != plan.RunSucceeded {
+				t.Fatalf("resumed: state %s err %v: %s", again.State, err, again.Error)
+			}
+			if s.fills != 1 {
+				t.Errorf("the failover was written %d times, want once", s.fills)
+			}
+		})
+	}
+}
+
+// TestTellingTheFailoverNeedsTheTerm: a controller that lost its term
+// while telling the failover stops (the run is resumed), rather than end
+// the run without telling.
+func TestTellingTheFailoverNeedsTheTerm(t *testing.T) {
+	s := &fakeStore{epoch: 5, active: "antwerp", history: []plan.Run{failedOver(t)}, fillLost: true}
+	run, err := engine(s, &fakeAgents{}, up).Drive(t.Context(), reprotectRun(t))
+	if !errors.Is(err, ErrInterrupted) || s.last().State != plan.RunRunning {
+		t.Fatalf("state %s (saved %s) err %v", run.State, s.last().State, err)
+	}
+	if f := s.failover(t, "f1"); f.DataLostBy != "" {
+		t.Errorf("the failover was told under a lost term: %+v", f)
+	}
+}
+
+// TestSwitchoverTellsNoFailover: a switchover's rejoin of the site it left
+// finds nothing of an earlier failover (that site was active since).
+func TestSwitchoverTellsNoFailover(t *testing.T) {
+	s := &fakeStore{epoch: 4, active: "brussels", history: []plan.Run{failedOver(t)}}
+	run, err := engine(s, &fakeAgents{}, up).Drive(t.Context(), newRun(t, plan.Switchover, status.StateProtected, up))
+	if err != nil || run.State != plan.RunSucceeded {
+		t.Fatalf("state %s err %v: %s", run.State, err, run.Error)
+	}
+	if f := s.failover(t, "f1"); f.DataLostBy != "" || s.fills != 0 {
+		t.Errorf("a switchover told the failover: %+v", f)
 	}
 }

@@ -19,9 +19,10 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/osuser"
 )
 
 // Bin is where Debian's frr package puts the daemons (vtysh is on PATH).
@@ -73,14 +74,7 @@ func (in Instance) WriteConfig(files map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("FRR is not installed: apt-get install frr (%w)", err)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	for _, p := range owned {
-		if err := os.Chown(p, uid, gid); err != nil {
-			return err
-		}
-	}
-	return nil
+	return osuser.Give(u, owned...)
 }
 
 // Args returns the arguments that run daemon ("zebra", "bgpd", "bfdd"),

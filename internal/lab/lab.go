@@ -59,6 +59,14 @@ type Options struct {
 	FlapPeriod  time.Duration
 	// Policy replaces the group's policy (automatic by default).
 	Policy string
+	// DB says which databases the lab runs (DBPostgres, DBMariaDB, DBBoth):
+	// the webshop group on PostgreSQL, the news group on MariaDB. Empty:
+	// PostgreSQL alone.
+	DB string
+	// Unpassable adds to webshop a check that can never pass (a TCP
+	// connection to a port nobody listens on): tests of what a failing
+	// check does.
+	Unpassable bool
 }
 
 // ErrRunning is returned by Up when a lab already runs in the directory.
@@ -74,9 +82,18 @@ func Up(ctx context.Context, o Options) error {
 	if err := preflight(dir, o.Net == nil); err != nil {
 		return err
 	}
+	withPG, withMaria, err := o.dbs()
+	if err != nil {
+		return err
+	}
 	binDir := pgBinDir()
-	if binDir == "" {
-		return fmt.Errorf("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: install them with `apt-get install postgresql-15` (`make lab` does this when run as root)")
+	if binDir == "" && withPG {
+		return fmt.Errorf("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: install them with `apt-get install postgresql-15` (`make lab` does this when run as root), or run the lab with --db mariadb")
+	}
+	if withMaria {
+		if err := MariaDBAvailable(); err != nil {
+			return fmt.Errorf("--db %s: %w", o.DB, err)
+		}
 	}
 	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv}
 	if o.Net != nil {
@@ -99,7 +116,13 @@ func Up(ctx context.Context, o Options) error {
 		return fmt.Errorf("%w\nthe lab did not come up; its logs are in %s (agent.log, pg/postgres.log per location); `siteflip lab down --dir %s` removes it", err, dir, dir)
 	}
 	fmt.Fprintf(o.Out, "creating the lab in %s\n", dir)
-	t, err := writeFiles(dir, binDir, st.locs(), groupOptions{synchronous: o.Synchronous, flapPeriod: o.FlapPeriod, policy: o.Policy, net: st.Net})
+	if o.Net != nil {
+		if err := st.makeBubbles(ctx, o.Net); err != nil {
+			return fail(err)
+		}
+	}
+	t, err := writeFiles(dir, binDir, st.locs(), groupOptions{synchronous: o.Synchronous, flapPeriod: o.FlapPeriod, policy: o.Policy, net: st.Net,
+		postgres: withPG, mariadb: withMaria, unpassable: o.Unpassable})
 	if err != nil {
 		return fail(err)
 	}
@@ -108,8 +131,15 @@ func Up(ctx context.Context, o Options) error {
 	if err := st.startRouter(ctx); err != nil {
 		return fail(err)
 	}
-	if err := startDatabases(ctx, st, t, o); err != nil {
-		return fail(err)
+	if withPG {
+		if err := startDatabases(ctx, st, t, o); err != nil {
+			return fail(err)
+		}
+	}
+	if withMaria {
+		if err := startMariaDBs(ctx, st, t, o); err != nil {
+			return fail(err)
+		}
 	}
 	for _, l := range locations {
 		if err := startAgent(st, o.Exe, l.name); err != nil {
@@ -117,10 +147,18 @@ func Up(ctx context.Context, o Options) error {
 		}
 	}
 	fmt.Fprintf(o.Out, "started agents of %s\n", strings.Join(t.SiteNames(), ", "))
-	if _, err := st.start("", "writer", exec.Command(o.Exe, "lab", "writer", "--dir", dir), filepath.Join(dir, "writer.log")); err != nil {
-		return fail(err)
+	if withPG {
+		if _, err := st.start("", "writer", exec.Command(o.Exe, "lab", "writer", "--dir", dir), filepath.Join(dir, "writer.log")); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintln(o.Out, "started the demo writer of webshop (log: writer.log)")
 	}
-	fmt.Fprintln(o.Out, "started the demo writer (log: writer.log)")
+	if withMaria {
+		if _, err := st.start("", "writer", exec.Command(o.Exe, "lab", "writer", "--dir", dir, "--group", newsGroup), filepath.Join(dir, "news-writer.log")); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintln(o.Out, "started the demo writer of news (log: news-writer.log)")
+	}
 	timeout := o.ReadyTimeout
 	if timeout == 0 {
 		timeout = 90 * time.Second
@@ -128,7 +166,7 @@ func Up(ctx context.Context, o Options) error {
 	if err := waitHealthy(ctx, t, timeout, o.Out); err != nil {
 		return fail(err)
 	}
-	printNext(o.Out, dir, o.Exe, st.locs())
+	printNext(o.Out, dir, o.Exe, st.locs(), withPG, withMaria)
 	return nil
 }
 
@@ -202,7 +240,7 @@ func writeFiles(dir, binDir string, locs []location, gopts groupOptions) (*confi
 	if err := os.MkdirAll(secrets, 0o700); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"postgres.password", "replication.password"} {
+	for _, name := range append([]string{"postgres.password", "replication.password"}, mariadbSecrets...) {
 		if err := os.WriteFile(filepath.Join(secrets, name), []byte(randomSecret()+"\n"), 0o600); err != nil {
 			return nil, err
 		}
@@ -226,7 +264,10 @@ func randomSecret() string {
 
 // instance returns the postgres instance of the lab at site.
 func (st *state) instance(t *config.Topology, site string) (postgres.Instance, bool) {
-	g, _ := t.Group(demoGroup)
+	g, ok := t.Group(demoGroup)
+	if !ok {
+		return postgres.Instance{}, false
+	}
 	for _, r := range g.Resources {
 		if s, ok := r.Settings[site].(*postgres.Settings); ok && r.Name == demoResource {
 			return postgres.Instance{Settings: *s, Site: site, LogFile: filepath.Join(filepath.Dir(s.DataDir), "postgres.log"), ClientNets: st.clientNets()}, true
@@ -338,7 +379,11 @@ func waitHealthy(ctx context.Context, t *config.Topology, timeout time.Duration,
 	if err != nil {
 		return fmt.Errorf("the lab was not healthy after %s: %s (%v)", timeout, last, err)
 	}
-	fmt.Fprintf(out, "lab is healthy: controller %s, %s active at %s, epoch %d\n", st.Controller, demoGroup, st.Groups[0].ActiveSite, st.Groups[0].Epoch)
+	var active []string
+	for _, g := range st.Groups {
+		active = append(active, fmt.Sprintf("%s active at %s, epoch %d", g.Name, g.ActiveSite, g.Epoch))
+	}
+	fmt.Fprintf(out, "lab is healthy: controller %s, %s\n", st.Controller, strings.Join(active, "; "))
 	return nil
 }
 
@@ -358,7 +403,7 @@ func unhealthy(st status.Status) string {
 		}
 		for _, r := range g.Resources {
 			for _, s := range r.Sites {
-				if r.Type == "postgres" && s.Role == status.RoleStandby && s.LagSeconds == nil {
+				if (r.Type == "postgres" || r.Type == "mariadb") && s.Role == status.RoleStandby && s.LagSeconds == nil {
 					return fmt.Sprintf("%s at %s reports no lag yet", r.Name, s.Site)
 				}
 			}
@@ -367,24 +412,43 @@ func unhealthy(st status.Status) string {
 	return ""
 }
 
-func printNext(w io.Writer, dir, exe string, locs []location) {
+func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria bool) {
 	cfg := filepath.Join(dir, "siteflip.yaml")
 	fmt.Fprintf(w, "\nThe lab is up in %s:\n", dir)
 	for _, l := range locs {
 		db := ""
 		switch l.name {
 		case "brussels":
-			db = ", PostgreSQL primary :5432"
+			if withPG {
+				db += ", PostgreSQL primary :5432"
+			}
+			if withMaria {
+				db += ", MariaDB primary :3306"
+			}
 		case "antwerp":
-			db = ", PostgreSQL standby :5432"
+			if withPG {
+				db += ", PostgreSQL standby :5432"
+			}
+			if withMaria {
+				db += ", MariaDB replica :3306"
+			}
 		}
 		fmt.Fprintf(w, "  %-10s %-8s %-12s agent :7400, etcd :2379/:2380%s\n", l.name, l.role, l.ip, db)
 	}
-	fmt.Fprintf(w, `
-A demo writer inserts orders into webshop.orders through
-"host=%[4]s,%[5]s target_session_attrs=read-write" (log: %[1]s/writer.log).
+	fmt.Fprintln(w)
+	if withPG {
+		fmt.Fprintf(w, `Group webshop (PostgreSQL): a demo writer inserts orders into webshop.orders through
+"host=%[2]s,%[3]s target_session_attrs=read-write" (log: %[1]s/writer.log).
 Logs: %[1]s/SITE/agent.log and %[1]s/SITE/pg/postgres.log.
-
+`, dir, locs[0].ip, locs[1].ip)
+	}
+	if withMaria {
+		fmt.Fprintf(w, `Group news (MariaDB, GTID replication): a demo writer publishes articles into news.articles
+at whichever server accepts writes (log: %[1]s/news-writer.log).
+Logs: %[1]s/SITE/agent.log and %[1]s/SITE/mdb/run/mariadb.err.
+`, dir)
+	}
+	fmt.Fprintf(w, `
 Try next:
   export SITEFLIP_CONFIG=%[2]s
   %[3]s status                     # --watch to follow it, -o json for scripts
@@ -392,7 +456,7 @@ Try next:
   %[3]s status                     # answered by antwerp or frankfurt
   %[3]s lab heal brussels --dir %[1]s
   %[3]s lab down --dir %[1]s       # stop everything and remove the lab
-`, dir, cfg, exe, locs[0].ip, locs[1].ip)
+`, dir, cfg, exe)
 }
 
 // Disaster kills every process of site at once with SIGKILL, like a power
@@ -413,6 +477,7 @@ func Disaster(o Options, site string) error {
 		}
 	}
 	run = union(run, st.postmasters(site))
+	run = union(run, st.mariadbs(site))
 	run = union(run, st.watchdogs(site))
 	if len(run) == 0 {
 		return fmt.Errorf("nothing of %s is running: it is already down (`siteflip lab heal %s --dir %s` brings it back)", site, site, st.Dir)
@@ -454,6 +519,35 @@ func KillAgent(o Options, site string) error {
 	return nil
 }
 
+// KillDatabase kills only the database servers of site with SIGKILL, as a
+// crash would: its agent and watchdog keep running.
+func KillDatabase(o Options, site string) error {
+	st, err := loadState(o.Dir)
+	if err != nil {
+		return err
+	}
+	if err := knownLocation(site); err != nil {
+		return err
+	}
+	run := union(st.postmasters(site), st.mariadbs(site))
+	if len(run) == 0 {
+		return fmt.Errorf("no database server of %s is running", site)
+	}
+	st.kill(run)
+	var mine []proc
+	for _, p := range st.of(site) {
+		if p.Name == "postgres" || p.Name == "mariadb" {
+			mine = append(mine, p)
+		}
+	}
+	st.forget(mine)
+	if err := st.save(); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "killed the database servers of %s: %s\n", site, names(run))
+	return nil
+}
+
 // Heal starts what Disaster killed at site: its database as its data
 // directory left it, then its agent. It is safe at any time, a failover
 // under way included: a primary's data directory holds its boot guard, so
@@ -481,22 +575,50 @@ func StartDatabase(ctx context.Context, o Options, site string) error {
 	if err != nil {
 		return err
 	}
-	in, hasDB := st.instance(t, site)
-	if !hasDB {
-		return nil
+	started, up := 0, 0
+	if in, ok := st.instance(t, site); ok {
+		switch err := startPostgresAgain(ctx, st, in); {
+		case errors.Is(err, errUp):
+			up++
+		case err != nil:
+			return err
+		default:
+			started++
+			fmt.Fprintf(o.Out, "started PostgreSQL at %s: read-only until its agent, from the group's record, makes it the primary again or leaves it a standby\n", site)
+		}
 	}
-	if ps := st.postmasters(site); len(ps) > 0 {
-		return fmt.Errorf("PostgreSQL at %s: %w (%s)", site, errUp, names(ps))
+	in, ok, err := mariadbInstance(t, site)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if ps := st.mariadbs(site); len(ps) > 0 {
+			up++
+		} else {
+			if err := st.startMariaDB(ctx, site, in); err != nil {
+				return err
+			}
+			started++
+			fmt.Fprintf(o.Out, "started MariaDB at %s: read-only and not replicating until its agent decides, from the group's record\n", site)
+		}
+	}
+	if started == 0 && up > 0 {
+		return fmt.Errorf("the databases of %s: %w", site, errUp)
+	}
+	return st.save()
+}
+
+// startPostgresAgain starts the PostgreSQL server of site, if it has its
+// boot guard.
+func startPostgresAgain(ctx context.Context, st *state, in postgres.Instance) error {
+	if ps := st.postmasters(in.Site); len(ps) > 0 {
+		return fmt.Errorf("PostgreSQL at %s: %w (%s)", in.Site, errUp, names(ps))
 	}
 	if _, err := os.Stat(filepath.Join(in.Settings.DataDir, "standby.signal")); err != nil {
 		return fmt.Errorf("PostgreSQL at %s stays stopped: its data directory %s has no boot guard (standby.signal), so it would come up as a writable primary without its agent; "+
-			"start its agent alone (it starts the database when the group's record says so), or `siteflip reprotect` rejoins it", site, in.Settings.DataDir)
+			"start its agent alone (it starts the database when the group's record says so), or `siteflip reprotect` rejoins it", in.Site, in.Settings.DataDir)
 	}
-	if err := startPostgres(ctx, st, in); err != nil {
-		return err
-	}
-	fmt.Fprintf(o.Out, "started PostgreSQL at %s: read-only until its agent, from the group's record, makes it the primary again or leaves it a standby\n", site)
-	return st.save()
+	return startPostgres(ctx, st, in)
 }
 
 // StartAgent starts the agent of site.
@@ -515,6 +637,34 @@ func StartAgent(o Options, site string) error {
 	}
 	fmt.Fprintf(o.Out, "started the agent of %s\n", site)
 	return st.save()
+}
+
+// RestartAgent stops the agent of site as an operator would (SIGTERM: it
+// resigns as controller and releases its watchdog without fencing, and
+// the database keeps serving) and starts it again.
+func RestartAgent(o Options, site string) error {
+	st, err := loadState(o.Dir)
+	if err != nil {
+		return err
+	}
+	if err := knownLocation(site); err != nil {
+		return err
+	}
+	var run []proc
+	for _, p := range st.of(site) {
+		if p.Name == "agent" && p.alive() {
+			run = append(run, p)
+		}
+	}
+	if len(run) == 0 {
+		return fmt.Errorf("the agent of %s is not running", site)
+	}
+	st.stop(run, 10*time.Second)
+	st.forget(run)
+	if err := st.save(); err != nil {
+		return err
+	}
+	return StartAgent(o, site)
 }
 
 // healState loads the lab's state, forgetting the processes of site that
@@ -567,9 +717,10 @@ func Down(o Options) error {
 	all := st.Processes
 	for _, l := range locations {
 		all = union(all, st.postmasters(l.name))
+		all = union(all, st.mariadbs(l.name))
 		all = union(all, st.watchdogs(l.name))
 	}
-	order := map[string]int{"writer": 0, "agent": 1, "watchdog": 1, "postgres": 2}
+	order := map[string]int{"writer": 0, "agent": 1, "watchdog": 1, "postgres": 2, "mariadb": 2}
 	for rank := 0; rank < 3; rank++ {
 		var ps []proc
 		for _, p := range all {
@@ -597,6 +748,9 @@ func Down(o Options) error {
 		}
 	} else {
 		os.RemoveAll(st.router().StateDir())
+	}
+	if err := st.removeBubbles(); err != nil {
+		return err
 	}
 	if st.Net != nil && st.Net.Owned {
 		if err := netns.Sweep(st.Net.Prefix); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // buildSiteflip builds the binary the lab runs for its agents and writer.
@@ -36,15 +37,7 @@ func buildSiteflip(t testing.TB) string {
 // reach (t.TempDir is private to root).
 func labDir(t testing.TB) string {
 	t.Helper()
-	parent, err := os.MkdirTemp("", "siteflip-labtest-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(parent, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(parent) })
-	return filepath.Join(parent, "lab")
+	return filepath.Join(testbed.SharedDir(t, "siteflip-labtest-"), "lab")
 }
 
 func skipUnlessLab(t testing.TB) {
@@ -69,8 +62,18 @@ func labUp(t testing.TB) (Options, *config.Topology, *api.Client) {
 // labUpWith starts a lab whose agents get env added to their environment.
 func labUpWith(t testing.TB, env []string) (Options, *config.Topology, *api.Client) {
 	t.Helper()
-	o := Options{Dir: labDir(t), Exe: buildSiteflip(t), Out: testWriter{t}, AgentEnv: env}
+	return labUpOptions(t, Options{AgentEnv: env})
+}
+
+// labUpOptions starts a lab with o (its directory, binary and output
+// filled in) and makes sure it is torn down, whatever happens.
+func labUpOptions(t testing.TB, o Options) (Options, *config.Topology, *api.Client) {
+	t.Helper()
+	o.Dir, o.Exe, o.Out = labDir(t), buildSiteflip(t), testWriter{t}
 	t.Cleanup(func() {
+		if t.Failed() {
+			logTails(t, o.Dir, 60)
+		}
 		if _, err := os.Stat(filepath.Join(o.Dir, stateFile)); err == nil {
 			if err := Down(o); err != nil {
 				t.Errorf("lab down in cleanup: %v", err)
@@ -78,11 +81,7 @@ func labUpWith(t testing.TB, env []string) (Options, *config.Topology, *api.Clie
 		}
 	})
 	if err := Up(context.Background(), o); err != nil {
-		for _, f := range []string{"brussels/agent.log", "antwerp/agent.log", "frankfurt/agent.log", "writer.log"} {
-			if b, err := os.ReadFile(filepath.Join(o.Dir, f)); err == nil {
-				t.Logf("%s:\n%s", f, tail(string(b), 20))
-			}
-		}
+		logTails(t, o.Dir, 20)
 		t.Fatalf("lab up: %v", err)
 	}
 	topo, c, err := Open(o.Dir)
@@ -287,6 +286,18 @@ func processesOf(t *testing.T, marker string) []string {
 		out = append(out, fmt.Sprintf("%d %s", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
 	}
 	return out
+}
+
+// logTails shows the last n lines of every log of the lab in dir, so that
+// a failed test says what the agents and databases did.
+func logTails(t testing.TB, dir string, n int) {
+	t.Helper()
+	for _, f := range []string{"brussels/agent.log", "antwerp/agent.log", "frankfurt/agent.log", "writer.log", "news-writer.log",
+		"brussels/mdb/run/mariadb.err", "antwerp/mdb/run/mariadb.err"} {
+		if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+			t.Logf("%s:\n%s", f, tail(string(b), n))
+		}
+	}
 }
 
 func tail(s string, n int) string {

@@ -2,10 +2,16 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
@@ -25,9 +31,79 @@ type netState struct {
 	// VIP is the service address both sites have; the router forwards it
 	// to the site whose agent announces it.
 	VIP string `json:"vip"`
+	// Bubbles are, per site, the namespace the site's drills run in: the
+	// VIP on its loopback, linked to nothing (`lab pivot SITE` enters it).
+	Bubbles map[string]string `json:"bubbles,omitempty"`
 	// Owned says the lab created the network (lab up --netns) and removes
 	// it on down; otherwise its creator does.
 	Owned bool `json:"owned,omitempty"`
+}
+
+// bubbleName is the name of a site's bubble in the lab's network, whose
+// namespace is then "<prefix>-<site>-bubble".
+func bubbleName(site string) string { return site + "-bubble" }
+
+// makeBubbles makes each site's bubble: a namespace of n with the VIP and
+// 127.0.0.1 on its loopback and nothing else, where the site's drill
+// copies serve at production's address without production's clients ever
+// reaching them.
+func (st *state) makeBubbles(ctx context.Context, n *netns.Net) error {
+	vip, err := netip.ParseAddr(st.Net.VIP)
+	if err != nil {
+		return fmt.Errorf("the lab's service address: %w", err)
+	}
+	st.Net.Bubbles = map[string]string{}
+	for _, l := range locations {
+		if !l.postgres {
+			continue
+		}
+		ns, err := n.AddIsolated(ctx, bubbleName(l.name), vip)
+		if err != nil {
+			return fmt.Errorf("the drill bubble of %s: %w", l.name, err)
+		}
+		st.Net.Bubbles[l.name] = ns
+	}
+	return st.save()
+}
+
+// removeBubbles deletes the sites' bubble namespaces; the Net that made
+// them would do so only when closed.
+func (st *state) removeBubbles() error {
+	if st.Net == nil {
+		return nil
+	}
+	var errs []error
+	for _, site := range slices.Sorted(maps.Keys(st.Net.Bubbles)) {
+		ns := st.Net.Bubbles[site]
+		if _, err := os.Stat(filepath.Join("/run/netns", ns)); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("remove the drill bubble of %s (%s): %w: %s", site, ns, err, strings.TrimSpace(string(out))))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PivotCommand returns the command that runs prog with args inside site's
+// drill bubble, where its copies serve on the lab's service address (lab
+// up --netns only): through ip netns exec, which execs prog in its place.
+func PivotCommand(ctx context.Context, o Options, site, prog string, args ...string) (*exec.Cmd, error) {
+	st, err := loadState(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := knownLocation(site); err != nil {
+		return nil, err
+	}
+	if st.Net == nil {
+		return nil, fmt.Errorf("the lab in %s has no network, so no bubble namespace: its drill copies listen on %s's bubble address, reachable from here (lab up --netns for a namespaced lab)", st.Dir, site)
+	}
+	ns, ok := st.Net.Bubbles[site]
+	if !ok {
+		return nil, fmt.Errorf("%s has no drill bubble in the lab (sites with one: %s)", site, strings.Join(slices.Sorted(maps.Keys(st.Net.Bubbles)), ", "))
+	}
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, prog}, args...)...), nil
 }
 
 func newNetState(n *netns.Net, owned bool) *netState {
@@ -65,12 +141,13 @@ func (st *state) locs() []location {
 }
 
 // clientNets are the networks the lab's databases admit clients from
-// besides loopback.
+// besides loopback: the bridge's, and the VIP, the address clients inside
+// a bubble come from (the only one there besides loopback).
 func (st *state) clientNets() []string {
 	if st.Net == nil {
 		return nil
 	}
-	return []string{st.Net.Subnet}
+	return []string{st.Net.Subnet, st.Net.VIP + "/32"}
 }
 
 // wrap makes cmd run in site's namespace when the lab has a network, with
@@ -139,4 +216,13 @@ func InitDatabase(ctx context.Context, o Options, site string) error {
 	}
 	primary, _ := st.instance(t, "brussels")
 	return in.CloneStandby(ctx, primary.Settings, replPW)
+}
+
+// bubble returns site's bubble namespace, if the lab has a network.
+func (n *netState) bubble(site string) (string, bool) {
+	if n == nil {
+		return "", false
+	}
+	ns, ok := n.Bubbles[site]
+	return ns, ok
 }

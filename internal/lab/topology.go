@@ -43,12 +43,23 @@ const (
 	demoDatabase = "webshop"
 	vipResource  = "vip"
 	nameResource = "name"
+	ordersCheck  = "recent-orders"
+	nameCheck    = "name-answers"
+	// unpassableCheck asks a port nobody listens on (Options.Unpassable).
+	unpassableCheck = "never-passes"
 	// DNSName is the name the lab's agents answer with the active site's
 	// database address.
 	DNSName = "db.webshop.lab."
 )
 
 func (l location) addr(port int) string { return net.JoinHostPort(l.ip, fmt.Sprint(port)) }
+
+// bubble is the site's address for drill copies: its own address's
+// neighbour (127.0.2.1 → 127.0.2.2).
+func (l location) bubble() string {
+	ip := net.ParseIP(l.ip).To4()
+	return net.IPv4(ip[0], ip[1], ip[2], ip[3]+1).String()
+}
 
 // labIdentities are the lab's people: the CLI uses the admin's
 // certificate; the others are there to try the roles out.
@@ -66,7 +77,7 @@ func addresses(locs []location) []string {
 	for _, l := range locs {
 		out = append(out, l.addr(agentPort), l.addr(leasePort), l.addr(etcdClientPort), l.addr(etcdPeerPort))
 		if l.postgres {
-			out = append(out, l.addr(postgresPort), l.addr(dnsPort))
+			out = append(out, l.addr(postgresPort), l.addr(dnsPort), l.addr(mariadbPort))
 		}
 	}
 	return out
@@ -77,10 +88,14 @@ func addresses(locs []location) []string {
 // directories are absolute, as the postgres driver wants.
 // groupOptions vary the demo group.
 type groupOptions struct {
-	net         *netState // set when the lab has a network: a bgp resource announces the VIP
-	synchronous bool
-	flapPeriod  time.Duration
-	policy      string
+	net *netState // set when the lab has a network: a bgp resource announces the VIP
+	// postgres and mariadb say which groups the lab has: webshop on
+	// PostgreSQL, news on MariaDB.
+	postgres, mariadb bool
+	synchronous       bool
+	flapPeriod        time.Duration
+	policy            string
+	unpassable        bool // a check that can never pass (Options.Unpassable)
 }
 
 func topologyYAML(dir, binDir string, locs []location, o groupOptions) string {
@@ -112,9 +127,27 @@ access:                            # certificate names and their roles
       client_url: https://%s
     tls: {cert_file: pki/%s.crt, key_file: pki/%s.key}
 `, l.name, l.role, l.lat, l.lon, l.addr(agentPort), l.addr(etcdPeerPort), l.addr(etcdClientPort), l.name, l.name)
+		if l.postgres {
+			// Drill copies listen on an address of their own, which no
+			// production client uses: next to the site's own on the
+			// loopback lab; on the namespaced one, production's own
+			// service address inside the site's bubble namespace,
+			// which nothing links to (lab pivot SITE enters it).
+			if ns, ok := o.net.bubble(l.name); ok {
+				fmt.Fprintf(&b, "    bubble: {address: %s, netns: %s}\n", o.net.VIP, ns)
+			} else {
+				fmt.Fprintf(&b, "    bubble: {address: %s}\n", l.bubble())
+			}
+		}
 	}
-	fmt.Fprintf(&b, `groups:
-  - name: %s
+	b.WriteString("groups:\n")
+	if o.mariadb {
+		b.WriteString(newsYAML(dir, locs, o))
+	}
+	if !o.postgres {
+		return b.String()
+	}
+	fmt.Fprintf(&b, `  - name: %s
     preferred_site: brussels
     policy: %s
     max_data_loss: 5s
@@ -159,6 +192,41 @@ access:                            # certificate names and their roles
 	for _, l := range locs {
 		if l.postgres {
 			fmt.Fprintf(&b, "          %s: {name: %s, address: %s, ttl: 5s, serve: \"%s\"}\n", l.name, DNSName, l.ip, l.addr(dnsPort))
+		}
+	}
+	// Checks, run at the end of every failover, switchover and failback
+	// against production, and in drills against the copies: recent
+	// orders in the database, and the name answered with the database's
+	// address.
+	fmt.Fprintf(&b, `      - name: %s
+        type: check
+        depends_on: [%s]
+        sites:
+`, ordersCheck, demoResource)
+	for _, l := range locs {
+		if l.postgres {
+			fmt.Fprintf(&b, `          %s:
+            sql: {resource: %s, database: %s, user: siteflip, password_file: secrets/postgres.password,
+                  query: "SELECT max(placed_at) FROM orders", newer_than: 2m}
+`, l.name, demoResource, demoDatabase)
+		}
+	}
+	fmt.Fprintf(&b, `      - name: %s
+        type: check
+        depends_on: [%s]
+        sites:
+`, nameCheck, nameResource)
+	for _, l := range locs {
+		if l.postgres {
+			fmt.Fprintf(&b, "          %s:\n            dns: {server: \"{%s}\", name: %s, address: \"{%s.host}\"}\n", l.name, nameResource, DNSName, demoResource)
+		}
+	}
+	if o.unpassable {
+		fmt.Fprintf(&b, "      - name: %s\n        type: check\n        sites:\n", unpassableCheck)
+		for _, l := range locs {
+			if l.postgres {
+				fmt.Fprintf(&b, "          %s: {timeout: 1s, tcp: {address: \"127.0.0.1:9\"}}\n", l.name)
+			}
 		}
 	}
 	if o.net != nil {

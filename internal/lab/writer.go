@@ -22,9 +22,23 @@ import (
 // read-write, the way a PostgreSQL application follows its primary, and
 // logs what was acknowledged.
 type Writer struct {
-	Dir      string
+	Dir string
+	// Group is the group written to: the webshop (PostgreSQL) when empty,
+	// or news (MariaDB).
+	Group    string
 	Interval time.Duration
 	Out      io.Writer
+}
+
+// demoClient is how the writer reaches one kind of database: connect
+// (to the primary, named by the returned server), write one row (its id),
+// close.
+type demoClient interface {
+	connect(ctx context.Context) (server string, err error)
+	write(ctx context.Context, n int) (id int64, err error)
+	close()
+	// what the rows are, for the log: "orders", "articles".
+	what() string
 }
 
 // Run writes until ctx ends.
@@ -33,12 +47,20 @@ func (w Writer) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dsn, err := WriterDSN(t)
-	if err != nil {
-		return err
+	var c demoClient
+	if w.Group == newsGroup {
+		if c, err = newNewsClient(t, w.Dir); err != nil {
+			return err
+		}
+	} else {
+		dsn, err := WriterDSN(t)
+		if err != nil {
+			return err
+		}
+		c = &shopClient{dsn: dsn}
 	}
 	var (
-		conn           *pgx.Conn
+		connected      bool
 		acked, failed  int
 		lastErr        string
 		lastID         int64
@@ -51,54 +73,77 @@ func (w Writer) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			if conn != nil {
-				conn.Close(context.Background())
+			if connected {
+				c.close()
 			}
-			fmt.Fprintf(w.Out, "%s writer stopped: %d orders acknowledged, %d failed\n", stamp(), acked, failed)
+			fmt.Fprintf(w.Out, "%s writer stopped: %d %s acknowledged, %d failed\n", stamp(), acked, c.what(), failed)
 			return nil
 		case <-report.C:
-			fmt.Fprintf(w.Out, "%s %d orders acknowledged (last id %d) via %s, %d failed%s\n", stamp(), acked, lastID, orNone(server), failed, suffix(lastErr))
+			fmt.Fprintf(w.Out, "%s %d %s acknowledged (last id %d) via %s, %d failed%s\n", stamp(), acked, c.what(), lastID, orNone(server), failed, suffix(lastErr))
 			continue
 		case <-tick.C:
 		}
-		if conn == nil {
+		if !connected {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			conn, err = pgx.Connect(cctx, dsn)
+			server, err = c.connect(cctx)
 			cancel()
 			if err != nil {
 				failed++
 				lastErr = err.Error()
-				conn = nil
 				continue
 			}
-			server = conn.PgConn().Conn().RemoteAddr().String()
-			if server != before {
-				fmt.Fprintf(w.Out, "%s connected to the primary at %s\n", stamp(), server)
-				before = server
-			}
-			if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS orders (
-				id bigserial PRIMARY KEY,
-				placed_at timestamptz NOT NULL DEFAULT now(),
-				item text NOT NULL,
-				amount_cents integer NOT NULL)`); err != nil {
-				lastErr = err.Error()
-			}
+			connected = true
 		}
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := conn.QueryRow(wctx, `INSERT INTO orders (item, amount_cents) VALUES ($1, $2) RETURNING id`,
-			items[acked%len(items)], 100+acked%5000).Scan(&lastID)
+		id, err := c.write(wctx, acked)
 		cancel()
 		if err != nil {
 			failed++
 			lastErr = err.Error()
-			conn.Close(context.Background())
-			conn = nil
+			c.close()
+			connected, server = false, ""
 			continue
 		}
+		if server != before {
+			fmt.Fprintf(w.Out, "%s writing to the primary at %s\n", stamp(), server)
+			before = server
+		}
+		lastID = id
 		acked++
 		lastErr = ""
 	}
 }
+
+// shopClient writes orders to the webshop group through its multi-host
+// connection string.
+type shopClient struct {
+	dsn  string
+	conn *pgx.Conn
+}
+
+func (c *shopClient) what() string { return "orders" }
+
+func (c *shopClient) connect(ctx context.Context) (string, error) {
+	conn, err := pgx.Connect(ctx, c.dsn)
+	if err != nil {
+		return "", err
+	}
+	c.conn = conn
+	_, err = conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS orders (
+		id bigserial PRIMARY KEY,
+		placed_at timestamptz NOT NULL DEFAULT now(),
+		item text NOT NULL,
+		amount_cents integer NOT NULL)`)
+	return conn.PgConn().Conn().RemoteAddr().String(), err
+}
+
+func (c *shopClient) write(ctx context.Context, n int) (id int64, err error) {
+	err = c.conn.QueryRow(ctx, `INSERT INTO orders (item, amount_cents) VALUES ($1, $2) RETURNING id`,
+		items[n%len(items)], 100+n%5000).Scan(&id)
+	return id, err
+}
+
+func (c *shopClient) close() { c.conn.Close(context.Background()) }
 
 var items = []string{"waffles", "pralines", "speculoos", "beer", "fries", "chocolate"}
 

@@ -20,6 +20,10 @@
 // cut of a few seconds. That slow recovery is what failover has to survive.
 // A crashed process, which refuses connections at once, is better produced
 // by killing the process than by the network.
+//
+// AddIsolated adds namespaces linked to nothing (a drill's bubble), and Do
+// and Dialer run code inside any named namespace, for the drivers that
+// serve or check a drill's copies in one.
 package netns
 
 import (
@@ -68,6 +72,9 @@ type Net struct {
 	host   netip.Addr
 	names  []string
 	locs   map[string]*location
+	// alone are the namespaces AddIsolated made, by name: linked to
+	// nothing.
+	alone map[string]string
 
 	mu     sync.Mutex
 	faults map[pair]int    // percentage of packets dropped each way; 100 is a cut
@@ -152,6 +159,7 @@ func Create(ctx context.Context, opts Options) (_ *Net, err error) {
 		prefix: opts.Prefix,
 		names:  slices.Clone(opts.Names),
 		locs:   make(map[string]*location),
+		alone:  make(map[string]string),
 		faults: make(map[pair]int),
 		tables: make(map[string]bool),
 	}
@@ -280,13 +288,51 @@ func (n *Net) Addr(name string) netip.Addr {
 	return netip.Addr{}
 }
 
-// Namespace returns the network namespace of a location, for tools that
-// take one (ip -n, vtysh -N): "" for Host or an unknown name.
+// Namespace returns the network namespace of a location, or of a
+// namespace AddIsolated made, for tools that take one (ip -n, vtysh -N):
+// "" for Host or an unknown name.
 func (n *Net) Namespace(name string) string {
 	if l, ok := n.locs[name]; ok {
 		return l.ns
 	}
-	return ""
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.alone[name]
+}
+
+// AddIsolated makes the namespace "<prefix>-<name>" with its loopback up,
+// and the addrs on it besides 127.0.0.1, linked to nothing: what runs in
+// there reaches, and is reached by, nothing but itself (a drill's bubble).
+// It returns the namespace; Close and Sweep remove it like the others.
+func (n *Net) AddIsolated(ctx context.Context, name string, addrs ...netip.Addr) (string, error) {
+	switch _, loc := n.locs[name]; {
+	case name == Host || loc:
+		return "", fmt.Errorf("netns: isolated namespace %q: the name is taken", name)
+	case len(name) > maxName || !nameRE.MatchString(name):
+		return "", fmt.Errorf("netns: isolated namespace %q: want 1 to %d lowercase letters, digits and '-'", name, maxName)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return "", ErrClosed
+	}
+	if _, ok := n.alone[name]; ok {
+		return "", fmt.Errorf("netns: isolated namespace %q made twice", name)
+	}
+	ns := n.prefix + "-" + name
+	if _, err := runIP(ctx, "netns", "add", ns); err != nil {
+		return "", err
+	}
+	n.alone[name] = ns
+	if _, err := runIP(ctx, "-n", ns, "link", "set", "lo", "up"); err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if _, err := runIP(ctx, "-n", ns, "addr", "add", netip.PrefixFrom(a, a.BitLen()).String(), "dev", "lo"); err != nil {
+			return "", err
+		}
+	}
+	return ns, nil
 }
 
 // Command returns a command that runs prog inside the location's namespace
@@ -345,6 +391,13 @@ func (n *Net) Close() error {
 				l.madeNS = false
 				delete(n.tables, name)
 			}
+		}
+	}
+	for name, ns := range n.alone {
+		if err := deleteNamespace(ctx, ns); err != nil {
+			errs = append(errs, err)
+		} else {
+			delete(n.alone, name)
 		}
 	}
 	if n.bridge {

@@ -729,3 +729,81 @@ func TestAvailableSaysWhat(t *testing.T) {
 		t.Errorf("nft missing but not said: %v", err)
 	}
 }
+
+// An isolated namespace has its loopback and its addresses and nothing
+// else: Dialer reaches what listens in there, and only from in there;
+// Close removes it with the rest.
+func TestIsolated(t *testing.T) {
+	needRoot(t)
+	prefix := testPrefix(t)
+	n, err := Create(t.Context(), Options{Prefix: prefix, Names: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	vip := netip.MustParseAddr("192.0.2.10")
+	ns, err := n.AddIsolated(t.Context(), "bubble", vip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns != prefix+"-bubble" || n.Namespace("bubble") != ns {
+		t.Errorf("namespace %q, Namespace %q: want %s-bubble", ns, n.Namespace("bubble"), prefix)
+	}
+	for _, name := range []string{"x", Host, "bubble", "Bad"} {
+		if _, err := n.AddIsolated(t.Context(), name); err == nil {
+			t.Errorf("AddIsolated(%q) succeeded", name)
+		}
+	}
+	out, err := runIP(t.Context(), "-n", ns, "-o", "addr", "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(out); !strings.Contains(s, "127.0.0.1/8") || !strings.Contains(s, "192.0.2.10/32") || strings.Count(s, "inet ") != 2 {
+		t.Errorf("addresses in %s:\n%s", ns, s)
+	}
+	var lns []net.Listener
+	for _, a := range []string{"192.0.2.10:0", "127.0.0.1:0"} {
+		if err := Do(ns, func() error {
+			ln, err := net.Listen("tcp", a)
+			if err == nil {
+				lns = append(lns, ln)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ln := range lns {
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		c, err := Dialer(ns)(ctx, "tcp", ln.Addr().String())
+		cancel()
+		if err != nil {
+			t.Errorf("dial %s in %s: %v", ln.Addr(), ns, err)
+		} else {
+			c.Close()
+		}
+		ctx, cancel = context.WithTimeout(t.Context(), 300*time.Millisecond)
+		if c, err := Dialer("")(ctx, "tcp", ln.Addr().String()); err == nil {
+			c.Close()
+			t.Errorf("%s, listening in %s, answers from the root namespace", ln.Addr(), ns)
+		}
+		cancel()
+	}
+	if _, err := Dialer("sfnosuch-ns")(t.Context(), "tcp", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "create it with ip netns add sfnosuch-ns") {
+		t.Errorf("dial in a missing namespace: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, prefix)
+}

@@ -1,5 +1,5 @@
 // Package plan owns recovery plans: given a group, what is known of it and
-// an action (failover, switchover, reprotect, failback), the ordered steps
+// an action (failover, switchover, reprotect, failback, drill), the ordered steps
 // that carry the action out. Build is a pure function; running the steps,
 // storing runs and talking to agents belong to the engine.
 package plan
@@ -24,6 +24,10 @@ const (
 	Switchover Action = "switchover" // planned: no acknowledged write lost
 	Reprotect  Action = "reprotect"  // rebuild replication toward the active site
 	Failback   Action = "failback"   // a switchover back to the preferred site
+	// Drill recovers a copy of the group in a bubble at a site, checks it
+	// and tears it down, production and replication untouched
+	// (docs/design/drills.md).
+	Drill Action = "drill"
 )
 
 // Kind is what one step does.
@@ -51,6 +55,22 @@ const (
 	Rejoin Kind = "rejoin"
 	// Unfence puts the old site back in service; only a rollback runs it.
 	Unfence Kind = "unfence"
+	// Check runs a check resource: against the drill's copies in a drill,
+	// against production at the end of a real run (which then ends
+	// verified, or with the failing checks named, without failing).
+	Check Kind = "check"
+
+	// Drill steps, all at the drill site.
+
+	// Clone copies the standby's data, its replication untouched.
+	Clone Kind = "clone"
+	// Start starts the copy in the bubble, an independent primary.
+	Start Kind = "start"
+	// Keep is the controller's own step: the drill stays up for the
+	// requested time before its teardown.
+	Keep Kind = "keep"
+	// Teardown stops the copy and removes everything the drill made.
+	Teardown Kind = "teardown"
 )
 
 // Step is one step of a plan.
@@ -90,6 +110,9 @@ type Request struct {
 	// AcceptDataLoss lets a failover go ahead although the standby's last
 	// known lag exceeds the group's max_data_loss.
 	AcceptDataLoss bool
+	// Keep is how long a drill stays up after its checks, before its
+	// teardown (0: at once).
+	Keep time.Duration `json:",omitempty"`
 }
 
 // Known is what the controller knows of the group when it plans.
@@ -121,6 +144,7 @@ var (
 	ErrNotAdopted     = errors.New("group not adopted yet")
 	ErrBadAction      = errors.New("unknown action")
 	ErrTargetNotReady = errors.New("target not ready")
+	ErrNoDrillSite    = errors.New("no site to drill at")
 )
 
 // Step timeouts and retries. Fence and promote are short; catch-up is
@@ -131,23 +155,29 @@ const (
 	activateTimeout = 5 * time.Second
 	promoteTimeout  = 30 * time.Second
 	rejoinTimeout   = 10 * time.Minute
+	checkTimeout    = 30 * time.Second
+	cloneTimeout    = 30 * time.Minute
+	startTimeout    = time.Minute
+	teardownTimeout = 2 * time.Minute
 )
 
 // Build returns the plan for req on group g, given what is known of it.
 func Build(g *config.Group, k Known, req Request) (Plan, error) {
 	switch req.Action {
-	case Failover, Switchover, Reprotect, Failback:
+	case Failover, Switchover, Reprotect, Failback, Drill:
 	default:
-		return Plan{}, fmt.Errorf("group %s: %w %q: use failover, switchover, reprotect or failback", g.Name, ErrBadAction, req.Action)
+		return Plan{}, fmt.Errorf("group %s: %w %q: use failover, switchover, reprotect, failback or drill", g.Name, ErrBadAction, req.Action)
 	}
 	st := k.Status
 	if st.ActiveSite == "" {
 		return Plan{}, fmt.Errorf("group %s: %w: wait until status shows its active site", g.Name, ErrNotAdopted)
 	}
-	order, err := Order(g)
+	all, err := Order(g)
 	if err != nil {
 		return Plan{}, err
 	}
+	// Checks are run, never fenced, promoted or rejoined.
+	order := slices.DeleteFunc(slices.Clone(all), func(r config.Resource) bool { return r.Class == config.ClassCheck })
 	from := st.ActiveSite
 	to := req.To
 	switch req.Action {
@@ -155,6 +185,12 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 		to = g.PreferredSite
 	case Reprotect:
 		to = from
+	}
+	if to == "" && req.Action == Drill {
+		to = drillSite(g, st)
+		if to == "" {
+			return Plan{}, fmt.Errorf("group %s: %w: no site other than the active one (%s) has its resources up as standbys; name one with --at", g.Name, ErrNoDrillSite, from)
+		}
 	}
 	if to == "" {
 		to = otherSite(g, from)
@@ -172,8 +208,20 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 			return Plan{}, fmt.Errorf("group %s: %w (state %s: %s); a %s needs a streaming standby at %s; run `siteflip reprotect %s` first",
 				g.Name, ErrNotProtected, st.State, strings.Join(st.Problems, "; "), req.Action, to, g.Name)
 		}
-		p.Steps = planned(g, order, from, to)
+		p.Steps = append(planned(g, order, from, to), checks(all, to)...)
 		p.Rollback = rollback(order, from)
+	case Drill:
+		if to == from {
+			return Plan{}, fmt.Errorf("group %s: %w at %s: it is the active site; a drill copies a standby, so drill at %s",
+				g.Name, ErrNoDrillSite, to, otherSite(g, from))
+		}
+		if err := standbysReady(g, data(order), st, to); err != nil {
+			return Plan{}, err
+		}
+		if !k.SiteUp[to] {
+			return Plan{}, fmt.Errorf("group %s: %w: %s is unreachable", g.Name, ErrTargetDown, to)
+		}
+		p.Steps, p.Rollback = drill(all, to, req.Keep)
 	case Failover:
 		if to == from {
 			return Plan{}, fmt.Errorf("group %s is %w at %s", g.Name, ErrAlreadyActive, to)
@@ -187,7 +235,7 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 		if err := lagWithin(g, order, k, to, req.AcceptDataLoss); err != nil {
 			return Plan{}, err
 		}
-		p.Steps = unplanned(order, from, to, k.SiteUp[from])
+		p.Steps = append(unplanned(order, from, to, k.SiteUp[from]), checks(all, to)...)
 		if k.SiteUp[from] {
 			// A failed failover puts back what its fences stopped.
 			p.Rollback = rollback(order, from)
@@ -243,6 +291,75 @@ func unplanned(order []config.Resource, from, to string, fromUp bool) []Step {
 		steps = append(steps, step(Promote, r.Name, to, promoteTimeout, 2, false))
 	}
 	return steps
+}
+
+// checks runs the group's checks at site, in order.
+func checks(order []config.Resource, site string) []Step {
+	var steps []Step
+	for _, r := range order {
+		if r.Class == config.ClassCheck {
+			steps = append(steps, step(Check, r.Name, site, checkTimeout, 2, false))
+		}
+	}
+	return steps
+}
+
+// drill: clone every data resource at site (dependencies first), start
+// the copies and the traffic resources in the bubble, run the checks,
+// keep it up if asked, and tear down in reverse order. The rollback, run
+// when a step fails, is the same teardown: a failed drill leaves nothing.
+func drill(order []config.Resource, site string, keep time.Duration) (steps, teardown []Step) {
+	for _, r := range order {
+		if r.Data {
+			steps = append(steps, step(Clone, r.Name, site, cloneTimeout, 1, false))
+		}
+	}
+	for _, r := range order {
+		if r.Data || r.Class == config.ClassTraffic {
+			steps = append(steps, step(Start, r.Name, site, startTimeout, 1, false))
+		}
+	}
+	for _, r := range order {
+		if r.Class == config.ClassCheck {
+			// A drill's check is tried until it passes or its retries run
+			// out: a copy just started may need a moment.
+			steps = append(steps, step(Check, r.Name, site, checkTimeout, 5, false))
+		}
+	}
+	if keep > 0 {
+		steps = append(steps, step(Keep, "", site, keep+time.Minute, 0, false))
+	}
+	for _, r := range slices.Backward(order) {
+		if r.Data || r.Class == config.ClassTraffic {
+			teardown = append(teardown, step(Teardown, r.Name, site, teardownTimeout, 3, true))
+		}
+	}
+	return append(steps, teardown...), teardown
+}
+
+// drillSite is where a drill goes by default: the group's first site,
+// other than the active one, where every data resource is an up standby.
+func drillSite(g *config.Group, st status.GroupStatus) string {
+	for _, site := range g.Sites {
+		if site == st.ActiveSite {
+			continue
+		}
+		if standbysReady(g, data(g.Resources), st, site) == nil {
+			return site
+		}
+	}
+	return ""
+}
+
+// data returns the resources of rs that hold data.
+func data(rs []config.Resource) []config.Resource {
+	var out []config.Resource
+	for _, r := range rs {
+		if r.Data {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // reprotect: every non-active site rejoins the active one.

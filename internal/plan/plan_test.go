@@ -355,3 +355,108 @@ func TestOrder(t *testing.T) {
 		t.Errorf("cycle: got %v", err)
 	}
 }
+
+func TestBuildDrill(t *testing.T) {
+	g := group()
+	g.Resources = append(g.Resources,
+		config.Resource{Name: "name", Type: "dns", Class: config.ClassTraffic},
+		config.Resource{Name: "orders", Type: "check", Class: config.ClassCheck, DependsOn: []string{"db"}})
+	standbyDown := known("brussels", status.StateUnprotected, bothUp, 0)
+	standbyDown.Status.Resources[0].Sites[1] = status.ResourceSiteStatus{Site: "antwerp", Role: status.RoleDown}
+	tests := []struct {
+		name     string
+		known    Known
+		req      Request
+		to       string
+		steps    []string
+		rollback []string
+		err      error
+	}{
+		{
+			name:  "drill at the standby site: clone data, start data and traffic, check, tear down in reverse",
+			known: known("brussels", status.StateProtected, bothUp, 0),
+			req:   Request{Action: Drill},
+			to:    "antwerp",
+			steps: []string{"clone:db@antwerp", "start:db@antwerp", "start:name@antwerp", "check:orders@antwerp",
+				"teardown:name@antwerp?", "teardown:db@antwerp?"},
+			rollback: []string{"teardown:name@antwerp?", "teardown:db@antwerp?"},
+		},
+		{
+			name:  "drill kept up for a while",
+			known: known("antwerp", status.StateProtected, bothUp, 0),
+			req:   Request{Action: Drill, Keep: time.Minute},
+			to:    "brussels",
+			steps: []string{"clone:db@brussels", "start:db@brussels", "start:name@brussels", "check:orders@brussels", "keep@brussels",
+				"teardown:name@brussels?", "teardown:db@brussels?"},
+			rollback: []string{"teardown:name@brussels?", "teardown:db@brussels?"},
+		},
+		{
+			name:  "a drill never copies the active site",
+			known: known("brussels", status.StateProtected, bothUp, 0),
+			req:   Request{Action: Drill, To: "brussels"},
+			err:   ErrNoDrillSite,
+		},
+		{
+			name:  "no standby to copy",
+			known: standbyDown,
+			req:   Request{Action: Drill},
+			err:   ErrNoDrillSite,
+		},
+		{
+			name:  "no standby to copy at the named site",
+			known: standbyDown,
+			req:   Request{Action: Drill, To: "antwerp"},
+			err:   ErrTargetNotReady,
+		},
+		{
+			name:  "a drill site that is down",
+			known: known("brussels", status.StateProtected, map[string]bool{"brussels": true, "antwerp": false}, 0),
+			req:   Request{Action: Drill},
+			err:   ErrTargetDown,
+		},
+		{
+			name:  "a switchover runs the checks at its end",
+			known: known("brussels", status.StateProtected, bothUp, 0),
+			req:   Request{Action: Switchover, To: "antwerp"},
+			to:    "antwerp",
+			steps: []string{"fence:name@brussels", "fence:app@brussels", "fence:db@brussels",
+				"catch-up:db@antwerp", "catch-up:app@antwerp", "catch-up:name@antwerp",
+				"activate@antwerp",
+				"promote:db@antwerp", "promote:app@antwerp", "promote:name@antwerp",
+				"rejoin:db@brussels", "rejoin:app@brussels", "rejoin:name@brussels",
+				"check:orders@antwerp"},
+		},
+		{
+			name:  "a failover runs the checks at its end",
+			known: known("brussels", status.StateUnreachable, brusselsDown, 0.2),
+			req:   Request{Action: Failover},
+			to:    "antwerp",
+			steps: []string{"activate@antwerp", "promote:db@antwerp", "promote:app@antwerp", "promote:name@antwerp", "check:orders@antwerp"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Build(g, tt.known, tt.req)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("got %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.To != tt.to || p.Epoch != 7 {
+				t.Errorf("to %s epoch %d", p.To, p.Epoch)
+			}
+			if diff := cmp.Diff(tt.steps, ids(p.Steps)); diff != "" {
+				t.Errorf("steps (-want +got):\n%s", diff)
+			}
+			if tt.rollback != nil {
+				if diff := cmp.Diff(tt.rollback, ids(p.Rollback)); diff != "" {
+					t.Errorf("rollback (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}

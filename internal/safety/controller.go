@@ -43,3 +43,32 @@ func ControllerLost(t *config.Topology, snap status.Snapshot, self string) (bool
 	}
 	return true, "every other location has been unable to reach its agent for " + EvictAfter.String()
 }
+
+// WitnessSteady is how long a witness that stopped answering must have
+// answered again before the raft leadership goes back to it.
+const WitnessSteady = 3 * time.Second
+
+// WitnessTrack is what a site's agent knows of the witness's agent, for
+// LeadFromWitness: whether it answers now, since when (on this agent's
+// clock), and whether it ever stopped answering since this agent started.
+type WitnessTrack struct {
+	Reachable bool
+	Since     time.Time
+	EverLost  bool
+}
+
+// LeadFromWitness says whether a site whose etcd member holds the raft
+// leadership hands it to the witness's member at now: losing a site then
+// never waits for a raft election before its marks are stored. At once
+// while the witness has answered since this agent started; after
+// WitnessSteady once it has come back, so that a flapping witness does
+// not move the leadership back and forth.
+func LeadFromWitness(w WitnessTrack, now time.Time) bool {
+	switch {
+	case !w.Reachable:
+		return false
+	case !w.EverLost:
+		return true
+	}
+	return now.Sub(w.Since) >= WitnessSteady
+}

@@ -66,3 +66,29 @@ func TestControllerLost(t *testing.T) {
 		})
 	}
 }
+
+// The raft leadership goes to a witness that has answered all along at
+// once, to one that came back only after WitnessSteady.
+func TestLeadFromWitness(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		w    WitnessTrack
+		now  time.Time
+		want bool
+	}{
+		{"not answering", WitnessTrack{Reachable: false, Since: t0}, t0.Add(time.Hour), false},
+		{"answering since the agent started, at once", WitnessTrack{Reachable: true, Since: t0}, t0, true},
+		{"back after a loss, just now", WitnessTrack{Reachable: true, Since: t0, EverLost: true}, t0, false},
+		{"back after a loss, a nanosecond short", WitnessTrack{Reachable: true, Since: t0, EverLost: true}, t0.Add(WitnessSteady - 1), false},
+		{"back after a loss, steady", WitnessTrack{Reachable: true, Since: t0, EverLost: true}, t0.Add(WitnessSteady), true},
+		{"lost again", WitnessTrack{Reachable: false, Since: t0, EverLost: true}, t0.Add(time.Minute), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := LeadFromWitness(tt.w, tt.now); got != tt.want {
+				t.Errorf("LeadFromWitness(%+v, +%s) = %v, want %v", tt.w, tt.now.Sub(t0), got, tt.want)
+			}
+		})
+	}
+}

@@ -74,6 +74,8 @@ type StartFailover struct {
 	MarkedBy []string
 	Revision int64
 	LostFor  time.Duration
+	// Incident is filled in by the caller, from what it observed.
+	Incident *plan.Incident
 }
 
 // NeedDecision records that a group waits for a person, and the command

@@ -20,9 +20,13 @@ type Status struct {
 	Controller     string `json:"controller"`
 	ControllerTerm int64  `json:"controller_term"`
 	// ControllerSince is when the controller won its election.
-	ControllerSince time.Time     `json:"controller_since,omitzero"`
-	Sites           []SiteStatus  `json:"sites"`
-	Groups          []GroupStatus `json:"groups"`
+	ControllerSince time.Time `json:"controller_since,omitzero"`
+	// RaftLeader is the location whose etcd member leads the raft cluster,
+	// as the answering location's view says; normally the witness
+	// (docs/design/control-plane.md).
+	RaftLeader string        `json:"raft_leader,omitempty"`
+	Sites      []SiteStatus  `json:"sites"`
+	Groups     []GroupStatus `json:"groups"`
 }
 
 // Site returns the status of the location named name.
@@ -47,9 +51,12 @@ type SiteStatus struct {
 	Up bool `json:"up"`
 	// Reporting says the location's own view is published (its agent holds
 	// a live lease in the control plane).
-	Reporting bool     `json:"reporting"`
-	SeenBy    []string `json:"seen_by"`
-	UnseenBy  []string `json:"unseen_by"`
+	Reporting bool `json:"reporting"`
+	// RaftLeader is the location whose etcd member this location's member
+	// knows as the raft leader, as its own view says.
+	RaftLeader string   `json:"raft_leader,omitempty"`
+	SeenBy     []string `json:"seen_by"`
+	UnseenBy   []string `json:"unseen_by"`
 	// Sees is this location's own row of the matrix: which other locations
 	// its agent reaches. Empty when it is not reporting.
 	Sees map[string]bool `json:"sees"`
@@ -90,8 +97,13 @@ type GroupStatus struct {
 	Problems      []string `json:"problems"`
 	// Run is the ID of the run in progress on the group, if any.
 	Run string `json:"run,omitempty"`
+	// Drill is the ID of the drill in progress on the group, if any.
+	Drill string `json:"drill,omitempty"`
 	// Decision is set while the group waits for a person.
-	Decision  *Decision        `json:"decision,omitempty"`
+	Decision *Decision `json:"decision,omitempty"`
+	// Drills is the group's drill schedule, its last drill and its next;
+	// absent when it has neither schedule nor drill on record.
+	Drills    *DrillStatus     `json:"drills,omitempty"`
 	Resources []ResourceStatus `json:"resources"`
 }
 
@@ -99,6 +111,11 @@ type GroupStatus struct {
 type ResourceStatus struct {
 	Name string `json:"name"`
 	Type string `json:"type"`
+	// Class is what the resource is for (config.Class): "data" has a
+	// primary and standbys; "traffic" sends the clients to one site
+	// (role primary: clients are sent there; a standby that is streaming
+	// is ready to take them).
+	Class string `json:"class"`
 	// Synchronous is the replication mode recorded for a synchronous
 	// resource (any epoch: compare its epoch with the group's).
 	Synchronous *SyncRecord          `json:"synchronous,omitempty"`
@@ -147,6 +164,9 @@ func Assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 	if c := snap.Controller; c != nil {
 		st.Controller, st.ControllerTerm, st.ControllerSince = c.Site, c.Term, c.Since
 	}
+	if v, ok := snap.Views[answeredBy]; ok {
+		st.RaftLeader = v.RaftLeader
+	}
 	down := map[string]bool{}
 	for _, s := range t.Sites {
 		ss := siteStatus(t, s, snap.Views)
@@ -192,7 +212,9 @@ func Assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		return currentRun(t, snap.Views, site, v)
 	}
 	for i := range t.Groups {
-		st.Groups = append(st.Groups, groupStatus(&t.Groups[i], snap, down, believe, t.Coordination.ServeLease.D()))
+		gs := groupStatus(&t.Groups[i], snap, down, believe, t.Coordination.ServeLease.D())
+		drills(&gs, &t.Groups[i], snap, now)
+		st.Groups = append(st.Groups, gs)
 	}
 	return st
 }
@@ -252,6 +274,7 @@ func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteSt
 	own, reporting := views[s.Name]
 	ss.Reporting = reporting
 	if reporting {
+		ss.RaftLeader = own.RaftLeader
 		for _, o := range t.Sites {
 			if o.Name != s.Name {
 				ss.Sees[o.Name] = own.Peers[o.Name].Reachable
@@ -290,7 +313,7 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 		MaxDataLoss: g.MaxDataLoss.D().String(), RTOTarget: g.RTOTarget.D().String(),
 		Problems: []string{}, Resources: []ResourceStatus{},
 	}
-	gs.Run = snap.Running[g.Name]
+	gs.Run, gs.Drill = snap.Running[g.Name], snap.Drilling[g.Name]
 	rec, adopted := snap.Records[g.Name]
 	if adopted {
 		gs.ActiveSite, gs.Epoch = rec.ActiveSite, rec.Epoch
@@ -298,7 +321,14 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 	var unreachable, down, unprotected, split bool
 	var notReady []string
 	for _, r := range g.Resources {
-		rs := ResourceStatus{Name: r.Name, Type: r.Type, Sites: []ResourceSiteStatus{}}
+		rs := ResourceStatus{Name: r.Name, Type: r.Type, Class: string(r.Class), Sites: []ResourceSiteStatus{}}
+		if r.Class == config.ClassCheck {
+			// A check is not observed: it runs at the end of runs and in
+			// drills, and the runs show its results.
+			gs.Resources = append(gs.Resources, rs)
+			continue
+		}
+		traffic := r.Class == config.ClassTraffic
 		if sr, ok := snap.Sync[g.Name][r.Name]; ok {
 			rs.Synchronous = &sr
 		}
@@ -378,13 +408,20 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			case active && rss.Role == RoleUnknown:
 				unreachable = true
 				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s: state unknown, %s; if its clients still reach it, it may still accept writes", r.Name, rss.Site, rss.Error))
+			case active && rss.Role != RolePrimary && traffic:
+				down = true
+				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s does not send the clients there%s", r.Name, rss.Site, because(rss.Error)))
 			case active && rss.Role != RolePrimary:
 				down = true
 				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s is %s%s", r.Name, rss.Site, rss.Role, because(rss.Error)))
 			case !active && rss.Role == RolePrimary:
 				// With the active site primary too, this is split-brain.
 				if !slices.Contains(primaries, gs.ActiveSite) {
-					gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s is primary but the group's active site is %s", r.Name, rss.Site, gs.ActiveSite))
+					what := "is primary"
+					if traffic {
+						what = "sends the clients there"
+					}
+					gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s %s but the group's active site is %s", r.Name, rss.Site, what, gs.ActiveSite))
 				}
 			case !active && rss.Role == RoleUnknown:
 				unprotected = true
@@ -392,7 +429,10 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			case !active && !(rss.Role == RoleStandby && rss.Streaming):
 				unprotected = true
 				what := rss.Role
-				if rss.Role == RoleStandby {
+				switch {
+				case traffic:
+					what = "not ready to take the clients"
+				case rss.Role == RoleStandby:
 					what = "a standby that is not streaming"
 				}
 				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s is %s%s", r.Name, rss.Site, what, because(rss.Error)))

@@ -423,3 +423,86 @@ func TestLastWordOfALostSite(t *testing.T) {
 		})
 	}
 }
+
+// The raft leader is the one the answering location's own view names.
+func TestRaftLeaderAsAnswered(t *testing.T) {
+	views := map[string]View{}
+	for k, v := range allHealthy {
+		views[k] = v
+	}
+	for site, leader := range map[string]string{"brussels": "frankfurt", "antwerp": "antwerp"} {
+		v := views[site]
+		v.RaftLeader = leader
+		views[site] = v
+	}
+	for answeredBy, want := range map[string]string{"brussels": "frankfurt", "antwerp": "antwerp", "frankfurt": ""} {
+		st := Assemble(topology(), Snapshot{Views: views, Records: rec}, answeredBy, time.Unix(100, 0))
+		if st.RaftLeader != want {
+			t.Errorf("answered by %s: raft leader %q, want %q", answeredBy, st.RaftLeader, want)
+		}
+		// Each location as its own view says.
+		for site, leader := range map[string]string{"brussels": "frankfurt", "antwerp": "antwerp", "frankfurt": ""} {
+			if s, _ := st.Site(site); s.RaftLeader != leader {
+				t.Errorf("answered by %s: %s sees the raft leader at %q, want %q", answeredBy, site, s.RaftLeader, leader)
+			}
+		}
+	}
+}
+
+// A traffic resource is spoken of in its own terms: it sends the clients
+// to a site or is ready to, not a primary or a streaming standby.
+func TestTrafficInItsOwnTerms(t *testing.T) {
+	topo := topology()
+	g := &topo.Groups[0]
+	g.Resources[0].Class = config.ClassData
+	g.Resources = append(g.Resources, config.Resource{Name: "vip", Type: "bgp", Class: config.ClassTraffic})
+	withVIP := func(v View, rv ResourceView) View {
+		rv.Group, rv.Resource, rv.Type = "webshop", "vip", "bgp"
+		out := v
+		out.Resources = map[string]ResourceView{}
+		for k, r := range v.Resources {
+			out.Resources[k] = r
+		}
+		out.Resources["webshop/vip"] = rv
+		return out
+	}
+	active := ResourceView{Up: true, Role: RolePrimary, Streaming: true}
+	ready := ResourceView{Up: true, Role: RoleStandby, Streaming: true}
+	noSession := ResourceView{Up: false, Role: RoleStandby, Error: "no BGP session to a router is established"}
+	tests := []struct {
+		name              string
+		brussels, antwerp ResourceView
+		state             string
+		problems          []string
+	}{
+		{"active and ready", active, ready, StateProtected, []string{}},
+		{"parked site not ready", active, noSession, StateUnprotected,
+			[]string{"vip at antwerp is not ready to take the clients (no BGP session to a router is established)"}},
+		{"active site parked", ready, ready, StateDown,
+			[]string{"vip at active site brussels does not send the clients there"}},
+		{"clients sent to the other site", ready, active, StateDown, []string{
+			"vip at active site brussels does not send the clients there",
+			"vip at antwerp sends the clients there but the group's active site is brussels",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			views := map[string]View{
+				"brussels":  withVIP(allHealthy["brussels"], tt.brussels),
+				"antwerp":   withVIP(allHealthy["antwerp"], tt.antwerp),
+				"frankfurt": allHealthy["frankfurt"],
+			}
+			st := Assemble(topo, Snapshot{Views: views, Records: rec, Lags: trusted}, "frankfurt", time.Unix(0, 0))
+			gs := st.Groups[0]
+			if gs.State != tt.state {
+				t.Errorf("state: got %s, want %s", gs.State, tt.state)
+			}
+			if diff := cmp.Diff(tt.problems, gs.Problems); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+			if gs.Resources[1].Class != "traffic" || gs.Resources[0].Class != "data" {
+				t.Errorf("classes %q, %q; want data, traffic", gs.Resources[0].Class, gs.Resources[1].Class)
+			}
+		})
+	}
+}

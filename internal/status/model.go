@@ -23,6 +23,14 @@ type View struct {
 	Peers map[string]PeerView `json:"peers"`
 	// Resources are the resources at this location, keyed GROUP/RESOURCE.
 	Resources map[string]ResourceView `json:"resources,omitempty"`
+	// RaftLeader is the location whose etcd member this location's member
+	// knows as the raft leader; empty without an embedded member, or while
+	// it knows none.
+	RaftLeader string `json:"raft_leader,omitempty"`
+	// DrillLeftovers are what drills left at this location that its agent
+	// could not remove, keyed GROUP/RESOURCE, each with the drill's run ID
+	// and why.
+	DrillLeftovers map[string][]string `json:"drill_leftovers,omitempty"`
 }
 
 // PeerView is one location's view of another location's agent.
@@ -162,6 +170,8 @@ type Snapshot struct {
 	Lags map[string]map[string]map[string]Lag
 	// Running is the ID of the run in progress, by group.
 	Running map[string]string
+	// Drilling is the ID of the drill in progress, by group.
+	Drilling map[string]string
 	// Marks says which locations declared which site lost: by site, then
 	// by the location that marked it.
 	Marks map[string]map[string]Mark
@@ -170,6 +180,8 @@ type Snapshot struct {
 	// Sync is the replication mode of synchronous resources, by group and
 	// resource.
 	Sync map[string]map[string]SyncRecord
+	// Drills is what is kept of each group's drills, by group.
+	Drills map[string]DrillRecord
 	// ViewAges is, by location, how long ago the reader saw its view
 	// change, on the reader's own monotonic clock. Without it, a view's
 	// age is read against its publisher's clock (tests).

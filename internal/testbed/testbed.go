@@ -10,6 +10,7 @@ package testbed
 import (
 	"bytes"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -106,4 +107,20 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// SharedDir returns a fresh directory that other OS users (the servers a
+// test starts as postgres or mysql) can reach, unlike t.TempDir, which is
+// private to its owner; it is removed when the test ends.
+func SharedDir(tb testing.TB, prefix string) string {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
 }

@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"net"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -41,5 +42,20 @@ func TestPoll(t *testing.T) {
 	}
 	if d := time.Since(start); d < 100*time.Millisecond {
 		t.Errorf("Poll gave up after %v, before its timeout", d)
+	}
+}
+
+// A shared directory is reachable by other users and gone after the test.
+func TestSharedDir(t *testing.T) {
+	var dir string
+	t.Run("inner", func(t *testing.T) {
+		dir = SharedDir(t, "sf-shared-")
+		fi, err := os.Stat(dir)
+		if err != nil || fi.Mode().Perm() != 0o755 {
+			t.Fatalf("shared dir %s: %v, mode %v; want 0755", dir, err, fi.Mode().Perm())
+		}
+	})
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("shared dir %s still there after its test: %v", dir, err)
 	}
 }

@@ -357,29 +357,3 @@ func canonTarget(s string) string {
 	}
 	return s
 }
-
-// ResourceType is the bgp resource type, for the driver table.
-func ResourceType() config.ResourceType {
-	return config.ResourceType{
-		New: func() any { return &Settings{} },
-		Prepare: func(settings any, site, dir string) []config.FieldError {
-			s := settings.(*Settings)
-			s.SetDefaults()
-			return s.Check()
-		},
-		Across: Across,
-	}
-}
-
-// VRFResourceType is the vrf resource type, for the driver table.
-func VRFResourceType() config.ResourceType {
-	return config.ResourceType{
-		New: func() any { return &Settings{} },
-		Prepare: func(settings any, site, dir string) []config.FieldError {
-			s := settings.(*Settings)
-			s.SetDefaults()
-			return s.CheckVRF()
-		},
-		Across: Across,
-	}
-}

@@ -242,12 +242,12 @@ func TestAcross(t *testing.T) {
 }
 
 func TestResourceTypes(t *testing.T) {
-	s := ResourceType().New().(*Settings)
+	s := Type{}.Config().New().(*Settings)
 	*s = Settings{ASN: 65001, NextHop: "10.1.0.10", Neighbors: []Neighbor{{Address: "10.1.0.1", ASN: 65000}}, Prefixes: []string{"10.77.0.10/32"}}
-	if errs := ResourceType().Prepare(s, "brussels", "/etc"); errs != nil {
+	if errs := (Type{}).Config().Prepare(s, "brussels", "/etc"); errs != nil {
 		t.Errorf("bgp Prepare: %v", errs)
 	}
-	if errs := VRFResourceType().Prepare(s, "brussels", "/etc"); len(errs) != 3 {
+	if errs := (Type{VRF: true}).Config().Prepare(s, "brussels", "/etc"); len(errs) != 3 {
 		t.Errorf("vrf Prepare without rd and targets: %v, want rd, production_rt and standby_rt", errs)
 	}
 }

@@ -51,15 +51,6 @@ const (
 	maxSocketPath = 107
 )
 
-// ResourceType is the haproxy row of the driver table.
-func ResourceType() config.ResourceType {
-	return config.ResourceType{
-		New:     func() any { return new(Settings) },
-		Prepare: Prepare,
-		Across:  Across,
-	}
-}
-
 // Prepare sets the defaults of settings (a *Settings) for site, resolves
 // relative paths against dir, the configuration file's folder, and returns
 // the problems of the result.

@@ -52,7 +52,7 @@ func TestPrepare(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := tt.in
 			s.Backend = "webshop"
-			probs := ResourceType().Prepare(&s, "antwerp", "/etc/siteflip")
+			probs := Type{}.Config().Prepare(&s, "antwerp", "/etc/siteflip")
 			if len(probs) != 0 {
 				t.Errorf("Prepare: unexpected problems %v", probs)
 			}
@@ -61,8 +61,8 @@ func TestPrepare(t *testing.T) {
 			}
 		})
 	}
-	if _, ok := ResourceType().New().(*Settings); !ok {
-		t.Error("ResourceType().New() does not return a *Settings")
+	if _, ok := (Type{}).Config().New().(*Settings); !ok {
+		t.Error("Type{}.Config().New() does not return a *Settings")
 	}
 }
 

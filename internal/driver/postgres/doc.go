@@ -20,6 +20,10 @@
 //     standby.signal, so that a primary that starts again without the
 //     agent comes up read-only (EnsureBootGuard, StartPrimary,
 //     ClusterState).
+//   - Drill copies (drill.go): a copy of the standby, taken with
+//     pg_basebackup from the standby itself into drill_dir, started as a
+//     primary of its own in a drill's bubble and torn down again; the
+//     observer, boot guard and fencing never look there.
 //   - Instances the agent cannot reach on its own machine (IsLocal): they
 //     are fenced by a configured command whose effect is verified
 //     (RunFenceCommand).

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/siteflip/siteflip/internal/resource"
 )
 
 // The boot guard: the data dir of every running primary holds
@@ -181,14 +183,15 @@ func (i Instance) StartPrimary(ctx context.Context) error {
 	return nil
 }
 
-// Cluster states, as pg_controldata prints them ("Database cluster state").
+// Cluster states, as pg_controldata prints them ("Database cluster state");
+// those the agent decides on are the resource model's disk states.
 const (
-	ClusterShutDown           = "shut down"
-	ClusterShutDownInRecovery = "shut down in recovery"
+	ClusterShutDown           = resource.StateShutDown
+	ClusterShutDownInRecovery = resource.StateShutDownRecovery
 	ClusterShuttingDown       = "shutting down"
-	ClusterInCrashRecovery    = "in crash recovery"
-	ClusterInArchiveRecovery  = "in archive recovery"
-	ClusterInProduction       = "in production"
+	ClusterInCrashRecovery    = resource.StateCrashRecovery
+	ClusterInArchiveRecovery  = resource.StateArchiveRecovery
+	ClusterInProduction       = resource.StateInProduction
 )
 
 // DiskState is what a data dir says about its cluster, whether a server

@@ -24,6 +24,10 @@ type Instance struct {
 	// ClientNets are networks (CIDR) whose TCP clients InitPrimary's
 	// pg_hba.conf admits besides loopback.
 	ClientNets []string
+	// Netns, when set, is the network namespace the server runs in (a
+	// drill's bubble): it is started through ip netns exec, which needs
+	// root (see inNetns).
+	Netns string
 }
 
 // replicationConf is appended to postgresql.conf by InitPrimary.
@@ -309,8 +313,14 @@ func (i Instance) serverCmd(u *osUser) (*exec.Cmd, *os.File, error) {
 	if err := prepareSocketDir(u, s); err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.Command(path, append([]string{"-D", s.DataDir}, i.serverOptions()...)...)
-	u.prepare(cmd)
+	args := append([]string{"-D", s.DataDir}, i.serverOptions()...)
+	var cmd *exec.Cmd
+	if i.Netns == "" {
+		cmd = exec.Command(path, args...)
+		u.prepare(cmd)
+	} else if cmd, err = inNetns(u, i.Netns, path, args...); err != nil {
+		return nil, nil, err
+	}
 	cmd.SysProcAttr.Setsid = true
 	if i.LogFile == "" {
 		return cmd, nil, nil

@@ -31,10 +31,27 @@ type Settings struct {
 	// it (listen_addresses); default: Host. A service address that lives
 	// at both sites (a VIP announced by the active one) goes here.
 	ListenAddresses string `yaml:"listen_addresses"`
+	// DrillDir holds the drill copies made at this site
+	// (docs/design/drills.md), one directory per drill run; default: the
+	// data dir's path + ".drills". Teardown removes only what lies in it,
+	// so it must neither be nor hold the data dir.
+	DrillDir string `yaml:"drill_dir"`
 	// FenceCommand fences an instance that is not on the agent's machine
 	// (see IsLocal): an argument list, the first an absolute path, run
 	// without a shell by RunFenceCommand. Empty: none.
 	FenceCommand []string `yaml:"fence_command"`
+	// DrillCloneCommand makes a drill's copy with a storage snapshot (LVM,
+	// ZFS, btrfs) instead of pg_basebackup, for databases too large to
+	// copy: an argument list, the first an absolute path, run without a
+	// shell as siteflip's user between pg_backup_start and pg_backup_stop
+	// on the standby (PostgreSQL 15 or later). Its environment names the
+	// standby's data dir (SITEFLIP_DRILL_SOURCE), the copy's empty data dir
+	// (SITEFLIP_DRILL_TARGET) and the drill run (SITEFLIP_DRILL_RUN); it
+	// must leave at the target a copy of the source as of one moment, with
+	// pg_wal a directory, not a link. Tablespaces outside the data dir are
+	// refused. Teardown removes the target's files, but unmounts and
+	// destroys nothing. Empty: pg_basebackup.
+	DrillCloneCommand []string `yaml:"drill_clone_command"`
 }
 
 // FieldError is one problem with one field of Settings.
@@ -51,6 +68,8 @@ const (
 	defaultUser            = "postgres"
 	defaultReplicationUser = "replicator"
 	debianPostgresRoot     = "/usr/lib/postgresql"
+	// drillDirSuffix makes the default drill_dir from data_dir.
+	drillDirSuffix = ".drills"
 
 	// maxSocketPath is the longest unix socket path PostgreSQL accepts:
 	// sizeof(sockaddr_un.sun_path) on Linux is 108 including the NUL.
@@ -82,6 +101,9 @@ func (s *Settings) SetDefaults(site string) {
 	}
 	if s.ApplicationName == "" {
 		s.ApplicationName = site
+	}
+	if s.DrillDir == "" && s.DataDir != "" {
+		s.DrillDir = filepath.Clean(s.DataDir) + drillDirSuffix
 	}
 }
 
@@ -159,9 +181,29 @@ func (s *Settings) Check() []FieldError {
 	if s.DataDir != "" && !filepath.IsAbs(s.DataDir) {
 		add("data_dir", "%q must be an absolute path on the database host", s.DataDir)
 	}
-	for _, f := range []struct{ field, path string }{
+	// The default drill_dir's problems are data_dir's, said once.
+	derived := s.DataDir != "" && s.DrillDir == filepath.Clean(s.DataDir)+drillDirSuffix
+	if s.DrillDir != "" && !derived && !filepath.IsAbs(s.DrillDir) {
+		add("drill_dir", "%q must be an absolute path on the database host", s.DrillDir)
+	}
+	if s.DataDir != "" && s.DrillDir != "" {
+		data, drills := filepath.Clean(s.DataDir), filepath.Clean(s.DrillDir)
+		switch {
+		case data == drills:
+			add("drill_dir", "%q is the data dir: drill copies need a directory of their own (default: data_dir + %q)", s.DrillDir, drillDirSuffix)
+		case within(data, drills):
+			add("drill_dir", "%q is inside data_dir %q: drill copies must live outside production's data dir; choose another directory (default: data_dir + %q)", s.DrillDir, s.DataDir, drillDirSuffix)
+		case within(drills, data):
+			add("drill_dir", "%q holds data_dir %q: tearing a drill down removes what lies in drill_dir; choose a directory that does not hold the data dir (default: data_dir + %q)", s.DrillDir, s.DataDir, drillDirSuffix)
+		}
+	}
+	paths := []struct{ field, path string }{
 		{"data_dir", s.DataDir}, {"socket_dir", s.SocketDir}, {"bin_dir", s.BinDir},
-	} {
+	}
+	if !derived {
+		paths = append(paths, struct{ field, path string }{"drill_dir", s.DrillDir})
+	}
+	for _, f := range paths {
 		if bad := shellUnsafe(f.path); bad != "" {
 			add(f.field, "%q contains %s: PostgreSQL's tools hand this path to /bin/sh; use a path of letters, digits, '/', '.', '-', '_' and spaces", f.path, bad)
 		}
@@ -190,6 +232,10 @@ func (s *Settings) Check() []FieldError {
 
 	if len(s.FenceCommand) > 0 && !filepath.IsAbs(s.FenceCommand[0]) {
 		add("fence_command", "program %q is not an absolute path: the command runs without a shell or PATH lookup, so give the program's full path, e.g. [/usr/bin/ssh, db1, sudo, systemctl, stop, postgresql]", s.FenceCommand[0])
+	}
+
+	if len(s.DrillCloneCommand) > 0 && !filepath.IsAbs(s.DrillCloneCommand[0]) {
+		add("drill_clone_command", "program %q is not an absolute path: the command runs without a shell or PATH lookup, so give the program's full path, e.g. [/usr/local/sbin/drill-snapshot]", s.DrillCloneCommand[0])
 	}
 
 	switch name := s.ApplicationName; {
@@ -221,6 +267,11 @@ func shellUnsafe(path string) string {
 		}
 	}
 	return ""
+}
+
+// within says whether path lies inside dir; both are clean and absolute.
+func within(dir, path string) bool {
+	return dir == "/" && path != "/" || strings.HasPrefix(path, dir+"/")
 }
 
 // socketDir is the directory the instance's unix socket goes into.

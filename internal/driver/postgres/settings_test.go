@@ -25,9 +25,15 @@ func TestSetDefaults(t *testing.T) {
 		t.Errorf("SetDefaults on empty settings (-want +got):\n%s", diff)
 	}
 
+	withData := Settings{DataDir: "/srv/pg/main/"}
+	withData.SetDefaults("site-a")
+	if got, want := withData.DrillDir, "/srv/pg/main.drills"; got != want {
+		t.Errorf("SetDefaults with data_dir %q: drill_dir %q, want %q", withData.DataDir, got, want)
+	}
+
 	set := Settings{
 		Host: "db", Port: 6000, Database: "app", BinDir: "/opt/pg/bin", User: "watcher",
-		ReplicationUser: "repl", ApplicationName: "custom",
+		ReplicationUser: "repl", ApplicationName: "custom", DataDir: "/srv/pg", DrillDir: "/srv/drills",
 	}
 	got := set
 	got.SetDefaults("site-a")
@@ -99,9 +105,26 @@ func TestCheck(t *testing.T) {
 			s.SocketDir = "/run/pg sock;"
 			s.BinDir = "/opt/pg bin/15"
 		}, nil},
+		{"default drill dir", func(s *Settings) {
+			if s.DrillDir != "/var/lib/siteflip/pg.drills" {
+				t.Errorf("default drill_dir %q", s.DrillDir)
+			}
+		}, nil},
+		{"drill dir elsewhere", func(s *Settings) { s.DrillDir = "/srv/drills" }, nil},
+		{"drill dir beside a data dir of the same prefix", func(s *Settings) { s.DrillDir = "/var/lib/siteflip/pg-drills" }, nil},
+		{"relative drill dir", func(s *Settings) { s.DrillDir = "drills" }, []string{"drill_dir"}},
+		{"drill dir is the data dir", func(s *Settings) { s.DrillDir = "/var/lib/siteflip/pg/" }, []string{"drill_dir"}},
+		{"drill dir inside the data dir", func(s *Settings) { s.DrillDir = "/var/lib/siteflip/pg/drills" }, []string{"drill_dir"}},
+		{"drill dir holds the data dir", func(s *Settings) { s.DrillDir = "/var/lib/siteflip" }, []string{"drill_dir"}},
+		{"drill dir is the root", func(s *Settings) { s.DrillDir = "/" }, []string{"drill_dir"}},
+		{"quote in drill dir", func(s *Settings) { s.DrillDir = `/srv/a"b` }, []string{"drill_dir"}},
+		{"drill dir without data dir", func(s *Settings) { s.DataDir = "" }, nil},
 		{"fence command", func(s *Settings) { s.FenceCommand = []string{"/usr/bin/ssh", "db1", "systemctl stop postgresql"} }, nil},
 		{"relative fence command", func(s *Settings) { s.FenceCommand = []string{"ssh", "db1"} }, []string{"fence_command"}},
 		{"empty fence program", func(s *Settings) { s.FenceCommand = []string{""} }, []string{"fence_command"}},
+		{"drill clone command", func(s *Settings) { s.DrillCloneCommand = []string{"/usr/local/sbin/snap", "--zfs"} }, nil},
+		{"relative drill clone command", func(s *Settings) { s.DrillCloneCommand = []string{"snap"} }, []string{"drill_clone_command"}},
+		{"empty drill clone program", func(s *Settings) { s.DrillCloneCommand = []string{""} }, []string{"drill_clone_command"}},
 		{"no user", func(s *Settings) { s.User = "" }, []string{"user"}},
 		{"no replication user", func(s *Settings) { s.ReplicationUser = "" }, []string{"replication_user"}},
 		{"password file and env", func(s *Settings) {

@@ -3,12 +3,48 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/status"
 )
+
+// base is what every component of the agent reads and none changes: the
+// topology, which location this is, its log, metrics and clock.
+type base struct {
+	topo    *config.Topology
+	site    *config.Site
+	log     *slog.Logger
+	metrics *metrics
+	version string
+	// started is when this run of the agent started (on its clock); the
+	// peers learn it from /healthz.
+	started time.Time
+	// clockOffset shifts the wall clock (a test hook, below).
+	clockOffset time.Duration
+}
+
+// scheme is how the agents call each other.
+func (b *base) scheme() string {
+	if b.topo.TLSEnabled() {
+		return "https"
+	}
+	return "http"
+}
+
+// plane reads the control plane for every component: snapshots, with the
+// views' ages measured on this machine's clock, and the status assembled
+// from them. It writes nothing.
+type plane struct {
+	*base
+	store interface {
+		Snapshot(ctx context.Context) (status.Snapshot, error)
+	}
+	views viewClock
+}
 
 // No decision of the agent compares times written by two machines
 // (docs/design/safety.md). Durations are measured on this machine's
@@ -33,7 +69,7 @@ func clockOffset() (time.Duration, error) {
 }
 
 // now is the agent's wall clock (with its monotonic reading).
-func (a *agent) now() time.Time { return time.Now().Add(a.clockOffset) }
+func (b *base) now() time.Time { return time.Now().Add(b.clockOffset) }
 
 // viewClock measures, on this machine's monotonic clock, how long ago each
 // location's published view last changed: whether a location still
@@ -80,31 +116,50 @@ func (vc *viewClock) ages(views map[string]status.View, now time.Time) map[strin
 }
 
 // snapshot reads the control plane, with the views' ages.
-func (a *agent) snapshot(ctx context.Context) (status.Snapshot, error) {
-	snap, err := a.store.Snapshot(ctx)
+func (pl *plane) snapshot(ctx context.Context) (status.Snapshot, error) {
+	snap, err := pl.store.Snapshot(ctx)
 	if err != nil {
 		return snap, err
 	}
-	snap.ViewAges = a.views.ages(snap.Views, time.Now())
+	snap.ViewAges = pl.views.ages(snap.Views, time.Now())
 	// This location's own view from an earlier run of its agent says
 	// nothing of what this run found: not reporting yet.
-	if v, ok := snap.Views[a.site.Name]; ok && !v.StartedAt.Equal(a.started) {
-		delete(snap.Views, a.site.Name)
-		delete(snap.ViewAges, a.site.Name)
+	if v, ok := snap.Views[pl.site.Name]; ok && !v.StartedAt.Equal(pl.started) {
+		delete(snap.Views, pl.site.Name)
+		delete(snap.ViewAges, pl.site.Name)
 	}
 	return snap, nil
 }
 
 // assemble builds the status from a snapshot, as this location answers it.
-func (a *agent) assemble(snap status.Snapshot) status.Status {
-	return status.Assemble(a.topo, snap, a.site.Name, a.now().UTC())
+func (pl *plane) assemble(snap status.Snapshot) status.Status {
+	return status.Assemble(pl.topo, snap, pl.site.Name, pl.now().UTC())
 }
 
-// observeNow asks the observation loop to look at the resources at once
-// (a step or a fence changed them).
-func (a *agent) observeNow() {
-	select {
-	case a.observe <- struct{}{}:
-	default:
+// withSnapshots calls f every interval with a fresh snapshot of the
+// control plane, skipping the ticks when it cannot be read (no quorum:
+// nothing is decided then), until ctx ends.
+func (pl *plane) withSnapshots(ctx context.Context, interval time.Duration, f func(status.Snapshot)) error {
+	return every(ctx, interval, func() {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		snap, err := pl.snapshot(rctx)
+		cancel()
+		if err == nil {
+			f(snap)
+		}
+	})
+}
+
+// every calls f every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		f()
 	}
 }

@@ -1,4 +1,4 @@
-package driver
+package dns
 
 import (
 	"context"
@@ -11,15 +11,43 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
-	"github.com/siteflip/siteflip/internal/driver/dns"
+	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
-func init() {
-	kinds["dns"] = kind{config: config.ResourceType{
-		New: func() any { return &dns.Settings{} }, Prepare: dns.Prepare, Across: dns.Across, Lint: dns.Lint,
-	}}
-	networkKinds["dns"] = newDNS
+// Type is the dns resource type: class traffic.
+type Type struct{}
+
+var (
+	_ resource.Moves     = Type{}
+	_ resource.Reachable = Type{}
+	_ resource.Drills    = Type{}
+)
+
+func (Type) Name() string { return "dns" }
+
+// Config decodes and checks a site's settings.
+func (Type) Config() config.ResourceType {
+	return config.ResourceType{Class: config.ClassTraffic, New: func() any { return &Settings{} }, Prepare: Prepare, Across: Across, Lint: Lint}
+}
+
+// Start starts the site's part: its embedded server, if it serves.
+func (Type) Start(g *config.Group, r *config.Resource, site string) (resource.Network, error) {
+	return newDNS(g, r, site)
+}
+
+// Endpoint is where the agent at site answers the name (serve). A
+// listener on every address (serve ":53") has no one address to give.
+func (Type) Endpoint(r *config.Resource, site string) (string, bool) {
+	s, ok := r.Settings[site].(*Settings)
+	if !ok || s.Serve == "" {
+		return "", false
+	}
+	ap, err := netip.ParseAddrPort(s.Serve)
+	if err != nil || ap.Addr().IsUnspecified() {
+		return "", false
+	}
+	return s.Serve, true
 }
 
 // dnsNet is a dns resource at one site: it may answer the group's name
@@ -27,21 +55,21 @@ func init() {
 // site that becomes active updates the name at the configured servers.
 type dnsNet struct {
 	group, resource, site string
-	s                     *dns.Settings
-	bySite                map[string]*dns.Settings
-	server                *dns.Server // nil unless serve is set
+	s                     *Settings
+	bySite                map[string]*Settings
+	server                *Server // nil unless serve is set
 
 	mu     sync.Mutex
 	active string // the site the embedded server answers for
 }
 
-func newDNS(g *config.Group, r *config.Resource, site string) (Network, error) {
-	n := &dnsNet{group: g.Name, resource: r.Name, site: site, s: r.Settings[site].(*dns.Settings), bySite: map[string]*dns.Settings{}}
+func newDNS(g *config.Group, r *config.Resource, site string) (resource.Network, error) {
+	n := &dnsNet{group: g.Name, resource: r.Name, site: site, s: r.Settings[site].(*Settings), bySite: map[string]*Settings{}}
 	for sn, s := range r.Settings {
-		n.bySite[sn] = s.(*dns.Settings)
+		n.bySite[sn] = s.(*Settings)
 	}
 	if n.s.Serve != "" {
-		srv, err := dns.Listen(n.s.Serve, slog.New(slog.DiscardHandler))
+		srv, err := Listen(n.s.Serve, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return nil, err
 		}
@@ -50,9 +78,9 @@ func newDNS(g *config.Group, r *config.Resource, site string) (Network, error) {
 	return n, nil
 }
 
-func (n *dnsNet) record(site string) dns.Record {
+func (n *dnsNet) record(site string) Record {
 	s := n.bySite[site]
-	return dns.Record{Zone: n.s.Apex(), Name: n.s.Name, Addrs: s.Addrs(), TTL: n.s.TTLDuration()}
+	return Record{Zone: n.s.Apex(), Name: n.s.Name, Addrs: s.Addrs(), TTL: n.s.TTLDuration()}
 }
 
 // Follow makes the embedded server answer with the active site's
@@ -88,10 +116,10 @@ func (n *dnsNet) Activate(ctx context.Context) (map[string]string, error) {
 	}
 	want := n.s.Addrs()
 	for _, server := range n.s.Servers {
-		if err := dns.Update(ctx, server, n.s.Zone, n.s.Name, want, n.s.TTLDuration(), key); err != nil {
+		if err := Update(ctx, server, n.s.Zone, n.s.Name, want, n.s.TTLDuration(), key); err != nil {
 			return nil, err
 		}
-		got, _, err := dns.Lookup(ctx, server, n.s.Name)
+		got, _, err := Lookup(ctx, server, n.s.Name)
 		if err != nil {
 			return nil, fmt.Errorf("check the update at %s: %w", server, err)
 		}
@@ -120,7 +148,7 @@ func (n *dnsNet) Observe(ctx context.Context) status.ResourceView {
 	v := status.ResourceView{Group: n.group, Resource: n.resource, Type: "dns", ObservedAt: time.Now().UTC()}
 	var got []netip.Addr
 	if len(n.s.Servers) > 0 {
-		addrs, _, err := dns.Lookup(ctx, n.s.Servers[0], n.s.Name)
+		addrs, _, err := Lookup(ctx, n.s.Servers[0], n.s.Name)
 		if err != nil {
 			v.Role, v.Error = status.RoleUnknown, err.Error()
 			return v

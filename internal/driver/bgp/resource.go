@@ -1,4 +1,4 @@
-package driver
+package bgp
 
 import (
 	"context"
@@ -10,29 +10,42 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
-	"github.com/siteflip/siteflip/internal/driver/bgp"
+	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
-func init() {
-	prepare := func(vrf bool) func(any, string, string) []config.FieldError {
-		return func(settings any, _, _ string) []config.FieldError {
-			s := settings.(*bgp.Settings)
+// Type is the bgp resource type, or with VRF the vrf type: class traffic.
+type Type struct{ VRF bool }
+
+var _ resource.Moves = Type{}
+
+func (t Type) Name() string {
+	if t.VRF {
+		return "vrf"
+	}
+	return "bgp"
+}
+
+// Config decodes and checks a site's settings.
+func (t Type) Config() config.ResourceType {
+	return config.ResourceType{
+		Class: config.ClassTraffic,
+		New:   func() any { return &Settings{} },
+		Prepare: func(settings any, _, _ string) []config.FieldError {
+			s := settings.(*Settings)
 			s.SetDefaults()
-			if vrf {
+			if t.VRF {
 				return s.CheckVRF()
 			}
 			return s.Check()
-		}
+		},
+		Across: Across,
 	}
-	kinds["bgp"] = kind{config: config.ResourceType{New: func() any { return &bgp.Settings{} }, Prepare: prepare(false), Across: bgp.Across}}
-	kinds["vrf"] = kind{config: config.ResourceType{New: func() any { return &bgp.Settings{} }, Prepare: prepare(true), Across: bgp.Across}}
-	networkKinds["bgp"] = func(g *config.Group, r *config.Resource, site string) (Network, error) {
-		return newBGP(g, r, site, false)
-	}
-	networkKinds["vrf"] = func(g *config.Group, r *config.Resource, site string) (Network, error) {
-		return newBGP(g, r, site, true)
-	}
+}
+
+// Start starts the site's speaker.
+func (t Type) Start(g *config.Group, r *config.Resource, site string) (resource.Network, error) {
+	return newBGP(g, r, site, t.VRF)
 }
 
 // softPrepend is how often a site being fenced repeats its AS number:
@@ -46,15 +59,15 @@ const softPrepend = 3
 // route target at the active site and the standby target elsewhere.
 type bgpNet struct {
 	group, resource, typ string
-	s                    bgp.Settings
+	s                    Settings
 	vrf                  bool
 	prefixes             []netip.Prefix
-	sp                   *bgp.Speaker
+	sp                   *Speaker
 }
 
-func newBGP(g *config.Group, r *config.Resource, site string, vrf bool) (Network, error) {
-	s := *r.Settings[site].(*bgp.Settings)
-	n := &bgpNet{group: g.Name, resource: r.Name, typ: r.Type, s: s, vrf: vrf, sp: bgp.NewSpeaker(slog.New(slog.DiscardHandler))}
+func newBGP(g *config.Group, r *config.Resource, site string, vrf bool) (resource.Network, error) {
+	s := *r.Settings[site].(*Settings)
+	n := &bgpNet{group: g.Name, resource: r.Name, typ: r.Type, s: s, vrf: vrf, sp: NewSpeaker(slog.New(slog.DiscardHandler))}
 	for _, p := range s.Prefixes {
 		pp, err := netip.ParsePrefix(p)
 		if err != nil {
@@ -81,7 +94,7 @@ func (n *bgpNet) Activate(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	peers, err := n.verify(ctx, func(r bgp.Route) bool {
+	peers, err := n.verify(ctx, func(r Route) bool {
 		return n.vrf && slices.Contains(r.RouteTargets, n.s.ProductionRT) || !n.vrf && r.Prepend == 0
 	})
 	if err != nil {
@@ -104,7 +117,7 @@ func (n *bgpNet) Soften(ctx context.Context) error {
 	if err := n.sp.Announce(ctx, n.prefixes, softPrepend); err != nil {
 		return err
 	}
-	_, err := n.verify(ctx, func(r bgp.Route) bool { return r.Prepend == softPrepend })
+	_, err := n.verify(ctx, func(r Route) bool { return r.Prepend == softPrepend })
 	return err
 }
 
@@ -114,7 +127,7 @@ func (n *bgpNet) Park(ctx context.Context) error {
 		if err := n.sp.AnnounceVPN(ctx, n.prefixes, n.s.StandbyRT); err != nil {
 			return err
 		}
-		_, err := n.verify(ctx, func(r bgp.Route) bool { return slices.Contains(r.RouteTargets, n.s.StandbyRT) })
+		_, err := n.verify(ctx, func(r Route) bool { return slices.Contains(r.RouteTargets, n.s.StandbyRT) })
 		return err
 	}
 	return n.sp.Withdraw(ctx, n.prefixes)
@@ -129,7 +142,7 @@ func (n *bgpNet) Withdraw() {
 
 func (n *bgpNet) Follow(context.Context, string) {}
 
-func (n *bgpNet) route(nb bgp.NeighborStatus, p netip.Prefix) (bgp.Route, bool) {
+func (n *bgpNet) route(nb NeighborStatus, p netip.Prefix) (Route, bool) {
 	if n.vrf {
 		return nb.VPN(p)
 	}
@@ -138,7 +151,7 @@ func (n *bgpNet) route(nb bgp.NeighborStatus, p netip.Prefix) (bgp.Route, bool) 
 
 // verify waits briefly until an established session carries every prefix
 // as ok wants, and returns on how many sessions it does.
-func (n *bgpNet) verify(ctx context.Context, ok func(bgp.Route) bool) (int, error) {
+func (n *bgpNet) verify(ctx context.Context, ok func(Route) bool) (int, error) {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		st, err := n.sp.Status(ctx)

@@ -1,4 +1,4 @@
-package driver
+package haproxy
 
 import (
 	"context"
@@ -8,13 +8,25 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
-	"github.com/siteflip/siteflip/internal/driver/haproxy"
+	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
-func init() {
-	kinds["haproxy"] = kind{config: haproxy.ResourceType()}
-	networkKinds["haproxy"] = newHAProxy
+// Type is the haproxy resource type: class traffic.
+type Type struct{}
+
+var _ resource.Moves = Type{}
+
+func (Type) Name() string { return "haproxy" }
+
+// Config decodes and checks a site's settings.
+func (Type) Config() config.ResourceType {
+	return config.ResourceType{Class: config.ClassTraffic, New: func() any { return new(Settings) }, Prepare: Prepare, Across: Across}
+}
+
+// Start reaches the site's HAProxy.
+func (Type) Start(g *config.Group, r *config.Resource, site string) (resource.Network, error) {
+	return newHAProxy(g, r, site)
 }
 
 // haproxyNet is an haproxy resource at one site: its server in a backend.
@@ -22,12 +34,12 @@ func init() {
 // saved to the state file so that a reload keeps it.
 type haproxyNet struct {
 	group, resource, site string
-	s                     *haproxy.Settings
-	others                []*haproxy.Settings // the other sites' servers
+	s                     *Settings
+	others                []*Settings // the other sites' servers
 }
 
-func newHAProxy(g *config.Group, r *config.Resource, site string) (Network, error) {
-	n := &haproxyNet{group: g.Name, resource: r.Name, site: site, s: r.Settings[site].(*haproxy.Settings)}
+func newHAProxy(g *config.Group, r *config.Resource, site string) (resource.Network, error) {
+	n := &haproxyNet{group: g.Name, resource: r.Name, site: site, s: r.Settings[site].(*Settings)}
 	sites := make([]string, 0, len(r.Settings))
 	for sn := range r.Settings {
 		sites = append(sites, sn)
@@ -35,7 +47,7 @@ func newHAProxy(g *config.Group, r *config.Resource, site string) (Network, erro
 	sort.Strings(sites)
 	for _, sn := range sites {
 		if sn != site {
-			n.others = append(n.others, r.Settings[sn].(*haproxy.Settings))
+			n.others = append(n.others, r.Settings[sn].(*Settings))
 		}
 	}
 	return n, nil
@@ -45,25 +57,25 @@ func newHAProxy(g *config.Group, r *config.Resource, site string) (Network, erro
 // whose HAProxy answers: one at a lost site does not), and saves the
 // state. Each call checks the state HAProxy reports.
 func (n *haproxyNet) Activate(ctx context.Context) (map[string]string, error) {
-	if _, err := haproxy.Enable(ctx, n.s); err != nil {
+	if _, err := Enable(ctx, n.s); err != nil {
 		return nil, err
 	}
 	var off []string
 	for _, o := range n.others {
-		if _, err := haproxy.Disable(ctx, o); err != nil {
-			if errors.Is(err, haproxy.ErrUnreachable) && o.RuntimeAPI != n.s.RuntimeAPI {
+		if _, err := Disable(ctx, o); err != nil {
+			if errors.Is(err, ErrUnreachable) && o.RuntimeAPI != n.s.RuntimeAPI {
 				continue // that site's own HAProxy is gone with it
 			}
 			return nil, err
 		}
 		off = append(off, o.Server)
 		if o.RuntimeAPI != n.s.RuntimeAPI {
-			if _, err := haproxy.SaveState(ctx, o); err != nil && !errors.Is(err, haproxy.ErrUnreachable) {
+			if _, err := SaveState(ctx, o); err != nil && !errors.Is(err, ErrUnreachable) {
 				return nil, err
 			}
 		}
 	}
-	if _, err := haproxy.SaveState(ctx, n.s); err != nil {
+	if _, err := SaveState(ctx, n.s); err != nil {
 		return nil, err
 	}
 	return map[string]string{"ready": n.s.Server, "maint": strings.Join(off, ",")}, nil
@@ -74,10 +86,10 @@ func (n *haproxyNet) Soften(context.Context) error { return nil }
 
 // Park puts this site's server in maintenance and saves the state.
 func (n *haproxyNet) Park(ctx context.Context) error {
-	if _, err := haproxy.Disable(ctx, n.s); err != nil {
+	if _, err := Disable(ctx, n.s); err != nil {
 		return err
 	}
-	_, err := haproxy.SaveState(ctx, n.s)
+	_, err := SaveState(ctx, n.s)
 	return err
 }
 
@@ -85,7 +97,7 @@ func (n *haproxyNet) Park(ctx context.Context) error {
 func (n *haproxyNet) Withdraw() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, _ = haproxy.Disable(ctx, n.s)
+	_, _ = Disable(ctx, n.s)
 }
 
 func (n *haproxyNet) Follow(context.Context, string) {}
@@ -93,7 +105,7 @@ func (n *haproxyNet) Follow(context.Context, string) {}
 // Observe reports primary while this site's server serves.
 func (n *haproxyNet) Observe(ctx context.Context) status.ResourceView {
 	v := status.ResourceView{Group: n.group, Resource: n.resource, Type: "haproxy", ObservedAt: time.Now().UTC()}
-	st, err := haproxy.State(ctx, n.s)
+	st, err := State(ctx, n.s)
 	if err != nil {
 		v.Role, v.Error = status.RoleUnknown, err.Error()
 		return v

@@ -1,0 +1,249 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/resource"
+	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/watchdog"
+)
+
+// localResources are the resources of this site: it observes them, keeps
+// the local databases and the network resources in line with their
+// groups' records between runs, keeps synchronous replication honest, and
+// carries out the steps the controller sends (authorized by the API).
+type localResources struct {
+	*base
+	plane *plane
+	syncs interface {
+		PutSync(ctx context.Context, r status.SyncRecord, recordRevision int64) (bool, error)
+	}
+	net *driver.Runtime // this site's network resources (BGP speakers, DNS servers)
+	// peers reach the other locations' agents: a rejoin here fetches a
+	// copy of the primary's server through them.
+	peers interface {
+		Copy(ctx context.Context, site, group, resource string) (io.ReadCloser, error)
+	}
+	// guards are the local databases to fence when the lease runs out;
+	// locals those on this machine, kept in line with their records.
+	guards map[string]watchdog.Target
+	locals map[string]resource.Local
+	// leaseValid says whether this site may serve (serveLease.valid);
+	// notify asks the presence to publish the view at once.
+	leaseValid func() bool
+	notify     func()
+
+	mu        sync.Mutex
+	locks     map[string]*sync.Mutex // one step at a time per resource
+	resources map[string]status.ResourceView
+	leftovers map[string][]string // what drills left that the sweep could not remove
+	observe   chan struct{}       // observe the resources now (a step changed them)
+}
+
+// views returns a copy of the last observation of every local resource.
+func (lr *localResources) views() map[string]status.ResourceView {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return maps.Clone(lr.resources)
+}
+
+// view returns the last observation of one local resource.
+func (lr *localResources) view(key string) (status.ResourceView, bool) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	v, ok := lr.resources[key]
+	return v, ok
+}
+
+// actor is what carries out steps on resource r of group g here.
+func (lr *localResources) actor(g *config.Group, r *config.Resource) (resource.Actor, error) {
+	a, err := driver.NewActor(lr.net, g, r, lr.site.Name)
+	if cf, ok := a.(resource.CopiesFrom); ok && err == nil && lr.peers != nil {
+		cf.CopyWith(func(ctx context.Context, site string) (io.ReadCloser, error) {
+			return lr.peers.Copy(ctx, site, g.Name, r.Name)
+		})
+	}
+	return a, err
+}
+
+// carryOut carries out a step the API authorized, on the resource whose
+// lock the caller holds, and has the resources observed again at once.
+func (lr *localResources) carryOut(ctx context.Context, g *config.Group, r *config.Resource, o stepOrder) (out map[string]string, err error) {
+	defer lr.observeNow()
+	switch o.step.Kind {
+	case plan.Check:
+		return lr.check(ctx, g, r, o)
+	case plan.Clone, plan.Start, plan.Teardown:
+		return lr.drillStep(ctx, g, r, o)
+	}
+	actor, err := lr.actor(g, r)
+	if err != nil {
+		return nil, err
+	}
+	switch o.step.Kind {
+	case plan.Fence:
+		return actor.Fence(ctx)
+	case plan.CatchUp:
+		return nil, actor.CatchUp(ctx, o.input)
+	case plan.Promote:
+		return actor.Promote(ctx)
+	case plan.Rejoin:
+		return actor.Rejoin(ctx, o.primary)
+	case plan.Unfence:
+		return nil, actor.Unfence(ctx)
+	}
+	return nil, fmt.Errorf("unknown step kind %q", o.step.Kind)
+}
+
+// localDatabases finds the databases this agent fences when its lease runs
+// out, and those on its machine that it keeps in line with their records.
+// A database it could not fence is an error: the agent does not start.
+func (lr *localResources) localDatabases() error {
+	lr.guards, lr.locals = map[string]watchdog.Target{}, map[string]resource.Local{}
+	for i := range lr.topo.Groups {
+		g := &lr.topo.Groups[i]
+		for j := range g.Resources {
+			r := &g.Resources[j]
+			t, ok, err := driver.GuardTarget(g, r, lr.site.Name)
+			if err != nil {
+				return fmt.Errorf("agent of %s: %w", lr.site.Name, err)
+			}
+			if !ok {
+				continue
+			}
+			lr.guards[t.Name] = t
+			if l, ok := driver.NewLocal(g, r, lr.site.Name); ok {
+				lr.locals[t.Name] = l
+			}
+		}
+	}
+	return nil
+}
+
+// observers returns an observer for every resource that lives at this site.
+func (lr *localResources) observers() (map[string]resource.Observer, error) {
+	out := map[string]resource.Observer{}
+	for i := range lr.topo.Groups {
+		g := &lr.topo.Groups[i]
+		for j := range g.Resources {
+			r := &g.Resources[j]
+			if _, here := r.Settings[lr.site.Name]; !here || r.Class == config.ClassCheck {
+				continue // a check is run, not observed
+			}
+			o, err := driver.NewObserver(lr.net, g, r, lr.site.Name)
+			if err != nil {
+				return nil, err
+			}
+			out[g.Name+"/"+r.Name] = o
+		}
+	}
+	return out, nil
+}
+
+// observeNow asks the observation loop to look at the resources at once
+// (a step or a fence changed them).
+func (lr *localResources) observeNow() {
+	select {
+	case lr.observe <- struct{}{}:
+	default:
+	}
+}
+
+// observeLoop observes the local resources each probe interval.
+func (lr *localResources) observeLoop(ctx context.Context, observers map[string]resource.Observer) error {
+	if len(observers) == 0 {
+		return nil
+	}
+	tick := time.NewTicker(lr.topo.Coordination.ProbeInterval.D())
+	defer tick.Stop()
+	for {
+		for key, o := range observers {
+			octx, cancel := context.WithTimeout(ctx, lr.topo.Coordination.ProbeTimeout.D())
+			v := o.Observe(octx)
+			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+			// Timed on this agent's clock, as its view's publication is:
+			// the controller subtracts the two (lags.go).
+			v.ObservedAt = lr.now().UTC()
+			lr.metrics.resource(v)
+			lr.mu.Lock()
+			prev, known := lr.resources[key]
+			lr.resources[key] = v
+			lr.mu.Unlock()
+			if !known || prev.Up != v.Up || prev.Role != v.Role || prev.Streaming != v.Streaming || prev.Timeline != v.Timeline {
+				lr.log.Info("resource changed", "resource", key, "up", v.Up, "role", v.Role, "streaming", v.Streaming, "timeline", v.Timeline, "error", v.Error)
+				lr.notify()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-lr.observe:
+		}
+	}
+}
+
+func (lr *localResources) resourceLock(key string) *sync.Mutex {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	if lr.locks == nil {
+		lr.locks = map[string]*sync.Mutex{}
+	}
+	if lr.locks[key] == nil {
+		lr.locks[key] = &sync.Mutex{}
+	}
+	return lr.locks[key]
+}
+
+// checkServers asks each database of this site, once its server answers,
+// whether it is set up as its type needs, and logs what is wrong with the
+// statement that fixes it (`siteflip check --servers` asks the same).
+func (lr *localResources) checkServers(ctx context.Context) error {
+	for i := range lr.topo.Groups {
+		g := &lr.topo.Groups[i]
+		for j := range g.Resources {
+			r := &g.Resources[j]
+			if _, here := r.Settings[lr.site.Name]; !here || !r.Data {
+				continue
+			}
+			for attempt := 0; ; attempt++ {
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				problems, ok, err := driver.CheckServer(cctx, g, r, lr.site.Name)
+				cancel()
+				if ctx.Err() != nil {
+					return nil
+				}
+				if err != nil && attempt < 30 {
+					select { // not up yet
+					case <-ctx.Done():
+						return nil
+					case <-time.After(2 * time.Second):
+					}
+					continue
+				}
+				if err != nil {
+					lr.log.Warn("cannot check the database's setup", "resource", g.Name+"/"+r.Name, "error", err)
+				}
+				for _, p := range problems {
+					lr.log.Warn("database set up wrong", "resource", g.Name+"/"+r.Name, "problem", p)
+				}
+				if ok && err == nil && len(problems) == 0 {
+					lr.log.Info("database setup checked: nothing wrong", "resource", g.Name+"/"+r.Name)
+				}
+				break
+			}
+		}
+	}
+	return nil
+}

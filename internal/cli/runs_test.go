@@ -1,0 +1,101 @@
+package cli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/siteflip/siteflip/internal/cli"
+	"github.com/siteflip/siteflip/internal/plan"
+)
+
+// TestRuns runs `siteflip runs` and `siteflip run` against an agent that
+// knows a failover of webshop and the reprotect that found what it lost.
+func TestRuns(t *testing.T) {
+	t0 := time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Millisecond)
+	failover := plan.Run{ID: "f1", Group: "webshop", By: "controller antwerp (automatic)", State: plan.RunSucceeded,
+		Started: t0, Ended: t0.Add(2 * time.Second), WritableAt: t0.Add(time.Second),
+		Incident:   &plan.Incident{Site: "brussels", LastHeard: t0.Add(-time.Second)},
+		DataLost:   "db at brussels: 8192 bytes of WAL (0/3000000..0/3002000) existed only there",
+		DataLostBy: "p1",
+		Plan: plan.Plan{Group: "webshop", Action: plan.Failover, From: "brussels", To: "antwerp", Epoch: 4, Steps: []plan.Step{
+			{ID: "activate@antwerp", Kind: plan.Activate, Site: "antwerp"},
+		}},
+		Steps: []plan.StepState{{State: plan.StepDone, Attempts: 1, Started: t0, Ended: t0.Add(time.Second), Output: map[string]string{"epoch": "5"}}},
+	}
+	reprotect := plan.Run{ID: "p1", Group: "webshop", By: "alice", Role: "operator", Reason: "brussels is back", Ticket: "OPS-7",
+		State: plan.RunSucceeded, Started: t0.Add(24 * time.Hour), Ended: t0.Add(24*time.Hour + 3*time.Second),
+		DataLost: failover.DataLost,
+		Plan: plan.Plan{Group: "webshop", Action: plan.Reprotect, From: "antwerp", To: "antwerp", Epoch: 5, Steps: []plan.Step{
+			{ID: "rejoin:db@brussels", Kind: plan.Rejoin, Resource: "db", Site: "brussels"},
+		}},
+		Steps: []plan.StepState{{State: plan.StepDone, Attempts: 1, Output: map[string]string{plan.OutputDataLost: "8192 bytes of WAL (0/3000000..0/3002000) existed only there"}}},
+	}
+	runs := []plan.Run{failover, reprotect}
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/runs":
+			json.NewEncoder(w).Encode(runs)
+		case "/v1/runs/f1":
+			json.NewEncoder(w).Encode(failover)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			json.NewEncoder(w).Encode(map[string]string{"error": "no such run"})
+		}
+	}))
+	defer agent.Close()
+	dir := t.TempDir()
+	topo := filepath.Join(dir, "siteflip.yaml")
+	if err := os.WriteFile(topo, []byte(strings.Replace(reportTopology, "ADDR", agent.Listener.Addr().String(), 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	siteflip := func(t *testing.T, args ...string) string {
+		t.Helper()
+		var o, e bytes.Buffer
+		if code := cli.Main(append([]string{"--config", topo}, args...), strings.NewReader(""), &o, &e); code != 0 {
+			t.Fatalf("siteflip %s: exit %d: %s", strings.Join(args, " "), code, e.String())
+		}
+		return o.String()
+	}
+	decode := func(t *testing.T, out string) []plan.Run {
+		t.Helper()
+		var got []plan.Run
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("%v:\n%s", err, out)
+		}
+		return got
+	}
+
+	t.Run("json exports every run with every field", func(t *testing.T) {
+		if diff := cmp.Diff(runs, decode(t, siteflip(t, "runs", "-o", "json"))); diff != "" {
+			t.Errorf("exported runs (-stored +exported):\n%s", diff)
+		}
+	})
+	t.Run("since a duration", func(t *testing.T) {
+		if diff := cmp.Diff(runs[1:], decode(t, siteflip(t, "runs", "webshop", "--since", "36h", "-o", "json"))); diff != "" {
+			t.Errorf("runs of the last 36h (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("since a time, none", func(t *testing.T) {
+		out := siteflip(t, "runs", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "-o", "json")
+		if strings.TrimSpace(out) != "[]" {
+			t.Errorf("no run since: %q, want []", out)
+		}
+	})
+	t.Run("the failover's summary says what its reprotect found", func(t *testing.T) {
+		out := siteflip(t, "run", "f1")
+		want := "  data lost: db at brussels: 8192 bytes of WAL (0/3000000..0/3002000) existed only there (found by run p1)\n"
+		if !strings.Contains(out, want) || strings.Contains(out, "known after") {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	})
+}

@@ -1,0 +1,51 @@
+package postgres
+
+import (
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// freeze stops a process and everything descended from it at once: a
+// fenced server must not answer a client while its boot guard is written.
+func TestFreezeStopsTheTree(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 60 & sleep 60 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		_ = KillServer(pid)
+		_ = cmd.Wait()
+	})
+	var kids []int
+	for deadline := time.Now().Add(5 * time.Second); len(kids) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the shell started %d children, want 2", len(kids))
+		}
+		var err error
+		if kids, err = descendants(pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	freeze(pid)
+	// A signal is delivered when the process next runs: wait for it.
+	for _, p := range append([]int{pid}, kids...) {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			_, state, ok := procStat(p)
+			if ok && state == 'T' {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pid %d in state %q five seconds after freeze, want T (stopped)", p, state)
+			}
+		}
+	}
+	if err := KillServer(pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil || cmd.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("the frozen shell ended with %v, want killed", err)
+	}
+}
