@@ -53,6 +53,14 @@ func crashed(state string) bool {
 // localAction decides what to do to a local database, and why.
 func localAction(f localFacts) (localDo, string) {
 	switch {
+	case !f.Adopted && !f.Running && f.State == resource.StateInProduction:
+		// Fenced (or crashed) before its group was adopted: its serve
+		// lease can run out while its agent starts on a busy machine. No
+		// run moves a group without a record, so no other copy was made
+		// primary; left stopped, the group would never be adopted.
+		return startPrimary, "it stopped without a shutdown before its group was adopted: no run can have moved the group, so it serves again"
+	case !f.Adopted && !f.Running && f.State == resource.StateArchiveRecovery && f.Guard:
+		return startStandby, "a standby that stopped without a shutdown before its group was adopted"
 	case !f.Adopted:
 		return leaveAlone, "the group has no record yet"
 	case f.ActiveHere && f.Running && f.Primary && !f.Guard:

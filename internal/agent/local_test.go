@@ -22,6 +22,13 @@ func TestLocalAction(t *testing.T) {
 		want localDo
 	}{
 		{"group not adopted", localFacts{Running: true, Primary: true}, leaveAlone},
+		// The serve lease ran out while the agent started on a busy
+		// machine, before the group's first record: left stopped, the
+		// group would never be adopted (a lab that never came up).
+		{"group not adopted, its primary fenced", localFacts{State: prod}, startPrimary},
+		{"group not adopted, its standby fenced", localFacts{State: archive, Guard: true}, startStandby},
+		{"group not adopted, shut down cleanly", localFacts{State: shut}, leaveAlone},
+		{"group not adopted, an old standby without its guard", localFacts{State: archive}, leaveAlone},
 
 		// At the active site.
 		{"primary serves with its guard", active(localFacts{Running: true, Primary: true, State: prod, Guard: true}), leaveAlone},

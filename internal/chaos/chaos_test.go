@@ -140,6 +140,23 @@ func writeAtAntwerp(t *testing.T, e *Env, event time.Time) Ack {
 	return first
 }
 
+// syncOn says the group is protected and its database's synchronous mode
+// is recorded for the current epoch: only then is a failover without loss
+// decided on the record rather than on the standby's last known lag.
+func syncOn(st status.Status) bool {
+	g := group(st)
+	s := g.Resources[0].Synchronous
+	return g.State == status.StateProtected && s != nil && s.State == status.SyncOn && s.Epoch == g.Epoch
+}
+
+// waitSynchronous waits until syncOn.
+func waitSynchronous(t *testing.T, e *Env) {
+	t.Helper()
+	if st, err := e.WaitStatus(t.Context(), 30*time.Second, syncOn); err != nil {
+		t.Fatalf("synchronous mode not recorded: %v; last status: %+v", err, group(st))
+	}
+}
+
 // waitFailover waits until the group is active at to, with no run in
 // progress.
 func waitFailover(t *testing.T, e *Env, to string) status.Status {
@@ -227,10 +244,7 @@ func isolatedWith(t *testing.T, o Options) {
 	synchronous := o.Synchronous
 	e := start(t, o)
 	if synchronous {
-		if _, err := e.WaitStatus(t.Context(), 30*time.Second, func(st status.Status) bool { return group(st).State == status.StateProtected }); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Second) // the agent records the synchronous mode
+		waitSynchronous(t, e)
 	}
 	event := time.Now()
 	// Cut brussels off from antwerp and frankfurt; its clients (the root
@@ -318,10 +332,7 @@ func standbySiteLostWith(t *testing.T, o Options) {
 	o.AgentEnv = append(o.AgentEnv, "SITEFLIP_FAILPOINT=keep-raft-leader")
 	e := start(t, o)
 	if synchronous {
-		if _, err := e.WaitStatus(t.Context(), 30*time.Second, func(st status.Status) bool { return group(st).State == status.StateProtected }); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Second) // the agent records the synchronous mode
+		waitSynchronous(t, e)
 	}
 	moveLeader(t, e, "antwerp")
 	event := time.Now()

@@ -255,13 +255,7 @@ func TestAgentFailsWhilePartitioned(t *testing.T) {
 // out loses at most its serve lease's worth.
 func TestClientTurnsOffSynchronousCommit(t *testing.T) {
 	e := start(t, Options{Synchronous: true})
-	syncOn := func(st status.Status) bool {
-		s := group(st).Resources[0].Synchronous
-		return s != nil && s.State == status.SyncOn && s.Epoch == group(st).Epoch
-	}
-	if _, err := e.WaitStatus(t.Context(), 30*time.Second, syncOn); err != nil {
-		t.Fatal(err)
-	}
+	waitSynchronous(t, e)
 	db := e.Writer.DSN
 	conn, err := pgx.Connect(t.Context(), db)
 	if err != nil {
