@@ -309,3 +309,41 @@ type BubbleVerifier interface {
 
 // OutputSeen is what a check saw, in words.
 const OutputSeen = "seen"
+
+// RunInfo is the run a step belongs to.
+type RunInfo struct {
+	Group  string
+	Action string // plan.Action
+	Run    string // the run's ID
+	From   string // the active site when the run was planned
+	To     string // the active site once it is done (a drill: the drill site)
+	Epoch  int64  // the group's epoch when the run was planned
+	Site   string // where the step runs
+	Step   string // the step's kind (plan.Kind)
+}
+
+// InRun: an actor or drill that is told which run its next step belongs
+// to, before the step (a script passes it on in its environment).
+type InRun interface {
+	InRun(RunInfo)
+}
+
+// Yields: a program the agent stops when its site's serve lease runs out
+// (a service with stop_on_lease_loss): it may act on the data, so it must
+// not outlive the site's right to serve.
+type Yields interface {
+	// Yield returns how to stop resource r of group g at site; ok is
+	// false when it is not to be stopped on lease loss.
+	Yield(g *config.Group, r *config.Resource, site string) (stop func(ctx context.Context) error, ok bool)
+}
+
+// Outputs of a service or script step.
+const (
+	// OutputSkipped says why a step did nothing (a script with no command
+	// for the step's kind, a service with no drill commands).
+	OutputSkipped = "skipped"
+	// OutputStdout and OutputStderr are the end of a command's output,
+	// kept in the run (bounded).
+	OutputStdout = "stdout"
+	OutputStderr = "stderr"
+)
