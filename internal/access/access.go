@@ -202,6 +202,8 @@ var Endpoints = []Endpoint{
 	{Pattern: "GET /v1/runs/{id}", Rule: Viewers},
 	{Pattern: "GET /v1/audit", Rule: Viewers, Heavy: true},
 	{Pattern: "POST /v1/runs", Rule: Operators, Audit: true, Heavy: true},
+	// A verdict on a run's approval step (approve, reject).
+	{Pattern: "POST /v1/runs/{id}/verdict", Rule: Operators, Audit: true},
 	{Pattern: "POST /v1/force", Rule: Admins, Audit: true},
 	{Pattern: "POST /v1/steps", Rule: Controller, Audit: true},
 	// A copy of a primary's server, for another site's rejoin: the

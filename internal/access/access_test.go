@@ -84,6 +84,7 @@ func TestEveryPrincipalEveryEndpoint(t *testing.T) {
 		"GET /v1/runs/{id}":               {"site", "witness", "admin", "operator", "viewer", "anonymous"},
 		"GET /v1/audit":                   {"site", "witness", "admin", "operator", "viewer", "anonymous"},
 		"POST /v1/runs":                   {"admin", "operator"},
+		"POST /v1/runs/{id}/verdict":      {"admin", "operator"},
 		"POST /v1/force":                  {"admin"},
 		"POST /v1/steps":                  {"site", "witness"},
 		"GET /v1/copy/{group}/{resource}": {"site", "witness"},

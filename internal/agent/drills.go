@@ -44,6 +44,9 @@ func (lr *localResources) drillStep(ctx context.Context, g *config.Group, r *con
 		}
 		return map[string]string{"skipped": fmt.Sprintf("%s resources send nobody into a drill's bubble: production's is left as it is", r.Type)}, nil
 	}
+	if ir, ok := d.(resource.InRun); ok {
+		ir.InRun(o.run)
+	}
 	switch o.step.Kind {
 	case plan.Clone:
 		return d.Clone(ctx)

@@ -299,14 +299,18 @@ func (fc *forcer) recoveryOf(g *config.Group, lg coord.LocalGroup, by string, re
 	if err != nil {
 		return recovery{}, refuse("%v", err)
 	}
-	// Checks are run, never unfenced or promoted.
-	order = slices.DeleteFunc(order, func(r config.Resource) bool { return r.Class == config.ClassCheck })
+	// Checks are run, never unfenced or promoted; a forced recovery waits
+	// for no approval: the admin who forces it is the person.
+	order = slices.DeleteFunc(order, func(r config.Resource) bool { return r.Class == config.ClassCheck || r.Class == config.ClassGate })
 	preq := plan.Request{Action: plan.Failover, To: here, AcceptDataLoss: req.AcceptDataLoss}
 	now := fc.now().UTC()
 	runBy := by + " (--force)"
 	if rec.ActiveSite == here {
 		var stopped []string
 		for _, r := range order {
+			if r.Class == config.ClassScript {
+				continue // not observed: its promote runs with the others
+			}
 			if v, _ := fc.local.view(g.Name + "/" + r.Name); !v.Up || v.Role != status.RolePrimary {
 				stopped = append(stopped, r.Name)
 			}
@@ -332,6 +336,7 @@ func (fc *forcer) recoveryOf(g *config.Group, lg coord.LocalGroup, by string, re
 	if err != nil {
 		return recovery{}, refuse("%w; nothing was changed (with the quorum lost, add --force to the command it names)", err)
 	}
+	p.Steps = slices.DeleteFunc(p.Steps, func(s plan.Step) bool { return s.Kind == plan.Approve })
 	run := plan.NewRun(newRunID(g.Name, plan.Failover), runBy, preq, p, now)
 	run.Role, run.Reason, run.Ticket = "admin", req.Reason, req.Ticket
 	return recovery{run: &run, revision: rec.Revision, from: rec.ActiveSite}, nil

@@ -20,6 +20,7 @@ import (
 	"github.com/siteflip/siteflip/internal/audit"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/status"
 )
 
 // apiServer is the agent's HTTP API (docs/design/safety.md): one router per
@@ -51,6 +52,7 @@ type apiStore interface {
 	Audit(ctx context.Context, since time.Time, limit int) ([]audit.Record, error)
 	StartRun(ctx context.Context, run plan.Run, recordRevision int64) error
 	StepContext(ctx context.Context, group, runID string) (coord.StepContext, error)
+	PutApproval(ctx context.Context, a status.Approval) (status.Approval, error)
 }
 
 // Limits of the API servers.
@@ -76,6 +78,7 @@ func (srv *apiServer) handlers() map[string]http.HandlerFunc {
 		"GET /v1/runs/{id}":               srv.handleRun,
 		"GET /v1/audit":                   srv.handleAudit,
 		"POST /v1/runs":                   srv.handleStartRun,
+		"POST /v1/runs/{id}/verdict":      srv.handleVerdict,
 		"POST /v1/force":                  srv.force.handleForce,
 		"POST /v1/steps":                  srv.handleStep,
 		"GET /v1/copy/{group}/{resource}": srv.handleCopy,

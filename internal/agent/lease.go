@@ -262,8 +262,10 @@ func (sl *serveLease) enforceLoop(ctx context.Context) error {
 		// be writing.
 		sl.selfFence(fenced)
 		if !withdrawn {
-			// Routes and records go with the primaries.
+			// Routes and records go with the primaries, and so do the
+			// services that may act on the data.
 			sl.local.net.WithdrawAll()
+			sl.local.yieldAll()
 			withdrawn = true
 		}
 	}

@@ -36,6 +36,10 @@ type localResources struct {
 	// locals those on this machine, kept in line with their records.
 	guards map[string]watchdog.Target
 	locals map[string]resource.Local
+	// yields are the services to stop when the lease runs out
+	// (services.go); yielded those it stopped, to start again.
+	yields  map[string]func(context.Context) error
+	yielded map[string]bool
 	// leaseValid says whether this site may serve (serveLease.valid);
 	// notify asks the presence to publish the view at once.
 	leaseValid func() bool
@@ -88,6 +92,9 @@ func (lr *localResources) carryOut(ctx context.Context, g *config.Group, r *conf
 	if err != nil {
 		return nil, err
 	}
+	if ir, ok := actor.(resource.InRun); ok {
+		ir.InRun(o.run)
+	}
 	switch o.step.Kind {
 	case plan.Fence:
 		return actor.Fence(ctx)
@@ -135,8 +142,8 @@ func (lr *localResources) observers() (map[string]resource.Observer, error) {
 		g := &lr.topo.Groups[i]
 		for j := range g.Resources {
 			r := &g.Resources[j]
-			if _, here := r.Settings[lr.site.Name]; !here || r.Class == config.ClassCheck {
-				continue // a check is run, not observed
+			if _, here := r.Settings[lr.site.Name]; !here || !r.Class.Observed() {
+				continue // a check, a script or an approval is run, not observed
 			}
 			o, err := driver.NewObserver(lr.net, g, r, lr.site.Name)
 			if err != nil {

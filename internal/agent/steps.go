@@ -31,6 +31,9 @@ type stepOrder struct {
 	// targets are the drill copies' addresses by resource, for a drill's
 	// check (a real run's checks ask production).
 	targets map[string]string
+	// run is the run the step belongs to, for the actors that pass it on
+	// (a script's environment).
+	run resource.RunInfo
 }
 
 // authorizeStep decides whether the step req, sent by the location
@@ -84,7 +87,7 @@ func authorizeStep(sc coord.StepContext, req api.StepRequest, callerSite, here s
 	}
 	s := steps[idx]
 	switch {
-	case s.Kind == plan.Activate:
+	case s.Kind == plan.Activate || s.Kind == plan.Approve:
 		return stepOrder{}, fmt.Errorf("%w: %s is the controller's own step", errNoSuchStep, s.ID)
 	case s.Site != here || s.Kind != req.Kind || s.Resource != req.Resource:
 		return stepOrder{}, fmt.Errorf("%w: step %s is %s of %s at %s, the request asks %s of %s at %s",
@@ -109,7 +112,7 @@ func authorizeStep(sc coord.StepContext, req api.StepRequest, callerSite, here s
 		if req.Epoch != run.Plan.Epoch {
 			return stepOrder{}, fmt.Errorf("%w: step %s is of epoch %d, the request says %d", errNoSuchStep, s.ID, run.Plan.Epoch, req.Epoch)
 		}
-		return stepOrder{step: s, drill: run.ID}, nil
+		return stepOrder{step: s, drill: run.ID, run: runInfo(run, s)}, nil
 	}
 	epoch := run.Plan.Epoch
 	if !rollingBack {
@@ -119,7 +122,7 @@ func authorizeStep(sc coord.StepContext, req api.StepRequest, callerSite, here s
 		return stepOrder{}, fmt.Errorf("%w: step %s runs in epoch %d; the request says %d and group %s is at epoch %d",
 			errNoSuchStep, s.ID, epoch, req.Epoch, req.Group, sc.Record.Epoch)
 	}
-	o := stepOrder{step: s}
+	o := stepOrder{step: s, run: runInfo(run, s)}
 	switch s.Kind {
 	case plan.Rejoin:
 		o.primary = run.Plan.To
@@ -131,6 +134,12 @@ func authorizeStep(sc coord.StepContext, req api.StepRequest, callerSite, here s
 		o.targets = drillTargets(run)
 	}
 	return o, nil
+}
+
+// runInfo is what a step's actor is told of its run.
+func runInfo(run *plan.Run, s plan.Step) resource.RunInfo {
+	return resource.RunInfo{Group: run.Group, Action: string(run.Plan.Action), Run: run.ID, From: run.Plan.From, To: run.Plan.To,
+		Epoch: run.Plan.Epoch, Site: s.Site, Step: string(s.Kind)}
 }
 
 // drillTargets are the addresses where the drill's copies serve, by

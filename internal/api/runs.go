@@ -15,6 +15,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/audit"
 	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/status"
 )
 
 // RunRequest asks for a run: POST /v1/runs.
@@ -62,6 +63,25 @@ func (c *Client) StartRun(ctx context.Context, req RunRequest) (plan.Run, error)
 		return c.do(ctx, http.MethodPost, base+"/v1/runs", req, &r)
 	})
 	return r, err
+}
+
+// VerdictRequest is a person's verdict on an approval step of a run.
+type VerdictRequest struct {
+	// Step is the approval step's ID or its resource's name; "" when the
+	// run has one approval step left.
+	Step    string `json:"step,omitempty"`
+	Approve bool   `json:"approve"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Verdict gives a verdict on an approval step of run id and returns it as
+// stored.
+func (c *Client) Verdict(ctx context.Context, id string, req VerdictRequest) (status.Approval, error) {
+	var a status.Approval
+	err := c.any(ctx, func(ctx context.Context, base string) error {
+		return c.do(ctx, http.MethodPost, base+"/v1/runs/"+url.PathEscape(id)+"/verdict", req, &a)
+	})
+	return a, err
 }
 
 // Run returns one run.

@@ -55,6 +55,8 @@ func commands() []command {
 		{"reprotect", "GROUP", "rebuild replication toward the active site", runAction(plan.Reprotect)},
 		{"failback", "GROUP", "switch over back to the preferred site", runAction(plan.Failback)},
 		{"drill", "GROUP [--at SITE] [--keep DURATION] [--yes] | GROUP --cleanup", "recover a copy in the bubble, check it, tear it down", runAction(plan.Drill)},
+		{"approve", "RUN [--step STEP] [--reason TEXT]", "let a run waiting at an approval step go on", runVerdict(true)},
+		{"reject", "RUN [--step STEP] [--reason TEXT]", "stop a run waiting at an approval step", runVerdict(false)},
 		{"runs", "[GROUP] [--since DURATION|TIME] [-o json]", "history of runs, who started them, RTO", runRuns},
 		{"run", "ID [-o json]", "one run's timeline, step by step", runRun},
 		{"report", "RUN [-o md|json|html] [--out FILE]", "one run's report: RTO and RPO against the targets, steps, checks", runReport},

@@ -199,11 +199,21 @@ const (
 	ClassTraffic Class = "traffic"
 	// ClassService is a program run at the active site.
 	ClassService Class = "service"
+	// ClassScript runs an operator's commands at the steps of a run
+	// (flip storage from read-only to read-write, register the VMs).
+	ClassScript Class = "script"
 	// ClassCheck verifies the recovered stack.
 	ClassCheck Class = "check"
 	// ClassGate waits for a person's approval.
 	ClassGate Class = "gate"
 )
+
+// Observed says whether resources of class c are observed at their sites
+// (and shown there in status); checks, scripts and approvals act only in
+// runs and drills, and the runs show what they did.
+func (c Class) Observed() bool {
+	return c != ClassCheck && c != ClassScript && c != ClassGate
+}
 
 // ResourceType is what a resource type tells the loader about itself.
 type ResourceType struct {

@@ -75,7 +75,7 @@ func TestBadConfigs(t *testing.T) {
 			`19:22: groups[0].resources[0].depends_on[0]: unknown resource "ldap" in group "webshop"`,
 			`21:11: groups[0].resources[0].sites: resource "db" is missing at site "antwerp"`,
 			`22:22: groups[0].resources[0].sites.frankfurt: "frankfurt" is not a site of group "webshop"`,
-			`24:15: groups[0].resources[1].type: unknown resource type "service-mesh" (known: bgp, check, dns, haproxy, mariadb, postgres, vrf)`,
+			`24:15: groups[0].resources[1].type: unknown resource type "service-mesh" (known: approval, bgp, check, dns, haproxy, mariadb, postgres, script, service, vrf)`,
 			"25:21: groups[0].resources[1].depends_on: dependency cycle: app → cache → app",
 			`26:16: groups[0].resources[1].sites: resource "app" is missing at site "brussels"`,
 			`26:16: groups[0].resources[1].sites: resource "app" is missing at site "antwerp"`,

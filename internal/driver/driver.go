@@ -12,12 +12,15 @@ import (
 	"strings"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver/approval"
 	"github.com/siteflip/siteflip/internal/driver/bgp"
 	"github.com/siteflip/siteflip/internal/driver/check"
 	"github.com/siteflip/siteflip/internal/driver/dns"
 	"github.com/siteflip/siteflip/internal/driver/haproxy"
 	"github.com/siteflip/siteflip/internal/driver/mariadb"
 	"github.com/siteflip/siteflip/internal/driver/postgres"
+	"github.com/siteflip/siteflip/internal/driver/script"
+	"github.com/siteflip/siteflip/internal/driver/service"
 	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/watchdog"
 )
@@ -30,7 +33,10 @@ var table = []resource.Type{
 	bgp.Type{VRF: true}, // traffic: VPNv4 routes under route targets
 	dns.Type{},          // traffic: a name
 	haproxy.Type{},      // traffic: a proxy's backend server
+	service.Type{},      // service: a program run at the active site only
+	script.Type{},       // script: an operator's commands at the steps of a run
 	check.Type{},        // check: a question asked of the recovered stack
+	approval.Type{},     // gate: a run waits for a person
 }
 
 // lookup returns the row of type name.
@@ -197,6 +203,17 @@ func NewDrillVerifier(g *config.Group, r *config.Resource, site string, b resour
 		return nil, fmt.Errorf("group %s, check %s at %s: %s checks cannot run inside the bubble's network namespace %s", g.Name, r.Name, site, r.Type, b.Netns)
 	}
 	return bv.InBubble(b), nil
+}
+
+// Yield returns how to stop resource r of group g at site when the site's
+// serve lease runs out (a service with stop_on_lease_loss); ok is false
+// for the others.
+func Yield(g *config.Group, r *config.Resource, site string) (stop func(ctx context.Context) error, ok bool) {
+	row, known := lookup(r.Type)
+	if y, yields := row.(resource.Yields); known && yields {
+		return y.Yield(g, r, site)
+	}
+	return nil, false
 }
 
 // NewLocal returns resource r of group g at site as a Local, when it is a

@@ -43,6 +43,29 @@ func TestTableRows(t *testing.T) {
 			if !verifies || observes || steps {
 				t.Errorf("%s (check): verifies %v, observes %v, steps %v; want a verifier only", name, verifies, observes, steps)
 			}
+		case config.ClassService:
+			// A program: observed, started and stopped, stopped when the
+			// lease runs out; no data, so no hard fence.
+			_, observes := row.(resource.Observes)
+			_, steps := row.(resource.Steps)
+			_, yields := row.(resource.Yields)
+			_, fences := row.(resource.HardFence)
+			if !observes || !steps || !yields || fences {
+				t.Errorf("%s (service): observes %v, steps %v, yields %v, hard fence %v; want all but the hard fence", name, observes, steps, yields, fences)
+			}
+		case config.ClassScript:
+			_, steps := row.(resource.Steps)
+			_, observes := row.(resource.Observes)
+			if !steps || observes {
+				t.Errorf("%s (script): steps %v, observes %v; want steps only", name, steps, observes)
+			}
+		case config.ClassGate:
+			// The controller waits; nothing runs at a site.
+			_, steps := row.(resource.Steps)
+			_, observes := row.(resource.Observes)
+			if steps || observes {
+				t.Errorf("%s (gate): steps %v, observes %v; want neither", name, steps, observes)
+			}
 		default:
 			t.Errorf("%s: class %q has no row yet", name, c.Class)
 		}
@@ -53,7 +76,7 @@ func TestTableRows(t *testing.T) {
 	if got := len(Types()); got != len(table) {
 		t.Errorf("Types() has %d types for %d rows", got, len(table))
 	}
-	for _, name := range []string{"postgres", "mariadb", "bgp", "vrf", "dns", "haproxy", "check"} {
+	for _, name := range []string{"postgres", "mariadb", "bgp", "vrf", "dns", "haproxy", "service", "script", "check", "approval"} {
 		if !seen[name] {
 			t.Errorf("no row for %s", name)
 		}
@@ -68,7 +91,7 @@ func TestMissingCapability(t *testing.T) {
 		t.Errorf("NewSync of a bgp resource: %v", err)
 	}
 	r.Type = "nosuch"
-	if _, err := NewSync(g, r, "brussels"); err == nil || err.Error() != `group webshop, resource vip: unknown type "nosuch" (known: bgp, check, dns, haproxy, mariadb, postgres, vrf)` {
+	if _, err := NewSync(g, r, "brussels"); err == nil || err.Error() != `group webshop, resource vip: unknown type "nosuch" (known: approval, bgp, check, dns, haproxy, mariadb, postgres, script, service, vrf)` {
 		t.Errorf("NewSync of an unknown type: %v", err)
 	}
 	if _, err := FenceNow(watchdog.Target{Name: "webshop/vip", Kind: "bgp"}); err == nil {

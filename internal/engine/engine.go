@@ -26,6 +26,10 @@ type Store interface {
 	Record(ctx context.Context, group string) (status.Record, bool, error)
 	Runs(ctx context.Context, group string) ([]plan.Run, error)
 	FillDataLost(ctx context.Context, group, failoverID, text, by string, f coord.Fence) error
+	// Approvals (an approve step).
+	PutAwaiting(ctx context.Context, a status.Awaiting, f coord.Fence) (status.Awaiting, error)
+	DeleteAwaiting(ctx context.Context, group string, f coord.Fence) error
+	Approval(ctx context.Context, run, step string) (status.Approval, bool, error)
 }
 
 // Agents carries a step out on a site's agent.
@@ -291,6 +295,9 @@ func (e *Engine) do(ctx context.Context, run *plan.Run, i int) (map[string]strin
 	if s.Kind == plan.Keep {
 		return e.keep(ctx, run, i)
 	}
+	if s.Kind == plan.Approve {
+		return e.approve(ctx, run, i)
+	}
 	if s.Kind == plan.Activate {
 		run.Steps[i].State = plan.StepDone // stored in the same transaction as the record
 		epoch, err := e.Store.Activate(ctx, *run, run.Plan.Epoch, s.Site, e.Fence)
@@ -333,6 +340,55 @@ func (e *Engine) keep(ctx context.Context, run *plan.Run, i int) (map[string]str
 		e.Sleep(ctx, min(until.Sub(e.Now()), time.Second))
 	}
 	return map[string]string{"kept": run.Request.Keep.String()}, nil
+}
+
+// approvalPoll is how often a run waiting for a person looks for the
+// verdict.
+const approvalPoll = 250 * time.Millisecond
+
+// approve waits for a person's verdict on an approval step, until the
+// step's timeout (counted from when the run first waited there, so that
+// a resumed run does not start the wait again). A rejection or the end of
+// the wait fails the step: before activation the run is rolled back,
+// after it the run fails, as any step would.
+func (e *Engine) approve(ctx context.Context, run *plan.Run, i int) (map[string]string, error) {
+	s := run.Plan.Steps[i]
+	now := e.Now().UTC()
+	a, err := e.Store.PutAwaiting(ctx, status.Awaiting{Group: run.Group, Run: run.ID, Step: s.ID, Message: s.Message, Since: now, Until: now.Add(s.Timeout)}, e.Fence)
+	if err != nil {
+		if errors.Is(err, coord.ErrNotElected) {
+			return nil, fmt.Errorf("%w: %v", ErrInterrupted, err)
+		}
+		return nil, err
+	}
+	defer func() {
+		if err := e.Store.DeleteAwaiting(context.WithoutCancel(ctx), run.Group, e.Fence); err != nil {
+			e.Log.Warn("could not clear the awaited approval", "run", run.ID, "error", err)
+		}
+	}()
+	e.Log.Info("waiting for a person's approval", "run", run.ID, "step", s.ID, "until", a.Until)
+	for {
+		v, ok, err := e.Store.Approval(ctx, run.ID, s.ID)
+		switch {
+		case err != nil:
+			e.Log.Warn("could not read the verdict", "run", run.ID, "step", s.ID, "error", err)
+		case ok && v.Approved:
+			return map[string]string{"approved_by": v.By, "approved_at": v.At.Format(time.RFC3339), "reason": v.Reason}, nil
+		case ok:
+			why := ""
+			if v.Reason != "" {
+				why = ": " + v.Reason
+			}
+			return nil, fmt.Errorf("rejected by %s at %s%s", v.By, v.At.Format(time.RFC3339), why)
+		}
+		if !e.Now().Before(a.Until) {
+			return nil, fmt.Errorf("no one approved it within %s (waiting since %s); `siteflip approve %s` lets a run go on", s.Timeout, a.Since.Format(time.RFC3339), run.ID)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		e.Sleep(ctx, approvalPoll)
+	}
 }
 
 // call sends a step to its site's agent. The agent bounds the step by its

@@ -32,6 +32,38 @@ type fakeStore struct {
 	history   []plan.Run
 	fills     int  // FillDataLost calls that wrote
 	fillLost  bool // FillDataLost finds the term lost
+	// verdicts are the approvals given, by step ID; verdictAfter delays
+	// each until the run has looked for it that many times.
+	verdicts     map[string]status.Approval
+	verdictAfter int
+	looks        int
+	awaiting     []status.Awaiting // every wait recorded
+	cleared      int               // DeleteAwaiting calls
+}
+
+func (s *fakeStore) PutAwaiting(_ context.Context, a status.Awaiting, _ coord.Fence) (status.Awaiting, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.awaiting = append(s.awaiting, a)
+	return a, nil
+}
+
+func (s *fakeStore) DeleteAwaiting(context.Context, string, coord.Fence) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cleared++
+	return nil
+}
+
+func (s *fakeStore) Approval(_ context.Context, run, step string) (status.Approval, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.looks++
+	if s.looks <= s.verdictAfter {
+		return status.Approval{}, false, nil
+	}
+	a, ok := s.verdicts[step]
+	return a, ok, nil
 }
 
 func (s *fakeStore) Runs(_ context.Context, group string) ([]plan.Run, error) {
@@ -573,5 +605,75 @@ func TestSwitchoverTellsNoFailover(t *testing.T) {
 	}
 	if f := s.failover(t, "f1"); f.DataLostBy != "" || s.fills != 0 {
 		t.Errorf("a switchover told the failover: %+v", f)
+	}
+}
+
+func TestApproval(t *testing.T) {
+	gated := func(dependsOn ...string) *config.Group {
+		g := group()
+		g.Resources = append(g.Resources, config.Resource{Name: "ok", Type: "approval", Class: config.ClassGate, DependsOn: dependsOn})
+		return g
+	}
+	approved := status.Approval{Approved: true, By: "alice", At: time.Unix(2000, 0)}
+	rejected := status.Approval{By: "bob", At: time.Unix(2000, 0), Reason: "storage still read-only"}
+	tests := []struct {
+		name      string
+		g         *config.Group
+		verdict   *status.Approval
+		after     int // looks before the verdict shows
+		state     string
+		calls     []string
+		errorHas  string
+		activated bool
+	}{
+		{name: "approved after a wait: the run goes on", g: gated(), verdict: &approved, after: 3, state: plan.RunSucceeded,
+			calls: []string{"fence:db@brussels", "catch-up:db@antwerp", "promote:db@antwerp", "rejoin:db@brussels"}, activated: true},
+		// The rollback's unfence finds nothing fenced (unfence is idempotent).
+		{name: "rejected before activation: rolled back, nothing fenced", g: gated(), verdict: &rejected, state: plan.RunRolledBack,
+			calls: []string{"unfence:db@brussels"}, errorHas: "rejected by bob at 1970-01-01T00:33:20Z: storage still read-only"},
+		{name: "nobody answers: rolled back when the wait runs out", g: gated(), state: plan.RunRolledBack, calls: []string{"unfence:db@brussels"}, errorHas: "no one approved it within 30m0s"},
+		{name: "rejected after activation: the run fails and names reprotect", g: gated("db"), verdict: &rejected, state: plan.RunFailed,
+			calls: []string{"fence:db@brussels", "catch-up:db@antwerp", "promote:db@antwerp"}, errorHas: "siteflip reprotect webshop", activated: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &fakeStore{epoch: 4, active: "brussels", verdicts: map[string]status.Approval{}, verdictAfter: tc.after}
+			p, err := plan.Build(tc.g, plan.Known{
+				Status: status.GroupStatus{Name: "webshop", ActiveSite: "brussels", Epoch: 4, State: status.StateProtected},
+				SiteUp: up,
+			}, plan.Request{Action: plan.Switchover, To: "antwerp"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.verdict != nil {
+				v := *tc.verdict
+				v.Run, v.Step = "r1", "approve:ok@antwerp"
+				s.verdicts[v.Step] = v
+			}
+			a := &fakeAgents{}
+			e := engine(s, a, up)
+			now := time.Unix(1000, 0)
+			e.Now = func() time.Time { return now }
+			e.Sleep = func(_ context.Context, d time.Duration) { now = now.Add(d) }
+			run, err := e.Drive(t.Context(), plan.NewRun("r1", "operator", plan.Request{Action: plan.Switchover}, p, now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run.State != tc.state || !strings.Contains(run.Error, tc.errorHas) {
+				t.Fatalf("state %s error %q, want %s and %q", run.State, run.Error, tc.state, tc.errorHas)
+			}
+			if len(a.calls)+len(tc.calls) > 0 && !cmp.Equal(a.calls, tc.calls) {
+				t.Errorf("calls: %s", cmp.Diff(tc.calls, a.calls))
+			}
+			if run.Activated() != tc.activated {
+				t.Errorf("activated %v, want %v", run.Activated(), tc.activated)
+			}
+			if len(s.awaiting) != 1 || s.cleared != 1 || s.awaiting[0].Until.Sub(s.awaiting[0].Since) != 30*time.Minute || s.awaiting[0].Step != "approve:ok@antwerp" {
+				t.Errorf("waits recorded %+v, cleared %d: want one of 30m, cleared once", s.awaiting, s.cleared)
+			}
+			if tc.state == plan.RunSucceeded && run.OutputOf(plan.Approve, "ok")["approved_by"] != "alice" {
+				t.Errorf("the step does not say who approved: %v", run.OutputOf(plan.Approve, "ok"))
+			}
+		})
 	}
 }

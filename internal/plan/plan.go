@@ -60,6 +60,13 @@ const (
 	// verified, or with the failing checks named, without failing).
 	Check Kind = "check"
 
+	// Approve waits for a person's verdict (an approval resource, class
+	// gate): the controller's own step. Without depends_on it comes
+	// first, before anything is fenced; with depends_on, among the
+	// promotions, after what it depends on and before what depends on
+	// it.
+	Approve Kind = "approve"
+
 	// Drill steps, all at the drill site.
 
 	// Clone copies the standby's data, its replication untouched.
@@ -88,6 +95,8 @@ type Step struct {
 	// without failing the run: fencing a dead site cannot succeed, and the
 	// site is fenced by being dead and by the epoch.
 	BestEffort bool `json:"best_effort,omitempty"`
+	// Message is what an approval step asks of the person.
+	Message string `json:"message,omitempty"`
 }
 
 // Plan is the ordered steps of one action on one group.
@@ -159,6 +168,9 @@ const (
 	cloneTimeout    = 30 * time.Minute
 	startTimeout    = time.Minute
 	teardownTimeout = 2 * time.Minute
+	// defaultApprovalTimeout is how long a run waits for a person when
+	// the approval does not say.
+	defaultApprovalTimeout = 30 * time.Minute
 )
 
 // Build returns the plan for req on group g, given what is known of it.
@@ -176,8 +188,11 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	// Checks are run, never fenced, promoted or rejoined.
-	order := slices.DeleteFunc(slices.Clone(all), func(r config.Resource) bool { return r.Class == config.ClassCheck })
+	// Checks are run and approvals awaited, never fenced, promoted or
+	// rejoined.
+	order := slices.DeleteFunc(slices.Clone(all), func(r config.Resource) bool {
+		return r.Class == config.ClassCheck || r.Class == config.ClassGate
+	})
 	from := st.ActiveSite
 	to := req.To
 	switch req.Action {
@@ -208,7 +223,7 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 			return Plan{}, fmt.Errorf("group %s: %w (state %s: %s); a %s needs a streaming standby at %s; run `siteflip reprotect %s` first",
 				g.Name, ErrNotProtected, st.State, strings.Join(st.Problems, "; "), req.Action, to, g.Name)
 		}
-		p.Steps = append(planned(g, order, from, to), checks(all, to)...)
+		p.Steps = append(gated(all, planned(g, order, from, to), to), checks(all, to)...)
 		p.Rollback = rollback(order, from)
 	case Drill:
 		if to == from {
@@ -235,13 +250,13 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 		if err := lagWithin(g, order, k, to, req.AcceptDataLoss); err != nil {
 			return Plan{}, err
 		}
-		p.Steps = append(unplanned(order, from, to, k.SiteUp[from]), checks(all, to)...)
+		p.Steps = append(gated(all, unplanned(order, from, to, k.SiteUp[from]), to), checks(all, to)...)
 		if k.SiteUp[from] {
 			// A failed failover puts back what its fences stopped.
 			p.Rollback = rollback(order, from)
 		}
 	case Reprotect:
-		p.Steps = reprotect(g, order, from)
+		p.Steps = append(restart(order, st), reprotect(g, order, from)...)
 	}
 	return p, nil
 }
@@ -315,7 +330,7 @@ func drill(order []config.Resource, site string, keep time.Duration) (steps, tea
 		}
 	}
 	for _, r := range order {
-		if r.Data || r.Class == config.ClassTraffic {
+		if drilled(r) {
 			steps = append(steps, step(Start, r.Name, site, startTimeout, 1, false))
 		}
 	}
@@ -330,11 +345,118 @@ func drill(order []config.Resource, site string, keep time.Duration) (steps, tea
 		steps = append(steps, step(Keep, "", site, keep+time.Minute, 0, false))
 	}
 	for _, r := range slices.Backward(order) {
-		if r.Data || r.Class == config.ClassTraffic {
+		if drilled(r) {
 			teardown = append(teardown, step(Teardown, r.Name, site, teardownTimeout, 3, true))
 		}
 	}
 	return append(steps, teardown...), teardown
+}
+
+// drilled says whether r is started in a drill's bubble (and torn down
+// after): every class but checks, which are run, and approvals, which a
+// drill never waits for.
+func drilled(r config.Resource) bool {
+	return r.Class != config.ClassCheck && r.Class != config.ClassGate
+}
+
+// gated places the approvals of order into steps: one without depends_on
+// before every step (nothing is fenced before a person agreed), one with
+// depends_on right after the last promotion it depends on (directly or
+// through others), or, when it depends only on resources that are not
+// promoted, right after the activation.
+func gated(order []config.Resource, steps []Step, to string) []Step {
+	var first []Step
+	for _, r := range order {
+		if r.Class != config.ClassGate {
+			continue
+		}
+		a := step(Approve, r.Name, to, approvalTimeout(r, to), 0, false)
+		a.Message = approvalMessage(r, to)
+		if len(r.DependsOn) == 0 {
+			first = append(first, a)
+			continue
+		}
+		deps := dependencies(order, r.Name)
+		at := slices.IndexFunc(steps, func(s Step) bool { return s.Kind == Activate })
+		for i, s := range steps {
+			if s.Kind == Promote && deps[s.Resource] {
+				at = i
+			}
+		}
+		if at < 0 {
+			// No activation in this plan (a drill): nothing to place.
+			continue
+		}
+		steps = slices.Insert(slices.Clone(steps), at+1, a)
+	}
+	return append(first, steps...)
+}
+
+// dependencies returns every resource name of order that name depends on,
+// directly or through others.
+func dependencies(order []config.Resource, name string) map[string]bool {
+	by := map[string][]string{}
+	for _, r := range order {
+		by[r.Name] = r.DependsOn
+	}
+	seen := map[string]bool{}
+	var walk func(string)
+	walk = func(n string) {
+		for _, d := range by[n] {
+			if !seen[d] {
+				seen[d] = true
+				walk(d)
+			}
+		}
+	}
+	walk(name)
+	return seen
+}
+
+// Gate is what an approval resource's settings tell the plan.
+type Gate interface {
+	// ApprovalTimeout is how long a run waits for the verdict.
+	ApprovalTimeout() time.Duration
+	// ApprovalMessage is what the person is asked.
+	ApprovalMessage() string
+}
+
+func approvalTimeout(r config.Resource, site string) time.Duration {
+	if g, ok := r.Settings[site].(Gate); ok && g.ApprovalTimeout() > 0 {
+		return g.ApprovalTimeout()
+	}
+	return defaultApprovalTimeout
+}
+
+func approvalMessage(r config.Resource, site string) string {
+	if g, ok := r.Settings[site].(Gate); ok {
+		return g.ApprovalMessage()
+	}
+	return ""
+}
+
+// restart promotes, at the active site, every service that does not run
+// there: a run that failed after its activation (an approval rejected or
+// timed out, a service that would not start) leaves them stopped, and
+// reprotect brings the whole group back in line.
+func restart(order []config.Resource, st status.GroupStatus) []Step {
+	var steps []Step
+	for _, r := range order {
+		if r.Class != config.ClassService {
+			continue
+		}
+		for _, rs := range st.Resources {
+			if rs.Name != r.Name {
+				continue
+			}
+			for _, s := range rs.Sites {
+				if s.Site == st.ActiveSite && s.Up && s.Role != status.RolePrimary {
+					steps = append(steps, step(Promote, r.Name, st.ActiveSite, promoteTimeout, 2, false))
+				}
+			}
+		}
+	}
+	return steps
 }
 
 // drillSite is where a drill goes by default: the group's first site,

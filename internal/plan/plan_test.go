@@ -19,8 +19,8 @@ func group() *config.Group {
 		Name: "webshop", PreferredSite: "brussels", Sites: []string{"brussels", "antwerp"},
 		MaxDataLoss: new(config.Duration(5 * time.Second)),
 		Resources: []config.Resource{
-			{Name: "app", Type: "service", DependsOn: []string{"db"}},
-			{Name: "db", Type: "postgres", Data: true},
+			{Name: "app", Type: "service", Class: config.ClassService, DependsOn: []string{"db"}},
+			{Name: "db", Type: "postgres", Class: config.ClassData, Data: true},
 		},
 	}
 }
@@ -377,18 +377,18 @@ func TestBuildDrill(t *testing.T) {
 			known: known("brussels", status.StateProtected, bothUp, 0),
 			req:   Request{Action: Drill},
 			to:    "antwerp",
-			steps: []string{"clone:db@antwerp", "start:db@antwerp", "start:name@antwerp", "check:orders@antwerp",
-				"teardown:name@antwerp?", "teardown:db@antwerp?"},
-			rollback: []string{"teardown:name@antwerp?", "teardown:db@antwerp?"},
+			steps: []string{"clone:db@antwerp", "start:db@antwerp", "start:app@antwerp", "start:name@antwerp", "check:orders@antwerp",
+				"teardown:name@antwerp?", "teardown:app@antwerp?", "teardown:db@antwerp?"},
+			rollback: []string{"teardown:name@antwerp?", "teardown:app@antwerp?", "teardown:db@antwerp?"},
 		},
 		{
 			name:  "drill kept up for a while",
 			known: known("antwerp", status.StateProtected, bothUp, 0),
 			req:   Request{Action: Drill, Keep: time.Minute},
 			to:    "brussels",
-			steps: []string{"clone:db@brussels", "start:db@brussels", "start:name@brussels", "check:orders@brussels", "keep@brussels",
-				"teardown:name@brussels?", "teardown:db@brussels?"},
-			rollback: []string{"teardown:name@brussels?", "teardown:db@brussels?"},
+			steps: []string{"clone:db@brussels", "start:db@brussels", "start:app@brussels", "start:name@brussels", "check:orders@brussels", "keep@brussels",
+				"teardown:name@brussels?", "teardown:app@brussels?", "teardown:db@brussels?"},
+			rollback: []string{"teardown:name@brussels?", "teardown:app@brussels?", "teardown:db@brussels?"},
 		},
 		{
 			name:  "a drill never copies the active site",
@@ -455,6 +455,103 @@ func TestBuildDrill(t *testing.T) {
 			if tt.rollback != nil {
 				if diff := cmp.Diff(tt.rollback, ids(p.Rollback)); diff != "" {
 					t.Errorf("rollback (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// gate is an approval resource's settings, as the plan reads them.
+type gate struct {
+	timeout time.Duration
+	message string
+}
+
+func (g gate) ApprovalTimeout() time.Duration { return g.timeout }
+func (g gate) ApprovalMessage() string        { return g.message }
+
+func TestBuildWithApprovals(t *testing.T) {
+	stack := func(gates ...config.Resource) *config.Group {
+		g := group()
+		g.Resources = append(g.Resources,
+			config.Resource{Name: "storage", Type: "script", Class: config.ClassScript},
+			config.Resource{Name: "vm", Type: "service", Class: config.ClassService, DependsOn: []string{"storage"}})
+		g.Resources = append(g.Resources, gates...)
+		return g
+	}
+	confirm := config.Resource{Name: "confirm", Type: "approval", Class: config.ClassGate,
+		Settings: map[string]any{"antwerp": gate{timeout: time.Hour, message: "move the web shop?"}}}
+	storageReady := config.Resource{Name: "storage-ready", Type: "approval", Class: config.ClassGate, DependsOn: []string{"storage"},
+		Settings: map[string]any{"antwerp": gate{}}}
+	dbOnly := config.Resource{Name: "db-ok", Type: "approval", Class: config.ClassGate, DependsOn: []string{"db"}}
+	tests := []struct {
+		name  string
+		g     *config.Group
+		req   Request
+		known Known
+		steps []string
+	}{
+		{
+			name: "an approval without depends_on comes before the first fence",
+			g:    stack(confirm), req: Request{Action: Switchover, To: "antwerp"}, known: known("brussels", status.StateProtected, bothUp, 0),
+			steps: []string{"approve:confirm@antwerp",
+				"fence:vm@brussels", "fence:storage@brussels", "fence:app@brussels", "fence:db@brussels",
+				"catch-up:db@antwerp", "catch-up:app@antwerp", "catch-up:storage@antwerp", "catch-up:vm@antwerp",
+				"activate@antwerp",
+				"promote:db@antwerp", "promote:app@antwerp", "promote:storage@antwerp", "promote:vm@antwerp",
+				"rejoin:db@brussels", "rejoin:app@brussels", "rejoin:storage@brussels", "rejoin:vm@brussels"},
+		},
+		{
+			name: "an approval that depends on the storage flip waits between it and the VMs",
+			g:    stack(storageReady), req: Request{Action: Failover}, known: known("brussels", status.StateUnreachable, brusselsDown, 0.2),
+			steps: []string{"activate@antwerp", "promote:db@antwerp", "promote:app@antwerp", "promote:storage@antwerp",
+				"approve:storage-ready@antwerp", "promote:vm@antwerp"},
+		},
+		{
+			name: "both kinds in one failover",
+			g:    stack(confirm, dbOnly), req: Request{Action: Failover}, known: known("brussels", status.StateUnreachable, brusselsDown, 0.2),
+			steps: []string{"approve:confirm@antwerp", "activate@antwerp", "promote:db@antwerp", "approve:db-ok@antwerp",
+				"promote:app@antwerp", "promote:storage@antwerp", "promote:vm@antwerp"},
+		},
+		{
+			name: "a drill never waits for a person",
+			g:    stack(confirm, storageReady), req: Request{Action: Drill}, known: known("brussels", status.StateProtected, bothUp, 0),
+			steps: []string{"clone:db@antwerp", "start:db@antwerp", "start:app@antwerp", "start:storage@antwerp", "start:vm@antwerp",
+				"teardown:vm@antwerp?", "teardown:storage@antwerp?", "teardown:app@antwerp?", "teardown:db@antwerp?"},
+		},
+		{
+			name: "reprotect starts a service that does not run at the active site, then rejoins",
+			g:    group(), req: Request{Action: Reprotect},
+			known: func() Known {
+				k := known("antwerp", status.StateDown, bothUp, 0)
+				k.Status.Resources[1].Sites[1] = status.ResourceSiteStatus{Site: "antwerp", Up: true, Role: status.RoleStandby, Streaming: true}
+				return k
+			}(),
+			steps: []string{"promote:app@antwerp", "rejoin:db@brussels", "rejoin:app@brussels"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Build(tc.g, tc.known, tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.steps, ids(p.Steps)); diff != "" {
+				t.Errorf("steps (-want +got):\n%s", diff)
+			}
+			for _, s := range p.Steps {
+				if s.Kind != Approve {
+					continue
+				}
+				switch s.Resource {
+				case "confirm":
+					if s.Timeout != time.Hour || s.Message != "move the web shop?" {
+						t.Errorf("confirm: timeout %s message %q, want the approval's", s.Timeout, s.Message)
+					}
+				default:
+					if s.Timeout != defaultApprovalTimeout || s.Retries != 0 {
+						t.Errorf("%s: timeout %s retries %d, want the default and none", s.ID, s.Timeout, s.Retries)
+					}
 				}
 			}
 		})

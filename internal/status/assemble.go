@@ -101,6 +101,8 @@ type GroupStatus struct {
 	Drill string `json:"drill,omitempty"`
 	// Decision is set while the group waits for a person.
 	Decision *Decision `json:"decision,omitempty"`
+	// Awaiting is set while the group's run waits for an approval.
+	Awaiting *Awaiting `json:"awaiting,omitempty"`
 	// Drills is the group's drill schedule, its last drill and its next;
 	// absent when it has neither schedule nor drill on record.
 	Drills    *DrillStatus     `json:"drills,omitempty"`
@@ -322,13 +324,14 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 	var notReady []string
 	for _, r := range g.Resources {
 		rs := ResourceStatus{Name: r.Name, Type: r.Type, Class: string(r.Class), Sites: []ResourceSiteStatus{}}
-		if r.Class == config.ClassCheck {
-			// A check is not observed: it runs at the end of runs and in
-			// drills, and the runs show its results.
+		if !r.Class.Observed() {
+			// A check, a script or an approval is not observed: it runs in
+			// runs and drills, and the runs show what it did.
 			gs.Resources = append(gs.Resources, rs)
 			continue
 		}
 		traffic := r.Class == config.ClassTraffic
+		service := r.Class == config.ClassService
 		if sr, ok := snap.Sync[g.Name][r.Name]; ok {
 			rs.Synchronous = &sr
 		}
@@ -397,7 +400,13 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 				}
 			}
 		}
-		if len(primaries) > 1 {
+		switch {
+		case len(primaries) > 1 && service:
+			// A program running at two sites is not two writable
+			// databases, but it is not where it should be.
+			unprotected = true
+			gs.Problems = append(gs.Problems, fmt.Sprintf("%s runs at %d sites: %v", r.Name, len(primaries), primaries))
+		case len(primaries) > 1:
 			split = true
 			gs.Problems = append(gs.Problems, fmt.Sprintf("%s: %d sites claim the primary role: %v", r.Name, len(primaries), primaries))
 		}
@@ -411,6 +420,13 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			case active && rss.Role != RolePrimary && traffic:
 				down = true
 				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s does not send the clients there%s", r.Name, rss.Site, because(rss.Error)))
+			case active && rss.Role != RolePrimary && service:
+				down = true
+				what := "does not run"
+				if rss.Role == RoleDown {
+					what = "runs but is unhealthy"
+				}
+				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s %s%s", r.Name, rss.Site, what, because(rss.Error)))
 			case active && rss.Role != RolePrimary:
 				down = true
 				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s is %s%s", r.Name, rss.Site, rss.Role, because(rss.Error)))
@@ -418,8 +434,11 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 				// With the active site primary too, this is split-brain.
 				if !slices.Contains(primaries, gs.ActiveSite) {
 					what := "is primary"
-					if traffic {
+					switch {
+					case traffic:
 						what = "sends the clients there"
+					case service:
+						what = "runs"
 					}
 					gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s %s but the group's active site is %s", r.Name, rss.Site, what, gs.ActiveSite))
 				}
@@ -432,6 +451,8 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 				switch {
 				case traffic:
 					what = "not ready to take the clients"
+				case service:
+					what = "not ready to start"
 				case rss.Role == RoleStandby:
 					what = "a standby that is not streaming"
 				}
@@ -450,6 +471,15 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 	if d, ok := snap.Decisions[g.Name]; ok && adopted && d.Site == rec.ActiveSite {
 		gs.Decision = &d
 		gs.Problems = append(gs.Problems, fmt.Sprintf("%s is lost and %s does not fail over by itself: %s; to recover now: %s", d.Site, g.Name, d.Reason, d.Command))
+	}
+	if a, ok := snap.Awaiting[g.Name]; ok && a.Run == gs.Run {
+		gs.Awaiting = &a
+		msg := ""
+		if a.Message != "" {
+			msg = ": " + a.Message
+		}
+		gs.Problems = append(gs.Problems, fmt.Sprintf("run %s waits for a person's approval at step %s since %s%s; `siteflip approve %s` lets it go on, `siteflip reject %s` stops it",
+			a.Run, a.Step, a.Since.UTC().Format(time.RFC3339), msg, a.Run, a.Run))
 	}
 	lost := adopted && len(snap.Marks[rec.ActiveSite]) > 0 && siteDown[rec.ActiveSite]
 	switch {

@@ -182,6 +182,8 @@ type Snapshot struct {
 	Sync map[string]map[string]SyncRecord
 	// Drills is what is kept of each group's drills, by group.
 	Drills map[string]DrillRecord
+	// Awaiting is the approval each group's run waits for, by group.
+	Awaiting map[string]Awaiting
 	// ViewAges is, by location, how long ago the reader saw its view
 	// change, on the reader's own monotonic clock. Without it, a view's
 	// age is read against its publisher's clock (tests).
@@ -222,6 +224,29 @@ type Decision struct {
 	Reason  string    `json:"reason"`
 	Command string    `json:"command"` // what a person can run
 	Since   time.Time `json:"since"`
+}
+
+// Approval is a person's verdict on an approval step of a run.
+type Approval struct {
+	Run  string `json:"run"`
+	Step string `json:"step"`
+	// Approved: the run goes on; otherwise it was rejected.
+	Approved bool      `json:"approved"`
+	By       string    `json:"by"` // the certificate name of who decided
+	At       time.Time `json:"at"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// Awaiting is a run waiting at an approval step for a person.
+type Awaiting struct {
+	Group   string    `json:"group"`
+	Run     string    `json:"run"`
+	Step    string    `json:"step"`
+	Message string    `json:"message,omitempty"`
+	Since   time.Time `json:"since"`
+	// Until is when the wait runs out: before activation the run is then
+	// rolled back, after it the run fails.
+	Until time.Time `json:"until"`
 }
 
 // Replication modes of a synchronous resource.
