@@ -61,3 +61,22 @@ func TestLocalAction(t *testing.T) {
 		})
 	}
 }
+
+// The DNS server in every agent answered with the new site as soon as the
+// record changed at activation, before the database there accepted
+// writes: during a run only the promote step moves it.
+func TestFollowRecord(t *testing.T) {
+	tests := []struct {
+		running, followed, want bool
+	}{
+		{running: false, followed: false, want: true},
+		{running: false, followed: true, want: true},
+		{running: true, followed: true, want: false},
+		{running: true, followed: false, want: true}, // just started: the record is all it has
+	}
+	for _, tt := range tests {
+		if got := followRecord(tt.running, tt.followed); got != tt.want {
+			t.Errorf("followRecord(run in progress %v, followed before %v) = %v, want %v", tt.running, tt.followed, got, tt.want)
+		}
+	}
+}

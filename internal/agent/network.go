@@ -19,6 +19,7 @@ func (lr *localResources) convergeLoop(ctx context.Context) error {
 		return nil
 	}
 	applied := map[string]string{}
+	followed := map[string]bool{}
 	return lr.plane.withSnapshots(ctx, lr.topo.Coordination.ProbeInterval.D(), func(snap status.Snapshot) {
 		for _, key := range keys {
 			group, _, _ := strings.Cut(key, "/")
@@ -28,7 +29,10 @@ func (lr *localResources) convergeLoop(ctx context.Context) error {
 				continue
 			}
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			n.Follow(sctx, rec.ActiveSite)
+			if followRecord(snap.Running[group] != "", followed[key]) {
+				n.Follow(sctx, rec.ActiveSite)
+				followed[key] = true
+			}
 			if snap.Running[group] != "" {
 				delete(applied, key) // the run moves it
 				cancel()
@@ -64,4 +68,16 @@ func (lr *localResources) convergeLoop(ctx context.Context) error {
 			lr.observeNow()
 		}
 	})
+}
+
+// followRecord says whether the parts of a traffic resource that answer
+// for every site (the DNS server in every agent) follow the group's record
+// now. During a run they do not: the record names the new site from the
+// activation on, but clients must reach it only once what they depend on
+// serves there, which the run's promote step of the resource says (it
+// makes the new site's agent follow at once); the others follow when the
+// run has ended. An agent that never followed (it just started) follows
+// the record all the same: it has nothing better to answer.
+func followRecord(runInProgress, followedBefore bool) bool {
+	return !runInProgress || !followedBefore
 }
