@@ -516,3 +516,53 @@ func TestCoordinationLimits(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// A whole stack is linted as a serious operator would want: a service
+// without a health probe, a script without a timeout, an app that does not
+// depend on its database, an approval in a group that fails over by
+// itself.
+func TestStackLint(t *testing.T) {
+	stack := `
+      - name: storage
+        type: script
+        sites:
+          brussels: {promote: [/usr/local/bin/flip, read-write]}
+          antwerp: {promote: [/usr/local/bin/flip, read-write], timeout: 5m}
+      - name: app
+        type: service
+        depends_on: [storage]
+        sites:
+          brussels: {unit: shop-app.service}
+          antwerp: {unit: shop-app.service, health: {tcp: {address: "10.2.0.30:8080"}}}
+      - name: ok
+        type: approval
+        sites:
+          brussels: {message: "storage read-write?"}
+          antwerp: {}`
+	db := "antwerp: {host: 10.2.0.20, data_dir: /srv/pg, password_env: PGPW}\n"
+	doc := edited(t, db, db+stack[1:]+"\n", "policy: manual", "policy: automatic")
+	_, probs := config.Parse("s.yaml", []byte(doc), driver.Types())
+	if errs := config.Errors(probs); len(errs) > 0 {
+		t.Fatalf("unexpected errors: %v", errs)
+	}
+	var got []string
+	for _, p := range probs {
+		got = append(got, p.Field+": "+p.Msg)
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		"groups[0].resources[1].sites.brussels.timeout: a script without a timeout",
+		"groups[0].resources[2].sites.brussels.health: a service without a health probe",
+		"groups[0].resources[2].depends_on: service app does not depend on a database of group webshop",
+		"groups[0].resources[3].sites.brussels: group webshop has policy: automatic, but an automatic failover waits at this approval",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no warning %q in:\n%s", want, all)
+		}
+	}
+	for _, unwanted := range []string{"resources[1].sites.antwerp.timeout", "resources[2].sites.antwerp.health"} {
+		if strings.Contains(all, unwanted) {
+			t.Errorf("a warning about %s, which is set:\n%s", unwanted, all)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -519,6 +520,48 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 	}
 	if cycle := findCycle(g.Resources, index); cycle != nil {
 		v.add(fmt.Sprintf("%s.resources[%d].depends_on", f, index[cycle[0]]), "dependency cycle: %s", strings.Join(cycle, " → "))
+		return
+	}
+	v.stack(f, g)
+}
+
+// stack warns about a service that does not depend, directly or through
+// others, on any database of its group: it would be started as soon as the
+// group is activated, before its database accepts writes.
+func (v *validator) stack(f string, g *Group) {
+	var dbs []string
+	deps := map[string][]string{}
+	for _, r := range g.Resources {
+		deps[r.Name] = r.DependsOn
+		if r.Data {
+			dbs = append(dbs, r.Name)
+		}
+	}
+	if len(dbs) == 0 {
+		return
+	}
+	for j, r := range g.Resources {
+		if r.Class != ClassService {
+			continue
+		}
+		seen := map[string]bool{}
+		var walk func(string) bool
+		walk = func(n string) bool {
+			for _, d := range deps[n] {
+				if seen[d] {
+					continue
+				}
+				seen[d] = true
+				if slices.Contains(dbs, d) || walk(d) {
+					return true
+				}
+			}
+			return false
+		}
+		if !walk(r.Name) {
+			v.warn(fmt.Sprintf("%s.resources[%d].depends_on", f, j), "service %s does not depend on a database of group %s: it is started as soon as the group is activated, before %s accepts writes; add depends_on: [%s]",
+				r.Name, g.Name, strings.Join(dbs, " or "), dbs[0])
+		}
 	}
 }
 
