@@ -467,7 +467,11 @@ func runRun(e *env, args []string) error {
 				sort.Strings(kv)
 				detail = strings.Join(kv, " ")
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\n", s.ID, st.State, start, took, st.Attempts, detail)
+			id := s.ID
+			if s.Wave != 0 {
+				id += fmt.Sprintf(" ∥%d", s.Wave) // side by side with the others of its wave
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\n", id, st.State, start, took, st.Attempts, detail)
 		}
 	}
 	rows(r.Plan.Steps, r.Steps)

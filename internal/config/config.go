@@ -171,6 +171,13 @@ type Resource struct {
 	Name      string   `yaml:"name"`
 	Type      string   `yaml:"type"`
 	DependsOn []string `yaml:"depends_on"`
+	// Priority (1 first … 5 last), when any resource of its group has
+	// one, puts the resource in a priority group: the groups are
+	// recovered one after the other, and in each the resources that do
+	// not depend on one another run their steps side by side. 0: not
+	// set (3 when the group uses priorities; one step at a time, in
+	// dependency order, when it does not).
+	Priority int `yaml:"priority"`
 	// Synchronous makes the standby confirm every commit (types that can).
 	Synchronous bool                 `yaml:"synchronous"`
 	Sites       map[string]yaml.Node `yaml:"sites"`
@@ -207,6 +214,32 @@ const (
 	// ClassGate waits for a person's approval.
 	ClassGate Class = "gate"
 )
+
+// Priorities of a resource.
+const (
+	FirstPriority   = 1
+	LastPriority    = 5
+	DefaultPriority = 3
+)
+
+// EffectivePriority is r's priority group when its group uses
+// priorities.
+func (r Resource) EffectivePriority() int {
+	if r.Priority == 0 {
+		return DefaultPriority
+	}
+	return r.Priority
+}
+
+// UsesPriorities says whether any resource of g has a priority.
+func (g *Group) UsesPriorities() bool {
+	for _, r := range g.Resources {
+		if r.Priority != 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // Observed says whether resources of class c are observed at their sites
 // (and shown there in status); checks, scripts and approvals act only in

@@ -1,8 +1,10 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -563,6 +565,40 @@ func TestStackLint(t *testing.T) {
 	for _, unwanted := range []string{"resources[1].sites.antwerp.timeout", "resources[2].sites.antwerp.health"} {
 		if strings.Contains(all, unwanted) {
 			t.Errorf("a warning about %s, which is set:\n%s", unwanted, all)
+		}
+	}
+}
+
+func TestPriorities(t *testing.T) {
+	stack := `
+      - name: app
+        type: service
+        priority: %d
+        depends_on: [db]
+        sites:
+          brussels: {unit: app.service, health: {tcp: {address: "10.1.0.30:80"}}}
+          antwerp: {unit: app.service, health: {tcp: {address: "10.2.0.30:80"}}}`
+	db := "antwerp: {host: 10.2.0.20, data_dir: /srv/pg, password_env: PGPW}\n"
+	for _, tt := range []struct {
+		app  int
+		want string
+	}{
+		{app: 3}, // db has none: 3, the default
+		{app: 4},
+		{app: 6, want: "groups[0].resources[1].priority: priority 6: use 1 (first) to 5 (last)"},
+		{app: 2, want: "groups[0].resources[1].depends_on[0]: app (priority 2) depends on db (priority 3), which is recovered later: give db priority 2 or less, or app priority 3 or more"},
+	} {
+		doc := edited(t, db, db+fmt.Sprintf(stack[1:], tt.app)+"\n")
+		_, probs := config.Parse("p.yaml", []byte(doc), driver.Types())
+		var errs []string
+		for _, p := range config.Errors(probs) {
+			errs = append(errs, p.Field+": "+p.Msg)
+		}
+		switch {
+		case tt.want == "" && len(errs) > 0:
+			t.Errorf("priority %d: unexpected errors %v", tt.app, errs)
+		case tt.want != "" && !slices.Contains(errs, tt.want):
+			t.Errorf("priority %d: errors %v, want %q", tt.app, errs, tt.want)
 		}
 	}
 }

@@ -509,12 +509,18 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 				}
 			}
 		}
+		if r.Priority != 0 && (r.Priority < FirstPriority || r.Priority > LastPriority) {
+			v.add(fmt.Sprintf("%s.resources[%d].priority", f, j), "priority %d: use %d (first) to %d (last)", r.Priority, FirstPriority, LastPriority)
+		}
 		for k, dep := range r.DependsOn {
 			df := fmt.Sprintf("%s.resources[%d].depends_on[%d]", f, j, k)
 			if dep == r.Name {
 				v.add(df, "resource %q depends on itself", r.Name)
-			} else if _, ok := index[dep]; !ok {
+			} else if d, ok := index[dep]; !ok {
 				v.add(df, "unknown resource %q in group %q", dep, g.Name)
+			} else if g.UsesPriorities() && g.Resources[d].EffectivePriority() > r.EffectivePriority() {
+				v.add(df, "%s (priority %d) depends on %s (priority %d), which is recovered later: give %s priority %d or less, or %s priority %d or more",
+					r.Name, r.EffectivePriority(), dep, g.Resources[d].EffectivePriority(), dep, r.EffectivePriority(), r.Name, g.Resources[d].EffectivePriority())
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/api"
@@ -89,7 +90,8 @@ func (e *Engine) Drive(ctx context.Context, run plan.Run) (plan.Run, error) {
 		return e.rollBack(ctx, run, "")
 	}
 	drill := run.Plan.Action == plan.Drill
-	for i := range run.Plan.Steps {
+	mu := new(sync.Mutex) // the run's state, shared by the steps of a wave
+	for i := 0; i < len(run.Plan.Steps); i++ {
 		if err := ctx.Err(); err != nil {
 			return run, err
 		}
@@ -102,7 +104,20 @@ func (e *Engine) Drive(ctx context.Context, run plan.Run) (plan.Run, error) {
 				return e.rollBack(ctx, run, "drill aborted: "+why)
 			}
 		}
-		err := e.step(ctx, &run, i)
+		var err error
+		if w := wave(run.Plan.Steps, i); w > i+1 {
+			// Steps of one wave (one priority, no dependency between
+			// them) run side by side; the first that fails, in plan
+			// order, decides as a single step would.
+			var failed int
+			failed, err = e.wave(ctx, &run, i, w, mu)
+			i = w - 1
+			if err != nil {
+				i = failed
+			}
+		} else {
+			err = e.step(ctx, &run, i, mu)
+		}
 		if err == nil {
 			continue
 		}
@@ -194,46 +209,104 @@ func markActivated(run plan.Run) plan.Run {
 	return run
 }
 
-// step carries out step i with its retries and records the outcome.
-func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
+// wave returns the end (exclusive) of the wave that starts at step i:
+// the steps after it with the same non-zero Wave. A step outside any wave
+// is a wave of one.
+func wave(steps []plan.Step, i int) int {
+	j := i + 1
+	if steps[i].Wave == 0 {
+		return j
+	}
+	for j < len(steps) && steps[j].Wave == steps[i].Wave {
+		j++
+	}
+	return j
+}
+
+// wave runs the steps [from, to) side by side and waits for all of them.
+// It returns the first failure in plan order, with its step's index; an
+// interruption (the term lost, ctx ended) comes first.
+func (e *Engine) wave(ctx context.Context, run *plan.Run, from, to int, mu *sync.Mutex) (int, error) {
+	errs := make([]error, to-from)
+	var wg sync.WaitGroup
+	for i := from; i < to; i++ {
+		if st := run.Steps[i].State; st == plan.StepDone || st == plan.StepSkipped {
+			continue
+		}
+		wg.Go(func() { errs[i-from] = e.step(ctx, run, i, mu) })
+	}
+	wg.Wait()
+	for k, err := range errs {
+		if err != nil && (ctx.Err() != nil || errors.Is(err, ErrInterrupted)) {
+			return from + k, err
+		}
+	}
+	for k, err := range errs {
+		if err != nil {
+			return from + k, err
+		}
+	}
+	return 0, nil
+}
+
+// step carries out step i with its retries and records the outcome. The
+// run's state is changed and saved under mu only: the steps of a wave
+// share it.
+func (e *Engine) step(ctx context.Context, run *plan.Run, i int, mu *sync.Mutex) error {
 	s := run.Plan.Steps[i]
 	st := &run.Steps[i]
-	if s.BestEffort && e.SiteLost != nil && e.SiteLost(s.Site) {
-		st.State, st.Error = plan.StepSkipped, s.Site+" is lost: its serve lease ran out, so it fenced itself"
+	save := func(change func()) error {
+		mu.Lock()
+		defer mu.Unlock()
+		change()
 		return e.save(ctx, *run)
+	}
+	if s.BestEffort && e.SiteLost != nil && e.SiteLost(s.Site) {
+		return save(func() { st.State, st.Error = plan.StepSkipped, s.Site+" is lost: its serve lease ran out, so it fenced itself" })
 	}
 	// After activation the group must become writable at the new site: a
 	// promote is tried until it succeeds (the run stays in progress and
 	// shows its last error), never given up.
+	mu.Lock()
 	endless := s.Kind == plan.Promote && run.Activated()
+	mu.Unlock()
 	pause := retryPause
 	var err error
 	for attempt := 0; endless || attempt <= s.Retries; attempt++ {
-		st.State, st.Attempts, st.Started = plan.StepRunning, st.Attempts+1, e.Now().UTC()
-		if err := e.save(ctx, *run); err != nil {
+		if err := save(func() { st.State, st.Attempts, st.Started = plan.StepRunning, st.Attempts+1, e.Now().UTC() }); err != nil {
 			return err
 		}
 		var out map[string]string
-		out, err = e.attempt(ctx, run, i)
-		st.Ended = e.Now().UTC()
+		out, err = e.attempt(ctx, run, i, mu)
 		if err == nil {
-			st.State, st.Output, st.Error = plan.StepDone, out, ""
-			e.noteEffects(run, s, out, st.Ended)
-			e.Log.Info("step done", "run", run.ID, "step", s.ID, "took", st.Ended.Sub(st.Started).Round(time.Millisecond))
-			if s.Kind != plan.Activate { // Activate saved itself, with the record
-				if err := e.save(ctx, *run); err != nil {
-					return err
-				}
+			done := func() {
+				st.Ended = e.Now().UTC()
+				st.State, st.Output, st.Error = plan.StepDone, out, ""
+				e.noteEffects(run, s, out, st.Ended)
+				e.Log.Info("step done", "run", run.ID, "step", s.ID, "took", st.Ended.Sub(st.Started).Round(time.Millisecond))
+			}
+			if s.Kind == plan.Activate { // Activate saved itself, with the record
+				mu.Lock()
+				done()
+				mu.Unlock()
+			} else if err := save(done); err != nil {
+				return err
 			}
 			if e.AfterStep != nil {
-				e.AfterStep(*run, s)
+				mu.Lock()
+				snapshot := *run
+				mu.Unlock()
+				e.AfterStep(snapshot, s)
 			}
 			return nil
 		}
 		if ctx.Err() != nil || errors.Is(err, ErrInterrupted) {
 			return err
 		}
+		mu.Lock()
+		st.Ended = e.Now().UTC()
 		st.Error = err.Error()
+		mu.Unlock()
 		e.Log.Warn("step failed", "run", run.ID, "step", s.ID, "attempt", st.Attempts, "error", err)
 		if s.BestEffort && unreachable(err) && e.SiteLost != nil && e.SiteLost(s.Site) {
 			// Fencing a site that is being lost: as soon as the control
@@ -241,11 +314,10 @@ func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
 			// epoch when it comes back). An answered failure is not
 			// skipped: a site that says it could not stop serving is
 			// serving.
-			st.State = plan.StepSkipped
-			return e.save(ctx, *run)
+			return save(func() { st.State = plan.StepSkipped })
 		}
 		if endless {
-			if err := e.save(ctx, *run); err != nil {
+			if err := save(func() {}); err != nil {
 				return err
 			}
 			e.Sleep(ctx, pause)
@@ -256,8 +328,7 @@ func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
 			e.Sleep(ctx, retryPause)
 		}
 	}
-	st.State = plan.StepFailed
-	if serr := e.save(ctx, *run); serr != nil {
+	if serr := save(func() { st.State = plan.StepFailed }); serr != nil {
 		return serr
 	}
 	if s.Kind == plan.Check && run.Plan.Action != plan.Drill {
@@ -273,7 +344,7 @@ func (e *Engine) step(ctx context.Context, run *plan.Run, i int) error {
 // (restarting, or its location cut off for a moment) does not count as a
 // failed attempt: it is asked again until the step's timeout has passed,
 // unless a best-effort step's site is judged down meanwhile.
-func (e *Engine) attempt(ctx context.Context, run *plan.Run, i int) (map[string]string, error) {
+func (e *Engine) attempt(ctx context.Context, run *plan.Run, i int, mu *sync.Mutex) (map[string]string, error) {
 	s := run.Plan.Steps[i]
 	deadline := e.Now().Add(s.Timeout)
 	for {
@@ -284,7 +355,9 @@ func (e *Engine) attempt(ctx context.Context, run *plan.Run, i int) (map[string]
 		if s.BestEffort && e.SiteLost != nil && e.SiteLost(s.Site) {
 			return nil, err
 		}
+		mu.Lock()
 		run.Steps[i].Error = err.Error()
+		mu.Unlock()
 		e.Sleep(ctx, retryPause)
 	}
 }

@@ -220,10 +220,11 @@ func newRun(t *testing.T, action plan.Action, state string, up map[string]bool) 
 
 func engine(s *fakeStore, a *fakeAgents, up map[string]bool) *Engine {
 	now := time.Unix(1000, 0)
+	var clock sync.Mutex // the steps of a wave read it at once
 	return &Engine{
 		Store: s, Agents: a, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Fence: coord.Fence{Key: "controller/1", Term: testTerm},
 		SiteLost: func(site string) bool { return !up[site] },
-		Now:      func() time.Time { now = now.Add(10 * time.Millisecond); return now },
+		Now:      func() time.Time { clock.Lock(); defer clock.Unlock(); now = now.Add(10 * time.Millisecond); return now },
 		Sleep:    func(context.Context, time.Duration) {},
 	}
 }
@@ -675,5 +676,99 @@ func TestApproval(t *testing.T) {
 				t.Errorf("the step does not say who approved: %v", run.OutputOf(plan.Approve, "ok"))
 			}
 		})
+	}
+}
+
+// meetingAgents answers a step only once every step of wave is in flight:
+// steps that were sent one after the other would wait for ever (until the
+// test's deadline).
+type meetingAgents struct {
+	fakeAgents
+	wave    map[string]bool // step ids that must meet
+	arrived chan string
+	all     chan struct{}
+	once    sync.Once
+}
+
+func (m *meetingAgents) Step(ctx context.Context, site string, req api.StepRequest) (api.StepResult, error) {
+	id := string(req.Kind) + ":" + req.Resource + "@" + site
+	if m.wave[id] {
+		m.arrived <- id
+		select {
+		case <-m.all:
+		case <-ctx.Done():
+			return api.StepResult{}, ctx.Err()
+		}
+	}
+	return m.fakeAgents.Step(ctx, site, req)
+}
+
+func TestWaveRunsSideBySide(t *testing.T) {
+	g := group()
+	g.Resources = []config.Resource{
+		{Name: "db", Type: "postgres", Class: config.ClassData, Data: true, Priority: 1},
+		{Name: "app-a", Type: "service", Class: config.ClassService, Priority: 2, DependsOn: []string{"db"}},
+		{Name: "app-b", Type: "service", Class: config.ClassService, Priority: 2, DependsOn: []string{"db"}},
+		{Name: "app-c", Type: "service", Class: config.ClassService, Priority: 2, DependsOn: []string{"db"}},
+	}
+	p, err := plan.Build(g, plan.Known{
+		Status: status.GroupStatus{Name: "webshop", ActiveSite: "brussels", Epoch: 4, State: status.StateUnreachable},
+		SiteUp: map[string]bool{"brussels": false, "antwerp": true},
+		LastLag: map[string]map[string]status.Lag{"db": {"antwerp": {Seconds: 0.1, Streaming: true, Epoch: 4,
+			MeasuredAt: time.Unix(1000, 0), SeenAt: time.Unix(1000, 0)}}},
+		ServeLease: 500 * time.Millisecond,
+	}, plan.Request{Action: plan.Failover, AcceptDataLoss: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wave := map[string]bool{"promote:app-a@antwerp": true, "promote:app-b@antwerp": true, "promote:app-c@antwerp": true}
+	m := &meetingAgents{wave: wave, arrived: make(chan string, len(wave)), all: make(chan struct{})}
+	go func() {
+		for range len(wave) {
+			<-m.arrived
+		}
+		close(m.all)
+	}()
+	s := &fakeStore{epoch: 4, active: "brussels"}
+	e := engine(s, &m.fakeAgents, map[string]bool{"antwerp": true})
+	e.Agents = m
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	e.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); now = now.Add(10 * time.Millisecond); return now }
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	run, err := e.Drive(ctx, plan.NewRun("r1", "policy", plan.Request{Action: plan.Failover}, p, time.Unix(1000, 0)))
+	if err != nil {
+		t.Fatalf("%v (the steps of the wave were not in flight together?)", err)
+	}
+	if run.State != plan.RunSucceeded {
+		t.Fatalf("state %s: %s", run.State, run.Error)
+	}
+	if len(m.calls) != 4 || m.calls[0] != "promote:db@antwerp" {
+		t.Errorf("calls %v: want the database first, then the three apps", m.calls)
+	}
+	if run.WritableAt.IsZero() {
+		t.Error("no writable time once every promote was done")
+	}
+	// A failure in a wave before the activation rolls the run back, as a
+	// single step's would, naming the step.
+	sp, err := plan.Build(g, plan.Known{
+		Status: status.GroupStatus{Name: "webshop", ActiveSite: "brussels", Epoch: 4, State: status.StateProtected},
+		SiteUp: up,
+	}, plan.Request{Action: plan.Switchover, To: "antwerp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := &fakeStore{epoch: 4, active: "brussels"}
+	a2 := &fakeAgents{fail: map[string]int{"fence:app-b@brussels": 5}}
+	run2, err := engine(s2, a2, up).Drive(ctx, plan.NewRun("r2", "operator", plan.Request{Action: plan.Switchover}, sp, time.Unix(1000, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run2.State != plan.RunRolledBack || !strings.Contains(run2.Error, "step fence:app-b@brussels failed") {
+		t.Errorf("state %s error %q: want rolled back, naming fence:app-b@brussels", run2.State, run2.Error)
+	}
+	if s2.epoch != 4 {
+		t.Errorf("the record moved: epoch %d", s2.epoch)
 	}
 }

@@ -97,6 +97,9 @@ type Step struct {
 	BestEffort bool `json:"best_effort,omitempty"`
 	// Message is what an approval step asks of the person.
 	Message string `json:"message,omitempty"`
+	// Wave, when not 0, is shared by consecutive steps that run side by
+	// side: one priority, no dependency between their resources.
+	Wave int `json:"wave,omitempty"`
 }
 
 // Plan is the ordered steps of one action on one group.
@@ -250,7 +253,7 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 		if err := lagWithin(g, order, k, to, req.AcceptDataLoss); err != nil {
 			return Plan{}, err
 		}
-		p.Steps = append(gated(all, unplanned(order, from, to, k.SiteUp[from]), to), checks(all, to)...)
+		p.Steps = append(gated(all, unplanned(g, order, from, to, k.SiteUp[from]), to), checks(all, to)...)
 		if k.SiteUp[from] {
 			// A failed failover puts back what its fences stopped.
 			p.Rollback = rollback(order, from)
@@ -264,19 +267,78 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 // planned: fence the old site (dependents first), wait for the standbys to
 // catch up, activate, promote (dependencies first), rejoin the old site.
 func planned(g *config.Group, order []config.Resource, from, to string) []Step {
+	b := newBatcher(g, order)
 	var steps []Step
-	for _, r := range slices.Backward(order) {
-		steps = append(steps, step(Fence, r.Name, from, fenceTimeout, 1, false))
-	}
-	for _, r := range order {
-		steps = append(steps, step(CatchUp, r.Name, to, catchUpTimeout, 0, false))
-	}
+	steps = b.add(steps, true, func(r config.Resource) Step { return step(Fence, r.Name, from, fenceTimeout, 1, false) })
+	steps = b.add(steps, false, func(r config.Resource) Step { return step(CatchUp, r.Name, to, catchUpTimeout, 0, false) })
 	steps = append(steps, step(Activate, "", to, activateTimeout, 3, false))
-	for _, r := range order {
-		steps = append(steps, step(Promote, r.Name, to, promoteTimeout, 2, false))
+	steps = b.add(steps, false, func(r config.Resource) Step { return step(Promote, r.Name, to, promoteTimeout, 2, false) })
+	return b.add(steps, false, func(r config.Resource) Step { return step(Rejoin, r.Name, from, rejoinTimeout, 2, false) })
+}
+
+// batcher puts the steps of one kind into waves (Step.Wave): in a group
+// that uses priorities, the resources of one priority at one depth of the
+// dependency graph (so none depends on another) run side by side, the
+// priorities one after the other (docs/design/stacks.md). Without
+// priorities every resource is a batch of its own, in dependency order.
+type batcher struct {
+	batches [][]config.Resource
+	next    int // the last wave number given
+}
+
+func newBatcher(g *config.Group, order []config.Resource) *batcher {
+	b := &batcher{}
+	if !g.UsesPriorities() {
+		for _, r := range order {
+			b.batches = append(b.batches, []config.Resource{r})
+		}
+		return b
 	}
-	for _, r := range order {
-		steps = append(steps, step(Rejoin, r.Name, from, rejoinTimeout, 2, false))
+	depth := map[string]int{}
+	for _, r := range order { // dependencies come first
+		for _, d := range r.DependsOn {
+			depth[r.Name] = max(depth[r.Name], depth[d]+1)
+		}
+	}
+	key := func(r config.Resource) [2]int { return [2]int{r.EffectivePriority(), depth[r.Name]} }
+	sorted := slices.Clone(order)
+	slices.SortStableFunc(sorted, func(a, b config.Resource) int {
+		ka, kb := key(a), key(b)
+		if ka[0] != kb[0] {
+			return ka[0] - kb[0]
+		}
+		return ka[1] - kb[1]
+	})
+	for i, r := range sorted {
+		if i > 0 && key(sorted[i-1]) == key(r) {
+			b.batches[len(b.batches)-1] = append(b.batches[len(b.batches)-1], r)
+			continue
+		}
+		b.batches = append(b.batches, []config.Resource{r})
+	}
+	return b
+}
+
+// add appends to steps one step per resource, batch by batch (last batch
+// first when backward: fences go dependents first), the steps of a batch
+// of several sharing a new wave number.
+func (b *batcher) add(steps []Step, backward bool, mk func(config.Resource) Step) []Step {
+	batches := b.batches
+	if backward {
+		batches = slices.Clone(batches)
+		slices.Reverse(batches)
+	}
+	for _, batch := range batches {
+		wave := 0
+		if len(batch) > 1 {
+			b.next++
+			wave = b.next
+		}
+		for _, r := range batch {
+			s := mk(r)
+			s.Wave = wave
+			steps = append(steps, s)
+		}
 	}
 	return steps
 }
@@ -294,18 +356,14 @@ func rollback(order []config.Resource, from string) []Step {
 // site is fenced by being dead, and its agent refuses older epochs when it
 // comes back), activate, promote. Rejoining the old site is a reprotect,
 // later, once it is back.
-func unplanned(order []config.Resource, from, to string, fromUp bool) []Step {
+func unplanned(g *config.Group, order []config.Resource, from, to string, fromUp bool) []Step {
+	b := newBatcher(g, order)
 	var steps []Step
 	if fromUp {
-		for _, r := range slices.Backward(order) {
-			steps = append(steps, step(Fence, r.Name, from, fenceTimeout, 0, true))
-		}
+		steps = b.add(steps, true, func(r config.Resource) Step { return step(Fence, r.Name, from, fenceTimeout, 0, true) })
 	}
 	steps = append(steps, step(Activate, "", to, activateTimeout, 3, false))
-	for _, r := range order {
-		steps = append(steps, step(Promote, r.Name, to, promoteTimeout, 2, false))
-	}
-	return steps
+	return b.add(steps, false, func(r config.Resource) Step { return step(Promote, r.Name, to, promoteTimeout, 2, false) })
 }
 
 // checks runs the group's checks at site, in order.
@@ -486,14 +544,13 @@ func data(rs []config.Resource) []config.Resource {
 
 // reprotect: every non-active site rejoins the active one.
 func reprotect(g *config.Group, order []config.Resource, active string) []Step {
+	b := newBatcher(g, order)
 	var steps []Step
 	for _, site := range g.Sites {
 		if site == active {
 			continue
 		}
-		for _, r := range order {
-			steps = append(steps, step(Rejoin, r.Name, site, rejoinTimeout, 2, false))
-		}
+		steps = b.add(steps, false, func(r config.Resource) Step { return step(Rejoin, r.Name, site, rejoinTimeout, 2, false) })
 	}
 	return steps
 }

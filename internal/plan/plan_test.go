@@ -2,6 +2,7 @@ package plan
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -555,5 +556,77 @@ func TestBuildWithApprovals(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// waves renders steps as ids with their wave: "id~w".
+func waves(steps []Step) []string {
+	out := []string{}
+	for _, s := range steps {
+		id := s.ID
+		if s.Wave != 0 {
+			id += "~" + strconv.Itoa(s.Wave)
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+func TestPriorityWaves(t *testing.T) {
+	// db (1) ← storage, app-a, app-b (2; app-b also on storage) ← web (3).
+	g := &config.Group{
+		Name: "webshop", PreferredSite: "brussels", Sites: []string{"brussels", "antwerp"},
+		MaxDataLoss: new(config.Duration(5 * time.Second)),
+		Resources: []config.Resource{
+			{Name: "web", Type: "service", Class: config.ClassService, Priority: 3, DependsOn: []string{"app-a", "app-b"}},
+			{Name: "app-a", Type: "service", Class: config.ClassService, Priority: 2, DependsOn: []string{"db"}},
+			{Name: "app-b", Type: "service", Class: config.ClassService, Priority: 2, DependsOn: []string{"db", "storage"}},
+			{Name: "storage", Type: "script", Class: config.ClassScript, Priority: 2},
+			{Name: "db", Type: "postgres", Class: config.ClassData, Data: true, Priority: 1},
+		},
+	}
+	k := known("brussels", status.StateUnreachable, brusselsDown, 0.1)
+	p, err := Build(g, k, Request{Action: Failover})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"activate@antwerp",
+		"promote:db@antwerp",
+		// Priority 2, depth 0 (storage) and depth 1 (app-a, app-b: side by side).
+		"promote:storage@antwerp",
+		"promote:app-a@antwerp~1", "promote:app-b@antwerp~1",
+		"promote:web@antwerp",
+	}
+	if diff := cmp.Diff(want, waves(p.Steps)); diff != "" {
+		t.Errorf("failover (-want +got):\n%s", diff)
+	}
+	k = known("brussels", status.StateProtected, bothUp, 0.1)
+	p, err = Build(g, k, Request{Action: Switchover, To: "antwerp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{
+		"fence:web@brussels", "fence:app-a@brussels~1", "fence:app-b@brussels~1", "fence:storage@brussels", "fence:db@brussels",
+		"catch-up:db@antwerp", "catch-up:storage@antwerp", "catch-up:app-a@antwerp~2", "catch-up:app-b@antwerp~2", "catch-up:web@antwerp",
+		"activate@antwerp",
+		"promote:db@antwerp", "promote:storage@antwerp", "promote:app-a@antwerp~3", "promote:app-b@antwerp~3", "promote:web@antwerp",
+		"rejoin:db@brussels", "rejoin:storage@brussels", "rejoin:app-a@brussels~4", "rejoin:app-b@brussels~4", "rejoin:web@brussels",
+	}
+	if diff := cmp.Diff(want, waves(p.Steps)); diff != "" {
+		t.Errorf("switchover (-want +got):\n%s", diff)
+	}
+	// Without priorities: one step at a time, as before.
+	for i := range g.Resources {
+		g.Resources[i].Priority = 0
+	}
+	p, err = Build(g, k, Request{Action: Switchover, To: "antwerp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.Steps {
+		if s.Wave != 0 {
+			t.Errorf("%s is in wave %d in a group without priorities", s.ID, s.Wave)
+		}
 	}
 }

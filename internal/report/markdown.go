@@ -48,8 +48,12 @@ func Markdown(w io.Writer, r Report) error {
 			rollback = true
 			p("| **rollback** | | | | | | | | | |\n")
 		}
-		p("| `%s` | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
-			s.ID, s.Kind, mdCell(s.Resource), mdCell(s.Site), s.State, s.Attempts, s.Started, s.Ended, s.Took, mdCell(s.Detail()))
+		id := "`" + s.ID + "`"
+		if s.Wave != 0 {
+			id += fmt.Sprintf(" ∥%d", s.Wave) // side by side with the others of its wave
+		}
+		p("| %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
+			id, s.Kind, mdCell(s.Resource), mdCell(s.Site), s.State, s.Attempts, s.Started, s.Ended, s.Took, mdCell(s.Detail()))
 	}
 
 	p("\n## Checks\n\n")

@@ -124,7 +124,9 @@ type Step struct {
 	Resource string    `json:"resource"`
 	Site     string    `json:"site"`
 	// Rollback marks a step of the rollback.
-	Rollback bool              `json:"rollback"`
+	Rollback bool `json:"rollback"`
+	// Wave, when not 0, is shared by the steps that ran side by side.
+	Wave     int               `json:"wave,omitempty"`
 	State    string            `json:"state"`
 	Attempts int               `json:"attempts"`
 	Started  Time              `json:"started"`
@@ -248,7 +250,7 @@ func step(s plan.Step, st plan.StepState, rollback bool) Step {
 		st.Ended = time.Time{}
 	}
 	out := Step{
-		ID: s.ID, Kind: s.Kind, Resource: s.Resource, Site: s.Site, Rollback: rollback,
+		ID: s.ID, Kind: s.Kind, Resource: s.Resource, Site: s.Site, Rollback: rollback, Wave: s.Wave,
 		State: st.State, Attempts: st.Attempts, Started: Time{st.Started}, Ended: Time{st.Ended},
 		Output: map[string]string{}, Error: st.Error,
 	}
