@@ -262,7 +262,9 @@ func (e *Engine) step(ctx context.Context, run *plan.Run, i int, mu *sync.Mutex)
 		return e.save(ctx, *run)
 	}
 	if s.BestEffort && e.SiteLost != nil && e.SiteLost(s.Site) {
-		return save(func() { st.State, st.Error = plan.StepSkipped, s.Site+" is lost: its serve lease ran out, so it fenced itself" })
+		return save(func() {
+			st.State, st.Error = plan.StepSkipped, s.Site+" is lost: its serve lease ran out, so it fenced itself"
+		})
 	}
 	// After activation the group must become writable at the new site: a
 	// promote is tried until it succeeds (the run stays in progress and
