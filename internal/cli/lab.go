@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,7 +17,9 @@ import (
 	"github.com/siteflip/siteflip/internal/netns"
 )
 
-// runLab runs `siteflip lab up|down|disaster SITE|heal SITE|pivot SITE -- CMD`.
+// runLab runs `siteflip lab up|down|disaster SITE|heal SITE|pivot SITE -- CMD`,
+// and the commands the lab's processes and topology run: writer, db-init,
+// app, storage and service.
 func runLab(e *env, args []string) error {
 	// What follows "--" is pivot's command, with flags of its own.
 	var command []string
@@ -28,9 +31,17 @@ func runLab(e *env, args []string) error {
 	withNet := fs.Bool("netns", false, "up: put each location in its own network namespace on a bridge (root only)")
 	db := fs.String("db", "", "up: the databases the lab runs: postgres (group webshop), mariadb (group news) or both; default both when MariaDB can run here, else postgres")
 	group := fs.String("group", "", "writer: the group it writes to")
-	pos, err := parse(fs, args, 2)
+	stack := fs.Bool("stack", true, "up: run webshop as a web stack: storage, an app per site, HAProxy in front, a web writer (needs PostgreSQL)")
+	onSite := fs.String("site", "", "app, storage, service: the `SITE` they are at")
+	urls := fs.String("http", "", "writer: order over HTTP at the first healthy of these `URL`s (comma-separated)")
+	pos, err := parse(fs, args, 3)
 	if err != nil {
 		return err
+	}
+	// Only service takes a verb, a site's service: at most a verb and a
+	// location otherwise.
+	if len(pos) == 3 && pos[0] != "service" {
+		return fmt.Errorf("unexpected argument(s): %s", pos[2])
 	}
 	if len(pos) == 0 {
 		return fmt.Errorf("say what to do: lab up [--netns] [--db postgres|mariadb|both] | down | disaster SITE | kill-agent SITE | heal SITE | pivot SITE -- CMD [ARG...]")
@@ -39,7 +50,7 @@ func runLab(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	o := lab.Options{Dir: *dir, Exe: exe, Out: e.stdout, DB: *db}
+	o := lab.Options{Dir: *dir, Exe: exe, Out: e.stdout, DB: *db, Stack: *stack}
 	switch o.DB {
 	case "":
 		o.DB = lab.DBPostgres
@@ -49,6 +60,9 @@ func runLab(e *env, args []string) error {
 	case lab.DBPostgres, lab.DBMariaDB, lab.DBBoth:
 	default:
 		return fmt.Errorf("--db %q: use postgres (group webshop), mariadb (group news) or both", o.DB)
+	}
+	if o.DB == lab.DBMariaDB && !flagSet(fs, "stack") {
+		o.Stack = false // the stack is webshop's, on PostgreSQL
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -112,9 +126,61 @@ func runLab(e *env, args []string) error {
 		}
 		return lab.Heal(ctx, o, s)
 	case "writer": // started by lab up, not by people
-		return lab.Writer{Dir: *dir, Group: *group, Interval: 100 * time.Millisecond, Out: e.stdout}.Run(ctx)
+		w := lab.Writer{Dir: *dir, Group: *group, Interval: 100 * time.Millisecond, Out: e.stdout}
+		if *urls != "" {
+			w.URLs = strings.Split(*urls, ",")
+		}
+		return w.Run(ctx)
+	case "app": // run by the app's service resource (lab service start), not by people
+		if *onSite == "" || len(pos) != 1 {
+			return fmt.Errorf("lab app needs a site and nothing else: lab app --site SITE")
+		}
+		return lab.App{Dir: *dir, Site: *onSite, Out: e.stdout}.Run(ctx)
+	case "storage": // the storage script's commands
+		if *onSite == "" || len(pos) != 2 {
+			return fmt.Errorf("lab storage needs a site and a mode: lab storage --site SITE %s|%s", lab.StorageReadOnly, lab.StorageReadWrite)
+		}
+		return lab.SetStorage(o, *onSite, pos[1], runStep())
+	case "service": // the app service's commands
+		if *onSite == "" || len(pos) != 3 {
+			return fmt.Errorf("lab service needs a verb, a site and a service: lab service start|stop|status --site SITE app")
+		}
+		err := lab.Service(ctx, o, pos[1], *onSite, pos[2])
+		if errors.Is(err, lab.ErrNotRunning) {
+			// 3, as an init script's status says "not running".
+			return &exitError{code: 3, err: err}
+		}
+		return err
 	}
 	return fmt.Errorf("unknown lab command %q: use up, down, disaster SITE, kill-agent SITE, heal SITE or pivot SITE -- CMD", pos[0])
+}
+
+// flagSet says whether the flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// runStep names, for the storage script's output, the step of a run that
+// runs it, from the SITEFLIP_* environment the script resource sets; ""
+// when run by hand.
+func runStep() string {
+	step, action := os.Getenv("SITEFLIP_STEP"), os.Getenv("SITEFLIP_ACTION")
+	if step == "" {
+		return ""
+	}
+	why := step + " step"
+	if action != "" {
+		why += " of " + action
+	}
+	if run := os.Getenv("SITEFLIP_RUN"); run != "" {
+		why += " " + run
+	}
+	if epoch := os.Getenv("SITEFLIP_EPOCH"); epoch != "" {
+		why += ", epoch " + epoch
+	}
+	return why
 }
 
 // pivot runs command in site's drill bubble, with this process's input and

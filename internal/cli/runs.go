@@ -462,7 +462,11 @@ func runRun(e *env, args []string) error {
 			if detail == "" && len(st.Output) > 0 {
 				var kv []string
 				for k, v := range st.Output {
-					kv = append(kv, k+"="+v)
+					// A command's output (a script's, a service's) keeps its
+					// lines: one row shows them side by side.
+					if v = strings.ReplaceAll(strings.TrimSpace(v), "\n", " | "); v != "" {
+						kv = append(kv, k+"="+v)
+					}
 				}
 				sort.Strings(kv)
 				detail = strings.Join(kv, " ")

@@ -7,13 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver/haproxy"
 	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/status"
 )
@@ -22,12 +22,9 @@ import (
 // one HTTP server per site. After antwerp's promote the next request is
 // served by antwerp, and a reload keeps it.
 func TestHAProxyResource(t *testing.T) {
-	bin, err := exec.LookPath("haproxy")
+	bin, err := haproxy.Binary()
 	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/haproxy"); serr != nil {
-			t.Skip("skipping: no haproxy; apt-get install haproxy (scripts/deps.sh) to run it")
-		}
-		bin = "/usr/sbin/haproxy"
+		t.Skipf("skipping: %v", err)
 	}
 	dir, err := os.MkdirTemp("", "siteflip-lb-")
 	if err != nil {
@@ -60,15 +57,16 @@ backend webshop
 `, sock, state, front, backend("brussels"), backend("antwerp"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run := func(extra ...string) *exec.Cmd {
-		cmd := exec.Command(bin, append([]string{"-db", "-f", cfg}, extra...)...)
-		if err := cmd.Start(); err != nil {
+	// start starts HAProxy, as the lab does; with old > 0, a reload.
+	start := func(old int) *haproxy.Proc {
+		p := &haproxy.Proc{Bin: bin, Config: cfg, Socket: sock, Log: filepath.Join(dir, "haproxy.log")}
+		if err := p.Start(t.Context(), old); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd
+		t.Cleanup(p.Stop)
+		return p
 	}
-	proc := run()
+	proc := start(0)
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	get := func() string {
 		deadline := time.Now().Add(5 * time.Second)
@@ -145,8 +143,8 @@ backend webshop
 		t.Errorf("after: antwerp %s, brussels %s", va.Role, vb.Role)
 	}
 	// A reload keeps it: the state file holds it.
-	run("-sf", fmt.Sprint(proc.Process.Pid))
-	time.Sleep(300 * time.Millisecond)
+	start(proc.PID())
+	<-proc.Exited()
 	if got := get(); got != "antwerp" {
 		t.Errorf("after a reload: served by %s", got)
 	}

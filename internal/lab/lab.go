@@ -2,7 +2,8 @@
 // two sites and a witness on their own loopback addresses, each a separate
 // agent process with its own etcd member, mutual TLS from a throwaway CA, a
 // PostgreSQL primary at brussels with a streaming standby at antwerp, and a
-// demo writer that keeps inserting orders. It can kill a whole location at
+// demo writer that keeps inserting orders; with Options.Stack, a web stack
+// in front of that database (stack.go). It can kill a whole location at
 // once like a power cut, bring it back, and remove everything it made.
 package lab
 
@@ -23,6 +24,7 @@ import (
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/driver/haproxy"
 	"github.com/siteflip/siteflip/internal/driver/postgres"
 	"github.com/siteflip/siteflip/internal/netns"
 	"github.com/siteflip/siteflip/internal/pki"
@@ -67,6 +69,11 @@ type Options struct {
 	// connection to a port nobody listens on): tests of what a failing
 	// check does.
 	Unpassable bool
+	// Stack runs webshop as a whole web stack (stack.go): a storage
+	// script, an app service per site, HAProxy in front when it is
+	// installed, and a web writer ordering through it. It needs the
+	// webshop group (PostgreSQL).
+	Stack bool
 }
 
 // ErrRunning is returned by Up when a lab already runs in the directory.
@@ -79,11 +86,28 @@ func Up(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := preflight(dir, o.Net == nil); err != nil {
-		return err
-	}
 	withPG, withMaria, err := o.dbs()
 	if err != nil {
+		return err
+	}
+	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv}
+	if o.Net != nil {
+		st.Net = newNetState(o.Net, o.NetOwned)
+	}
+	var addrs []string
+	if o.Net == nil {
+		addrs = addresses(locations) // fresh namespaces: nothing listens there yet
+	}
+	var proxyBin string
+	if o.Stack {
+		if !withPG {
+			return fmt.Errorf("the web stack runs in front of webshop, on PostgreSQL: run the lab with --db postgres or both, or without the stack (--stack=false)")
+		}
+		proxyBin, _ = haproxy.Binary() // none: a stack without a proxy
+		st.Stack = newStackState(st.locs(), proxyBin != "")
+		addrs = append(addrs, st.Stack.addresses(o.Net == nil)...)
+	}
+	if err := preflight(dir, addrs); err != nil {
 		return err
 	}
 	binDir := pgBinDir()
@@ -94,10 +118,6 @@ func Up(ctx context.Context, o Options) error {
 		if err := MariaDBAvailable(); err != nil {
 			return fmt.Errorf("--db %s: %w", o.DB, err)
 		}
-	}
-	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv}
-	if o.Net != nil {
-		st.Net = newNetState(o.Net, o.NetOwned)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create lab directory: %w", err)
@@ -110,7 +130,11 @@ func Up(ctx context.Context, o Options) error {
 		return fmt.Errorf("create lab directory: %w", err)
 	}
 	fail := func(err error) error {
-		st.stop(st.running(), 10*time.Second)
+		run := st.running()
+		for _, l := range locations {
+			run = union(run, st.apps(l.name))
+		}
+		st.stop(run, 10*time.Second)
 		st.Processes = nil
 		_ = st.save()
 		return fmt.Errorf("%w\nthe lab did not come up; its logs are in %s (agent.log, pg/postgres.log per location); `siteflip lab down --dir %s` removes it", err, dir, dir)
@@ -122,7 +146,7 @@ func Up(ctx context.Context, o Options) error {
 		}
 	}
 	t, err := writeFiles(dir, binDir, st.locs(), groupOptions{synchronous: o.Synchronous, flapPeriod: o.FlapPeriod, policy: o.Policy, net: st.Net,
-		postgres: withPG, mariadb: withMaria, unpassable: o.Unpassable})
+		postgres: withPG, mariadb: withMaria, unpassable: o.Unpassable, stack: st.Stack, exe: o.Exe})
 	if err != nil {
 		return fail(err)
 	}
@@ -138,6 +162,12 @@ func Up(ctx context.Context, o Options) error {
 	}
 	if withMaria {
 		if err := startMariaDBs(ctx, st, t, o); err != nil {
+			return fail(err)
+		}
+	}
+	if st.Stack != nil {
+		g, _ := t.Group(demoGroup)
+		if err := st.startStack(ctx, o, g.PreferredSite, proxyBin); err != nil {
 			return fail(err)
 		}
 	}
@@ -159,6 +189,13 @@ func Up(ctx context.Context, o Options) error {
 		}
 		fmt.Fprintln(o.Out, "started the demo writer of news (log: news-writer.log)")
 	}
+	if st.Stack != nil {
+		urls := st.Stack.urls(st.locs())
+		if _, err := st.start("", "web-writer", exec.Command(o.Exe, "lab", "writer", "--dir", dir, "--http", strings.Join(urls, ",")), filepath.Join(dir, "web-writer.log")); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(o.Out, "started the web writer of webshop, ordering at %s (log: web-writer.log)\n", strings.Join(urls, " or "))
+	}
 	timeout := o.ReadyTimeout
 	if timeout == 0 {
 		timeout = 90 * time.Second
@@ -166,13 +203,13 @@ func Up(ctx context.Context, o Options) error {
 	if err := waitHealthy(ctx, t, timeout, o.Out); err != nil {
 		return fail(err)
 	}
-	printNext(o.Out, dir, o.Exe, st.locs(), withPG, withMaria)
+	printNext(o.Out, dir, o.Exe, st.locs(), withPG, withMaria, st.Stack)
 	return nil
 }
 
 // preflight refuses to start over a running lab, in a directory that is not
-// a lab, or when an address the lab needs is taken.
-func preflight(dir string, checkAddrs bool) error {
+// a lab, or when one of addrs, addresses the lab needs, is taken.
+func preflight(dir string, addrs []string) error {
 	if st, err := loadState(dir); err == nil {
 		if run := st.running(); len(run) > 0 {
 			return fmt.Errorf("%w in %s: %s; see it with `siteflip --config %s status`, or stop it with `siteflip lab down --dir %s`",
@@ -183,11 +220,8 @@ func preflight(dir string, checkAddrs bool) error {
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("%s exists and is not a lab directory: choose another --dir or remove it", dir)
 	}
-	if !checkAddrs {
-		return nil // fresh namespaces: nothing listens there yet
-	}
 	var busy []string
-	for _, addr := range addresses(locations) {
+	for _, addr := range addrs {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			busy = append(busy, fmt.Sprintf("  %s: %v", addr, unwrapOp(err)))
@@ -412,7 +446,7 @@ func unhealthy(st status.Status) string {
 	return ""
 }
 
-func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria bool) {
+func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria bool, stack *stackState) {
 	cfg := filepath.Join(dir, "siteflip.yaml")
 	fmt.Fprintf(w, "\nThe lab is up in %s:\n", dir)
 	for _, l := range locs {
@@ -433,7 +467,13 @@ func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria 
 				db += ", MariaDB replica :3306"
 			}
 		}
+		if stack != nil && stack.Apps[l.name] != "" {
+			db += fmt.Sprintf(", app :%d", appPort)
+		}
 		fmt.Fprintf(w, "  %-10s %-8s %-12s agent :7400, etcd :2379/:2380%s\n", l.name, l.role, l.ip, db)
+	}
+	if stack != nil && stack.Proxy != "" {
+		fmt.Fprintf(w, "  %-10s %-8s %-12s HAProxy :%d, runtime API %s\n", "proxy", "", proxyIP, proxyPort, haproxySocket(dir))
 	}
 	fmt.Fprintln(w)
 	if withPG {
@@ -441,6 +481,17 @@ func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria 
 "host=%[2]s,%[3]s target_session_attrs=read-write" (log: %[1]s/writer.log).
 Logs: %[1]s/SITE/agent.log and %[1]s/SITE/pg/postgres.log.
 `, dir, locs[0].ip, locs[1].ip)
+	}
+	if stack != nil {
+		front := "the app of whichever site is healthy (no HAProxy here)"
+		if stack.Proxy != "" {
+			front = fmt.Sprintf("HAProxy http://%s", stack.Proxy)
+		}
+		fmt.Fprintf(w, `Webshop's web stack, moved as one by every run: the storage at each site (%[1]s/SITE/storage.mode,
+read-write at the active site only; script resource storage), the app (http://SITE:%[2]d: /healthz,
+POST /orders, /orders/recent; service resource app, log %[1]s/SITE/app.log) and %[3]s
+(resource lb). A web writer orders through %[3]s (log: %[1]s/web-writer.log).
+`, dir, appPort, front)
 	}
 	if withMaria {
 		fmt.Fprintf(w, `Group news (MariaDB, GTID replication): a demo writer publishes articles into news.articles
@@ -460,7 +511,8 @@ Try next:
 }
 
 // Disaster kills every process of site at once with SIGKILL, like a power
-// cut: agent (and its etcd member), its watchdog and the database.
+// cut: agent (and its etcd member), its watchdog, the database and the
+// stack's app.
 func Disaster(o Options, site string) error {
 	st, err := loadState(o.Dir)
 	if err != nil {
@@ -479,6 +531,7 @@ func Disaster(o Options, site string) error {
 	run = union(run, st.postmasters(site))
 	run = union(run, st.mariadbs(site))
 	run = union(run, st.watchdogs(site))
+	run = union(run, st.apps(site))
 	if len(run) == 0 {
 		return fmt.Errorf("nothing of %s is running: it is already down (`siteflip lab heal %s --dir %s` brings it back)", site, site, st.Dir)
 	}
@@ -712,16 +765,24 @@ func Down(o Options) error {
 	if err != nil {
 		return err
 	}
-	// The writer first, then the agents, then the databases (those the lab
-	// started and those the agents restarted).
+	// The writers first, then the agents, then the stack's apps and
+	// HAProxy, then the databases (those the lab started and those the
+	// agents restarted).
 	all := st.Processes
 	for _, l := range locations {
 		all = union(all, st.postmasters(l.name))
 		all = union(all, st.mariadbs(l.name))
 		all = union(all, st.watchdogs(l.name))
 	}
-	order := map[string]int{"writer": 0, "agent": 1, "watchdog": 1, "postgres": 2, "mariadb": 2}
-	for rank := 0; rank < 3; rank++ {
+	order := map[string]int{"writer": 0, "web-writer": 0, "agent": 1, "watchdog": 1, "app": 2, "haproxy": 2, "postgres": 3, "mariadb": 3}
+	for rank := 0; rank < 4; rank++ {
+		if rank == order["app"] {
+			// The agents start and stop the apps: those running once
+			// the agents stopped.
+			for _, l := range locations {
+				all = union(all, st.apps(l.name))
+			}
+		}
 		var ps []proc
 		for _, p := range all {
 			if order[p.Name] == rank {
@@ -739,7 +800,11 @@ func Down(o Options) error {
 	}
 	var busy []string
 	if st.Net == nil {
-		for _, addr := range addresses(locations) {
+		addrs := addresses(locations)
+		if st.Stack != nil {
+			addrs = append(addrs, st.Stack.addresses(true)...)
+		}
+		for _, addr := range addrs {
 			if ln, err := net.Listen("tcp", addr); err != nil {
 				busy = append(busy, addr)
 			} else {

@@ -293,19 +293,12 @@ func processesOf(t *testing.T, marker string) []string {
 func logTails(t testing.TB, dir string, n int) {
 	t.Helper()
 	for _, f := range []string{"brussels/agent.log", "antwerp/agent.log", "frankfurt/agent.log", "writer.log", "news-writer.log",
-		"brussels/mdb/run/mariadb.err", "antwerp/mdb/run/mariadb.err"} {
+		"brussels/mdb/run/mariadb.err", "antwerp/mdb/run/mariadb.err",
+		"web-writer.log", "brussels/app.log", "antwerp/app.log", "haproxy/haproxy.log"} {
 		if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
 			t.Logf("%s:\n%s", f, tail(string(b), n))
 		}
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 type testWriter struct{ t testing.TB }

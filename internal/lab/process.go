@@ -29,6 +29,8 @@ type state struct {
 	SiteEnv map[string][]string `json:"site_env,omitempty"`
 	// Net is set when the locations live in network namespaces.
 	Net *netState `json:"net,omitempty"`
+	// Stack is set when the lab runs the web stack (Options.Stack).
+	Stack *stackState `json:"stack,omitempty"`
 }
 
 // proc is one process the lab started, in a session of its own so that its
@@ -152,19 +154,38 @@ func (st *state) start(site, name string, cmd *exec.Cmd, logPath string) (proc, 
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setsid = true
-	err := cmd.Start()
-	if err != nil {
+	if err := cmd.Start(); err != nil {
 		return proc{}, fmt.Errorf("start %s of %s: %w", name, orLab(site), err)
 	}
-	p := proc{Site: site, Name: name, PID: cmd.Process.Pid}
-	if _, p.Start, err = procStat(p.PID); err != nil {
+	p, err := st.record(site, name, cmd.Process.Pid)
+	if err != nil {
 		_ = cmd.Process.Kill()
 		return proc{}, fmt.Errorf("start %s of %s: %w", name, orLab(site), err)
 	}
 	// Reap it if it dies while this command still runs; after that, init does.
 	go cmd.Wait()
-	st.Processes = append(st.Processes, p)
 	return p, st.save()
+}
+
+// record records a process the lab started, by its PID and start time;
+// the caller saves the state.
+func (st *state) record(site, name string, pid int) (proc, error) {
+	p := proc{Site: site, Name: name, PID: pid}
+	var err error
+	if _, p.Start, err = procStat(p.PID); err != nil {
+		return proc{}, err
+	}
+	st.Processes = append(st.Processes, p)
+	return p, nil
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // kill kills ps outright: each process group, and for a postgres server

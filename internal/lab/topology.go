@@ -96,6 +96,10 @@ type groupOptions struct {
 	flapPeriod        time.Duration
 	policy            string
 	unpassable        bool // a check that can never pass (Options.Unpassable)
+	// stack, when set, adds webshop's web stack (Options.Stack), whose
+	// commands run exe.
+	stack *stackState
+	exe   string
 }
 
 func topologyYAML(dir, binDir string, locs []location, o groupOptions) string {
@@ -181,6 +185,9 @@ access:                            # certificate names and their roles
 		if o.net != nil {
 			fmt.Fprintf(&b, "            listen_addresses: \"%s,%s\"\n", l.ip, o.net.VIP)
 		}
+	}
+	if o.stack != nil {
+		stackYAML(&b, dir, o.exe, locs, o.stack)
 	}
 	// Every agent answers the database's name with the active site's
 	// address (dig @SITE -p 5353 db.webshop.lab).

@@ -1,9 +1,13 @@
 package lab
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -25,9 +29,15 @@ type Writer struct {
 	Dir string
 	// Group is the group written to: the webshop (PostgreSQL) when empty,
 	// or news (MariaDB).
-	Group    string
+	Group string
+	// URLs, when set, make it the web writer: it orders over HTTP, at
+	// the lab's proxy or at whichever of the sites' apps answers.
+	URLs     []string
 	Interval time.Duration
 	Out      io.Writer
+	// Acked, when set, is told every acknowledged write: its id and the
+	// server that acknowledged it (a test's loss check).
+	Acked func(id int64, server string)
 }
 
 // demoClient is how the writer reaches one kind of database: connect
@@ -48,7 +58,9 @@ func (w Writer) Run(ctx context.Context) error {
 		return err
 	}
 	var c demoClient
-	if w.Group == newsGroup {
+	if len(w.URLs) > 0 {
+		c = newWebClient(w.URLs)
+	} else if w.Group == newsGroup {
 		if c, err = newNewsClient(t, w.Dir); err != nil {
 			return err
 		}
@@ -104,6 +116,9 @@ func (w Writer) Run(ctx context.Context) error {
 			connected, server = false, ""
 			continue
 		}
+		if s, ok := c.(servedBy); ok {
+			server = s.servedBy()
+		}
 		if server != before {
 			fmt.Fprintf(w.Out, "%s writing to the primary at %s\n", stamp(), server)
 			before = server
@@ -111,7 +126,16 @@ func (w Writer) Run(ctx context.Context) error {
 		lastID = id
 		acked++
 		lastErr = ""
+		if w.Acked != nil {
+			w.Acked(id, server)
+		}
 	}
+}
+
+// servedBy is a client whose every write may be served by another
+// server (a proxy's backend): servedBy names the last one.
+type servedBy interface {
+	servedBy() string
 }
 
 // shopClient writes orders to the webshop group through its multi-host
@@ -129,19 +153,24 @@ func (c *shopClient) connect(ctx context.Context) (string, error) {
 		return "", err
 	}
 	c.conn = conn
-	_, err = conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS orders (
-		id bigserial PRIMARY KEY,
-		placed_at timestamptz NOT NULL DEFAULT now(),
-		item text NOT NULL,
-		amount_cents integer NOT NULL)`)
+	_, err = conn.Exec(ctx, ordersDDL)
 	return conn.PgConn().Conn().RemoteAddr().String(), err
 }
 
 func (c *shopClient) write(ctx context.Context, n int) (id int64, err error) {
-	err = c.conn.QueryRow(ctx, `INSERT INTO orders (item, amount_cents) VALUES ($1, $2) RETURNING id`,
-		items[n%len(items)], 100+n%5000).Scan(&id)
+	err = c.conn.QueryRow(ctx, insertOrder, items[n%len(items)], 100+n%5000).Scan(&id)
 	return id, err
 }
+
+// The webshop's orders, as the demo writer and the lab's app write them.
+const (
+	ordersDDL = `CREATE TABLE IF NOT EXISTS orders (
+		id bigserial PRIMARY KEY,
+		placed_at timestamptz NOT NULL DEFAULT now(),
+		item text NOT NULL,
+		amount_cents integer NOT NULL)`
+	insertOrder = `INSERT INTO orders (item, amount_cents) VALUES ($1, $2) RETURNING id`
+)
 
 func (c *shopClient) close() { c.conn.Close(context.Background()) }
 
@@ -168,10 +197,6 @@ func WriterDSN(t *config.Topology) (string, error) {
 			}
 		}
 	}
-	pw, err := first.Password()
-	if err != nil {
-		return "", err
-	}
 	// With a network, clients use the service address the router
 	// forwards to the active site.
 	for _, r := range g.Resources {
@@ -181,8 +206,18 @@ func WriterDSN(t *config.Topology) (string, error) {
 			}
 		}
 	}
-	return fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s target_session_attrs=read-write connect_timeout=2 application_name=siteflip-lab-writer",
-		strings.Join(hosts, ","), strings.Join(ports, ","), first.Database, first.User, pw), nil
+	return dsn(first, hosts, ports, "target_session_attrs=read-write connect_timeout=2 application_name=siteflip-lab-writer")
+}
+
+// dsn is a connection string to the database of s, as its user, at
+// hosts and ports (one or more of each), with params added.
+func dsn(s *postgres.Settings, hosts, ports []string, params string) (string, error) {
+	pw, err := s.Password()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s %s",
+		strings.Join(hosts, ","), strings.Join(ports, ","), s.Database, s.User, pw, params), nil
 }
 
 func stamp() string { return time.Now().Format(time.TimeOnly) }
@@ -203,19 +238,112 @@ func suffix(err string) string {
 
 // SiteDSN is the connection string of the lab's database at site alone.
 func SiteDSN(t *config.Topology, site string) (string, error) {
+	return siteDSN(t, site, "siteflip-lab-probe")
+}
+
+// siteDSN is the connection string of the lab's database at site alone,
+// for the client named app.
+func siteDSN(t *config.Topology, site, app string) (string, error) {
 	g, ok := t.Group(demoGroup)
 	if !ok {
 		return "", fmt.Errorf("group %s is not in the lab topology", demoGroup)
 	}
 	for _, r := range g.Resources {
 		if s, ok := r.Settings[site].(*postgres.Settings); ok {
-			pw, err := s.Password()
-			if err != nil {
-				return "", err
-			}
-			return fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s connect_timeout=1 application_name=siteflip-lab-probe",
-				s.Host, s.Port, s.Database, s.User, pw), nil
+			return dsn(s, []string{s.Host}, []string{fmt.Sprint(s.Port)}, "connect_timeout=1 application_name="+app)
 		}
 	}
 	return "", fmt.Errorf("%s has no database in the lab", site)
+}
+
+// webClient orders over HTTP, through the lab's web stack: at the first of
+// its URLs whose app says it is healthy (a proxy's URL alone, or every
+// site's app, as a multi-host connection string names every database).
+type webClient struct {
+	urls []string
+	http *http.Client
+	url  string // the URL it orders at, once connected
+	site string // the site whose app answered last
+}
+
+func newWebClient(urls []string) *webClient {
+	return &webClient{urls: urls, http: &http.Client{Timeout: 2 * time.Second}}
+}
+
+func (c *webClient) what() string { return "orders" }
+
+func (c *webClient) connect(ctx context.Context) (string, error) {
+	var errs []error
+	for _, u := range c.urls {
+		site, err := c.healthy(ctx, u)
+		if err == nil {
+			c.url, c.site = u, site
+			return c.servedBy(), nil
+		}
+		errs = append(errs, err)
+	}
+	return "", errors.Join(errs...)
+}
+
+// healthy asks the app at u whether it takes orders, and which site's
+// app answered.
+func (c *webClient) healthy(ctx context.Context, u string) (site string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/healthz", nil)
+	if err != nil {
+		return "", err
+	}
+	body, err := c.do(req, http.StatusOK)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimPrefix(strings.TrimSpace(string(body)), "ok "), nil
+}
+
+func (c *webClient) write(ctx context.Context, n int) (int64, error) {
+	order, _ := json.Marshal(orderRequest{Item: items[n%len(items)], AmountCents: 100 + n%5000})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/orders", bytes.NewReader(order))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	body, err := c.do(req, http.StatusCreated)
+	if err != nil {
+		return 0, err
+	}
+	var placed orderPlaced
+	if err := json.Unmarshal(body, &placed); err != nil {
+		return 0, fmt.Errorf("POST %s/orders: %w", c.url, err)
+	}
+	c.site = placed.Site
+	return placed.ID, nil
+}
+
+// do sends req and returns the body of an answer with status want, or an
+// error with the status and the reason the app gave.
+func (c *webClient) do(req *http.Request, want int) ([]byte, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
+	}
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("%s %s: %s: %s", req.Method, req.URL, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+func (c *webClient) servedBy() string {
+	if c.site == "" {
+		return c.url
+	}
+	return c.site + " (" + c.url + ")"
+}
+
+func (c *webClient) close() {
+	c.url, c.site = "", ""
+	c.http.CloseIdleConnections()
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,17 +17,14 @@ import (
 )
 
 // haproxyBinary returns the haproxy binary, or skips the test when there is
-// none. Debian puts it in /usr/sbin, which a user's PATH may lack.
+// none.
 func haproxyBinary(tb testing.TB) string {
 	tb.Helper()
-	if p, err := exec.LookPath("haproxy"); err == nil {
-		return p
+	bin, err := Binary()
+	if err != nil {
+		tb.Skipf("skipping real HAProxy test: %v", err)
 	}
-	if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
-		return "/usr/sbin/haproxy"
-	}
-	tb.Skip("skipping real HAProxy test: no haproxy in PATH or /usr/sbin; apt-get install haproxy (scripts/deps.sh) to run it")
-	return ""
+	return bin
 }
 
 // lab is one HAProxy in front of two HTTP servers, one per site, that
@@ -57,9 +53,8 @@ type lab struct {
 	front     string // the URL of the frontend of webshop
 	guarded   string // the URL of the frontend of guarded
 	client    *http.Client
-	proc      *exec.Cmd
-	exited    chan struct{} // closed when proc has exited
-	logs      int           // log files written so far
+	proc      *Proc
+	logs      int // log files written so far
 }
 
 func startLab(tb testing.TB) *lab {
@@ -144,53 +139,17 @@ backend checked
 	return l
 }
 
-// start starts HAProxy on the lab's configuration; with old > 0 it is a
-// reload: the new process tells the old one (-sf) to finish and exit. start
-// returns once the new process answers on the admin socket.
+// start starts HAProxy on the lab's configuration, logging to a file of
+// its own; with old > 0 it is a reload (Proc.Start).
 func (l *lab) start(old int) {
 	l.tb.Helper()
-	args := []string{"-db", "-f", l.cfg}
-	if old > 0 {
-		args = append(args, "-sf", strconv.Itoa(old))
-	}
 	l.logs++
-	logPath := filepath.Join(l.dir, fmt.Sprintf("haproxy-%d.log", l.logs))
-	logFile, err := os.Create(logPath)
-	if err != nil {
+	p := &Proc{Bin: l.bin, Config: l.cfg, Socket: l.sock,
+		Log: filepath.Join(l.dir, fmt.Sprintf("haproxy-%d.log", l.logs)), SysProcAttr: dieWithTest()}
+	if err := p.Start(context.Background(), old); err != nil {
 		l.tb.Fatal(err)
 	}
-	defer logFile.Close()
-	cmd := exec.Command(l.bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	dieWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		l.tb.Fatalf("start haproxy: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	l.proc, l.exited = cmd, exited
-
-	admin := &Settings{RuntimeAPI: l.sock}
-	want := "Pid: " + strconv.Itoa(cmd.Process.Pid) + "\n"
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		info, err := command(ctx, admin, "show info")
-		cancel()
-		if err == nil && strings.Contains(info, want) {
-			return
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(logPath)
-			l.tb.Fatalf("haproxy %v exited at start:\n%s", args, log)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logPath)
-			l.tb.Fatalf("haproxy %v did not answer on %s within 10s (last error %v):\n%s", args, l.sock, err, log)
-		}
-	}
+	l.proc = p
 }
 
 // stop kills HAProxy and waits for it.
@@ -198,8 +157,7 @@ func (l *lab) stop() {
 	if l.proc == nil {
 		return
 	}
-	l.proc.Process.Kill()
-	<-l.exited
+	l.proc.Stop()
 	l.proc = nil
 }
 
@@ -207,14 +165,13 @@ func (l *lab) stop() {
 // `systemctl reload haproxy` does, and waits until the old one has exited.
 func (l *lab) reload() {
 	l.tb.Helper()
-	old, oldExited := l.proc, l.exited
+	old := l.proc
 	l.client.CloseIdleConnections() // idle keep-alive connections hold the old process
-	l.start(old.Process.Pid)
+	l.start(old.PID())
 	select {
-	case <-oldExited:
+	case <-old.Exited():
 	case <-time.After(10 * time.Second):
-		old.Process.Kill()
-		<-oldExited
+		old.Stop()
 		l.tb.Fatal("the old haproxy did not exit within 10s of the reload")
 	}
 }

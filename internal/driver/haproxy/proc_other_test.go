@@ -2,8 +2,8 @@
 
 package haproxy
 
-import "os/exec"
+import "syscall"
 
-// dieWithTest does nothing where the kernel cannot kill a child with its
-// parent; the tests' cleanups stop HAProxy.
-func dieWithTest(cmd *exec.Cmd) {}
+// dieWithTest returns nothing where the kernel cannot kill a child with
+// its parent; the tests' cleanups stop HAProxy.
+func dieWithTest() *syscall.SysProcAttr { return nil }
