@@ -322,6 +322,11 @@ const (
 
 func storagePath(dir, site string) string { return filepath.Join(dir, site, "storage.mode") }
 
+// storageStuckPath, when the file exists, makes the storage of a site
+// refuse to turn read-only, with the file's text as the reason: a test's
+// failing fence (the rollback turns it read-write again).
+func storageStuckPath(dir, site string) string { return filepath.Join(dir, site, "storage.stuck") }
+
 func readStorage(dir, site string) (string, error) {
 	b, err := os.ReadFile(storagePath(dir, site))
 	if err != nil {
@@ -354,6 +359,9 @@ func SetStorage(o Options, site, mode, why string) error {
 	}
 	if _, err := st.appAddr(site); err != nil {
 		return err
+	}
+	if why, err := os.ReadFile(storageStuckPath(st.Dir, site)); err == nil && mode == StorageReadOnly {
+		return fmt.Errorf("the storage array at %s does not answer: %s", site, strings.TrimSpace(string(why)))
 	}
 	was, err := readStorage(st.Dir, site)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

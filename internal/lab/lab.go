@@ -74,6 +74,10 @@ type Options struct {
 	// installed, and a web writer ordering through it. It needs the
 	// webshop group (PostgreSQL).
 	Stack bool
+	// Approval (with Stack) makes every run of webshop wait for a
+	// person's approval once the storage is read-write, before the app
+	// starts.
+	Approval bool
 }
 
 // ErrRunning is returned by Up when a lab already runs in the directory.
@@ -105,6 +109,7 @@ func Up(ctx context.Context, o Options) error {
 		}
 		proxyBin, _ = haproxy.Binary() // none: a stack without a proxy
 		st.Stack = newStackState(st.locs(), proxyBin != "")
+		st.Stack.Approval = o.Approval
 		addrs = append(addrs, st.Stack.addresses(o.Net == nil)...)
 	}
 	if err := preflight(dir, addrs); err != nil {

@@ -45,7 +45,13 @@ type stackState struct {
 	Apps map[string]string `json:"apps"`
 	// Proxy is the host:port HAProxy listens on; "" without HAProxy.
 	Proxy string `json:"proxy,omitempty"`
+	// Approval adds an approval, storage-ready, between the storage's
+	// promotion and the app's (Options.Approval).
+	Approval bool `json:"approval,omitempty"`
 }
+
+// approvalResource is the approval of Options.Approval.
+const approvalResource = "storage-ready"
 
 func newStackState(locs []location, proxy bool) *stackState {
 	s := &stackState{Apps: map[string]string{}}
@@ -136,11 +142,25 @@ func stackYAML(b *strings.Builder, dir, exe string, locs []location, s *stackSta
             timeout: 30s
 `, l.name, mode(StorageReadOnly), mode(StorageReadWrite), mode(StorageReadOnly), mode(StorageReadWrite))
 	}
+	appDeps := storageResource
+	if s.Approval {
+		appDeps = approvalResource
+		fmt.Fprintf(b, `      - name: %s          # a person confirms the storage before the app starts
+        type: approval
+        depends_on: [%s]
+        sites:
+`, approvalResource, storageResource)
+		for _, l := range locs {
+			if l.postgres {
+				fmt.Fprintf(b, "          %s: {message: \"storage at %s read-write?\", timeout: 10m}\n", l.name, l.name)
+			}
+		}
+	}
 	fmt.Fprintf(b, `      - name: %s                    # the web app, run at the active site only
         type: service
         depends_on: [%s, %s]
         sites:
-`, appResource, demoResource, storageResource)
+`, appResource, demoResource, appDeps)
 	for _, l := range locs {
 		if !l.postgres {
 			continue
