@@ -43,6 +43,8 @@ type Options struct {
 	// MariaDB runs the lab's news group on MariaDB instead of webshop on
 	// PostgreSQL.
 	MariaDB bool
+	// Stack runs webshop as the lab's web stack (lab.Options.Stack).
+	Stack bool
 }
 
 // Env is a lab in network namespaces with a writer and a probe running.
@@ -73,7 +75,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		return nil, err
 	}
 	e := &Env{Net: n, Group: "webshop", Lab: lab.Options{Dir: o.Dir, Exe: o.Exe, Out: o.Out, Net: n, Synchronous: o.Synchronous,
-		FlapPeriod: o.FlapPeriod, Policy: o.Policy, AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv, ReadyTimeout: 90 * time.Second}}
+		FlapPeriod: o.FlapPeriod, Policy: o.Policy, AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv, ReadyTimeout: 90 * time.Second, Stack: o.Stack}}
 	if o.MariaDB {
 		e.Group, e.Lab.DB = "news", lab.DBMariaDB
 	}

@@ -113,14 +113,29 @@ func printStatus(w io.Writer, st status.Status) {
 			fmt.Fprintf(w, "  drill in progress: %s (siteflip run %s)\n", g.Drill, g.Drill)
 		}
 		fmt.Fprintf(w, "  %s\n", drillLine(g.Drills, st.Time))
-		var checks []string
+		var checks, scripts, approvals []string
 		for _, r := range g.Resources {
-			if r.Class == string(config.ClassCheck) {
+			switch r.Class {
+			case string(config.ClassCheck):
 				checks = append(checks, r.Name)
+			case string(config.ClassScript):
+				scripts = append(scripts, r.Name)
+			case string(config.ClassGate):
+				approvals = append(approvals, r.Name)
 			}
 		}
 		if len(checks) > 0 {
 			fmt.Fprintf(w, "  checks: %s (run at the end of every failover, switchover and failback, and in drills)\n", strings.Join(checks, ", "))
+		}
+		if len(scripts) > 0 {
+			fmt.Fprintf(w, "  scripts: %s (run at the steps of every run)\n", strings.Join(scripts, ", "))
+		}
+		if len(approvals) > 0 {
+			fmt.Fprintf(w, "  approvals: %s (every failover, switchover and failback waits for `siteflip approve`)\n", strings.Join(approvals, ", "))
+		}
+		if a := g.Awaiting; a != nil {
+			fmt.Fprintf(w, "  WAITING FOR APPROVAL since %s, until %s: %s\n  run:  siteflip approve %s   (or: siteflip reject %s)\n",
+				a.Since.Local().Format(time.TimeOnly), a.Until.Local().Format(time.TimeOnly), orDash(a.Message), a.Run, a.Run)
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  RESOURCE\tSITE\tROLE\tTIMELINE\tREADY\tLAG\t")
@@ -156,6 +171,18 @@ func resourceCells(class string, s status.ResourceSiteStatus) (role, timeline, r
 	role, timeline, ready = s.Role, strconv.FormatInt(s.Timeline, 10), "-"
 	if s.Timeline == 0 {
 		timeline = "-" // a database without timelines (MariaDB), or not known
+	}
+	if class == string(config.ClassService) {
+		timeline = "-"
+		switch s.Role {
+		case status.RolePrimary:
+			role = "running"
+		case status.RoleDown:
+			role = "UNHEALTHY"
+		case status.RoleStandby:
+			role, ready = "stopped", "ready"
+		}
+		return role, timeline, ready
 	}
 	if class == string(config.ClassTraffic) {
 		timeline = "-"

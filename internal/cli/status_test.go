@@ -24,6 +24,10 @@ func TestResourceCells(t *testing.T) {
 		{"traffic", status.ResourceSiteStatus{Role: status.RoleStandby, Streaming: true}, "parked", "-", "ready"},
 		{"traffic", status.ResourceSiteStatus{Role: status.RoleStandby}, "parked", "-", "NOT READY"},
 		{"traffic", status.ResourceSiteStatus{Role: status.RoleUnknown}, "unknown", "-", "-"},
+		{"service", status.ResourceSiteStatus{Role: status.RolePrimary, Up: true}, "running", "-", "-"},
+		{"service", status.ResourceSiteStatus{Role: status.RoleDown, Up: true}, "UNHEALTHY", "-", "-"},
+		{"service", status.ResourceSiteStatus{Role: status.RoleStandby, Up: true, Streaming: true}, "stopped", "-", "ready"},
+		{"service", status.ResourceSiteStatus{Role: status.RoleUnknown}, "unknown", "-", "-"},
 	}
 	for _, tt := range tests {
 		role, timeline, ready := resourceCells(tt.class, tt.s)

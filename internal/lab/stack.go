@@ -66,6 +66,19 @@ func newStackState(locs []location, proxy bool) *stackState {
 	return s
 }
 
+// StackURLs are where the clients of the lab in dir order over HTTP: its
+// proxy, or without one every site's app; none without a web stack.
+func StackURLs(dir string) ([]string, error) {
+	st, err := loadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	if st.Stack == nil {
+		return nil, nil
+	}
+	return st.Stack.urls(st.locs()), nil
+}
+
 // urls are where the web writer orders: the proxy, or without one every
 // site's app in the lab's order, taking whichever is healthy.
 func (s *stackState) urls(locs []location) []string {
