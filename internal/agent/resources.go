@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,11 +165,45 @@ func (lr *localResources) observeNow() {
 	}
 }
 
-// observeLoop observes the local resources each probe interval.
+// observeLoop observes the local resources each probe interval. The
+// databases and traffic resources are observed one after the other; each
+// service in a loop of its own, so that a slow status command or a health
+// probe that hangs never makes a database's observation late.
 func (lr *localResources) observeLoop(ctx context.Context, observers map[string]resource.Observer) error {
 	if len(observers) == 0 {
 		return nil
 	}
+	core := map[string]resource.Observer{}
+	var nows []chan struct{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for key, o := range observers {
+		if !lr.isService(key) {
+			core[key] = o
+			continue
+		}
+		now := make(chan struct{}, 1)
+		nows = append(nows, now)
+		wg.Go(func() { lr.observeEvery(ctx, map[string]resource.Observer{key: o}, now) })
+	}
+	lr.observeEvery(ctx, core, lr.observe, nows...)
+	return nil
+}
+
+// isService says whether the resource key (GROUP/NAME) is a service.
+func (lr *localResources) isService(key string) bool {
+	group, name, _ := strings.Cut(key, "/")
+	if g, ok := lr.topo.Group(group); ok {
+		if r, ok := findResource(g, name); ok {
+			return r.Class == config.ClassService
+		}
+	}
+	return false
+}
+
+// observeEvery observes observers one after the other each probe
+// interval, and at once when told on now (which it passes on to also).
+func (lr *localResources) observeEvery(ctx context.Context, observers map[string]resource.Observer, now <-chan struct{}, also ...chan struct{}) {
 	tick := time.NewTicker(lr.topo.Coordination.ProbeInterval.D())
 	defer tick.Stop()
 	for {
@@ -177,7 +212,7 @@ func (lr *localResources) observeLoop(ctx context.Context, observers map[string]
 			v := o.Observe(octx)
 			cancel()
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			// Timed on this agent's clock, as its view's publication is:
 			// the controller subtracts the two (lags.go).
@@ -194,9 +229,15 @@ func (lr *localResources) observeLoop(ctx context.Context, observers map[string]
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-tick.C:
-		case <-lr.observe:
+		case <-now:
+			for _, c := range also {
+				select {
+				case c <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}
 }
