@@ -163,7 +163,7 @@ func killTrial(ctx context.Context, e *chaos.Env, r *result, i int) error {
 		r.rtos = append(r.rtos, rto)
 		r.loads["kill"] = append(r.loads["kill"], load)
 	}
-	if err := backAndReprotect(ctx, e, victim, func() error { return lab.Heal(ctx, e.Lab, victim) }); err != nil {
+	if err := harness.BackAndReprotect(ctx, e.Client, e.Group, victim, other(victim), func() error { return lab.Heal(ctx, e.Lab, victim) }); err != nil {
 		return err
 	}
 	lost, err := lostSince(ctx, e, cut, r.counted)
@@ -200,7 +200,7 @@ func cutTrial(ctx context.Context, e *chaos.Env, r *result, i int) error {
 	}
 	takeover := first.At.Sub(cut)
 	r.stops, r.takeovers = append(r.stops, stop), append(r.takeovers, takeover)
-	if err := backAndReprotect(ctx, e, victim, e.Net.HealAll); err != nil {
+	if err := harness.BackAndReprotect(ctx, e.Client, e.Group, victim, other(victim), e.Net.HealAll); err != nil {
 		return err
 	}
 	lost, err := lostSince(ctx, e, cut, r.counted)
@@ -211,29 +211,6 @@ func cutTrial(ctx context.Context, e *chaos.Env, r *result, i int) error {
 	fmt.Printf("cut       %2d at %-8s stops acknowledging %.3fs  other site acknowledges %.3fs  acknowledged writes lost %d  load %.1f\n",
 		i+1, victim, stop.Seconds(), takeover.Seconds(), lost, load)
 	return nil
-}
-
-// backAndReprotect waits for the failover to end, brings the old site
-// back and reprotects it.
-func backAndReprotect(ctx context.Context, e *chaos.Env, victim string, back func() error) error {
-	if _, err := e.WaitStatus(ctx, 60*time.Second, func(st status.Status) bool {
-		return st.Groups[0].ActiveSite == other(victim) && st.Groups[0].Run == ""
-	}); err != nil {
-		return fmt.Errorf("failover to %s: %w", other(victim), err)
-	}
-	if err := back(); err != nil {
-		return err
-	}
-	// The old site's agent must be back in the control plane and no
-	// longer marked lost before it can be rejoined.
-	if _, err := e.WaitStatus(ctx, 60*time.Second, func(st status.Status) bool {
-		s, _ := st.Site(victim)
-		return s.Up && s.Reporting && !s.Lost
-	}); err != nil {
-		return fmt.Errorf("%s back: %w", victim, err)
-	}
-	_, err := harness.Run(ctx, e.Client, api.RunRequest{Group: e.Group, Action: plan.Reprotect})
-	return err
 }
 
 // switchTrial switches the group over to the other site with the writer

@@ -70,3 +70,41 @@ func WaitProtected(ctx context.Context, c *api.Client) (status.GroupStatus, erro
 	}
 	return st.Groups[0], nil
 }
+
+// BackAndReprotect waits until group is active at to with no run in
+// progress (the failover away from victim has ended), brings victim back
+// (back), waits until it reports again and is no longer marked lost, and
+// reprotects the group toward it.
+func BackAndReprotect(ctx context.Context, c *api.Client, group, victim, to string, back func() error) error {
+	wait := func(what string, cond func(status.Status) bool) error {
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if _, err := c.Wait(wctx, 100*time.Millisecond, cond); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+	if err := wait("failover to "+to, func(st status.Status) bool {
+		for _, g := range st.Groups {
+			if g.Name == group {
+				return g.ActiveSite == to && g.Run == ""
+			}
+		}
+		return false
+	}); err != nil {
+		return err
+	}
+	if err := back(); err != nil {
+		return err
+	}
+	// The old site's agent must be back in the control plane and no
+	// longer marked lost before it can be rejoined.
+	if err := wait(victim+" back", func(st status.Status) bool {
+		s, _ := st.Site(victim)
+		return s.Up && s.Reporting && !s.Lost
+	}); err != nil {
+		return err
+	}
+	_, err := Run(ctx, c, api.RunRequest{Group: group, Action: plan.Reprotect})
+	return err
+}

@@ -239,6 +239,10 @@ frontend %[3]s
 
 backend %[3]s
     option httpchk GET /healthz
+    # A refused connection (the old site's app just stopped) is tried
+    # again at once on the other server rather than held.
+    retries 3
+    option redispatch 1
 `, haproxySocket(dir), haproxyStateFile(dir), proxyBackend, s.Proxy)
 	for _, l := range locs {
 		if a, ok := s.Apps[l.name]; ok {
