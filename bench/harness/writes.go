@@ -37,24 +37,29 @@ func GapIn(acks []chaos.Ack, from, to time.Time) time.Duration {
 	return max(gap, to.Sub(prev))
 }
 
-// Missing counts the acknowledged writes the final primary does not have.
-func Missing(ctx context.Context, dsn string, acks []chaos.Ack) (lost, acked int, err error) {
+// Missing returns the acknowledged writes of acks whose ids the table of
+// the database at dsn does not hold.
+func Missing(ctx context.Context, dsn, table string, acks []chaos.Ack) ([]chaos.Ack, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, "SELECT id FROM "+chaos.WritesTable)
-	if err != nil {
-		return 0, 0, err
+	ids := make([]int64, len(acks))
+	for i, a := range acks {
+		ids[i] = a.ID
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	rows, err := conn.Query(ctx, "SELECT id FROM "+pgx.Identifier{table}.Sanitize()+" WHERE id = ANY($1)", ids)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	present := map[int64]bool{}
-	for _, id := range ids {
+	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	present := make(map[int64]bool, len(found))
+	for _, id := range found {
 		present[id] = true
 	}
-	return len(chaos.Lost(acks, present)), len(acks), nil
+	return chaos.Lost(acks, present), nil
 }

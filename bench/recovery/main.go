@@ -76,10 +76,12 @@ func run(switchovers int, exe, dir, out string) error {
 	}
 	stopWriter()
 	time.Sleep(200 * time.Millisecond)
-	lost, acked, err := harness.Missing(ctx, dsn, w.Acks())
+	acks := w.Acks()
+	missing, err := harness.Missing(ctx, dsn, chaos.WritesTable, acks)
 	if err != nil {
 		return err
 	}
+	lost, acked := len(missing), len(acks)
 	fmt.Printf("%d writes acknowledged, %d lost\n", acked, lost)
 	return write(out, gaps, lost)
 }

@@ -32,8 +32,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/siteflip/siteflip/bench/harness"
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/chaos"
@@ -297,28 +295,7 @@ func (b *bench) missing(ctx context.Context, acks []chaos.Ack) ([]chaos.Ack, err
 	}
 	qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(qctx, dsn)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.Background())
-	ids := make([]int64, len(acks))
-	for i, a := range acks {
-		ids[i] = a.ID
-	}
-	rows, err := conn.Query(qctx, "SELECT id FROM orders WHERE id = ANY($1)", ids)
-	if err != nil {
-		return nil, err
-	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, err
-	}
-	present := make(map[int64]bool, len(found))
-	for _, id := range found {
-		present[id] = true
-	}
-	return chaos.Lost(acks, present), nil
+	return harness.Missing(qctx, dsn, "orders", acks)
 }
 
 // orders are the orders the client placed and had acknowledged, in order:

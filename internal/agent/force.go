@@ -301,7 +301,7 @@ func (fc *forcer) recoveryOf(g *config.Group, lg coord.LocalGroup, by string, re
 	}
 	// Checks are run, never unfenced or promoted; a forced recovery waits
 	// for no approval: the admin who forces it is the person.
-	order = slices.DeleteFunc(order, func(r config.Resource) bool { return r.Class == config.ClassCheck || r.Class == config.ClassGate })
+	order = slices.DeleteFunc(order, func(r config.Resource) bool { return !r.Class.Stepped() })
 	preq := plan.Request{Action: plan.Failover, To: here, AcceptDataLoss: req.AcceptDataLoss}
 	now := fc.now().UTC()
 	runBy := by + " (--force)"

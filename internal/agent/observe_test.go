@@ -52,7 +52,8 @@ func TestSlowServiceDoesNotDelayTheDatabase(t *testing.T) {
 			defer close(done)
 			lr.observeLoop(ctx, map[string]resource.Observer{"webshop/db": db, "webshop/app": app})
 		}()
-		time.Sleep(10 * time.Second) // fake time: 20 probe intervals
+		// Fake time in the bubble: 20 probe intervals pass at once.
+		<-time.After(10 * time.Second)
 		cancel()
 		<-done
 		// Every 500 ms for 10 s: 21 looks; one after another with the

@@ -215,6 +215,13 @@ const (
 	ClassGate Class = "gate"
 )
 
+// Stepped says whether resources of class c take a run's steps (fence,
+// catch-up, promote, rejoin; start and teardown in a drill): all but the
+// checks, which are run, and the approvals, which the controller awaits.
+func (c Class) Stepped() bool {
+	return c != ClassCheck && c != ClassGate
+}
+
 // Priorities of a resource.
 const (
 	FirstPriority   = 1

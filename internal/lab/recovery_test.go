@@ -114,14 +114,21 @@ func (w *ackWriter) lost(t *testing.T) []int64 {
 	w.mu.Lock()
 	ids := append([]int64(nil), w.acked...)
 	w.mu.Unlock()
+	return missingIDs(t, w.dsn, "acked", ids)
+}
+
+// missingIDs returns the ids of ids that table of the database at dsn
+// does not hold.
+func missingIDs(t *testing.T, dsn, table string, ids []int64) []int64 {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, w.dsn)
+	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, "SELECT id FROM unnest($1::bigint[]) AS id WHERE id NOT IN (SELECT id FROM acked)", ids)
+	rows, err := conn.Query(ctx, "SELECT id FROM unnest($1::bigint[]) AS id WHERE id NOT IN (SELECT id FROM "+pgx.Identifier{table}.Sanitize()+")", ids)
 	if err != nil {
 		t.Fatal(err)
 	}

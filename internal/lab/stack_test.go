@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
@@ -249,20 +248,5 @@ func (o *ordering) lost(t *testing.T, topo *config.Topology) []int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, "SELECT id FROM unnest($1::bigint[]) AS id WHERE id NOT IN (SELECT id FROM orders)", ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lost, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lost
+	return missingIDs(t, dsn, "orders", ids)
 }

@@ -194,7 +194,7 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 	// Checks are run and approvals awaited, never fenced, promoted or
 	// rejoined.
 	order := slices.DeleteFunc(slices.Clone(all), func(r config.Resource) bool {
-		return r.Class == config.ClassCheck || r.Class == config.ClassGate
+		return !r.Class.Stepped()
 	})
 	from := st.ActiveSite
 	to := req.To
@@ -388,7 +388,7 @@ func drill(order []config.Resource, site string, keep time.Duration) (steps, tea
 		}
 	}
 	for _, r := range order {
-		if drilled(r) {
+		if r.Class.Stepped() { // checks are run; a drill awaits no approval
 			steps = append(steps, step(Start, r.Name, site, startTimeout, 1, false))
 		}
 	}
@@ -403,18 +403,11 @@ func drill(order []config.Resource, site string, keep time.Duration) (steps, tea
 		steps = append(steps, step(Keep, "", site, keep+time.Minute, 0, false))
 	}
 	for _, r := range slices.Backward(order) {
-		if drilled(r) {
+		if r.Class.Stepped() { // checks are run; a drill awaits no approval
 			teardown = append(teardown, step(Teardown, r.Name, site, teardownTimeout, 3, true))
 		}
 	}
 	return append(steps, teardown...), teardown
-}
-
-// drilled says whether r is started in a drill's bubble (and torn down
-// after): every class but checks, which are run, and approvals, which a
-// drill never waits for.
-func drilled(r config.Resource) bool {
-	return r.Class != config.ClassCheck && r.Class != config.ClassGate
 }
 
 // gated places the approvals of order into steps: one without depends_on

@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // freeze stops a process and everything descended from it at once: a
@@ -20,26 +22,23 @@ func TestFreezeStopsTheTree(t *testing.T) {
 		_ = cmd.Wait()
 	})
 	var kids []int
-	for deadline := time.Now().Add(5 * time.Second); len(kids) < 2; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the shell started %d children, want 2", len(kids))
-		}
+	testbed.WaitFor(t, 5*time.Second, "the shell's two children", func() bool {
 		var err error
 		if kids, err = descendants(pid); err != nil {
 			t.Fatal(err)
 		}
-	}
+		return len(kids) >= 2
+	})
 	freeze(pid)
 	// A signal is delivered when the process next runs: wait for it.
 	for _, p := range append([]int{pid}, kids...) {
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-			_, state, ok := procStat(p)
-			if ok && state == 'T' {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("pid %d in state %q five seconds after freeze, want T (stopped)", p, state)
-			}
+		var state byte
+		if !testbed.Poll(5*time.Second, func() bool {
+			var ok bool
+			_, state, ok = procStat(p)
+			return ok && state == 'T'
+		}) {
+			t.Fatalf("pid %d in state %q five seconds after freeze, want T (stopped)", p, state)
 		}
 	}
 	if err := KillServer(pid); err != nil {
