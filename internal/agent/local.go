@@ -26,6 +26,10 @@ type localFacts struct {
 	Primary bool
 	State   string // control file state
 	Guard   bool   // the boot guard is in place
+	// Stalled: the last observation saw it up as a standby that does not
+	// replicate; Resumable: its type can start the replication of a
+	// running replica again (resource.Resumer).
+	Stalled, Resumable bool
 }
 
 // localDo is what to do to a local database.
@@ -37,10 +41,11 @@ const (
 	startPrimary
 	startStandby
 	fenceIt
+	resumeReplication
 )
 
 func (d localDo) String() string {
-	return [...]string{"leave it", "write the boot guard", "start it as the primary", "start it as a standby", "fence it"}[d]
+	return [...]string{"leave it", "write the boot guard", "start it as the primary", "start it as a standby", "fence it", "resume its replication"}[d]
 }
 
 // crashed says whether a stopped database stopped without a shutdown: it
@@ -75,6 +80,13 @@ func localAction(f localFacts) (localDo, string) {
 		return leaveAlone, fmt.Sprintf("it was shut down cleanly (%s): start it, or run a switchover, when you decide", f.State)
 	case f.Running && f.Primary:
 		return fenceIt, "a primary at a site that is not the group's active site must not serve"
+	case f.Running && f.Stalled && f.Resumable && f.State == resource.StateArchiveRecovery && f.Guard:
+		// A replica, never promoted (no writable mark: not "in
+		// production"), restarted behind its guard at a standby site of
+		// the current record: what a standby that stopped without a
+		// shutdown gets too. Without this, a group that did not move
+		// would stay unprotected after its standby site's power cut.
+		return resumeReplication, "a replica restarted behind its boot guard does not replicate: it follows the active site again"
 	case f.Running:
 		return leaveAlone, "a standby"
 	case f.State == resource.StateArchiveRecovery && f.Guard:
@@ -118,11 +130,13 @@ func (lr *localResources) convergeLocal(ctx context.Context) error {
 				continue
 			}
 			v, observed := lr.view(key)
+			_, resumable := l.(resource.Resumer)
 			f := localFacts{Adopted: adopted, ActiveHere: adopted && rec.ActiveSite == lr.site.Name,
-				Running: disk.Running, State: disk.State, Guard: disk.Guard}
+				Running: disk.Running, State: disk.State, Guard: disk.Guard, Resumable: resumable}
 			switch {
 			case observed && v.Up:
 				f.Primary = v.Role == status.RolePrimary
+				f.Stalled = v.Role == status.RoleStandby && !v.Streaming
 			default:
 				// It does not answer: judge by its control file, and take
 				// "in production" for a server that may be writing.
@@ -156,14 +170,21 @@ func (lr *localResources) convergeLocal(ctx context.Context) error {
 				if err == nil {
 					lr.metrics.selfFences.Inc()
 				}
+			case resumeReplication:
+				err = l.(resource.Resumer).ResumeReplication(actx)
 			}
 			cancel()
 			lock.Unlock()
 			if err != nil {
-				lr.log.Error("cannot bring the local database in line with its group's record", "resource", key, "action", do.String(), "why", why, "error", err)
+				// Said once per error: a replica whose replication fails
+				// again at once is tried each turn.
+				if told[key] != err.Error() {
+					lr.log.Error("cannot bring the local database in line with its group's record", "resource", key, "action", do.String(), "why", why, "error", err)
+				}
+				told[key] = err.Error()
 				continue
 			}
-			if do != writeGuard || told[key] != why {
+			if (do != writeGuard && do != resumeReplication) || told[key] != why {
 				lr.log.Warn("local database brought in line with its group's record", "resource", key, "action", do.String(), "why", why, "active_site", rec.ActiveSite, "epoch", rec.Epoch)
 			}
 			told[key] = why

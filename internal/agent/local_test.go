@@ -48,6 +48,14 @@ func TestLocalAction(t *testing.T) {
 		{"the old primary after a failover, killed", standbySite(localFacts{State: prod, Guard: true}), leaveAlone},
 		{"a standby shut down cleanly", standbySite(localFacts{State: shutRec, Guard: true}), leaveAlone},
 		{"a stopped data dir in archive recovery without standby.signal", standbySite(localFacts{State: archive}), leaveAlone},
+		// A MariaDB replica restarted (its site's power came back) stays
+		// read-only and does not replicate, by its guard: the group that
+		// did not move stayed unprotected until a reprotect.
+		{"a replica restarted behind its guard does not replicate", standbySite(localFacts{Running: true, State: archive, Guard: true, Stalled: true, Resumable: true}), resumeReplication},
+		{"a standby that does not stream and streams again by itself", standbySite(localFacts{Running: true, State: archive, Guard: true, Stalled: true}), leaveAlone},
+		{"an old primary restarted read-only is not made to replicate", standbySite(localFacts{Running: true, State: prod, Guard: true, Stalled: true, Resumable: true}), leaveAlone},
+		{"a stalled replica without its guard", standbySite(localFacts{Running: true, State: archive, Stalled: true, Resumable: true}), leaveAlone},
+		{"a stalled replica of a group without a record", localFacts{Running: true, State: archive, Guard: true, Stalled: true, Resumable: true}, leaveAlone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -456,20 +456,12 @@ func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria 
 	fmt.Fprintf(w, "\nThe lab is up in %s:\n", dir)
 	for _, l := range locs {
 		db := ""
-		switch l.name {
-		case "brussels":
+		if l.role == "site" {
 			if withPG {
-				db += ", PostgreSQL primary :5432"
+				db += ", PostgreSQL " + pick(l.name == "brussels", "primary", "standby") + " :5432"
 			}
 			if withMaria {
-				db += ", MariaDB primary :3306"
-			}
-		case "antwerp":
-			if withPG {
-				db += ", PostgreSQL standby :5432"
-			}
-			if withMaria {
-				db += ", MariaDB replica :3306"
+				db += ", MariaDB " + pick(l.name == newsSite(withPG), "primary", "replica") + " :3306"
 			}
 		}
 		if stack != nil && stack.Apps[l.name] != "" {
@@ -499,10 +491,15 @@ POST /orders, /orders/recent; service resource app, log %[1]s/SITE/app.log) and 
 `, dir, appPort, front)
 	}
 	if withMaria {
-		fmt.Fprintf(w, `Group news (MariaDB, GTID replication): a demo writer publishes articles into news.articles
-at whichever server accepts writes (log: %[1]s/news-writer.log).
+		fmt.Fprintf(w, `Group news (MariaDB, GTID replication, preferred site %[2]s): a demo writer publishes articles
+into news.articles at whichever server accepts writes (log: %[1]s/news-writer.log).
 Logs: %[1]s/SITE/agent.log and %[1]s/SITE/mdb/run/mariadb.err.
-`, dir)
+`, dir, newsSite(withPG))
+		if withPG {
+			fmt.Fprintln(w, `Both sites carry production: webshop at brussels, news at antwerp. A power cut at either
+site moves the group active there and leaves the other alone; `+"`siteflip failback GROUP`"+` takes
+each back to its preferred site once the cut site is healed and reprotected.`)
+		}
 	}
 	fmt.Fprintf(w, `
 Try next:
@@ -513,6 +510,14 @@ Try next:
   %[3]s lab heal brussels --dir %[1]s
   %[3]s lab down --dir %[1]s       # stop everything and remove the lab
 `, dir, cfg, exe)
+}
+
+// pick returns yes when c holds, else no.
+func pick(c bool, yes, no string) string {
+	if c {
+		return yes
+	}
+	return no
 }
 
 // Disaster kills every process of site at once with SIGKILL, like a power

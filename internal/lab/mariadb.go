@@ -73,15 +73,26 @@ func (o Options) dbs() (postgres, maria bool, err error) {
 	return false, false, fmt.Errorf("--db %q: use postgres, mariadb or both", o.DB)
 }
 
+// newsSite is where the news group prefers to run: antwerp when the lab
+// runs webshop too, at brussels, so that both sites carry production at
+// once (active/active: a power cut at either site moves one group and
+// leaves the other alone); brussels when news is the lab's only group.
+func newsSite(withPostgres bool) string {
+	if withPostgres {
+		return "antwerp"
+	}
+	return "brussels"
+}
+
 // newsYAML is the news group of the lab topology.
 func newsYAML(dir string, locs []location, o groupOptions) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `  - name: %s
-    preferred_site: brussels
+    preferred_site: %s
     policy: %s
     max_data_loss: 5s
     rto_target: 30s
-`, newsGroup, cmp.Or(o.policy, "automatic"))
+`, newsGroup, newsSite(o.postgres), cmp.Or(o.policy, "automatic"))
 	if o.flapPeriod > 0 {
 		fmt.Fprintf(&b, "    flap_period: %s\n", o.flapPeriod)
 	}
@@ -135,15 +146,21 @@ func appPassword(dir string) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// startMariaDBs makes brussels the news primary and antwerp its replica.
+// startMariaDBs makes the news group's preferred site its primary and
+// the other site its replica.
 func startMariaDBs(ctx context.Context, st *state, t *config.Topology, o Options) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	primary, _, err := mariadbInstance(t, "brussels")
+	g, ok := t.Group(newsGroup)
+	if !ok {
+		return fmt.Errorf("the lab topology has no group %s", newsGroup)
+	}
+	at, other := g.PreferredSite, otherSite(g.PreferredSite)
+	primary, _, err := mariadbInstance(t, at)
 	if err != nil {
 		return err
 	}
-	replica, _, err := mariadbInstance(t, "antwerp")
+	replica, _, err := mariadbInstance(t, other)
 	if err != nil {
 		return err
 	}
@@ -177,14 +194,14 @@ GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON %[1]s.* TO app@'%%'`, newsDataba
 	if _, err := mariadb.Promote(ctx, primary.Settings); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Out, "started MariaDB primary at brussels (%s)\n", primary.Settings.Addr())
+	fmt.Fprintf(o.Out, "started MariaDB primary at %s (%s)\n", at, primary.Settings.Addr())
 	if err := mariadb.SetupAccounts(ctx, replica, false); err != nil {
 		return err
 	}
 	if err := mariadb.Follow(ctx, replica.Settings, primary.Settings); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Out, "started MariaDB replica at antwerp (%s), replicating from brussels by GTID\n", replica.Settings.Addr())
+	fmt.Fprintf(o.Out, "started MariaDB replica at %s (%s), replicating from %s by GTID\n", other, replica.Settings.Addr(), at)
 	return nil
 }
 

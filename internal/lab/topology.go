@@ -52,6 +52,16 @@ const (
 	DNSName = "db.webshop.lab."
 )
 
+// otherSite is the lab's site that is not site.
+func otherSite(site string) string {
+	for _, l := range locations {
+		if l.role == "site" && l.name != site {
+			return l.name
+		}
+	}
+	return ""
+}
+
 func (l location) addr(port int) string { return net.JoinHostPort(l.ip, fmt.Sprint(port)) }
 
 // bubble is the site's address for drill copies: its own address's
@@ -160,12 +170,19 @@ access:                            # certificate names and their roles
 	if o.flapPeriod > 0 {
 		fmt.Fprintf(&b, "    flap_period: %s\n", o.flapPeriod)
 	}
+	// The stack recovers in priorities, as SRM's recovery plans do: the
+	// storage and the database side by side first, then the app and the
+	// proxy, then the rest (the name, the checks).
+	priority := ""
+	if o.stack != nil {
+		priority = "\n        priority: 1"
+	}
 	fmt.Fprintf(&b, `    resources:
       - name: %s
         type: postgres
-        synchronous: %t
+        synchronous: %t%s
         sites:
-`, demoResource, o.synchronous)
+`, demoResource, o.synchronous, priority)
 	for _, l := range locs {
 		if !l.postgres {
 			continue

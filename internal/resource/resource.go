@@ -110,6 +110,15 @@ type Local interface {
 	EnsureGuard() error
 }
 
+// Resumer is a Local whose replica does not replicate again by itself
+// once restarted: MariaDB's boot guard holds skip_slave_start. A
+// PostgreSQL standby streams again on its own, and has no Resumer.
+type Resumer interface {
+	// ResumeReplication starts the running replica's replication as it
+	// is configured.
+	ResumeReplication(ctx context.Context) error
+}
+
 // DiskFacts is what the machine says of a database.
 type DiskFacts struct {
 	Running bool

@@ -309,6 +309,13 @@ func (l *localDB) StartStandby(ctx context.Context) error {
 			return err
 		}
 	}
+	return l.ResumeReplication(ctx)
+}
+
+// ResumeReplication starts the replication of the running server as it
+// is configured (START SLAVE): the boot guard's skip_slave_start keeps a
+// restarted replica from replicating until its agent says so.
+func (l *localDB) ResumeReplication(ctx context.Context) error {
 	return admin(ctx, l.inst.Settings, func(c *sql.Conn) error {
 		_, err := c.ExecContext(ctx, "START SLAVE")
 		return err
