@@ -222,6 +222,14 @@ func (c Class) Stepped() bool {
 	return c != ClassCheck && c != ClassGate
 }
 
+// CatchesUp says whether resources of class c take a catch-up step in a
+// planned move: data, whose standby must replay what the fenced primary
+// wrote, and scripts, which may have a catch-up command. For the others
+// the step would do nothing but cost a round trip.
+func (c Class) CatchesUp() bool {
+	return c == ClassData || c == ClassScript
+}
+
 // Priorities of a resource.
 const (
 	FirstPriority   = 1

@@ -201,7 +201,7 @@ func group() *config.Group {
 	return &config.Group{
 		Name: "webshop", PreferredSite: "brussels", Sites: []string{"brussels", "antwerp"},
 		MaxDataLoss: new(config.Duration(5 * time.Second)),
-		Resources:   []config.Resource{{Name: "db", Type: "postgres"}},
+		Resources:   []config.Resource{{Name: "db", Type: "postgres", Class: config.ClassData}},
 	}
 }
 

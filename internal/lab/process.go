@@ -225,7 +225,7 @@ func (st *state) stop(ps []proc, grace time.Duration) {
 		if !left {
 			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // an app's stop is in a switchover's gap
 	}
 	st.kill(ps)
 	time.Sleep(200 * time.Millisecond)

@@ -140,6 +140,7 @@ func stackYAML(b *strings.Builder, dir, exe string, locs []location, s *stackSta
 	lab := func(args ...string) string { return yamlList(append([]string{exe, "lab"}, args...)...) }
 	fmt.Fprintf(b, `      - name: %s                # the storage "array": %s/SITE/storage.mode
         type: script
+        priority: 1
         sites:
 `, storageResource, dir)
 	for _, l := range locs {
@@ -160,6 +161,7 @@ func stackYAML(b *strings.Builder, dir, exe string, locs []location, s *stackSta
 		appDeps = approvalResource
 		fmt.Fprintf(b, `      - name: %s          # a person confirms the storage before the app starts
         type: approval
+        priority: 1
         depends_on: [%s]
         sites:
 `, approvalResource, storageResource)
@@ -171,6 +173,7 @@ func stackYAML(b *strings.Builder, dir, exe string, locs []location, s *stackSta
 	}
 	fmt.Fprintf(b, `      - name: %s                    # the web app, run at the active site only
         type: service
+        priority: 2
         depends_on: [%s, %s]
         sites:
 `, appResource, demoResource, appDeps)
@@ -195,6 +198,7 @@ func stackYAML(b *strings.Builder, dir, exe string, locs []location, s *stackSta
 	}
 	fmt.Fprintf(b, `      - name: %s                     # HAProxy on %s: the active site's server ready
         type: haproxy
+        priority: 2
         depends_on: [%s]
         sites:
 `, proxyResource, s.Proxy, appResource)
@@ -374,7 +378,7 @@ func (st *state) startApp(ctx context.Context, o Options, site, addr string) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, appStartWait)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var d net.Dialer

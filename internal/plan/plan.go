@@ -269,12 +269,20 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 func planned(g *config.Group, order []config.Resource, from, to string) []Step {
 	b := newBatcher(g, order)
 	var steps []Step
-	steps = b.add(steps, true, func(r config.Resource) Step { return step(Fence, r.Name, from, fenceTimeout, 1, false) })
-	steps = b.add(steps, false, func(r config.Resource) Step { return step(CatchUp, r.Name, to, catchUpTimeout, 0, false) })
+	steps = b.add(steps, true, all, func(r config.Resource) Step { return step(Fence, r.Name, from, fenceTimeout, 1, false) })
+	steps = b.add(steps, false, catchesUp, func(r config.Resource) Step { return step(CatchUp, r.Name, to, catchUpTimeout, 0, false) })
 	steps = append(steps, step(Activate, "", to, activateTimeout, 3, false))
-	steps = b.add(steps, false, func(r config.Resource) Step { return step(Promote, r.Name, to, promoteTimeout, 2, false) })
-	return b.add(steps, false, func(r config.Resource) Step { return step(Rejoin, r.Name, from, rejoinTimeout, 2, false) })
+	steps = b.add(steps, false, all, func(r config.Resource) Step { return step(Promote, r.Name, to, promoteTimeout, 2, false) })
+	return b.add(steps, false, all, func(r config.Resource) Step { return step(Rejoin, r.Name, from, rejoinTimeout, 2, false) })
 }
+
+// Filters of batcher.add.
+func all(config.Resource) bool { return true }
+
+// catchesUp: only data and scripts wait for a standby to catch up;
+// a catch-up step of any other resource would be a round trip for
+// nothing, in the middle of a switchover's gap.
+func catchesUp(r config.Resource) bool { return r.Class.CatchesUp() }
 
 // batcher puts the steps of one kind into waves (Step.Wave): in a group
 // that uses priorities, the resources of one priority at one depth of the
@@ -319,16 +327,17 @@ func newBatcher(g *config.Group, order []config.Resource) *batcher {
 	return b
 }
 
-// add appends to steps one step per resource, batch by batch (last batch
-// first when backward: fences go dependents first), the steps of a batch
-// of several sharing a new wave number.
-func (b *batcher) add(steps []Step, backward bool, mk func(config.Resource) Step) []Step {
+// add appends to steps one step per resource that keep accepts, batch by
+// batch (last batch first when backward: fences go dependents first), the
+// steps of a batch of several sharing a new wave number.
+func (b *batcher) add(steps []Step, backward bool, keep func(config.Resource) bool, mk func(config.Resource) Step) []Step {
 	batches := b.batches
 	if backward {
 		batches = slices.Clone(batches)
 		slices.Reverse(batches)
 	}
 	for _, batch := range batches {
+		batch = slices.DeleteFunc(slices.Clone(batch), func(r config.Resource) bool { return !keep(r) })
 		wave := 0
 		if len(batch) > 1 {
 			b.next++
@@ -360,10 +369,10 @@ func unplanned(g *config.Group, order []config.Resource, from, to string, fromUp
 	b := newBatcher(g, order)
 	var steps []Step
 	if fromUp {
-		steps = b.add(steps, true, func(r config.Resource) Step { return step(Fence, r.Name, from, fenceTimeout, 0, true) })
+		steps = b.add(steps, true, all, func(r config.Resource) Step { return step(Fence, r.Name, from, fenceTimeout, 0, true) })
 	}
 	steps = append(steps, step(Activate, "", to, activateTimeout, 3, false))
-	return b.add(steps, false, func(r config.Resource) Step { return step(Promote, r.Name, to, promoteTimeout, 2, false) })
+	return b.add(steps, false, all, func(r config.Resource) Step { return step(Promote, r.Name, to, promoteTimeout, 2, false) })
 }
 
 // checks runs the group's checks at site, in order.
@@ -543,7 +552,7 @@ func reprotect(g *config.Group, order []config.Resource, active string) []Step {
 		if site == active {
 			continue
 		}
-		steps = b.add(steps, false, func(r config.Resource) Step { return step(Rejoin, r.Name, site, rejoinTimeout, 2, false) })
+		steps = b.add(steps, false, all, func(r config.Resource) Step { return step(Rejoin, r.Name, site, rejoinTimeout, 2, false) })
 	}
 	return steps
 }

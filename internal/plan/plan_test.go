@@ -86,7 +86,7 @@ func TestBuild(t *testing.T) {
 			to:    "antwerp",
 			steps: []string{
 				"fence:app@brussels", "fence:db@brussels",
-				"catch-up:db@antwerp", "catch-up:app@antwerp",
+				"catch-up:db@antwerp", // a service has nothing to catch up
 				"activate@antwerp",
 				"promote:db@antwerp", "promote:app@antwerp",
 				"rejoin:db@brussels", "rejoin:app@brussels",
@@ -100,7 +100,7 @@ func TestBuild(t *testing.T) {
 			to:    "brussels",
 			steps: []string{
 				"fence:app@antwerp", "fence:db@antwerp",
-				"catch-up:db@brussels", "catch-up:app@brussels",
+				"catch-up:db@brussels",
 				"activate@brussels",
 				"promote:db@brussels", "promote:app@brussels",
 				"rejoin:db@antwerp", "rejoin:app@antwerp",
@@ -234,7 +234,7 @@ func TestBuild(t *testing.T) {
 			to:    "brussels",
 			steps: []string{
 				"fence:app@antwerp", "fence:db@antwerp",
-				"catch-up:db@brussels", "catch-up:app@brussels",
+				"catch-up:db@brussels",
 				"activate@brussels",
 				"promote:db@brussels", "promote:app@brussels",
 				"rejoin:db@antwerp", "rejoin:app@antwerp",
@@ -421,7 +421,7 @@ func TestBuildDrill(t *testing.T) {
 			req:   Request{Action: Switchover, To: "antwerp"},
 			to:    "antwerp",
 			steps: []string{"fence:name@brussels", "fence:app@brussels", "fence:db@brussels",
-				"catch-up:db@antwerp", "catch-up:app@antwerp", "catch-up:name@antwerp",
+				"catch-up:db@antwerp", // a service and a name have nothing to catch up
 				"activate@antwerp",
 				"promote:db@antwerp", "promote:app@antwerp", "promote:name@antwerp",
 				"rejoin:db@brussels", "rejoin:app@brussels", "rejoin:name@brussels",
@@ -497,7 +497,7 @@ func TestBuildWithApprovals(t *testing.T) {
 			g:    stack(confirm), req: Request{Action: Switchover, To: "antwerp"}, known: known("brussels", status.StateProtected, bothUp, 0),
 			steps: []string{"approve:confirm@antwerp",
 				"fence:vm@brussels", "fence:storage@brussels", "fence:app@brussels", "fence:db@brussels",
-				"catch-up:db@antwerp", "catch-up:app@antwerp", "catch-up:storage@antwerp", "catch-up:vm@antwerp",
+				"catch-up:db@antwerp", "catch-up:storage@antwerp",
 				"activate@antwerp",
 				"promote:db@antwerp", "promote:app@antwerp", "promote:storage@antwerp", "promote:vm@antwerp",
 				"rejoin:db@brussels", "rejoin:app@brussels", "rejoin:storage@brussels", "rejoin:vm@brussels"},
@@ -608,10 +608,11 @@ func TestPriorityWaves(t *testing.T) {
 	}
 	want = []string{
 		"fence:web@brussels", "fence:app-a@brussels~1", "fence:app-b@brussels~1", "fence:storage@brussels", "fence:db@brussels",
-		"catch-up:db@antwerp", "catch-up:storage@antwerp", "catch-up:app-a@antwerp~2", "catch-up:app-b@antwerp~2", "catch-up:web@antwerp",
+		// Only data and scripts catch up: no wave of services there.
+		"catch-up:db@antwerp", "catch-up:storage@antwerp",
 		"activate@antwerp",
-		"promote:db@antwerp", "promote:storage@antwerp", "promote:app-a@antwerp~3", "promote:app-b@antwerp~3", "promote:web@antwerp",
-		"rejoin:db@brussels", "rejoin:storage@brussels", "rejoin:app-a@brussels~4", "rejoin:app-b@brussels~4", "rejoin:web@brussels",
+		"promote:db@antwerp", "promote:storage@antwerp", "promote:app-a@antwerp~2", "promote:app-b@antwerp~2", "promote:web@antwerp",
+		"rejoin:db@brussels", "rejoin:storage@brussels", "rejoin:app-a@brussels~3", "rejoin:app-b@brussels~3", "rejoin:web@brussels",
 	}
 	if diff := cmp.Diff(want, waves(p.Steps)); diff != "" {
 		t.Errorf("switchover (-want +got):\n%s", diff)

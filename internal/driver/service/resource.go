@@ -42,8 +42,12 @@ const (
 )
 
 const (
-	// pollInterval is how often a step asks status (and the probe) while
-	// it waits for the service to stop or to run healthy.
+	// firstPoll and pollInterval are how soon a step asks status (and
+	// the probe) again while it waits for the service to stop or to run
+	// healthy: soon at first, as most services are there within a few
+	// tries and every try in a switchover is part of its gap, then less
+	// often, doubling up to pollInterval.
+	firstPoll    = 20 * time.Millisecond
 	pollInterval = 200 * time.Millisecond
 	// statusTimeout bounds one run of the status command.
 	statusTimeout = 10 * time.Second
@@ -159,11 +163,13 @@ func keep(out map[string]string, res command.Result) {
 	}
 }
 
-// until calls try at once and then every pollInterval until it is done
-// or ctx ends. said is what try said last; a try cut short by the end of
-// ctx says less than the one before it, and is not kept.
+// until calls try at once and then again, firstPoll later and doubling
+// up to pollInterval, until it is done or ctx ends. said is what try said
+// last; a try cut short by the end of ctx says less than the one before
+// it, and is not kept.
 func until(ctx context.Context, try func(ctx context.Context) (done bool, said string)) (said string, ok bool) {
-	t := time.NewTicker(pollInterval)
+	wait := firstPoll
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		done, s := try(ctx)
@@ -178,6 +184,8 @@ func until(ctx context.Context, try func(ctx context.Context) (done bool, said s
 			return said, false
 		case <-t.C:
 		}
+		wait = min(2*wait, pollInterval)
+		t.Reset(wait)
 	}
 }
 
