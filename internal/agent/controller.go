@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/audit"
-	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/engine"
 	"github.com/siteflip/siteflip/internal/plan"
@@ -222,10 +221,8 @@ func (ctl *controller) pruneAudit(ctx context.Context) {
 	}
 }
 
-// adoptGroups gives every group without a record its first record: the
-// active site is the one site where all the group's resources serve as
-// primary. With none or several, the group stays initializing and status
-// says why: guessing would record a wrong active site.
+// adoptGroups gives every group without a record its first record, at
+// the site status.AdoptionSite names; a group it cannot place stays initializing.
 func (ctl *controller) adoptGroups(ctx context.Context, term int64) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -236,18 +233,22 @@ func (ctl *controller) adoptGroups(ctx context.Context, term int64) {
 	// Judge from the assembled status, which does not trust the lingering
 	// view of a site that is down.
 	st := ctl.plane.assemble(snap)
+	up := map[string]bool{}
+	for _, s := range st.Sites {
+		up[s.Name] = s.Up
+	}
 	for i := range ctl.topo.Groups {
 		g := &ctl.topo.Groups[i]
 		if _, ok := snap.Records[g.Name]; ok {
 			continue
 		}
-		active := primarySites(g, st.Groups[i])
-		if len(active) != 1 {
+		active, why := status.AdoptionSite(g, st.Groups[i], up)
+		if active == "" {
 			continue
 		}
 		rec := status.Record{
-			Group: g.Name, ActiveSite: active[0], Epoch: 1, UpdatedAt: ctl.now().UTC(),
-			Reason: fmt.Sprintf("adopted by controller %s: every resource is primary at %s", ctl.site.Name, active[0]),
+			Group: g.Name, ActiveSite: active, Epoch: 1, UpdatedAt: ctl.now().UTC(),
+			Reason: fmt.Sprintf("adopted by controller %s: %s", ctl.site.Name, why),
 		}
 		ok, err := ctl.store.AdoptGroup(rctx, rec, term)
 		if err != nil {
@@ -257,34 +258,9 @@ func (ctl *controller) adoptGroups(ctx context.Context, term int64) {
 			continue
 		}
 		if ok {
-			ctl.log.Info("adopted group", "group", g.Name, "active_site", rec.ActiveSite, "epoch", rec.Epoch)
+			ctl.log.Info("adopted group", "group", g.Name, "active_site", rec.ActiveSite, "epoch", rec.Epoch, "why", why)
 		}
 	}
-}
-
-// primarySites lists the sites of a group where every resource that holds
-// data is observed up as primary (network resources follow the record).
-func primarySites(g *config.Group, gs status.GroupStatus) []string {
-	count := map[string]int{}
-	data := 0
-	for i, r := range g.Resources {
-		if !r.Data || i >= len(gs.Resources) {
-			continue
-		}
-		data++
-		for _, s := range gs.Resources[i].Sites {
-			if s.Up && s.Role == status.RolePrimary {
-				count[s.Site]++
-			}
-		}
-	}
-	var out []string
-	for _, s := range g.Sites {
-		if data > 0 && count[s] == data {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // watchController evicts a controller whose location every other location

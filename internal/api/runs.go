@@ -93,6 +93,30 @@ func (c *Client) Run(ctx context.Context, id string) (plan.Run, error) {
 	return r, err
 }
 
+// WaitRun reads run id every poll until it is done, and returns it; when
+// ctx ends first, the error comes with the run as last read.
+func (c *Client) WaitRun(ctx context.Context, id string, poll time.Duration) (plan.Run, error) {
+	var last plan.Run
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		r, err := c.Run(rctx, id)
+		cancel()
+		if err == nil {
+			if r.Done() {
+				return r, nil
+			}
+			last = r
+		}
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("run %s did not end: %w", id, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
 // Runs lists the runs of a group ("" for all), oldest first.
 func (c *Client) Runs(ctx context.Context, group string) ([]plan.Run, error) {
 	var rs []plan.Run

@@ -148,23 +148,14 @@ func runAndWait(t *testing.T, c *api.Client, req api.RunRequest) plan.Run {
 	if err != nil {
 		t.Fatalf("start %s of %s: %v", req.Action, req.Group, err)
 	}
-	deadline := time.Now().Add(3 * time.Minute)
-	last := r
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		got, err := c.Run(ctx, r.ID)
-		cancel()
-		if err == nil && got.Done() {
-			return got
-		}
-		if err == nil {
-			last = got
-		}
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel = context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	got, err := c.WaitRun(ctx, r.ID, 100*time.Millisecond)
+	if err != nil {
+		b, _ := json.MarshalIndent(got, "", "  ")
+		t.Fatalf("%v; as last read:\n%s", err, b)
 	}
-	b, _ := json.MarshalIndent(last, "", "  ")
-	t.Fatalf("run %s did not end in 3 minutes; as last read:\n%s", r.ID, b)
-	return r
+	return got
 }
 
 func group(st status.Status) status.GroupStatus { return st.Groups[0] }

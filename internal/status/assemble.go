@@ -462,7 +462,15 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 		gs.Resources = append(gs.Resources, rs)
 	}
 	if !adopted {
-		gs.Problems = append(gs.Problems, "no controller has adopted the group yet")
+		up := map[string]bool{}
+		for _, site := range g.Sites {
+			up[site] = !siteDown[site]
+		}
+		if at, why := AdoptionSite(g, gs, up); at != "" {
+			gs.Problems = append(gs.Problems, fmt.Sprintf("no controller has adopted the group yet; it will be adopted at %s: %s", at, why))
+		} else {
+			gs.Problems = append(gs.Problems, "no controller has adopted the group yet: "+why)
+		}
 	}
 	if len(notReady) > 0 {
 		unprotected = true

@@ -141,7 +141,7 @@ func TestGroupStates(t *testing.T) {
 		problems []string
 	}{
 		{"protected", allHealthy, rec, StateProtected, []string{}},
-		{"not adopted yet", allHealthy, nil, StateInitializing, []string{"no controller has adopted the group yet"}},
+		{"not adopted yet", allHealthy, nil, StateInitializing, []string{"no controller has adopted the group yet; it will be adopted at brussels: every resource that holds data is primary at brussels"}},
 		{"standby not streaming", with("antwerp", notStream), rec, StateUnprotected,
 			[]string{"db at antwerp is a standby that is not streaming"}},
 		{"standby down", with("antwerp", dbDown), rec, StateUnprotected,
@@ -172,7 +172,7 @@ func TestGroupStates(t *testing.T) {
 		}(), rec, StateSplitBrain, []string{"db: 2 sites claim the primary role: [brussels antwerp]"}},
 		{"two primaries before adoption", with("antwerp", primary), nil, StateSplitBrain, []string{
 			"db: 2 sites claim the primary role: [brussels antwerp]",
-			"no controller has adopted the group yet",
+			"no controller has adopted the group yet: its data is primary at 2 sites (brussels, antwerp), not one",
 		}},
 		{"two primaries", with("antwerp", primary), rec, StateSplitBrain,
 			[]string{"db: 2 sites claim the primary role: [brussels antwerp]"}},
