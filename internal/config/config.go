@@ -281,6 +281,19 @@ type ResourceType struct {
 	// Lint, when set, returns warnings about one site's settings in the
 	// light of its group (a DNS TTL longer than the group's RTO target).
 	Lint func(g *Group, settings any) []FieldError
+	// Claims, when set, returns what one site's settings hold alone at
+	// their site (after Prepare, when it found no problem): no other
+	// resource, of this group or another, may make the same claim at the
+	// same site.
+	Claims func(settings any) []Claim
+}
+
+// Claim is something one resource holds alone at its site, such as a
+// name on the address where the agent answers it.
+type Claim struct {
+	Field string // yaml key the claim comes from, where a clash is reported
+	What  string // the claim, equal for equal claims: "dns name db.example. on 10.0.0.1:53"
+	Fix   string // what to do about a clash: "give one of them another name"
 }
 
 // FieldError is a driver's complaint about one field of its settings.

@@ -145,6 +145,9 @@ func TestBadConfigs(t *testing.T) {
 			"30:16: groups[1].drill.max_age: 0s: must be above zero; leave it out for twice every",
 			`39:33: groups[2].drill.window: "02:00-02:00" is not a window (it starts when it ends; for a whole day write 00:00-24:00)`,
 		}},
+		{"claims.bad.yaml", []string{
+			"21:28: groups[1].resources[0].sites.brussels.name: dns name db.shop.example. on 10.1.0.10:53 is claimed twice at site brussels, by group webshop, resource name (groups[0].resources[0].sites.brussels.name) and by group crm, resource name; the agent there would refuse to start: give one of them another name or another serve address",
+		}},
 		{"tls.bad.yaml", []string{
 			"2:12: tls.ca_file: cannot read ",
 			"3:11: operator: give both cert_file and key_file, or neither",
@@ -600,5 +603,59 @@ func TestPriorities(t *testing.T) {
 		case tt.want != "" && !slices.Contains(errs, tt.want):
 			t.Errorf("priority %d: errors %v, want %q", tt.app, errs, tt.want)
 		}
+	}
+}
+
+// A dns name on an address is held by one resource at a site, whatever its
+// group: the agent there would refuse to start the second.
+func TestClaims(t *testing.T) {
+	// name is a dns resource answering dnsName on bServe at brussels and
+	// aServe at antwerp.
+	name := func(res, dnsName, bServe, aServe string) string {
+		return fmt.Sprintf(`      - name: %s
+        type: dns
+        sites:
+          brussels: {name: %s, address: 10.1.0.20, serve: %q}
+          antwerp: {name: %s, address: 10.2.0.20, serve: %q}
+`, res, dnsName, bServe, dnsName, aServe)
+	}
+	const crm = "  - name: crm\n    preferred_site: brussels\n    resources:\n"
+	for _, tt := range []struct {
+		name         string
+		webshop, crm string // resources appended to each group
+		want         []string
+	}{
+		{"other names on one address",
+			name("name", "db.shop.example.", "10.1.0.10:53", "10.2.0.10:53"),
+			name("name", "crm.shop.example.", "10.1.0.10:53", "10.2.0.10:53"), nil},
+		{"one name on other addresses",
+			name("name", "db.shop.example.", "10.1.0.10:53", "10.2.0.10:53"),
+			name("name", "db.shop.example.", "10.1.0.10:5353", "10.2.0.10:5353"), nil},
+		{"one name and address at different sites",
+			name("name", "db.shop.example.", "127.0.0.1:5353", "10.2.0.10:53"),
+			name("name", "db.shop.example.", "10.1.0.10:53", "127.0.0.1:5353"), nil},
+		{"one name and address in two groups",
+			name("name", "db.shop.example.", "10.1.0.10:53", "10.2.0.10:53"),
+			name("name", "db.shop.example.", "10.1.0.10:53", "10.2.0.10:5353"), []string{
+				"groups[1].resources[0].sites.brussels.name: dns name db.shop.example. on 10.1.0.10:53 is claimed twice at site brussels, by group webshop, resource name (groups[0].resources[1].sites.brussels.name) and by group crm, resource name; the agent there would refuse to start: give one of them another name or another serve address",
+			}},
+		{"one name and address twice in one group, spelled two ways",
+			name("name", "db.shop.example.", "[2001:db8::10]:53", "10.2.0.10:53") + name("alias", "DB.shop.example.", "[2001:DB8:0::10]:53", "10.2.0.10:53"),
+			name("name", "crm.shop.example.", "10.1.0.10:53", "10.2.0.10:53"), []string{
+				"groups[0].resources[2].sites.brussels.name: dns name db.shop.example. on [2001:db8::10]:53 is claimed twice at site brussels, by group webshop, resource name (groups[0].resources[1].sites.brussels.name) and by group webshop, resource alias; the agent there would refuse to start: give one of them another name or another serve address",
+				"groups[0].resources[2].sites.antwerp.name: dns name db.shop.example. on 10.2.0.10:53 is claimed twice at site antwerp, by group webshop, resource name (groups[0].resources[1].sites.antwerp.name) and by group webshop, resource alias; the agent there would refuse to start: give one of them another name or another serve address",
+			}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := edited(t) + tt.webshop + crm + tt.crm
+			_, probs := config.Parse("c.yaml", []byte(doc), driver.Types())
+			var got []string
+			for _, p := range config.Errors(probs) {
+				got = append(got, p.Field+": "+p.Msg)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

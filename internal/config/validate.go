@@ -67,7 +67,12 @@ type validator struct {
 	// undecoded holds the fields whose value could not be decoded: they are
 	// reported already, and what decoding left in them is not worth a word.
 	undecoded map[string]bool
+	// claimed holds, by site and claim, the field of the resource that
+	// made it first (ResourceType.Claims).
+	claimed map[string]map[string]claimant
 }
+
+type claimant struct{ field, group, resource string }
 
 func (v *validator) add(field, format string, args ...any) {
 	if v.undecoded[field] {
@@ -112,7 +117,7 @@ func unwrapPathError(err error) error {
 // validate checks the decoded topology; decoded lists the problems decoding
 // found.
 func (t *Topology) validate(types map[string]ResourceType, decoded []Problem) []Problem {
-	v := &validator{t: t, undecoded: map[string]bool{}}
+	v := &validator{t: t, undecoded: map[string]bool{}, claimed: map[string]map[string]claimant{}}
 	for _, p := range decoded {
 		v.undecoded[p.Field] = true
 	}
@@ -496,6 +501,11 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 					v.warn(join(sf, fe.Field), "%s", fe.Msg)
 				}
 			}
+			if rt.Claims != nil && len(fieldProbs) == 0 {
+				for _, c := range rt.Claims(settings) {
+					v.claim(sn, claimant{join(sf, c.Field), g.Name, r.Name}, c)
+				}
+			}
 			r.Settings[sn] = settings
 		}
 	}
@@ -529,6 +539,23 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 		return
 	}
 	v.stack(f, g)
+}
+
+// claim records c, made by resource at site, and reports it if another
+// resource made it first: the agent at the site would refuse to start the
+// second (a DNS name answered twice on one address).
+func (v *validator) claim(site string, by claimant, c Claim) {
+	held := v.claimed[site]
+	if held == nil {
+		held = map[string]claimant{}
+		v.claimed[site] = held
+	}
+	if prev, ok := held[c.What]; ok {
+		v.add(by.field, "%s is claimed twice at site %s, by group %s, resource %s (%s) and by group %s, resource %s; the agent there would refuse to start: %s",
+			c.What, site, prev.group, prev.resource, prev.field, by.group, by.resource, c.Fix)
+		return
+	}
+	held[c.What] = by
 }
 
 // stack warns about a service that does not depend, directly or through

@@ -3,7 +3,6 @@ package dns
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -28,7 +27,7 @@ func (Type) Name() string { return "dns" }
 
 // Config decodes and checks a site's settings.
 func (Type) Config() config.ResourceType {
-	return config.ResourceType{Class: config.ClassTraffic, New: func() any { return &Settings{} }, Prepare: Prepare, Across: Across, Lint: Lint}
+	return config.ResourceType{Class: config.ClassTraffic, New: func() any { return &Settings{} }, Prepare: Prepare, Across: Across, Lint: Lint, Claims: Claims}
 }
 
 // Start starts the site's part: its embedded server, if it serves.
@@ -57,10 +56,10 @@ type dnsNet struct {
 	group, resource, site string
 	s                     *Settings
 	bySite                map[string]*Settings
-	server                *Server // nil unless serve is set
 
 	mu     sync.Mutex
-	active string // the site the embedded server answers for
+	server *Server // shared with the other names on serve; nil unless serve is set, and after Close
+	active string  // the site the embedded server answers for
 }
 
 func newDNS(g *config.Group, r *config.Resource, site string) (resource.Network, error) {
@@ -69,7 +68,7 @@ func newDNS(g *config.Group, r *config.Resource, site string) (resource.Network,
 		n.bySite[sn] = s.(*Settings)
 	}
 	if n.s.Serve != "" {
-		srv, err := Listen(n.s.Serve, slog.New(slog.DiscardHandler))
+		srv, err := acquire(n.s.Serve, n.s.Name, n.owner())
 		if err != nil {
 			return nil, err
 		}
@@ -77,6 +76,8 @@ func newDNS(g *config.Group, r *config.Resource, site string) (resource.Network,
 	}
 	return n, nil
 }
+
+func (n *dnsNet) owner() owner { return owner{group: n.group, resource: n.resource} }
 
 func (n *dnsNet) record(site string) Record {
 	s := n.bySite[site]
@@ -86,17 +87,19 @@ func (n *dnsNet) record(site string) Record {
 // Follow makes the embedded server answer with the active site's
 // addresses.
 func (n *dnsNet) Follow(_ context.Context, active string) {
-	if n.server == nil || active == "" {
+	if active == "" {
 		return
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.active == active {
+	if n.server == nil || n.active == active {
 		return
 	}
 	if _, ok := n.bySite[active]; !ok {
 		return
 	}
+	// Set touches this resource's name only: the server's other names
+	// belong to other groups, each following its own active site.
 	if err := n.server.Set(n.record(active)); err == nil {
 		n.active = active
 	}
@@ -170,8 +173,14 @@ func (n *dnsNet) Observe(ctx context.Context) status.ResourceView {
 	return v
 }
 
+// Close stops answering the name; the server stops with its last name.
+// A Follow after Close does nothing, so that it cannot bring the name back
+// on a server the other groups still use.
 func (n *dnsNet) Close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.server != nil {
-		n.server.Close()
+		release(n.s.Serve, n.s.Name, n.owner())
+		n.server = nil
 	}
 }

@@ -38,7 +38,9 @@ type Settings struct {
 	// pointer so that an explicit 0 is told from a missing value.
 	TTL *config.Duration `yaml:"ttl"`
 	// Serve, when set, is the host:port this site's agent answers the
-	// name on, authoritatively (port 53 when left out).
+	// name on, authoritatively (port 53 when left out). The dns resources
+	// of every group that serve on one address share its listener, each
+	// answering its own name.
 	Serve string `yaml:"serve"`
 	// Zone is the zone the name belongs to: the zone the servers accept
 	// updates for (required with Servers), and the apex Serve answers SOA
@@ -86,7 +88,8 @@ var algorithms = map[string]string{
 
 // SetDefaults fills the fields left empty and writes names and addresses
 // in their canonical form: lower-case names, a TSIG key name with its final
-// dot, :53 on server addresses without a port.
+// dot, :53 on addresses without a port, serve's IP address as netip writes
+// it (one address, one spelling: the agent shares a listener by it).
 func (s *Settings) SetDefaults() {
 	if s.TTL == nil {
 		d := config.Duration(defaultTTL)
@@ -99,6 +102,9 @@ func (s *Settings) SetDefaults() {
 	s.Zone = strings.ToLower(s.Zone)
 	if s.Serve != "" {
 		s.Serve = withPort(s.Serve)
+		if ap, err := netip.ParseAddrPort(s.Serve); err == nil {
+			s.Serve = ap.String()
+		}
 	}
 	for i, srv := range s.Servers {
 		s.Servers[i] = withPort(srv)
@@ -405,6 +411,17 @@ func Lint(g *config.Group, settings any) []config.FieldError {
 		return []config.FieldError{{Field: "ttl", Msg: w}}
 	}
 	return nil
+}
+
+// Claims returns what one site's settings hold alone at their site: the
+// name on the serve address, where the agent's one listener answers it for
+// one resource only. It has config.ResourceType's Claims shape.
+func Claims(settings any) []config.Claim {
+	s := settings.(*Settings)
+	if s.Serve == "" {
+		return nil
+	}
+	return []config.Claim{{Field: "name", What: fmt.Sprintf("dns name %s on %s", s.Name, s.Serve), Fix: "give one of them another name or another serve address"}}
 }
 
 // Across checks the settings of all sites of one resource together: every

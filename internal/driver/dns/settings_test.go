@@ -224,6 +224,36 @@ func TestSettingsAcross(t *testing.T) {
 	}
 }
 
+// The claim is the name on serve as the agent listens on it: one address
+// written two ways is one claim.
+func TestClaims(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want []config.Claim
+	}{
+		{`{name: DB.shop.example., address: 10.1.0.20, serve: 10.1.0.10}`, []config.Claim{{Field: "name", What: "dns name db.shop.example. on 10.1.0.10:53"}}},
+		{`{name: db.shop.example., address: 10.1.0.20, serve: "[2001:DB8:0::10]:5353"}`, []config.Claim{{Field: "name", What: "dns name db.shop.example. on [2001:db8::10]:5353"}}},
+		{`{name: db.shop.example., address: 10.1.0.20, serve: "2001:db8::10"}`, []config.Claim{{Field: "name", What: "dns name db.shop.example. on [2001:db8::10]:53"}}},
+		{`{name: db.shop.example., address: 10.1.0.20, serve: ":53"}`, []config.Claim{{Field: "name", What: "dns name db.shop.example. on :53"}}},
+		{`{name: db.shop.example., address: 10.1.0.20, zone: shop.example., servers: [10.9.0.53], tsig: {name: k., secret_env: K}}`, nil}, // nothing served here
+	} {
+		s, _, errs := decode(t, tc.yaml, "/")
+		if len(errs) > 0 {
+			t.Fatalf("%s: %v", tc.yaml, errs)
+		}
+		got := Claims(s)
+		for i := range got {
+			if got[i].Fix == "" {
+				t.Errorf("%s: claim %q says nothing to do about a clash", tc.yaml, got[i].What)
+			}
+			got[i].Fix = ""
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("Claims of %s (-want +got):\n%s", tc.yaml, diff)
+		}
+	}
+}
+
 func TestTTLWarning(t *testing.T) {
 	for _, tc := range []struct {
 		ttl, rto time.Duration
