@@ -37,6 +37,7 @@ type controllerStore interface {
 	PruneRuns(ctx context.Context, keepPerGroup int, before time.Time, f coord.Fence) (int, error)
 	EvictController(ctx context.Context, site string, term int64) (bool, error)
 	WatchMarks(ctx context.Context) <-chan struct{}
+	Marks(ctx context.Context) (map[string]map[string]status.Mark, error)
 	StartFailover(ctx context.Context, run plan.Run, recordRevision int64, lost string, markedBy []string) error
 	PutDecision(ctx context.Context, d status.Decision, f coord.Fence) error
 	DeleteDecision(ctx context.Context, group string, f coord.Fence) error
@@ -73,7 +74,7 @@ func alongside(ctx context.Context, side func(context.Context), main func(contex
 // decide carries out the automatic-failover rule (safety.Decide) on a
 // fresh snapshot: it starts failovers and records or clears the decisions
 // a person must take. It says whether it started a failover.
-func (ctl *controller) decide(ctx context.Context, snap status.Snapshot, f coord.Fence, m *safety.Memory) (started bool) {
+func (ctl *controller) decide(ctx context.Context, snap status.Snapshot, f coord.Fence, m *safety.Memory) (started []plan.Run) {
 	now := ctl.now()
 	in := safety.Input{Now: now, Topology: ctl.topo, Snapshot: snap}
 	for _, g := range ctl.topo.Groups {
@@ -82,22 +83,80 @@ func (ctl *controller) decide(ctx context.Context, snap status.Snapshot, f coord
 			break
 		}
 	}
+	// A lost site may hold hundreds of groups: their actions are carried
+	// out side by side (each its own etcd transaction, which etcd batches),
+	// a group's own actions in the order Decide gave them.
+	var order []string
+	byGroup := map[string][]safety.Action{}
 	for _, act := range safety.Decide(in, m) {
 		if sf, ok := act.(safety.StartFailover); ok {
 			sf.Incident = incident(snap, sf.From)
 			act = sf
 		}
-		if ctl.carryOut(ctx, act, now, f) {
-			m.Done(act)
-			_, failover := act.(safety.StartFailover)
-			started = started || failover
+		g := actionGroup(act)
+		if _, ok := byGroup[g]; !ok {
+			order = append(order, g)
+		}
+		byGroup[g] = append(byGroup[g], act)
+	}
+	type result struct {
+		act safety.Action
+		run *plan.Run // a failover started
+		ok  bool
+	}
+	results := make([][]result, len(order))
+	sem := make(chan struct{}, carryParallel)
+	var wg sync.WaitGroup
+	for i, g := range order {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			for _, act := range byGroup[g] {
+				run, ok := ctl.carryOut(ctx, act, now, f)
+				results[i] = append(results[i], result{act, run, ok})
+			}
+		})
+	}
+	wg.Wait()
+	for _, rs := range results {
+		for _, r := range rs {
+			if !r.ok {
+				continue
+			}
+			m.Done(r.act)
+			if r.run != nil {
+				started = append(started, *r.run)
+			}
 		}
 	}
 	return started
 }
 
-// carryOut does what Decide asked; it says whether it was done.
-func (ctl *controller) carryOut(ctx context.Context, act safety.Action, now time.Time, f coord.Fence) bool {
+// carryParallel bounds the groups whose actions are carried out at once,
+// driveParallel the runs driven at once.
+const (
+	carryParallel = 32
+	driveParallel = 128
+)
+
+// actionGroup is the group an action is about.
+func actionGroup(act safety.Action) string {
+	switch a := act.(type) {
+	case safety.StartFailover:
+		return a.Group
+	case safety.NeedDecision:
+		return a.Decision.Group
+	case safety.ClearDecision:
+		return a.Group
+	case safety.Damp:
+		return a.Group
+	}
+	return ""
+}
+
+// carryOut does what Decide asked; it says whether it was done, and
+// returns the failover it started, as stored.
+func (ctl *controller) carryOut(ctx context.Context, act safety.Action, now time.Time, f coord.Fence) (*plan.Run, bool) {
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	switch act := act.(type) {
@@ -109,35 +168,35 @@ func (ctl *controller) carryOut(ctx context.Context, act safety.Action, now time
 			if ctx.Err() == nil && !errors.Is(err, coord.ErrStale) && !errors.Is(err, coord.ErrRunInProgress) {
 				ctl.log.Warn("cannot start automatic failover", "group", act.Group, "error", err)
 			}
-			return false
+			return nil, false
 		}
 		ctl.metrics.autoFailovers.Inc()
 		ctl.log.Warn("site lost: automatic failover started", "group", act.Group, "from", act.Plan.From, "to", act.Plan.To, "run", run.ID,
 			"lost_for", act.LostFor.Round(time.Millisecond))
-		return true
+		return &run, true
 	case safety.NeedDecision:
 		d := act.Decision
 		if err := ctl.store.PutDecision(wctx, d, f); err != nil {
 			if ctx.Err() == nil {
 				ctl.log.Warn("cannot record that the group needs a decision", "group", d.Group, "error", err)
 			}
-			return false
+			return nil, false
 		}
 		ctl.log.Error("site lost and no automatic failover: a person must decide", "group", d.Group, "site", d.Site,
 			"reason", d.Reason, "command", d.Command)
-		return true
+		return nil, true
 	case safety.ClearDecision:
 		if err := ctl.store.DeleteDecision(wctx, act.Group, f); err != nil {
-			return false
+			return nil, false
 		}
 		ctl.log.Info("group no longer needs a decision", "group", act.Group, "why", act.Why)
-		return true
+		return nil, true
 	case safety.Damp:
 		ctl.log.Warn("the same site lost again soon after its previous loss: confirming before failing over",
 			"group", act.Group, "site", act.Site, "previous_loss", act.Previous.Round(time.Second), "confirm_for", act.Confirm, "left", act.Until.Round(time.Millisecond))
-		return true
+		return nil, true
 	}
-	return false
+	return nil, false
 }
 
 // incident is what the snapshot tells of the loss of site: when the
@@ -325,57 +384,84 @@ func (ctl *controller) driveRuns(ctx context.Context, sess *coord.Session) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { sched.run(ctx) })
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		snap, err := ctl.plane.snapshot(rctx)
-		cancel()
-		again := false
-		if err == nil {
-			ctl.recordLags(ctx, snap)
-			// A failover just started is driven at once: read again.
-			again = ctl.decide(ctx, snap, sess.Fence(), ap)
-			for _, id := range slices.Concat(slices.Collect(maps.Values(snap.Running)), slices.Collect(maps.Values(snap.Drilling))) {
-				if driving[id] {
-					continue
-				}
+	// Runs are driven side by side, a bounded number at once: hundreds
+	// of runs at once (a site lost with all its groups) make etcd the
+	// bottleneck, and every read of the control plane then times out.
+	slots := make(chan struct{}, driveParallel)
+	drive := func(id string, run *plan.Run) {
+		driving[id] = true
+		wg.Go(func() {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-slots }()
+			if run == nil {
+				// A run this controller did not start (a person's, or one
+				// a previous controller left): read it here, not in the
+				// loop, so that hundreds are read side by side.
 				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				run, err := ctl.store.Run(rctx, id)
+				r, err := ctl.store.Run(rctx, id)
 				cancel()
 				if err != nil {
 					if ctx.Err() == nil {
 						ctl.log.Warn("cannot read a run in progress; it stays locked until it can be read", "run", id, "error", err)
 					}
-					continue
-				}
-				driving[id] = true
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					ctl.log.Info("driving run", "run", run.ID, "group", run.Group, "action", run.Plan.Action)
-					final, err := eng.Drive(ctx, run)
-					if err != nil && ctx.Err() == nil {
-						ctl.log.Warn("run interrupted", "run", run.ID, "error", err)
-					} else if err == nil {
-						ctl.log.Info("run ended", "run", run.ID, "state", final.State, "rto", final.RTO())
-						sched.ended(ctx, final)
-					}
 					select {
-					case done <- run.ID:
+					case done <- id:
 					case <-ctx.Done():
 					}
-				}()
+					return
+				}
+				run = &r
+			}
+			ctl.log.Info("driving run", "run", run.ID, "group", run.Group, "action", run.Plan.Action)
+			final, err := eng.Drive(ctx, *run)
+			if err != nil && ctx.Err() == nil {
+				ctl.log.Warn("run interrupted", "run", run.ID, "error", err)
+			} else if err == nil {
+				ctl.log.Info("run ended", "run", run.ID, "state", final.State, "rto", final.RTO())
+				sched.ended(ctx, final)
+			}
+			select {
+			case done <- run.ID:
+			case <-ctx.Done():
+			}
+		})
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		snap, err := ctl.plane.snapshot(rctx)
+		cancel()
+		if err == nil {
+			ctl.recordLags(ctx, snap)
+			// A failover just started is driven at once, as it was
+			// stored: no read of it, no new snapshot first.
+			for _, run := range ctl.decide(ctx, snap, sess.Fence(), ap) {
+				drive(run.ID, &run)
+			}
+			for _, id := range slices.Concat(slices.Collect(maps.Values(snap.Running)), slices.Collect(maps.Values(snap.Drilling))) {
+				if !driving[id] {
+					drive(id, nil)
+				}
 			}
 		}
-		if again {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case id := <-done:
-			delete(driving, id)
-		case <-marks:
-		case <-tick.C:
+		// A run that ends needs no new snapshot: the next tick or mark
+		// takes one. (A snapshot per ended run made a recovery of
+		// hundreds of groups read the whole state hundreds of times.)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case id := <-done:
+				delete(driving, id)
+			case <-marks:
+				break wait
+			case <-tick.C:
+				break wait
+			}
 		}
 	}
 }
@@ -410,11 +496,11 @@ func (ctl *controller) preempted(ctx context.Context, run plan.Run) (why string,
 func (ctl *controller) siteLost(site string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	snap, err := ctl.plane.snapshot(ctx)
+	marks, err := ctl.store.Marks(ctx)
 	if err != nil {
 		return false
 	}
-	return snap.Lost(site, ctl.topo.SiteNames())
+	return status.Snapshot{Marks: marks}.Lost(site, ctl.topo.SiteNames())
 }
 
 // recordLags keeps the last lag each primary reported for its standbys,

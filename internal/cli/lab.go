@@ -31,6 +31,7 @@ func runLab(e *env, args []string) error {
 	withNet := fs.Bool("netns", false, "up: put each location in its own network namespace on a bridge (root only)")
 	db := fs.String("db", "", "up: the databases the lab runs: postgres (group webshop), mariadb (group news) or both; default both when MariaDB can run here, else postgres")
 	group := fs.String("group", "", "writer: the group it writes to")
+	groups := fs.Int("groups", 0, "up: add `N` data-less groups, a name each (svc-NNNN.scale.lab.), all active at brussels: the scale lab; without --db, its only groups")
 	stack := fs.Bool("stack", true, "up: run webshop as a web stack: storage, an app per site, HAProxy in front, a web writer (needs PostgreSQL)")
 	onSite := fs.String("site", "", "app, storage, service: the `SITE` they are at")
 	urls := fs.String("http", "", "writer: order over HTTP at the first healthy of these `URL`s (comma-separated)")
@@ -50,18 +51,24 @@ func runLab(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	o := lab.Options{Dir: *dir, Exe: exe, Out: e.stdout, DB: *db, Stack: *stack}
+	o := lab.Options{Dir: *dir, Exe: exe, Out: e.stdout, DB: *db, Stack: *stack, Groups: *groups}
+	if *groups < 0 {
+		return fmt.Errorf("--groups %d: give a number of groups, 0 or more", *groups)
+	}
+	if o.DB == "" && o.Groups > 0 {
+		o.DB = lab.DBNone // the scale lab: data-less groups only
+	}
 	switch o.DB {
 	case "":
 		o.DB = lab.DBPostgres
 		if lab.MariaDBAvailable() == nil {
 			o.DB = lab.DBBoth
 		}
-	case lab.DBPostgres, lab.DBMariaDB, lab.DBBoth:
+	case lab.DBPostgres, lab.DBMariaDB, lab.DBBoth, lab.DBNone:
 	default:
-		return fmt.Errorf("--db %q: use postgres (group webshop), mariadb (group news) or both", o.DB)
+		return fmt.Errorf("--db %q: use postgres (group webshop), mariadb (group news), both, or none (with --groups N)", o.DB)
 	}
-	if o.DB == lab.DBMariaDB && !flagSet(fs, "stack") {
+	if (o.DB == lab.DBMariaDB || o.DB == lab.DBNone) && !flagSet(fs, "stack") {
 		o.Stack = false // the stack is webshop's, on PostgreSQL
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/siteflip/siteflip/internal/plan"
@@ -15,17 +16,37 @@ import (
 
 // decodeFencing fills the snapshot's marks, decisions and sync records
 // from the responses of their prefix reads.
-func (s *Store) decodeFencing(snap *status.Snapshot, marks, decisions, syncs *etcdserverpb.ResponseOp) error {
-	snap.Marks = map[string]map[string]status.Mark{}
-	for _, kv := range marks.GetResponseRange().Kvs {
+// Marks reads only the marks (Snapshot.Marks): what a run asks before
+// each best-effort step, cheap also with thousands of groups, whose views
+// a snapshot reads too.
+func (s *Store) Marks(ctx context.Context) (map[string]map[string]status.Mark, error) {
+	resp, err := s.cli.Get(ctx, s.lostKey(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("read the marks: %w", err)
+	}
+	return decodeMarks(resp.Kvs)
+}
+
+// decodeMarks decodes the marks by lost site and marking location.
+func decodeMarks(kvs []*mvccpb.KeyValue) (map[string]map[string]status.Mark, error) {
+	marks := map[string]map[string]status.Mark{}
+	for _, kv := range kvs {
 		var m status.Mark
 		if err := json.Unmarshal(kv.Value, &m); err != nil {
-			return fmt.Errorf("decode %s: %w", kv.Key, err)
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
-		if snap.Marks[m.Site] == nil {
-			snap.Marks[m.Site] = map[string]status.Mark{}
+		if marks[m.Site] == nil {
+			marks[m.Site] = map[string]status.Mark{}
 		}
-		snap.Marks[m.Site][m.By] = m
+		marks[m.Site][m.By] = m
+	}
+	return marks, nil
+}
+
+func (s *Store) decodeFencing(snap *status.Snapshot, marks, decisions, syncs *etcdserverpb.ResponseOp) error {
+	var err error
+	if snap.Marks, err = decodeMarks(marks.GetResponseRange().Kvs); err != nil {
+		return err
 	}
 	snap.Decisions = map[string]status.Decision{}
 	for _, kv := range decisions.GetResponseRange().Kvs {

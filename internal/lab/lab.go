@@ -14,10 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,6 +80,11 @@ type Options struct {
 	// person's approval once the storage is read-write, before the app
 	// starts.
 	Approval bool
+	// Groups adds that many data-less groups, the scale lab: each a name
+	// (svc-NNNN.scale.lab.) that every agent answers, on its site's one
+	// DNS listener, with the active site's address; all prefer brussels.
+	// With DB none they are the lab's only groups.
+	Groups int
 }
 
 // ErrRunning is returned by Up when a lab already runs in the directory.
@@ -151,7 +158,7 @@ func Up(ctx context.Context, o Options) error {
 		}
 	}
 	t, err := writeFiles(dir, binDir, st.locs(), groupOptions{synchronous: o.Synchronous, flapPeriod: o.FlapPeriod, policy: o.Policy, net: st.Net,
-		postgres: withPG, mariadb: withMaria, unpassable: o.Unpassable, stack: st.Stack, exe: o.Exe})
+		postgres: withPG, mariadb: withMaria, unpassable: o.Unpassable, stack: st.Stack, exe: o.Exe, groups: o.Groups})
 	if err != nil {
 		return fail(err)
 	}
@@ -208,7 +215,7 @@ func Up(ctx context.Context, o Options) error {
 	if err := waitHealthy(ctx, t, timeout, o.Out); err != nil {
 		return fail(err)
 	}
-	printNext(o.Out, dir, o.Exe, st.locs(), withPG, withMaria, st.Stack)
+	printNext(o.Out, dir, o.Exe, st.locs(), withPG, withMaria, st.Stack, o.Groups)
 	return nil
 }
 
@@ -419,8 +426,18 @@ func waitHealthy(ctx context.Context, t *config.Topology, timeout time.Duration,
 		return fmt.Errorf("the lab was not healthy after %s: %s (%v)", timeout, last, err)
 	}
 	var active []string
-	for _, g := range st.Groups {
-		active = append(active, fmt.Sprintf("%s active at %s, epoch %d", g.Name, g.ActiveSite, g.Epoch))
+	if len(st.Groups) > 5 {
+		at := map[string]int{}
+		for _, g := range st.Groups {
+			at[g.ActiveSite]++
+		}
+		for _, site := range slices.Sorted(maps.Keys(at)) {
+			active = append(active, fmt.Sprintf("%d groups active at %s", at[site], site))
+		}
+	} else {
+		for _, g := range st.Groups {
+			active = append(active, fmt.Sprintf("%s active at %s, epoch %d", g.Name, g.ActiveSite, g.Epoch))
+		}
 	}
 	fmt.Fprintf(out, "lab is healthy: controller %s, %s\n", st.Controller, strings.Join(active, "; "))
 	return nil
@@ -451,7 +468,7 @@ func unhealthy(st status.Status) string {
 	return ""
 }
 
-func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria bool, stack *stackState) {
+func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria bool, stack *stackState, groups int) {
 	cfg := filepath.Join(dir, "siteflip.yaml")
 	fmt.Fprintf(w, "\nThe lab is up in %s:\n", dir)
 	for _, l := range locs {
@@ -500,6 +517,11 @@ Logs: %[1]s/SITE/agent.log and %[1]s/SITE/mdb/run/mariadb.err.
 site moves the group active there and leaves the other alone; `+"`siteflip failback GROUP`"+` takes
 each back to its preferred site once the cut site is healed and reprotected.`)
 		}
+	}
+	if groups > 0 {
+		fmt.Fprintf(w, `%d data-less groups, %s to %s: each a name that every agent answers with the active
+site's address on its one DNS listener (dig @127.0.2.1 -p %d %s).
+`, groups, scaleGroup(1), scaleGroup(groups), dnsPort, scaleName(1))
 	}
 	fmt.Fprintf(w, `
 Try next:

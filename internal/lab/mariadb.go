@@ -37,6 +37,9 @@ const (
 	DBPostgres = "postgres"
 	DBMariaDB  = "mariadb"
 	DBBoth     = "both"
+	// DBNone runs no database: the scale lab's data-less groups only
+	// (Options.Groups).
+	DBNone = "none"
 )
 
 // mariadbSecrets are the lab's MariaDB password files, in secrets/.
@@ -69,8 +72,13 @@ func (o Options) dbs() (postgres, maria bool, err error) {
 		return false, true, nil
 	case DBBoth:
 		return true, true, nil
+	case DBNone:
+		if o.Groups == 0 {
+			return false, false, fmt.Errorf("--db none runs no group: add data-less groups with --groups N")
+		}
+		return false, false, nil
 	}
-	return false, false, fmt.Errorf("--db %q: use postgres, mariadb or both", o.DB)
+	return false, false, fmt.Errorf("--db %q: use postgres, mariadb, both or none (with --groups N)", o.DB)
 }
 
 // newsSite is where the news group prefers to run: antwerp when the lab

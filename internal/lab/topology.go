@@ -52,6 +52,26 @@ const (
 	DNSName = "db.webshop.lab."
 )
 
+// scaleGroup names the scale lab's group i (from 1), and scaleName its
+// name.
+func scaleGroup(i int) string { return fmt.Sprintf("svc-%04d", i) }
+func scaleName(i int) string  { return scaleGroup(i) + ".scale.lab." }
+
+// scaleYAML writes n data-less groups: a name each, answered by every
+// agent on its site's DNS listener, shared by all the names.
+func scaleYAML(locs []location, n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "  - name: %s\n    preferred_site: brussels\n    policy: automatic\n    resources:\n      - name: name\n        type: dns\n        sites:\n", scaleGroup(i))
+		for _, l := range locs {
+			if l.role == "site" {
+				fmt.Fprintf(&b, "          %s: {name: %s, address: %s, ttl: 5s, serve: \"%s\"}\n", l.name, scaleName(i), l.ip, l.addr(dnsPort))
+			}
+		}
+	}
+	return b.String()
+}
+
 // otherSite is the lab's site that is not site.
 func otherSite(site string) string {
 	for _, l := range locations {
@@ -110,6 +130,8 @@ type groupOptions struct {
 	// commands run exe.
 	stack *stackState
 	exe   string
+	// groups is the number of data-less groups (Options.Groups).
+	groups int
 }
 
 func topologyYAML(dir, binDir string, locs []location, o groupOptions) string {
@@ -155,6 +177,7 @@ access:                            # certificate names and their roles
 		}
 	}
 	b.WriteString("groups:\n")
+	b.WriteString(scaleYAML(locs, o.groups))
 	if o.mariadb {
 		b.WriteString(newsYAML(dir, locs, o))
 	}

@@ -1,0 +1,183 @@
+// Command scale measures how siteflip recovers many groups at once: a lab
+// with N data-less groups (a name each, all active at brussels) and a
+// power cut at brussels. For each N it writes the time from the cut until
+// each group's failover ended (first, median, last), how long the lab took
+// to come up with every group adopted, the latency of a full status, and
+// the size of etcd's database after the recovery.
+//
+//	go run ./bench/scale [-groups 10,100,1000] [-siteflip bin/siteflip]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/siteflip/siteflip/bench/harness"
+	"github.com/siteflip/siteflip/internal/lab"
+	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+func main() {
+	groups := flag.String("groups", "10,100,1000", "comma-separated numbers of data-less groups, one lab each")
+	exe := flag.String("siteflip", "bin/siteflip", "siteflip binary the lab runs")
+	dir := flag.String("dir", "/tmp/siteflip-bench-scale", "lab directory (must not exist)")
+	out := flag.String("out", "bench/scale/results.txt", "results file; the scale section is replaced")
+	results := flag.String("results", "bench/RESULTS.md", "the benchmarks' results; the scale section is replaced (\"\": leave it)")
+	flag.Parse()
+	var ns []int
+	for _, f := range strings.Split(*groups, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "scale: -groups %q: give numbers of groups, 1 or more, separated by commas\n", *groups)
+			os.Exit(2)
+		}
+		ns = append(ns, n)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var rows []row
+	for _, n := range ns {
+		r, err := measure(ctx, n, *exe, *dir)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "scale: %d groups: %v\n", n, err)
+			os.Exit(1)
+		}
+		fmt.Printf("%5d groups: up %s; status %s; cut → failovers ended first %s, median %s, last %s; etcd %.1f MB; load %.1f\n",
+			n, r.up.Round(time.Millisecond), r.status.Round(time.Millisecond), r.first.Round(time.Millisecond), r.median.Round(time.Millisecond),
+			r.last.Round(time.Millisecond), float64(r.etcd)/1e6, r.load)
+		rows = append(rows, r)
+	}
+	body := section(rows)
+	if err := harness.WriteSection(*out, "scale", body); err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(1)
+	}
+	if *results != "" {
+		if err := harness.WriteSection(*results, "scale", body); err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			os.Exit(1)
+		}
+	}
+	fmt.Print(body)
+}
+
+// row is what one lab of n groups measured.
+type row struct {
+	n                   int
+	up                  time.Duration // lab up, every group adopted and protected
+	status              time.Duration // a full status, median of 10
+	first, median, last time.Duration // power cut → each group's failover ended
+	etcd                int64         // bytes of etcd's database at antwerp after the recovery
+	load                float64       // 1-minute load average before the cut
+}
+
+func measure(ctx context.Context, n int, exe, dir string) (r row, err error) {
+	r.n = n
+	exe, err = filepath.Abs(exe)
+	if err != nil {
+		return r, err
+	}
+	o := lab.Options{Dir: dir, Exe: exe, Out: io.Discard, DB: lab.DBNone, Groups: n, ReadyTimeout: 5 * time.Minute}
+	began := time.Now()
+	if err := lab.Up(ctx, o); errors.Is(err, lab.ErrRunning) {
+		return r, err // not ours to stop
+	} else if err != nil {
+		if _, serr := os.Stat(dir); serr == nil {
+			err = fmt.Errorf("%w (the lab's logs: %s)", err, harness.KeepLogs(dir))
+			lab.Down(o)
+		}
+		return r, err
+	}
+	r.up = time.Since(began)
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w (the lab's logs: %s)", err, harness.KeepLogs(dir))
+		}
+		if derr := lab.Down(o); derr != nil {
+			fmt.Fprintln(os.Stderr, "scale: lab down:", derr)
+		}
+	}()
+	_, c, err := lab.Open(dir)
+	if err != nil {
+		return r, err
+	}
+	defer c.Close()
+	var took []time.Duration
+	for range 10 {
+		t0 := time.Now()
+		if _, err := c.Status(ctx); err != nil {
+			return r, err
+		}
+		took = append(took, time.Since(t0))
+	}
+	r.status, _ = harness.Stats(took)
+
+	r.load = harness.Load()
+	cut := time.Now()
+	if err := lab.Disaster(o, "brussels"); err != nil {
+		return r, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if _, err := c.Wait(wctx, 500*time.Millisecond, func(st status.Status) bool {
+		for _, g := range st.Groups {
+			if g.ActiveSite != "antwerp" || g.Run != "" {
+				return false
+			}
+		}
+		return len(st.Groups) == n
+	}); err != nil {
+		return r, fmt.Errorf("not every group active at antwerp 5 minutes after the cut: %w", err)
+	}
+	runs, err := c.Runs(ctx, "")
+	if err != nil {
+		return r, err
+	}
+	var ended []time.Duration
+	for _, run := range runs {
+		if run.Plan.Action != plan.Failover || run.Started.Before(cut) {
+			continue
+		}
+		if run.State != plan.RunSucceeded {
+			return r, fmt.Errorf("failover %s: %s: %s", run.ID, run.State, run.Error)
+		}
+		ended = append(ended, run.Ended.Sub(cut))
+	}
+	if len(ended) != n {
+		return r, fmt.Errorf("%d failovers after the cut, want %d", len(ended), n)
+	}
+	slices.Sort(ended)
+	r.first, r.median, r.last = ended[0], ended[len(ended)/2], ended[len(ended)-1]
+	if fi, err := os.Stat(filepath.Join(dir, "antwerp", "etcd", "member", "snap", "db")); err == nil {
+		r.etcd = fi.Size()
+	}
+	return r, nil
+}
+
+func section(rows []row) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Scale: a power cut at the site of N data-less groups (`go run ./bench/scale`)\n\n")
+	fmt.Fprintf(&b, "Loopback lab on one machine (%s): `lab.Options{DB: none, Groups: N}`, N groups of one name each (a dns resource served by every agent on its site's one listener), all active at brussels, policy automatic. `lab.Disaster(brussels)` kills its agent and etcd member; the figures are from the cut to each group's failover run's end, as the runs record it. Up is `lab up` until every group is adopted and protected; status is one full `status` (every group) through the API, median of 10, before the cut; etcd is the size of antwerp's etcd database after the recovery; load is the 1-minute load average before the cut.\n\n", harness.Machine())
+	b.WriteString("| groups | up | status | cut → first failover ended | median | last | etcd db | load | target |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range rows {
+		target := ""
+		if r.n >= 1000 {
+			target = "last ≤ 10 s; status ≤ 100 ms"
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %.1f MB | %.1f | %s |\n", r.n, r.up.Round(10*time.Millisecond), r.status.Round(time.Millisecond),
+			r.first.Round(time.Millisecond), r.median.Round(time.Millisecond), r.last.Round(time.Millisecond), float64(r.etcd)/1e6, r.load, target)
+	}
+	return b.String()
+}
