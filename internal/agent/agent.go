@@ -307,7 +307,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		a.lease.renewLoop, a.lease.enforceLoop, a.lease.markLoop,
 		// the local resources
 		func(ctx context.Context) error { return a.local.observeLoop(ctx, observers) },
-		a.local.syncLoop, a.local.convergeLoop, a.local.convergeLocal, a.local.restartYielded, a.local.checkServers, a.local.sweepLoop,
+		a.local.syncLoop, a.local.convergeLoop, a.local.convergeLocal, a.local.convergeServices, a.local.checkServers, a.local.sweepLoop,
 	}
 	if failpointSlowStop() {
 		loops = append(loops, func(ctx context.Context) error {

@@ -88,3 +88,41 @@ func TestFollowRecord(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceAction(t *testing.T) {
+	active := func(f serviceFacts) serviceFacts { f.Adopted, f.ActiveHere = true, true; return f }
+	standbySite := func(f serviceFacts) serviceFacts { f.Adopted = true; return f }
+	tests := []struct {
+		name string
+		f    serviceFacts
+		want serviceDo
+	}{
+		{"group not adopted, running", serviceFacts{Observed: true, Running: true}, leaveService},
+		{"runs at the active site", active(serviceFacts{Observed: true, Running: true}), leaveService},
+		// A person may stop it at the active site: only what the lease's
+		// loss stopped is started again.
+		{"stopped at the active site", active(serviceFacts{Observed: true}), leaveService},
+		{"stopped by the lease's loss, lease back", active(serviceFacts{Yielded: true, Observed: true}), startService},
+		{"stopped by the lease's loss, runs again", active(serviceFacts{Yielded: true, Observed: true, Running: true}), forgetYield},
+		{"stopped by the lease's loss, the group moved", standbySite(serviceFacts{Yielded: true, Observed: true}), forgetYield},
+		{"stopped by the lease's loss, a run moves the group", active(serviceFacts{Yielded: true, Moving: true}), leaveService},
+		// A host that came back, or a service manager, started it where
+		// the group is not active: it may write data that is not the
+		// primary's, or answer clients for the wrong site.
+		{"runs where its group is not active", standbySite(serviceFacts{Observed: true, Running: true}), stopService},
+		{"runs where its group is not active, during a run", standbySite(serviceFacts{Observed: true, Running: true, Moving: true}), leaveService},
+		{"not observed yet where its group is not active", standbySite(serviceFacts{}), leaveService},
+		{"stopped where its group is not active", standbySite(serviceFacts{Observed: true}), leaveService},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, why := serviceAction(tt.f)
+			if got != tt.want {
+				t.Errorf("serviceAction(%+v) = %s (%s), want %s", tt.f, got, why, tt.want)
+			}
+			if why == "" {
+				t.Error("no reason given")
+			}
+		})
+	}
+}

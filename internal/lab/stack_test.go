@@ -2,6 +2,9 @@ package lab
 
 import (
 	"context"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -96,6 +99,19 @@ func TestStack(t *testing.T) {
 	waitStatus(t, c, 30*time.Second, "protected at antwerp, app and proxy there", func(s status.Status) bool {
 		return protectedAt("antwerp")(s)
 	})
+
+	// An app started by hand where the group is not active (a host that
+	// came back, a service manager) is stopped by that site's agent.
+	if err := Service(t.Context(), Options{Dir: o.Dir, Exe: o.Exe, Out: io.Discard}, "start", "brussels", appResource); err != nil {
+		t.Fatal(err)
+	}
+	testbed.WaitFor(t, 30*time.Second, "brussels' agent to stop the app started there by hand, and say why", func() bool {
+		b, _ := os.ReadFile(filepath.Join(o.Dir, "brussels", "agent.log"))
+		return strings.Contains(string(b), "it runs at a site that is not its group's active site")
+	})
+	if _, ok := st.app("brussels"); ok {
+		t.Error("the app started by hand at brussels still runs")
+	}
 
 	if err := Down(o); err != nil {
 		t.Fatal(err)
