@@ -73,7 +73,7 @@ func alongside(ctx context.Context, side func(context.Context), main func(contex
 
 // decide carries out the automatic-failover rule (safety.Decide) on a
 // fresh snapshot: it starts failovers and records or clears the decisions
-// a person must take. It says whether it started a failover.
+// a person must take. It returns the failovers it started, as stored.
 func (ctl *controller) decide(ctx context.Context, snap status.Snapshot, f coord.Fence, m *safety.Memory) (started []plan.Run) {
 	now := ctl.now()
 	in := safety.Input{Now: now, Topology: ctl.topo, Snapshot: snap}
@@ -137,6 +137,8 @@ func (ctl *controller) decide(ctx context.Context, snap status.Snapshot, f coord
 const (
 	carryParallel = 32
 	driveParallel = 128
+	// slotHold is how long a run keeps its slot at most.
+	slotHold = 5 * time.Second
 )
 
 // actionGroup is the group an action is about.
@@ -384,9 +386,12 @@ func (ctl *controller) driveRuns(ctx context.Context, sess *coord.Session) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { sched.run(ctx) })
-	// Runs are driven side by side, a bounded number at once: hundreds
-	// of runs at once (a site lost with all its groups) make etcd the
-	// bottleneck, and every read of the control plane then times out.
+	// Runs start side by side, a bounded number at once: hundreds of
+	// runs at once (a site lost with all its groups) make etcd the
+	// bottleneck, and every read of the control plane then times out. A
+	// run holds its slot for its first slotHold at most: one that waits
+	// for a person, retries a promote or rejoins for minutes must not keep
+	// the next failover waiting.
 	slots := make(chan struct{}, driveParallel)
 	drive := func(id string, run *plan.Run) {
 		driving[id] = true
@@ -396,7 +401,12 @@ func (ctl *controller) driveRuns(ctx context.Context, sess *coord.Session) {
 			case <-ctx.Done():
 				return
 			}
-			defer func() { <-slots }()
+			release := sync.OnceFunc(func() { <-slots })
+			hold := time.AfterFunc(slotHold, release)
+			defer func() {
+				hold.Stop()
+				release()
+			}()
 			if run == nil {
 				// A run this controller did not start (a person's, or one
 				// a previous controller left): read it here, not in the
@@ -418,6 +428,8 @@ func (ctl *controller) driveRuns(ctx context.Context, sess *coord.Session) {
 			}
 			ctl.log.Info("driving run", "run", run.ID, "group", run.Group, "action", run.Plan.Action)
 			final, err := eng.Drive(ctx, *run)
+			hold.Stop()
+			release() // before telling the loop, which may be busy a while
 			if err != nil && ctx.Err() == nil {
 				ctl.log.Warn("run interrupted", "run", run.ID, "error", err)
 			} else if err == nil {

@@ -171,7 +171,14 @@ func (lr *localResources) convergeLocal(ctx context.Context) error {
 					lr.metrics.selfFences.Inc()
 				}
 			case resumeReplication:
-				err = l.(resource.Resumer).ResumeReplication(actx)
+				var resumed bool
+				if resumed, err = l.(resource.Resumer).ResumeReplication(actx); err == nil && !resumed {
+					// Running, connecting, or stopped on an error a
+					// person must read: nothing done, nothing to say.
+					cancel()
+					lock.Unlock()
+					continue
+				}
 			}
 			cancel()
 			lock.Unlock()

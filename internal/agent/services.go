@@ -130,16 +130,20 @@ func (lr *localResources) convergeServices(ctx context.Context) error {
 		if !lr.leaseValid() || len(snap.Marks[lr.site.Name]) > 0 {
 			return
 		}
-		for _, key := range keys {
-			group, name, _ := strings.Cut(key, "/")
+		facts := func(snap status.Snapshot, key string) (serviceFacts, status.Record) {
+			group, _, _ := strings.Cut(key, "/")
 			rec, adopted := snap.Records[group]
 			v, observed := lr.view(key)
 			lr.mu.Lock()
 			yielded := lr.yielded[key]
 			lr.mu.Unlock()
-			f := serviceFacts{Adopted: adopted, ActiveHere: adopted && rec.ActiveSite == lr.site.Name,
+			return serviceFacts{Adopted: adopted, ActiveHere: adopted && rec.ActiveSite == lr.site.Name,
 				Moving: snap.Running[group] != "" || snap.Drilling[group] != "", Yielded: yielded, Observed: observed,
-				Running: observed && v.Up && (v.Role == status.RolePrimary || v.Role == status.RoleDown)}
+				Running: observed && v.Up && (v.Role == status.RolePrimary || v.Role == status.RoleDown)}, rec
+		}
+		for _, key := range keys {
+			group, name, _ := strings.Cut(key, "/")
+			f, rec := facts(snap, key)
 			do, why := serviceAction(f)
 			switch do {
 			case leaveService:
@@ -159,6 +163,21 @@ func (lr *localResources) convergeServices(ctx context.Context) error {
 			lock := lr.resourceLock(key)
 			if !lock.TryLock() {
 				continue // a step is at work on it
+			}
+			// Another look just before acting, with the lock held: a run
+			// may have started, moved the service and let go of it since
+			// the snapshot, and the lease may have run out meanwhile.
+			fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			fresh, err := lr.plane.snapshot(fctx)
+			cancel()
+			if err != nil || !lr.leaseValid() || len(fresh.Marks[lr.site.Name]) > 0 {
+				lock.Unlock()
+				continue
+			}
+			f, rec = facts(fresh, key)
+			if again, _ := serviceAction(f); again != do {
+				lock.Unlock()
+				continue
 			}
 			actor, err := lr.actor(g, r)
 			if err == nil {

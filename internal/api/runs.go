@@ -97,7 +97,8 @@ func (c *Client) Run(ctx context.Context, id string) (plan.Run, error) {
 // ctx ends first, the error comes with the run as last read.
 func (c *Client) WaitRun(ctx context.Context, id string, poll time.Duration) (plan.Run, error) {
 	var last plan.Run
-	t := time.NewTicker(poll)
+	var lastErr error
+	t := time.NewTicker(max(poll, 10*time.Millisecond))
 	defer t.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -109,8 +110,12 @@ func (c *Client) WaitRun(ctx context.Context, id string, poll time.Duration) (pl
 			}
 			last = r
 		}
+		lastErr = err
 		select {
 		case <-ctx.Done():
+			if lastErr != nil {
+				return last, fmt.Errorf("run %s did not end: %w; its last read failed: %v", id, ctx.Err(), lastErr)
+			}
 			return last, fmt.Errorf("run %s did not end: %w", id, ctx.Err())
 		case <-t.C:
 		}

@@ -14,8 +14,6 @@ import (
 	"github.com/siteflip/siteflip/internal/status"
 )
 
-// decodeFencing fills the snapshot's marks, decisions and sync records
-// from the responses of their prefix reads.
 // Marks reads only the marks (Snapshot.Marks): what a run asks before
 // each best-effort step, cheap also with thousands of groups, whose views
 // a snapshot reads too.
@@ -43,6 +41,8 @@ func decodeMarks(kvs []*mvccpb.KeyValue) (map[string]map[string]status.Mark, err
 	return marks, nil
 }
 
+// decodeFencing fills the snapshot's marks, decisions and sync records
+// from the responses of their prefix reads.
 func (s *Store) decodeFencing(snap *status.Snapshot, marks, decisions, syncs *etcdserverpb.ResponseOp) error {
 	var err error
 	if snap.Marks, err = decodeMarks(marks.GetResponseRange().Kvs); err != nil {

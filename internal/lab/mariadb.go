@@ -20,8 +20,9 @@ import (
 	"github.com/siteflip/siteflip/internal/driver/mariadb"
 )
 
-// The lab's second group, news, on MariaDB: a primary at brussels and a
-// replica at antwerp replicating by GTID, with its own demo writer.
+// The lab's second group, news, on MariaDB: a primary at its preferred
+// site (newsSite) and a replica at the other, replicating by GTID, with
+// its own demo writer.
 const (
 	newsGroup    = "news"
 	newsResource = "db"

@@ -281,8 +281,10 @@ func all(config.Resource) bool { return true }
 
 // catchesUp: only data and scripts wait for a standby to catch up;
 // a catch-up step of any other resource would be a round trip for
-// nothing, in the middle of a switchover's gap.
-func catchesUp(r config.Resource) bool { return r.Class.CatchesUp() }
+// nothing, in the middle of a switchover's gap. A resource whose class is
+// not known (not validated) catches up: a data resource left without
+// would be promoted before its standby has all the fenced primary wrote.
+func catchesUp(r config.Resource) bool { return r.Data || r.Class == "" || r.Class.CatchesUp() }
 
 // batcher puts the steps of one kind into waves (Step.Wave): in a group
 // that uses priorities, the resources of one priority at one depth of the

@@ -115,8 +115,10 @@ type Local interface {
 // PostgreSQL standby streams again on its own, and has no Resumer.
 type Resumer interface {
 	// ResumeReplication starts the running replica's replication as it
-	// is configured.
-	ResumeReplication(ctx context.Context) error
+	// is configured, when it is stopped as a restart leaves it: not
+	// while it runs or connects, nor when it stopped on an error, which a
+	// person must read first. It says whether it started it.
+	ResumeReplication(ctx context.Context) (bool, error)
 }
 
 // DiskFacts is what the machine says of a database.

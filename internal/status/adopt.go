@@ -14,8 +14,9 @@ import (
 //     observed up as primary. None or several: wait, as guessing could
 //     record the wrong site and make the other copy's writes the ones lost;
 //   - a group without data but with services: the one site where every
-//     service runs. Services running at several sites: wait, for the same
-//     reason;
+//     service runs (healthy or not). Services running at several sites, or
+//     a site that does not report them (down, or not observed yet, which
+//     may run them): wait, for the same reason;
 //   - a group whose resources tell nothing of a site (names, routes,
 //     proxies, or services running nowhere): its preferred site, once
 //     that site is up. Network resources follow the record, and a
@@ -56,13 +57,37 @@ func AdoptionSite(g *config.Group, gs GroupStatus, up map[string]bool) (site, wh
 		}
 		return sites[0], "every resource that holds data is primary at " + sites[0]
 	}
-	n, at := count(func(r config.Resource) bool { return r.Class == config.ClassService })
-	if sites := all(n, at); n > 0 && len(sites) == 1 {
-		return sites[0], "every service runs at " + sites[0]
+	// Services: where each runs (healthy or not), and whether every site
+	// reports each: a site down or not yet observed may run them.
+	services, running := 0, map[string]int{}
+	for i, r := range g.Resources {
+		if r.Class != config.ClassService || i >= len(gs.Resources) {
+			continue
+		}
+		services++
+		for _, site := range g.Sites {
+			var ss *ResourceSiteStatus
+			for j := range gs.Resources[i].Sites {
+				if gs.Resources[i].Sites[j].Site == site {
+					ss = &gs.Resources[i].Sites[j]
+				}
+			}
+			switch {
+			case ss == nil || !ss.Up || ss.Role == RoleUnknown:
+				return "", fmt.Sprintf("service %s at %s is not known to run or not: wait until every site reports it", r.Name, site)
+			case ss.Role == RolePrimary || ss.Role == RoleDown:
+				running[site]++
+			}
+		}
 	}
-	for _, s := range g.Sites {
-		if at[s] > 0 {
-			return "", fmt.Sprintf("its services run at more than one site or only in part (%s runs %d of %d)", s, at[s], n)
+	if services > 0 {
+		if sites := all(services, running); len(sites) == 1 && len(running) == 1 {
+			return sites[0], "every service runs at " + sites[0]
+		}
+		for _, site := range g.Sites {
+			if running[site] > 0 {
+				return "", fmt.Sprintf("its services run at more than one site or only in part (%s runs %d of %d)", site, running[site], services)
+			}
 		}
 	}
 	if !up[g.PreferredSite] {

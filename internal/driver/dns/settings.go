@@ -421,7 +421,9 @@ func Claims(settings any) []config.Claim {
 	if s.Serve == "" {
 		return nil
 	}
-	return []config.Claim{{Field: "name", What: fmt.Sprintf("dns name %s on %s", s.Name, s.Serve), Fix: "give one of them another name or another serve address"}}
+	// As the agent's listener keys it: www.shop.example and
+	// www.shop.example. are one name.
+	return []config.Claim{{Field: "name", What: fmt.Sprintf("dns name %s on %s", mdns.CanonicalName(s.Name), s.Serve), Fix: "give one of them another name or another serve address"}}
 }
 
 // Across checks the settings of all sites of one resource together: every

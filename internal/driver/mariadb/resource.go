@@ -1,6 +1,7 @@
 package mariadb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -309,17 +310,37 @@ func (l *localDB) StartStandby(ctx context.Context) error {
 			return err
 		}
 	}
-	return l.ResumeReplication(ctx)
-}
-
-// ResumeReplication starts the replication of the running server as it
-// is configured (START SLAVE): the boot guard's skip_slave_start keeps a
-// restarted replica from replicating until its agent says so.
-func (l *localDB) ResumeReplication(ctx context.Context) error {
 	return admin(ctx, l.inst.Settings, func(c *sql.Conn) error {
 		_, err := c.ExecContext(ctx, "START SLAVE")
 		return err
 	})
+}
+
+// ResumeReplication starts the replication of the running server as it
+// is configured (START SLAVE) when both its threads are stopped without
+// an error, as the boot guard's skip_slave_start leaves a restarted
+// replica. A thread that connects or runs is left to do so; one stopped
+// on an error keeps its error for a person to read (START SLAVE would
+// clear it).
+func (l *localDB) ResumeReplication(ctx context.Context) (bool, error) {
+	started := false
+	err := admin(ctx, l.inst.Settings, func(c *sql.Conn) error {
+		rows, err := slaves(ctx, c)
+		if err != nil || len(rows) == 0 {
+			return err
+		}
+		r := rows[0]
+		if r["Slave_IO_Running"] != "No" || r["Slave_SQL_Running"] != "No" ||
+			cmp.Or(r["Last_IO_Errno"], "0") != "0" || cmp.Or(r["Last_SQL_Errno"], "0") != "0" {
+			return nil
+		}
+		if _, err := c.ExecContext(ctx, "START SLAVE"); err != nil {
+			return err
+		}
+		started = true
+		return nil
+	})
+	return started, err
 }
 
 func (l *localDB) Kill() error {
