@@ -118,6 +118,9 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nEvery command takes --config FILE (also $SITEFLIP_CONFIG, default ./siteflip.yaml), and")
 	fmt.Fprintln(w, "--cert FILE --key FILE (also $SITEFLIP_CERT, $SITEFLIP_KEY) for your own credential.")
+	fmt.Fprintln(w, "\nInstead of GROUP, failover, switchover, reprotect and failback take a selection: --all,")
+	fmt.Fprintln(w, "--site SITE (the groups active there), --label KEY=VALUE (repeatable); a group must match")
+	fmt.Fprintln(w, "every one given. --parallel N (default 8) bounds the runs going on at once.")
 }
 
 // flags returns a flag set for a command that also accepts --config after

@@ -47,11 +47,53 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 			keep = fs.Duration("keep", 0, "keep the drill's copies up this `DURATION` after the checks, then tear down")
 			cleanup = fs.Bool("cleanup", false, "remove what the group's drills left behind, at every site, and start nothing")
 		}
+		// Instead of one GROUP, the verbs that bring groups back after a
+		// site loss take a selection: there may be hundreds.
+		var sel selection
+		var labels []string
+		parallel := defaultParallel
+		selectable := action != plan.Drill
+		if selectable {
+			fs.BoolVar(&sel.all, "all", false, "every group, instead of naming one")
+			fs.StringVar(&sel.site, "site", "", "every group active at `SITE`, instead of naming one")
+			fs.Func("label", "every group labelled `KEY=VALUE`, instead of naming one (repeatable: a group must carry every one)", func(s string) error {
+				labels = append(labels, s)
+				return nil
+			})
+			fs.IntVar(&parallel, "parallel", defaultParallel, "with a selection, at most `N` runs going on at once")
+		}
 		pos, err := parse(fs, args, 1)
 		if err != nil {
 			return err
 		}
+		if parallel < 1 {
+			return fmt.Errorf("--parallel %d: give 1 or more", parallel)
+		}
+		for _, arg := range labels {
+			l, err := parseLabel(arg)
+			if err != nil {
+				return err
+			}
+			sel.labels = append(sel.labels, l)
+		}
+		if sel.given() {
+			if len(pos) > 0 {
+				return fmt.Errorf("%s and %s: name one group or select groups, not both: siteflip %s %s, or siteflip %s %s",
+					pos[0], sel, action, pos[0], action, sel)
+			}
+			req := api.RunRequest{Action: action, Reason: *reason, Ticket: *ticket}
+			if to != nil {
+				req.To = *to
+			}
+			if acceptLoss != nil {
+				req.AcceptDataLoss = *acceptLoss
+			}
+			return runSelection(e, action, sel, req, parallel, yes != nil && *yes, force != nil && *force)
+		}
 		if len(pos) != 1 {
+			if selectable {
+				return fmt.Errorf("name the group: siteflip %s GROUP, or select groups with --all, --site SITE or --label KEY=VALUE", action)
+			}
 			return fmt.Errorf("name the group: siteflip %s GROUP", action)
 		}
 		group := pos[0]

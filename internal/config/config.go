@@ -149,6 +149,9 @@ type Group struct {
 	PreferredSite string   `yaml:"preferred_site"`
 	Sites         []string `yaml:"sites"` // default: every location with role site
 	Policy        string   `yaml:"policy"`
+	// Labels sort groups for people: `--label KEY=VALUE` on the run verbs
+	// selects every group that carries it. siteflip itself reads no label.
+	Labels map[string]string `yaml:"labels"`
 	// MaxDataLoss bounds what a failover without --accept-data-loss may
 	// lose; 0 means no acknowledged write may be lost. The durations of a
 	// group are nil when the file leaves them out; Load fills in the

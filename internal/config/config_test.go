@@ -145,6 +145,21 @@ func TestBadConfigs(t *testing.T) {
 			"30:16: groups[1].drill.max_age: 0s: must be above zero; leave it out for twice every",
 			`39:33: groups[2].drill.window: "02:00-02:00" is not a window (it starts when it ends; for a whole day write 00:00-24:00)`,
 		}},
+		// Labels are typed on the command line (--label KEY=VALUE) and shown
+		// in tables; a non-printable key stays out of the field's path.
+		{"labels.bad.yaml", []string{
+			"17:13: groups[0].labels.tier: the label has no value: give it one, or leave the label out",
+			`18:17: groups[0].labels: key "bell\a" has characters that are not printable`,
+			"19:18: groups[0].labels.team lead: the key holds '=' or a blank: a label is selected with --label KEY=VALUE",
+			"20:14: groups[0].labels.a=b: the key holds '=' or a blank",
+			`21:14: groups[0].labels.owner: the value "tab\there" has characters that are not printable`,
+			"22:82: groups[0].labels.this-key-is-far-too-long-for-a-label-that-people-type-on-the-command-line: the key is 73 bytes long: keep label keys to 63 or fewer",
+			"23:19: groups[0].labels.cost-centre: the label has no value",
+			"24:13: groups[0].labels.note: expected a string, found a list",
+			"25:11: groups[0].labels: a label has an empty key: name it, like tier: gold",
+			"26:14: groups[0].labels.about: the value is 78 bytes long: keep label values to 63 or fewer",
+			"44:13: groups[2].labels: expected a block of fields, found a list",
+		}},
 		{"claims.bad.yaml", []string{
 			"21:28: groups[1].resources[0].sites.brussels.name: dns name db.shop.example. on 10.1.0.10:53 is claimed twice at site brussels, by group webshop, resource name (groups[0].resources[0].sites.brussels.name) and by group crm, resource name; the agent there would refuse to start: give one of them another name or another serve address",
 		}},
@@ -657,5 +672,22 @@ func TestClaims(t *testing.T) {
 				t.Errorf("errors (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// Labels are kept as written, a value with blanks and punctuation too.
+func TestLabels(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "labels.yaml")
+	topo := edited(t, "    policy: manual\n", "    policy: manual\n    labels: {tier: gold, team: \"payments & billing\"}\n")
+	if err := os.WriteFile(path, []byte(topo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := config.Load(path, driver.Types())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := loaded.Group("webshop")
+	if want := map[string]string{"tier": "gold", "team": "payments & billing"}; !cmp.Equal(g.Labels, want) {
+		t.Errorf("labels: %s", cmp.Diff(want, g.Labels))
 	}
 }

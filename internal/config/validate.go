@@ -406,12 +406,47 @@ func (v *validator) groups(types map[string]ResourceType) {
 		if g.Policy != PolicyAutomatic && g.Policy != PolicyManual {
 			v.add(f+".policy", "%q is not a policy: use automatic or manual", g.Policy)
 		}
+		v.labels(f, g)
 		// max_data_loss, flap_period and flap_confirm may be 0 (nothing may
 		// be lost; no damping); negative durations are refused when decoded.
 		v.positive(f+".rto_target", g.RTOTarget, defaultRTOTarget)
 		v.resources(f, g, groupSites, types)
 		v.dataLoss(f, g) // after resources, which sets Resource.Data
 		v.drill(f, g, groupSites)
+	}
+}
+
+// maxLabelLen bounds a label's key and value: they are typed on the
+// command line and shown in tables, like Kubernetes' label names.
+const maxLabelLen = 63
+
+// labels checks a group's labels. A key is matched as --label KEY=VALUE,
+// so it holds no '=' and no blank.
+func (v *validator) labels(f string, g *Group) {
+	for _, k := range sortedKeys(g.Labels) {
+		lf, val := join(f+".labels", k), g.Labels[k]
+		switch {
+		case k == "":
+			v.add(lf, "a label has an empty key: name it, like tier: gold")
+			continue
+		case !printable(k):
+			// Not in the field's path, where it would reach the terminal raw.
+			v.probs = append(v.probs, Problem{Pos: v.t.pos.lookup(lf), Field: f + ".labels",
+				Msg: fmt.Sprintf("key %q has characters that are not printable", k)})
+			continue
+		case len(k) > maxLabelLen:
+			v.add(lf, "the key is %d bytes long: keep label keys to %d or fewer", len(k), maxLabelLen)
+		case strings.ContainsAny(k, "= "):
+			v.add(lf, "the key holds '=' or a blank: a label is selected with --label KEY=VALUE, so write the key without them")
+		}
+		switch {
+		case val == "":
+			v.add(lf, "the label has no value: give it one, or leave the label out")
+		case len(val) > maxLabelLen:
+			v.add(lf, "the value is %d bytes long: keep label values to %d or fewer", len(val), maxLabelLen)
+		case !printable(val):
+			v.add(lf, "the value %q has characters that are not printable", val)
+		}
 	}
 }
 

@@ -95,6 +95,8 @@ type GroupStatus struct {
 	MaxDataLoss   string   `json:"max_data_loss"`
 	RTOTarget     string   `json:"rto_target"`
 	Problems      []string `json:"problems"`
+	// Labels are the group's labels from the topology.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Run is the ID of the run in progress on the group, if any.
 	Run string `json:"run,omitempty"`
 	// Drill is the ID of the drill in progress on the group, if any.
@@ -311,7 +313,7 @@ func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteSt
 // connected to the quorum even if the other agents cannot reach it.
 func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, believe func(string, View) bool, serveLease time.Duration) GroupStatus {
 	gs := GroupStatus{
-		Name: g.Name, PreferredSite: g.PreferredSite, Policy: g.Policy,
+		Name: g.Name, PreferredSite: g.PreferredSite, Policy: g.Policy, Labels: g.Labels,
 		MaxDataLoss: g.MaxDataLoss.D().String(), RTOTarget: g.RTOTarget.D().String(),
 		Problems: []string{}, Resources: []ResourceStatus{},
 	}
