@@ -131,6 +131,11 @@ func (pl *plane) snapshot(ctx context.Context) (status.Snapshot, error) {
 	return snap, nil
 }
 
+// assembleGroup builds the status of the sites and of group g alone.
+func (pl *plane) assembleGroup(snap status.Snapshot, g *config.Group) status.Status {
+	return status.AssembleGroup(pl.topo, g, snap, pl.site.Name, pl.now().UTC())
+}
+
 // assemble builds the status from a snapshot, as this location answers it.
 func (pl *plane) assemble(snap status.Snapshot) status.Status {
 	return status.Assemble(pl.topo, snap, pl.site.Name, pl.now().UTC())

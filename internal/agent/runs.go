@@ -65,7 +65,7 @@ func (srv *apiServer) handleStartRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	preq := plan.Request{Action: req.Action, To: req.To, AcceptDataLoss: req.AcceptDataLoss, Keep: req.Keep}
-	p, err := plan.Build(g, srv.known(g, snap, srv.plane.assemble(snap)), preq)
+	p, err := plan.Build(g, srv.known(g, snap, srv.plane.assembleGroup(snap, g)), preq)
 	if err != nil {
 		writeError(w, http.StatusConflict, err)
 		return

@@ -130,6 +130,7 @@ func TestControlPlane(t *testing.T) {
 		{"ResumeSession", testResumeSession},
 		{"HandLeadership", testHandLeadership},
 		{"Runs", testRuns},
+		{"RunsOfAGroup", testRunsOfAGroup},
 		{"FillDataLost", testFillDataLost},
 		{"PruneRuns", testPruneRuns},
 		{"StepContext", testStepContext},

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/siteflip/siteflip/internal/plan"
@@ -327,12 +329,40 @@ func (s *Store) Run(ctx context.Context, id string) (plan.Run, error) {
 
 // Runs lists the runs of a group ("" for all), oldest first.
 func (s *Store) Runs(ctx context.Context, group string) ([]plan.Run, error) {
-	resp, err := s.cli.Get(ctx, s.runsKey(), clientv3.WithPrefix())
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
+	var kvs []*mvccpb.KeyValue
+	if group == "" {
+		resp, err := s.cli.Get(ctx, s.runsKey(), clientv3.WithPrefix())
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		kvs = resp.Kvs
+	} else {
+		// One group's runs among thousands: the keys first, then only the
+		// runs whose ID names the group (or does not say), a batch per
+		// transaction. Every reprotect reads its group's runs; reading and
+		// decoding them all made reprotecting many groups quadratic.
+		resp, err := s.cli.Get(ctx, s.runsKey(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		var ops []clientv3.Op
+		for _, kv := range resp.Kvs {
+			if g, ok := runIDGroup(strings.TrimPrefix(string(kv.Key), s.runsKey())); !ok || g == group {
+				ops = append(ops, clientv3.OpGet(string(kv.Key)))
+			}
+		}
+		for batch := range slices.Chunk(ops, 100) {
+			tr, err := s.cli.Txn(ctx).Then(batch...).Commit()
+			if err != nil {
+				return nil, fmt.Errorf("read the runs of %s: %w", group, err)
+			}
+			for _, r := range tr.Responses {
+				kvs = append(kvs, r.GetResponseRange().Kvs...)
+			}
+		}
 	}
 	var out []plan.Run
-	for _, kv := range resp.Kvs {
+	for _, kv := range kvs {
 		var r plan.Run
 		if err := json.Unmarshal(kv.Value, &r); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
@@ -343,6 +373,20 @@ func (s *Store) Runs(ctx context.Context, group string) ([]plan.Run, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
 	return out, nil
+}
+
+// runID is the form of the IDs the agents give runs: when, group, action
+// and four hex digits.
+var runID = regexp.MustCompile(`^\d{8}T\d{6}-(.+)-(failover|switchover|reprotect|failback|drill)-[0-9a-f]{4}$`)
+
+// runIDGroup returns the group an ID of that form names; ok is false for
+// an ID of another form, whose run must be read to tell.
+func runIDGroup(id string) (group string, ok bool) {
+	m := runID.FindStringSubmatch(id)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
 }
 
 // PutLag records a standby's last known lag.

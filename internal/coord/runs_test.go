@@ -308,3 +308,51 @@ func testPruneRuns(t *testing.T, c *cluster) {
 		t.Errorf("runs left (-want +got):\n%s", diff)
 	}
 }
+
+func TestRunIDGroup(t *testing.T) {
+	tests := []struct {
+		id, group string
+		ok        bool
+	}{
+		{"20261204T220635-svc-0999-reprotect-42a2", "svc-0999", true},
+		{"20261204T220635-svc-failover-0ed5", "svc", true},
+		{"20261204T220635-x-failover-reprotect-0ed5", "x-failover", true},
+		{"20261204T220635-webshop-drill-ffff", "webshop", true},
+		{"r1", "", false},
+		{"20261204T220635-webshop-restart-0ed5", "", false}, // not an action
+		{"20261204T220635-webshop-failover-0ED5", "", false},
+	}
+	for _, tt := range tests {
+		if g, ok := runIDGroup(tt.id); g != tt.group || ok != tt.ok {
+			t.Errorf("runIDGroup(%q) = %q, %v; want %q, %v", tt.id, g, ok, tt.group, tt.ok)
+		}
+	}
+}
+
+// testRunsOfAGroup: a group's runs are told from those of a group whose
+// name begins alike, and runs whose ID does not name a group are read.
+func testRunsOfAGroup(t *testing.T, c *cluster) {
+	ctx := ctxTimeout(t, 30*time.Second)
+	s := c.stores(t, installation(t))[0]
+	t0 := time.Now().UTC().Add(-time.Hour)
+	putRuns(t, ctx, s,
+		endedRun("20261204T220635-svc-failover-0001", "svc", plan.Failover, t0),
+		endedRun("20261204T220636-svc-0001-failover-0002", "svc-0001", plan.Failover, t0.Add(time.Second)),
+		endedRun("legacy", "svc", plan.Reprotect, t0.Add(2*time.Second)),
+		endedRun("other", "crm", plan.Reprotect, t0.Add(3*time.Second)))
+	for group, want := range map[string][]string{
+		"svc":      {"20261204T220635-svc-failover-0001", "legacy"},
+		"svc-0001": {"20261204T220636-svc-0001-failover-0002"},
+		"crm":      {"other"},
+		"":         {"20261204T220635-svc-failover-0001", "20261204T220636-svc-0001-failover-0002", "legacy", "other"},
+	} {
+		runs, err := s.Runs(ctx, group)
+		var got []string
+		for _, r := range runs {
+			got = append(got, r.ID)
+		}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("Runs(%q) = %v, %v; want %v", group, got, err, want)
+		}
+	}
+}

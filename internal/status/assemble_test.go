@@ -506,3 +506,22 @@ func TestTrafficInItsOwnTerms(t *testing.T) {
 		})
 	}
 }
+
+// AssembleGroup gives the sites and the one group as Assemble does.
+func TestAssembleGroup(t *testing.T) {
+	topo := topology()
+	other := topo.Groups[0]
+	other.Name = "crm"
+	topo.Groups = append(topo.Groups, other)
+	snap := Snapshot{Views: allHealthy, Records: rec, Controller: &Controller{Site: "frankfurt", Term: 7}}
+	all := Assemble(topo, snap, "brussels", time.Unix(0, 0))
+	for i := range topo.Groups {
+		one := AssembleGroup(topo, &topo.Groups[i], snap, "brussels", time.Unix(0, 0))
+		if len(one.Groups) != 1 || !cmp.Equal(one.Groups[0], all.Groups[i]) {
+			t.Errorf("AssembleGroup(%s) groups %+v, want only %+v", topo.Groups[i].Name, one.Groups, all.Groups[i])
+		}
+		if !cmp.Equal(one.Sites, all.Sites) || one.Controller != all.Controller {
+			t.Errorf("AssembleGroup(%s) sites %+v, want %+v", topo.Groups[i].Name, one.Sites, all.Sites)
+		}
+	}
+}
