@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -54,9 +55,9 @@ func main() {
 			fmt.Fprintf(os.Stderr, "scale: %d groups: %v\n", n, err)
 			os.Exit(1)
 		}
-		fmt.Printf("%5d groups: up %s; status %s; cut → failovers ended first %s, median %s, last %s; etcd %.1f MB; load %.1f\n",
+		fmt.Printf("%5d groups: up %s; status %s; cut → failovers ended first %s, median %s, last %s; etcd %.1f MB; load %.1f; reprotect --all %s, failback --all %s\n",
 			n, r.up.Round(time.Millisecond), r.status.Round(time.Millisecond), r.first.Round(time.Millisecond), r.median.Round(time.Millisecond),
-			r.last.Round(time.Millisecond), float64(r.etcd)/1e6, r.load)
+			r.last.Round(time.Millisecond), float64(r.etcd)/1e6, r.load, r.reprotect.Round(10*time.Millisecond), r.failback.Round(10*time.Millisecond))
 		rows = append(rows, r)
 	}
 	body := section(rows)
@@ -81,7 +82,11 @@ type row struct {
 	first, median, last time.Duration // power cut → each group's failover ended
 	etcd                int64         // bytes of etcd's database at antwerp after the recovery
 	load                float64       // 1-minute load average before the cut
+	reprotect, failback time.Duration // `reprotect --all`, then `failback --all`, once brussels is healed
 }
+
+// parallel is the --parallel of the bench's reprotect --all and failback --all.
+const parallel = 32
 
 func measure(ctx context.Context, n int, exe, dir string) (r row, err error) {
 	r.n = n
@@ -163,21 +168,65 @@ func measure(ctx context.Context, n int, exe, dir string) (r row, err error) {
 	if fi, err := os.Stat(filepath.Join(dir, "antwerp", "etcd", "member", "snap", "db")); err == nil {
 		r.etcd = fi.Size()
 	}
+
+	// Brussels back: every group reprotected, then failed back, as an
+	// operator would after the incident.
+	if err := lab.Heal(ctx, o, "brussels"); err != nil {
+		return r, err
+	}
+	if _, err := c.Wait(wctx, 500*time.Millisecond, func(st status.Status) bool {
+		s, ok := st.Site("brussels")
+		return ok && s.Up && s.Reporting
+	}); err != nil {
+		return r, fmt.Errorf("brussels not back after the heal: %w", err)
+	}
+	for _, verb := range []string{"reprotect", "failback"} {
+		cmd := exec.CommandContext(ctx, exe, verb, "--all", "--parallel", strconv.Itoa(parallel))
+		cmd.Env = append(os.Environ(), "SITEFLIP_CONFIG="+filepath.Join(dir, "siteflip.yaml"))
+		t0 := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return r, fmt.Errorf("%s --all: %w; it ends:\n%s", verb, err, lastLines(string(out), 5))
+		}
+		if verb == "reprotect" {
+			r.reprotect = time.Since(t0)
+			// A failback needs every group protected: its standby
+			// streaming with a lag measured.
+			if _, err := c.Wait(wctx, time.Second, func(st status.Status) bool {
+				for _, g := range st.Groups {
+					if g.State != status.StateProtected {
+						return false
+					}
+				}
+				return true
+			}); err != nil {
+				return r, fmt.Errorf("not every group protected after reprotect --all: %w", err)
+			}
+		} else {
+			r.failback = time.Since(t0)
+		}
+	}
 	return r, nil
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func section(rows []row) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Scale: a power cut at the site of N data-less groups (`go run ./bench/scale`)\n\n")
-	fmt.Fprintf(&b, "Loopback lab on one machine (%s): `lab.Options{DB: none, Groups: N}`, N groups of one name each (a dns resource served by every agent on its site's one listener), all active at brussels, policy automatic. `lab.Disaster(brussels)` kills its agent and etcd member; the figures are from the cut to each group's failover run's end, as the runs record it. Up is `lab up` until every group is adopted and protected; status is one full `status` (every group) through the API, median of 10, before the cut; etcd is the size of antwerp's etcd database after the recovery; load is the 1-minute load average before the cut.\n\n", harness.Machine())
-	b.WriteString("| groups | up | status | cut → first failover ended | median | last | etcd db | load | target |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(&b, "Loopback lab on one machine (%s): `lab.Options{DB: none, Groups: N}`, N groups of one name each (a dns resource served by every agent on its site's one listener), all active at brussels, policy automatic. `lab.Disaster(brussels)` kills its agent and etcd member; the figures are from the cut to each group's failover run's end, as the runs record it. Up is `lab up` until every group is adopted and protected; status is one full `status` (every group) through the API, median of 10, before the cut; etcd is the size of antwerp's etcd database after the recovery; load is the 1-minute load average before the cut. Then brussels is healed, and `siteflip reprotect --all --parallel %d` and `siteflip failback --all --parallel %d` are timed, each to its summary.\n\n", harness.Machine(), parallel, parallel)
+	b.WriteString("| groups | up | status | cut → first failover ended | median | last | etcd db | load | reprotect --all | failback --all | target |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rows {
 		target := ""
 		if r.n >= 1000 {
 			target = "last ≤ 10 s; status ≤ 100 ms"
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %.1f MB | %.1f | %s |\n", r.n, r.up.Round(10*time.Millisecond), r.status.Round(time.Millisecond),
-			r.first.Round(time.Millisecond), r.median.Round(time.Millisecond), r.last.Round(time.Millisecond), float64(r.etcd)/1e6, r.load, target)
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %.1f MB | %.1f | %s | %s | %s |\n", r.n, r.up.Round(10*time.Millisecond), r.status.Round(time.Millisecond),
+			r.first.Round(time.Millisecond), r.median.Round(time.Millisecond), r.last.Round(time.Millisecond), float64(r.etcd)/1e6, r.load,
+			r.reprotect.Round(10*time.Millisecond), r.failback.Round(10*time.Millisecond), target)
 	}
 	return b.String()
 }
