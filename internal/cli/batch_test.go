@@ -23,18 +23,7 @@ import (
 // selectionTopology has four labelled groups; its first location's agent
 // is ADDR, the others' addresses refuse connections.
 const selectionTopology = `name: shop
-sites:
-  - name: brussels
-    agent: {address: "ADDR"}
-    etcd: {peer_url: "http://127.0.0.1:12381", client_url: "http://127.0.0.1:12391"}
-  - name: antwerp
-    agent: {address: "127.0.0.1:3"}
-    etcd: {peer_url: "http://127.0.0.1:12382", client_url: "http://127.0.0.1:12392"}
-  - name: frankfurt
-    role: witness
-    agent: {address: "127.0.0.1:5"}
-    etcd: {peer_url: "http://127.0.0.1:12383", client_url: "http://127.0.0.1:12393"}
-groups:
+` + testSites + `groups:
   - name: webshop
     preferred_site: brussels
     labels: {tier: gold, team: web}

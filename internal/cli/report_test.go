@@ -15,9 +15,9 @@ import (
 	"github.com/siteflip/siteflip/internal/plan"
 )
 
-// reportTopology is a topology whose first location's agent is addr.
-const reportTopology = `name: shop
-sites:
+// testSites are three locations whose first agent is ADDR, the others'
+// addresses refusing connections.
+const testSites = `sites:
   - name: brussels
     agent: {address: "ADDR"}
     etcd: {peer_url: "http://127.0.0.1:12381", client_url: "http://127.0.0.1:12391"}
@@ -28,7 +28,11 @@ sites:
     role: witness
     agent: {address: "127.0.0.1:5"}
     etcd: {peer_url: "http://127.0.0.1:12383", client_url: "http://127.0.0.1:12393"}
-groups:
+`
+
+// reportTopology is a topology whose first location's agent is addr.
+const reportTopology = `name: shop
+` + testSites + `groups:
   - name: webshop
     preferred_site: brussels
     rto_target: 2s
