@@ -55,8 +55,8 @@ func main() {
 			fmt.Fprintf(os.Stderr, "scale: %d groups: %v\n", n, err)
 			os.Exit(1)
 		}
-		fmt.Printf("%5d groups: up %s; status %s; cut → failovers ended first %s, median %s, last %s; etcd %.1f MB; load %.1f; reprotect --all %s, failback --all %s\n",
-			n, r.up.Round(time.Millisecond), r.status.Round(time.Millisecond), r.first.Round(time.Millisecond), r.median.Round(time.Millisecond),
+		fmt.Printf("%5d groups: up %s; status %s; idle agent %.2f cores, %.0f MB; cut → failovers ended first %s, median %s, last %s; etcd %.1f MB; load %.1f; reprotect --all %s, failback --all %s\n",
+			n, r.up.Round(time.Millisecond), r.status.Round(time.Millisecond), r.cpu, float64(r.rss)/1e6, r.first.Round(time.Millisecond), r.median.Round(time.Millisecond),
 			r.last.Round(time.Millisecond), float64(r.etcd)/1e6, r.load, r.reprotect.Round(10*time.Millisecond), r.failback.Round(10*time.Millisecond))
 		rows = append(rows, r)
 	}
@@ -83,7 +83,12 @@ type row struct {
 	etcd                int64         // bytes of etcd's database at antwerp after the recovery
 	load                float64       // 1-minute load average before the cut
 	reprotect, failback time.Duration // `reprotect --all`, then `failback --all`, once brussels is healed
+	cpu                 float64       // idle: the busiest agent's CPU, in cores, over idleFor before the cut
+	rss                 int64         // bytes: the largest agent's resident memory then
 }
+
+// idleFor is how long the agents' idle CPU is measured.
+const idleFor = 10 * time.Second
 
 // parallel is the --parallel of the bench's reprotect --all and failback --all.
 const parallel = 32
@@ -128,6 +133,9 @@ func measure(ctx context.Context, n int, exe, dir string) (r row, err error) {
 		took = append(took, time.Since(t0))
 	}
 	r.status, _ = harness.Stats(took)
+	if r.cpu, r.rss, err = agentsIdle(ctx, dir); err != nil {
+		return r, err
+	}
 
 	r.load = harness.Load()
 	cut := time.Now()
@@ -208,6 +216,67 @@ func measure(ctx context.Context, n int, exe, dir string) (r row, err error) {
 	return r, nil
 }
 
+// agentsIdle measures the lab's agents over idleFor: the busiest one's
+// CPU (in cores) and the largest one's resident memory, from /proc.
+func agentsIdle(ctx context.Context, dir string) (cpu float64, rss int64, err error) {
+	marker := filepath.Join(dir, "siteflip.yaml")
+	pids, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		return 0, 0, err
+	}
+	ticks := func(pid string) (int64, bool) {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return 0, false
+		}
+		// The fields after the command's closing parenthesis: utime and
+		// stime are the 12th and 13th of them.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			return 0, false
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		return u + st, true
+	}
+	before := map[string]int64{}
+	for _, p := range pids {
+		b, err := os.ReadFile(p)
+		args := strings.Split(string(b), "\x00")
+		if err != nil || len(args) < 2 || args[1] != "agent" || !slices.Contains(args, marker) {
+			continue
+		}
+		pid := filepath.Base(filepath.Dir(p))
+		if t, ok := ticks(pid); ok {
+			before[pid] = t
+		}
+	}
+	if len(before) == 0 {
+		return 0, 0, fmt.Errorf("no agent of the lab in %s found in /proc", dir)
+	}
+	select {
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	case <-time.After(idleFor):
+	}
+	for pid, t0 := range before {
+		if t1, ok := ticks(pid); ok {
+			cpu = max(cpu, float64(t1-t0)/100/idleFor.Seconds()) // USER_HZ is 100 on Linux
+		}
+		b, err := os.ReadFile("/proc/" + pid + "/status")
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			if kb, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(kb), " kB"), 10, 64)
+				rss = max(rss, n*1024)
+			}
+		}
+	}
+	return cpu, rss, nil
+}
+
 // lastLines returns the last n lines of s.
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
@@ -217,15 +286,15 @@ func lastLines(s string, n int) string {
 func section(rows []row) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Scale: a power cut at the site of N data-less groups (`go run ./bench/scale`)\n\n")
-	fmt.Fprintf(&b, "Loopback lab on one machine (%s): `lab.Options{DB: none, Groups: N}`, N groups of one name each (a dns resource served by every agent on its site's one listener), all active at brussels, policy automatic. `lab.Disaster(brussels)` kills its agent and etcd member; the figures are from the cut to each group's failover run's end, as the runs record it. Up is `lab up` until every group is adopted and protected; status is one full `status` (every group) through the API, median of 10, before the cut; etcd is the size of antwerp's etcd database after the recovery; load is the 1-minute load average before the cut. Then brussels is healed, and `siteflip reprotect --all --parallel %d` and `siteflip failback --all --parallel %d` are timed, each to its summary.\n\n", harness.Machine(), parallel, parallel)
-	b.WriteString("| groups | up | status | cut → first failover ended | median | last | etcd db | load | reprotect --all | failback --all | target |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(&b, "Loopback lab on one machine (%s): `lab.Options{DB: none, Groups: N}`, N groups of one name each (a dns resource served by every agent on its site's one listener), all active at brussels, policy automatic. `lab.Disaster(brussels)` kills its agent and etcd member; the figures are from the cut to each group's failover run's end, as the runs record it. Up is `lab up` until every group is adopted and protected; status is one full `status` (every group) through the API, median of 10, before the cut; etcd is the size of antwerp's etcd database after the recovery; load is the 1-minute load average before the cut. Idle agent is, over %s before the cut, the busiest agent's CPU (in cores) and the largest agent's resident memory. Then brussels is healed, and `siteflip reprotect --all --parallel %d` and `siteflip failback --all --parallel %d` are timed, each to its summary.\n\n", harness.Machine(), idleFor, parallel, parallel)
+	b.WriteString("| groups | up | status | idle agent | cut → first failover ended | median | last | etcd db | load | reprotect --all | failback --all | target |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rows {
 		target := ""
 		if r.n >= 1000 {
 			target = "last ≤ 10 s; status ≤ 100 ms"
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %.1f MB | %.1f | %s | %s | %s |\n", r.n, r.up.Round(10*time.Millisecond), r.status.Round(time.Millisecond),
-			r.first.Round(time.Millisecond), r.median.Round(time.Millisecond), r.last.Round(time.Millisecond), float64(r.etcd)/1e6, r.load,
+		fmt.Fprintf(&b, "| %d | %s | %s | %.2f cores, %.0f MB | %s | %s | %s | %.1f MB | %.1f | %s | %s | %s |\n", r.n, r.up.Round(10*time.Millisecond), r.status.Round(time.Millisecond),
+			r.cpu, float64(r.rss)/1e6, r.first.Round(time.Millisecond), r.median.Round(time.Millisecond), r.last.Round(time.Millisecond), float64(r.etcd)/1e6, r.load,
 			r.reprotect.Round(10*time.Millisecond), r.failback.Round(10*time.Millisecond), target)
 	}
 	return b.String()
