@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -27,21 +26,16 @@ func Run(ctx context.Context, c *api.Client, req api.RunRequest) (plan.Run, erro
 	if err != nil {
 		return r, err
 	}
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		got, err := c.Run(qctx, r.ID)
-		cancel()
-		if err != nil {
-			continue
-		}
-		if got.Done() {
-			if got.State != plan.RunSucceeded {
-				return got, fmt.Errorf("run %s %s: %s", got.ID, got.State, got.Error)
-			}
-			return got, nil
-		}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	got, err := c.WaitRun(wctx, r.ID, 50*time.Millisecond)
+	if err != nil {
+		return got, err
 	}
-	return r, errors.New("run did not end within 2 minutes")
+	if got.State != plan.RunSucceeded {
+		return got, fmt.Errorf("run %s %s: %s", got.ID, got.State, got.Error)
+	}
+	return got, nil
 }
 
 // WaitProtected waits until the first group is protected and the
