@@ -356,10 +356,10 @@ func (fc *forcer) localKnown(g *config.Group, lg coord.LocalGroup) plan.Known {
 		}
 		gs.Resources = append(gs.Resources, status.ResourceStatus{Name: r.Name, Type: r.Type, Sites: []status.ResourceSiteStatus{rss}})
 	}
-	inSync := map[string]bool{}
+	inSync := map[string]string{}
 	for res, r := range lg.Sync {
 		if r.State == status.SyncOn && r.Epoch == lg.Record.Epoch {
-			inSync[res] = true
+			inSync[res] = r.Standby
 		}
 	}
 	return plan.Known{Status: gs, SiteUp: map[string]bool{here: true}, LastLag: lg.Lags, ServeLease: fc.topo.Coordination.ServeLease.D(), InSync: inSync}

@@ -193,6 +193,9 @@ type Resource struct {
 	// Data says the resource holds data (a database, class data): it has a
 	// primary and standbys, lag, and must be fenced.
 	Data bool `yaml:"-"`
+	// ComparePositions is its type's ResourceType.ComparePositions, nil
+	// when the type has none.
+	ComparePositions func(a, b string) (int, bool) `yaml:"-"`
 }
 
 // Class is what resources of a type are for; each is shown and planned in
@@ -289,6 +292,13 @@ type ResourceType struct {
 	// resource, of this group or another, may make the same claim at the
 	// same site.
 	Claims func(settings any) []Claim
+	// ComparePositions, when set, compares two replication positions of
+	// a data resource as its standbys report them (status.ResourceView.LSN,
+	// on one timeline): negative when a is behind b, 0 when equal,
+	// positive when ahead. ok is false when the two cannot be compared
+	// (unparsable, or ahead of each other in different ways). A failover
+	// with more than one candidate picks the most advanced standby by it.
+	ComparePositions func(a, b string) (cmp int, ok bool)
 }
 
 // Claim is something one resource holds alone at its site, such as a

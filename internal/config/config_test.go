@@ -691,3 +691,38 @@ func TestLabels(t *testing.T) {
 		t.Errorf("labels: %s", cmp.Diff(want, g.Labels))
 	}
 }
+
+// TestThreeSites: three sites decide among themselves without a witness,
+// a group spans all three by default, and a synchronous resource, which
+// confirms each commit at one standby, is refused in a group of three.
+func TestThreeSites(t *testing.T) {
+	three := edited(t, `  - name: frankfurt
+    role: witness
+    agent: {address: "10.3.0.10:7400"}`, `  - name: liege
+    role: site
+    agent: {address: "10.3.0.10:7400"}`,
+		`          antwerp: {host: 10.2.0.20, data_dir: /srv/pg, password_env: PGPW}`,
+		"          antwerp: {host: 10.2.0.20, data_dir: /srv/pg, password_env: PGPW}\n          liege: {host: 10.3.0.20, data_dir: /srv/pg, password_env: PGPW}")
+	topo, probs := config.Parse("three.yaml", []byte(three), driver.Types())
+	if errs := config.Errors(probs); len(errs) > 0 {
+		t.Fatalf("three sites without a witness refused: %v", errs)
+	}
+	g, _ := topo.Group("webshop")
+	if want := []string{"brussels", "antwerp", "liege"}; !cmp.Equal(g.Sites, want) {
+		t.Errorf("group sites: %s", cmp.Diff(want, g.Sites))
+	}
+	if g.Resources[0].ComparePositions == nil {
+		t.Error("a postgres resource has no ComparePositions")
+	}
+
+	sync := strings.Replace(three, "        type: postgres\n", "        type: postgres\n        synchronous: true\n", 1)
+	_, probs = config.Parse("three.yaml", []byte(sync), driver.Types())
+	var got []string
+	for _, p := range config.Errors(probs) {
+		got = append(got, p.Field+": "+p.Msg)
+	}
+	want := `groups[0].resources[0].synchronous: group "webshop" spans 3 sites; a synchronous resource confirms each commit at one standby, so it needs a group of exactly two sites`
+	if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+		t.Errorf("errors: %q, want one beginning %q", got, want)
+	}
+}

@@ -294,7 +294,9 @@ func (v *validator) sites() {
 		}
 		addrs[addr] = f
 	}
-	if witnesses == 0 {
+	// Three sites or more decide among themselves: a third site tells a
+	// lost link between two from a lost site, as a witness would.
+	if witnesses == 0 && workSites < 3 {
 		v.add("sites", "no witness: add a location with role witness at a third place, or a lost link between two sites cannot be told from a lost site")
 	}
 	if len(t.Sites) < 3 {
@@ -492,11 +494,16 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 			index[r.Name] = j
 		}
 		rt, known := types[r.Type]
-		if r.Synchronous && known && !rt.Synchronous {
+		switch {
+		case r.Synchronous && known && !rt.Synchronous:
 			v.add(rf+".synchronous", "%s resources cannot be synchronous (types that can: %s)", r.Type, syncTypes(types))
+		case r.Synchronous && len(groupSites) > 2:
+			v.add(rf+".synchronous", "group %q spans %d sites; a synchronous resource confirms each commit at one standby, so it needs a group of exactly two sites: "+
+				"leave synchronous out (asynchronous standbys at every site) or split the group", g.Name, len(groupSites))
 		}
 		r.Class = rt.Class
 		r.Data = known && rt.Class == ClassData
+		r.ComparePositions = rt.ComparePositions
 		if !known {
 			v.add(rf+".type", "unknown resource type %q (known: %s)", r.Type, typeList(types))
 		}

@@ -109,7 +109,10 @@ type Plan struct {
 	From   string `json:"from"` // active site when the plan was made
 	To     string `json:"to"`   // active site when it is done
 	Epoch  int64  `json:"epoch"`
-	Steps  []Step `json:"steps"`
+	// Why says why To was chosen, when more than one site could have
+	// taken over (an automatic failover to the most advanced standby).
+	Why   string `json:"why,omitempty"`
+	Steps []Step `json:"steps"`
 	// Rollback is run, in order, when a step before Activate fails.
 	Rollback []Step `json:"rollback,omitempty"`
 }
@@ -139,9 +142,9 @@ type Known struct {
 	// writes before it fences itself: part of what a failover may lose.
 	ServeLease time.Duration
 	// InSync names the synchronous resources whose standby confirmed
-	// every commit of the current epoch: a failover to it loses nothing,
-	// whatever lag was last measured.
-	InSync map[string]bool
+	// every commit of the current epoch, with that standby's site: a
+	// failover to it loses nothing, whatever lag was last measured.
+	InSync map[string]string
 }
 
 // Errors that say why a request cannot be planned. Build wraps them with
@@ -170,6 +173,10 @@ const (
 	checkTimeout    = 30 * time.Second
 	cloneTimeout    = 30 * time.Minute
 	startTimeout    = time.Minute
+	// followTimeout bounds a third site's rejoin in a failover or a
+	// switchover: the run holds the group meanwhile, and a reprotect
+	// finishes what it could not.
+	followTimeout   = 2 * time.Minute
 	teardownTimeout = 2 * time.Minute
 	// defaultApprovalTimeout is how long a run waits for a person when
 	// the approval does not say.
@@ -227,6 +234,7 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 				g.Name, ErrNotProtected, st.State, strings.Join(st.Problems, "; "), req.Action, to, g.Name)
 		}
 		p.Steps = append(gated(all, planned(g, order, from, to), to), checks(all, to)...)
+		p.Steps = follow(g, order, p.Steps, from, to, k.SiteUp)
 		p.Rollback = rollback(order, from)
 	case Drill:
 		if to == from {
@@ -254,6 +262,7 @@ func Build(g *config.Group, k Known, req Request) (Plan, error) {
 			return Plan{}, err
 		}
 		p.Steps = append(gated(all, unplanned(g, order, from, to, k.SiteUp[from]), to), checks(all, to)...)
+		p.Steps = follow(g, order, p.Steps, from, to, k.SiteUp)
 		if k.SiteUp[from] {
 			// A failed failover puts back what its fences stopped.
 			p.Rollback = rollback(order, from)
@@ -546,6 +555,27 @@ func data(rs []config.Resource) []config.Resource {
 	return out
 }
 
+// follow: in a group of more than two sites, every site up other than
+// the old and the new active one rejoins the new one once it is primary
+// and checked, so that its standbys replicate from it (a standby of the
+// old primary would otherwise follow nobody). Best effort: the group is
+// recovered already, and a reprotect rejoins what failed; a site that is
+// down rejoins at the reprotect too.
+// The steps are appended to steps, in waves of their own.
+func follow(g *config.Group, order []config.Resource, steps []Step, from, to string, up map[string]bool) []Step {
+	b := newBatcher(g, order)
+	for _, s := range steps {
+		b.next = max(b.next, s.Wave)
+	}
+	for _, site := range g.Sites {
+		if site == from || site == to || !up[site] {
+			continue
+		}
+		steps = b.add(steps, false, all, func(r config.Resource) Step { return step(Rejoin, r.Name, site, followTimeout, 1, true) })
+	}
+	return steps
+}
+
 // reprotect: every non-active site rejoins the active one.
 func reprotect(g *config.Group, order []config.Resource, active string) []Step {
 	b := newBatcher(g, order)
@@ -595,7 +625,7 @@ func lagWithin(g *config.Group, order []config.Resource, k Known, site string, a
 		return nil
 	}
 	for _, r := range order {
-		if k.InSync[r.Name] || !r.Data {
+		if k.InSync[r.Name] == site || !r.Data {
 			continue // nothing to lose: synchronous, or no data at all
 		}
 		var lag *status.Lag

@@ -188,6 +188,7 @@ svg .notrun { fill: #9aa0a6; font-style: italic; }
 State: <strong>{{.R.State}}</strong>{{if not .R.Ended.IsZero}}, ended {{.R.Ended}}{{end}}.</p>
 {{with .R.Error}}<p class="error">Error: {{.}}</p>{{end}}
 {{with .R.Incident}}<p>Incident: {{.Site}} last heard from {{.LastHeard}}, declared lost {{.DeclaredLost}}.</p>{{end}}
+{{with .R.Target}}<p>Target: {{.}}.</p>{{end}}
 
 <h2>Summary</h2>
 <table>

@@ -32,6 +32,9 @@ func Markdown(w io.Writer, r Report) error {
 	if in := r.Incident; in != nil {
 		p("Incident: %s last heard from %s, declared lost %s.\n\n", mdText(in.Site), in.LastHeard, in.DeclaredLost)
 	}
+	if r.Target != "" {
+		p("Target: %s.\n\n", mdText(r.Target))
+	}
 
 	p("## Summary\n\n")
 	p("| | measured | target | verdict |\n| --- | --- | --- | --- |\n")

@@ -60,7 +60,10 @@ type Report struct {
 	Action  plan.Action `json:"action"`
 	From    string      `json:"from"`
 	To      string      `json:"to"`
-	Epoch   int64       `json:"epoch"`
+	// Target says why To was chosen when another site could have taken
+	// over too (plan.Plan.Why); "" otherwise.
+	Target string `json:"target"`
+	Epoch  int64  `json:"epoch"`
 	// By is who or what started the run (a person's certificate name, or
 	// the controller); Role, Reason and Ticket as the starter gave them.
 	By     string `json:"by"`
@@ -200,7 +203,7 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 func Build(run plan.Run, g *config.Group) Report {
 	r := Report{
 		Version: Version, RunID: run.ID, Group: run.Group, Action: run.Plan.Action,
-		From: run.Plan.From, To: run.Plan.To, Epoch: run.Plan.Epoch,
+		From: run.Plan.From, To: run.Plan.To, Target: run.Plan.Why, Epoch: run.Plan.Epoch,
 		By: run.By, Role: run.Role, Reason: run.Reason, Ticket: run.Ticket,
 		State: run.State, Error: run.Error, Verification: run.Verification, DataLostBy: run.DataLostBy,
 		Started: Time{run.Started}, Ended: Time{run.Ended}, WritableAt: Time{run.WritableAt},

@@ -250,11 +250,15 @@ func needDecision(g *config.Group, site string, req plan.Request, why error, now
 	return NeedDecision{Decision: d}
 }
 
-// FailoverPlan plans the failover of g to the first site that accepts it;
-// otherwise it returns the first refusal and the request refused.
+// FailoverPlan plans the failover of g to the site that accepts it and
+// whose standbys are the most advanced (MostAdvanced), the group's order
+// of sites breaking ties; otherwise it returns the first refusal and the
+// request refused.
 func FailoverPlan(g *config.Group, k plan.Known) (plan.Request, plan.Plan, error) {
 	var firstErr error
 	var firstReq plan.Request
+	var sites []string
+	plans := map[string]plan.Plan{}
 	for _, to := range g.Sites {
 		if to == k.Status.ActiveSite {
 			continue
@@ -262,16 +266,103 @@ func FailoverPlan(g *config.Group, k plan.Known) (plan.Request, plan.Plan, error
 		req := plan.Request{Action: plan.Failover, To: to}
 		p, err := plan.Build(g, k, req)
 		if err == nil {
-			return req, p, nil
+			sites = append(sites, to)
+			plans[to] = p
+			continue
 		}
 		if firstErr == nil {
 			firstErr, firstReq = err, req
 		}
 	}
-	if firstErr == nil {
-		firstErr = fmt.Errorf("group %s has no other site to fail over to", g.Name)
+	if len(sites) == 0 {
+		if firstErr == nil {
+			firstErr = fmt.Errorf("group %s has no other site to fail over to", g.Name)
+		}
+		return firstReq, plan.Plan{}, firstErr
 	}
-	return firstReq, plan.Plan{}, firstErr
+	to, why := MostAdvanced(g, k.Status, sites)
+	p := plans[to]
+	if len(sites) > 1 {
+		p.Why = why
+	}
+	return plan.Request{Action: plan.Failover, To: to}, p, nil
+}
+
+// MostAdvanced picks, of sites (in the group's order of preference), the
+// one whose standbys hold the most data: the first that no other site is
+// ahead of for any data resource, by the positions the standbys report
+// (status.ResourceSiteStatus.Position, compared by the resource type's
+// ComparePositions on one timeline). Positions that are unknown or cannot
+// be compared rank nobody; when every site is behind another for some
+// resource (each ahead on a different one), the first site wins. why
+// says what the choice rests on.
+func MostAdvanced(g *config.Group, st status.GroupStatus, sites []string) (site, why string) {
+	type pos struct {
+		timeline int64
+		at       string
+	}
+	behind := map[string][]string{} // site → why it is behind
+	var compared []string
+	for _, r := range g.Resources {
+		if !r.Data || r.ComparePositions == nil {
+			continue
+		}
+		at := map[string]pos{}
+		for _, rs := range st.Resources {
+			if rs.Name != r.Name {
+				continue
+			}
+			for _, ss := range rs.Sites {
+				if ss.Position != "" {
+					at[ss.Site] = pos{ss.Timeline, ss.Position}
+				}
+			}
+		}
+		var known []string
+		for _, s := range sites {
+			if p, ok := at[s]; ok {
+				known = append(known, s+" "+p.at)
+			}
+		}
+		if len(known) > 0 {
+			compared = append(compared, r.Name+" at "+strings.Join(known, ", "))
+		}
+		for _, a := range sites {
+			for _, b := range sites {
+				pa, okA := at[a]
+				pb, okB := at[b]
+				if a == b || !okA || !okB || pa.timeline != pb.timeline {
+					continue
+				}
+				if c, ok := r.ComparePositions(pa.at, pb.at); ok && c < 0 {
+					behind[a] = append(behind[a], fmt.Sprintf("%s is behind %s", r.Name, b))
+				}
+			}
+		}
+	}
+	site = sites[0]
+	for _, s := range sites {
+		if len(behind[s]) == 0 {
+			site = s
+			break
+		}
+	}
+	switch {
+	case len(compared) == 0:
+		return site, fmt.Sprintf("%s: the first of the group's sites that can take over (no standby positions to compare)", site)
+	case len(behind[site]) > 0:
+		return site, fmt.Sprintf("%s: the first of the group's sites that can take over; no site is ahead on every resource (%s)", site, strings.Join(compared, "; "))
+	}
+	var others []string
+	for _, s := range sites {
+		if s != site && len(behind[s]) > 0 {
+			others = append(others, s+" ("+strings.Join(behind[s], ", ")+")")
+		}
+	}
+	if len(others) == 0 {
+		return site, fmt.Sprintf("%s: the first of the group's sites that can take over; its standbys are as advanced as the others (%s)", site, strings.Join(compared, "; "))
+	}
+	return site, fmt.Sprintf("%s: the most advanced standby; behind it: %s (%s)", site, strings.Join(others, ", "), strings.Join(compared, "; "))
 }
 
 // Known is what the planner needs to know about group g.
@@ -287,10 +378,10 @@ func Known(t *config.Topology, g *config.Group, snap status.Snapshot, st status.
 		up[s.Name] = s.Up
 	}
 	rec := snap.Records[g.Name]
-	inSync := map[string]bool{}
+	inSync := map[string]string{}
 	for res, r := range snap.Sync[g.Name] {
 		if r.State == status.SyncOn && r.Epoch == rec.Epoch {
-			inSync[res] = true
+			inSync[res] = r.Standby
 		}
 	}
 	return plan.Known{Status: gs, SiteUp: up, LastLag: snap.Lags[g.Name], ServeLease: t.Coordination.ServeLease.D(), InSync: inSync}

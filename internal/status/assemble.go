@@ -129,11 +129,14 @@ type ResourceStatus struct {
 // ResourceSiteStatus is one resource at one site. LagBytes and LagSeconds
 // are set for a standby whose primary reports it, and null otherwise.
 type ResourceSiteStatus struct {
-	Site       string   `json:"site"`
-	Observed   bool     `json:"observed"`
-	Up         bool     `json:"up"`
-	Role       string   `json:"role"`
-	Timeline   int64    `json:"timeline,omitempty"`
+	Site     string `json:"site"`
+	Observed bool   `json:"observed"`
+	Up       bool   `json:"up"`
+	Role     string `json:"role"`
+	Timeline int64  `json:"timeline,omitempty"`
+	// Position is what a standby reports of how far its data goes
+	// (ResourceView.Position).
+	Position   string   `json:"position,omitempty"`
 	Streaming  bool     `json:"streaming"`
 	LagBytes   *int64   `json:"lag_bytes"`
 	LagSeconds *float64 `json:"lag_seconds"`
@@ -364,6 +367,9 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			case observed && believe(site, view):
 				rss.Observed, rss.Up, rss.Role = true, v.Up, v.Role
 				rss.Timeline, rss.Streaming, rss.Error = v.Timeline, v.Streaming, v.Error
+				if v.Role == RoleStandby {
+					rss.Position = v.Position
+				}
 				if v.Role == RolePrimary {
 					primaries = append(primaries, site)
 					if primary == nil || site == gs.ActiveSite {

@@ -56,13 +56,19 @@ const (
 
 // ResourceView is one resource at one site, as its agent observes it.
 type ResourceView struct {
-	Group      string    `json:"group"`
-	Resource   string    `json:"resource"`
-	Type       string    `json:"type"`
-	Up         bool      `json:"up"`
-	Role       string    `json:"role"`
-	Timeline   int64     `json:"timeline,omitempty"`
-	LSN        string    `json:"lsn,omitempty"`
+	Group    string `json:"group"`
+	Resource string `json:"resource"`
+	Type     string `json:"type"`
+	Up       bool   `json:"up"`
+	Role     string `json:"role"`
+	Timeline int64  `json:"timeline,omitempty"`
+	LSN      string `json:"lsn,omitempty"`
+	// Position is, on a standby, how far its data goes, as its type
+	// writes positions: what a promotion there would end with
+	// (PostgreSQL: the later of the WAL received and replayed). A
+	// failover with a choice of standbys takes the most advanced
+	// (config.ResourceType.ComparePositions).
+	Position   string    `json:"position,omitempty"`
 	Streaming  bool      `json:"streaming"`
 	Upstream   string    `json:"upstream,omitempty"`
 	LastReplay time.Time `json:"last_replay,omitzero"`

@@ -63,3 +63,32 @@ func parseGTIDList(v string) (map[uint32]uint64, error) {
 	}
 	return out, nil
 }
+
+// comparePositions compares two GTID positions (gtid_current_pos) domain
+// by domain, a domain missing from one counting as nothing applied there:
+// one is ahead when it is at least as far in every domain. Two that are
+// each ahead in a different domain cannot be compared.
+func comparePositions(a, b string) (int, bool) {
+	x, errA := parseGTIDList(a)
+	y, errB := parseGTIDList(b)
+	if errA != nil || errB != nil {
+		return 0, false
+	}
+	ahead, behind := false, false
+	for d, n := range x {
+		ahead = ahead || n > y[d]
+		behind = behind || n < y[d]
+	}
+	for d, n := range y {
+		behind = behind || n > x[d]
+	}
+	switch {
+	case ahead && behind:
+		return 0, false
+	case ahead:
+		return 1, true
+	case behind:
+		return -1, true
+	}
+	return 0, true
+}

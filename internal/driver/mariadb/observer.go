@@ -119,6 +119,7 @@ func (o *observer) Observe(ctx context.Context) status.ResourceView {
 		v.Role, v.LSN = status.RoleStandby, ob.CurrentPos
 	}
 	if v.Role != status.RolePrimary {
+		v.Position = ob.CurrentPos
 		return v
 	}
 	for _, sb := range o.standbys {

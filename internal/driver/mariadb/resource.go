@@ -36,9 +36,10 @@ func (Type) Name() string { return "mariadb" }
 // Config decodes and checks a site's settings.
 func (Type) Config() config.ResourceType {
 	return config.ResourceType{
-		Class:       config.ClassData,
-		Synchronous: true,
-		New:         func() any { return &Settings{} },
+		Class:            config.ClassData,
+		Synchronous:      true,
+		ComparePositions: comparePositions,
+		New:              func() any { return &Settings{} },
 		Prepare: func(settings any, site, dir string) []config.FieldError {
 			s := settings.(*Settings)
 			s.SetDefaults(dir)

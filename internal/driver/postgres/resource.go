@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,6 +53,7 @@ func (Type) Config() config.ResourceType {
 			}
 			return out
 		},
+		ComparePositions: comparePositions,
 		// A primary tells its standbys apart by application_name: two
 		// sites with one name would have their lag mixed up.
 		Across: func(bySite map[string]any) map[string][]config.FieldError {
@@ -126,6 +128,9 @@ func (p *observer) Observe(ctx context.Context) status.ResourceView {
 		Up: ob.Up, Role: string(ob.Role), Timeline: ob.Timeline, LSN: ob.LSN,
 		Streaming: ob.Streaming, Upstream: ob.Upstream, LastReplay: ob.LastReplay,
 		Error: ob.Error, ObservedAt: time.Now().UTC(),
+	}
+	if ob.Role == RoleStandby {
+		v.Position = standbyPosition(ob.LSN, ob.ReceiveLSN)
 	}
 	if !ob.Up && p.dataDir != "" {
 		if pid, running := Postmaster(p.dataDir); running {
@@ -366,4 +371,31 @@ func (c syncControl) Require(ctx context.Context) error { return EnableSync(ctx,
 func (c syncControl) Release(ctx context.Context) error { return DisableSync(ctx, c.s) }
 func (c syncControl) SyncedSince(ctx context.Context, since string) (bool, string, error) {
 	return SyncedSince(ctx, c.s, c.standby, since)
+}
+
+// standbyPosition is how far a standby's WAL goes: the later of what it
+// replayed and what it received (a promotion replays what was received;
+// after a restart the receiver starts again at a segment's beginning, so
+// received may be behind replayed). "" when neither parses.
+func standbyPosition(replayed, received string) string {
+	r, errR := parseLSN(replayed)
+	c, errC := parseLSN(received)
+	switch {
+	case errR != nil && errC != nil:
+		return ""
+	case errC != nil || (errR == nil && r >= c):
+		return formatLSN(r)
+	default:
+		return formatLSN(c)
+	}
+}
+
+// comparePositions compares two WAL positions ("16/B374D848").
+func comparePositions(a, b string) (int, bool) {
+	x, errA := parseLSN(a)
+	y, errB := parseLSN(b)
+	if errA != nil || errB != nil {
+		return 0, false
+	}
+	return cmp.Compare(x, y), true
 }

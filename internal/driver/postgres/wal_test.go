@@ -225,3 +225,35 @@ func TestLastSegment(t *testing.T) {
 		}
 	}
 }
+
+// TestPositions: a standby's position is the later of what it received
+// and replayed, and two positions compare as WAL addresses do, not as
+// strings ("9/0" is behind "10/0").
+func TestPositions(t *testing.T) {
+	for _, tc := range []struct{ replayed, received, want string }{
+		{"0/3000148", "0/3000200", "0/3000200"},
+		{"0/3000148", "0/3000000", "0/3000148"}, // receiver restarted at a segment's start
+		{"0/3000148", "", "0/3000148"},
+		{"", "0/3000200", "0/3000200"},
+		{"", "", ""},
+	} {
+		if got := standbyPosition(tc.replayed, tc.received); got != tc.want {
+			t.Errorf("standbyPosition(%q, %q) = %q, want %q", tc.replayed, tc.received, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		a, b string
+		want int
+		ok   bool
+	}{
+		{"9/0", "10/0", -1, true},
+		{"16/B374D848", "16/B374D848", 0, true},
+		{"1/0", "0/FFFFFFFF", 1, true},
+		{"1/0", "x", 0, false},
+	} {
+		got, ok := comparePositions(tc.a, tc.b)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("comparePositions(%q, %q) = %d, %v; want %d, %v", tc.a, tc.b, got, ok, tc.want, tc.ok)
+		}
+	}
+}
