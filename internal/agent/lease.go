@@ -371,6 +371,9 @@ func (sl *serveLease) markLoop(ctx context.Context) error {
 			case err == nil:
 				written[s.Name] = true
 				delete(failing, s.Name)
+				// Observed from now on, this site's standbys have all
+				// they will get from the lost site.
+				sl.local.observeAndPublish()
 			case ctx.Err() == nil && !failing[s.Name]:
 				failing[s.Name] = true
 				sl.log.Warn("cannot store the mark yet (is this location cut off?); retrying until it can or the site asks again", "site", s.Name, "error", err)
@@ -390,7 +393,9 @@ func (sl *serveLease) writeMark(ctx context.Context, site string, silentFor time
 	if !still {
 		return nil
 	}
-	m := status.Mark{Site: site, By: sl.site.Name, At: time.Now().UTC(),
+	// On the clock its views are published and observed with: a
+	// failover compares this site's observations with its marks.
+	m := status.Mark{Site: site, By: sl.site.Name, At: sl.now().UTC(),
 		Reason: fmt.Sprintf("no lease request for over %s and no resource of %s answered from %s", silentFor, site, sl.site.Name)}
 	wctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

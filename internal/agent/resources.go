@@ -7,6 +7,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
@@ -51,6 +52,11 @@ type localResources struct {
 	resources map[string]status.ResourceView
 	leftovers map[string][]string // what drills left that the sweep could not remove
 	observe   chan struct{}       // observe the resources now (a step changed them)
+	// publish makes the next round of the databases' observation publish
+	// the view when it ends, whatever changed: this site just marked
+	// another lost, and a failover that chooses among standbys waits for
+	// their positions observed since (safety.Settled).
+	publish atomic.Bool
 }
 
 // views returns a copy of the last observation of every local resource.
@@ -165,6 +171,13 @@ func (lr *localResources) observeNow() {
 	}
 }
 
+// observeAndPublish has the databases observed at once and the view
+// published with what they say.
+func (lr *localResources) observeAndPublish() {
+	lr.publish.Store(true)
+	lr.observeNow()
+}
+
 // observeLoop observes the local resources each probe interval. The
 // databases and traffic resources are observed one after the other; each
 // service in a loop of its own, so that a slow status command or a health
@@ -184,9 +197,9 @@ func (lr *localResources) observeLoop(ctx context.Context, observers map[string]
 		}
 		now := make(chan struct{}, 1)
 		nows = append(nows, now)
-		wg.Go(func() { lr.observeEvery(ctx, map[string]resource.Observer{key: o}, now) })
+		wg.Go(func() { lr.observeEvery(ctx, map[string]resource.Observer{key: o}, now, nil) })
 	}
-	lr.observeEvery(ctx, core, lr.observe, nows...)
+	lr.observeEvery(ctx, core, lr.observe, &lr.publish, nows...)
 	return nil
 }
 
@@ -203,10 +216,12 @@ func (lr *localResources) isService(key string) bool {
 
 // observeEvery observes observers one after the other each probe
 // interval, and at once when told on now (which it passes on to also).
-func (lr *localResources) observeEvery(ctx context.Context, observers map[string]resource.Observer, now <-chan struct{}, also ...chan struct{}) {
+// A round that begins with publish set publishes the view when it ends.
+func (lr *localResources) observeEvery(ctx context.Context, observers map[string]resource.Observer, now <-chan struct{}, publish *atomic.Bool, also ...chan struct{}) {
 	tick := time.NewTicker(lr.topo.Coordination.ProbeInterval.D())
 	defer tick.Stop()
 	for {
+		published := publish != nil && publish.Swap(false)
 		for key, o := range observers {
 			octx, cancel := context.WithTimeout(ctx, lr.topo.Coordination.ProbeTimeout.D())
 			v := o.Observe(octx)
@@ -226,6 +241,9 @@ func (lr *localResources) observeEvery(ctx context.Context, observers map[string
 				lr.log.Info("resource changed", "resource", key, "up", v.Up, "role", v.Role, "streaming", v.Streaming, "timeline", v.Timeline, "error", v.Error)
 				lr.notify()
 			}
+		}
+		if published {
+			lr.notify()
 		}
 		select {
 		case <-ctx.Done():

@@ -150,6 +150,9 @@ func Decide(in Input, m *Memory) []Action {
 		}
 		since := cur.Since
 		lostFor := in.Now.Sub(since)
+		if lostFor < PositionWait && len(Unsettled(g, in.Snapshot, in.Status, site)) > 0 {
+			continue // a choice among standbys waits for their final positions
+		}
 		req, p, err := FailoverPlan(g, Known(t, g, in.Snapshot, in.Status))
 		if g.Policy == config.PolicyManual && err == nil {
 			err = fmt.Errorf("group %s: policy is manual", g.Name)
@@ -180,6 +183,47 @@ func Decide(in Input, m *Memory) []Action {
 		out = append(out, StartFailover{Group: g.Name, Request: req, Plan: p, From: site, MarkedBy: markedBy, Revision: rec.Revision, LostFor: lostFor})
 		if _, ok := in.Snapshot.Decisions[g.Name]; ok {
 			out = append(out, ClearDecision{Group: g.Name, Why: "automatic failover started"})
+		}
+	}
+	return out
+}
+
+// PositionWait is how long, at most, a failover that chooses among
+// standbys waits for each of them to report its position since the loss
+// (Unsettled); then it chooses with what it has.
+const PositionWait = 2 * time.Second
+
+// Unsettled lists the sites of g that a failover away from lost could
+// choose and whose standbys' positions may not be final yet: up, but
+// without an observation of every data resource made after the site
+// marked lost (on the site's own clock, as its views are timed). Once a
+// site marked the lost one, no WAL or transaction comes from it any more
+// (the mark needs its resources unreachable from there), so what it
+// observes after its mark is all it has. A group with one site to go to
+// chooses nothing and never waits.
+func Unsettled(g *config.Group, snap status.Snapshot, st status.Status, lost string) []string {
+	if len(g.Sites) < 3 {
+		return nil
+	}
+	up := map[string]bool{}
+	for _, s := range st.Sites {
+		up[s.Name] = s.Up
+	}
+	var out []string
+	for _, site := range g.Sites {
+		mark, marked := snap.Marks[lost][site]
+		if site == lost || !up[site] || !marked {
+			continue
+		}
+		view := snap.Views[site]
+		for _, r := range g.Resources {
+			if !r.Data || r.ComparePositions == nil {
+				continue
+			}
+			if v, ok := view.Resources[g.Name+"/"+r.Name]; !ok || !v.ObservedAt.After(mark.At) {
+				out = append(out, site)
+				break
+			}
 		}
 	}
 	return out
@@ -257,7 +301,7 @@ func needDecision(g *config.Group, site string, req plan.Request, why error, now
 func FailoverPlan(g *config.Group, k plan.Known) (plan.Request, plan.Plan, error) {
 	var firstErr error
 	var firstReq plan.Request
-	var sites []string
+	var sites, refused []string
 	plans := map[string]plan.Plan{}
 	for _, to := range g.Sites {
 		if to == k.Status.ActiveSite {
@@ -273,6 +317,8 @@ func FailoverPlan(g *config.Group, k plan.Known) (plan.Request, plan.Plan, error
 		if firstErr == nil {
 			firstErr, firstReq = err, req
 		}
+		why, _, _ := strings.Cut(strings.TrimPrefix(err.Error(), "group "+g.Name+": "), "; if you accept")
+		refused = append(refused, why)
 	}
 	if len(sites) == 0 {
 		if firstErr == nil {
@@ -282,8 +328,14 @@ func FailoverPlan(g *config.Group, k plan.Known) (plan.Request, plan.Plan, error
 	}
 	to, why := MostAdvanced(g, k.Status, sites)
 	p := plans[to]
-	if len(sites) > 1 {
+	switch {
+	case len(sites) > 1:
 		p.Why = why
+	case len(refused) > 0:
+		p.Why = to + ": the only site that can take over"
+	}
+	if len(refused) > 0 {
+		p.Why += "; refused: " + strings.Join(refused, "; ")
 	}
 	return plan.Request{Action: plan.Failover, To: to}, p, nil
 }

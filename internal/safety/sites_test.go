@@ -166,7 +166,103 @@ func TestFailoverPlanTakesTheMostAdvanced(t *testing.T) {
 	if err != nil || req.To != "antwerp" {
 		t.Fatalf("failover to %s (%v), want antwerp", req.To, err)
 	}
-	if p.Why != "" {
-		t.Errorf("one candidate, yet plan.Why = %q", p.Why)
+	if want := "antwerp: the only site that can take over; refused: db at liege: standby lag unknown: it was never measured by its primary"; p.Why != want {
+		t.Errorf("plan.Why = %q, want %q", p.Why, want)
+	}
+}
+
+// threeSiteInput: webshop at brussels, antwerp and liege, brussels lost
+// (marked by both others at t0) since lostFor; each standby's db was last
+// observed at observed[site] with position pos[site].
+func threeSiteInput(lostFor time.Duration, observed map[string]time.Time, pos map[string]string) Input {
+	g := threeSiteGroup("db")
+	t := &config.Topology{
+		Name: "test",
+		Sites: []config.Site{
+			{Name: "brussels", Role: config.RoleSite}, {Name: "antwerp", Role: config.RoleSite}, {Name: "liege", Role: config.RoleSite},
+		},
+		Coordination: config.Coordination{ServeLease: new(config.Duration(time.Second)), LeaseTTL: new(config.Duration(3 * time.Second))},
+		Groups:       []config.Group{*g},
+	}
+	now := t0.Add(lostFor)
+	snap := status.Snapshot{Revision: 100, Views: map[string]status.View{}, Records: map[string]status.Record{},
+		Running: map[string]string{}, Marks: map[string]map[string]status.Mark{"brussels": {}}, Decisions: map[string]status.Decision{},
+		Lags: map[string]map[string]map[string]status.Lag{"webshop": {"db": {}}}}
+	snap.Records["webshop"] = status.Record{Group: "webshop", ActiveSite: "brussels", Epoch: 4, Revision: 42}
+	for _, s := range []string{"antwerp", "liege"} {
+		v := status.View{Site: s, Role: config.RoleSite, PublishedAt: now, Peers: map[string]status.PeerView{}, Resources: map[string]status.ResourceView{}}
+		for _, o := range []string{"brussels", "antwerp", "liege"} {
+			if o != s {
+				v.Peers[o] = status.PeerView{Reachable: o != "brussels", Since: t0.Add(-time.Second)}
+			}
+		}
+		v.Resources["webshop/db"] = status.ResourceView{Group: "webshop", Resource: "db", Type: "postgres", Up: true, Role: status.RoleStandby,
+			Timeline: 4, Position: pos[s], ObservedAt: observed[s]}
+		snap.Views[s] = v
+		snap.Marks["brussels"][s] = status.Mark{Site: "brussels", By: s, At: t0}
+		snap.Lags["webshop"]["db"][s] = status.Lag{Seconds: 0.1, Bytes: 100, Epoch: 4, MeasuredAt: t0.Add(-2 * time.Second), SeenAt: t0.Add(-2 * time.Second), Streaming: true}
+	}
+	return Input{Now: now, Topology: t, Snapshot: snap, Status: status.Assemble(t, snap, "antwerp", now)}
+}
+
+// TestDecideWaitsForFinalPositions: with two standbys to choose from, the
+// failover waits until each has been observed after it marked the lost
+// site, at most PositionWait; a stale position would make it choose the
+// standby that only looked ahead.
+func TestDecideWaitsForFinalPositions(t *testing.T) {
+	before, after := t0.Add(-300*time.Millisecond), t0.Add(100*time.Millisecond)
+	tests := []struct {
+		name     string
+		lostFor  time.Duration
+		observed map[string]time.Time
+		pos      map[string]string
+		want     string // "" no failover yet
+	}{
+		{"liege observed only before its mark: wait", 500 * time.Millisecond,
+			map[string]time.Time{"antwerp": after, "liege": before}, map[string]string{"antwerp": "100", "liege": "90"}, ""},
+		{"both observed since: the most advanced", 500 * time.Millisecond,
+			map[string]time.Time{"antwerp": after, "liege": after}, map[string]string{"antwerp": "100", "liege": "250"}, "liege"},
+		{"still not observed after PositionWait: choose with what is known", PositionWait,
+			map[string]time.Time{"antwerp": after, "liege": before}, map[string]string{"antwerp": "100", "liege": "90"}, "antwerp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := threeSiteInput(tt.lostFor, tt.observed, tt.pos)
+			m := NewMemory()
+			m.Lost["webshop"] = Loss{Site: "brussels", Since: t0}
+			m.Losses["brussels"] = []time.Time{t0}
+			got := ""
+			for _, a := range Decide(in, m) {
+				if sf, ok := a.(StartFailover); ok {
+					got = sf.Request.To
+				}
+			}
+			if got != tt.want {
+				t.Errorf("failover to %q, want %q; unsettled %v", got, tt.want, Unsettled(&in.Topology.Groups[0], in.Snapshot, in.Status, "brussels"))
+			}
+		})
+	}
+}
+
+// TestUnsettled: only groups with a choice wait, and only for sites up.
+func TestUnsettled(t *testing.T) {
+	before := t0.Add(-time.Second)
+	in := threeSiteInput(time.Second, map[string]time.Time{"antwerp": before, "liege": before}, nil)
+	g := &in.Topology.Groups[0]
+	if got := Unsettled(g, in.Snapshot, in.Status, "brussels"); len(got) != 2 {
+		t.Errorf("Unsettled = %v, want antwerp and liege", got)
+	}
+	two := *g
+	two.Sites = []string{"brussels", "antwerp"}
+	if got := Unsettled(&two, in.Snapshot, in.Status, "brussels"); got != nil {
+		t.Errorf("a group of two sites waits for %v", got)
+	}
+	for i := range in.Status.Sites {
+		if in.Status.Sites[i].Name == "liege" {
+			in.Status.Sites[i].Up = false
+		}
+	}
+	if got := Unsettled(g, in.Snapshot, in.Status, "brussels"); len(got) != 1 || got[0] != "antwerp" {
+		t.Errorf("Unsettled = %v, want antwerp alone (liege is down)", got)
 	}
 }
