@@ -33,6 +33,7 @@ func runLab(e *env, args []string) error {
 	group := fs.String("group", "", "writer: the group it writes to")
 	groups := fs.Int("groups", 0, "up: add `N` data-less groups, a name each (svc-NNNN.scale.lab.), all active at brussels: the scale lab; without --db, its only groups")
 	stack := fs.Bool("stack", true, "up: run webshop as a web stack: storage, an app per site, HAProxy in front, a web writer (needs PostgreSQL)")
+	sites := fs.Int("sites", 2, "up: `N` sites: 2 (brussels, antwerp, and the witness frankfurt) or 3 (brussels, antwerp and liege, no witness; webshop alone, without the web stack)")
 	onSite := fs.String("site", "", "app, storage, service: the `SITE` they are at")
 	urls := fs.String("http", "", "writer: order over HTTP at the first healthy of these `URL`s (comma-separated)")
 	pos, err := parse(fs, args, 3)
@@ -45,18 +46,28 @@ func runLab(e *env, args []string) error {
 		return fmt.Errorf("unexpected argument(s): %s", pos[2])
 	}
 	if len(pos) == 0 {
-		return fmt.Errorf("say what to do: lab up [--netns] [--db postgres|mariadb|both] | down | disaster SITE | kill-agent SITE | heal SITE | pivot SITE -- CMD [ARG...]")
+		return fmt.Errorf("say what to do: lab up [--netns] [--db postgres|mariadb|both] [--sites 2|3] | down | disaster SITE | kill-agent SITE | heal SITE | pivot SITE -- CMD [ARG...]")
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	o := lab.Options{Dir: *dir, Exe: exe, Out: e.stdout, DB: *db, Stack: *stack, Groups: *groups}
+	o := lab.Options{Dir: *dir, Exe: exe, Out: e.stdout, DB: *db, Stack: *stack, Groups: *groups, Sites: *sites}
 	if *groups < 0 {
 		return fmt.Errorf("--groups %d: give a number of groups, 0 or more", *groups)
 	}
 	if o.DB == "" && o.Groups > 0 {
 		o.DB = lab.DBNone // the scale lab: data-less groups only
+	}
+	if o.Sites == 3 {
+		// Three sites run webshop alone: news and the web stack are
+		// two-site groups; given explicitly, up refuses them.
+		if o.DB == "" {
+			o.DB = lab.DBPostgres
+		}
+		if !flagSet(fs, "stack") {
+			o.Stack = false
+		}
 	}
 	switch o.DB {
 	case "":
@@ -96,7 +107,7 @@ func runLab(e *env, args []string) error {
 		if err := netns.Available(); err != nil {
 			return fmt.Errorf("lab up --netns: %w", err)
 		}
-		n, err := netns.Create(ctx, netns.Options{Names: lab.NetNames()})
+		n, err := netns.Create(ctx, netns.Options{Names: o.NetNames()})
 		if err != nil {
 			return err
 		}

@@ -3,8 +3,10 @@
 // agent process with its own etcd member, mutual TLS from a throwaway CA, a
 // PostgreSQL primary at brussels with a streaming standby at antwerp, and a
 // demo writer that keeps inserting orders; with Options.Stack, a web stack
-// in front of that database (stack.go). It can kill a whole location at
-// once like a power cut, bring it back, and remove everything it made.
+// in front of that database (stack.go); with Options.Sites 3, three sites
+// and no witness, the third, liege, with a second standby. It can kill a
+// whole location at once like a power cut, bring it back, and remove
+// everything it made.
 package lab
 
 import (
@@ -85,13 +87,40 @@ type Options struct {
 	// DNS listener, with the active site's address; all prefer brussels.
 	// With DB none they are the lab's only groups.
 	Groups int
+	// Sites is the number of sites: 2 (or 0), brussels and antwerp with
+	// the witness frankfurt; or 3, brussels, antwerp and liege without a
+	// witness, webshop with a standby at each of the other two. Three
+	// sites run webshop only: no news, web stack or synchronous database.
+	Sites int
+}
+
+// checkSites refuses a number of sites the lab does not have, and what a
+// lab of three sites does not run.
+func (o Options) checkSites(withMaria bool) error {
+	switch o.Sites {
+	case 0, 2:
+		return nil
+	case 3:
+	default:
+		return fmt.Errorf("--sites %d: the lab has 2 sites (brussels, antwerp) or 3 (adding liege): use --sites 2 or --sites 3", o.Sites)
+	}
+	switch {
+	case withMaria:
+		return fmt.Errorf("--sites 3 runs group webshop (PostgreSQL) only: news on MariaDB has a primary and one replica, at two sites; run with --db postgres (or none with --groups N), or with two sites for news")
+	case o.Stack:
+		return fmt.Errorf("--sites 3 runs webshop without its web stack (its proxy takes 127.0.4.1, liege's address): add --stack=false, or run two sites for the stack")
+	case o.Synchronous:
+		return fmt.Errorf("--sites 3: a synchronous database confirms each commit at one standby, so it needs exactly two sites; run three sites asynchronous, or two sites synchronous")
+	}
+	return nil
 }
 
 // ErrRunning is returned by Up when a lab already runs in the directory.
 var ErrRunning = errors.New("a lab is already running")
 
-// Up creates and starts a lab in o.Dir and waits until it is healthy: three
-// locations up, a controller, the group adopted with its standby streaming.
+// Up creates and starts a lab in o.Dir and waits until it is healthy: every
+// location up, a controller, the groups adopted with their standbys
+// streaming.
 func Up(ctx context.Context, o Options) error {
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
@@ -101,13 +130,18 @@ func Up(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv}
+	if err := o.checkSites(withMaria); err != nil {
+		return err
+	}
+	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv, Sites: o.Sites}
 	if o.Net != nil {
-		st.Net = newNetState(o.Net, o.NetOwned)
+		if st.Net, err = newNetState(o.Net, o.NetOwned, labLocations(o.Sites)); err != nil {
+			return err
+		}
 	}
 	var addrs []string
 	if o.Net == nil {
-		addrs = addresses(locations) // fresh namespaces: nothing listens there yet
+		addrs = addresses(st.locs()) // fresh namespaces: nothing listens there yet
 	}
 	var proxyBin string
 	if o.Stack {
@@ -143,7 +177,7 @@ func Up(ctx context.Context, o Options) error {
 	}
 	fail := func(err error) error {
 		run := st.running()
-		for _, l := range locations {
+		for _, l := range st.locs() {
 			run = union(run, st.apps(l.name))
 		}
 		st.stop(run, 10*time.Second)
@@ -183,7 +217,7 @@ func Up(ctx context.Context, o Options) error {
 			return fail(err)
 		}
 	}
-	for _, l := range locations {
+	for _, l := range st.locs() {
 		if err := startAgent(st, o.Exe, l.name); err != nil {
 			return fail(err)
 		}
@@ -322,12 +356,22 @@ func (st *state) instance(t *config.Topology, site string) (postgres.Instance, b
 	return postgres.Instance{}, false
 }
 
-// startDatabases makes brussels a primary and antwerp its streaming
-// standby.
+// startDatabases makes webshop's preferred site (brussels) the primary
+// and the database at each of its other sites (antwerp; liege with three
+// sites) a standby streaming from it.
 func startDatabases(ctx context.Context, st *state, t *config.Topology, o Options) error {
 	out := o.Out
-	primary, _ := st.instance(t, "brussels")
-	standby, _ := st.instance(t, "antwerp")
+	g, ok := t.Group(demoGroup)
+	if !ok {
+		return fmt.Errorf("the lab topology has no group %s", demoGroup)
+	}
+	primary, _ := st.instance(t, g.PreferredSite)
+	var standbys []postgres.Instance
+	for _, site := range g.Sites {
+		if in, ok := st.instance(t, site); ok && site != g.PreferredSite {
+			standbys = append(standbys, in)
+		}
+	}
 	superPW, err := primary.Settings.Password()
 	if err != nil {
 		return err
@@ -336,7 +380,7 @@ func startDatabases(ctx context.Context, st *state, t *config.Topology, o Option
 	if err != nil {
 		return err
 	}
-	for _, in := range []postgres.Instance{primary, standby} {
+	for _, in := range append([]postgres.Instance{primary}, standbys...) {
 		if err := os.MkdirAll(filepath.Dir(in.Settings.DataDir), 0o755); err != nil {
 			return err
 		}
@@ -353,14 +397,16 @@ func startDatabases(ctx context.Context, st *state, t *config.Topology, o Option
 	if err := postgres.EnsureBootGuard(primary.Settings.DataDir); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "started PostgreSQL primary at brussels (%s:%d)\n", primary.Settings.Host, primary.Settings.Port)
-	if err := st.initDatabase(ictx, o.Exe, standby, func() error { return standby.CloneStandby(ictx, primary.Settings, replPW) }); err != nil {
-		return err
+	fmt.Fprintf(out, "started PostgreSQL primary at %s (%s:%d)\n", primary.Site, primary.Settings.Host, primary.Settings.Port)
+	for _, standby := range standbys {
+		if err := st.initDatabase(ictx, o.Exe, standby, func() error { return standby.CloneStandby(ictx, primary.Settings, replPW) }); err != nil {
+			return err
+		}
+		if err := startPostgres(ictx, st, standby); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "started PostgreSQL standby at %s (%s:%d), streaming from %s\n", standby.Site, standby.Settings.Host, standby.Settings.Port, primary.Site)
 	}
-	if err := startPostgres(ictx, st, standby); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "started PostgreSQL standby at antwerp (%s:%d), streaming from brussels\n", standby.Settings.Host, standby.Settings.Port)
 	return nil
 }
 
@@ -458,8 +504,15 @@ func unhealthy(st status.Status) string {
 			return fmt.Sprintf("group %s is %s %v", g.Name, g.State, g.Problems)
 		}
 		for _, r := range g.Resources {
+			if r.Type != "postgres" && r.Type != "mariadb" {
+				continue
+			}
 			for _, s := range r.Sites {
-				if (r.Type == "postgres" || r.Type == "mariadb") && s.Role == status.RoleStandby && s.LagSeconds == nil {
+				switch {
+				case s.Site == g.ActiveSite:
+				case s.Role != status.RoleStandby || !s.Streaming:
+					return fmt.Sprintf("%s of %s at %s is not a streaming standby yet (%s)", r.Name, g.Name, s.Site, s.Role)
+				case s.LagSeconds == nil:
 					return fmt.Sprintf("%s at %s reports no lag yet", r.Name, s.Site)
 				}
 			}
@@ -490,11 +543,26 @@ func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria 
 		fmt.Fprintf(w, "  %-10s %-8s %-12s HAProxy :%d, runtime API %s\n", "proxy", "", proxyIP, proxyPort, haproxySocket(dir))
 	}
 	fmt.Fprintln(w)
+	var siteIPs, others []string
+	for _, l := range locs {
+		if l.role == "site" {
+			siteIPs = append(siteIPs, l.ip)
+		}
+		if l.name != "brussels" {
+			others = append(others, l.name)
+		}
+	}
 	if withPG {
 		fmt.Fprintf(w, `Group webshop (PostgreSQL): a demo writer inserts orders into webshop.orders through
-"host=%[2]s,%[3]s target_session_attrs=read-write" (log: %[1]s/writer.log).
+"host=%[2]s target_session_attrs=read-write" (log: %[1]s/writer.log).
 Logs: %[1]s/SITE/agent.log and %[1]s/SITE/pg/postgres.log.
-`, dir, locs[0].ip, locs[1].ip)
+`, dir, strings.Join(siteIPs, ","))
+		if sites := siteNames(locs); len(sites) > 2 {
+			fmt.Fprintf(w, `Webshop may run at %s, in that order of preference, with a standby streaming at
+each site it is not active at. A power cut at its active site fails it over to the most advanced
+standby, and the other standby follows the new primary.
+`, orList(sites))
+		}
 	}
 	if stack != nil {
 		front := "the app of whichever site is healthy (no HAProxy here)"
@@ -528,10 +596,18 @@ Try next:
   export SITEFLIP_CONFIG=%[2]s
   %[3]s status                     # --watch to follow it, -o json for scripts
   %[3]s lab disaster brussels --dir %[1]s   # power cut at brussels
-  %[3]s status                     # answered by antwerp or frankfurt
+  %[3]s status                     # answered by %[4]s
   %[3]s lab heal brussels --dir %[1]s
   %[3]s lab down --dir %[1]s       # stop everything and remove the lab
-`, dir, cfg, exe)
+`, dir, cfg, exe, orList(others))
+}
+
+// orList joins names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // pick returns yes when c holds, else no.
@@ -550,7 +626,7 @@ func Disaster(o Options, site string) error {
 	if err != nil {
 		return err
 	}
-	if err := knownLocation(site); err != nil {
+	if err := st.knownLocation(site); err != nil {
 		return err
 	}
 	ps := st.of(site)
@@ -583,7 +659,7 @@ func KillAgent(o Options, site string) error {
 	if err != nil {
 		return err
 	}
-	if err := knownLocation(site); err != nil {
+	if err := st.knownLocation(site); err != nil {
 		return err
 	}
 	var run []proc
@@ -611,7 +687,7 @@ func KillDatabase(o Options, site string) error {
 	if err != nil {
 		return err
 	}
-	if err := knownLocation(site); err != nil {
+	if err := st.knownLocation(site); err != nil {
 		return err
 	}
 	run := union(st.postmasters(site), st.mariadbs(site))
@@ -732,7 +808,7 @@ func RestartAgent(o Options, site string) error {
 	if err != nil {
 		return err
 	}
-	if err := knownLocation(site); err != nil {
+	if err := st.knownLocation(site); err != nil {
 		return err
 	}
 	var run []proc
@@ -759,7 +835,7 @@ func healState(o Options, site string) (*state, *config.Topology, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := knownLocation(site); err != nil {
+	if err := st.knownLocation(site); err != nil {
 		return nil, nil, err
 	}
 	var dead []proc
@@ -776,9 +852,10 @@ func healState(o Options, site string) (*state, *config.Topology, error) {
 	return st, t, nil
 }
 
-func knownLocation(site string) error {
+// knownLocation refuses a site that is not one of the lab's locations.
+func (st *state) knownLocation(site string) error {
 	var all []string
-	for _, l := range locations {
+	for _, l := range st.locs() {
 		if l.name == site {
 			return nil
 		}
@@ -801,7 +878,7 @@ func Down(o Options) error {
 	// HAProxy, then the databases (those the lab started and those the
 	// agents restarted).
 	all := st.Processes
-	for _, l := range locations {
+	for _, l := range st.locs() {
 		all = union(all, st.postmasters(l.name))
 		all = union(all, st.mariadbs(l.name))
 		all = union(all, st.watchdogs(l.name))
@@ -811,7 +888,7 @@ func Down(o Options) error {
 		if rank == order["app"] {
 			// The agents start and stop the apps: those running once
 			// the agents stopped.
-			for _, l := range locations {
+			for _, l := range st.locs() {
 				all = union(all, st.apps(l.name))
 			}
 		}
@@ -832,7 +909,7 @@ func Down(o Options) error {
 	}
 	var busy []string
 	if st.Net == nil {
-		addrs := addresses(locations)
+		addrs := addresses(st.locs())
 		if st.Stack != nil {
 			addrs = append(addrs, st.Stack.addresses(true)...)
 		}

@@ -292,9 +292,14 @@ func processesOf(t *testing.T, marker string) []string {
 // a failed test says what the agents and databases did.
 func logTails(t testing.TB, dir string, n int) {
 	t.Helper()
-	for _, f := range []string{"brussels/agent.log", "antwerp/agent.log", "frankfurt/agent.log", "writer.log", "news-writer.log",
+	var files []string
+	for _, l := range labLocations(3) { // every location any lab has
+		files = append(files, l.name+"/agent.log")
+	}
+	files = append(files, "writer.log", "news-writer.log",
 		"brussels/mdb/run/mariadb.err", "antwerp/mdb/run/mariadb.err",
-		"web-writer.log", "brussels/app.log", "antwerp/app.log", "haproxy/haproxy.log"} {
+		"web-writer.log", "brussels/app.log", "antwerp/app.log", "haproxy/haproxy.log")
+	for _, f := range files {
 		if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
 			t.Logf("%s:\n%s", f, tail(string(b), n))
 		}

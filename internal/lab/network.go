@@ -53,7 +53,7 @@ func (st *state) makeBubbles(ctx context.Context, n *netns.Net) error {
 		return fmt.Errorf("the lab's service address: %w", err)
 	}
 	st.Net.Bubbles = map[string]string{}
-	for _, l := range locations {
+	for _, l := range st.locs() {
 		if !l.postgres {
 			continue
 		}
@@ -93,7 +93,7 @@ func PivotCommand(ctx context.Context, o Options, site, prog string, args ...str
 	if err != nil {
 		return nil, err
 	}
-	if err := knownLocation(site); err != nil {
+	if err := st.knownLocation(site); err != nil {
 		return nil, err
 	}
 	if st.Net == nil {
@@ -106,22 +106,33 @@ func PivotCommand(ctx context.Context, o Options, site, prog string, args ...str
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, prog}, args...)...), nil
 }
 
-func newNetState(n *netns.Net, owned bool) *netState {
+// newNetState describes n, which must have a namespace for each of locs
+// and the router.
+func newNetState(n *netns.Net, owned bool, locs []location) (*netState, error) {
 	ns := &netState{Prefix: n.Prefix(), Subnet: n.Subnet().String(), HostAddr: n.HostAddr().String(),
 		Namespaces: map[string]string{}, Addrs: map[string]string{}, Owned: owned}
-	for _, name := range NetNames() {
+	for _, name := range netNames(locs) {
+		if !slices.Contains(n.Names(), name) {
+			return nil, fmt.Errorf("the lab's network %s has no namespace for %s (it has %s): create it with the names of Options.NetNames",
+				n.Prefix(), name, strings.Join(n.Names(), ", "))
+		}
 		ns.Namespaces[name] = n.Namespace(name)
 		ns.Addrs[name] = n.Addr(name).String()
 	}
 	ns.VIP = vip(ns.Subnet)
-	return ns
+	return ns, nil
 }
 
-// NetNames are the namespaces a lab network needs: one per location, and
-// the router in front of the sites.
-func NetNames() []string {
+// NetNames are the namespaces the default lab's network needs: one per
+// location, and the router in front of the sites.
+func NetNames() []string { return Options{}.NetNames() }
+
+// NetNames are the namespaces the network of a lab with o needs.
+func (o Options) NetNames() []string { return netNames(labLocations(o.Sites)) }
+
+func netNames(locs []location) []string {
 	var names []string
-	for _, l := range locations {
+	for _, l := range locs {
 		names = append(names, l.name)
 	}
 	return append(names, "router")
@@ -130,8 +141,7 @@ func NetNames() []string {
 // locs returns the lab's locations with the addresses they have in this
 // lab: their loopback addresses, or their namespaces' addresses.
 func (st *state) locs() []location {
-	out := make([]location, len(locations))
-	copy(out, locations)
+	out := labLocations(st.Sites)
 	if st.Net != nil {
 		for i := range out {
 			out[i].ip = st.Net.Addrs[out[i].name]
@@ -187,9 +197,10 @@ func (st *state) initDatabase(ctx context.Context, exe string, in postgres.Insta
 	return nil
 }
 
-// InitDatabase creates the lab's primary (brussels) or clones its standby
-// (antwerp) from the lab in o.Dir; `lab up` runs it in the site's
-// namespace when the lab has a network.
+// InitDatabase creates the lab's primary (at webshop's preferred site,
+// brussels) or clones a standby from it (antwerp, liege) in the lab in
+// o.Dir; `lab up` runs it in the site's namespace when the lab has a
+// network.
 func InitDatabase(ctx context.Context, o Options, site string) error {
 	st, err := loadState(o.Dir)
 	if err != nil {
@@ -207,14 +218,15 @@ func InitDatabase(ctx context.Context, o Options, site string) error {
 	if err != nil {
 		return err
 	}
-	if site == "brussels" {
+	g, _ := t.Group(demoGroup)
+	if site == g.PreferredSite {
 		superPW, err := in.Settings.Password()
 		if err != nil {
 			return err
 		}
 		return in.InitPrimary(ctx, superPW, replPW)
 	}
-	primary, _ := st.instance(t, "brussels")
+	primary, _ := st.instance(t, g.PreferredSite)
 	return in.CloneStandby(ctx, primary.Settings, replPW)
 }
 

@@ -31,6 +31,8 @@ type state struct {
 	Net *netState `json:"net,omitempty"`
 	// Stack is set when the lab runs the web stack (Options.Stack).
 	Stack *stackState `json:"stack,omitempty"`
+	// Sites is Options.Sites: 3 for a lab with liege, else 0 or 2.
+	Sites int `json:"sites,omitempty"`
 }
 
 // proc is one process the lab started, in a session of its own so that its

@@ -28,8 +28,10 @@ func siteASN(site string) int {
 		return 65001
 	case "antwerp":
 		return 65002
+	case "liege":
+		return 65003
 	}
-	return 65003
+	return 65009
 }
 
 // vip is the lab's service address: outside the bridge's /24, so that it
@@ -48,7 +50,7 @@ func (st *state) startRouter(ctx context.Context) error {
 		return nil
 	}
 	n := st.Net
-	for _, l := range locations {
+	for _, l := range st.locs() {
 		if l.postgres {
 			if err := nsRun(ctx, n.Namespaces[l.name], "ip", "addr", "add", n.VIP+"/32", "dev", "lo"); err != nil {
 				return err
@@ -73,7 +75,7 @@ func (st *state) startRouter(ctx context.Context) error {
 	}
 	var bgpd strings.Builder
 	fmt.Fprintf(&bgpd, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n", routerASN, n.Addrs["router"])
-	for _, l := range locations {
+	for _, l := range st.locs() {
 		if l.postgres {
 			fmt.Fprintf(&bgpd, " neighbor %s remote-as %d\n neighbor %s timers 3 9\n neighbor %s timers connect 1\n", n.Addrs[l.name], siteASN(l.name), n.Addrs[l.name], n.Addrs[l.name])
 		}

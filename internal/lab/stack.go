@@ -100,7 +100,7 @@ func (s *stackState) urls(locs []location) []string {
 func (s *stackState) addresses(loopback bool) []string {
 	var out []string
 	if loopback {
-		for _, l := range locations {
+		for _, l := range locations { // the stack runs in two-site labs only
 			if a, ok := s.Apps[l.name]; ok {
 				out = append(out, a)
 			}
@@ -114,7 +114,7 @@ func (s *stackState) addresses(loopback bool) []string {
 
 // appAddr is where the app of site listens.
 func (st *state) appAddr(site string) (string, error) {
-	if err := knownLocation(site); err != nil {
+	if err := st.knownLocation(site); err != nil {
 		return "", err
 	}
 	if st.Stack == nil {

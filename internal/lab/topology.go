@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,12 +19,27 @@ type location struct {
 	postgres bool
 }
 
-// locations are the lab's three places: two sites and a witness, each on
-// its own loopback address.
+// locations are the default lab's three places: two sites and a witness,
+// each on its own loopback address.
 var locations = []location{
 	{name: "brussels", role: "site", ip: "127.0.1.1", lat: 50.8503, lon: 4.3517, postgres: true},
 	{name: "antwerp", role: "site", ip: "127.0.2.1", lat: 51.2194, lon: 4.4025, postgres: true},
 	{name: "frankfurt", role: "witness", ip: "127.0.3.1", lat: 50.1109, lon: 8.6821},
+}
+
+// thirdSite is what Options.Sites 3 adds. Three sites need no witness:
+// they outvote a lost one among themselves, and three voting locations
+// are an odd number (docs/design/sites.md). One etcd member fewer than
+// with a witness too.
+var thirdSite = location{name: "liege", role: "site", ip: "127.0.4.1", lat: 50.6326, lon: 5.5797, postgres: true}
+
+// labLocations are the places of a lab of sites sites (Options.Sites):
+// the default's, or with 3 brussels, antwerp and liege.
+func labLocations(sites int) []location {
+	if sites != 3 {
+		return slices.Clone(locations)
+	}
+	return []location{locations[0], locations[1], thirdSite}
 }
 
 // Ports every location uses on its own address.
@@ -72,7 +88,7 @@ func scaleYAML(locs []location, n int) string {
 	return b.String()
 }
 
-// otherSite is the lab's site that is not site.
+// otherSite is the other site of a two-site lab.
 func otherSite(site string) string {
 	for _, l := range locations {
 		if l.role == "site" && l.name != site {
@@ -136,11 +152,12 @@ type groupOptions struct {
 
 func topologyYAML(dir, binDir string, locs []location, o groupOptions) string {
 	var b strings.Builder
-	b.WriteString(`# siteflip lab topology, written by "siteflip lab up".
-# Two sites and a witness on loopback addresses of this machine, with mutual
+	fmt.Fprintf(&b, `# siteflip lab topology, written by "siteflip lab up".
+# %s on loopback addresses of this machine, with mutual
 # TLS from a throwaway certificate authority in pki/.
 name: lab
-tls:
+`, placesOf(locs))
+	b.WriteString(`tls:
   ca_file: pki/ca.crt
 operator:                          # the CLI's credential; --cert/--key for another
   cert_file: pki/lab-admin.crt
@@ -190,6 +207,11 @@ access:                            # certificate names and their roles
     max_data_loss: 5s
     rto_target: 30s
 `, demoGroup, cmp.Or(o.policy, "automatic"))
+	if sites := siteNames(locs); len(sites) > 2 {
+		// In order of preference: a failover takes the most advanced
+		// standby, the first of them when they are level.
+		fmt.Fprintf(&b, "    sites: [%s]\n", strings.Join(sites, ", "))
+	}
 	if o.flapPeriod > 0 {
 		fmt.Fprintf(&b, "    flap_period: %s\n", o.flapPeriod)
 	}
@@ -290,4 +312,24 @@ access:                            # certificate names and their roles
 		}
 	}
 	return b.String()
+}
+
+// siteNames are the names of the sites of locs, witnesses left out, in
+// order.
+func siteNames(locs []location) []string {
+	var out []string
+	for _, l := range locs {
+		if l.role == "site" {
+			out = append(out, l.name)
+		}
+	}
+	return out
+}
+
+// placesOf says what the lab's locations are, for its topology's header.
+func placesOf(locs []location) string {
+	if len(siteNames(locs)) == 3 {
+		return "Three sites (no witness: they outvote a lost one)"
+	}
+	return "Two sites and a witness"
 }
