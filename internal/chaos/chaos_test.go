@@ -101,7 +101,7 @@ func start(t *testing.T, o Options) *Env {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, site := range lab.NetNames() {
+			for _, site := range (lab.Options{Sites: o.Sites}).NetNames() {
 				if data, err := os.ReadFile(filepath.Join(dir, site, "agent.log")); err == nil {
 					lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 					t.Logf("last lines of %s/agent.log:\n%s", site, strings.Join(lines[max(0, len(lines)-25):], "\n"))

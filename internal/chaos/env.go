@@ -45,6 +45,9 @@ type Options struct {
 	MariaDB bool
 	// Stack runs webshop as the lab's web stack (lab.Options.Stack).
 	Stack bool
+	// Sites is the lab's number of sites (lab.Options.Sites): 3 adds
+	// liege and drops the witness.
+	Sites int
 }
 
 // Env is a lab in network namespaces with a writer and a probe running.
@@ -70,12 +73,17 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err := netns.Available(); err != nil {
 		return nil, err
 	}
-	n, err := netns.Create(ctx, netns.Options{Names: lab.NetNames()})
+	lo := lab.Options{Dir: o.Dir, Exe: o.Exe, Out: o.Out, Synchronous: o.Synchronous, FlapPeriod: o.FlapPeriod, Policy: o.Policy,
+		AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv, ReadyTimeout: 90 * time.Second, Stack: o.Stack, Sites: o.Sites}
+	if o.Sites == 3 {
+		lo.DB = lab.DBPostgres
+	}
+	n, err := netns.Create(ctx, netns.Options{Names: lo.NetNames()})
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Net: n, Group: "webshop", Lab: lab.Options{Dir: o.Dir, Exe: o.Exe, Out: o.Out, Net: n, Synchronous: o.Synchronous,
-		FlapPeriod: o.FlapPeriod, Policy: o.Policy, AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv, ReadyTimeout: 90 * time.Second, Stack: o.Stack}}
+	lo.Net = n
+	e := &Env{Net: n, Group: "webshop", Lab: lo}
 	if o.MariaDB {
 		e.Group, e.Lab.DB = "news", lab.DBMariaDB
 	}
@@ -116,7 +124,8 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 			return nil, err
 		}
 		targets := map[string]string{}
-		for _, site := range []string{"brussels", "antwerp"} {
+		g, _ := e.Topo.Group(e.Group)
+		for _, site := range g.Sites {
 			if targets[site], err = lab.SiteDSN(e.Topo, site); err != nil {
 				e.Close()
 				return nil, err
