@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"time"
+
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/status"
 )
@@ -72,7 +74,7 @@ func lagUpdates(t *config.Topology, snap status.Snapshot) []lagUpdate {
 				default:
 					continue
 				}
-				if known && sameLag(next, prev) {
+				if known && !materially(next, prev) {
 					continue
 				}
 				out = append(out, lagUpdate{g.Name, r.Name, site, next})
@@ -82,7 +84,26 @@ func lagUpdates(t *config.Topology, snap status.Snapshot) []lagUpdate {
 	return out
 }
 
-func sameLag(a, b status.Lag) bool {
-	return a.Seconds == b.Seconds && a.Bytes == b.Bytes && a.Epoch == b.Epoch && a.Streaming == b.Streaming &&
-		a.MeasuredAt.Equal(b.MeasuredAt) && a.SeenAt.Equal(b.SeenAt)
+// lagBytesSlack is how far the lag in bytes may move before the record
+// is written again: bytes are shown, the bound is judged on seconds.
+const lagBytesSlack = 16 << 20
+
+// materially says whether next differs enough from the stored prev to
+// be written: another epoch or streaming state; a lag or a staleness
+// moved by more than status.LagSlack (JudgeLag adds that much to the
+// bound); bytes by more than lagBytesSlack; or the record is
+// status.LagRefresh old. A record per standby per publication of the
+// primary's view was one etcd write per second per group.
+func materially(next, prev status.Lag) bool {
+	moved := func(a, b time.Duration) bool { return a-b > status.LagSlack || b-a > status.LagSlack }
+	seconds := func(l status.Lag) time.Duration { return time.Duration(l.Seconds * float64(time.Second)) }
+	switch {
+	case next.Epoch != prev.Epoch || next.Streaming != prev.Streaming:
+		return true
+	case moved(seconds(next), seconds(prev)) || moved(next.Staleness(), prev.Staleness()):
+		return true
+	case next.Bytes-prev.Bytes > lagBytesSlack || prev.Bytes-next.Bytes > lagBytesSlack:
+		return true
+	}
+	return next.SeenAt.Sub(prev.SeenAt) >= status.LagRefresh
 }

@@ -56,6 +56,20 @@ func TestLagUpdates(t *testing.T) {
 		{"a record of another epoch is not carried on", status.Snapshot{Records: rec, Lags: lags(status.Lag{Epoch: 3, Streaming: true}),
 			Views: view(t0.Add(5*time.Second), &status.ResourceView{Role: status.RoleUnknown})}, nil},
 		{"group not adopted", status.Snapshot{Views: view(t0, primary(t0, streaming))}, nil},
+		{"a lag that moved by less than LagSlack is not written again", status.Snapshot{Records: rec, Lags: lags(prev),
+			Views: view(t0.Add(10*time.Millisecond), primary(t0, streaming))}, nil},
+		{"a lag that grew by more than LagSlack is", status.Snapshot{Records: rec, Lags: lags(prev),
+			Views: view(t0.Add(10*time.Millisecond), primary(t0, status.StandbyView{Site: "antwerp", State: "streaming", LagBytes: 4096, LagSeconds: 0.2}))},
+			[]status.Lag{{Seconds: 0.2, Bytes: 4096, Epoch: 4, MeasuredAt: t0, SeenAt: t0.Add(10 * time.Millisecond), Streaming: true}}},
+		{"a measurement that went stale by more than LagSlack is", status.Snapshot{Records: rec, Lags: lags(prev),
+			Views: view(t0.Add(300*time.Millisecond), primary(t0, status.StandbyView{Site: "antwerp", State: "streaming", LagBytes: 100, LagSeconds: 0.01}))},
+			[]status.Lag{{Seconds: 0.01, Bytes: 100, Epoch: 4, MeasuredAt: t0, SeenAt: t0.Add(300 * time.Millisecond), Streaming: true}}},
+		{"bytes that moved by more than 16 MiB are", status.Snapshot{Records: rec, Lags: lags(prev),
+			Views: view(t0, primary(t0, status.StandbyView{Site: "antwerp", State: "streaming", LagBytes: 32 << 20, LagSeconds: 0.01}))},
+			[]status.Lag{{Seconds: 0.01, Bytes: 32 << 20, Epoch: 4, MeasuredAt: t0, SeenAt: t0, Streaming: true}}},
+		{"a record LagRefresh old is written again, though nothing moved", status.Snapshot{Records: rec, Lags: lags(prev),
+			Views: view(t0.Add(status.LagRefresh), primary(t0.Add(status.LagRefresh), status.StandbyView{Site: "antwerp", State: "streaming", LagBytes: 100, LagSeconds: 0.01}))},
+			[]status.Lag{{Seconds: 0.01, Bytes: 100, Epoch: 4, MeasuredAt: t0.Add(status.LagRefresh), SeenAt: t0.Add(status.LagRefresh), Streaming: true}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

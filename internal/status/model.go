@@ -132,11 +132,23 @@ var (
 	ErrLagTooFar  = errors.New("standby too far behind")
 )
 
+// LagSlack is how far a standby's lag, or the staleness of its
+// measurement, may move before the controller writes its record again
+// (lagUpdates in the agent): a record is rewritten when it matters, not
+// each time the primary publishes its view. JudgeLag adds it to the
+// bound, which so stays an upper bound.
+const LagSlack = 100 * time.Millisecond
+
+// LagRefresh is how old a lag record may grow, on its primary's clock,
+// before it is written again though nothing moved: status shows it.
+const LagRefresh = 10 * time.Second
+
 // JudgeLag says whether a failover to the standby with lag record l (nil:
 // none) may go ahead in epoch within maxLoss: the writes it may lose are
 // bounded by the lag, plus the staleness of the measurement, plus
 // serveLease, for which a cut-off primary may still acknowledge writes
-// before it fences itself. It returns that bound, and an error wrapping
+// before it fences itself, plus LagSlack, what the record may lag behind
+// the last measurement. It returns that bound, and an error wrapping
 // ErrLagUnknown or ErrLagTooFar that says why not.
 func JudgeLag(l *Lag, epoch int64, maxLoss, serveLease time.Duration) (time.Duration, error) {
 	switch {
@@ -148,10 +160,10 @@ func JudgeLag(l *Lag, epoch int64, maxLoss, serveLease time.Duration) (time.Dura
 		return 0, fmt.Errorf("%w: it was not streaming from its primary when last seen", ErrLagUnknown)
 	}
 	lag := time.Duration(l.Seconds * float64(time.Second))
-	bound := lag + l.Staleness() + serveLease
+	bound := lag + l.Staleness() + serveLease + LagSlack
 	if bound > maxLoss {
-		return bound, fmt.Errorf("%w: a failover may lose up to %s (lag %s (%d bytes), measured %s before its primary was last seen, and %s of serve lease), more than max_data_loss %s",
-			ErrLagTooFar, bound.Round(time.Millisecond), lag.Round(time.Millisecond), l.Bytes, l.Staleness().Round(time.Millisecond), serveLease, maxLoss)
+		return bound, fmt.Errorf("%w: a failover may lose up to %s (lag %s (%d bytes), measured %s before its primary was last seen, %s of serve lease and %s the record may lag), more than max_data_loss %s",
+			ErrLagTooFar, bound.Round(time.Millisecond), lag.Round(time.Millisecond), l.Bytes, l.Staleness().Round(time.Millisecond), serveLease, LagSlack, maxLoss)
 	}
 	return bound, nil
 }
