@@ -43,6 +43,7 @@ func main() {
 	switchovers := flag.Int("switchovers", 0, "switchovers, before the power cuts: the longest pause in acknowledged writes each causes")
 	db := flag.String("db", "postgres", "the lab's group: webshop on postgres, or news on mariadb")
 	cuts := flag.Int("cuts", 10, "cuts of the active site from the others")
+	sites := flag.Int("sites", 2, "the lab's sites: 2 (and a witness), or 3 (no witness; power cuts only, the controller wherever it is; section failover-3-sites)")
 	exe := flag.String("siteflip", "bin/siteflip", "siteflip binary the lab runs")
 	dir := flag.String("dir", "/tmp/siteflip-bench-failover", "lab directory (must not exist)")
 	out := flag.String("out", "bench/RESULTS.md", "results file; the failover section (failover-mariadb with -db mariadb) is replaced")
@@ -51,7 +52,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "failover: -db %q: use postgres or mariadb\n", *db)
 		os.Exit(2)
 	}
-	if err := run(*kills, *cuts, *switchovers, *db == "mariadb", *exe, *dir, *out); err != nil {
+	if *sites != 2 && (*sites != 3 || *db != "postgres") {
+		fmt.Fprintf(os.Stderr, "failover: -sites %d: use 2, or 3 with -db postgres\n", *sites)
+		os.Exit(2)
+	}
+	if err := run(*kills, *cuts, *switchovers, *sites, *db == "mariadb", *exe, *dir, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
 		os.Exit(1)
 	}
@@ -66,21 +71,27 @@ type result struct {
 	gaps                    []time.Duration // longest pause in acknowledged writes in each switchover
 	switchLost              int
 	mariadb                 bool
+	sites                   int
 }
 
-func run(kills, cuts, switchovers int, mariadb bool, exe, dir, out string) error {
+func run(kills, cuts, switchovers, sites int, mariadb bool, exe, dir, out string) error {
 	exe, err := filepath.Abs(exe)
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
 	// Failing over again and again is the point here: no flap damping.
-	e, err := chaos.Start(ctx, chaos.Options{Exe: exe, Dir: dir, Out: os.Stdout, FlapPeriod: time.Second, MariaDB: mariadb})
+	e, err := chaos.Start(ctx, chaos.Options{Exe: exe, Dir: dir, Out: os.Stdout, FlapPeriod: time.Second, MariaDB: mariadb, Sites: sites})
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	r := result{counted: map[int64]bool{}, loads: map[string][]float64{}, mariadb: mariadb}
+	r := result{counted: map[int64]bool{}, loads: map[string][]float64{}, mariadb: mariadb, sites: sites}
+	if sites == 3 {
+		// Without a witness there is nowhere to park the controller and
+		// the raft leadership: power cuts only, wherever they are.
+		switchovers, cuts = 0, 0
+	}
 	for i := 0; i < switchovers; i++ {
 		if err := switchTrial(ctx, e, &r, i); err != nil {
 			return fmt.Errorf("switchover %d: %w (the lab's logs: %s)", i+1, err, harness.KeepLogs(dir))
@@ -130,16 +141,18 @@ func killTrial(ctx context.Context, e *chaos.Env, r *result, i int) error {
 		return err
 	}
 	// Every other trial with the controller at the site that loses power,
-	// the others with it at the witness.
-	place := victim
-	if i%2 == 0 {
-		place = witnessOf(st)
-	}
-	if err := placeController(ctx, e, place); err != nil {
-		return err
-	}
-	if err := waitSettled(ctx, e); err != nil {
-		return err
+	// the others with it at the witness (three sites: where it is).
+	if r.sites != 3 {
+		place := victim
+		if i%2 == 0 {
+			place = witnessOf(st)
+		}
+		if err := placeController(ctx, e, place); err != nil {
+			return err
+		}
+		if err := waitSettled(ctx, e); err != nil {
+			return err
+		}
 	}
 	st, err = e.Client.Status(ctx)
 	if err != nil {
@@ -163,7 +176,11 @@ func killTrial(ctx context.Context, e *chaos.Env, r *result, i int) error {
 		r.rtos = append(r.rtos, rto)
 		r.loads["kill"] = append(r.loads["kill"], load)
 	}
-	if err := harness.BackAndReprotect(ctx, e.Client, e.Group, victim, other(victim), func() error { return lab.Heal(ctx, e.Lab, victim) }); err != nil {
+	to := other(victim)
+	if r.sites == 3 {
+		to = "" // the most advanced standby
+	}
+	if err := harness.BackAndReprotect(ctx, e.Client, e.Group, victim, to, func() error { return lab.Heal(ctx, e.Lab, victim) }); err != nil {
 		return err
 	}
 	lost, err := lostSince(ctx, e, cut, r.counted)
@@ -280,6 +297,9 @@ func write(path string, r result) error {
 		section, title = "failover-mariadb", "## MariaDB: switchover and automatic failover (`go run ./bench/failover -db mariadb -switchovers 20`, root)\n\n"
 		client = "at whichever server accepts writes (the news group on MariaDB, GTID replication, no VIP: the client tries the sites in turn and takes the first not read-only)"
 	}
+	if r.sites == 3 {
+		return writeThreeSites(path, r)
+	}
 	b.WriteString(title)
 	fmt.Fprintf(&b, "Lab in network namespaces on one machine (%s), defaults (serve_lease 400ms, fence_margin 250ms); a writer inserts unique ids at 200/s %s, and connects with a 250 ms timeout, retrying at once; a probe asks both databases every 50 ms whether they accept writes. Each trial fails over the other way after the old site came back and was reprotected, and starts once the raft leadership is at the witness. Every other power cut hits the site that holds the controller, the others are made with the controller at the witness (it is moved by restarting the agent that holds it, as an operator would). Load is the 1-minute load average when each trial began (median, max).\n\n", harness.Machine(), client)
 	b.WriteString("| measure | n | median | max | acknowledged writes lost | load | target |\n| --- | --- | --- | --- | --- | --- | --- |\n")
@@ -358,4 +378,19 @@ func placeController(ctx context.Context, e *chaos.Env, site string) error {
 		}
 	}
 	return fmt.Errorf("the controller never landed at %s", site)
+}
+
+// writeThreeSites writes the power cuts of a lab of three sites.
+func writeThreeSites(path string, r result) error {
+	var b strings.Builder
+	b.WriteString("## Automatic failover with three sites (`go run ./bench/failover -sites 3 -kills 20`, root)\n\n")
+	fmt.Fprintf(&b, "Lab in network namespaces on one machine (%s), defaults (serve_lease 400ms, fence_margin 250ms), three sites (brussels, antwerp, liege) and no witness. A writer inserts unique ids at 200/s through the VIP. At each power cut of the active site, a failover waits until both standbys reported their position after marking the lost site, takes the most advanced, and the third site rejoins the new primary after the checks (not part of the RTO). The old site then comes back and is reprotected. The controller and the raft leadership are wherever the elections put them. Load is the 1-minute load average when each trial began (median, max).\n\n", harness.Machine())
+	b.WriteString("| measure | n | median | max | acknowledged writes lost | load | target |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	all := append(append([]time.Duration{}, r.rtos...), r.rtosController...)
+	m, x := harness.Stats(all)
+	fmt.Fprintf(&b, "| power cut at the active site → first write acknowledged at another (RTO) | %d | %s | %s | %d | %s | ≤ 1.5 s median, ≤ 2 s worst |\n", len(all), harness.Figure(m, len(all)), harness.Figure(x, len(all)), r.killLost, harness.Loads(append(r.loads["kill"], r.loads["kill-controller"]...)))
+	m, x = harness.Stats(r.rtosController)
+	fmt.Fprintf(&b, "| of which the cut site held the controller | %d | %s | %s | | | |\n", len(r.rtosController), harness.Figure(m, len(r.rtosController)), harness.Figure(x, len(r.rtosController)))
+	fmt.Fprintf(&b, "\nMoments when two databases accepted writes (50 ms probe): %d. Writes lost are those the killed primary acknowledged and had not replicated (asynchronous replication, within max_data_loss 5s).\n", r.both)
+	return harness.WriteSection(path, "failover-3-sites", b.String())
 }

@@ -78,10 +78,15 @@ func BackAndReprotect(ctx context.Context, c *api.Client, group, victim, to stri
 		}
 		return nil
 	}
-	if err := wait("failover to "+to, func(st status.Status) bool {
+	where := to
+	if to == "" {
+		where = "a site other than " + victim
+	}
+	if err := wait("failover to "+where, func(st status.Status) bool {
 		for _, g := range st.Groups {
 			if g.Name == group {
-				return g.ActiveSite == to && g.Run == ""
+				moved := g.ActiveSite == to || to == "" && g.ActiveSite != "" && g.ActiveSite != victim
+				return moved && g.Run == ""
 			}
 		}
 		return false
