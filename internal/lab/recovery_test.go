@@ -249,6 +249,16 @@ func TestSwitchoversAndControllerCrash(t *testing.T) {
 // pgExec runs one statement on the lab's database at site.
 func pgExec(t *testing.T, topo *config.Topology, site, sql string) {
 	t.Helper()
+	withPG(t, topo, site, func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, sql)
+		return err
+	})
+}
+
+// withPG calls f with a connection to the lab's database at site, for 5 s
+// at most; an error fails the test.
+func withPG(t *testing.T, topo *config.Topology, site string, f func(context.Context, *pgx.Conn) error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	conn, err := pgConnect(ctx, topo, site)
@@ -256,8 +266,8 @@ func pgExec(t *testing.T, topo *config.Topology, site, sql string) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		t.Fatal(err)
+	if err := f(ctx, conn); err != nil {
+		t.Fatalf("at %s: %v", site, err)
 	}
 }
 

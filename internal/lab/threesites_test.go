@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
@@ -206,16 +207,12 @@ func siteOfResource(st status.Status, site string) (status.ResourceSiteStatus, b
 // pgScan runs a query on the lab's database at site and scans its one row.
 func pgScan(t *testing.T, topo *config.Topology, site, sql string, dest ...any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	conn, err := pgConnect(ctx, topo, site)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if err := conn.QueryRow(ctx, sql).Scan(dest...); err != nil {
-		t.Fatalf("%s at %s: %v", sql, site, err)
-	}
+	withPG(t, topo, site, func(ctx context.Context, conn *pgx.Conn) error {
+		if err := conn.QueryRow(ctx, sql).Scan(dest...); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+		return nil
+	})
 }
 
 // streamingStandbys are the application names of the standbys the
@@ -492,7 +489,7 @@ func TestUnhealthyStandbys(t *testing.T) {
 		{"two sites", lab(standby("antwerp", true)), ""},
 		{"three sites", lab(standby("antwerp", true), standby("liege", true)), ""},
 		{"liege not streaming", lab(standby("antwerp", true), standby("liege", false)), "db of webshop at liege is not a streaming standby yet (standby)"},
-		{"no lag yet", lab(standby("antwerp", true), status.ResourceSiteStatus{Site: "liege", Role: status.RoleStandby, Streaming: true}), "db at liege reports no lag yet"},
+		{"no lag yet", lab(standby("antwerp", true), status.ResourceSiteStatus{Site: "liege", Role: status.RoleStandby, Streaming: true}), "db of webshop at liege reports no lag yet"},
 	} {
 		if got := unhealthy(tc.st); got != tc.want {
 			t.Errorf("%s: unhealthy = %q, want %q", tc.name, got, tc.want)
