@@ -29,9 +29,9 @@ func runLab(e *env, args []string) error {
 	fs := e.flags("lab")
 	dir := fs.String("dir", lab.DefaultDir, "`DIR` of the lab")
 	withNet := fs.Bool("netns", false, "up: put each location in its own network namespace on a bridge (root only)")
-	db := fs.String("db", "", "up: the databases the lab runs: postgres (group webshop), mariadb (group news) or both; default both when MariaDB can run here, else postgres")
+	db := fs.String("db", "", "up: the databases the lab runs: postgres (group webshop), mariadb (group news) or both; default both when MariaDB can run here, else postgres. With --groups, what each group holds: none (the default) or postgres (a primary at brussels, a standby at antwerp)")
 	group := fs.String("group", "", "writer: the group it writes to")
-	groups := fs.Int("groups", 0, "up: add `N` data-less groups, a name each (svc-NNNN.scale.lab.), all active at brussels: the scale lab; without --db, its only groups")
+	groups := fs.Int("groups", 0, "up: the scale lab: `N` groups and no others, all active at brussels, a name each (svc-NNNN.scale.lab.); with --db postgres each (pg-NNNN) also a small PostgreSQL database")
 	stack := fs.Bool("stack", true, "up: run webshop as a web stack: storage, an app per site, HAProxy in front, a web writer (needs PostgreSQL)")
 	sites := fs.Int("sites", 2, "up: `N` sites: 2 (brussels, antwerp, and the witness frankfurt) or 3 (brussels, antwerp and liege, no witness; webshop alone, without the web stack)")
 	onSite := fs.String("site", "", "app, storage, service: the `SITE` they are at")
@@ -56,8 +56,13 @@ func runLab(e *env, args []string) error {
 	if *groups < 0 {
 		return fmt.Errorf("--groups %d: give a number of groups, 0 or more", *groups)
 	}
-	if o.DB == "" && o.Groups > 0 {
-		o.DB = lab.DBNone // the scale lab: data-less groups only
+	if o.Groups > 0 {
+		if o.DB == "" {
+			o.DB = lab.DBNone // the scale lab: data-less groups
+		}
+		if !flagSet(fs, "stack") {
+			o.Stack = false // the stack is webshop's, which the scale lab does not run
+		}
 	}
 	if o.Sites == 3 {
 		// Three sites run webshop alone: news and the web stack are
@@ -122,7 +127,7 @@ func runLab(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		return lab.InitDatabase(ctx, o, s)
+		return lab.InitDatabase(ctx, o, *group, s)
 	case "down":
 		return lab.Down(o)
 	case "kill-agent":

@@ -23,7 +23,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
@@ -67,7 +70,9 @@ type Options struct {
 	Policy string
 	// DB says which databases the lab runs (DBPostgres, DBMariaDB, DBBoth):
 	// the webshop group on PostgreSQL, the news group on MariaDB. Empty:
-	// PostgreSQL alone.
+	// PostgreSQL alone. In the scale lab (Groups) it says what each of
+	// its groups holds instead: nothing (DBNone, or empty) or a
+	// PostgreSQL database (DBPostgres).
 	DB string
 	// Unpassable adds to webshop a check that can never pass (a TCP
 	// connection to a port nobody listens on): tests of what a failing
@@ -82,11 +87,19 @@ type Options struct {
 	// person's approval once the storage is read-write, before the app
 	// starts.
 	Approval bool
-	// Groups adds that many data-less groups, the scale lab: each a name
-	// (svc-NNNN.scale.lab.) that every agent answers, on its site's one
-	// DNS listener, with the active site's address; all prefer brussels.
-	// With DB none they are the lab's only groups.
+	// Groups makes the lab the scale lab: that many groups and no other,
+	// all preferring brussels, each a name (svc-NNNN.scale.lab.) that
+	// every agent answers, on its site's one DNS listener, with the
+	// active site's address. With DB postgres each (pg-NNNN) also holds a
+	// small PostgreSQL database of its own, a primary at brussels and a
+	// standby at each other site, on port 15432+N of each site's address
+	// (scaleDB), and the name (pg-NNNN.scale.lab.) depends on it.
 	Groups int
+	// ServeLease, when set, replaces the topology's serve_lease (and so
+	// how soon a site that hears from no other fences itself, and how
+	// soon the others may declare it lost): benchmarks weigh it against
+	// the load of many databases on one machine.
+	ServeLease time.Duration
 	// Sites is the number of sites: 2 (or 0), brussels and antwerp with
 	// the witness frankfurt; or 3, brussels, antwerp and liege without a
 	// witness, webshop with a standby at each of the other two. Three
@@ -126,7 +139,7 @@ func Up(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	withPG, withMaria, err := o.dbs()
+	withPG, withMaria, scalePG, err := o.dbs()
 	if err != nil {
 		return err
 	}
@@ -134,6 +147,16 @@ func Up(ctx context.Context, o Options) error {
 		return err
 	}
 	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv, Sites: o.Sites}
+	var dbs []pgDB // the lab's PostgreSQL databases
+	if withPG {
+		dbs = append(dbs, webshopDB)
+	}
+	if scalePG {
+		st.PGGroups = o.Groups
+		for i := 1; i <= o.Groups; i++ {
+			dbs = append(dbs, scaleDB(i))
+		}
+	}
 	if o.Net != nil {
 		if st.Net, err = newNetState(o.Net, o.NetOwned, labLocations(o.Sites)); err != nil {
 			return err
@@ -141,12 +164,12 @@ func Up(ctx context.Context, o Options) error {
 	}
 	var addrs []string
 	if o.Net == nil {
-		addrs = addresses(st.locs()) // fresh namespaces: nothing listens there yet
+		addrs = addresses(st.locs(), st.PGGroups) // fresh namespaces: nothing listens there yet
 	}
 	var proxyBin string
 	if o.Stack {
 		if !withPG {
-			return fmt.Errorf("the web stack runs in front of webshop, on PostgreSQL: run the lab with --db postgres or both, or without the stack (--stack=false)")
+			return fmt.Errorf("the web stack runs in front of webshop, on PostgreSQL: run the lab with --db postgres or both and without --groups, or without the stack (--stack=false)")
 		}
 		proxyBin, _ = haproxy.Binary() // none: a stack without a proxy
 		st.Stack = newStackState(st.locs(), proxyBin != "")
@@ -157,7 +180,7 @@ func Up(ctx context.Context, o Options) error {
 		return err
 	}
 	binDir := pgBinDir()
-	if binDir == "" && withPG {
+	if binDir == "" && len(dbs) > 0 {
 		return fmt.Errorf("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: install them with `apt-get install postgresql-15` (`make lab` does this when run as root), or run the lab with --db mariadb")
 	}
 	if withMaria {
@@ -183,7 +206,7 @@ func Up(ctx context.Context, o Options) error {
 		st.stop(run, 10*time.Second)
 		st.Processes = nil
 		_ = st.save()
-		return fmt.Errorf("%w\nthe lab did not come up; its logs are in %s (agent.log, pg/postgres.log per location); `siteflip lab down --dir %s` removes it", err, dir, dir)
+		return fmt.Errorf("%w\nthe lab did not come up; its logs are in %s (agent.log, pg*/postgres.log per location); `siteflip lab down --dir %s` removes it", err, dir, dir)
 	}
 	fmt.Fprintf(o.Out, "creating the lab in %s\n", dir)
 	if o.Net != nil {
@@ -192,7 +215,7 @@ func Up(ctx context.Context, o Options) error {
 		}
 	}
 	t, err := writeFiles(dir, binDir, st.locs(), groupOptions{synchronous: o.Synchronous, flapPeriod: o.FlapPeriod, policy: o.Policy, net: st.Net,
-		postgres: withPG, mariadb: withMaria, unpassable: o.Unpassable, stack: st.Stack, exe: o.Exe, groups: o.Groups})
+		postgres: withPG, mariadb: withMaria, unpassable: o.Unpassable, stack: st.Stack, exe: o.Exe, groups: o.Groups, scalePostgres: scalePG, serveLease: o.ServeLease})
 	if err != nil {
 		return fail(err)
 	}
@@ -201,8 +224,8 @@ func Up(ctx context.Context, o Options) error {
 	if err := st.startRouter(ctx); err != nil {
 		return fail(err)
 	}
-	if withPG {
-		if err := startDatabases(ctx, st, t, o); err != nil {
+	if len(dbs) > 0 {
+		if err := startDatabases(ctx, st, t, o, dbs); err != nil {
 			return fail(err)
 		}
 	}
@@ -249,7 +272,7 @@ func Up(ctx context.Context, o Options) error {
 	if err := waitHealthy(ctx, t, timeout, o.Out); err != nil {
 		return fail(err)
 	}
-	printNext(o.Out, dir, o.Exe, st.locs(), withPG, withMaria, st.Stack, o.Groups)
+	printNext(o.Out, dir, o.Exe, st.locs(), withPG, withMaria, st.Stack, o.Groups, scalePG)
 	return nil
 }
 
@@ -342,9 +365,9 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// instance returns the postgres instance of the lab at site.
-func (st *state) instance(t *config.Topology, site string) (postgres.Instance, bool) {
-	g, ok := t.Group(demoGroup)
+// instance returns the server of group's PostgreSQL database at site.
+func (st *state) instance(t *config.Topology, group, site string) (postgres.Instance, bool) {
+	g, ok := t.Group(group)
 	if !ok {
 		return postgres.Instance{}, false
 	}
@@ -356,19 +379,60 @@ func (st *state) instance(t *config.Topology, site string) (postgres.Instance, b
 	return postgres.Instance{}, false
 }
 
-// startDatabases makes webshop's preferred site (brussels) the primary
-// and the database at each of its other sites (antwerp; liege with three
-// sites) a standby streaming from it.
-func startDatabases(ctx context.Context, st *state, t *config.Topology, o Options) error {
-	out := o.Out
-	g, ok := t.Group(demoGroup)
-	if !ok {
-		return fmt.Errorf("the lab topology has no group %s", demoGroup)
+// instances returns every PostgreSQL server of the lab at site by its
+// group: webshop's, or the scale lab's groups'.
+func (st *state) instances(t *config.Topology, site string) map[string]postgres.Instance {
+	out := map[string]postgres.Instance{}
+	for _, g := range t.Groups {
+		if in, ok := st.instance(t, g.Name, site); ok {
+			out[g.Name] = in
+		}
 	}
-	primary, _ := st.instance(t, g.PreferredSite)
+	return out
+}
+
+// dbStarts is how many databases lab up and heal start at once: the
+// scale lab's dozens of servers come up in a fraction of the time one
+// after the other takes, without an initdb per core starving the rest.
+const dbStarts = 4
+
+// startDatabases creates and starts the lab's PostgreSQL databases,
+// dbStarts at a time, each as startDatabase does.
+func startDatabases(ctx context.Context, st *state, t *config.Topology, o Options, dbs []pgDB) error {
+	began := time.Now()
+	var mu sync.Mutex // o.Out is shared
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(dbStarts)
+	for _, d := range dbs {
+		eg.Go(func() error {
+			return startDatabase(ctx, st, t, d, o.Exe, func(format string, args ...any) {
+				mu.Lock()
+				defer mu.Unlock()
+				fmt.Fprintf(o.Out, format, args...)
+			})
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+	if len(dbs) > 1 {
+		fmt.Fprintf(o.Out, "started %d PostgreSQL databases in %s\n", len(dbs), time.Since(began).Round(100*time.Millisecond))
+	}
+	return nil
+}
+
+// startDatabase makes the group's preferred site (brussels) the
+// primary of its database d and the server at each of its other sites
+// (antwerp; liege with three sites) a standby streaming from it.
+func startDatabase(ctx context.Context, st *state, t *config.Topology, d pgDB, exe string, printf func(string, ...any)) error {
+	g, ok := t.Group(d.group)
+	if !ok {
+		return fmt.Errorf("the lab topology has no group %s", d.group)
+	}
+	primary, _ := st.instance(t, d.group, g.PreferredSite)
 	var standbys []postgres.Instance
 	for _, site := range g.Sites {
-		if in, ok := st.instance(t, site); ok && site != g.PreferredSite {
+		if in, ok := st.instance(t, d.group, site); ok && site != g.PreferredSite {
 			standbys = append(standbys, in)
 		}
 	}
@@ -387,8 +451,14 @@ func startDatabases(ctx context.Context, st *state, t *config.Topology, o Option
 	}
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := st.initDatabase(ictx, o.Exe, primary, func() error { return primary.InitPrimary(ictx, superPW, replPW) }); err != nil {
+	if err := st.initDatabase(ictx, exe, d.group, primary, func() error { return primary.InitPrimary(ictx, superPW, replPW) }); err != nil {
 		return err
+	}
+	if d.small {
+		// Before the standbys are cloned, which copies the file.
+		if err := appendConf(primary.Settings.DataDir, smallConf); err != nil {
+			return err
+		}
 	}
 	if err := startPostgres(ictx, st, primary); err != nil {
 		return err
@@ -397,17 +467,28 @@ func startDatabases(ctx context.Context, st *state, t *config.Topology, o Option
 	if err := postgres.EnsureBootGuard(primary.Settings.DataDir); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "started PostgreSQL primary at %s (%s:%d)\n", primary.Site, primary.Settings.Host, primary.Settings.Port)
+	servers := []string{fmt.Sprintf("primary at %s (%s:%d)", primary.Site, primary.Settings.Host, primary.Settings.Port)}
 	for _, standby := range standbys {
-		if err := st.initDatabase(ictx, o.Exe, standby, func() error { return standby.CloneStandby(ictx, primary.Settings, replPW) }); err != nil {
+		if err := st.initDatabase(ictx, exe, d.group, standby, func() error { return standby.CloneStandby(ictx, primary.Settings, replPW) }); err != nil {
 			return err
 		}
 		if err := startPostgres(ictx, st, standby); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "started PostgreSQL standby at %s (%s:%d), streaming from %s\n", standby.Site, standby.Settings.Host, standby.Settings.Port, primary.Site)
+		servers = append(servers, fmt.Sprintf("standby at %s (%s:%d)", standby.Site, standby.Settings.Host, standby.Settings.Port))
 	}
+	printf("started PostgreSQL of %s: %s, streaming from %s\n", d.group, strings.Join(servers, ", "), primary.Site)
 	return nil
+}
+
+// appendConf adds conf to the postgresql.conf of the cluster in dataDir.
+func appendConf(dataDir, conf string) error {
+	f, err := os.OpenFile(filepath.Join(dataDir, "postgresql.conf"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(conf)
+	return errors.Join(err, f.Close())
 }
 
 func startPostgres(ctx context.Context, st *state, in postgres.Instance) error {
@@ -513,7 +594,7 @@ func unhealthy(st status.Status) string {
 				case s.Role != status.RoleStandby || !s.Streaming:
 					return fmt.Sprintf("%s of %s at %s is not a streaming standby yet (%s)", r.Name, g.Name, s.Site, s.Role)
 				case s.LagSeconds == nil:
-					return fmt.Sprintf("%s at %s reports no lag yet", r.Name, s.Site)
+					return fmt.Sprintf("%s of %s at %s reports no lag yet", r.Name, g.Name, s.Site)
 				}
 			}
 		}
@@ -521,7 +602,7 @@ func unhealthy(st status.Status) string {
 	return ""
 }
 
-func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria bool, stack *stackState, groups int) {
+func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria bool, stack *stackState, groups int, scalePG bool) {
 	cfg := filepath.Join(dir, "siteflip.yaml")
 	fmt.Fprintf(w, "\nThe lab is up in %s:\n", dir)
 	for _, l := range locs {
@@ -532,6 +613,9 @@ func printNext(w io.Writer, dir, exe string, locs []location, withPG, withMaria 
 			}
 			if withMaria {
 				db += ", MariaDB " + pick(l.name == newsSite(withPG), "primary", "replica") + " :3306"
+			}
+			if scalePG {
+				db += fmt.Sprintf(", %d PostgreSQL %s :%d-%d", groups, pick(l.name == "brussels", "primaries", "standbys"), scaleDB(1).port, scaleDB(groups).port)
 			}
 		}
 		if stack != nil && stack.Apps[l.name] != "" {
@@ -586,10 +670,20 @@ site moves the group active there and leaves the other alone; `+"`siteflip failb
 each back to its preferred site once the cut site is healed and reprotected.`)
 		}
 	}
-	if groups > 0 {
+	switch {
+	case groups > 0 && scalePG:
+		first, last := scaleDB(1), scaleDB(groups)
+		fmt.Fprintf(w, `%d PostgreSQL groups, %s to %s: each a database of its own, a primary at brussels and a
+standby streaming at %s, on port %d to %d of each site's address (data, socket and log:
+%s/SITE/pg-NNNN), and a name that every agent answers with the active site's address on its
+one DNS listener (dig @127.0.2.1 -p %d %s). They hold no data and no writer writes to them:
+psql -h 127.0.1.1 -p %d -U siteflip %s (password: %s/secrets/postgres.password).
+`, groups, first.group, last.group, strings.Join(slices.DeleteFunc(siteNames(locs), func(s string) bool { return s == "brussels" }), " and "),
+			first.port, last.port, dir, dnsPort, scaleName(first.group), first.port, first.database, dir)
+	case groups > 0:
 		fmt.Fprintf(w, `%d data-less groups, %s to %s: each a name that every agent answers with the active
 site's address on its one DNS listener (dig @127.0.2.1 -p %d %s).
-`, groups, scaleGroup(1), scaleGroup(groups), dnsPort, scaleName(1))
+`, groups, scaleGroup(1), scaleGroup(groups), dnsPort, scaleName(scaleGroup(1)))
 	}
 	fmt.Fprintf(w, `
 Try next:
@@ -643,6 +737,7 @@ func Disaster(o Options, site string) error {
 	if len(run) == 0 {
 		return fmt.Errorf("nothing of %s is running: it is already down (`siteflip lab heal %s --dir %s` brings it back)", site, site, st.Dir)
 	}
+	st.cut(run)
 	st.kill(run)
 	st.forget(ps)
 	if err := st.save(); err != nil {
@@ -694,6 +789,7 @@ func KillDatabase(o Options, site string) error {
 	if len(run) == 0 {
 		return fmt.Errorf("no database server of %s is running", site)
 	}
+	st.cut(run)
 	st.kill(run)
 	var mine []proc
 	for _, p := range st.of(site) {
@@ -736,18 +832,17 @@ func StartDatabase(ctx context.Context, o Options, site string) error {
 	if err != nil {
 		return err
 	}
-	started, up := 0, 0
-	if in, ok := st.instance(t, site); ok {
-		switch err := startPostgresAgain(ctx, st, in); {
-		case errors.Is(err, errUp):
-			up++
-		case err != nil:
-			return err
-		default:
-			started++
-			fmt.Fprintf(o.Out, "started PostgreSQL at %s: read-only until its agent, from the group's record, makes it the primary again or leaves it a standby\n", site)
-		}
+	pgStarted, up, err := startPostgresesAgain(ctx, st, t, site)
+	if err != nil {
+		return err
 	}
+	switch {
+	case pgStarted == 1:
+		fmt.Fprintf(o.Out, "started PostgreSQL at %s: read-only until its agent, from the group's record, makes it the primary again or leaves it a standby\n", site)
+	case pgStarted > 1:
+		fmt.Fprintf(o.Out, "started %d PostgreSQL servers at %s: read-only until its agent, from each group's record, makes them primaries again or leaves them standbys\n", pgStarted, site)
+	}
+	started := pgStarted
 	in, ok, err := mariadbInstance(t, site)
 	if err != nil {
 		return err
@@ -769,15 +864,45 @@ func StartDatabase(ctx context.Context, o Options, site string) error {
 	return st.save()
 }
 
-// startPostgresAgain starts the PostgreSQL server of site, if it has its
+// startPostgresesAgain starts the lab's PostgreSQL servers at site that
+// do not run, dbStarts at a time, each as startPostgresAgain does, and
+// says how many it started and how many ran already. It tries them all:
+// the errors are those of the servers it could not start.
+func startPostgresesAgain(ctx context.Context, st *state, t *config.Topology, site string) (started, up int, err error) {
+	var mu sync.Mutex
+	var errs []error
+	var eg errgroup.Group
+	eg.SetLimit(dbStarts)
+	ins := st.instances(t, site)
+	for _, group := range slices.Sorted(maps.Keys(ins)) {
+		eg.Go(func() error {
+			err := startPostgresAgain(ctx, st, group, ins[group])
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, errUp):
+				up++
+			case err != nil:
+				errs = append(errs, err)
+			default:
+				started++
+			}
+			return nil
+		})
+	}
+	_ = eg.Wait()
+	return started, up, errors.Join(errs...)
+}
+
+// startPostgresAgain starts group's PostgreSQL server in, if it has its
 // boot guard.
-func startPostgresAgain(ctx context.Context, st *state, in postgres.Instance) error {
-	if ps := st.postmasters(in.Site); len(ps) > 0 {
-		return fmt.Errorf("PostgreSQL at %s: %w (%s)", in.Site, errUp, names(ps))
+func startPostgresAgain(ctx context.Context, st *state, group string, in postgres.Instance) error {
+	if pid, ok := postgres.Postmaster(in.Settings.DataDir); ok {
+		return fmt.Errorf("PostgreSQL of %s at %s: %w (pid %d)", group, in.Site, errUp, pid)
 	}
 	if _, err := os.Stat(filepath.Join(in.Settings.DataDir, "standby.signal")); err != nil {
-		return fmt.Errorf("PostgreSQL at %s stays stopped: its data directory %s has no boot guard (standby.signal), so it would come up as a writable primary without its agent; "+
-			"start its agent alone (it starts the database when the group's record says so), or `siteflip reprotect` rejoins it", in.Site, in.Settings.DataDir)
+		return fmt.Errorf("PostgreSQL of %s at %s stays stopped: its data directory %s has no boot guard (standby.signal), so it would come up as a writable primary without its agent; "+
+			"start its agent alone (it starts the database when the group's record says so), or `siteflip reprotect %s` rejoins it", group, in.Site, in.Settings.DataDir, group)
 	}
 	return startPostgres(ctx, st, in)
 }
@@ -909,7 +1034,7 @@ func Down(o Options) error {
 	}
 	var busy []string
 	if st.Net == nil {
-		addrs := addresses(st.locs())
+		addrs := addresses(st.locs(), st.PGGroups)
 		if st.Stack != nil {
 			addrs = append(addrs, st.Stack.addresses(true)...)
 		}

@@ -172,7 +172,7 @@ func TestLab(t *testing.T) {
 	if procs := processesOf(t, o.Dir); len(procs) > 0 {
 		t.Errorf("processes left after lab down: %v", procs)
 	}
-	for _, addr := range addresses(locations) {
+	for _, addr := range addresses(locations, 0) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Errorf("%s still taken after lab down: %v", addr, err)

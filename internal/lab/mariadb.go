@@ -38,7 +38,7 @@ const (
 	DBPostgres = "postgres"
 	DBMariaDB  = "mariadb"
 	DBBoth     = "both"
-	// DBNone runs no database: the scale lab's data-less groups only
+	// DBNone runs no database: the scale lab's groups are data-less
 	// (Options.Groups).
 	DBNone = "none"
 )
@@ -64,22 +64,34 @@ func MariaDBAvailable() error {
 	return nil
 }
 
-// dbs says which databases the lab runs: postgres, mariadb or both.
-func (o Options) dbs() (postgres, maria bool, err error) {
+// dbs says which databases the lab runs: webshop's PostgreSQL, news's
+// MariaDB, and, in the scale lab (Options.Groups), whether each of its
+// groups has a PostgreSQL database (DB postgres) or none (DB none or
+// empty); the scale lab runs neither webshop nor news.
+func (o Options) dbs() (postgres, maria, scalePG bool, err error) {
+	if o.Groups > 0 {
+		switch o.DB {
+		case "", DBNone:
+			return false, false, false, nil
+		case DBPostgres:
+			if o.Groups > maxPGGroups {
+				return false, false, false, fmt.Errorf("--groups %d --db postgres: at most %d PostgreSQL groups, two servers each on this one machine; use fewer, or data-less groups (--db none) for more", o.Groups, maxPGGroups)
+			}
+			return false, false, true, nil
+		}
+		return false, false, false, fmt.Errorf("--groups %d --db %s: the scale lab's groups are data-less (--db none, the default) or each a PostgreSQL pair (--db postgres); webshop and news run without --groups", o.Groups, o.DB)
+	}
 	switch o.DB {
 	case "", DBPostgres:
-		return true, false, nil
+		return true, false, false, nil
 	case DBMariaDB:
-		return false, true, nil
+		return false, true, false, nil
 	case DBBoth:
-		return true, true, nil
+		return true, true, false, nil
 	case DBNone:
-		if o.Groups == 0 {
-			return false, false, fmt.Errorf("--db none runs no group: add data-less groups with --groups N")
-		}
-		return false, false, nil
+		return false, false, false, fmt.Errorf("--db none runs no group: add data-less groups with --groups N")
 	}
-	return false, false, fmt.Errorf("--db %q: use postgres, mariadb, both or none (with --groups N)", o.DB)
+	return false, false, false, fmt.Errorf("--db %q: use postgres, mariadb, both or none (with --groups N)", o.DB)
 }
 
 // newsSite is where the news group prefers to run: antwerp when the lab

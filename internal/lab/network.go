@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -182,26 +183,27 @@ func (st *state) wrap(site string, cmd *exec.Cmd) *exec.Cmd {
 	return w
 }
 
-// initDatabase runs setup (creating the primary or cloning the standby)
-// here, or, when the lab has a network, as `siteflip lab db-init SITE` in
-// the site's namespace: the setup starts a server on the site's address,
-// which exists only there.
-func (st *state) initDatabase(ctx context.Context, exe string, in postgres.Instance, setup func() error) error {
+// initDatabase runs setup (creating group's primary or cloning its
+// standby) here, or, when the lab has a network, as `siteflip lab db-init
+// --group GROUP SITE` in the site's namespace: the setup starts a server
+// on the site's address, which exists only there.
+func (st *state) initDatabase(ctx context.Context, exe, group string, in postgres.Instance, setup func() error) error {
 	if st.Net == nil {
 		return setup()
 	}
-	cmd := st.wrap(in.Site, exec.CommandContext(ctx, exe, "lab", "db-init", "--dir", st.Dir, in.Site))
+	cmd := st.wrap(in.Site, exec.CommandContext(ctx, exe, "lab", "db-init", "--dir", st.Dir, "--group", group, in.Site))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("set up the database at %s in its namespace: %w\n%s", in.Site, err, out)
 	}
 	return nil
 }
 
-// InitDatabase creates the lab's primary (at webshop's preferred site,
-// brussels) or clones a standby from it (antwerp, liege) in the lab in
-// o.Dir; `lab up` runs it in the site's namespace when the lab has a
-// network.
-func InitDatabase(ctx context.Context, o Options, site string) error {
+// InitDatabase creates the primary of group's database (at its preferred
+// site, brussels; webshop's when group is "") or clones a standby from it
+// (antwerp, liege) in the lab in o.Dir; `lab up` runs it in the site's
+// namespace when the lab has a network.
+func InitDatabase(ctx context.Context, o Options, group, site string) error {
+	group = cmp.Or(group, demoGroup)
 	st, err := loadState(o.Dir)
 	if err != nil {
 		return err
@@ -210,15 +212,15 @@ func InitDatabase(ctx context.Context, o Options, site string) error {
 	if err != nil {
 		return err
 	}
-	in, ok := st.instance(t, site)
+	in, ok := st.instance(t, group, site)
 	if !ok {
-		return fmt.Errorf("%s has no database in the lab", site)
+		return fmt.Errorf("%s has no database of %s in the lab", site, group)
 	}
 	replPW, err := in.Settings.ReplicationPassword()
 	if err != nil {
 		return err
 	}
-	g, _ := t.Group(demoGroup)
+	g, _ := t.Group(group)
 	if site == g.PreferredSite {
 		superPW, err := in.Settings.Password()
 		if err != nil {
@@ -226,7 +228,7 @@ func InitDatabase(ctx context.Context, o Options, site string) error {
 		}
 		return in.InitPrimary(ctx, superPW, replPW)
 	}
-	primary, _ := st.instance(t, g.PreferredSite)
+	primary, _ := st.instance(t, group, g.PreferredSite)
 	return in.CloneStandby(ctx, primary.Settings, replPW)
 }
 

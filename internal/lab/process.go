@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,6 +34,13 @@ type state struct {
 	Stack *stackState `json:"stack,omitempty"`
 	// Sites is Options.Sites: 3 for a lab with liege, else 0 or 2.
 	Sites int `json:"sites,omitempty"`
+	// PGGroups is the number of the scale lab's PostgreSQL groups, whose
+	// servers listen on ports of their own (scaleDB).
+	PGGroups int `json:"pg_groups,omitempty"`
+
+	// mu guards Processes and the file while databases start side by
+	// side (startDatabases).
+	mu sync.Mutex
 }
 
 // proc is one process the lab started, in a session of its own so that its
@@ -159,6 +167,8 @@ func (st *state) start(site, name string, cmd *exec.Cmd, logPath string) (proc, 
 	if err := cmd.Start(); err != nil {
 		return proc{}, fmt.Errorf("start %s of %s: %w", name, orLab(site), err)
 	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	p, err := st.record(site, name, cmd.Process.Pid)
 	if err != nil {
 		_ = cmd.Process.Kill()
@@ -206,6 +216,62 @@ func (st *state) kill(ps []proc) {
 	}
 }
 
+// cut kills ps at once, as a power cut would: each process group with
+// SIGKILL, and for a postgres server its postmaster and every process it
+// started, found in one pass over /proc. kill alone goes through the
+// servers one by one, a pass over /proc each: with dozens of servers
+// that takes seconds, during which the site's agent, if it still runs,
+// restarts the servers it sees die, and the surviving sites see a lost
+// site's databases answer. kill after cut finds what it missed.
+func (st *state) cut(ps []proc) {
+	children := childrenByParent()
+	var servers []int
+	for _, p := range ps {
+		switch {
+		case !p.alive():
+		case p.Name == "postgres":
+			servers = append(servers, p.PID)
+		default:
+			_ = syscall.Kill(-p.PID, syscall.SIGKILL)
+		}
+	}
+	for _, pid := range servers {
+		_ = syscall.Kill(pid, syscall.SIGKILL) // no more children
+	}
+	for len(servers) > 0 {
+		pid := servers[0]
+		servers = append(servers[1:], children[pid]...)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// childrenByParent maps each process's parent to its children, from
+// /proc.
+func childrenByParent() map[int][]int {
+	out := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		if f := strings.Fields(string(stat[i+1:])); len(f) > 1 {
+			if ppid, err := strconv.Atoi(f[1]); err == nil {
+				out[ppid] = append(out[ppid], pid)
+			}
+		}
+	}
+	return out
+}
+
 // stop asks ps to stop (postgres: fast shutdown), waits up to grace, and
 // kills what is left.
 func (st *state) stop(ps []proc, grace time.Duration) {
@@ -248,20 +314,25 @@ func names(ps []proc) string {
 	return strings.Join(out, ", ")
 }
 
-// postmasters returns the PostgreSQL server running on the site's data
-// directory, found through its postmaster.pid: after a failover or a
-// reprotect the agents restart servers themselves, and the lab must still
-// find them to cut their power.
+// postmasters returns the PostgreSQL servers running on the site's data
+// directories (webshop's SITE/pg/data, the scale lab's SITE/pg-NNNN/data),
+// found through their postmaster.pid: after a failover or a reprotect the
+// agents restart servers themselves, and the lab must still find them to
+// cut their power. It reads no topology: down must stop them even when
+// the lab's siteflip.yaml is gone or broken.
 func (st *state) postmasters(site string) []proc {
-	pid, ok := postgres.Postmaster(filepath.Join(st.Dir, site, "pg", "data"))
-	if !ok {
-		return nil
+	dirs, _ := filepath.Glob(filepath.Join(st.Dir, site, "pg*", "data"))
+	var out []proc
+	for _, dir := range dirs {
+		pid, ok := postgres.Postmaster(dir)
+		if !ok {
+			continue
+		}
+		if _, start, err := procStat(pid); err == nil {
+			out = append(out, proc{Site: site, Name: "postgres", PID: pid, Start: start})
+		}
 	}
-	_, start, err := procStat(pid)
-	if err != nil {
-		return nil
-	}
-	return []proc{{Site: site, Name: "postgres", PID: pid, Start: start}}
+	return out
 }
 
 // union adds to ps the processes of more it does not hold yet.

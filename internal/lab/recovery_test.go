@@ -272,7 +272,17 @@ func withPG(t *testing.T, topo *config.Topology, site string, f func(context.Con
 }
 
 func pgConnect(ctx context.Context, topo *config.Topology, site string) (*pgx.Conn, error) {
-	s := topo.Groups[0].Resources[0].Settings[site].(*postgres.Settings)
+	return pgConnectTo(ctx, topo, topo.Groups[0].Name, site)
+}
+
+// pgConnectTo connects to the database of group (its first resource) at
+// site.
+func pgConnectTo(ctx context.Context, topo *config.Topology, group, site string) (*pgx.Conn, error) {
+	g, ok := topo.Group(group)
+	if !ok {
+		return nil, fmt.Errorf("no group %s in the lab topology", group)
+	}
+	s := g.Resources[0].Settings[site].(*postgres.Settings)
 	pw, err := s.Password()
 	if err != nil {
 		return nil, err

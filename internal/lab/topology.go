@@ -68,24 +68,128 @@ const (
 	DNSName = "db.webshop.lab."
 )
 
-// scaleGroup names the scale lab's group i (from 1), and scaleName its
-// name.
-func scaleGroup(i int) string { return fmt.Sprintf("svc-%04d", i) }
-func scaleName(i int) string  { return scaleGroup(i) + ".scale.lab." }
+// scaleGroup names the scale lab's data-less group i (from 1), pgGroup
+// its PostgreSQL group i (Options.Groups with DB postgres), and scaleName
+// the name a scale group's dns resource answers.
+func scaleGroup(i int) string       { return fmt.Sprintf("svc-%04d", i) }
+func pgGroup(i int) string          { return fmt.Sprintf("pg-%04d", i) }
+func scaleName(group string) string { return group + ".scale.lab." }
 
-// scaleYAML writes n data-less groups: a name each, answered by every
-// agent on its site's DNS listener, shared by all the names.
-func scaleYAML(locs []location, n int) string {
-	var b strings.Builder
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&b, "  - name: %s\n    preferred_site: brussels\n    policy: automatic\n    resources:\n      - name: name\n        type: dns\n        sites:\n", scaleGroup(i))
+// scaleYAML writes the scale lab's o.groups groups, all preferring
+// brussels, each with a name that every agent answers with the active
+// site's address on its site's one DNS listener, shared by all the names;
+// with o.scalePostgres each also holds a small PostgreSQL database of its
+// own (scaleDB), which the name depends on, as webshop's does.
+func scaleYAML(b *strings.Builder, dir, binDir string, locs []location, o groupOptions) {
+	for i := 1; i <= o.groups; i++ {
+		group, deps := scaleGroup(i), ""
+		if o.scalePostgres {
+			group, deps = pgGroup(i), fmt.Sprintf("\n        depends_on: [%s]", demoResource)
+		}
+		fmt.Fprintf(b, "  - name: %s\n    preferred_site: brussels\n    policy: %s\n", group, cmp.Or(o.policy, "automatic"))
+		if o.scalePostgres {
+			// webshop's targets: asynchronous, a few seconds of writes
+			// may be lost with the site.
+			b.WriteString("    max_data_loss: 5s\n    rto_target: 30s\n")
+			groupSitesYAML(b, locs)
+		}
+		b.WriteString("    resources:\n")
+		if o.scalePostgres {
+			scaleDB(i).resourceYAML(b, dir, binDir, locs, false, "", "")
+		}
+		fmt.Fprintf(b, "      - name: %s\n        type: dns%s\n        sites:\n", nameResource, deps)
 		for _, l := range locs {
 			if l.role == "site" {
-				fmt.Fprintf(&b, "          %s: {name: %s, address: %s, ttl: 5s, serve: \"%s\"}\n", l.name, scaleName(i), l.ip, l.addr(dnsPort))
+				fmt.Fprintf(b, "          %s: {name: %s, address: %s, ttl: 5s, serve: \"%s\"}\n", l.name, scaleName(group), l.ip, l.addr(dnsPort))
 			}
 		}
 	}
-	return b.String()
+}
+
+// groupSitesYAML writes a database group's sites when the lab has more
+// than two: in order of preference, a failover takes the most advanced
+// standby, the first of them when they are level.
+func groupSitesYAML(b *strings.Builder, locs []location) {
+	if sites := siteNames(locs); len(sites) > 2 {
+		fmt.Fprintf(b, "    sites: [%s]\n", strings.Join(sites, ", "))
+	}
+}
+
+// pgDB is one of the lab's PostgreSQL databases, a postgres resource
+// named db with a server at each site of its group: webshop's, or a scale
+// group's (scaleDB).
+type pgDB struct {
+	group, database string
+	port            int
+	// dir is its directory in each site's: data, socket and log.
+	dir string
+	// small runs it with small settings (smallConf): the scale lab runs
+	// dozens of them on one machine.
+	small bool
+}
+
+// webshopDB is the demo group's database.
+var webshopDB = pgDB{group: demoGroup, database: demoDatabase, port: postgresPort, dir: "pg"}
+
+// scalePGPort + i is the port of scale group i's servers (15433 for
+// pg-0001, …), on each site's address: above the lab's other ports, below
+// Linux's ephemeral ones (32768 and up), so no client's port takes it.
+const scalePGPort = 15432
+
+// maxPGGroups bounds a scale lab of PostgreSQL groups: two servers each
+// on one machine.
+const maxPGGroups = 200
+
+// scaleDB is the database of the scale lab's PostgreSQL group i (from 1).
+func scaleDB(i int) pgDB {
+	return pgDB{group: pgGroup(i), database: "app", port: scalePGPort + i, dir: pgGroup(i), small: true}
+}
+
+// smallConf is added to a scale group's primary's postgresql.conf before
+// its standbys are cloned from it, so that both servers of each of
+// dozens of groups fit in a small machine: 16 MB of shared buffers
+// instead of 128, few connections (the agents and a person), and little
+// WAL kept.
+const smallConf = `
+# Added by siteflip lab up: a small server, one of many (lab up --groups N --db postgres).
+shared_buffers = '16MB'
+max_connections = 20
+wal_keep_size = '32MB'
+min_wal_size = '32MB'
+max_wal_size = '128MB'
+autovacuum_max_workers = 1
+max_worker_processes = 2
+max_parallel_workers = 0
+`
+
+// resourceYAML writes the database's postgres resource: the server at
+// each site, on the site's address, and also on listen (the VIP) when set.
+func (d pgDB) resourceYAML(b *strings.Builder, dir, binDir string, locs []location, synchronous bool, priority, listen string) {
+	fmt.Fprintf(b, `      - name: %s
+        type: postgres
+        synchronous: %t%s
+        sites:
+`, demoResource, synchronous, priority)
+	for _, l := range locs {
+		if !l.postgres {
+			continue
+		}
+		fmt.Fprintf(b, `          %s:
+            host: %s
+            port: %d
+            database: %s
+            data_dir: %[5]s/data
+            socket_dir: %[5]s/run
+            bin_dir: %[6]s
+            user: siteflip
+            password_file: secrets/postgres.password
+            replication_user: replicator
+            replication_password_file: secrets/replication.password
+`, l.name, l.ip, d.port, d.database, filepath.Join(dir, l.name, d.dir), binDir)
+		if listen != "" {
+			fmt.Fprintf(b, "            listen_addresses: \"%s,%s\"\n", l.ip, listen)
+		}
+	}
 }
 
 // otherSite is the other site of a two-site lab.
@@ -117,13 +221,17 @@ var labIdentities = []struct{ name, role string }{
 }
 
 // addresses lists every address the lab listens on, to check before
-// starting that none is taken.
-func addresses(locs []location) []string {
+// starting that none is taken; pgGroups is the number of the scale lab's
+// PostgreSQL groups, whose servers have ports of their own.
+func addresses(locs []location, pgGroups int) []string {
 	var out []string
 	for _, l := range locs {
 		out = append(out, l.addr(agentPort), l.addr(leasePort), l.addr(etcdClientPort), l.addr(etcdPeerPort))
 		if l.postgres {
 			out = append(out, l.addr(postgresPort), l.addr(dnsPort), l.addr(mariadbPort))
+			for i := 1; i <= pgGroups; i++ {
+				out = append(out, l.addr(scaleDB(i).port))
+			}
 		}
 	}
 	return out
@@ -135,7 +243,7 @@ func addresses(locs []location) []string {
 // groupOptions vary the demo group.
 type groupOptions struct {
 	net *netState // set when the lab has a network: a bgp resource announces the VIP
-	// postgres and mariadb say which groups the lab has: webshop on
+	// postgres and mariadb say which demo groups the lab has: webshop on
 	// PostgreSQL, news on MariaDB.
 	postgres, mariadb bool
 	synchronous       bool
@@ -146,8 +254,12 @@ type groupOptions struct {
 	// commands run exe.
 	stack *stackState
 	exe   string
-	// groups is the number of data-less groups (Options.Groups).
-	groups int
+	// groups is the number of the scale lab's groups (Options.Groups),
+	// with a PostgreSQL database each when scalePostgres is set.
+	groups        int
+	scalePostgres bool
+	// serveLease, when set, replaces the serve lease (Options.ServeLease).
+	serveLease time.Duration
 }
 
 func topologyYAML(dir, binDir string, locs []location, o groupOptions) string {
@@ -157,6 +269,9 @@ func topologyYAML(dir, binDir string, locs []location, o groupOptions) string {
 # TLS from a throwaway certificate authority in pki/.
 name: lab
 `, placesOf(locs))
+	if o.serveLease > 0 {
+		fmt.Fprintf(&b, "coordination: {serve_lease: %s}\n", o.serveLease)
+	}
 	b.WriteString(`tls:
   ca_file: pki/ca.crt
 operator:                          # the CLI's credential; --cert/--key for another
@@ -194,7 +309,7 @@ access:                            # certificate names and their roles
 		}
 	}
 	b.WriteString("groups:\n")
-	b.WriteString(scaleYAML(locs, o.groups))
+	scaleYAML(&b, dir, binDir, locs, o)
 	if o.mariadb {
 		b.WriteString(newsYAML(dir, locs, o))
 	}
@@ -207,47 +322,22 @@ access:                            # certificate names and their roles
     max_data_loss: 5s
     rto_target: 30s
 `, demoGroup, cmp.Or(o.policy, "automatic"))
-	if sites := siteNames(locs); len(sites) > 2 {
-		// In order of preference: a failover takes the most advanced
-		// standby, the first of them when they are level.
-		fmt.Fprintf(&b, "    sites: [%s]\n", strings.Join(sites, ", "))
-	}
+	groupSitesYAML(&b, locs)
 	if o.flapPeriod > 0 {
 		fmt.Fprintf(&b, "    flap_period: %s\n", o.flapPeriod)
 	}
 	// The stack recovers in priorities, as SRM's recovery plans do: the
 	// storage and the database side by side first, then the app and the
 	// proxy, then the rest (the name, the checks).
-	priority := ""
+	priority, listen := "", ""
 	if o.stack != nil {
 		priority = "\n        priority: 1"
 	}
-	fmt.Fprintf(&b, `    resources:
-      - name: %s
-        type: postgres
-        synchronous: %t%s
-        sites:
-`, demoResource, o.synchronous, priority)
-	for _, l := range locs {
-		if !l.postgres {
-			continue
-		}
-		fmt.Fprintf(&b, `          %s:
-            host: %s
-            port: %d
-            database: %s
-            data_dir: %[5]s/pg/data
-            socket_dir: %[5]s/pg/run
-            bin_dir: %[6]s
-            user: siteflip
-            password_file: secrets/postgres.password
-            replication_user: replicator
-            replication_password_file: secrets/replication.password
-`, l.name, l.ip, postgresPort, demoDatabase, filepath.Join(dir, l.name), binDir)
-		if o.net != nil {
-			fmt.Fprintf(&b, "            listen_addresses: \"%s,%s\"\n", l.ip, o.net.VIP)
-		}
+	if o.net != nil {
+		listen = o.net.VIP
 	}
+	b.WriteString("    resources:\n")
+	webshopDB.resourceYAML(&b, dir, binDir, locs, o.synchronous, priority, listen)
 	if o.stack != nil {
 		stackYAML(&b, dir, o.exe, locs, o.stack)
 	}
