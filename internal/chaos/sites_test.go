@@ -62,11 +62,13 @@ func TestThreeSitesLinkCut(t *testing.T) {
 	if err := e.Net.Cut("brussels", "antwerp"); err != nil {
 		t.Fatal(err)
 	}
-	// Long enough for a mark, a failover and a self-fence, many times
-	// over: the serve lease is 400 ms, the fence margin 250 ms.
-	time.Sleep(15 * time.Second)
-	n := len(e.Writer.Acks())
-	waitFor(t, 5*time.Second, "writes at brussels with the link cut", func() bool { return len(e.Writer.Acks()) > n+50 })
+	// Writes acknowledged at brussels for 15 s with the link cut: long
+	// enough for a mark, a failover and a self-fence, many times over (the
+	// serve lease is 400 ms, the fence margin 250 ms).
+	waitFor(t, 25*time.Second, "15 s of writes at brussels with the link cut", func() bool {
+		last, ok := LastAckBy(e.Writer.Acks(), "brussels")
+		return ok && last.At.Sub(event) >= 15*time.Second
+	})
 	if err := e.Net.Heal("brussels", "antwerp"); err != nil {
 		t.Fatal(err)
 	}

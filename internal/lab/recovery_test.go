@@ -320,18 +320,7 @@ func healedReadOnly(t *testing.T, c *api.Client, topo *config.Topology, site str
 // is not in recovery.
 func writable(t *testing.T, topo *config.Topology, site string) bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	conn, err := pgConnect(ctx, topo, site)
-	if err != nil {
-		return false
-	}
-	defer conn.Close(context.Background())
-	var recovery bool
-	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&recovery); err != nil {
-		return false
-	}
-	return !recovery
+	return acceptsWrites(t.Context(), topo, site)
 }
 
 // TestFailoverAndReprotect: the active site loses power; the group fails

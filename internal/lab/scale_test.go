@@ -2,13 +2,10 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -261,14 +258,6 @@ func TestPGScaleTopology(t *testing.T) {
 		{Options{Groups: maxPGGroups + 1, DB: DBPostgres}, "at most 200 PostgreSQL groups"},
 		{Options{Groups: 3, DB: DBPostgres, Stack: true}, "the web stack runs in front of webshop"},
 	} {
-		dir := filepath.Join(t.TempDir(), "lab")
-		tc.o.Dir, tc.o.Exe, tc.o.Out = dir, "/nonexistent", testWriter{t}
-		err := Up(context.Background(), tc.o)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || errors.Is(err, ErrRunning) {
-			t.Errorf("up with %+v: got %v, want an error containing %q", tc.o, err, tc.want)
-		}
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
-			t.Errorf("up with %+v created %s although it refused", tc.o, dir)
-		}
+		upRefused(t, tc.o, tc.want)
 	}
 }

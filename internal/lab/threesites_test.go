@@ -455,15 +455,7 @@ func TestThreeSitesRefusals(t *testing.T) {
 		{Options{Sites: 3, Stack: true}, "--sites 3 runs webshop without its web stack"},
 		{Options{Sites: 3, Synchronous: true}, "a synchronous database confirms each commit at one standby, so it needs exactly two sites"},
 	} {
-		dir := filepath.Join(t.TempDir(), "lab")
-		tc.o.Dir, tc.o.Exe, tc.o.Out = dir, "/nonexistent", testWriter{t}
-		err := Up(context.Background(), tc.o)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || errors.Is(err, ErrRunning) {
-			t.Errorf("up with %+v: got %v, want an error containing %q", tc.o, err, tc.want)
-		}
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
-			t.Errorf("up with %+v created %s although it refused", tc.o, dir)
-		}
+		upRefused(t, tc.o, tc.want)
 	}
 }
 
@@ -494,5 +486,20 @@ func TestUnhealthyStandbys(t *testing.T) {
 		if got := unhealthy(tc.st); got != tc.want {
 			t.Errorf("%s: unhealthy = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// upRefused checks that Up refuses o with an error containing want, before
+// it creates anything.
+func upRefused(t *testing.T, o Options, want string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "lab")
+	o.Dir, o.Exe, o.Out = dir, "/nonexistent", testWriter{t}
+	err := Up(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), want) || errors.Is(err, ErrRunning) {
+		t.Errorf("up with %+v: got %v, want an error containing %q", o, err, want)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("up with %+v created %s although it refused", o, dir)
 	}
 }
