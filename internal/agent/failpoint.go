@@ -14,6 +14,10 @@ import (
 // failpointOnceEnv naming a file, only the first agent to create that file
 // fires: one crash per test, whoever is controller.
 //
+// "fence-before-promote" kills a local database as the promote step
+// begins, as a serve lease that ran out during the promotion would (once
+// per test with failpointOnceEnv).
+//
 // "error-on-lease-loss" makes the agent fail (return an error, as a
 // broken component would) at the moment its serve lease runs out, before
 // it fences anything itself: its watchdog must fence.
@@ -42,22 +46,36 @@ func failpointLeaseLost() bool {
 	return os.Getenv(failpointEnv) == "error-on-lease-loss"
 }
 
+// failpointFenceBeforePromote says whether to kill the database about to
+// be promoted.
+func failpointFenceBeforePromote() bool {
+	return os.Getenv(failpointEnv) == "fence-before-promote" && firstTime()
+}
+
+// firstTime says whether this is the first firing of the failpoint in the
+// test: always without failpointOnceEnv; otherwise only for the first
+// agent to create the file it names.
+func firstTime() bool {
+	once := os.Getenv(failpointOnceEnv)
+	if once == "" {
+		return true
+	}
+	f, err := os.OpenFile(once, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return false // fired before
+	}
+	f.Close()
+	return true
+}
+
 func (ctl *controller) failpoint() func(plan.Run, plan.Step) {
 	kind, ok := strings.CutPrefix(os.Getenv(failpointEnv), "exit-after-step=")
 	if !ok {
 		return nil
 	}
-	once := os.Getenv(failpointOnceEnv)
 	return func(run plan.Run, s plan.Step) {
-		if string(s.Kind) != kind {
+		if string(s.Kind) != kind || !firstTime() {
 			return
-		}
-		if once != "" {
-			f, err := os.OpenFile(once, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-			if err != nil {
-				return // fired before
-			}
-			f.Close()
 		}
 		ctl.log.Warn("failpoint: exiting after step", "run", run.ID, "step", s.ID)
 		os.Exit(3)

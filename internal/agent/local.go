@@ -97,6 +97,24 @@ func localAction(f localFacts) (localDo, string) {
 	return leaveAlone, fmt.Sprintf("stopped (%s)", f.State)
 }
 
+// promoteStart decides what the promote step does first to a database
+// on this machine, as the machine describes it: one that stopped without
+// a shutdown (its serve lease ran out while it was promoted, or it
+// crashed) is started again behind its boot guard, to be promoted as a
+// standby would be. The agent leaves databases alone while their group's
+// run is in progress (convergeLocal), so nobody else would start it, and
+// the step would fail on every retry. One shut down cleanly was stopped by
+// a person, who says when it runs again.
+func promoteStart(d resource.DiskFacts) (start bool, err error) {
+	switch {
+	case d.Running:
+		return false, nil
+	case crashed(d.State):
+		return true, nil
+	}
+	return false, fmt.Errorf("it does not run and was shut down cleanly (%s): start it (it comes up read-only behind its boot guard), and the step promotes it at its next try", d.State)
+}
+
 // convergeLocal keeps the local databases in line with their groups'
 // records.
 func (lr *localResources) convergeLocal(ctx context.Context) error {

@@ -70,6 +70,35 @@ func TestLocalAction(t *testing.T) {
 	}
 }
 
+// A promotion cut short by the serve lease (30 promotions on two cores)
+// left the server stopped, and every retry of the step failed on
+// "connection refused": nothing started it while its run went on.
+func TestPromoteStart(t *testing.T) {
+	tests := []struct {
+		name    string
+		d       resource.DiskFacts
+		start   bool
+		refused bool
+	}{
+		{"a standby that runs", resource.DiskFacts{Running: true, State: resource.StateArchiveRecovery, Guard: true}, false, false},
+		{"already promoted, runs", resource.DiskFacts{Running: true, State: resource.StateInProduction}, false, false},
+		{"killed before the promotion", resource.DiskFacts{State: resource.StateArchiveRecovery, Guard: true}, true, false},
+		{"killed during the promotion, guard removed", resource.DiskFacts{State: resource.StateArchiveRecovery}, true, false},
+		{"killed after the promotion", resource.DiskFacts{State: resource.StateInProduction, Guard: true}, true, false},
+		{"killed during crash recovery", resource.DiskFacts{State: resource.StateCrashRecovery}, true, false},
+		{"shut down cleanly as a standby", resource.DiskFacts{State: resource.StateShutDownRecovery, Guard: true}, false, true},
+		{"shut down cleanly as a primary", resource.DiskFacts{State: resource.StateShutDown}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start, err := promoteStart(tt.d)
+			if start != tt.start || (err != nil) != tt.refused {
+				t.Errorf("promoteStart(%+v) = %v, %v; want start %v, refused %v", tt.d, start, err, tt.start, tt.refused)
+			}
+		})
+	}
+}
+
 // The DNS server in every agent answered with the new site as soon as the
 // record changed at activation, before the database there accepted
 // writes: during a run only the promote step moves it.

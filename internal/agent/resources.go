@@ -108,6 +108,9 @@ func (lr *localResources) carryOut(ctx context.Context, g *config.Group, r *conf
 	case plan.CatchUp:
 		return nil, actor.CatchUp(ctx, o.input)
 	case plan.Promote:
+		if err := lr.startForPromote(ctx, g.Name+"/"+r.Name); err != nil {
+			return nil, err
+		}
 		return actor.Promote(ctx)
 	case plan.Rejoin:
 		return actor.Rejoin(ctx, o.primary)
@@ -115,6 +118,40 @@ func (lr *localResources) carryOut(ctx context.Context, g *config.Group, r *conf
 		return nil, actor.Unfence(ctx)
 	}
 	return nil, fmt.Errorf("unknown step kind %q", o.step.Kind)
+}
+
+// startForPromote starts the database key on this machine, before the
+// promote step promotes it, when it stopped without a shutdown
+// (promoteStart). The boot guard goes first: whatever its state, it comes
+// up read-only, so that a promotion cut short becomes a new one rather
+// than a crash recovery that serves on the timeline it had.
+func (lr *localResources) startForPromote(ctx context.Context, key string) error {
+	l, ok := lr.locals[key]
+	if !ok {
+		return nil // a database elsewhere, or not a database
+	}
+	if failpointFenceBeforePromote() {
+		lr.log.Warn("failpoint: the database is killed as its promotion begins", "resource", key)
+		if err := l.Kill(); err != nil {
+			return err
+		}
+	}
+	disk, err := l.Disk(ctx)
+	if err != nil {
+		return fmt.Errorf("read its state on disk before the promotion: %w", err)
+	}
+	start, err := promoteStart(disk)
+	if err != nil || !start {
+		return err
+	}
+	lr.log.Warn("the database to promote stopped without a shutdown (fenced or crashed): starting it behind its boot guard first", "resource", key, "state", disk.State)
+	if err := l.EnsureGuard(); err != nil {
+		return fmt.Errorf("write its boot guard before starting it: %w", err)
+	}
+	if err := l.StartStandby(ctx); err != nil {
+		return fmt.Errorf("start it behind its boot guard to promote it: %w", err)
+	}
+	return nil
 }
 
 // localDatabases finds the databases this agent fences when its lease runs

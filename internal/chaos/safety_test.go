@@ -484,3 +484,38 @@ func backAndReprotect(t *testing.T, e *Env, site string) {
 		t.Fatalf("protected with %s ready to take over: %v", site, err)
 	}
 }
+
+// TestFencedDuringPromote: antwerp's database is killed as its promotion
+// begins, as a serve lease that runs out under the load of many
+// promotions would. Nothing starts a database while its group's run is in
+// progress, so the promote step failed on every retry ("connection
+// refused") and the failover never ended. The step starts it behind its
+// boot guard, promotes it, and the failover ends.
+func TestFencedDuringPromote(t *testing.T) {
+	once := filepath.Join(t.TempDir(), "failpoint-fired")
+	e := start(t, Options{AgentEnv: []string{"SITEFLIP_FAILPOINT=fence-before-promote", "SITEFLIP_FAILPOINT_ONCE=" + once}})
+	event := time.Now()
+	if err := lab.Disaster(e.Lab, "brussels"); err != nil {
+		t.Fatal(err)
+	}
+	waitFailover(t, e, "antwerp")
+	if n := e.logged("failpoint: the database is killed as its promotion begins"); n != 1 {
+		t.Fatalf("the failpoint fired %d times, want once", n)
+	}
+	if n := e.logged("starting it behind its boot guard first"); n == 0 {
+		t.Error("the promote step did not say it started the killed database")
+	}
+	first := writeAtAntwerp(t, e, event)
+	t.Logf("RTO with the database killed at the promotion: %s", first.At.Sub(event).Round(time.Millisecond))
+	if st, err := e.WaitStatus(t.Context(), 10*time.Second, func(st status.Status) bool {
+		for _, s := range group(st).Resources[0].Sites {
+			if s.Site == "antwerp" {
+				return s.Observed && s.Role == status.RolePrimary
+			}
+		}
+		return false
+	}); err != nil {
+		t.Errorf("antwerp's database is not seen as the primary after the failover: %v; %+v", err, group(st).Resources[0].Sites)
+	}
+	check(t, e, event, 5*time.Second)
+}

@@ -264,10 +264,7 @@ func (l *localDB) Disk(context.Context) (resource.DiskFacts, error) {
 	_, running := serverPID(dir)
 	_, err := os.Stat(l.inst.PIDFile())
 	unclean := err == nil && !running
-	replica := false
-	if b, err := os.ReadFile(filepath.Join(l.inst.Settings.DataDir, "master.info")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		replica = true
-	}
+	replica := l.replica()
 	f := resource.DiskFacts{Running: running, Guard: l.guarded()}
 	switch {
 	case hasMark(dir) && (running || unclean):
@@ -284,6 +281,13 @@ func (l *localDB) Disk(context.Context) (resource.DiskFacts, error) {
 		f.State = resource.StateShutDown
 	}
 	return f, nil
+}
+
+// replica says whether replication is configured: master.info, which a
+// promotion removes, is there and not empty.
+func (l *localDB) replica() bool {
+	b, err := os.ReadFile(filepath.Join(l.inst.Settings.DataDir, "master.info"))
+	return err == nil && len(strings.TrimSpace(string(b))) > 0
 }
 
 // guarded says the option file holds the boot guard.
@@ -304,12 +308,17 @@ func (l *localDB) StartPrimary(ctx context.Context) error {
 	return err
 }
 
-// StartStandby starts the server and its replication as configured.
+// StartStandby starts the server and its replication as configured. One
+// promoted before it stopped has no replication configured (master.info
+// is gone) and comes up read-only behind its guard, replicating nothing.
 func (l *localDB) StartStandby(ctx context.Context) error {
 	if _, running := serverPID(l.inst.Dir); !running {
 		if _, err := l.inst.Start(ctx); err != nil {
 			return err
 		}
+	}
+	if !l.replica() {
+		return nil
 	}
 	return admin(ctx, l.inst.Settings, func(c *sql.Conn) error {
 		_, err := c.ExecContext(ctx, "START SLAVE")
