@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/siteflip/siteflip/internal/agent"
+	"github.com/siteflip/siteflip/internal/priority"
 )
 
 // runAgent runs one location's agent. SIGTERM or SIGINT stops it cleanly;
@@ -20,6 +21,7 @@ func runAgent(e *env, args []string) error {
 	data := fs.String("data", "", "`DIR` for the embedded etcd member's data (required unless --etcd-endpoints)")
 	endpoints := fs.String("etcd-endpoints", "", "comma-separated `URLS` of an existing etcd cluster to join instead of embedding a member")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	nice := fs.Int("nice", priority.Agent, "`N`: the agent runs at this nice value (root or CAP_SYS_NICE), and what it starts at the normal one; 0 leaves its priority alone")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -39,6 +41,19 @@ func runAgent(e *env, args []string) error {
 		eps = strings.Split(*endpoints, ",")
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	if *nice > 0 || *nice < -20 {
+		return fmt.Errorf("--nice %d: give a value from -20 (highest priority) to 0 (leave it alone); above 0 the agent would wait behind the databases it fences", *nice)
+	}
+	if *nice < 0 {
+		// The serve lease is renewed every tenth of a lease: on a machine
+		// busy with the databases the agent supervises (many promotions at
+		// once), it must not wait behind them.
+		if what, err := priority.Raise(*nice); err != nil {
+			log.Warn("the agent runs at the normal priority: a machine busy with its databases can make its serve lease run out", "error", err)
+		} else {
+			log.Info("the agent runs at a raised priority; the servers, services and tools it starts run at the normal one", "raised", what)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

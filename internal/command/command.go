@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/priority"
 )
 
 // Command is one command to run.
@@ -34,6 +36,11 @@ type Command struct {
 	// MaxOutput bounds what is kept of stdout and of stderr, each: their
 	// last MaxOutput bytes; default DefaultMaxOutput.
 	MaxOutput int
+	// Workload runs it at the normal priority, not the agent's raised one
+	// (priority.Start): a service's start, a script. Fence, status and
+	// health commands keep the agent's, so that a busy machine does not
+	// make them late.
+	Workload bool
 }
 
 // DefaultMaxOutput is what is kept of each output stream by default.
@@ -118,7 +125,12 @@ func Run(ctx context.Context, c Command) (Result, error) {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
 	start := time.Now()
-	err := cmd.Run()
+	var err error
+	if c.Workload {
+		err = priority.Run(cmd)
+	} else {
+		err = cmd.Run()
+	}
 	res.Took = time.Since(start)
 	res.Stdout, res.Stderr = stdout.String(), stderr.String()
 	res.Truncated = stdout.dropped || stderr.dropped

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/priority"
 )
 
 // ErrNoBinary: no haproxy program was found.
@@ -64,7 +66,7 @@ func (p *Proc) Start(ctx context.Context, old int) error {
 	cmd := exec.Command(p.Bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = p.SysProcAttr
-	if err := cmd.Start(); err != nil {
+	if err := priority.Start(cmd); err != nil {
 		return fmt.Errorf("start haproxy: %w", err)
 	}
 	exited := make(chan struct{})

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+
+	"github.com/siteflip/siteflip/internal/priority"
 )
 
 // A reclone across machines: the agent of the primary's site streams a
@@ -41,7 +43,7 @@ func Copy(ctx context.Context, in Instance, w io.Writer) error {
 		"--target-dir="+tmp, "--datadir="+in.Settings.DataDir)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = w, &stderr
-	if err := cmd.Run(); err != nil {
+	if err := priority.Run(cmd); err != nil {
 		return fmt.Errorf("copy mariadb at %s: mariadb-backup --backup --stream: %w: %s", in.Settings.Addr(), err, tail(stderr.Bytes()))
 	}
 	return nil
@@ -62,7 +64,7 @@ func unpack(ctx context.Context, src Source, dir string) error {
 	cmd := exec.CommandContext(ctx, "mbstream", "-x", "-C", dir)
 	var stderr bytes.Buffer
 	cmd.Stdin, cmd.Stderr = rc, &stderr
-	err = cmd.Run()
+	err = priority.Run(cmd)
 	if err == nil {
 		// mbstream may stop at the stream's last chunk: the rest (nothing,
 		// when all is well) is read so that the end is seen.

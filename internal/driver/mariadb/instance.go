@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/osuser"
+	"github.com/siteflip/siteflip/internal/priority"
 )
 
 // Instance is a server on this machine. Dir holds its option file, pid
@@ -108,7 +109,7 @@ func (in Instance) Init(ctx context.Context) error {
 	// (docs/design/mariadb.md).
 	cmd := exec.CommandContext(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+in.Settings.DataDir, "--tmpdir="+tmp,
 		"--user="+u.Username, "--auth-root-authentication-method=socket", "--skip-test-db", "--skip-name-resolve")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := priority.CombinedOutput(cmd); err != nil {
 		return fmt.Errorf("mariadb-install-db into %s: %w: %s", in.Settings.DataDir, err, tail(out))
 	}
 	return nil
@@ -161,7 +162,7 @@ func (in Instance) Start(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := priority.Start(cmd); err != nil {
 		return nil, fmt.Errorf("start mariadbd (%s): %w", in.OptionFile(), err)
 	}
 	s := &Server{cmd: cmd, done: make(chan struct{})}

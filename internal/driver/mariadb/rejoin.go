@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/osuser"
+	"github.com/siteflip/siteflip/internal/priority"
 )
 
 // Rejoin (docs/design/mariadb.md, "Rejoin"): an old primary becomes a
@@ -571,7 +572,7 @@ func saveLost(ctx context.Context, in Instance, binlogDir string, l *lostInfo) e
 		args = append(args, "--result-file="+part)
 		cmdline = "mariadb-binlog " + strings.Join(args[:len(args)-1], " ") + " --result-file=errant.sql " + strings.Join(files, " ")
 		cmd := exec.CommandContext(ctx, "mariadb-binlog", append(args, files...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
+		if out, err := priority.CombinedOutput(cmd); err != nil {
 			return fmt.Errorf("mariadb-binlog over %s: %w: %s", binlogDir, err, tail(out))
 		}
 		b, err := os.ReadFile(part)

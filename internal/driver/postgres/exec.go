@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/priority"
 )
 
 // serverOSUser is the OS user PostgreSQL servers and tools run as when the
@@ -119,7 +121,7 @@ func runOutput(ctx context.Context, u *osUser, what string, extraEnv []string, p
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	if err := cmd.Run(); err != nil {
+	if err := priority.Run(cmd); err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/priority"
 )
 
 // The server lifecycle of the recovery actions: a server is started by
@@ -164,7 +166,7 @@ func (i Instance) launch(ctx context.Context, u *osUser) (string, error) {
 		return "", err
 	}
 	// Stdin stays nil: the server reads /dev/null.
-	err = cmd.Start()
+	err = priority.Start(cmd)
 	if log != nil {
 		log.Close() // the server has its own descriptor now
 	}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/priority"
 )
 
 // WAL positions, control files and timeline histories, read the way the
@@ -225,7 +227,7 @@ func runLines(ctx context.Context, u *osUser, path string, args []string, line f
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := priority.Start(cmd); err != nil {
 		return nil, err
 	}
 	r := bufio.NewReaderSize(stdout, 64<<10)

@@ -164,6 +164,7 @@ func (s *script) runStep(ctx context.Context, st step, extra ...string) (map[str
 		Dir:       s.settings.Dir,
 		Timeout:   s.settings.Timeout.D(),
 		MaxOutput: maxOutput,
+		Workload:  true,
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = defaultTimeout

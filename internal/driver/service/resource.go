@@ -81,7 +81,7 @@ func commands(s *Settings) (start, stop, status command.Command) {
 			command.Command{Argv: []string{"systemctl", "stop", s.Unit}},
 			command.Command{Argv: []string{"systemctl", "is-active", "--quiet", s.Unit}}
 	}
-	return command.Command{Argv: s.Start, Shell: s.Shell},
+	return command.Command{Argv: s.Start, Shell: s.Shell, Workload: true},
 		command.Command{Argv: s.Stop, Shell: s.Shell},
 		command.Command{Argv: s.Status, Shell: s.Shell}
 }
