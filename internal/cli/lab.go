@@ -33,7 +33,7 @@ func runLab(e *env, args []string) error {
 	group := fs.String("group", "", "writer: the group it writes to")
 	groups := fs.Int("groups", 0, "up: the scale lab: `N` groups and no others, all active at brussels, a name each (svc-NNNN.scale.lab.); with --db postgres each (pg-NNNN) also a small PostgreSQL database")
 	stack := fs.Bool("stack", true, "up: run webshop as a web stack: storage, an app per site, HAProxy in front, a web writer (needs PostgreSQL)")
-	sites := fs.Int("sites", 2, "up: `N` sites: 2 (brussels, antwerp, and the witness frankfurt) or 3 (brussels, antwerp and liege, no witness; webshop alone, without the web stack)")
+	sites := fs.Int("sites", 2, "up: `N` sites: 2 (brussels, antwerp, and the witness frankfurt) or 3 (brussels, antwerp and liege, no witness; without the web stack)")
 	onSite := fs.String("site", "", "app, storage, service: the `SITE` they are at")
 	urls := fs.String("http", "", "writer: order over HTTP at the first healthy of these `URL`s (comma-separated)")
 	pos, err := parse(fs, args, 3)

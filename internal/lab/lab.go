@@ -102,14 +102,14 @@ type Options struct {
 	ServeLease time.Duration
 	// Sites is the number of sites: 2 (or 0), brussels and antwerp with
 	// the witness frankfurt; or 3, brussels, antwerp and liege without a
-	// witness, webshop with a standby at each of the other two. Three
-	// sites run webshop only: no news, web stack or synchronous database.
+	// witness, webshop and news with a standby (a replica) at each of the
+	// other two. Three sites run no web stack and no synchronous database.
 	Sites int
 }
 
 // checkSites refuses a number of sites the lab does not have, and what a
 // lab of three sites does not run.
-func (o Options) checkSites(withMaria bool) error {
+func (o Options) checkSites() error {
 	switch o.Sites {
 	case 0, 2:
 		return nil
@@ -118,8 +118,6 @@ func (o Options) checkSites(withMaria bool) error {
 		return fmt.Errorf("--sites %d: the lab has 2 sites (brussels, antwerp) or 3 (adding liege): use --sites 2 or --sites 3", o.Sites)
 	}
 	switch {
-	case withMaria:
-		return fmt.Errorf("--sites 3 runs group webshop (PostgreSQL) only: news on MariaDB has a primary and one replica, at two sites; run with --db postgres (or none with --groups N), or with two sites for news")
 	case o.Stack:
 		return fmt.Errorf("--sites 3 runs webshop without its web stack (its proxy takes 127.0.4.1, liege's address): add --stack=false, or run two sites for the stack")
 	case o.Synchronous:
@@ -143,7 +141,7 @@ func Up(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := o.checkSites(withMaria); err != nil {
+	if err := o.checkSites(); err != nil {
 		return err
 	}
 	st := &state{Dir: dir, CreatedAt: time.Now().UTC(), AgentEnv: o.AgentEnv, SiteEnv: o.SiteEnv, Sites: o.Sites}

@@ -31,6 +31,7 @@ const (
 	// newsServerID is each site's server_id.
 	brusselsServerID = 1
 	antwerpServerID  = 2
+	liegeServerID    = 3
 )
 
 // Databases the lab can run (Options.DB).
@@ -123,7 +124,7 @@ func newsYAML(dir string, locs []location, o groupOptions) string {
         synchronous: %t
         sites:
 `, newsResource, o.synchronous)
-	ids := map[string]int{"brussels": brusselsServerID, "antwerp": antwerpServerID}
+	ids := map[string]int{"brussels": brusselsServerID, "antwerp": antwerpServerID, "liege": liegeServerID}
 	for _, l := range locs {
 		if !l.postgres {
 			continue
@@ -168,7 +169,7 @@ func appPassword(dir string) (string, error) {
 }
 
 // startMariaDBs makes the news group's preferred site its primary and
-// the other site its replica.
+// every other site of the group a replica of it.
 func startMariaDBs(ctx context.Context, st *state, t *config.Topology, o Options) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -176,20 +177,29 @@ func startMariaDBs(ctx context.Context, st *state, t *config.Topology, o Options
 	if !ok {
 		return fmt.Errorf("the lab topology has no group %s", newsGroup)
 	}
-	at, other := g.PreferredSite, otherSite(g.PreferredSite)
+	at := g.PreferredSite
 	primary, _, err := mariadbInstance(t, at)
 	if err != nil {
 		return err
 	}
-	replica, _, err := mariadbInstance(t, other)
-	if err != nil {
-		return err
+	var replicas []mariadb.Instance
+	for _, site := range g.Sites {
+		if site == at {
+			continue
+		}
+		in, ok, err := mariadbInstance(t, site)
+		if err != nil {
+			return err
+		}
+		if ok {
+			replicas = append(replicas, in)
+		}
 	}
 	app, err := appPassword(st.Dir)
 	if err != nil {
 		return err
 	}
-	for _, in := range []mariadb.Instance{primary, replica} {
+	for _, in := range append([]mariadb.Instance{primary}, replicas...) {
 		// The mysql OS user must traverse the site's folders.
 		for _, d := range []string{filepath.Dir(in.Settings.DataDir), filepath.Dir(in.Dir)} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
@@ -216,13 +226,15 @@ GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON %[1]s.* TO app@'%%'`, newsDataba
 		return err
 	}
 	fmt.Fprintf(o.Out, "started MariaDB primary at %s (%s)\n", at, primary.Settings.Addr())
-	if err := mariadb.SetupAccounts(ctx, replica, false); err != nil {
-		return err
+	for _, replica := range replicas {
+		if err := mariadb.SetupAccounts(ctx, replica, false); err != nil {
+			return err
+		}
+		if err := mariadb.Follow(ctx, replica.Settings, primary.Settings); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "started MariaDB replica at %s (%s), replicating from %s by GTID\n", siteOf(replica, t), replica.Settings.Addr(), at)
 	}
-	if err := mariadb.Follow(ctx, replica.Settings, primary.Settings); err != nil {
-		return err
-	}
-	fmt.Fprintf(o.Out, "started MariaDB replica at %s (%s), replicating from %s by GTID\n", other, replica.Settings.Addr(), at)
 	return nil
 }
 
