@@ -390,16 +390,19 @@ func agentsIdle(ctx context.Context, dir string) (cpu float64, rss int64, err er
 }
 
 // writableAt is when the last database of run, a failover, accepted
-// writes at its new site: its promote step's start and the writable_after
-// the driver reports (postgres).
+// writes at its new site: its promote step's start, the slot_wait the
+// agent reports and the writable_after the driver reports (postgres).
 func writableAt(run plan.Run) (time.Time, bool) {
 	var at time.Time
 	for i, st := range run.Steps {
 		if i >= len(run.Plan.Steps) || run.Plan.Steps[i].Kind != plan.Promote || st.Started.IsZero() {
 			continue
 		}
-		if d, err := time.ParseDuration(st.Output["writable_after"]); err == nil && st.Started.Add(d).After(at) {
-			at = st.Started.Add(d)
+		// The agent reports how long the step waited for one of its
+		// promotion slots before it began promoting (slot_wait).
+		wait, _ := time.ParseDuration(st.Output["slot_wait"])
+		if d, err := time.ParseDuration(st.Output["writable_after"]); err == nil && st.Started.Add(wait+d).After(at) {
+			at = st.Started.Add(wait + d)
 		}
 	}
 	return at, !at.IsZero()
@@ -508,7 +511,7 @@ func sectionPG(rows []row) string {
 		fmt.Fprintf(&b, "| %d | %d | %s | %s | %.2f cores, %.0f MB | %s | %s | %s | %s | %.1f MB | %.1f | %s | %s | last ≤ 5 s |\n", r.n, r.run, r.up.Round(10*time.Millisecond), r.status.Round(time.Millisecond),
 			r.cpu, float64(r.rss)/1e6, ms(r.first), ms(r.median), ms(r.last), r.failedText(), float64(r.etcd)/1e6, r.load, reprotect, failback)
 	}
-	b.WriteString("\nWhere the time went, per lab: from the cut until the last location declared brussels lost, until the first and the last failover started, until each group's database accepted writes at antwerp (the promote step's start and the writable_after it reports), then each step of the failovers (kind, resource and site) and the controller's own time between them, median and longest over the groups.\n\n")
+	b.WriteString("\nWhere the time went, per lab: from the cut until the last location declared brussels lost, until the first and the last failover started, until each group's database accepted writes at antwerp (the promote step's start, the time it waited for one of the agent's promotion slots and the writable_after it reports), then each step of the failovers (kind, resource and site) and the controller's own time between them, median and longest over the groups.\n\n")
 	for _, r := range rows {
 		fmt.Fprintf(&b, "- %d groups, run %d: %s", r.n, r.run, r.breakdown())
 		if len(r.stuckGroups) > 0 {

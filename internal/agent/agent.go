@@ -93,7 +93,7 @@ func wire(b *base, p parts) *agent {
 	pl := &plane{base: b, store: p.store}
 	a := &agent{base: b, plane: pl}
 	a.local = &localResources{base: b, plane: pl, syncs: p.store, net: p.net,
-		resources: map[string]status.ResourceView{}, observe: make(chan struct{}, 1)}
+		resources: map[string]status.ResourceView{}, observe: make(chan struct{}, 1), heavy: make(chan struct{}, stepSlots()), promotions: make(chan struct{}, stepSlots())}
 	if p.peerAPI != nil {
 		a.local.peers = p.peerAPI
 	}

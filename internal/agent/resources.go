@@ -52,6 +52,9 @@ type localResources struct {
 	resources map[string]status.ResourceView
 	leftovers map[string][]string // what drills left that the sweep could not remove
 	observe   chan struct{}       // observe the resources now (a step changed them)
+	// heavy and promotions hold a slot per rejoin or clone, and per
+	// promotion, at work (steps.go).
+	heavy, promotions chan struct{}
 	// publish makes the next round of the databases' observation publish
 	// the view when it ends, whatever changed: this site just marked
 	// another lost, and a failover that chooses among standbys waits for

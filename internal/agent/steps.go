@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/api"
@@ -214,6 +215,22 @@ func (srv *apiServer) handleStep(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	start := time.Now()
+	var waited time.Duration
+	if slots := srv.local.slots(s.Kind, res.Data); slots != nil {
+		// Within the step's time: a reprotect of 30 groups at once had
+		// 30 crash recoveries and pg_rewinds running here, and the active
+		// site checkpointing and serving 30 copies; 30 promotions at once
+		// checkpointed together. The serve lease ran out under the load.
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			waited = time.Since(start)
+		case <-ctx.Done():
+			writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: still waiting for one of the %d slots for %s steps after %s",
+				s.Kind, s.Resource, srv.site.Name, cap(slots), s.Kind, time.Since(start).Round(time.Millisecond))})
+			return
+		}
+	}
 	out, err := srv.local.carryOut(ctx, g, res, order)
 	srv.log.Info("step", "run", req.RunID, "step", s.ID, "epoch", req.Epoch, "took", time.Since(start).Round(time.Millisecond), "error", err)
 	if err != nil {
@@ -221,8 +238,41 @@ func (srv *apiServer) handleStep(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: %v", s.Kind, s.Resource, srv.site.Name, err)})
 		return
 	}
+	if waited >= time.Millisecond {
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[outputSlotWait] = waited.Round(time.Millisecond).String()
+	}
 	writeJSON(w, http.StatusOK, api.StepResult{Output: out})
 }
+
+// outputSlotWait is the step output that says how long the step waited
+// for a slot before it began (slots).
+const outputSlotWait = "slot_wait"
+
+// slots returns the slots a step of kind on a database (data) takes one
+// of, nil for none. An agent carries out a few promotions of databases at
+// once, and a few rejoins and drill clones (which copy or rewrite a whole
+// database), as its machine allows,
+// whatever the controller asks: max(4, cores) of each. Promotions have
+// slots of their own, so that a failover never waits behind a
+// reprotect's rejoins.
+func (lr *localResources) slots(kind plan.Kind, data bool) chan struct{} {
+	if !data {
+		return nil // a name, a route, a service: cheap
+	}
+	switch kind {
+	case plan.Rejoin, plan.Clone:
+		return lr.heavy
+	case plan.Promote:
+		return lr.promotions
+	}
+	return nil
+}
+
+// stepSlots is how many steps of one kind an agent carries out at once.
+func stepSlots() int { return max(4, runtime.NumCPU()) }
 
 // findResource returns the resource of g named name.
 func findResource(g *config.Group, name string) (*config.Resource, bool) {

@@ -234,3 +234,31 @@ func TestAuthorizeDrillStep(t *testing.T) {
 		})
 	}
 }
+
+// A reprotect or 30 promotions at once ran this site's serve lease out:
+// databases' promotions, and their rejoins and clones, take slots; a
+// name's promotion, or a fence, does not wait for any.
+func TestStepSlots(t *testing.T) {
+	lr := &localResources{heavy: make(chan struct{}, 1), promotions: make(chan struct{}, 1)}
+	for _, tc := range []struct {
+		kind plan.Kind
+		data bool
+		want chan struct{}
+	}{
+		{plan.Promote, true, lr.promotions},
+		{plan.Rejoin, true, lr.heavy},
+		{plan.Clone, true, lr.heavy},
+		{plan.Promote, false, nil},
+		{plan.Rejoin, false, nil},
+		{plan.Fence, true, nil},
+		{plan.CatchUp, true, nil},
+		{plan.Check, true, nil},
+	} {
+		if got := lr.slots(tc.kind, tc.data); got != tc.want {
+			t.Errorf("slots(%s, data %v): wrong slots", tc.kind, tc.data)
+		}
+	}
+	if stepSlots() < 4 {
+		t.Errorf("stepSlots() = %d, want at least 4", stepSlots())
+	}
+}
