@@ -57,6 +57,13 @@ func TestScaleLab(t *testing.T) {
 	if err := Heal(context.Background(), o, "brussels"); err != nil {
 		t.Fatal(err)
 	}
+	// Until brussels' agent publishes its view: a run decided before that
+	// finds brussels' resources unknown and is refused (the test once
+	// asked for a failback 30 ms after the agent started).
+	waitStatus(t, c, 30*time.Second, "brussels reporting", func(st status.Status) bool {
+		s, ok := st.Site("brussels")
+		return ok && s.Up && s.Reporting
+	})
 	for i := 1; i <= n; i++ {
 		for _, action := range []plan.Action{plan.Reprotect, plan.Failback} {
 			if action == plan.Failback {
