@@ -178,11 +178,30 @@ func (srv *apiServer) handleStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One step at a time per resource: a retry must not race the attempt
-	// it retries. The checks come after the wait, so that a step that
-	// waited behind another is judged by the state it will act in.
+	// it retries. The checks (the run, the term, the epoch, the serve
+	// lease) come after the waits, so that a step that waited behind
+	// another is judged by the state it will act in.
 	lock := srv.local.resourceLock(g.Name + "/" + res.Name)
 	lock.Lock()
 	defer lock.Unlock()
+	// Then one of the slots of its kind (slots), for the same reason; the
+	// answer must get through after the wait.
+	queued := time.Now()
+	_ = http.NewResponseController(w).SetWriteDeadline(queued.Add(max(req.Timeout, time.Second) + 30*time.Second))
+	var waited time.Duration
+	if slots := srv.local.slots(req.Kind, res.Data); slots != nil {
+		// A reprotect of 30 groups at once had 30 crash recoveries and
+		// pg_rewinds running here, and the active site checkpointing and
+		// serving 30 copies; 30 promotions at once checkpointed together.
+		// The serve lease ran out under the load.
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			waited = time.Since(queued)
+		case <-r.Context().Done():
+			return // the controller gave up on this request
+		}
+	}
 	if r.Context().Err() != nil {
 		return // the controller gave up on this request
 	}
@@ -215,22 +234,6 @@ func (srv *apiServer) handleStep(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	start := time.Now()
-	var waited time.Duration
-	if slots := srv.local.slots(s.Kind, res.Data); slots != nil {
-		// Within the step's time: a reprotect of 30 groups at once had
-		// 30 crash recoveries and pg_rewinds running here, and the active
-		// site checkpointing and serving 30 copies; 30 promotions at once
-		// checkpointed together. The serve lease ran out under the load.
-		select {
-		case slots <- struct{}{}:
-			defer func() { <-slots }()
-			waited = time.Since(start)
-		case <-ctx.Done():
-			writeJSON(w, http.StatusOK, api.StepResult{Error: fmt.Sprintf("%s of %s at %s: still waiting for one of the %d slots for %s steps after %s",
-				s.Kind, s.Resource, srv.site.Name, cap(slots), s.Kind, time.Since(start).Round(time.Millisecond))})
-			return
-		}
-	}
 	out, err := srv.local.carryOut(ctx, g, res, order)
 	srv.log.Info("step", "run", req.RunID, "step", s.ID, "epoch", req.Epoch, "took", time.Since(start).Round(time.Millisecond), "error", err)
 	if err != nil {
