@@ -54,16 +54,7 @@ func TestScaleLab(t *testing.T) {
 		}
 	}
 
-	if err := Heal(context.Background(), o, "brussels"); err != nil {
-		t.Fatal(err)
-	}
-	// Until brussels' agent publishes its view: a run decided before that
-	// finds brussels' resources unknown and is refused (the test once
-	// asked for a failback 30 ms after the agent started).
-	waitStatus(t, c, 30*time.Second, "brussels reporting", func(st status.Status) bool {
-		s, ok := st.Site("brussels")
-		return ok && s.Up && s.Reporting
-	})
+	healReporting(t, o, c, "brussels")
 	for i := 1; i <= n; i++ {
 		for _, action := range []plan.Action{plan.Reprotect, plan.Failback} {
 			if action == plan.Failback {
@@ -156,13 +147,7 @@ func TestPGScaleLab(t *testing.T) {
 		}
 	}
 
-	if err := Heal(context.Background(), o, "brussels"); err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, c, 30*time.Second, "brussels up and reporting", func(st status.Status) bool {
-		s, ok := st.Site("brussels")
-		return ok && s.Up && s.Reporting
-	})
+	healReporting(t, o, c, "brussels")
 	for i := 1; i <= n; i++ {
 		if err := pgWrite(t.Context(), topo, pgGroup(i), "brussels"); err == nil {
 			t.Errorf("%s's healed old primary at brussels accepts writes while antwerp is active", pgGroup(i))
@@ -267,4 +252,18 @@ func TestPGScaleTopology(t *testing.T) {
 	} {
 		upRefused(t, tc.o, tc.want)
 	}
+}
+
+// healReporting heals site and waits until its agent reports: a run
+// decided before that finds the site's resources unknown and is refused
+// (TestScaleLab once asked for a failback 30 ms after the agent started).
+func healReporting(t *testing.T, o Options, c *api.Client, site string) {
+	t.Helper()
+	if err := Heal(context.Background(), o, site); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, c, 30*time.Second, site+" up and reporting", func(st status.Status) bool {
+		s, ok := st.Site(site)
+		return ok && s.Up && s.Reporting
+	})
 }
