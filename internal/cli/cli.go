@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
@@ -21,6 +23,16 @@ var Version = "dev"
 
 // errUsage marks an error already explained by a usage message.
 var errUsage = errors.New("usage")
+
+// Exit codes, the same for every verb (docs/cli.md).
+const (
+	exitOK          = 0
+	exitFailed      = 1 // the work was tried and failed: a run failed, a check found problems
+	exitUsage       = 2 // the command line is wrong: unknown verb or flag, missing argument
+	exitRefused     = 3 // an agent refused: a safety rule, the policy, a role, an unknown group or site
+	exitUnreachable = 4 // no agent answered
+	exitBusy        = 5 // the group is taken by a run already; try again when it ends
+)
 
 // exitError carries a specific exit code.
 type exitError struct {
@@ -121,6 +133,21 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nInstead of GROUP, failover, switchover, reprotect and failback take a selection: --all,")
 	fmt.Fprintln(w, "--site SITE (the groups active there), --label KEY=VALUE (repeatable); a group must match")
 	fmt.Fprintln(w, "every one given. --parallel N (default 8) bounds the runs going on at once.")
+}
+
+// cobraVerb runs a verb built with cobra under the flag-based dispatcher,
+// until every verb is a cobra command.
+func cobraVerb(build func(e *env) *cobra.Command) func(e *env, args []string) error {
+	return func(e *env, args []string) error {
+		c := build(e)
+		c.SetArgs(args)
+		c.SetIn(e.stdin)
+		c.SetOut(e.stdout)
+		c.SetErr(e.stderr)
+		c.SilenceErrors = true
+		c.SilenceUsage = true
+		return c.Execute()
+	}
 }
 
 // flags returns a flag set for a command that also accepts --config after
