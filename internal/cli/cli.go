@@ -13,13 +13,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/buildinfo"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/plan"
 )
 
-// Version is set at build time.
-var Version = "dev"
+// Version is the build's version (internal/buildinfo).
+var Version = buildinfo.String()
 
 // errUsage marks an error already explained by a usage message.
 var errUsage = errors.New("usage")

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 )
 
 // Files names PEM files of one identity: the CA bundle that peers must chain to, and this identity's certificate and key.
@@ -202,4 +203,21 @@ func CommonName(certPEM []byte) (string, error) {
 		return "", fmt.Errorf("parse certificate: %w", err)
 	}
 	return cert.Subject.CommonName, nil
+}
+
+// NotAfter returns when the certificate in the PEM file at path expires.
+func NotAfter(path string) (time.Time, error) {
+	data, err := readFile("certificate", path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return time.Time{}, fmt.Errorf("%s: no PEM certificate in it", path)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c.NotAfter, nil
 }
