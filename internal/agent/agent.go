@@ -114,6 +114,7 @@ func wire(b *base, p parts) *agent {
 		},
 		local: a.local, forced: a.force.forced, watchdogExe: p.watchdogExe, dataDir: p.dataDir}
 	a.lease.newLeaseState(time.Now())
+	b.metrics.watch(newDRCollector(b, pl, a.lease))
 	a.force.lease = a.lease
 	a.local.leaseValid, a.local.notify = a.lease.valid, a.presence.notify
 	a.ctl = &controller{base: b, plane: pl, store: p.store, agents: p.peerAPI}

@@ -222,15 +222,35 @@ func incident(snap status.Snapshot, site string) *plan.Incident {
 }
 
 // newMemory remembers the failovers of the last flap periods from the run
-// history, so that a new controller damps flapping too.
+// history, so that a new controller damps flapping too; from the same
+// read it exports the last runs' metrics.
 func (ctl *controller) newMemory(ctx context.Context) *safety.Memory {
 	m := safety.NewMemory()
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if runs, err := ctl.store.Runs(rctx, ""); err == nil {
 		m.Remember(runs)
+		ctl.metrics.lastRuns(ctl.topo, "", runs)
 	}
 	return m
+}
+
+// runEnded counts a run this controller drove to its end (not one that
+// had ended before: a controller that stopped before it released the run
+// counted it) and exports its group's last runs again, from the history:
+// a reprotect also tells what the failover before it lost.
+func (ctl *controller) runEnded(ctx context.Context, run plan.Run, endedBefore bool) {
+	if !run.Done() {
+		return
+	}
+	if !endedBefore {
+		ctl.metrics.runEnded(run)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if runs, err := ctl.store.Runs(rctx, run.Group); err == nil {
+		ctl.metrics.lastRuns(ctl.topo, run.Group, runs)
+	}
 }
 
 // campaign waits to be elected controller and then does the controller's
@@ -377,6 +397,7 @@ func (ctl *controller) driveRuns(ctx context.Context, sess *coord.Session) {
 	ap := ctl.newMemory(ctx)
 	sched := ctl.newDrillScheduler(sess.Fence())
 	defer sched.stop() // after the goroutines below
+	defer ctl.metrics.clearLastRuns()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	// A mark stored or removed is decided on at once, not at the next poll.
@@ -427,6 +448,7 @@ func (ctl *controller) driveRuns(ctx context.Context, sess *coord.Session) {
 				run = &r
 			}
 			ctl.log.Info("driving run", "run", run.ID, "group", run.Group, "action", run.Plan.Action)
+			endedBefore := run.Done()
 			final, err := eng.Drive(ctx, *run)
 			hold.Stop()
 			release() // before telling the loop, which may be busy a while
@@ -435,6 +457,7 @@ func (ctl *controller) driveRuns(ctx context.Context, sess *coord.Session) {
 			} else if err == nil {
 				ctl.log.Info("run ended", "run", run.ID, "state", final.State, "rto", final.RTO())
 				sched.ended(ctx, final)
+				ctl.runEnded(ctx, final, endedBefore)
 			}
 			select {
 			case done <- run.ID:

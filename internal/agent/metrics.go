@@ -1,15 +1,22 @@
 package agent
 
 import (
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/siteflip/siteflip/internal/buildinfo"
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/report"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
-// metrics are the agent's Prometheus metrics, on a registry of its own.
+// metrics are the agent's Prometheus metrics, on a registry of its own
+// (docs/metrics.md lists them). Those of the whole installation, read from
+// the control plane at the scrape, are drCollector's (drmetrics.go).
 type metrics struct {
 	reg           *prometheus.Registry
 	peerUp        *prometheus.GaugeVec
@@ -18,8 +25,6 @@ type metrics struct {
 	publishErrors prometheus.Counter
 	resourceUp    *prometheus.GaugeVec
 	primary       *prometheus.GaugeVec
-	lagBytes      *prometheus.GaugeVec
-	lagSeconds    *prometheus.GaugeVec
 	leaseOK       *prometheus.CounterVec
 	selfFences    prometheus.Counter
 	autoFailovers prometheus.Counter
@@ -28,6 +33,16 @@ type metrics struct {
 	drillSuccess  *prometheus.GaugeVec
 	drillDuration *prometheus.GaugeVec
 	drillRPO      *prometheus.GaugeVec
+	// The runs this agent drove to their end as controller.
+	runs        *prometheus.CounterVec
+	runDuration *prometheus.HistogramVec
+	// The last ended run of each group and action, from the run history;
+	// exported by the controller.
+	lastRunEnd       *prometheus.GaugeVec
+	lastRunSucceeded *prometheus.GaugeVec
+	lastRunRTO       *prometheus.GaugeVec
+	lastRunLoss      *prometheus.GaugeVec
+	lastRunLost      *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -52,12 +67,6 @@ func newMetrics() *metrics {
 		primary: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "siteflip_resource_primary", Help: "1 when the local resource is a primary.",
 		}, []string{"group", "resource"}),
-		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "siteflip_replication_lag_bytes", Help: "Replay lag of a standby in bytes, measured by its primary.",
-		}, []string{"group", "resource", "standby"}),
-		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "siteflip_replication_lag_seconds", Help: "Replay lag of a standby in seconds, measured by its primary.",
-		}, []string{"group", "resource", "standby"}),
 		leaseOK: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "siteflip_serve_lease_requests_total", Help: "Serve lease requests to other locations, by outcome.",
 		}, []string{"peer", "outcome"}),
@@ -79,12 +88,42 @@ func newMetrics() *metrics {
 		drillRPO: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "siteflip_drill_rpo_seconds", Help: "The data age of the group's last drill: the RPO a failover would have had; exported by the controller while known.",
 		}, []string{"group"}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "siteflip_runs_total", Help: "Runs this agent drove to their end as controller, by action and outcome (succeeded, failed, rolled-back); sum over the agents for the installation's.",
+		}, []string{"action", "outcome"}),
+		runDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "siteflip_run_duration_seconds", Help: "Duration of the runs this agent drove to their end as controller, from their start to their end.",
+			Buckets: []float64{1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600},
+		}, []string{"action"}),
+		lastRunEnd: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_last_run_end_timestamp_seconds", Help: "When the group's last ended run of the action ended (Unix time); exported by the controller.",
+		}, []string{"group", "action"}),
+		lastRunSucceeded: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_last_run_succeeded", Help: "1 when the group's last ended run of the action succeeded, 0 when it failed or was rolled back; exported by the controller.",
+		}, []string{"group", "action"}),
+		lastRunRTO: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_last_run_rto_seconds", Help: "Measured RTO of the group's last ended run of the action, as its report gives it; no series when it has none; exported by the controller.",
+		}, []string{"group", "action"}),
+		lastRunLoss: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_last_run_data_loss_seconds", Help: "What the group's last ended run of the action lost, as a time (a drill: the data age of its copies), as its report gives it; no series while unknown; exported by the controller.",
+		}, []string{"group", "action"}),
+		lastRunLost: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_last_run_data_lost", Help: "1 when the group's last ended run of the action is known to have lost data, 0 when known to have lost none; no series while unknown; exported by the controller.",
+		}, []string{"group", "action"}),
 	}
-	m.reg.MustRegister(m.leaseOK, m.selfFences, m.autoFailovers, m.connsRefused, m.peerUp, m.probeRTT, m.controller, m.publishErrors, m.resourceUp, m.primary, m.lagBytes, m.lagSeconds,
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "siteflip_build_info", Help: "Always 1: the agent's version and the Go version it was built with.",
+	}, []string{"version", "goversion"})
+	build.WithLabelValues(buildinfo.String(), runtime.Version()).Set(1)
+	m.reg.MustRegister(m.leaseOK, m.selfFences, m.autoFailovers, m.connsRefused, m.peerUp, m.probeRTT, m.controller, m.publishErrors, m.resourceUp, m.primary,
 		m.drillSuccess, m.drillDuration, m.drillRPO,
+		m.runs, m.runDuration, m.lastRunEnd, m.lastRunSucceeded, m.lastRunRTO, m.lastRunLoss, m.lastRunLost, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// watch adds the installation's metrics, read at the scrape.
+func (m *metrics) watch(c *drCollector) { m.reg.MustRegister(c) }
 
 func (m *metrics) probe(peer string, ok bool, rtt time.Duration) {
 	if ok {
@@ -95,31 +134,12 @@ func (m *metrics) probe(peer string, ok bool, rtt time.Duration) {
 	}
 }
 
+// resource exports what this agent observed of a local resource. The
+// standbys' lags are the installation's metrics: every agent exports them
+// from the view the primary's agent publishes (drmetrics.go).
 func (m *metrics) resource(v status.ResourceView) {
-	b2f := func(b bool) float64 {
-		if b {
-			return 1
-		}
-		return 0
-	}
 	m.resourceUp.WithLabelValues(v.Group, v.Resource).Set(b2f(v.Up))
 	m.primary.WithLabelValues(v.Group, v.Resource).Set(b2f(v.Role == status.RolePrimary))
-	// A standby that left (or a primary that went down) must not keep its
-	// last lag on display.
-	labels := prometheus.Labels{"group": v.Group, "resource": v.Resource}
-	m.lagBytes.DeletePartialMatch(labels)
-	m.lagSeconds.DeletePartialMatch(labels)
-	for _, sb := range v.Standbys {
-		if sb.LagBytes < 0 || sb.LagSeconds < 0 {
-			continue // not measured yet
-		}
-		name := sb.Site
-		if name == "" {
-			name = sb.Name
-		}
-		m.lagBytes.WithLabelValues(v.Group, v.Resource, name).Set(float64(sb.LagBytes))
-		m.lagSeconds.WithLabelValues(v.Group, v.Resource, name).Set(sb.LagSeconds)
-	}
 }
 
 func (m *metrics) leaseRequest(peer string, ok bool) {
@@ -155,4 +175,67 @@ func (m *metrics) clearDrills() {
 	m.drillSuccess.Reset()
 	m.drillDuration.Reset()
 	m.drillRPO.Reset()
+}
+
+// runEnded counts a run this agent, as controller, drove to its end.
+func (m *metrics) runEnded(run plan.Run) {
+	action := string(run.Plan.Action)
+	m.runs.WithLabelValues(action, run.State).Inc()
+	if !run.Ended.IsZero() && !run.Ended.Before(run.Started) {
+		m.runDuration.WithLabelValues(action).Observe(run.Ended.Sub(run.Started).Seconds())
+	}
+}
+
+// lastRuns exports the last ended run of each group and action among
+// runs, the run history of group ("" for every group): the series of the
+// groups concerned that runs no longer back go away.
+func (m *metrics) lastRuns(t *config.Topology, group string, runs []plan.Run) {
+	vecs := []*prometheus.GaugeVec{m.lastRunEnd, m.lastRunSucceeded, m.lastRunRTO, m.lastRunLoss, m.lastRunLost}
+	for _, v := range vecs {
+		if group == "" {
+			v.Reset()
+		} else {
+			v.DeletePartialMatch(prometheus.Labels{"group": group})
+		}
+	}
+	type key struct{ group, action string }
+	last := map[key]plan.Run{}
+	for _, r := range runs {
+		if !r.Done() || (group != "" && r.Group != group) {
+			continue
+		}
+		k := key{r.Group, string(r.Plan.Action)}
+		if prev, ok := last[k]; !ok || r.Ended.After(prev.Ended) {
+			last[k] = r
+		}
+	}
+	for k, r := range last {
+		g, ok := t.Group(k.group)
+		if !ok {
+			continue // no longer in the topology
+		}
+		rep := report.Build(r, g)
+		m.lastRunEnd.WithLabelValues(k.group, k.action).Set(unixSeconds(r.Ended))
+		m.lastRunSucceeded.WithLabelValues(k.group, k.action).Set(b2f(r.State == plan.RunSucceeded))
+		if rep.RTO.Known {
+			m.lastRunRTO.WithLabelValues(k.group, k.action).Set(rep.RTO.D.Seconds())
+		}
+		if rep.RPO.Known {
+			m.lastRunLoss.WithLabelValues(k.group, k.action).Set(rep.RPO.D.Seconds())
+		}
+		switch {
+		case r.DataLost != "":
+			m.lastRunLost.WithLabelValues(k.group, k.action).Set(1)
+		case rep.RPO.Known && rep.RPO.D == 0:
+			m.lastRunLost.WithLabelValues(k.group, k.action).Set(0)
+		}
+	}
+}
+
+// clearLastRuns removes the last runs' metrics when this agent stops
+// being the controller: the next one exports them.
+func (m *metrics) clearLastRuns() {
+	for _, v := range []*prometheus.GaugeVec{m.lastRunEnd, m.lastRunSucceeded, m.lastRunRTO, m.lastRunLoss, m.lastRunLost} {
+		v.Reset()
+	}
 }

@@ -1,0 +1,313 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/pki"
+	"github.com/siteflip/siteflip/internal/status"
+)
+
+// The metrics of the whole installation (docs/metrics.md). Every agent
+// exports them from the shared view, the control plane, as it reads it at
+// the scrape: the groups' states, active sites and epochs, what the
+// primaries report of their standbys, who sees whom. An agent that cannot
+// read the control plane (no quorum where it stands) exports only
+// siteflip_control_plane_up 0 among them: a stale picture would mislead.
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	descPlaneUp = desc("siteflip_control_plane_up",
+		"1 when this agent read the control plane at the scrape; 0 when it could not (no quorum where it stands): then it exports none of the installation's metrics.")
+	descElected = desc("siteflip_elected_controller",
+		"1 for the location the control plane names the elected controller; no series while none is.", "site")
+
+	descSiteUp = desc("siteflip_site_up",
+		"1 when the other reporting locations reach the location's agent (status: up).", "site")
+	descSiteReporting = desc("siteflip_site_reporting",
+		"1 while the location's agent publishes its view in the control plane.", "site")
+	descSiteLost = desc("siteflip_site_lost",
+		"1 when every other location declared the location lost (its serve lease ran out where they stand).", "site")
+	descSiteSees = desc("siteflip_site_sees",
+		"1 when the location's own view says its agent reaches the peer's agent; no series while the location does not report.", "site", "peer")
+
+	descGroupState = desc("siteflip_group_state",
+		"1 for the group's current state, 0 for the others (initializing, protected, unprotected, unreachable, down, split-brain, needs-decision, failing-over).", "group", "state")
+	descGroupActive = desc("siteflip_group_active",
+		"1 for the group's active site, 0 for its other sites; all 0 before the group is adopted.", "group", "site")
+	descGroupEpoch = desc("siteflip_group_epoch",
+		"The group's epoch: it grows at every change of active site.", "group")
+	descGroupMaxLoss = desc("siteflip_group_max_data_loss_seconds",
+		"The group's max_data_loss: the most an automatic failover may lose.", "group")
+	descGroupRTOTarget = desc("siteflip_group_rto_target_seconds",
+		"The group's rto_target.", "group")
+	descGroupProblems = desc("siteflip_group_problems",
+		"How many problems status lists for the group.", "group")
+	descGroupRunning = desc("siteflip_group_run_in_progress",
+		"1 while a run (not a drill) is in progress on the group.", "group")
+	descGroupDrilling = desc("siteflip_group_drill_in_progress",
+		"1 while a drill is in progress on the group.", "group")
+	descGroupPaused = desc("siteflip_group_paused",
+		"1 while the group is paused: no automatic failover.", "group")
+	descGroupPausedSince = desc("siteflip_group_paused_since_timestamp_seconds",
+		"When the group was paused (Unix time); no series while it is not.", "group")
+	descDrillMaxAge = desc("siteflip_group_drill_max_age_seconds",
+		"How old the group's last successful drill may be (its schedule's max_age); only groups with a drill schedule.", "group")
+
+	descLagSeconds = desc("siteflip_replication_lag_seconds",
+		"Replay lag of a standby in seconds, as its primary at the active site reports it.", "group", "resource", "standby")
+	descLagBytes = desc("siteflip_replication_lag_bytes",
+		"Replay lag of a standby in bytes, as its primary at the active site reports it.", "group", "resource", "standby")
+	descStreaming = desc("siteflip_replication_streaming",
+		"1 when the standby reports itself a standby that streams from its primary.", "group", "resource", "standby")
+	descLastKnownLag = desc("siteflip_replication_last_known_lag_seconds",
+		"The standby's lag as the controller last recorded it in this epoch: what a failover would lose, still known when the primary's site is gone.", "group", "resource", "standby")
+	descFailoverReady = desc("siteflip_replication_failover_ready",
+		"1 when a failover to the standby would go ahead now within max_data_loss.", "group", "resource", "standby")
+	descSync = desc("siteflip_replication_sync_state",
+		"For a synchronous resource, 1 for its replication mode in the group's current epoch (sync: the standby confirms every commit; degraded: commits no longer wait for it), 0 for the other.", "group", "resource", "state")
+
+	descLeaseLeft = desc("siteflip_serve_lease_remaining_seconds",
+		"How long this location's serve lease still runs: its primaries are fenced when it reaches 0.")
+	descCertExpiry = desc("siteflip_certificate_expiry_timestamp_seconds",
+		"When this location's own certificate expires (Unix time).", "site")
+)
+
+// groupStates are the states siteflip_group_state lists for every group.
+var groupStates = []string{
+	status.StateInitializing, status.StateProtected, status.StateUnprotected, status.StateUnreachable,
+	status.StateDown, status.StateSplitBrain, status.StateNeedsDecision, status.StateFailingOver,
+}
+
+// pauseInfo is a paused group: automatic failover is off for it.
+type pauseInfo struct {
+	group string
+	since time.Time
+}
+
+// pausedGroups lists the paused groups of snap. The pause state (`siteflip
+// pause`) feeds it; until the control plane keeps one, no group is paused.
+func pausedGroups(snap status.Snapshot) []pauseInfo {
+	return nil
+}
+
+// drCollector exports the installation's metrics, read from the control
+// plane at the scrape, and this location's serve lease and certificate.
+type drCollector struct {
+	topo     *config.Topology
+	site     string
+	log      *slog.Logger
+	snapshot func(context.Context) (status.Snapshot, error)
+	assemble func(status.Snapshot) status.Status
+	// leaseLeft is how long this location's serve lease still runs.
+	leaseLeft func() time.Duration
+	// certFile is this location's certificate; "" without TLS.
+	certFile string
+	paused   func(status.Snapshot) []pauseInfo
+
+	// One read of the control plane serves the scrapes that come within
+	// readEvery of it: two Prometheus servers scraping every agent read
+	// it once, not twice.
+	mu    sync.Mutex
+	read  time.Time
+	snap  status.Snapshot
+	st    status.Status
+	valid bool
+}
+
+// readEvery is how long one read of the control plane serves scrapes;
+// readTimeout how long a scrape waits for it.
+const (
+	readEvery        = time.Second
+	planeReadTimeout = 3 * time.Second
+)
+
+// newDRCollector is the collector of the agent whose parts are given.
+func newDRCollector(b *base, pl *plane, sl *serveLease) *drCollector {
+	c := &drCollector{
+		topo: b.topo, site: b.site.Name, log: b.log,
+		snapshot: pl.snapshot, assemble: pl.assemble,
+		leaseLeft: func() time.Duration {
+			sl.mu.Lock()
+			defer sl.mu.Unlock()
+			return sl.lease.Left(time.Now())
+		},
+		paused: pausedGroups,
+	}
+	if b.topo.TLSEnabled() {
+		c.certFile = b.site.TLS.CertFile
+	}
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *drCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		descPlaneUp, descElected, descSiteUp, descSiteReporting, descSiteLost, descSiteSees,
+		descGroupState, descGroupActive, descGroupEpoch, descGroupMaxLoss, descGroupRTOTarget, descGroupProblems,
+		descGroupRunning, descGroupDrilling, descGroupPaused, descGroupPausedSince, descDrillMaxAge,
+		descLagSeconds, descLagBytes, descStreaming, descLastKnownLag, descFailoverReady, descSync,
+		descLeaseLeft, descCertExpiry,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *drCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.leaseLeft != nil {
+		ch <- constGauge(descLeaseLeft, max(0, c.leaseLeft().Seconds()))
+	}
+	if c.certFile != "" {
+		if na, err := pki.NotAfter(c.certFile); err == nil {
+			ch <- constGauge(descCertExpiry, unixSeconds(na), c.site)
+		} else {
+			c.log.Warn("cannot read this location's certificate for its expiry metric", "error", err)
+		}
+	}
+	snap, st, ok := c.state()
+	if !ok {
+		ch <- constGauge(descPlaneUp, 0)
+		return
+	}
+	ch <- constGauge(descPlaneUp, 1)
+	collectState(ch, c.topo, st, c.paused(snap))
+}
+
+// state is the installation as last read, read again when older than
+// readEvery; ok is false when the control plane cannot be read.
+func (c *drCollector) state() (status.Snapshot, status.Status, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.read.IsZero() && time.Since(c.read) < readEvery {
+		return c.snap, c.st, c.valid
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), planeReadTimeout)
+	defer cancel()
+	snap, err := c.snapshot(ctx)
+	c.read, c.valid = time.Now(), err == nil
+	if err != nil {
+		c.snap, c.st = status.Snapshot{}, status.Status{}
+		return c.snap, c.st, false
+	}
+	c.snap, c.st = snap, c.assemble(snap)
+	return c.snap, c.st, true
+}
+
+// collectState sends the installation's metrics from st, the status
+// assembled from the control plane, and the paused groups.
+func collectState(ch chan<- prometheus.Metric, t *config.Topology, st status.Status, paused []pauseInfo) {
+	if st.Controller != "" {
+		ch <- constGauge(descElected, 1, st.Controller)
+	}
+	for _, s := range st.Sites {
+		ch <- constGauge(descSiteUp, b2f(s.Up), s.Name)
+		ch <- constGauge(descSiteReporting, b2f(s.Reporting), s.Name)
+		ch <- constGauge(descSiteLost, b2f(s.Lost), s.Name)
+		for _, peer := range slices.Sorted(maps.Keys(s.Sees)) {
+			ch <- constGauge(descSiteSees, b2f(s.Sees[peer]), s.Name, peer)
+		}
+	}
+	pausedSince := map[string]time.Time{}
+	for _, p := range paused {
+		pausedSince[p.group] = p.since
+	}
+	for _, gs := range st.Groups {
+		g, ok := t.Group(gs.Name)
+		if !ok {
+			continue
+		}
+		collectGroup(ch, g, gs)
+		since, isPaused := pausedSince[g.Name]
+		ch <- constGauge(descGroupPaused, b2f(isPaused), g.Name)
+		if isPaused && !since.IsZero() {
+			ch <- constGauge(descGroupPausedSince, unixSeconds(since), g.Name)
+		}
+	}
+}
+
+// collectGroup sends one group's metrics.
+func collectGroup(ch chan<- prometheus.Metric, g *config.Group, gs status.GroupStatus) {
+	known := slices.Contains(groupStates, gs.State)
+	for _, s := range groupStates {
+		ch <- constGauge(descGroupState, b2f(s == gs.State), g.Name, s)
+	}
+	if !known && gs.State != "" {
+		// A state added after this list: shown rather than lost.
+		ch <- constGauge(descGroupState, 1, g.Name, gs.State)
+	}
+	for _, s := range g.Sites {
+		ch <- constGauge(descGroupActive, b2f(s == gs.ActiveSite), g.Name, s)
+	}
+	if gs.Epoch > 0 {
+		ch <- constGauge(descGroupEpoch, float64(gs.Epoch), g.Name)
+	}
+	if g.MaxDataLoss != nil {
+		ch <- constGauge(descGroupMaxLoss, g.MaxDataLoss.D().Seconds(), g.Name)
+	}
+	if g.RTOTarget != nil {
+		ch <- constGauge(descGroupRTOTarget, g.RTOTarget.D().Seconds(), g.Name)
+	}
+	ch <- constGauge(descGroupProblems, float64(len(gs.Problems)), g.Name)
+	ch <- constGauge(descGroupRunning, b2f(gs.Run != ""), g.Name)
+	ch <- constGauge(descGroupDrilling, b2f(gs.Drill != ""), g.Name)
+	if g.Drill != nil && g.Drill.MaxAge != nil {
+		ch <- constGauge(descDrillMaxAge, g.Drill.MaxAge.D().Seconds(), g.Name)
+	}
+	if gs.ActiveSite == "" {
+		return // not adopted: no standby yet
+	}
+	for _, rs := range gs.Resources {
+		if rs.Class != string(config.ClassData) {
+			continue
+		}
+		if sr := rs.Synchronous; sr != nil && sr.Epoch == gs.Epoch {
+			for _, mode := range []string{status.SyncOn, status.SyncDegraded} {
+				ch <- constGauge(descSync, b2f(sr.State == mode), g.Name, rs.Name, mode)
+			}
+		}
+		for _, rss := range rs.Sites {
+			if rss.Site == gs.ActiveSite {
+				continue
+			}
+			labels := []string{g.Name, rs.Name, rss.Site}
+			ch <- constGauge(descStreaming, b2f(rss.Role == status.RoleStandby && rss.Streaming), labels...)
+			if rss.LagSeconds != nil {
+				ch <- constGauge(descLagSeconds, *rss.LagSeconds, labels...)
+			}
+			if rss.LagBytes != nil {
+				ch <- constGauge(descLagBytes, float64(*rss.LagBytes), labels...)
+			}
+			if l := rss.LastKnownLag; l != nil && l.Epoch == gs.Epoch {
+				ch <- constGauge(descLastKnownLag, l.Seconds, labels...)
+			}
+			if rss.FailoverReady != nil {
+				ch <- constGauge(descFailoverReady, b2f(*rss.FailoverReady), labels...)
+			}
+		}
+	}
+}
+
+func constGauge(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// unixSeconds is t as Unix time in seconds, to the millisecond.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
