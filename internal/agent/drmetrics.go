@@ -61,6 +61,8 @@ var (
 		"1 while the group is paused: no automatic failover.", "group")
 	descGroupPausedSince = desc("siteflip_group_paused_since_timestamp_seconds",
 		"When the group was paused (Unix time); no series while it is not.", "group")
+	descDrillMissed = desc("siteflip_group_drill_missed_window_timestamp_seconds",
+		"When the last window of the group's drill schedule began, if it passed with a drill due and none started (Unix time); no series otherwise.", "group")
 	descDrillMaxAge = desc("siteflip_group_drill_max_age_seconds",
 		"How old the group's last successful drill may be (its schedule's max_age); only groups with a drill schedule.", "group")
 
@@ -155,7 +157,7 @@ func (c *drCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descPlaneUp, descElected, descSiteUp, descSiteReporting, descSiteLost, descSiteSees,
 		descGroupState, descGroupActive, descGroupEpoch, descGroupMaxLoss, descGroupRTOTarget, descGroupProblems,
-		descGroupRunning, descGroupDrilling, descGroupPaused, descGroupPausedSince, descDrillMaxAge,
+		descGroupRunning, descGroupDrilling, descGroupPaused, descGroupPausedSince, descDrillMaxAge, descDrillMissed,
 		descLagSeconds, descLagBytes, descStreaming, descLastKnownLag, descFailoverReady, descSync,
 		descLeaseLeft, descCertExpiry,
 	} {
@@ -263,6 +265,9 @@ func collectGroup(ch chan<- prometheus.Metric, g *config.Group, gs status.GroupS
 	ch <- constGauge(descGroupDrilling, b2f(gs.Drill != ""), g.Name)
 	if g.Drill != nil && g.Drill.MaxAge != nil {
 		ch <- constGauge(descDrillMaxAge, g.Drill.MaxAge.D().Seconds(), g.Name)
+	}
+	if d := gs.Drills; d != nil && !d.Missed.IsZero() {
+		ch <- constGauge(descDrillMissed, unixSeconds(d.Missed), g.Name)
 	}
 	if gs.ActiveSite == "" {
 		return // not adopted: no standby yet

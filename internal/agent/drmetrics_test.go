@@ -318,6 +318,11 @@ func TestMetricsOfTheInstallation(t *testing.T) {
 					t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
 				}
 			}
+			// webshop's schedule is open all day and it has no drill on
+			// record: yesterday's window was missed.
+			if got, ok := value(mfs, "siteflip_group_drill_missed_window_timestamp_seconds", L{"group": "webshop"}); !ok || got > unixSeconds(time.Now()) {
+				t.Errorf("siteflip_group_drill_missed_window_timestamp_seconds of webshop = %v (present %v), want the start of a window past", got, ok)
+			}
 			// A group not adopted has no standby, and no epoch.
 			for _, name := range []string{"siteflip_group_epoch", "siteflip_replication_streaming"} {
 				if _, ok := value(mfs, name, L{"group": "intranet"}); ok {
