@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -533,12 +535,59 @@ func TestDashboardNamesExportedMetrics(t *testing.T) {
 			}
 		}
 	}
+	// The variables and the descriptions too.
+	for _, n := range metricName.FindAllString(string(data), -1) {
+		if !names[n] {
+			t.Errorf("deploy/grafana/siteflip.json names %s, which the agent does not export", n)
+		}
+	}
 	for _, want := range []string{"siteflip_group_state", "siteflip_group_active", "siteflip_replication_lag_seconds", "siteflip_group_max_data_loss_seconds",
 		"siteflip_serve_lease_remaining_seconds", "siteflip_runs_total", "siteflip_last_run_rto_seconds", "siteflip_last_run_data_lost",
 		"siteflip_certificate_expiry_timestamp_seconds", "siteflip_group_paused", "siteflip_build_info", "siteflip_site_sees"} {
 		if !slices.Contains(used, want) {
 			t.Errorf("the dashboard does not show %s", want)
 		}
+	}
+}
+
+// Every query of the dashboard is valid PromQL: promtool parses them as
+// recording rules. Skipped, saying so, without promtool.
+func TestDashboardQueriesParse(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("SKIPPED: promtool is not on PATH, so the dashboard's queries were not parsed; install Debian's prometheus package (scripts/deps.sh does, as root)")
+	}
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "siteflip.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatal(err)
+	}
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			n++
+			expr, _ := json.Marshal(strings.ReplaceAll(tg.Expr, "$group", ".*"))
+			fmt.Fprintf(&rules, "      - record: dashboard_query_%d\n        expr: %s\n", n, expr)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "dashboard.rules.yml")
+	if err := os.WriteFile(file, []byte(rules.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), promtool, "check", "rules", file).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("SUCCESS: %d rules found", n)) {
+		t.Errorf("promtool check rules of the dashboard's %d queries: %v\n%s", n, err, out)
 	}
 }
 
