@@ -2,8 +2,8 @@
 # Installs what siteflip's lab and tests need on Debian: PostgreSQL server
 # binaries; and, as root, ip and nft for the network namespaces of the
 # fault-injection tests, the real network peers the network resources are
-# tested against: FRR, BIND and HAProxy, and MariaDB (from Debian's
-# packages, only when missing).
+# tested against: FRR, BIND and HAProxy, MariaDB, and Prometheus for
+# promtool (from Debian's packages, only when missing).
 # Go modules come through the module proxy when go builds.
 set -euo pipefail
 
@@ -27,6 +27,9 @@ if [ "$(id -u)" -eq 0 ]; then
 	# The MariaDB driver's tests start servers as the mysql user, which
 	# only root can.
 	has mariadbd || missing+=(mariadb-server mariadb-client mariadb-backup)
+	# promtool checks the agent's /metrics, the alert rules and the
+	# dashboard's queries (deploy/); without it those tests skip.
+	has promtool || missing+=(prometheus)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
@@ -51,3 +54,8 @@ if [ "$had_policy" -eq 0 ]; then
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The prometheus package enables its server at boot: only its promtool is
+# wanted, and no server on port 9090.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+	systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
