@@ -111,8 +111,9 @@ type drCollector struct {
 	log      *slog.Logger
 	snapshot func(context.Context) (status.Snapshot, error)
 	assemble func(status.Snapshot) status.Status
-	// leaseLeft is how long this location's serve lease still runs.
-	leaseLeft func() time.Duration
+	// leaseLeft is how long this location's serve lease still runs; ok
+	// is false when a force lets it serve without one.
+	leaseLeft func() (left time.Duration, ok bool)
 	// certFile is this location's certificate; "" without TLS.
 	certFile string
 	paused   func(status.Snapshot) []pauseInfo
@@ -120,11 +121,13 @@ type drCollector struct {
 	// One read of the control plane serves the scrapes that come within
 	// readEvery of it: two Prometheus servers scraping every agent read
 	// it once, not twice.
-	mu    sync.Mutex
-	read  time.Time
-	snap  status.Snapshot
-	st    status.Status
-	valid bool
+	mu   sync.Mutex
+	read time.Time
+	// certErr is the last error reading the certificate, logged once.
+	certErr string
+	snap    status.Snapshot
+	st      status.Status
+	valid   bool
 }
 
 // readEvery is how long one read of the control plane serves scrapes;
@@ -139,10 +142,13 @@ func newDRCollector(b *base, pl *plane, sl *serveLease) *drCollector {
 	c := &drCollector{
 		topo: b.topo, site: b.site.Name, log: b.log,
 		snapshot: pl.snapshot, assemble: pl.assemble,
-		leaseLeft: func() time.Duration {
+		leaseLeft: func() (time.Duration, bool) {
+			if sl.forced != nil && sl.forced() {
+				return 0, false
+			}
 			sl.mu.Lock()
 			defer sl.mu.Unlock()
-			return sl.lease.Left(time.Now())
+			return sl.lease.Left(time.Now()), true
 		},
 		paused: pausedGroups,
 	}
@@ -168,14 +174,16 @@ func (c *drCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *drCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.leaseLeft != nil {
-		ch <- constGauge(descLeaseLeft, max(0, c.leaseLeft().Seconds()))
+		if left, ok := c.leaseLeft(); ok {
+			ch <- constGauge(descLeaseLeft, max(0, left.Seconds()))
+		}
 	}
 	if c.certFile != "" {
-		if na, err := pki.NotAfter(c.certFile); err == nil {
+		na, err := pki.NotAfter(c.certFile)
+		if err == nil {
 			ch <- constGauge(descCertExpiry, unixSeconds(na), c.site)
-		} else {
-			c.log.Warn("cannot read this location's certificate for its expiry metric", "error", err)
 		}
+		c.certError(err)
 	}
 	snap, st, ok := c.state()
 	if !ok {
@@ -184,6 +192,21 @@ func (c *drCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- constGauge(descPlaneUp, 1)
 	collectState(ch, c.topo, st, c.paused(snap))
+}
+
+// certError logs a failure to read the certificate once, not at every
+// scrape, and its end.
+func (c *drCollector) certError(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case err != nil && err.Error() != c.certErr:
+		c.log.Warn("cannot read this location's certificate: siteflip_certificate_expiry_timestamp_seconds is not exported", "error", err)
+		c.certErr = err.Error()
+	case err == nil && c.certErr != "":
+		c.log.Info("this location's certificate can be read again", "file", c.certFile)
+		c.certErr = ""
+	}
 }
 
 // state is the installation as last read, read again when older than

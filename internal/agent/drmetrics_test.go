@@ -108,6 +108,7 @@ type world struct {
 	c       *drCollector
 	cert    string
 	paused  []pauseInfo
+	forced  bool
 }
 
 func newWorld(t *testing.T, site string) *world {
@@ -126,7 +127,7 @@ func newWorld(t *testing.T, site string) *world {
 		assemble: func(snap status.Snapshot) status.Status {
 			return status.Assemble(topo, snap, s.Name, time.Now().UTC())
 		},
-		leaseLeft: func() time.Duration { return 1500 * time.Millisecond },
+		leaseLeft: func() (time.Duration, bool) { return 1500 * time.Millisecond, !w.forced },
 		paused:    func(status.Snapshot) []pauseInfo { return w.paused },
 	}
 	w.m.watch(w.c)
@@ -364,6 +365,25 @@ func TestMetricsWithoutControlPlane(t *testing.T) {
 	w.c.mu.Unlock()
 	if got, _ := value(scrape(t, w.m.reg), "siteflip_group_state", map[string]string{"group": "webshop", "state": "protected"}); got != 1 {
 		t.Errorf("webshop not protected once the control plane answers again")
+	}
+}
+
+// A location a force lets serve without a lease shows no lease left
+// (it is not about to fence); a certificate it cannot read, no expiry.
+func TestMetricsForcedLeaseAndMissingCertificate(t *testing.T) {
+	w := newWorld(t, "brussels")
+	w.forced = true
+	if err := os.Remove(w.cert); err != nil {
+		t.Fatal(err)
+	}
+	mfs := scrape(t, w.m.reg)
+	for _, name := range []string{"siteflip_serve_lease_remaining_seconds", "siteflip_certificate_expiry_timestamp_seconds"} {
+		if n := seriesCount(mfs, name); n != 0 {
+			t.Errorf("%s has %d series", name, n)
+		}
+	}
+	if got, _ := value(mfs, "siteflip_control_plane_up", nil); got != 1 {
+		t.Errorf("siteflip_control_plane_up = %v, want 1", got)
 	}
 }
 
