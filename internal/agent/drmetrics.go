@@ -118,20 +118,20 @@ type drCollector struct {
 	certFile string
 	paused   func(status.Snapshot) []pauseInfo
 
+	mu sync.Mutex
 	// One read of the control plane serves the scrapes that come within
 	// readEvery of it: two Prometheus servers scraping every agent read
-	// it once, not twice.
-	mu   sync.Mutex
-	read time.Time
+	// it once, not twice. valid says the read succeeded.
+	read  time.Time
+	snap  status.Snapshot
+	st    status.Status
+	valid bool
 	// certErr is the last error reading the certificate, logged once.
 	certErr string
-	snap    status.Snapshot
-	st      status.Status
-	valid   bool
 }
 
 // readEvery is how long one read of the control plane serves scrapes;
-// readTimeout how long a scrape waits for it.
+// planeReadTimeout how long a scrape waits for it.
 const (
 	readEvery        = time.Second
 	planeReadTimeout = 3 * time.Second
