@@ -230,15 +230,16 @@ func (ctl *controller) newMemory(ctx context.Context) *safety.Memory {
 	defer cancel()
 	if runs, err := ctl.store.Runs(rctx, ""); err == nil {
 		m.Remember(runs)
-		ctl.metrics.lastRuns(ctl.topo, "", runs)
+		ctl.metrics.lastRuns(ctl.topo, runs)
 	}
 	return m
 }
 
 // runEnded counts a run this controller drove to its end (not one that
 // had ended before: a controller that stopped before it released the run
-// counted it) and exports its group's last runs again, from the history:
-// a reprotect also tells what the failover before it lost.
+// counted it) and exports it as its group's last run of its action. A run
+// that rejoined a site may have told what the group's last failover lost
+// (the engine wrote it onto the failover): that failover is read again.
 func (ctl *controller) runEnded(ctx context.Context, run plan.Run, endedBefore bool) {
 	if !run.Done() {
 		return
@@ -246,10 +247,15 @@ func (ctl *controller) runEnded(ctx context.Context, run plan.Run, endedBefore b
 	if !endedBefore {
 		ctl.metrics.runEnded(run)
 	}
+	ctl.metrics.lastRun(ctl.topo, run)
+	id, pending := ctl.metrics.lossPending(run.Group)
+	if !pending || run.Plan.Action == plan.Failover || len(run.RejoinedSites()) == 0 {
+		return
+	}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if runs, err := ctl.store.Runs(rctx, run.Group); err == nil {
-		ctl.metrics.lastRuns(ctl.topo, run.Group, runs)
+	if f, err := ctl.store.Run(rctx, id); err == nil {
+		ctl.metrics.lastRun(ctl.topo, f)
 	}
 }
 

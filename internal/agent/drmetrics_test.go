@@ -86,7 +86,9 @@ func metricsHistory(t0 time.Time) []plan.Run {
 		Steps:    []plan.StepState{{State: plan.StepDone, Started: at(3), Ended: at(4)}},
 		DataLost: "db: 8192 bytes of WAL existed only there", DataLostBy: "r1"}
 	reprotect := plan.Run{ID: "r1", Group: "webshop", State: plan.RunSucceeded, Started: at(20), Ended: at(50),
-		Plan: plan.Plan{Group: "webshop", Action: plan.Reprotect, From: "antwerp", To: "antwerp"}}
+		Plan: plan.Plan{Group: "webshop", Action: plan.Reprotect, From: "antwerp", To: "antwerp",
+			Steps: []plan.Step{{ID: "rejoin:db@brussels", Kind: plan.Rejoin, Resource: "db", Site: "brussels"}}},
+		Steps: []plan.StepState{{State: plan.StepDone, Started: at(20), Ended: at(50)}}}
 	switchover := plan.Run{ID: "s1", Group: "webshop", State: plan.RunRolledBack, Started: at(60), Ended: at(70),
 		Plan: plan.Plan{Group: "webshop", Action: plan.Switchover, From: "antwerp", To: "brussels"}, Error: "step promote:db@brussels failed"}
 	drill := plan.Run{ID: "d1", Group: "webshop", State: plan.RunSucceeded, Started: at(100), Ended: at(130),
@@ -154,7 +156,7 @@ func (w *world) fill() {
 	for _, r := range hist {
 		m.runEnded(r)
 	}
-	m.lastRuns(w.topo, "", hist)
+	m.lastRuns(w.topo, hist)
 }
 
 // scrape gathers the agent's registry.
@@ -443,8 +445,8 @@ func TestMetricsOfRuns(t *testing.T) {
 }
 
 // The controller counts a run it drove to its end, not one that had
-// ended before it took it up, and reads its group's history again: a
-// reprotect that ends tells what the failover before it lost.
+// ended before it took it up; a reprotect that rejoined the old site of
+// the group's last failover has it read again, now telling what it lost.
 func TestControllerRunEnded(t *testing.T) {
 	topo, _ := metricsWorld(t)
 	hist := metricsHistory(time.Unix(1764900000, 0).UTC())
@@ -452,7 +454,7 @@ func TestControllerRunEnded(t *testing.T) {
 	failover.DataLost, failover.DataLostBy = "", ""
 	store := &drillFake{history: []plan.Run{failover}, drills: map[string]status.DrillRecord{}}
 	ctl := scheduleController(topo, store)
-	ctl.metrics.lastRuns(topo, "", store.history)
+	ctl.metrics.lastRuns(topo, store.history)
 	lost := func() (float64, bool) {
 		return value(scrape(t, ctl.metrics.reg), "siteflip_last_run_data_lost", map[string]string{"group": "webshop", "action": "failover"})
 	}
@@ -465,6 +467,9 @@ func TestControllerRunEnded(t *testing.T) {
 	ctl.runEnded(t.Context(), reprotect, true) // a new controller finds it ended
 	if got, ok := lost(); !ok || got != 1 {
 		t.Errorf("siteflip_last_run_data_lost of the failover = %v (present %v) after the reprotect, want 1", got, ok)
+	}
+	if id, pending := ctl.metrics.lossPending("webshop"); pending {
+		t.Errorf("failover %s still waits for its loss", id)
 	}
 	mfs := scrape(t, ctl.metrics.reg)
 	if got, _ := value(mfs, "siteflip_runs_total", map[string]string{"action": "reprotect", "outcome": "succeeded"}); got != 1 {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,9 @@ type metrics struct {
 	lastRunRTO       *prometheus.GaugeVec
 	lastRunLoss      *prometheus.GaugeVec
 	lastRunLost      *prometheus.GaugeVec
+	// lastMu guards last, the runs the last-run metrics show.
+	lastMu sync.Mutex
+	last   map[lastRunKey]lastRunRef
 }
 
 func newMetrics() *metrics {
@@ -186,56 +190,84 @@ func (m *metrics) runEnded(run plan.Run) {
 	}
 }
 
-// lastRuns exports the last ended run of each group and action among
-// runs, the run history of group ("" for every group): the series of the
-// groups concerned that runs no longer back go away.
-func (m *metrics) lastRuns(t *config.Topology, group string, runs []plan.Run) {
-	vecs := []*prometheus.GaugeVec{m.lastRunEnd, m.lastRunSucceeded, m.lastRunRTO, m.lastRunLoss, m.lastRunLost}
-	for _, v := range vecs {
-		if group == "" {
-			v.Reset()
-		} else {
-			v.DeletePartialMatch(prometheus.Labels{"group": group})
-		}
-	}
-	type key struct{ group, action string }
-	last := map[key]plan.Run{}
+// lastRunKey is a group and an action.
+type lastRunKey struct{ group, action string }
+
+// lastRunRef is the run the last-run metrics of a group and action show.
+type lastRunRef struct {
+	id    string
+	ended time.Time
+	// lossKnown: the run says whether it lost data (a failover does once
+	// the rejoin of its old site told).
+	lossKnown bool
+}
+
+// lastRuns exports the last ended run of each group and action in runs,
+// the run history, instead of what was exported.
+func (m *metrics) lastRuns(t *config.Topology, runs []plan.Run) {
+	m.clearLastRuns()
 	for _, r := range runs {
-		if !r.Done() || (group != "" && r.Group != group) {
-			continue
-		}
-		k := key{r.Group, string(r.Plan.Action)}
-		if prev, ok := last[k]; !ok || r.Ended.After(prev.Ended) {
-			last[k] = r
-		}
+		m.lastRun(t, r)
 	}
-	for k, r := range last {
-		g, ok := t.Group(k.group)
-		if !ok {
-			continue // no longer in the topology
-		}
-		rep := report.Build(r, g)
-		m.lastRunEnd.WithLabelValues(k.group, k.action).Set(unixSeconds(r.Ended))
-		m.lastRunSucceeded.WithLabelValues(k.group, k.action).Set(b2f(r.State == plan.RunSucceeded))
-		if rep.RTO.Known {
-			m.lastRunRTO.WithLabelValues(k.group, k.action).Set(rep.RTO.D.Seconds())
-		}
-		if rep.RPO.Known {
-			m.lastRunLoss.WithLabelValues(k.group, k.action).Set(rep.RPO.D.Seconds())
-		}
-		switch {
-		case r.DataLost != "":
-			m.lastRunLost.WithLabelValues(k.group, k.action).Set(1)
-		case rep.RPO.Known && rep.RPO.D == 0:
-			m.lastRunLost.WithLabelValues(k.group, k.action).Set(0)
-		}
+}
+
+// lastRun exports r as the last run of its group and action, unless it
+// ended before the run exported.
+func (m *metrics) lastRun(t *config.Topology, r plan.Run) {
+	g, ok := t.Group(r.Group)
+	if !ok || !r.Done() {
+		return // no longer in the topology, or not ended
 	}
+	m.lastMu.Lock()
+	defer m.lastMu.Unlock()
+	k := lastRunKey{r.Group, string(r.Plan.Action)}
+	if prev, ok := m.last[k]; ok && r.Ended.Before(prev.ended) {
+		return
+	}
+	rep := report.Build(r, g)
+	labels := []string{k.group, k.action}
+	m.lastRunEnd.WithLabelValues(labels...).Set(unixSeconds(r.Ended))
+	m.lastRunSucceeded.WithLabelValues(labels...).Set(b2f(r.State == plan.RunSucceeded))
+	for _, v := range []*prometheus.GaugeVec{m.lastRunRTO, m.lastRunLoss, m.lastRunLost} {
+		v.DeleteLabelValues(labels...)
+	}
+	if rep.RTO.Known {
+		m.lastRunRTO.WithLabelValues(labels...).Set(rep.RTO.D.Seconds())
+	}
+	if rep.RPO.Known {
+		m.lastRunLoss.WithLabelValues(labels...).Set(rep.RPO.D.Seconds())
+	}
+	known := true
+	switch {
+	case r.DataLost != "":
+		m.lastRunLost.WithLabelValues(labels...).Set(1)
+	case rep.RPO.Known && rep.RPO.D == 0:
+		m.lastRunLost.WithLabelValues(labels...).Set(0)
+	default:
+		known = false
+	}
+	if m.last == nil {
+		m.last = map[lastRunKey]lastRunRef{}
+	}
+	m.last[k] = lastRunRef{id: r.ID, ended: r.Ended, lossKnown: known}
+}
+
+// lossPending returns the group's last failover while what it lost is
+// not known: a rejoin of its old site may tell.
+func (m *metrics) lossPending(group string) (string, bool) {
+	m.lastMu.Lock()
+	defer m.lastMu.Unlock()
+	ref, ok := m.last[lastRunKey{group, string(plan.Failover)}]
+	return ref.id, ok && !ref.lossKnown
 }
 
 // clearLastRuns removes the last runs' metrics when this agent stops
 // being the controller: the next one exports them.
 func (m *metrics) clearLastRuns() {
+	m.lastMu.Lock()
+	defer m.lastMu.Unlock()
 	for _, v := range []*prometheus.GaugeVec{m.lastRunEnd, m.lastRunSucceeded, m.lastRunRTO, m.lastRunLoss, m.lastRunLost} {
 		v.Reset()
 	}
+	m.last = nil
 }
