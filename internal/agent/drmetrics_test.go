@@ -616,6 +616,27 @@ func TestDashboardQueriesParse(t *testing.T) {
 	}
 }
 
+// The alert rules load, and pass their unit tests (CI runs the same
+// promtool commands). Skipped, saying so, without promtool.
+func TestRulesPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("SKIPPED: promtool is not on PATH, so the alert rules were not checked; install Debian's prometheus package (scripts/deps.sh does, as root)")
+	}
+	dir := filepath.Join("..", "..", "deploy", "prometheus")
+	for _, args := range [][]string{
+		{"check", "rules", "siteflip.rules.yml"},
+		{"test", "rules", "siteflip.rules.test.yml"},
+		{"check", "config", "--syntax-only", "prometheus.yml"},
+	} {
+		cmd := exec.CommandContext(t.Context(), promtool, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
 // The alert rules name only metrics the agent exports.
 func TestRulesNameExportedMetrics(t *testing.T) {
 	names := exported(t)
