@@ -57,6 +57,9 @@ type Options struct {
 	// watchdog (`EXE watchdog`) that fences the local primaries when the
 	// serve lease runs out and the agent cannot (docs/design/fencing.md).
 	WatchdogExe string
+	// WatchdogArgs follow `EXE watchdog`: the agent's --log-format and
+	// --log-level, so that the watchdog's lines match the agent's.
+	WatchdogArgs []string
 }
 
 // agent is one location's components, built once by wire; Run starts
@@ -82,8 +85,10 @@ type parts struct {
 	peerAPI   *api.Client
 	resolver  *access.Resolver
 	audit     *audit.Writer
-	// watchdogExe and dataDir: the watchdog to start, where its pid goes.
+	// watchdogExe, watchdogArgs and dataDir: the watchdog to start, and
+	// where its pid goes.
 	watchdogExe, dataDir string
+	watchdogArgs         []string
 }
 
 // wire builds every component of the agent, hands each the others it
@@ -112,7 +117,7 @@ func wire(b *base, p parts) *agent {
 			Transport: &http.Transport{TLSClientConfig: p.clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
 				DialContext: (&net.Dialer{Timeout: b.topo.Coordination.ServeLease.D()}).DialContext},
 		},
-		local: a.local, forced: a.force.forced, watchdogExe: p.watchdogExe, dataDir: p.dataDir}
+		local: a.local, forced: a.force.forced, watchdogExe: p.watchdogExe, watchdogArgs: p.watchdogArgs, dataDir: p.dataDir}
 	a.lease.newLeaseState(time.Now())
 	a.force.lease = a.lease
 	a.local.leaseValid, a.local.notify = a.lease.valid, a.presence.notify
@@ -143,7 +148,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	b.started = b.now().UTC()
-	p := parts{clientTLS: clientTLS, peerAPI: api.NewClientTLS(t, clientTLS), watchdogExe: opts.WatchdogExe, dataDir: opts.DataDir}
+	p := parts{clientTLS: clientTLS, peerAPI: api.NewClientTLS(t, clientTLS), watchdogExe: opts.WatchdogExe, watchdogArgs: opts.WatchdogArgs, dataDir: opts.DataDir}
 	defer p.peerAPI.Close()
 	var cnList []string
 	cns := map[string]string{}

@@ -40,11 +40,13 @@ type serveLease struct {
 	// says whether a person declared the other locations lost (force.go).
 	local  *localResources
 	forced func() bool
-	// watchdogExe, when set, is the binary started as the watchdog, with
-	// its pid file in dataDir; watchdog is nil without one, and let go
-	// (released or abandoned) once the agent stops: wdMu guards both, as
-	// the stop comes while enforceLoop may be restarting it.
+	// watchdogExe, when set, is the binary started as the watchdog (with
+	// watchdogArgs), with its pid file in dataDir; watchdog is nil without
+	// one, and let go (released or abandoned) once the agent stops: wdMu
+	// guards both, as the stop comes while enforceLoop may be restarting
+	// it.
 	watchdogExe, dataDir string
+	watchdogArgs         []string
 	wdMu                 sync.Mutex
 	watchdog             *watchdog.Guard
 	wdLetGo              bool
@@ -505,7 +507,7 @@ func (sl *serveLease) startWatchdog() error {
 			return err
 		}
 	}
-	g, err := watchdog.Start(sl.watchdogExe, dir)
+	g, err := watchdog.Start(sl.watchdogExe, dir, sl.watchdogArgs...)
 	if err != nil {
 		return err
 	}
