@@ -128,6 +128,12 @@ func wire(b *base, p parts) *agent {
 	return a
 }
 
+// siteLogger is the agent's logger: every line carries the agent's own
+// location as site, once. A line about another location names it under
+// another key: peer (another agent), lost_site, target_site, standby …
+// (docs/logs.md).
+func siteLogger(l *slog.Logger, site string) *slog.Logger { return l.With("site", site) }
+
 // Run runs the agent of opts.Site until ctx ends; then it resigns, revokes
 // its lease so its view vanishes at once, and stops. A stop by ctx
 // releases the watchdog the moment it begins; an agent that stops because
@@ -138,7 +144,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if !ok {
 		return fmt.Errorf("site %q is not in %s (sites: %s)", opts.Site, t.File, strings.Join(t.SiteNames(), ", "))
 	}
-	log := opts.Logger.With("site", site.Name)
+	log := siteLogger(opts.Logger, site.Name)
 	serverTLS, clientTLS, err := tlsConfigs(t, site)
 	if err != nil {
 		return err
