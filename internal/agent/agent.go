@@ -223,7 +223,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	defer p.store.Close()
 	p.audit = audit.NewWriter(p.store, log.With("component", "audit"), b.now)
-	if p.net, err = driver.NewRuntime(t, site.Name); err != nil {
+	if p.net, err = driver.NewRuntime(t, site.Name, log); err != nil {
 		return err
 	}
 	defer p.net.Close()

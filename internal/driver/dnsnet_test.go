@@ -54,7 +54,7 @@ func TestDNSResource(t *testing.T) {
 	if errs := config.Errors(probs); len(errs) > 0 {
 		t.Fatalf("problems: %v", errs)
 	}
-	rt, err := NewRuntime(topo, "antwerp")
+	rt, err := NewRuntime(topo, "antwerp", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
