@@ -2,6 +2,8 @@ package coord
 
 import (
 	"errors"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,4 +74,48 @@ func equalJSON(a, b any) bool {
 		return true
 	}
 	return a == b
+}
+
+// A real member's log, from start to stop, through the agent's JSON
+// format: every line has each key once, etcd's message as the message,
+// and at info only what etcd warns of.
+func TestEtcdLoggerMember(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: starts an embedded etcd member; run without -short")
+	}
+	var out testbed.Buffer
+	log, err := logging.New(&out, logging.FormatJSON, "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := testbed.FreePorts(t, 2)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	m, err := StartMember(MemberConfig{
+		Name: "a", Dir: filepath.Join(t.TempDir(), "etcd"), PeerURL: peer,
+		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		Peers:     map[string]string{"a": peer}, Token: "logs", Tick: testTick, Election: testElection,
+		Logger: log.With("site", "brussels", "component", "etcd"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("member not ready after 20 s")
+	}
+	m.Close(5 * time.Second)
+
+	recs := testbed.LogRecords(t, out.String())
+	if len(recs) < 10 {
+		t.Fatalf("%d lines from a member's start and stop at debug, want many:\n%s", len(recs), out.String())
+	}
+	for _, r := range recs {
+		if r["component"] != "etcd" || r["site"] != "brussels" {
+			t.Errorf("line %v: want component etcd, site brussels", r)
+		}
+		if msg, _ := r["msg"].(string); msg == "" || msg == "etcd" {
+			t.Errorf("line %v: the message is not etcd's", r)
+		}
+	}
 }
