@@ -248,7 +248,7 @@ func (sl *serveLease) enforceLoop(ctx context.Context) error {
 		}
 		if w := sl.guard(); w != nil {
 			if err := w.Update(targets, left); err != nil {
-				sl.log.Warn("watchdog", "error", err)
+				sl.log.Warn("cannot tell the watchdog what to guard and for how long", "error", err)
 			}
 		}
 		if verdict == safety.Serve {
