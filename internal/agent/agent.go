@@ -57,6 +57,9 @@ type Options struct {
 	// watchdog (`EXE watchdog`) that fences the local primaries when the
 	// serve lease runs out and the agent cannot (docs/design/fencing.md).
 	WatchdogExe string
+	// WatchdogArgs follow `EXE watchdog`: the agent's --log-format and
+	// --log-level, so that the watchdog's lines match the agent's.
+	WatchdogArgs []string
 }
 
 // agent is one location's components, built once by wire; Run starts
@@ -82,8 +85,10 @@ type parts struct {
 	peerAPI   *api.Client
 	resolver  *access.Resolver
 	audit     *audit.Writer
-	// watchdogExe and dataDir: the watchdog to start, where its pid goes.
+	// watchdogExe, watchdogArgs and dataDir: the watchdog to start, and
+	// where its pid goes.
 	watchdogExe, dataDir string
+	watchdogArgs         []string
 }
 
 // wire builds every component of the agent, hands each the others it
@@ -112,7 +117,7 @@ func wire(b *base, p parts) *agent {
 			Transport: &http.Transport{TLSClientConfig: p.clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
 				DialContext: (&net.Dialer{Timeout: b.topo.Coordination.ServeLease.D()}).DialContext},
 		},
-		local: a.local, forced: a.force.forced, watchdogExe: p.watchdogExe, dataDir: p.dataDir}
+		local: a.local, forced: a.force.forced, watchdogExe: p.watchdogExe, watchdogArgs: p.watchdogArgs, dataDir: p.dataDir}
 	a.lease.newLeaseState(time.Now())
 	b.metrics.watch(newDRCollector(b, pl, a.lease))
 	a.force.lease = a.lease
@@ -124,6 +129,12 @@ func wire(b *base, p parts) *agent {
 	return a
 }
 
+// siteLogger is the agent's logger: every line carries the agent's own
+// location as site, once. A line about another location names it under
+// another key: peer (another agent), lost_site, target_site, standby …
+// (docs/logs.md).
+func siteLogger(l *slog.Logger, site string) *slog.Logger { return l.With("site", site) }
+
 // Run runs the agent of opts.Site until ctx ends; then it resigns, revokes
 // its lease so its view vanishes at once, and stops. A stop by ctx
 // releases the watchdog the moment it begins; an agent that stops because
@@ -134,7 +145,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if !ok {
 		return fmt.Errorf("site %q is not in %s (sites: %s)", opts.Site, t.File, strings.Join(t.SiteNames(), ", "))
 	}
-	log := opts.Logger.With("site", site.Name)
+	log := siteLogger(opts.Logger, site.Name)
 	serverTLS, clientTLS, err := tlsConfigs(t, site)
 	if err != nil {
 		return err
@@ -144,7 +155,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	b.started = b.now().UTC()
-	p := parts{clientTLS: clientTLS, peerAPI: api.NewClientTLS(t, clientTLS), watchdogExe: opts.WatchdogExe, dataDir: opts.DataDir}
+	p := parts{clientTLS: clientTLS, peerAPI: api.NewClientTLS(t, clientTLS), watchdogExe: opts.WatchdogExe, watchdogArgs: opts.WatchdogArgs, dataDir: opts.DataDir}
 	defer p.peerAPI.Close()
 	var cnList []string
 	cns := map[string]string{}
@@ -213,7 +224,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	defer p.store.Close()
 	p.audit = audit.NewWriter(p.store, log.With("component", "audit"), b.now)
-	if p.net, err = driver.NewRuntime(t, site.Name); err != nil {
+	if p.net, err = driver.NewRuntime(t, site.Name, log); err != nil {
 		return err
 	}
 	defer p.net.Close()

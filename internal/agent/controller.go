@@ -184,7 +184,7 @@ func (ctl *controller) carryOut(ctx context.Context, act safety.Action, now time
 			}
 			return nil, false
 		}
-		ctl.log.Error("site lost and no automatic failover: a person must decide", "group", d.Group, "site", d.Site,
+		ctl.log.Error("site lost and no automatic failover: a person must decide", "group", d.Group, "lost_site", d.Site,
 			"reason", d.Reason, "command", d.Command)
 		return nil, true
 	case safety.ClearDecision:
@@ -195,7 +195,7 @@ func (ctl *controller) carryOut(ctx context.Context, act safety.Action, now time
 		return nil, true
 	case safety.Damp:
 		ctl.log.Warn("the same site lost again soon after its previous loss: confirming before failing over",
-			"group", act.Group, "site", act.Site, "previous_loss", act.Previous.Round(time.Second), "confirm_for", act.Confirm, "left", act.Until.Round(time.Millisecond))
+			"group", act.Group, "lost_site", act.Site, "previous_loss", act.Previous.Round(time.Second), "confirm_for", act.Confirm, "left", act.Until.Round(time.Millisecond))
 		return nil, true
 	}
 	return nil, false
@@ -549,7 +549,7 @@ func (ctl *controller) siteLost(site string) bool {
 func (ctl *controller) recordLags(ctx context.Context, snap status.Snapshot) {
 	for _, u := range lagUpdates(ctl.topo, snap) {
 		if err := ctl.store.PutLag(ctx, u.group, u.resource, u.site, u.lag); err != nil && ctx.Err() == nil {
-			ctl.log.Warn("record lag", "group", u.group, "resource", u.resource, "site", u.site, "error", err)
+			ctl.log.Warn("record lag", "group", u.group, "resource", u.resource, "standby", u.site, "error", err)
 		}
 	}
 }

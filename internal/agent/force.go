@@ -595,7 +595,7 @@ func (fc *forcer) handleAddMember(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, err)
 	default:
-		fc.log.Warn("location added back to the control plane as a learner", "site", s.Name)
+		fc.log.Warn("location added back to the control plane as a learner", "peer", s.Name)
 		writeJSON(w, http.StatusOK, api.MemberAdded{Peers: peers})
 	}
 }
@@ -613,6 +613,6 @@ func (fc *forcer) handlePromoteMember(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	fc.log.Warn("location votes in the control plane again", "site", s.Name)
+	fc.log.Warn("location votes in the control plane again", "peer", s.Name)
 	writeJSON(w, http.StatusOK, struct{}{})
 }

@@ -40,11 +40,13 @@ type serveLease struct {
 	// says whether a person declared the other locations lost (force.go).
 	local  *localResources
 	forced func() bool
-	// watchdogExe, when set, is the binary started as the watchdog, with
-	// its pid file in dataDir; watchdog is nil without one, and let go
-	// (released or abandoned) once the agent stops: wdMu guards both, as
-	// the stop comes while enforceLoop may be restarting it.
+	// watchdogExe, when set, is the binary started as the watchdog (with
+	// watchdogArgs), with its pid file in dataDir; watchdog is nil without
+	// one, and let go (released or abandoned) once the agent stops: wdMu
+	// guards both, as the stop comes while enforceLoop may be restarting
+	// it.
 	watchdogExe, dataDir string
+	watchdogArgs         []string
 	wdMu                 sync.Mutex
 	watchdog             *watchdog.Guard
 	wdLetGo              bool
@@ -246,7 +248,7 @@ func (sl *serveLease) enforceLoop(ctx context.Context) error {
 		}
 		if w := sl.guard(); w != nil {
 			if err := w.Update(targets, left); err != nil {
-				sl.log.Warn("watchdog", "error", err)
+				sl.log.Warn("cannot tell the watchdog what to guard and for how long", "error", err)
 			}
 		}
 		if verdict == safety.Serve {
@@ -347,7 +349,7 @@ func (sl *serveLease) markLoop(ctx context.Context) error {
 				if at, ok := unreachable[s.Name]; !ok || time.Since(at) > probeLead+c.ServeLease.D()/5 {
 					if addr, ok := sl.reachableResource(ctx, s.Name); ok {
 						delete(unreachable, s.Name)
-						sl.log.Debug("site silent but its resources answer; not marking it lost", "site", s.Name, "resource", addr)
+						sl.log.Debug("site silent but its resources answer; not marking it lost", "peer", s.Name, "resource", addr)
 						continue
 					}
 					unreachable[s.Name] = time.Now()
@@ -361,7 +363,7 @@ func (sl *serveLease) markLoop(ctx context.Context) error {
 					continue
 				}
 				delete(unreachable, s.Name)
-				sl.log.Warn("site lost from here: no lease request and no resource answered; marking it lost", "site", s.Name, "silent_for_over", silentFor)
+				sl.log.Warn("site lost from here: no lease request and no resource answered; marking it lost", "peer", s.Name, "silent_for_over", silentFor)
 			}
 			if written[s.Name] {
 				continue
@@ -376,7 +378,7 @@ func (sl *serveLease) markLoop(ctx context.Context) error {
 				sl.local.observeAndPublish()
 			case ctx.Err() == nil && !failing[s.Name]:
 				failing[s.Name] = true
-				sl.log.Warn("cannot store the mark yet (is this location cut off?); retrying until it can or the site asks again", "site", s.Name, "error", err)
+				sl.log.Warn("cannot store the mark yet (is this location cut off?); retrying until it can or the site asks again", "peer", s.Name, "error", err)
 			}
 		}
 	}
@@ -487,7 +489,7 @@ func (sl *serveLease) unmark(site string) {
 	sl.mu.Lock()
 	sl.granter.Unmarked(site, time.Now())
 	sl.mu.Unlock()
-	sl.log.Info("site asks for the lease again and no run depends on the mark: mark removed", "site", site)
+	sl.log.Info("site asks for the lease again and no run depends on the mark: mark removed", "peer", site)
 }
 
 // startWatchdog starts the watchdog process when the agent has one, unless
@@ -505,7 +507,7 @@ func (sl *serveLease) startWatchdog() error {
 			return err
 		}
 	}
-	g, err := watchdog.Start(sl.watchdogExe, dir)
+	g, err := watchdog.Start(sl.watchdogExe, dir, sl.watchdogArgs...)
 	if err != nil {
 		return err
 	}

@@ -120,7 +120,7 @@ func (ds *drillScheduler) check(ctx context.Context, snap status.Snapshot) {
 		raced := errors.Is(err, coord.ErrRunInProgress) || errors.Is(err, coord.ErrDrillInProgress) || errors.Is(err, coord.ErrStale)
 		if ctx.Err() == nil && !raced && ds.failed[d.Group] != err.Error() {
 			ds.failed[d.Group] = err.Error()
-			ctl.log.Warn("cannot start the scheduled drill; trying again every few seconds while its window lasts", "group", d.Group, "site", d.Start, "error", err)
+			ctl.log.Warn("cannot start the scheduled drill; trying again every few seconds while its window lasts", "group", d.Group, "target_site", d.Start, "error", err)
 		}
 	}
 	for _, mw := range ds.memory.Update(now, decisions) {
@@ -153,7 +153,7 @@ func (ds *drillScheduler) start(ctx context.Context, g *config.Group, site strin
 		return err
 	}
 	ds.sites[run.ID] = site
-	ctl.log.Info("scheduled drill started", "group", g.Name, "site", site, "run", run.ID, "schedule", g.Drill.Describe())
+	ctl.log.Info("scheduled drill started", "group", g.Name, "target_site", site, "run", run.ID, "schedule", g.Drill.Describe())
 	return nil
 }
 

@@ -270,7 +270,7 @@ func agentLogTails(dir string, n int) string {
 		}
 		var lines []string
 		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-			if !strings.Contains(l, "msg=etcd") {
+			if !strings.Contains(l, "component=etcd") {
 				lines = append(lines, l)
 			}
 		}

@@ -3,13 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/siteflip/siteflip/internal/agent"
+	"github.com/siteflip/siteflip/internal/logging"
 	"github.com/siteflip/siteflip/internal/priority"
 )
 
@@ -20,6 +20,7 @@ func runAgent(e *env, args []string) error {
 	site := fs.String("site", "", "`NAME` of the location this agent runs (required)")
 	data := fs.String("data", "", "`DIR` for the embedded etcd member's data (required unless --etcd-endpoints)")
 	endpoints := fs.String("etcd-endpoints", "", "comma-separated `URLS` of an existing etcd cluster to join instead of embedding a member")
+	logFormat := fs.String("log-format", logging.FormatText, "text, or json for a log shipper (docs/logs.md)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	nice := fs.Int("nice", priority.Agent, "`N`: the agent runs at this nice value (root or CAP_SYS_NICE), and what it starts at the normal one; 0 leaves its priority alone")
 	if _, err := parse(fs, args, 0); err != nil {
@@ -28,9 +29,9 @@ func runAgent(e *env, args []string) error {
 	if *site == "" {
 		return fmt.Errorf("--site NAME is required: name the location this agent runs")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: use debug, info, warn or error", *logLevel)
+	log, err := logging.New(e.stderr, *logFormat, *logLevel)
+	if err != nil {
+		return &exitError{exitUsage, err}
 	}
 	t, err := e.load()
 	if err != nil {
@@ -40,7 +41,6 @@ func runAgent(e *env, args []string) error {
 	if *endpoints != "" {
 		eps = strings.Split(*endpoints, ",")
 	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	if *nice > 0 || *nice < -20 {
 		return fmt.Errorf("--nice %d: give a value from -20 (highest priority) to 0 (leave it alone); above 0 the agent would wait behind the databases it fences", *nice)
 	}
@@ -71,8 +71,8 @@ func runAgent(e *env, args []string) error {
 		return fmt.Errorf("find the siteflip binary to start the watchdog: %w", err)
 	}
 	return agent.Run(ctx, agent.Options{
-		WatchdogExe: exe,
-		Topology:    t, Site: *site, DataDir: *data, EtcdEndpoints: eps,
+		WatchdogExe: exe, WatchdogArgs: []string{"--log-format", *logFormat, "--log-level", *logLevel},
+		Topology: t, Site: *site, DataDir: *data, EtcdEndpoints: eps,
 		Logger: log, Version: Version,
 	})
 }

@@ -1,11 +1,11 @@
 package cli
 
 import (
-	"log/slog"
 	"os/signal"
 	"syscall"
 
 	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/logging"
 	"github.com/siteflip/siteflip/internal/watchdog"
 )
 
@@ -16,13 +16,21 @@ const watchdogNice = -10
 // its serve lease runs out, even if the agent itself is stuck or dead.
 func runWatchdog(e *env, args []string) error {
 	fs := e.flags("watchdog")
+	// The agent passes its own: the watchdog's lines go where the agent's
+	// go, in the same format.
+	logFormat := fs.String("log-format", logging.FormatText, "text or json")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
+	log, err := logging.New(e.stderr, *logFormat, *logLevel)
+	if err != nil {
+		return &exitError{exitUsage, err}
+	}
+	log = log.With("component", "watchdog")
 	// Signals meant for the agent (a service manager stopping it) must not
 	// end the guard: only the agent's release or the end of its pipe do.
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	log := slog.New(slog.NewTextHandler(e.stderr, nil)).With("component", "watchdog")
 	// A loaded machine must not delay the fence: ahead of ordinary
 	// processes when allowed (root), as it is after the agent's start.
 	if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, watchdogNice); err != nil {

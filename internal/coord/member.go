@@ -23,8 +23,6 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/storage/datadir"
 	"go.etcd.io/etcd/server/v3/storage/wal"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/siteflip/siteflip/internal/pki"
 )
@@ -213,29 +211,6 @@ func (m *Member) watch() {
 	default:
 	}
 	m.errc <- err
-}
-
-// etcdLogger sends etcd's warnings and errors to the agent's log; its info
-// lines would drown everything else.
-func etcdLogger(l *slog.Logger) *zap.Logger {
-	if l == nil {
-		return zap.NewNop()
-	}
-	enc := zap.NewProductionEncoderConfig()
-	enc.TimeKey, enc.LevelKey, enc.CallerKey, enc.StacktraceKey = "", "", "", ""
-	return zap.New(zapcore.NewCore(
-		zapcore.NewConsoleEncoder(enc),
-		zapcore.AddSync(slogWriter{l}),
-		zapcore.WarnLevel,
-	))
-}
-
-// slogWriter turns zap's encoded lines into slog records.
-type slogWriter struct{ l *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn("etcd", "msg", strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 // Ready is closed once the member has joined a cluster with a quorum.

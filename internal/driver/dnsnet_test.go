@@ -2,6 +2,8 @@ package driver
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver/dns"
+	"github.com/siteflip/siteflip/internal/logging"
 	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/status"
 	"github.com/siteflip/siteflip/internal/testbed"
@@ -54,7 +57,12 @@ func TestDNSResource(t *testing.T) {
 	if errs := config.Errors(probs); len(errs) > 0 {
 		t.Fatalf("problems: %v", errs)
 	}
-	rt, err := NewRuntime(topo, "antwerp")
+	var logs testbed.Buffer
+	log, err := logging.New(&logs, logging.FormatJSON, "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := NewRuntime(topo, "antwerp", log.With("site", "antwerp"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +102,23 @@ func TestDNSResource(t *testing.T) {
 	}
 	if v := n.Observe(ctx); v.Role != status.RolePrimary {
 		t.Errorf("antwerp after promote: %+v", v)
+	}
+
+	// The agent's log says each change of the answer, as component dns.
+	var answers []string
+	for _, r := range testbed.LogRecords(t, logs.String()) {
+		if r["site"] != "antwerp" || r["component"] != "dns" {
+			t.Errorf("line %v: want site antwerp, component dns", r)
+		}
+		if r["msg"] == "dns answer changed" {
+			if r["listen"] != addr {
+				t.Errorf("line %v: want listen %s", r, addr)
+			}
+			answers = append(answers, fmt.Sprint(r["addrs"]))
+		}
+	}
+	if want := []string{"[10.1.0.20]", "[10.2.0.20]"}; !slices.Equal(answers, want) {
+		t.Errorf("answers logged %v, want %v:\n%s", answers, want, logs.String())
 	}
 }
 

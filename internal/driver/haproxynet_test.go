@@ -106,7 +106,7 @@ backend webshop
 	lb := &g.Resources[1]
 	ctx := context.Background()
 	actor := func(site string) (resource.Actor, resource.Network) {
-		rt, err := NewRuntime(topo, site)
+		rt, err := NewRuntime(topo, site, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

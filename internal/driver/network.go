@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 
@@ -18,8 +19,12 @@ type Runtime struct {
 	nets map[string]resource.Network // by group/resource
 }
 
-// NewRuntime builds the network resources of site in t.
-func NewRuntime(t *config.Topology, site string) (*Runtime, error) {
+// NewRuntime builds the network resources of site in t, which log to log
+// (nil: nowhere).
+func NewRuntime(t *config.Topology, site string, log *slog.Logger) (*Runtime, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	rt := &Runtime{nets: map[string]resource.Network{}}
 	for i := range t.Groups {
 		g := &t.Groups[i]
@@ -30,7 +35,7 @@ func NewRuntime(t *config.Topology, site string) (*Runtime, error) {
 			if _, here := r.Settings[site]; !moves || !here {
 				continue
 			}
-			n, err := m.Start(g, r, site)
+			n, err := m.Start(g, r, site, log)
 			if err != nil {
 				rt.Close()
 				return nil, fmt.Errorf("group %s, resource %s at %s: %w", g.Name, r.Name, site, err)

@@ -178,13 +178,13 @@ func (e *Engine) tellFailovers(ctx context.Context, run plan.Run) error {
 		case errors.Is(err, coord.ErrNotElected):
 			return fmt.Errorf("%w: %v", ErrInterrupted, err)
 		case err != nil:
-			e.Log.Warn("cannot tell the failover what it lost", "run", run.ID, "failover", loss.Failover, "site", site, "error", err)
+			e.Log.Warn("cannot tell the failover what it lost", "run", run.ID, "failover", loss.Failover, "rejoined_site", site, "error", err)
 		default:
 			lost := loss.DataLost
 			if lost == "" {
 				lost = "nothing"
 			}
-			e.Log.Info("failover told what it lost", "run", run.ID, "failover", loss.Failover, "site", site, "data_lost", lost)
+			e.Log.Info("failover told what it lost", "run", run.ID, "failover", loss.Failover, "rejoined_site", site, "data_lost", lost)
 		}
 	}
 	return nil

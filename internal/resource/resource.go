@@ -9,6 +9,7 @@ package resource
 import (
 	"context"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
@@ -217,9 +218,11 @@ type SyncState struct {
 }
 
 // Moves: the resource moves clients rather than holding data (class
-// traffic). It runs in the agent as long as the agent runs.
+// traffic). It runs in the agent as long as the agent runs, and logs to
+// log, the agent's logger (nil: nowhere), adding its component and, on
+// what concerns one group, group and resource.
 type Moves interface {
-	Start(g *config.Group, r *config.Resource, site string) (Network, error)
+	Start(g *config.Group, r *config.Resource, site string, log *slog.Logger) (Network, error)
 }
 
 // Network is a traffic resource at one site: it sends the group's clients

@@ -1,6 +1,7 @@
 // Package testbed owns the helpers that tests across siteflip share:
 // picking free loopback ports, waiting for a condition, and collecting
-// output written while the test runs. A test that needs one of these takes
+// output written while the test runs, and reading back JSON log lines with
+// every key checked to occur once. A test that needs one of these takes
 // it from here rather than writing its own. Starting FRR, which the lab
 // does too, lives in package frr.
 //

@@ -59,3 +59,27 @@ func TestSharedDir(t *testing.T) {
 		t.Errorf("shared dir %s still there after its test: %v", dir, err)
 	}
 }
+
+// OneKeyOnce finds a key given twice at any depth, which decoding into a
+// map would hide.
+func TestOneKeyOnce(t *testing.T) {
+	tests := []struct {
+		line string
+		ok   bool
+	}{
+		{`{"msg":"a","site":"brussels","n":[1,{"x":1}],"o":{"k":{}}}`, true},
+		{`{"msg":"a","site":"brussels","site":"antwerp"}`, false},
+		{`{"msg":"a","msg":"b"}`, false},
+		{`{"o":{"k":1,"k":2}}`, false},
+		{`{"a":[{"k":1},{"k":2}],"b":{"k":1}}`, true}, // the same key in different objects is fine
+		{`{"a":[{"k":1,"k":1}]}`, false},
+		{`[1]`, false},
+		{`{"a":1}{"b":2}`, false},
+		{`{"a":1`, false},
+	}
+	for _, tt := range tests {
+		if err := OneKeyOnce([]byte(tt.line)); (err == nil) != tt.ok {
+			t.Errorf("OneKeyOnce(%s) = %v, want ok %v", tt.line, err, tt.ok)
+		}
+	}
+}

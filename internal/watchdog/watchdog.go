@@ -145,11 +145,11 @@ type Guard struct {
 	done chan struct{}
 }
 
-// Start starts `EXE watchdog` in a process group of its own, so that a
-// signal to the agent's group does not reach it, and records its PID in
-// dir/watchdog.pid.
-func Start(exe, dir string) (*Guard, error) {
-	cmd := exec.Command(exe, "watchdog")
+// Start starts `EXE watchdog ARGS...` in a process group of its own, so
+// that a signal to the agent's group does not reach it, and records its
+// PID in dir/watchdog.pid.
+func Start(exe, dir string, args ...string) (*Guard, error) {
+	cmd := exec.Command(exe, append([]string{"watchdog"}, args...)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	in, err := cmd.StdinPipe()

@@ -43,9 +43,13 @@ func (t Type) Config() config.ResourceType {
 	}
 }
 
-// Start starts the site's speaker.
-func (t Type) Start(g *config.Group, r *config.Resource, site string) (resource.Network, error) {
-	return newBGP(g, r, site, t.VRF)
+// Start starts the site's speaker, which logs to log (nil: nowhere) as
+// component bgp with the group and resource.
+func (t Type) Start(g *config.Group, r *config.Resource, site string, log *slog.Logger) (resource.Network, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return newBGP(g, r, site, t.VRF, log.With("component", "bgp", "group", g.Name, "resource", r.Name))
 }
 
 // softPrepend is how often a site being fenced repeats its AS number:
@@ -65,9 +69,9 @@ type bgpNet struct {
 	sp                   *Speaker
 }
 
-func newBGP(g *config.Group, r *config.Resource, site string, vrf bool) (resource.Network, error) {
+func newBGP(g *config.Group, r *config.Resource, site string, vrf bool, log *slog.Logger) (resource.Network, error) {
 	s := *r.Settings[site].(*Settings)
-	n := &bgpNet{group: g.Name, resource: r.Name, typ: r.Type, s: s, vrf: vrf, sp: NewSpeaker(slog.New(slog.DiscardHandler))}
+	n := &bgpNet{group: g.Name, resource: r.Name, typ: r.Type, s: s, vrf: vrf, sp: NewSpeaker(log)}
 	for _, p := range s.Prefixes {
 		pp, err := netip.ParsePrefix(p)
 		if err != nil {

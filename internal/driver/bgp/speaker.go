@@ -78,8 +78,9 @@ type Speaker struct {
 	rd  rdrt // valid when set.VRF()
 }
 
-// NewSpeaker returns a stopped speaker that logs to log (nil: nowhere).
-// GoBGP's own messages below Warn are dropped.
+// NewSpeaker returns a stopped speaker that logs to log (nil: nowhere),
+// GoBGP's messages with its own: what happens to sessions at info, GoBGP's
+// other chatter at debug (gobgpHandler).
 func NewSpeaker(log *slog.Logger) *Speaker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -115,10 +116,9 @@ func (sp *Speaker) Start(ctx context.Context, s Settings) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	lvl := new(slog.LevelVar)
-	lvl.Set(slog.LevelWarn)
-	glog := slog.New(minLevel{sp.log.Handler(), slog.LevelWarn}).With("component", "gobgp")
-	srv := server.NewBgpServer(server.LoggerOption(glog, lvl))
+	// No level variable: it only serves GoBGP's API to change the level,
+	// which is not exposed.
+	srv := server.NewBgpServer(server.LoggerOption(slog.New(gobgpHandler{h: sp.log.Handler()}), nil))
 	go srv.Serve()
 	if err := configure(ctx, srv, s); err != nil {
 		srv.Stop()
@@ -402,23 +402,4 @@ func vpnPath(s Settings, rd rdrt, p netip.Prefix, target *rdrt, withdraw bool) (
 		Attrs:      attrs,
 		Withdrawal: withdraw,
 	}, nil
-}
-
-// minLevel drops records below min: GoBGP logs every connection attempt
-// and state change at Info.
-type minLevel struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
-}
-
-func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevel{h.Handler.WithAttrs(attrs), h.min}
-}
-
-func (h minLevel) WithGroup(name string) slog.Handler {
-	return minLevel{h.Handler.WithGroup(name), h.min}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 
+	"github.com/siteflip/siteflip/internal/logging"
 	"github.com/siteflip/siteflip/internal/testbed"
 )
 
@@ -23,6 +24,13 @@ var vip = netip.MustParsePrefix("10.77.0.10/32")
 // on a free port and b (AS 65000) dials it, so no root is needed. Both
 // carry VPNv4 when vrf is set.
 func loopbackPair(t *testing.T, vrf bool) (a, b *Speaker) {
+	t.Helper()
+	return loopbackPairLogs(t, vrf, nil)
+}
+
+// loopbackPairLogs is loopbackPair with a logging to logA (nil: the
+// test's log).
+func loopbackPairLogs(t *testing.T, vrf bool, logA *slog.Logger) (a, b *Speaker) {
 	t.Helper()
 	port := testbed.FreePort(t)
 	sa := Settings{
@@ -44,7 +52,10 @@ func loopbackPair(t *testing.T, vrf bool) (a, b *Speaker) {
 		sb.RD, sb.ProductionRT, sb.StandbyRT = "65000:10", "65000:100", "65000:200"
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, b = NewSpeaker(log.With("speaker", "a")), NewSpeaker(log.With("speaker", "b"))
+	if logA == nil {
+		logA = log.With("speaker", "a")
+	}
+	a, b = NewSpeaker(logA), NewSpeaker(log.With("speaker", "b"))
 	if err := a.Start(t.Context(), sa); err != nil {
 		t.Fatal(err)
 	}
@@ -272,5 +283,41 @@ func TestSpeakerErrors(t *testing.T) {
 	}
 	if err := sp.AnnounceVPN(ctx, []netip.Prefix{vip}, "x"); err == nil {
 		t.Error("bad target: no error")
+	}
+}
+
+// A session that goes down leaves a trace at info in the agent's log: the
+// speaker writes GoBGP's session changes there.
+func TestSpeakerLogsAFlap(t *testing.T) {
+	var out testbed.Buffer
+	log, err := logging.New(&out, logging.FormatJSON, "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, b := loopbackPairLogs(t, false, log.With("site", "brussels", "component", "bgp"))
+	b.Stop() // a's neighbor goes away: its session goes down
+	lines := func() (up, down bool) {
+		for _, r := range testbed.LogRecords(t, out.String()) {
+			if r["level"] != "INFO" && r["level"] != "WARN" {
+				t.Errorf("at --log-level info: %v", r)
+			}
+			if r["component"] != "bgp" || r["site"] != "brussels" {
+				t.Errorf("line %v: want component bgp, site brussels", r)
+			}
+			switch r["msg"] {
+			case "bgp session established":
+				up = up || r["peer"] == "127.0.0.1"
+			case "bgp session down":
+				down = down || r["peer"] == "127.0.0.1"
+			}
+		}
+		return up, down
+	}
+	testbed.WaitFor(t, 20*time.Second, "a line saying the session went down", func() bool {
+		_, down := lines()
+		return down
+	})
+	if up, _ := lines(); !up {
+		t.Errorf("no line says the session was established:\n%s", out.String())
 	}
 }

@@ -67,7 +67,7 @@ func TestDrillAnswersInBubble(t *testing.T) {
 	port := strconv.Itoa(testbed.FreePort(t))
 	prodAddr, bubbleAddr := "127.0.0.1:"+port, "127.0.0.2:"+port
 	g, r := drillGroup(t, &Settings{Name: "db.shop.example.", Address: "10.1.0.20", Serve: prodAddr})
-	prod, err := newDNS(g, r, "brussels")
+	prod, err := newDNS(g, r, "brussels", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestDrillInNetns(t *testing.T) {
 
 	addr := "127.0.0.1:" + strconv.Itoa(testbed.FreePort(t))
 	g, r := drillGroup(t, &Settings{Name: "db.shop.example.", Address: "10.1.0.20", Serve: addr})
-	prod, err := newDNS(g, r, "brussels")
+	prod, err := newDNS(g, r, "brussels", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -30,9 +31,12 @@ func (Type) Config() config.ResourceType {
 	return config.ResourceType{Class: config.ClassTraffic, New: func() any { return &Settings{} }, Prepare: Prepare, Across: Across, Lint: Lint, Claims: Claims}
 }
 
-// Start starts the site's part: its embedded server, if it serves.
-func (Type) Start(g *config.Group, r *config.Resource, site string) (resource.Network, error) {
-	return newDNS(g, r, site)
+// Start starts the site's part: its embedded server, if it serves. It
+// logs to log (nil: nowhere) as component dns: the name's updates with the
+// group and resource, the shared server's answers changing with its
+// listen address.
+func (Type) Start(g *config.Group, r *config.Resource, site string, log *slog.Logger) (resource.Network, error) {
+	return newDNS(g, r, site, log)
 }
 
 // Endpoint is where the agent at site answers the name (serve). A
@@ -56,19 +60,27 @@ type dnsNet struct {
 	group, resource, site string
 	s                     *Settings
 	bySite                map[string]*Settings
+	log                   *slog.Logger
 
 	mu     sync.Mutex
 	server *Server // shared with the other names on serve; nil unless serve is set, and after Close
 	active string  // the site the embedded server answers for
 }
 
-func newDNS(g *config.Group, r *config.Resource, site string) (resource.Network, error) {
-	n := &dnsNet{group: g.Name, resource: r.Name, site: site, s: r.Settings[site].(*Settings), bySite: map[string]*Settings{}}
+func newDNS(g *config.Group, r *config.Resource, site string, log *slog.Logger) (resource.Network, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "dns")
+	n := &dnsNet{group: g.Name, resource: r.Name, site: site, s: r.Settings[site].(*Settings), bySite: map[string]*Settings{},
+		log: log.With("group", g.Name, "resource", r.Name)}
 	for sn, s := range r.Settings {
 		n.bySite[sn] = s.(*Settings)
 	}
 	if n.s.Serve != "" {
-		srv, err := acquire(n.s.Serve, n.s.Name, n.owner())
+		// The server answers for every group on its address: its lines
+		// carry no group.
+		srv, err := acquire(n.s.Serve, n.s.Name, n.owner(), log)
 		if err != nil {
 			return nil, err
 		}
@@ -100,9 +112,11 @@ func (n *dnsNet) Follow(_ context.Context, active string) {
 	}
 	// Set touches this resource's name only: the server's other names
 	// belong to other groups, each following its own active site.
-	if err := n.server.Set(n.record(active)); err == nil {
-		n.active = active
+	if err := n.server.Set(n.record(active)); err != nil {
+		n.log.Warn("the embedded dns server cannot answer with the active site's addresses", "name", n.s.Name, "active_site", active, "error", err)
+		return
 	}
+	n.active = active
 }
 
 // Activate points the name at this site: at the configured servers by a
@@ -129,6 +143,7 @@ func (n *dnsNet) Activate(ctx context.Context) (map[string]string, error) {
 		if !sameAddrs(got, want) {
 			return nil, fmt.Errorf("%s answers %s with %v after the update, not %v", server, n.s.Name, got, want)
 		}
+		n.log.Info("dns name updated", "server", server, "name", n.s.Name, "addrs", want)
 	}
 	return map[string]string{"updated": strconv.Itoa(len(n.s.Servers))}, nil
 }

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,7 +62,9 @@ type entry struct {
 }
 
 // Listen starts a server on addr (host:port; port 0 picks a free port, the
-// same for UDP and TCP). It answers nothing until Set is called.
+// same for UDP and TCP). It answers nothing until Set is called. It logs
+// to log (nil: nowhere), with its address as listen: a change of what it
+// answers at info, each query at debug.
 func Listen(addr string, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -70,9 +73,10 @@ func Listen(addr string, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dns server on %s: %w", addr, err)
 	}
+	ap := l.Addr().(*net.TCPAddr).AddrPort()
 	s := &Server{
-		log:     log,
-		addr:    l.Addr().(*net.TCPAddr).AddrPort(),
+		log:     log.With("listen", ap.String()),
+		addr:    ap,
 		records: map[string]Record{},
 		serial:  uint32(time.Now().Unix()),
 	}
@@ -158,9 +162,23 @@ func (s *Server) Set(r Record) error {
 	r.Addrs = slices.Clone(r.Addrs)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	prev, had := s.records[r.Name]
 	s.records[r.Name] = r
 	s.publish()
+	if !had || prev.Zone != r.Zone || prev.TTL != r.TTL || !slices.Equal(prev.Addrs, r.Addrs) {
+		s.logAnswer(r)
+	}
 	return nil
+}
+
+// logAnswer says what the server answers for r.Name from now on. s.mu is
+// held.
+func (s *Server) logAnswer(r Record) {
+	if len(r.Addrs) == 0 {
+		s.log.Info("dns answer changed: SERVFAIL, no site is known active", "name", r.Name, "zone", r.Zone, "serial", s.serial)
+		return
+	}
+	s.log.Info("dns answer changed", "name", r.Name, "zone", r.Zone, "addrs", r.Addrs, "ttl", r.TTL, "serial", s.serial)
 }
 
 // SetActive makes addrs the answer for name, a name already Set; nil
@@ -173,18 +191,27 @@ func (s *Server) SetActive(name string, addrs []netip.Addr) error {
 	if !ok {
 		return fmt.Errorf("dns server: %s is not served here: Set it first", name)
 	}
+	changed := !slices.Equal(r.Addrs, addrs)
 	r.Addrs = slices.Clone(addrs)
 	s.records[name] = r
 	s.publish()
+	if changed {
+		s.logAnswer(r)
+	}
 	return nil
 }
 
 // Remove stops answering for name.
 func (s *Server) Remove(name string) {
+	name = mdns.CanonicalName(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.records, mdns.CanonicalName(name))
+	if _, had := s.records[name]; !had {
+		return
+	}
+	delete(s.records, name)
 	s.publish()
+	s.log.Info("dns name no longer answered", "name", name, "serial", s.serial)
 }
 
 // publish builds a new table from s.records and swaps it in. s.mu is held.
@@ -242,8 +269,13 @@ func (s *Server) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 		}
 		m.Truncate(size)
 	}
+	if len(req.Question) == 1 && s.log.Enabled(context.Background(), slog.LevelDebug) {
+		q := req.Question[0]
+		s.log.Debug("dns query", "from", w.RemoteAddr().String(), "name", q.Name, "type", mdns.TypeToString[q.Qtype],
+			"rcode", mdns.RcodeToString[m.Rcode], "answers", len(m.Answer))
+	}
 	if err := w.WriteMsg(m); err != nil {
-		s.log.Debug("dns answer not sent", "to", w.RemoteAddr(), "err", err)
+		s.log.Debug("dns answer not sent", "to", w.RemoteAddr().String(), "error", err)
 	}
 }
 

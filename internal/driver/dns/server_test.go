@@ -2,12 +2,18 @@ package dns
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	mdns "github.com/miekg/dns"
+
+	"github.com/siteflip/siteflip/internal/logging"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 var (
@@ -242,5 +248,67 @@ func BenchmarkServerSetActive(b *testing.B) {
 				break
 			}
 		}
+	}
+}
+
+// The server says at info what it answers from now on, each time that
+// changes, and logs each query at debug.
+func TestServerLogs(t *testing.T) {
+	var out testbed.Buffer
+	log, err := logging.New(&out, logging.FormatJSON, "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Listen("127.0.0.1:0", log.With("site", "brussels", "component", "dns"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	name := "db.shop.example."
+	rec := Record{Zone: "shop.example.", Name: name, Addrs: brusselsAddrs, TTL: 5 * time.Second}
+	if err := s.Set(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(rec); err != nil { // the same again: nothing to say
+		t.Fatal(err)
+	}
+	if err := s.SetActive(name, antwerpAddrs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetActive(name, antwerpAddrs); err != nil {
+		t.Fatal(err)
+	}
+	ask(t, s.Addr().String(), "udp", name, mdns.TypeA)
+	if err := s.SetActive(name, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Remove(name)
+	s.Remove(name)
+
+	type line struct{ Level, Msg, Addrs, Rcode string }
+	var got []line
+	for _, r := range testbed.LogRecords(t, out.String()) {
+		if r["site"] != "brussels" || r["component"] != "dns" || r["listen"] != s.Addr().String() {
+			t.Errorf("line %v: want site brussels, component dns, listen %s", r, s.Addr())
+		}
+		if r["msg"] != "dns query" && r["name"] != name {
+			t.Errorf("line %v: want name %s", r, name)
+		}
+		l := line{Level: r["level"].(string), Msg: r["msg"].(string)}
+		if a, ok := r["addrs"].([]any); ok {
+			l.Addrs = strings.TrimSpace(fmt.Sprintln(a...))
+		}
+		l.Rcode, _ = r["rcode"].(string)
+		got = append(got, l)
+	}
+	want := []line{
+		{Level: "INFO", Msg: "dns answer changed", Addrs: "10.1.0.20 2001:db8:1::20"},
+		{Level: "INFO", Msg: "dns answer changed", Addrs: "10.2.0.20"},
+		{Level: "DEBUG", Msg: "dns query", Rcode: "NOERROR"},
+		{Level: "INFO", Msg: "dns answer changed: SERVFAIL, no site is known active"},
+		{Level: "INFO", Msg: "dns name no longer answered"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("log (-want +got):\n%s\n%s", diff, out.String())
 	}
 }

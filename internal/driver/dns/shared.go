@@ -34,14 +34,14 @@ func (o owner) String() string { return fmt.Sprintf("group %s, resource %s", o.g
 // acquire returns the server on addr, started if none runs there yet, and
 // reserves name on it for o. A name already answered on addr is an error,
 // whoever answers it: of two resources answering one name, one would
-// answer with the other's active site.
-func acquire(addr, name string, o owner) (*Server, error) {
+// answer with the other's active site. A server started logs to log.
+func acquire(addr, name string, o owner, log *slog.Logger) (*Server, error) {
 	name = mdns.CanonicalName(name)
 	servers.Lock()
 	defer servers.Unlock()
 	ss, ok := servers.m[addr]
 	if !ok {
-		srv, err := Listen(addr, slog.New(slog.DiscardHandler))
+		srv, err := Listen(addr, log)
 		if err != nil {
 			return nil, err
 		}

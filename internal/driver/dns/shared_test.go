@@ -41,7 +41,7 @@ func servedGroup(t *testing.T, group, res, name, serve string, host int) *config
 // it ends, if the test has not (Close may be called twice).
 func startServed(t *testing.T, g *config.Group) resource.Network {
 	t.Helper()
-	n, err := newDNS(g, &g.Resources[0], "brussels")
+	n, err := newDNS(g, &g.Resources[0], "brussels", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestSharedServerClaims(t *testing.T) {
 				serve = sharedAddr(t)
 			}
 			g := servedGroup(t, tc.group, tc.res, tc.dnsName, serve, 30)
-			second, err := newDNS(g, &g.Resources[0], "brussels")
+			second, err := newDNS(g, &g.Resources[0], "brussels", nil)
 			switch want := strings.ReplaceAll(tc.err, "ADDR", addr); {
 			case want == "" && err != nil:
 				t.Fatalf("newDNS: %v", err)
@@ -177,7 +177,7 @@ func TestSharedServerAddressTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := servedGroup(t, "webshop", "name", "db.shop.example.", addr, 20)
-	if n, err := newDNS(g, &g.Resources[0], "brussels"); err == nil {
+	if n, err := newDNS(g, &g.Resources[0], "brussels", nil); err == nil {
 		n.Close()
 		t.Fatal("newDNS on an address in use succeeded")
 	}
@@ -204,7 +204,7 @@ func TestSharedServerConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range all {
 		wg.Go(func() {
-			n, err := newDNS(all[i].g, &all[i].g.Resources[0], "brussels")
+			n, err := newDNS(all[i].g, &all[i].g.Resources[0], "brussels", nil)
 			if err != nil {
 				t.Error(err)
 				return

@@ -3,6 +3,7 @@ package haproxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ func (Type) Config() config.ResourceType {
 }
 
 // Start reaches the site's HAProxy.
-func (Type) Start(g *config.Group, r *config.Resource, site string) (resource.Network, error) {
+func (Type) Start(g *config.Group, r *config.Resource, site string, _ *slog.Logger) (resource.Network, error) {
 	return newHAProxy(g, r, site)
 }
 
