@@ -23,7 +23,7 @@ func newVerdictCmd(approve bool) func(e *env) *cobra.Command {
 			Args:  maxArgs(1),
 		}
 		step := c.Flags().String("step", "", "the approval `STEP` (its ID or resource name) when the run has more than one left")
-		reason := c.Flags().String("reason", "", "why, in a few `TEXT`; the run and the audit trail keep it")
+		reason := c.Flags().String("reason", "", "why, in a few words (`TEXT`); the run and the audit trail keep it")
 		c.RunE = func(_ *cobra.Command, pos []string) error { return runVerdict(e, approve, name, pos, *step, *reason) }
 		return c
 	}

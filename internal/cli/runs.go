@@ -69,7 +69,7 @@ func newRunCmd(action plan.Action) func(e *env) *cobra.Command {
 		}
 		var f runFlags
 		fs := c.Flags()
-		fs.StringVar(&f.reason, "reason", "", "why, in a few `TEXT`; the run and the audit trail keep it")
+		fs.StringVar(&f.reason, "reason", "", "why, in a few words (`TEXT`); the run and the audit trail keep it")
 		fs.StringVar(&f.ticket, "ticket", "", "the change or incident `ID` this run belongs to")
 		fs.BoolVar(&f.yes, "yes", false, "do not ask for confirmation")
 		fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan an agent makes for this run, and start nothing")
