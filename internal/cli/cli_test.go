@@ -18,7 +18,14 @@ import (
 // name it runs the real command line and exits with its code.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"siteflip": func() { os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+		"siteflip": func() {
+			// A script stands for a person at a terminal with
+			// SITEFLIP_TEST_TERMINAL=1 (its stdin is a file).
+			if os.Getenv("SITEFLIP_TEST_TERMINAL") == "1" {
+				cli.AssumeTerminal()
+			}
+			os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		},
 	})
 }
 
