@@ -129,12 +129,6 @@ func newRootCmd(e *env) *cobra.Command {
 		Version:       Version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		// No verb: the usage on stderr, and exit 2.
-		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			fmt.Fprint(e.stderr, c.UsageString())
-			return &exitError{code: exitUsage, err: errors.New("")}
-		},
 		PersistentPreRunE: func(*cobra.Command, []string) error {
 			e.ran = true
 			if e.cert == "" {
@@ -172,6 +166,13 @@ func newRootCmd(e *env) *cobra.Command {
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRootCmd(e)
+	if len(args) == 0 {
+		// No verb: the usage on stderr, and exit 2.
+		root.InitDefaultHelpCmd()
+		root.InitDefaultCompletionCmd()
+		fmt.Fprint(stderr, root.UsageString())
+		return exitUsage
+	}
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
