@@ -47,8 +47,17 @@ func runStatus(e *env, output string, watch bool) error {
 	defer c.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	return watchStatus(ctx, e, c.Status, output, watch, time.Second)
+}
+
+// watchStatus prints the status get answers, once, or with watch every
+// interval until ctx ends.
+func watchStatus(ctx context.Context, e *env, get func(context.Context) (status.Status, error), output string, watch bool, interval time.Duration) error {
 	for {
-		st, err := c.Status(ctx)
+		st, err := get(ctx)
+		if watch && ctx.Err() != nil {
+			return nil // interrupted while asking
+		}
 		switch {
 		case err != nil && !watch:
 			return err
@@ -82,7 +91,7 @@ func runStatus(e *env, output string, watch bool) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Second):
+		case <-time.After(interval):
 		}
 	}
 }
