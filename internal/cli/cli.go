@@ -311,3 +311,32 @@ func (e *env) client() (*config.Topology, *api.Client, error) {
 	}
 	return t, c, nil
 }
+
+// completeGroups completes a verb's GROUP with the topology's groups.
+func (e *env) completeGroups(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	t, err := e.load()
+	if err != nil || len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for _, g := range t.Groups {
+		names = append(names, g.Name)
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeSites completes a flag's SITE with the topology's sites (not
+// its witnesses, where no group runs).
+func (e *env) completeSites(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	t, err := e.load()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for _, s := range t.Sites {
+		if s.Role == config.RoleSite {
+			names = append(names, s.Name)
+		}
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}

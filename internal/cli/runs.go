@@ -95,6 +95,12 @@ func newRunCmd(action plan.Action) func(e *env) *cobra.Command {
 			fs.IntVar(&f.parallel, "parallel", defaultParallel, "with a selection, at most `N` runs going on at once")
 		}
 		c.RunE = func(_ *cobra.Command, pos []string) error { return runAction(e, action, f, pos) }
+		c.ValidArgsFunction = e.completeGroups
+		for _, flag := range []string{"to", "at", "site"} {
+			if fs.Lookup(flag) != nil {
+				_ = c.RegisterFlagCompletionFunc(flag, e.completeSites)
+			}
+		}
 		return c
 	}
 }
@@ -592,6 +598,7 @@ topology nor on record is refused (exit 3).`,
 	output := outputFlag(c.Flags(), "text", "json")
 	since := c.Flags().String("since", "", "only the runs started from `WHEN` on: a duration back from now (720h) or a time (2026-12-03T10:00:00Z); all when empty")
 	c.RunE = func(_ *cobra.Command, pos []string) error { return runRuns(e, pos, *output, *since) }
+	c.ValidArgsFunction = e.completeGroups
 	return c
 }
 
