@@ -157,6 +157,8 @@ func newRootCmd(e *env) *cobra.Command {
 			if err != nil || len(rest) > 0 {
 				return usageErrorf("no verb %q: `siteflip help` lists them", strings.Join(args, " "))
 			}
+			cmd.InitDefaultHelpFlag()
+			cmd.InitDefaultVersionFlag()
 			return cmd.Help()
 		},
 		ValidArgsFunction: func(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
