@@ -28,7 +28,7 @@ cleanly; a second signal exits at once.`,
 	site := fs.String("site", "", "`NAME` of the location this agent runs (required)")
 	data := fs.String("data", "", "`DIR` for the embedded etcd member's data (required unless --etcd-endpoints)")
 	endpoints := fs.String("etcd-endpoints", "", "comma-separated `URLS` of an existing etcd cluster to join instead of embedding a member")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
 	nice := fs.Int("nice", priority.Agent, "`N`: the agent runs at this nice value (root or CAP_SYS_NICE), and what it starts at the normal one; 0 leaves its priority alone")
 	c.RunE = func(*cobra.Command, []string) error {
 		return runAgent(e, *site, *data, *endpoints, *logLevel, *nice)
