@@ -64,7 +64,7 @@ type env struct {
 	// topology, so that runs and the audit trail name that person.
 	cert, key string
 	// ran is set once the command line is parsed and a verb's own code
-	// runs: an error before is a usage error.
+	// runs (markRan): an error before is a usage error.
 	ran bool
 }
 
@@ -129,16 +129,6 @@ func newRootCmd(e *env) *cobra.Command {
 		Version:       Version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
-			e.ran = true
-			if e.cert == "" {
-				e.cert = os.Getenv("SITEFLIP_CERT")
-			}
-			if e.key == "" {
-				e.key = os.Getenv("SITEFLIP_KEY")
-			}
-			return nil
-		},
 	}
 	cobra.EnableCommandSorting = false // help lists the verbs in the table's order
 	root.SetVersionTemplate("siteflip {{.Version}}\n")
@@ -183,7 +173,22 @@ func newRootCmd(e *env) *cobra.Command {
 		}
 		root.AddCommand(c)
 	}
+	markRan(e, root)
 	return root
+}
+
+// markRan makes every verb's RunE, and its subcommands', note that the
+// command line was parsed: an error before it runs is a usage error.
+func markRan(e *env, c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			e.ran = true
+			return run(cmd, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRan(e, sub)
+	}
 }
 
 // Main runs the command line and returns the exit code.
@@ -313,6 +318,12 @@ func (e *env) load() (*config.Topology, error) {
 	t, err := config.Load(e.configPath(), driver.Types())
 	if err != nil {
 		return nil, err
+	}
+	if e.cert == "" {
+		e.cert = os.Getenv("SITEFLIP_CERT")
+	}
+	if e.key == "" {
+		e.key = os.Getenv("SITEFLIP_KEY")
 	}
 	if (e.cert == "") != (e.key == "") {
 		return nil, usageErrorf("give both --cert and --key (or $SITEFLIP_CERT and $SITEFLIP_KEY), or neither")
