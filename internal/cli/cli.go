@@ -195,8 +195,8 @@ func markRan(e *env, c *cobra.Command) {
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRootCmd(e)
-	if len(args) == 0 {
-		// No verb: the usage on stderr, and exit 2.
+	if noVerb(root, args) {
+		// No verb (perhaps global flags): the usage on stderr, and exit 2.
 		root.InitDefaultHelpCmd()
 		root.InitDefaultCompletionCmd()
 		fmt.Fprint(stderr, root.UsageString())
@@ -225,6 +225,19 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
 	return code
+}
+
+// noVerb says whether args name no verb: nothing, or only global flags
+// that parse (--help and --version are not defined yet, so they do not).
+func noVerb(root *cobra.Command, args []string) bool {
+	if len(args) == 0 {
+		return true
+	}
+	c, _, err := root.Find(args)
+	if err != nil || c != root {
+		return false
+	}
+	return root.ParseFlags(args) == nil && root.Flags().NArg() == 0
 }
 
 // exitCode maps an error to the exit code scripts read (docs/cli.md).
