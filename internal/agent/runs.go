@@ -57,11 +57,11 @@ func (srv *apiServer) handleStartRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if id, busy := snap.Running[g.Name]; busy {
-		writeError(w, http.StatusConflict, fmt.Errorf("group %s: %w (run %s); follow it with `siteflip run %s`", g.Name, coord.ErrRunInProgress, id, id))
+		writeBusy(w, fmt.Errorf("group %s: %w (run %s); follow it with `siteflip run %s`", g.Name, coord.ErrRunInProgress, id, id))
 		return
 	}
 	if busy := snap.Drilling[g.Name]; busy != "" && req.Action == plan.Drill {
-		writeError(w, http.StatusConflict, fmt.Errorf("group %s: %w (drill %s); follow it with `siteflip run %s`", g.Name, coord.ErrDrillInProgress, busy, busy))
+		writeBusy(w, fmt.Errorf("group %s: %w (drill %s); follow it with `siteflip run %s`", g.Name, coord.ErrDrillInProgress, busy, busy))
 		return
 	}
 	preq := plan.Request{Action: req.Action, To: req.To, AcceptDataLoss: req.AcceptDataLoss, Keep: req.Keep}
@@ -72,8 +72,17 @@ func (srv *apiServer) handleStartRun(w http.ResponseWriter, r *http.Request) {
 	}
 	run := plan.NewRun(newRunID(g.Name, req.Action), info.principal.Name, preq, p, srv.now().UTC())
 	run.Role, run.Reason, run.Ticket = info.principal.RoleName(), req.Reason, req.Ticket
+	if req.DryRun {
+		// Admitted as a run would be; answered, neither stored nor started.
+		writeJSON(w, http.StatusOK, run)
+		return
+	}
 	info.note.Run = run.ID
 	if err := srv.store.StartRun(ctx, run, snap.Records[g.Name].Revision); err != nil {
+		if errors.Is(err, coord.ErrRunInProgress) || errors.Is(err, coord.ErrDrillInProgress) {
+			writeBusy(w, err)
+			return
+		}
 		code := http.StatusServiceUnavailable
 		if errors.Is(err, coord.ErrRunInProgress) || errors.Is(err, coord.ErrDrillInProgress) || errors.Is(err, coord.ErrStale) {
 			code = http.StatusConflict
@@ -94,7 +103,16 @@ func runAction(req api.RunRequest) string {
 	if req.AcceptDataLoss {
 		s += " --accept-data-loss"
 	}
+	if req.DryRun {
+		s += " --dry-run"
+	}
 	return s
+}
+
+// writeBusy refuses a run because another run or a drill holds the group:
+// 409, with the code that tells the client to ask again later.
+func writeBusy(w http.ResponseWriter, err error) {
+	writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error(), "code": api.CodeBusy})
 }
 
 // checkWhy refuses a reason or ticket that a log or a terminal would

@@ -97,7 +97,7 @@ func (c *Client) Status(ctx context.Context) (status.Status, error) {
 		}
 		errs[a.i] = fmt.Sprintf("%s: %v", c.topo.Sites[a.i].Name, a.err)
 	}
-	return status.Status{}, fmt.Errorf("no location answered:\n  %s", strings.Join(errs, "\n  "))
+	return status.Status{}, fmt.Errorf("%w:\n  %s", ErrUnreachable, strings.Join(errs, "\n  "))
 }
 
 // Wait asks for the status every interval until cond accepts one, and

@@ -29,6 +29,10 @@ type RunRequest struct {
 	// Reason and Ticket say why; the run and the audit trail keep them.
 	Reason string `json:"reason,omitempty"`
 	Ticket string `json:"ticket,omitempty"`
+	// DryRun asks for the plan only: the agent admits the request as it
+	// would a run (role, group free, plan built by the safety rules) and
+	// answers with the run it would start, neither stored nor started.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // StepRequest asks a site's agent to carry out one step: POST /v1/steps.
@@ -217,9 +221,45 @@ func (b *copyBody) Close() error {
 type RequestError struct {
 	Status int
 	Msg    string
+	// Code is the agent's word for the refusal, when it gives one
+	// (CodeBusy).
+	Code string
 }
 
 func (e *RequestError) Error() string { return e.Msg }
+
+// Is lets errors.Is tell refusals apart: every RequestError is
+// ErrRefused; a 404 is also ErrNotFound; a group held by a run is also
+// ErrBusy.
+func (e *RequestError) Is(target error) bool {
+	switch target {
+	case ErrRefused:
+		return true
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrBusy:
+		return e.Code == CodeBusy
+	}
+	return false
+}
+
+// CodeBusy is the code of an agent's refusal because a run or a drill
+// already holds the group.
+const CodeBusy = "busy"
+
+// Errors that errors.Is finds in what the client returns.
+var (
+	// ErrRefused: an agent refused the request (4xx): a safety rule, the
+	// policy, a role, an unknown group or run.
+	ErrRefused = errors.New("refused")
+	// ErrNotFound: the group or run asked about does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrBusy: a run (or a drill) already holds the group; ask again when
+	// it ends.
+	ErrBusy = errors.New("busy")
+	// ErrUnreachable: no location answered.
+	ErrUnreachable = errors.New("no location answered")
+)
 
 // any tries the locations in turn until one answers; a refusal (4xx) is
 // final.
@@ -234,7 +274,7 @@ func (c *Client) any(ctx context.Context, call func(ctx context.Context, base st
 		}
 		errs = append(errs, fmt.Sprintf("%s: %v", s.Name, err))
 	}
-	return fmt.Errorf("no location answered:\n  %s", strings.Join(errs, "\n  "))
+	return fmt.Errorf("%w:\n  %s", ErrUnreachable, strings.Join(errs, "\n  "))
 }
 
 // do sends one JSON request; a step may take minutes, so it has no
@@ -265,13 +305,13 @@ func (c *Client) do(ctx context.Context, method, u string, body, out any) error 
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		var e struct{ Error string }
+		var e struct{ Error, Code string }
 		msg := fmt.Sprintf("%s %s answered %s", method, u, resp.Status)
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
-			return &RequestError{Status: resp.StatusCode, Msg: msg}
+			return &RequestError{Status: resp.StatusCode, Msg: msg, Code: e.Code}
 		}
 		return errors.New(msg)
 	}

@@ -6,26 +6,35 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
+// newAuditCmd is `siteflip audit`.
+func newAuditCmd(e *env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "audit [--since DURATION|TIME] [--limit N] [-o text|json]",
+		Short: "who asked what of the agents, and what became of it",
+		Args:  noArgs,
+	}
+	since := c.Flags().String("since", "24h", "from `WHEN`: a duration back from now (90m, 7d is 168h) or a time (2026-12-03T10:00:00Z)")
+	limit := c.Flags().Int("limit", 1000, "at most `N` records, the newest")
+	output := outputFlag(c.Flags(), "text", "json")
+	c.RunE = func(*cobra.Command, []string) error { return runAudit(e, *since, *limit, *output) }
+	return c
+}
+
 // runAudit prints the audit trail.
-func runAudit(e *env, args []string) error {
-	fs := e.flags("audit")
-	since := fs.String("since", "24h", "from `WHEN`: a duration back from now (90m, 7d is 168h) or a time (2026-12-03T10:00:00Z)")
-	limit := fs.Int("limit", 1000, "at most `N` records, the newest")
-	output := fs.String("o", "text", "output `FORMAT`: text or json")
-	if _, err := parse(fs, args, 0); err != nil {
+func runAudit(e *env, since string, limit int, output string) error {
+	if err := checkOutput(output, "text", "json"); err != nil {
 		return err
 	}
-	if *output != "text" && *output != "json" {
-		return fmt.Errorf("-o %q: use text or json", *output)
-	}
-	from, err := parseSince(*since, time.Now())
+	from, err := parseSince(since, time.Now())
 	if err != nil {
 		return err
 	}
-	if *limit < 1 {
-		return fmt.Errorf("--limit %d: give a positive number", *limit)
+	if limit < 1 {
+		return usageErrorf("--limit %d: give a positive number", limit)
 	}
 	_, c, err := e.client()
 	if err != nil {
@@ -34,11 +43,11 @@ func runAudit(e *env, args []string) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	recs, err := c.Audit(ctx, from, *limit)
+	recs, err := c.Audit(ctx, from, limit)
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	if output == "json" {
 		return jsonOut(e.stdout, recs)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
@@ -61,14 +70,14 @@ func runAudit(e *env, args []string) error {
 func parseSince(v string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(v); err == nil {
 		if d < 0 {
-			return time.Time{}, fmt.Errorf("--since %s: give a positive duration", v)
+			return time.Time{}, usageErrorf("--since %s: give a positive duration", v)
 		}
 		return now.Add(-d), nil
 	}
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
 	}
-	return time.Time{}, fmt.Errorf("--since %q is neither a duration (90m, 24h) nor a time (2026-12-03T10:00:00Z)", v)
+	return time.Time{}, usageErrorf("--since %q is neither a duration (90m, 24h) nor a time (2026-12-03T10:00:00Z)", v)
 }
 
 // oneLine shortens s to one line of at most n characters.

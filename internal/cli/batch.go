@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -41,12 +40,15 @@ const (
 // runSelection is a run verb on the groups sel selects: it starts their
 // runs, at most parallel at once, follows each to its end and prints one
 // table. req is the request every group's run is made of.
-func runSelection(e *env, action plan.Action, sel selection, req api.RunRequest, parallel int, yes, force bool) error {
+func runSelection(e *env, action plan.Action, sel selection, req api.RunRequest, parallel int, yes, force, dryRun bool) error {
 	if action == plan.Switchover && req.To == "" {
-		return fmt.Errorf("say where to: siteflip switchover %s --to SITE", sel)
+		return usageErrorf("say where to: siteflip switchover %s --to SITE", sel)
 	}
 	if force {
-		return fmt.Errorf("--force recovers one group at a time (and the lost locations' automatic groups by themselves): siteflip failover GROUP --force; nothing was changed")
+		return usageErrorf("--force recovers one group at a time (and the lost locations' automatic groups by themselves): siteflip failover GROUP --force; nothing was changed")
+	}
+	if action == plan.Failover && !yes && !dryRun && !isTerminal(e.stdin) {
+		return usageErrorf("failover of %s loses the writes not yet replicated, and standard input is not a terminal to confirm it: add --yes; nothing was changed", sel)
 	}
 	t, err := e.load()
 	if err != nil {
@@ -59,7 +61,7 @@ func runSelection(e *env, action plan.Action, sel selection, req api.RunRequest,
 			continue
 		}
 		if err := checkSite(t, f.flag, f.site); err != nil {
-			return err
+			return &exitError{code: exitRefused, err: err}
 		}
 	}
 	c, err := api.NewClient(t)
@@ -78,23 +80,30 @@ func runSelection(e *env, action plan.Action, sel selection, req api.RunRequest,
 		return err
 	}
 	targets := selectionTargets(action, req, names, st)
-	if action == plan.Failover && !yes {
-		var start []string
-		for _, tg := range targets {
-			if tg.skip == "" {
-				start = append(start, tg.req.Group)
-			}
+	if dryRun {
+		return dryRunBatch(e, c, targets)
+	}
+	var start []string
+	for _, tg := range targets {
+		if tg.skip == "" {
+			start = append(start, tg.req.Group)
 		}
-		if len(start) > 0 {
-			where := "the other site"
-			if req.To != "" {
-				where = req.To
-			}
+	}
+	if !yes && len(start) > 0 && isTerminal(e.stdin) {
+		where := "the other site"
+		if req.To != "" {
+			where = req.To
+		}
+		if action == plan.Failover {
 			fmt.Fprintf(e.stdout, "Failover recovers %d group(s) at %s now (%s); writes not yet replicated are lost.\nType the number of groups (%d) to confirm: ",
 				len(start), where, abridge(start, 10), len(start))
-			line, _ := bufio.NewReader(e.stdin).ReadString('\n')
-			if strings.TrimSpace(line) != strconv.Itoa(len(start)) {
-				return fmt.Errorf("not confirmed: nothing was changed")
+			if err := confirmTyped(e, strconv.Itoa(len(start))); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(e.stdout, "%s of %d group(s) (%s). Go ahead? [y/N] ", action, len(start), abridge(start, 10))
+			if err := confirmYes(e); err != nil {
+				return err
 			}
 		}
 	}
@@ -105,6 +114,52 @@ func runSelection(e *env, action plan.Action, sel selection, req api.RunRequest,
 	out := runBatch(ctx, c, targets, parallel, e.stdout)
 	printBatch(e.stdout, out)
 	return batchErr(out)
+}
+
+// dryRunBatch asks an agent to plan the run of every target not skipped
+// and prints each plan; nothing is started. It fails as the worst answer
+// did: refused (3), busy (5) or unreachable (4).
+func dryRunBatch(e *env, c *api.Client, targets []target) error {
+	var bad []string
+	var worst error
+	for _, tg := range targets {
+		if tg.skip != "" {
+			fmt.Fprintf(e.stdout, "%s: skipped: %s\n\n", tg.req.Group, tg.skip)
+			continue
+		}
+		r := tg.req
+		r.DryRun = true
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		run, err := c.StartRun(ctx, r)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(e.stdout, "%s: %s: %s\n\n", tg.req.Group, dryRunVerdict(err), oneRow(err.Error()))
+			bad = append(bad, tg.req.Group)
+			if worst == nil || exitCode(err) > exitCode(worst) {
+				worst = err
+			}
+			continue
+		}
+		printPlan(e.stdout, run)
+		fmt.Fprintln(e.stdout)
+	}
+	if worst != nil {
+		return &exitError{code: exitCode(worst), err: fmt.Errorf("%d of %d groups would not start: %s", len(bad), len(targets), abridge(bad, 10))}
+	}
+	return nil
+}
+
+// dryRunVerdict names, in a word, why a dry run's group would not start.
+func dryRunVerdict(err error) string {
+	switch exitCode(err) {
+	case exitBusy:
+		return "busy"
+	case exitRefused:
+		return "refused"
+	case exitUnreachable:
+		return "unreachable"
+	}
+	return "failed"
 }
 
 // target is one selected group: the run to ask for, or why it is skipped.
@@ -260,7 +315,7 @@ func batchErr(out []outcome) error {
 	if len(bad) == 0 {
 		return nil
 	}
-	return &exitError{code: 1, err: fmt.Errorf("%d of %d groups failed: %s", len(bad), len(out), abridge(bad, 10))}
+	return &exitError{code: exitFailed, err: fmt.Errorf("%d of %d groups failed: %s", len(bad), len(out), abridge(bad, 10))}
 }
 
 // took is how long a run took, "-" while it has not ended.

@@ -187,7 +187,18 @@ func TestSelections(t *testing.T) {
 		}
 	})
 
-	t.Run("failover asks for the number of groups", func(t *testing.T) {
+	t.Run("failover off a terminal needs --yes", func(t *testing.T) {
+		code, out, errOut := siteflip("2\n", "failover", "--label", "tier=gold")
+		if code != 2 || out != "" || !strings.Contains(errOut, "standard input is not a terminal to confirm it: add --yes; nothing was changed") {
+			t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, add --yes", code, out, errOut)
+		}
+		if got := agent.asked(); len(got) != 0 {
+			t.Errorf("runs asked for %v without a confirmation", got)
+		}
+	})
+
+	t.Run("failover asks for the number of groups on a terminal", func(t *testing.T) {
+		defer cli.AssumeTerminal()()
 		code, out, errOut := siteflip("crm\n", "failover", "--label", "tier=gold")
 		if code != 1 || !strings.Contains(errOut, "not confirmed: nothing was changed") {
 			t.Errorf("exit %d, stderr %q; want 1, not confirmed", code, errOut)
@@ -232,20 +243,23 @@ func TestSelectionUsage(t *testing.T) {
 		code   int
 		stderr string // a prefix of stderr
 	}{
-		{[]string{"reprotect"}, 1, "siteflip reprotect: name the group: siteflip reprotect GROUP, or select groups with --all, --site SITE or --label KEY=VALUE\n"},
-		{[]string{"reprotect", "webshop", "--all"}, 1, "siteflip reprotect: webshop and --all: name one group or select groups, not both: siteflip reprotect webshop, or siteflip reprotect --all\n"},
-		{[]string{"failback", "--site", "antwerp", "webshop"}, 1, "siteflip failback: webshop and --site antwerp: name one group or select groups, not both"},
-		{[]string{"reprotect", "--all", "--parallel", "0"}, 1, "siteflip reprotect: --parallel 0: give 1 or more\n"},
-		{[]string{"reprotect", "--all", "--parallel", "many"}, 2, `invalid value "many" for flag -parallel`},
-		{[]string{"failback", "--label", "tier"}, 1, `siteflip failback: --label "tier": give KEY=VALUE, like --label tier=gold` + "\n"},
-		{[]string{"failback", "--label", "tier=gold", "--label", "=web"}, 1, `siteflip failback: --label "=web": give KEY=VALUE`},
-		{[]string{"switchover", "--all"}, 1, "siteflip switchover: say where to: siteflip switchover --all --to SITE\n"},
-		{[]string{"switchover", "--all", "--to", "frankfurt"}, 1, "siteflip switchover: --to frankfurt: frankfurt is a witness, where no group runs; name a site (brussels, antwerp)\n"},
-		{[]string{"reprotect", "--site", "paris"}, 1, `siteflip reprotect: --site "paris": no such site in ` + topo + " (sites: brussels, antwerp)\n"},
-		{[]string{"failover", "--all", "--force", "--yes"}, 1, "siteflip failover: --force recovers one group at a time"},
-		{[]string{"drill", "--all"}, 2, "flag provided but not defined: -all\n"},
+		{[]string{"reprotect"}, 2, "siteflip reprotect: name the group: siteflip reprotect GROUP, or select groups with --all, --site SITE or --label KEY=VALUE\n"},
+		{[]string{"reprotect", "webshop", "--all"}, 2, "siteflip reprotect: webshop and --all: name one group or select groups, not both: siteflip reprotect webshop, or siteflip reprotect --all\n"},
+		{[]string{"failback", "--site", "antwerp", "webshop"}, 2, "siteflip failback: webshop and --site antwerp: name one group or select groups, not both"},
+		{[]string{"reprotect", "--all", "--parallel", "0"}, 2, "siteflip reprotect: --parallel 0: give 1 or more\n"},
+		{[]string{"reprotect", "--all", "--parallel", "many"}, 2, `siteflip reprotect: invalid argument "many" for "--parallel" flag`},
+		{[]string{"failback", "--label", "tier"}, 2, `siteflip failback: --label "tier": give KEY=VALUE, like --label tier=gold` + "\n"},
+		{[]string{"failback", "--label", "tier=gold", "--label", "=web"}, 2, `siteflip failback: --label "=web": give KEY=VALUE`},
+		{[]string{"switchover", "--all"}, 2, "siteflip switchover: say where to: siteflip switchover --all --to SITE\n"},
+		{[]string{"switchover", "--all", "--to", "frankfurt"}, 3, "siteflip switchover: --to frankfurt: frankfurt is a witness, where no group runs; name a site (brussels, antwerp)\n"},
+		{[]string{"reprotect", "--site", "paris"}, 3, `siteflip reprotect: --site "paris": no such site in ` + topo + " (sites: brussels, antwerp)\n"},
+		{[]string{"failover", "--all", "--force", "--yes"}, 2, "siteflip failover: --force recovers one group at a time"},
+		{[]string{"failover", "--all"}, 2, "siteflip failover: failover of --all loses the writes not yet replicated, and standard input is not a terminal to confirm it: add --yes"},
+		{[]string{"drill", "--all"}, 2, "siteflip drill: unknown flag: --all\n"},
 		// Valid: then the status is needed, and no location answers.
-		{[]string{"reprotect", "--all"}, 1, "siteflip reprotect: no location answered:\n"},
+		{[]string{"reprotect", "--all"}, 4, "siteflip reprotect: no location answered:\n"},
+		{[]string{"reprotect", "--all", "--dry-run"}, 4, "siteflip reprotect: no location answered:\n"},
+		{[]string{"failover", "--all", "--yes"}, 4, "siteflip failover: no location answered:\n"},
 	}
 	for _, tt := range tests {
 		var o, e bytes.Buffer

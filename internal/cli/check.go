@@ -5,30 +5,77 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
 )
 
+// newCheckCmd is `siteflip check`.
+func newCheckCmd(e *env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "check [--servers] [-o text|json]",
+		Short: "validate and lint a topology; FILE:LINE:COL errors",
+		Long: `check validates and lints the topology: every problem on its own line,
+FILE:LINE:COL: field: problem, and exit 1 when any is an error (warnings
+do not count). With -o json the problems are a JSON array of objects with
+file, line, column, field, message and severity ("error" or "warning").`,
+		Args: noArgs,
+	}
+	servers := c.Flags().Bool("servers", false, "also ask every database server, read-only, whether it is set up as siteflip needs (binary log, GTIDs, grants …), with the statement that fixes each problem")
+	output := outputFlag(c.Flags(), "text", "json")
+	c.RunE = func(*cobra.Command, []string) error { return runCheck(e, *servers, *output) }
+	return c
+}
+
+// checkProblem is one problem of `check -o json` (docs/cli.md).
+type checkProblem struct {
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	Column   int    `json:"column"`
+	Field    string `json:"field"`
+	Message  string `json:"message"`
+	Severity string `json:"severity"` // error or warning
+}
+
 // runCheck validates and lints the topology: every problem on its own line,
 // exit 1 when any is an error.
-func runCheck(e *env, args []string) error {
-	fs := e.flags("check")
-	servers := fs.Bool("servers", false, "also ask every database server, read-only, whether it is set up as siteflip needs (binary log, GTIDs, grants …), with the statement that fixes each problem")
-	if _, err := parse(fs, args, 0); err != nil {
+func runCheck(e *env, servers bool, output string) error {
+	if err := checkOutput(output, "text", "json"); err != nil {
 		return err
+	}
+	if servers && output == "json" {
+		return usageErrorf("--servers writes text only: leave out -o json, or --servers")
 	}
 	path := e.configPath()
 	t, probs, err := config.Check(path, driver.Types())
 	if err != nil {
 		return err
 	}
-	for _, p := range probs {
-		fmt.Fprintln(e.stdout, p.String())
+	if output == "json" {
+		out := make([]checkProblem, 0, len(probs))
+		for _, p := range probs {
+			sev := "error"
+			if p.Warning {
+				sev = "warning"
+			}
+			out = append(out, checkProblem{File: p.File, Line: p.Pos.Line, Column: p.Pos.Col, Field: p.Field, Message: p.Msg, Severity: sev})
+		}
+		if err := jsonOut(e.stdout, out); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range probs {
+			fmt.Fprintln(e.stdout, p.String())
+		}
 	}
 	if n := len(config.Errors(probs)); n > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%s: %d problem(s)", path, n)}
 	}
-	if *servers {
+	if output == "json" {
+		return nil
+	}
+	if servers {
 		if n := checkServers(e, t); n > 0 {
 			return &exitError{code: 1, err: fmt.Errorf("%s: %d problem(s) with the servers", path, n)}
 		}

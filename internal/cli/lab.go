@@ -3,50 +3,76 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/siteflip/siteflip/internal/lab"
 	"github.com/siteflip/siteflip/internal/netns"
 )
 
+// labFlags are the flags of `siteflip lab`.
+type labFlags struct {
+	dir, db, group, onSite, urls string
+	withNet, stack               bool
+	groups, sites                int
+}
+
+// newLabCmd is `siteflip lab`.
+func newLabCmd(e *env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "lab up [--netns]|down|disaster SITE|kill-agent SITE|heal SITE|pivot SITE -- CMD [--dir DIR]",
+		Short: "a complete multi-site lab on this machine",
+		Long: `lab runs a complete multi-site lab on this machine: lab up starts it, lab
+down removes it; disaster SITE cuts a location's power, kill-agent SITE
+stops its agent, heal SITE brings it back; pivot SITE -- CMD [ARG...] runs
+CMD in SITE's drill bubble (namespaced lab). writer, db-init, app,
+storage and service are run by the lab itself.`,
+	}
+	var o labFlags
+	fs := c.Flags()
+	fs.StringVar(&o.dir, "dir", lab.DefaultDir, "`DIR` of the lab")
+	fs.BoolVar(&o.withNet, "netns", false, "up: put each location in its own network namespace on a bridge (root only)")
+	fs.StringVar(&o.db, "db", "", "up: `DB`, the databases the lab runs: postgres (group webshop), mariadb (group news) or both; default both when MariaDB can run here, else postgres. With --groups, what each group holds: none (the default) or postgres (a primary at brussels, a standby at antwerp)")
+	fs.StringVar(&o.group, "group", "", "writer: the `GROUP` it writes to")
+	fs.IntVar(&o.groups, "groups", 0, "up: the scale lab: `N` groups and no others, all active at brussels, a name each (svc-NNNN.scale.lab.); with --db postgres each (pg-NNNN) also a small PostgreSQL database")
+	fs.BoolVar(&o.stack, "stack", true, "up: run webshop as a web stack: storage, an app per site, HAProxy in front, a web writer (needs PostgreSQL)")
+	fs.IntVar(&o.sites, "sites", 2, "up: `N` sites: 2 (brussels, antwerp, and the witness frankfurt) or 3 (brussels, antwerp and liege, no witness; without the web stack)")
+	fs.StringVar(&o.onSite, "site", "", "app, storage, service: the `SITE` they are at")
+	fs.StringVar(&o.urls, "http", "", "writer: order over HTTP at the first healthy of these `URL`s (comma-separated)")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		// What follows "--" is pivot's command, with flags of its own.
+		var command []string
+		if i := c.ArgsLenAtDash(); i >= 0 {
+			args, command = args[:i], args[i:]
+		}
+		return runLab(e, c.Flags(), args, command, o)
+	}
+	return c
+}
+
 // runLab runs `siteflip lab up|down|disaster SITE|heal SITE|pivot SITE -- CMD`,
 // and the commands the lab's processes and topology run: writer, db-init,
 // app, storage and service.
-func runLab(e *env, args []string) error {
-	// What follows "--" is pivot's command, with flags of its own.
-	var command []string
-	if i := slices.Index(args, "--"); i >= 0 {
-		args, command = args[:i], args[i+1:]
-	}
-	fs := e.flags("lab")
-	dir := fs.String("dir", lab.DefaultDir, "`DIR` of the lab")
-	withNet := fs.Bool("netns", false, "up: put each location in its own network namespace on a bridge (root only)")
-	db := fs.String("db", "", "up: the databases the lab runs: postgres (group webshop), mariadb (group news) or both; default both when MariaDB can run here, else postgres. With --groups, what each group holds: none (the default) or postgres (a primary at brussels, a standby at antwerp)")
-	group := fs.String("group", "", "writer: the group it writes to")
-	groups := fs.Int("groups", 0, "up: the scale lab: `N` groups and no others, all active at brussels, a name each (svc-NNNN.scale.lab.); with --db postgres each (pg-NNNN) also a small PostgreSQL database")
-	stack := fs.Bool("stack", true, "up: run webshop as a web stack: storage, an app per site, HAProxy in front, a web writer (needs PostgreSQL)")
-	sites := fs.Int("sites", 2, "up: `N` sites: 2 (brussels, antwerp, and the witness frankfurt) or 3 (brussels, antwerp and liege, no witness; without the web stack)")
-	onSite := fs.String("site", "", "app, storage, service: the `SITE` they are at")
-	urls := fs.String("http", "", "writer: order over HTTP at the first healthy of these `URL`s (comma-separated)")
-	pos, err := parse(fs, args, 3)
-	if err != nil {
-		return err
+func runLab(e *env, fs *pflag.FlagSet, pos, command []string, lf labFlags) error {
+	dir, withNet, db, group, groups, stack, sites, onSite, urls := &lf.dir, &lf.withNet, &lf.db, &lf.group, &lf.groups, &lf.stack, &lf.sites, &lf.onSite, &lf.urls
+	if len(pos) > 3 {
+		return usageErrorf("unexpected argument(s): %s", strings.Join(pos[3:], " "))
 	}
 	// Only service takes a verb, a site's service: at most a verb and a
 	// location otherwise.
 	if len(pos) == 3 && pos[0] != "service" {
-		return fmt.Errorf("unexpected argument(s): %s", pos[2])
+		return usageErrorf("unexpected argument(s): %s", pos[2])
 	}
 	if len(pos) == 0 {
-		return fmt.Errorf("say what to do: lab up [--netns] [--db postgres|mariadb|both] [--sites 2|3] | down | disaster SITE | kill-agent SITE | heal SITE | pivot SITE -- CMD [ARG...]")
+		return usageErrorf("say what to do: lab up [--netns] [--db postgres|mariadb|both] [--sites 2|3] | down | disaster SITE | kill-agent SITE | heal SITE | pivot SITE -- CMD [ARG...]")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -54,7 +80,7 @@ func runLab(e *env, args []string) error {
 	}
 	o := lab.Options{Dir: *dir, Exe: exe, Out: e.stdout, DB: *db, Stack: *stack, Groups: *groups, Sites: *sites}
 	if *groups < 0 {
-		return fmt.Errorf("--groups %d: give a number of groups, 0 or more", *groups)
+		return usageErrorf("--groups %d: give a number of groups, 0 or more", *groups)
 	}
 	if o.Groups > 0 {
 		if o.DB == "" {
@@ -82,7 +108,7 @@ func runLab(e *env, args []string) error {
 		}
 	case lab.DBPostgres, lab.DBMariaDB, lab.DBBoth, lab.DBNone:
 	default:
-		return fmt.Errorf("--db %q: use postgres (group webshop), mariadb (group news), both, or none (with --groups N)", o.DB)
+		return usageErrorf("--db %q: use postgres (group webshop), mariadb (group news), both, or none (with --groups N)", o.DB)
 	}
 	if (o.DB == lab.DBMariaDB || o.DB == lab.DBNone) && !flagSet(fs, "stack") {
 		o.Stack = false // the stack is webshop's, on PostgreSQL
@@ -91,12 +117,12 @@ func runLab(e *env, args []string) error {
 	defer stop()
 	site := func() (string, error) {
 		if len(pos) != 2 {
-			return "", fmt.Errorf("lab %s needs a location: lab %s SITE", pos[0], pos[0])
+			return "", usageErrorf("lab %s needs a location: lab %s SITE", pos[0], pos[0])
 		}
 		return pos[1], nil
 	}
 	if command != nil && pos[0] != "pivot" {
-		return fmt.Errorf("unexpected argument(s): -- %s", strings.Join(command, " "))
+		return usageErrorf("unexpected argument(s): -- %s", strings.Join(command, " "))
 	}
 	switch pos[0] {
 	case "pivot":
@@ -156,17 +182,17 @@ func runLab(e *env, args []string) error {
 		return w.Run(ctx)
 	case "app": // run by the app's service resource (lab service start), not by people
 		if *onSite == "" || len(pos) != 1 {
-			return fmt.Errorf("lab app needs a site and nothing else: lab app --site SITE")
+			return usageErrorf("lab app needs a site and nothing else: lab app --site SITE")
 		}
 		return lab.App{Dir: *dir, Site: *onSite, Out: e.stdout}.Run(ctx)
 	case "storage": // the storage script's commands
 		if *onSite == "" || len(pos) != 2 {
-			return fmt.Errorf("lab storage needs a site and a mode: lab storage --site SITE %s|%s", lab.StorageReadOnly, lab.StorageReadWrite)
+			return usageErrorf("lab storage needs a site and a mode: lab storage --site SITE %s|%s", lab.StorageReadOnly, lab.StorageReadWrite)
 		}
 		return lab.SetStorage(o, *onSite, pos[1], runStep())
 	case "service": // the app service's commands
 		if *onSite == "" || len(pos) != 3 {
-			return fmt.Errorf("lab service needs a verb, a site and a service: lab service start|stop|status --site SITE app")
+			return usageErrorf("lab service needs a verb, a site and a service: lab service start|stop|status --site SITE app")
 		}
 		err := lab.Service(ctx, o, pos[1], *onSite, pos[2])
 		if errors.Is(err, lab.ErrNotRunning) {
@@ -175,15 +201,11 @@ func runLab(e *env, args []string) error {
 		}
 		return err
 	}
-	return fmt.Errorf("unknown lab command %q: use up, down, disaster SITE, kill-agent SITE, heal SITE or pivot SITE -- CMD", pos[0])
+	return usageErrorf("unknown lab command %q: use up, down, disaster SITE, kill-agent SITE, heal SITE or pivot SITE -- CMD", pos[0])
 }
 
 // flagSet says whether the flag name was given.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
+func flagSet(fs *pflag.FlagSet, name string) bool { return fs.Changed(name) }
 
 // runStep names, for the storage script's output, the step of a run that
 // runs it, from the SITEFLIP_* environment the script resource sets; ""
@@ -210,7 +232,7 @@ func runStep() string {
 // output, and exits with its exit code.
 func pivot(ctx context.Context, e *env, o lab.Options, site string, command []string) error {
 	if len(command) == 0 {
-		return fmt.Errorf("lab pivot needs a command: lab pivot %s -- CMD [ARG...], e.g. -- psql -h VIP -U siteflip webshop", site)
+		return usageErrorf("lab pivot needs a command: lab pivot %s -- CMD [ARG...], e.g. -- psql -h VIP -U siteflip webshop", site)
 	}
 	// Not ended with ctx: a ^C at the terminal reaches the command too,
 	// which decides (psql cancels its query and goes on).

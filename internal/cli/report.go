@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/siteflip/siteflip/internal/report"
 )
 
@@ -19,22 +21,28 @@ var renderers = map[string]func(io.Writer, report.Report) error{
 	"html": report.HTML,
 }
 
+// newReportCmd is `siteflip report`.
+func newReportCmd(e *env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "report RUN [-o md|json|html] [--out FILE]",
+		Short: "one run's report: RTO and RPO against the targets, steps, checks",
+		Args:  maxArgs(1),
+	}
+	output := outputFlag(c.Flags(), "md", "json", "html")
+	out := c.Flags().String("out", "", "write the report to `FILE` and print its path, instead of writing it to stdout")
+	c.RunE = func(_ *cobra.Command, pos []string) error { return runReport(e, pos, *output, *out) }
+	return c
+}
+
 // runReport writes one run's report: what it did, its checks, and its
 // RTO and RPO against the group's targets (docs/report.md).
-func runReport(e *env, args []string) error {
-	fs := e.flags("report")
-	output := fs.String("o", "md", "output `FORMAT`: md, json or html")
-	out := fs.String("out", "", "write the report to `FILE` and print its path, instead of writing it to stdout")
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
+func runReport(e *env, pos []string, output, out string) error {
 	if len(pos) != 1 {
-		return fmt.Errorf("name the run: siteflip report RUN (`siteflip runs` lists them)")
+		return usageErrorf("name the run: siteflip report RUN (`siteflip runs` lists them)")
 	}
-	render, ok := renderers[*output]
+	render, ok := renderers[output]
 	if !ok {
-		return fmt.Errorf("-o %q: use md, json or html", *output)
+		return usageErrorf("-o %q: use md, json or html", output)
 	}
 	t, c, err := e.client()
 	if err != nil {
@@ -51,13 +59,13 @@ func runReport(e *env, args []string) error {
 	// from the topology gets a report that measures without judging.
 	g, _ := t.Group(run.Group)
 	r := report.Build(run, g)
-	if *out == "" {
+	if out == "" {
 		return render(e.stdout, r)
 	}
-	if err := writeFile(*out, func(w io.Writer) error { return render(w, r) }); err != nil {
+	if err := writeFile(out, func(w io.Writer) error { return render(w, r) }); err != nil {
 		return err
 	}
-	fmt.Fprintln(e.stdout, *out)
+	fmt.Fprintln(e.stdout, out)
 	return nil
 }
 

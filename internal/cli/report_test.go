@@ -145,9 +145,12 @@ func TestReport(t *testing.T) {
 	})
 
 	t.Run("unknown run", func(t *testing.T) {
-		code, out, errOut := siteflip("report", "nosuch")
-		if want := "siteflip report: run nosuch: no such run; `siteflip runs` lists them\n"; code != 1 || out != "" || errOut != want {
-			t.Errorf("exit %d, stdout %q, stderr %q; want 1, nothing, %q", code, out, errOut, want)
+		// Refused by the agent (404): exit 3, for report and for run.
+		for _, verb := range []string{"report", "run"} {
+			code, out, errOut := siteflip(verb, "nosuch")
+			if want := "siteflip " + verb + ": run nosuch: no such run; `siteflip runs` lists them\n"; code != 3 || out != "" || errOut != want {
+				t.Errorf("%s: exit %d, stdout %q, stderr %q; want 3, nothing, %q", verb, code, out, errOut, want)
+			}
 		}
 	})
 

@@ -15,166 +15,346 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/plan"
 )
 
-// runAction starts failover, switchover, reprotect or failback of a group
-// and follows the run to its end.
-func runAction(action plan.Action) func(e *env, args []string) error {
-	return func(e *env, args []string) error {
-		fs := e.flags(string(action))
-		var to *string
-		var yes, acceptLoss, force *bool
-		reason := fs.String("reason", "", "why, in a few words; the run and the audit trail keep it")
-		ticket := fs.String("ticket", "", "the change or incident `ID` this run belongs to")
+// runFlags are the flags of a run verb; those a verb does not take stay
+// at their zero value.
+type runFlags struct {
+	to, reason, ticket         string
+	yes, dryRun                bool
+	acceptLoss, force, cleanup bool
+	keep                       time.Duration
+	all                        bool
+	site                       string
+	labels                     []string
+	parallel                   int
+}
+
+// runVerbLong is each run verb's help, after its summary.
+var runVerbLong = map[plan.Action]string{
+	plan.Failover: `failover recovers the group at the other site now (unplanned): writes not
+yet replicated are lost, up to the group's max_data_loss (--accept-data-loss
+to go beyond). --force is for a lost quorum only (docs/force.md).`,
+	plan.Switchover: `switchover moves the group to --to SITE with no data loss (planned).`,
+	plan.Reprotect:  `reprotect rebuilds replication toward the active site: the other sites rejoin.`,
+	plan.Failback:   `failback switches the group over back to its preferred site.`,
+	plan.Drill: `drill recovers a copy of the group's data in a site's bubble, checks it and
+tears it down; production and replication go on untouched. --cleanup
+removes what the group's drills left behind, at every site.`,
+}
+
+// runVerbFoot is what every run verb's help ends with.
+const runVerbFoot = `
+
+Everything the command line can check is checked before anything is asked:
+the group, the sites, the flags. On a terminal it then asks for a
+confirmation unless --yes; when standard input is not a terminal it does
+not ask: failover refuses without --yes (exit 2), the others go ahead.
+--dry-run asks an agent to plan the run as it would start it, prints the
+plan and starts nothing. Exit codes: docs/cli.md.`
+
+// newRunCmd builds the cobra command of a run verb: failover, switchover,
+// reprotect, failback or drill.
+func newRunCmd(action plan.Action) func(e *env) *cobra.Command {
+	return func(e *env) *cobra.Command {
+		c := &cobra.Command{
+			Use:  string(action) + " GROUP",
+			Long: runVerbLong[action] + runVerbFoot,
+			Args: maxArgs(1),
+		}
+		var f runFlags
+		fs := c.Flags()
+		fs.StringVar(&f.reason, "reason", "", "why, in a few words (`TEXT`); the run and the audit trail keep it")
+		fs.StringVar(&f.ticket, "ticket", "", "the change or incident `ID` this run belongs to")
+		fs.BoolVar(&f.yes, "yes", false, "do not ask for confirmation")
+		fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan an agent makes for this run, and start nothing")
 		switch action {
 		case plan.Failover:
-			to = fs.String("to", "", "`SITE` to recover at (default: the other site)")
-			yes = fs.Bool("yes", false, "do not ask for confirmation")
-			acceptLoss = fs.Bool("accept-data-loss", false, "go ahead although the standby is further behind than max_data_loss")
-			force = fs.Bool("force", false, "the quorum is lost: the site (--to, default the only one whose agent answers) takes over alone; only when the other locations are gone for good")
+			fs.StringVar(&f.to, "to", "", "`SITE` to recover at (default: the other site)")
+			fs.BoolVar(&f.acceptLoss, "accept-data-loss", false, "go ahead although the standby is further behind than max_data_loss")
+			fs.BoolVar(&f.force, "force", false, "the quorum is lost: the site (--to, default the only one whose agent answers) takes over alone; only when the other locations are gone for good")
 		case plan.Switchover:
-			to = fs.String("to", "", "`SITE` to move to (required)")
+			fs.StringVar(&f.to, "to", "", "`SITE` to move to (required)")
 		case plan.Drill:
-			to = fs.String("at", "", "`SITE` to drill at (default: the group's standby site)")
-			yes = fs.Bool("yes", false, "do not ask for confirmation")
-		}
-		var keep *time.Duration
-		var cleanup *bool
-		if action == plan.Drill {
-			keep = fs.Duration("keep", 0, "keep the drill's copies up this `DURATION` after the checks, then tear down")
-			cleanup = fs.Bool("cleanup", false, "remove what the group's drills left behind, at every site, and start nothing")
+			fs.StringVar(&f.to, "at", "", "`SITE` to drill at (default: the group's standby site)")
+			fs.DurationVar(&f.keep, "keep", 0, "keep the drill's copies up this `DURATION` after the checks, then tear down")
+			fs.BoolVar(&f.cleanup, "cleanup", false, "remove what the group's drills left behind, at every site, and start nothing")
 		}
 		// Instead of one GROUP, the verbs that bring groups back after a
 		// site loss take a selection: there may be hundreds.
-		var sel selection
-		var labels []string
-		parallel := defaultParallel
-		selectable := action != plan.Drill
+		if action != plan.Drill {
+			c.Use += " | --all | --site SITE | --label KEY=VALUE"
+			fs.BoolVar(&f.all, "all", false, "every group, instead of naming one")
+			fs.StringVar(&f.site, "site", "", "every group active at `SITE`, instead of naming one")
+			fs.StringArrayVar(&f.labels, "label", nil, "every group labelled `KEY=VALUE`, instead of naming one (repeatable: a group must carry every one)")
+			fs.IntVar(&f.parallel, "parallel", defaultParallel, "with a selection, at most `N` runs going on at once")
+		}
+		c.RunE = func(_ *cobra.Command, pos []string) error { return runAction(e, action, f, pos) }
+		c.ValidArgsFunction = e.completeGroups
+		for _, flag := range []string{"to", "at", "site"} {
+			if fs.Lookup(flag) != nil {
+				_ = c.RegisterFlagCompletionFunc(flag, e.completeSites)
+			}
+		}
+		return c
+	}
+}
+
+// runAction starts failover, switchover, reprotect, failback or drill of a
+// group, or of a selection of groups, and follows the runs to their end.
+func runAction(e *env, action plan.Action, f runFlags, pos []string) error {
+	toFlag := "--to"
+	if action == plan.Drill {
+		toFlag = "--at"
+	}
+	var sel selection
+	sel.all, sel.site = f.all, f.site
+	selectable := action != plan.Drill
+	if selectable && f.parallel < 1 {
+		return usageErrorf("--parallel %d: give 1 or more", f.parallel)
+	}
+	for _, arg := range f.labels {
+		l, err := parseLabel(arg)
+		if err != nil {
+			return err
+		}
+		sel.labels = append(sel.labels, l)
+	}
+	if f.dryRun && f.force {
+		return usageErrorf("--dry-run and --force: a forced failover restarts the control plane first, and has no plan to show before; leave out one")
+	}
+	if f.dryRun && f.cleanup {
+		return usageErrorf("--dry-run and --cleanup: --cleanup starts no run; leave out one")
+	}
+	if f.cleanup && (f.to != "" || f.keep != 0) {
+		return usageErrorf("--cleanup removes what the group's drills left behind at every site: it takes no --at or --keep")
+	}
+	if f.keep < 0 {
+		return usageErrorf("--keep %s: give a duration of 0 or more", f.keep)
+	}
+	req := api.RunRequest{Action: action, To: f.to, AcceptDataLoss: f.acceptLoss, Keep: f.keep, Reason: f.reason, Ticket: f.ticket}
+	if sel.given() {
+		if len(pos) > 0 {
+			return usageErrorf("%s and %s: name one group or select groups, not both: siteflip %s %s, or siteflip %s %s",
+				pos[0], sel, action, pos[0], action, sel)
+		}
+		return runSelection(e, action, sel, req, f.parallel, f.yes, f.force, f.dryRun)
+	}
+	if len(pos) != 1 {
 		if selectable {
-			fs.BoolVar(&sel.all, "all", false, "every group, instead of naming one")
-			fs.StringVar(&sel.site, "site", "", "every group active at `SITE`, instead of naming one")
-			fs.Func("label", "every group labelled `KEY=VALUE`, instead of naming one (repeatable: a group must carry every one)", func(s string) error {
-				labels = append(labels, s)
-				return nil
-			})
-			fs.IntVar(&parallel, "parallel", defaultParallel, "with a selection, at most `N` runs going on at once")
+			return usageErrorf("name the group: siteflip %s GROUP, or select groups with --all, --site SITE or --label KEY=VALUE", action)
 		}
-		pos, err := parse(fs, args, 1)
-		if err != nil {
-			return err
+		return usageErrorf("name the group: siteflip %s GROUP", action)
+	}
+	group := pos[0]
+	req.Group = group
+	if action == plan.Switchover && req.To == "" {
+		return usageErrorf("say where to: siteflip switchover %s --to SITE", group)
+	}
+	t, err := e.load()
+	if err != nil {
+		return err
+	}
+	g, ok := t.Group(group)
+	if !ok {
+		var names []string
+		for _, g := range t.Groups {
+			names = append(names, g.Name)
 		}
-		if parallel < 1 {
-			return fmt.Errorf("--parallel %d: give 1 or more", parallel)
+		return refusedErrorf("unknown group %q in %s (groups: %s)", group, t.File, strings.Join(names, ", "))
+	}
+	if req.To != "" && !slices.Contains(g.Sites, req.To) {
+		if _, known := t.Site(req.To); !known {
+			return &exitError{code: exitRefused, err: fmt.Errorf("%w; nothing was changed", checkSite(t, toFlag, req.To))}
 		}
-		for _, arg := range labels {
-			l, err := parseLabel(arg)
-			if err != nil {
-				return err
-			}
-			sel.labels = append(sel.labels, l)
-		}
-		if sel.given() {
-			if len(pos) > 0 {
-				return fmt.Errorf("%s and %s: name one group or select groups, not both: siteflip %s %s, or siteflip %s %s",
-					pos[0], sel, action, pos[0], action, sel)
-			}
-			req := api.RunRequest{Action: action, Reason: *reason, Ticket: *ticket}
-			if to != nil {
-				req.To = *to
-			}
-			if acceptLoss != nil {
-				req.AcceptDataLoss = *acceptLoss
-			}
-			return runSelection(e, action, sel, req, parallel, yes != nil && *yes, force != nil && *force)
-		}
-		if len(pos) != 1 {
-			if selectable {
-				return fmt.Errorf("name the group: siteflip %s GROUP, or select groups with --all, --site SITE or --label KEY=VALUE", action)
-			}
-			return fmt.Errorf("name the group: siteflip %s GROUP", action)
-		}
-		group := pos[0]
-		req := api.RunRequest{Group: group, Action: action, Reason: *reason, Ticket: *ticket}
-		if to != nil {
-			req.To = *to
-		}
-		if action == plan.Switchover && req.To == "" {
-			return fmt.Errorf("say where to: siteflip switchover %s --to SITE", group)
-		}
-		if acceptLoss != nil {
-			req.AcceptDataLoss = *acceptLoss
-		}
-		if keep != nil {
-			if *keep < 0 {
-				return fmt.Errorf("--keep %s: give a duration of 0 or more", *keep)
-			}
-			req.Keep = *keep
-		}
-		t, err := e.load()
-		if err != nil {
-			return err
-		}
-		if _, ok := t.Group(group); !ok {
-			var names []string
-			for _, g := range t.Groups {
-				names = append(names, g.Name)
-			}
-			return fmt.Errorf("unknown group %q in %s (groups: %s)", group, t.File, strings.Join(names, ", "))
-		}
-		if force != nil && *force {
-			return forceFailover(e, t, group, req, *yes)
-		}
-		if cleanup != nil && *cleanup {
-			return drillCleanup(e, t, group)
-		}
-		if action == plan.Drill && !*yes {
-			where := "the group's standby site"
-			if req.To != "" {
-				where = req.To
-			}
-			fmt.Fprintf(e.stdout, "Drill copies %s's data at %s and starts the copy in that site's bubble; production and replication go on untouched.\nType the group name to confirm: ", group, where)
-			line, _ := bufio.NewReader(e.stdin).ReadString('\n')
-			if strings.TrimSpace(line) != group {
-				return fmt.Errorf("not confirmed: nothing was changed")
-			}
-		}
-		if action == plan.Failover && !*yes {
-			where := "the other site"
-			if req.To != "" {
-				where = req.To
-			}
-			fmt.Fprintf(e.stdout, "Failover recovers %s at %s now; writes not yet replicated are lost.\nType the group name to confirm: ", group, where)
-			line, _ := bufio.NewReader(e.stdin).ReadString('\n')
-			if strings.TrimSpace(line) != group {
-				return fmt.Errorf("not confirmed: nothing was changed")
-			}
-		}
-		c, err := api.NewClient(t)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		defer stop()
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		run, err := c.StartRun(sctx, req)
-		cancel()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "run %s: %s, started by %s\n", run.ID, describe(run), startedBy(run))
-		final, err := follow(ctx, c, run, e.stdout)
-		if err != nil {
-			return fmt.Errorf("%w; the run goes on without this command: `siteflip run %s` shows it", err, run.ID)
-		}
-		summary(e.stdout, final)
-		if final.State != plan.RunSucceeded {
-			return &exitError{code: 1, err: fmt.Errorf("run %s %s: %s", final.ID, final.State, final.Error)}
+		return refusedErrorf("%s %q is not a site of group %s (its sites: %s); nothing was changed", toFlag, req.To, group, strings.Join(g.Sites, ", "))
+	}
+	if f.force {
+		return forceFailover(e, t, group, req, f.yes)
+	}
+	if f.cleanup {
+		return drillCleanup(e, t, group)
+	}
+	if f.dryRun {
+		return dryRun(e, t, req)
+	}
+	if err := confirmRun(e, action, group, req.To, f.yes); err != nil {
+		return err
+	}
+	c, err := api.NewClient(t)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	run, err := c.StartRun(sctx, req)
+	cancel()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "run %s: %s, started by %s\n", run.ID, describe(run), startedBy(run))
+	final, err := follow(ctx, c, run, e.stdout)
+	if err != nil {
+		return fmt.Errorf("%w; the run goes on without this command: `siteflip run %s` shows it", err, run.ID)
+	}
+	summary(e.stdout, final)
+	if final.State != plan.RunSucceeded {
+		return &exitError{code: exitFailed, err: fmt.Errorf("run %s %s: %s", final.ID, final.State, final.Error)}
+	}
+	return nil
+}
+
+// confirmRun asks, on a terminal, for the confirmation of one group's run
+// unless --yes. Off a terminal nobody can answer: a failover is refused
+// without --yes, the other runs go ahead.
+func confirmRun(e *env, action plan.Action, group, to string, yes bool) error {
+	if yes {
+		return nil
+	}
+	where := to
+	switch {
+	case where != "":
+	case action == plan.Drill:
+		where = "the group's standby site"
+	default:
+		where = "the other site"
+	}
+	if !isTerminal(e.stdin) {
+		if action == plan.Failover {
+			return usageErrorf("failover of %s at %s loses the writes not yet replicated, and standard input is not a terminal to confirm it: add --yes; nothing was changed", group, where)
 		}
 		return nil
+	}
+	switch action {
+	case plan.Failover:
+		fmt.Fprintf(e.stdout, "Failover recovers %s at %s now; writes not yet replicated are lost.\nType the group name to confirm: ", group, where)
+		return confirmTyped(e, group)
+	case plan.Drill:
+		fmt.Fprintf(e.stdout, "Drill copies %s's data at %s and starts the copy in that site's bubble; production and replication go on untouched.\nType the group name to confirm: ", group, where)
+		return confirmTyped(e, group)
+	case plan.Switchover:
+		fmt.Fprintf(e.stdout, "Switchover moves %s to %s: its clients pause while the primary is fenced and the standby catches up. Go ahead? [y/N] ", group, where)
+	case plan.Failback:
+		fmt.Fprintf(e.stdout, "Failback moves %s back to its preferred site: its clients pause while the primary is fenced and the standby catches up. Go ahead? [y/N] ", group)
+	default:
+		fmt.Fprintf(e.stdout, "Reprotect makes the other sites of %s rejoin its active site as standbys (rewound or recloned). Go ahead? [y/N] ", group)
+	}
+	return confirmYes(e)
+}
+
+// confirmTyped reads one line and goes ahead only when it is want.
+func confirmTyped(e *env, want string) error {
+	line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+	if strings.TrimSpace(line) != want {
+		return fmt.Errorf("not confirmed: nothing was changed")
+	}
+	return nil
+}
+
+// confirmYes reads one line and goes ahead only on y or yes.
+func confirmYes(e *env) error {
+	line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return nil
+	}
+	return fmt.Errorf("not confirmed: nothing was changed")
+}
+
+// dryRun asks an agent to plan req as it would start it, and prints the
+// plan; nothing is started or stored.
+func dryRun(e *env, t *config.Topology, req api.RunRequest) error {
+	c, err := api.NewClient(t)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	req.DryRun = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	run, err := c.StartRun(ctx, req)
+	if err != nil {
+		return err
+	}
+	printPlan(e.stdout, run)
+	return nil
+}
+
+// printPlan prints the plan of a dry run: the steps in order, each with
+// the site whose agent carries it out, then the steps per site, the
+// checks and approvals that apply, and the rollback.
+func printPlan(w io.Writer, r plan.Run) {
+	p := r.Plan
+	fmt.Fprintf(w, "dry run: %s; nothing was started\n", describe(r))
+	if p.Why != "" {
+		fmt.Fprintf(w, "  why %s: %s\n", p.To, p.Why)
+	}
+	fmt.Fprintln(w, "  admitted: your role allows it, no run holds the group, and the plan passes the safety rules as the agent sees the group now; a real run is checked again when it starts")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\n  #\tSTEP\tKIND\tSITE\tTIMEOUT\tRETRIES\tNOTE")
+	rows := func(steps []plan.Step) {
+		for i, s := range steps {
+			var note []string
+			if s.Wave != 0 {
+				note = append(note, fmt.Sprintf("side by side (wave %d)", s.Wave))
+			}
+			if s.BestEffort {
+				note = append(note, "best effort")
+			}
+			if s.Message != "" {
+				note = append(note, fmt.Sprintf("asks: %q", s.Message))
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%s\n", i+1, s.ID, s.Kind, s.Site, s.Timeout, s.Retries, orDash(strings.Join(note, "; ")))
+		}
+	}
+	rows(p.Steps)
+	tw.Flush()
+	// Per site, in order.
+	var sites []string
+	bySite := map[string][]string{}
+	var checks, approvals []string
+	for _, s := range p.Steps {
+		if _, ok := bySite[s.Site]; !ok {
+			sites = append(sites, s.Site)
+		}
+		what := string(s.Kind)
+		if s.Resource != "" {
+			what += " " + s.Resource
+		}
+		bySite[s.Site] = append(bySite[s.Site], what)
+		switch s.Kind {
+		case plan.Check:
+			checks = append(checks, s.Resource+" at "+s.Site)
+		case plan.Approve:
+			approvals = append(approvals, s.Resource)
+		}
+	}
+	fmt.Fprintln(w, "\n  per site, in order:")
+	for _, site := range sites {
+		fmt.Fprintf(w, "    %s: %s\n", site, strings.Join(bySite[site], ", "))
+	}
+	if len(checks) > 0 {
+		fmt.Fprintf(w, "  checks: %s\n", strings.Join(checks, ", "))
+	} else {
+		fmt.Fprintln(w, "  checks: none configured (the group has no check resources)")
+	}
+	if len(approvals) > 0 {
+		fmt.Fprintf(w, "  approvals: %s (the run waits for `siteflip approve`)\n", strings.Join(approvals, ", "))
+	}
+	if len(p.Rollback) > 0 {
+		fmt.Fprintln(w, "\n  rollback, if a step before activate fails:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for i, s := range p.Rollback {
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", i+1, s.ID, s.Kind, s.Site, s.Timeout)
+		}
+		tw.Flush()
 	}
 }
 
@@ -214,9 +394,6 @@ func drillCleanup(e *env, t *config.Topology, group string) error {
 // (docs/force.md).
 func forceFailover(e *env, t *config.Topology, group string, req api.RunRequest, yes bool) error {
 	g, _ := t.Group(group)
-	if req.To != "" && !slices.Contains(g.Sites, req.To) {
-		return fmt.Errorf("--to %q is not a site of group %s (its sites: %s); nothing was changed", req.To, group, strings.Join(g.Sites, ", "))
-	}
 	c, err := api.NewClient(t)
 	if err != nil {
 		return err
@@ -245,12 +422,12 @@ func forceFailover(e *env, t *config.Topology, group string, req api.RunRequest,
 		}
 		switch len(alive) {
 		case 0:
-			return fmt.Errorf("no agent of the sites of %s answers (%s): start the surviving site's agent, or name the site with --to SITE; nothing was changed",
-				group, strings.Join(why, "; "))
+			return &exitError{code: exitUnreachable, err: fmt.Errorf("no agent of the sites of %s answers (%s): start the surviving site's agent, or name the site with --to SITE; nothing was changed",
+				group, strings.Join(why, "; "))}
 		case 1:
 			site = alive[0]
 		default:
-			return fmt.Errorf("the agents of %s all answer: more than one site is alive, so --force is not the way (`siteflip status` shows why nothing happens); "+
+			return refusedErrorf("the agents of %s all answer: more than one site is alive, so --force is not the way (`siteflip status` shows why nothing happens); "+
 				"if the quorum is lost all the same, name the one site to keep with --to SITE; nothing was changed", strings.Join(alive, " and "))
 		}
 	}
@@ -261,6 +438,7 @@ func forceFailover(e *env, t *config.Topology, group string, req api.RunRequest,
 		}
 	}
 	if !yes {
+		terminal := isTerminal(e.stdin)
 		fmt.Fprintf(e.stdout, `FORCED FAILOVER of %[1]s at %[2]s, with the quorum lost:
   - the etcd member of %[2]s restarts as the only member of a new control plane;
     %[3]s are declared lost for good and removed from it;
@@ -269,10 +447,13 @@ func forceFailover(e *env, t *config.Topology, group string, req api.RunRequest,
 Only use this when the other locations are gone for good. If they are alive and
 only cut off from %[2]s, this makes two primaries that both accept writes, and
 the data diverges for good.
-Type the group name to confirm: `, group, site, strings.Join(others, " and "))
-		line, _ := bufio.NewReader(e.stdin).ReadString('\n')
-		if strings.TrimSpace(line) != group {
-			return fmt.Errorf("not confirmed: nothing was changed")
+`, group, site, strings.Join(others, " and "))
+		if !terminal {
+			return usageErrorf("not confirmed: standard input is not a terminal to confirm a forced failover; add --yes once you are sure; nothing was changed")
+		}
+		fmt.Fprint(e.stdout, "Type the group name to confirm: ")
+		if err := confirmTyped(e, group); err != nil {
+			return err
 		}
 	}
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -404,24 +585,48 @@ func summary(w io.Writer, r plan.Run) {
 	}
 }
 
+// newRunsCmd is `siteflip runs`.
+func newRunsCmd(e *env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "runs [GROUP] [--since DURATION|TIME] [-o text|json]",
+		Short: "history of runs, who started them, RTO",
+		Long: `runs lists the runs of a group, or of every group, oldest first; with
+-o json every stored field of every run. A group that is neither in the
+topology nor on record is refused (exit 3).`,
+		Args: maxArgs(1),
+	}
+	output := outputFlag(c.Flags(), "text", "json")
+	since := c.Flags().String("since", "", "only the runs started from `WHEN` on: a duration back from now (720h) or a time (2026-12-03T10:00:00Z); all when empty")
+	c.RunE = func(_ *cobra.Command, pos []string) error { return runRuns(e, pos, *output, *since) }
+	c.ValidArgsFunction = e.completeGroups
+	return c
+}
+
+// newRunShowCmd is `siteflip run`.
+func newRunShowCmd(e *env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "run ID [-o text|json]",
+		Short: "one run's timeline, step by step",
+		Long:  "run shows one run's timeline, step by step; an unknown ID is refused (exit 3).",
+		Args:  maxArgs(1),
+	}
+	output := outputFlag(c.Flags(), "text", "json")
+	c.RunE = func(_ *cobra.Command, pos []string) error { return runRun(e, pos, *output) }
+	return c
+}
+
 // runRuns lists the runs of a group, or of every group, oldest first:
 // with -o json every stored field of every run, so that the history can
 // be kept elsewhere before the controller prunes it (plan.RunsKept,
 // plan.RunsMaxAge).
-func runRuns(e *env, args []string) error {
-	fs := e.flags("runs")
-	output := fs.String("o", "text", "output `FORMAT`: text or json")
-	since := fs.String("since", "", "only the runs started from `WHEN` on: a duration back from now (720h) or a time (2026-12-03T10:00:00Z); all when empty")
-	pos, err := parse(fs, args, 1)
-	if err != nil {
+func runRuns(e *env, pos []string, output, since string) error {
+	if err := checkOutput(output, "text", "json"); err != nil {
 		return err
 	}
-	if *output != "text" && *output != "json" {
-		return fmt.Errorf("-o %q: use text or json", *output)
-	}
 	var from time.Time
-	if *since != "" {
-		if from, err = parseSince(*since, time.Now()); err != nil {
+	if since != "" {
+		var err error
+		if from, err = parseSince(since, time.Now()); err != nil {
 			return err
 		}
 	}
@@ -429,7 +634,7 @@ func runRuns(e *env, args []string) error {
 	if len(pos) == 1 {
 		group = pos[0]
 	}
-	_, c, err := e.client()
+	t, c, err := e.client()
 	if err != nil {
 		return err
 	}
@@ -440,8 +645,17 @@ func runRuns(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, known := t.Group(group); group != "" && !known && len(runs) == 0 {
+		// A group since removed from the topology still has its history;
+		// a name that has neither is a mistake, not an empty history.
+		var names []string
+		for _, g := range t.Groups {
+			names = append(names, g.Name)
+		}
+		return refusedErrorf("unknown group %q in %s (groups: %s), and no run of it on record", group, t.File, strings.Join(names, ", "))
+	}
 	runs = slices.DeleteFunc(runs, func(r plan.Run) bool { return r.Started.Before(from) })
-	if *output == "json" {
+	if output == "json" {
 		if runs == nil {
 			runs = []plan.Run{} // an empty list, not null
 		}
@@ -460,18 +674,12 @@ func runRuns(e *env, args []string) error {
 }
 
 // runRun shows one run's timeline.
-func runRun(e *env, args []string) error {
-	fs := e.flags("run")
-	output := fs.String("o", "text", "output `FORMAT`: text or json")
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
+func runRun(e *env, pos []string, output string) error {
 	if len(pos) != 1 {
-		return fmt.Errorf("name the run: siteflip run ID (`siteflip runs` lists them)")
+		return usageErrorf("name the run: siteflip run ID (`siteflip runs` lists them)")
 	}
-	if *output != "text" && *output != "json" {
-		return fmt.Errorf("-o %q: use text or json", *output)
+	if err := checkOutput(output, "text", "json"); err != nil {
+		return err
 	}
 	_, c, err := e.client()
 	if err != nil {
@@ -484,7 +692,7 @@ func runRun(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	if output == "json" {
 		return jsonOut(e.stdout, r)
 	}
 	fmt.Fprintf(e.stdout, "run %s: %s, started by %s at %s\n", r.ID, describe(r), r.By, r.Started.Local().Format(time.DateTime))

@@ -47,7 +47,7 @@ func (s selection) String() string {
 func parseLabel(arg string) (label, error) {
 	k, v, ok := strings.Cut(arg, "=")
 	if !ok || k == "" || v == "" {
-		return label{}, fmt.Errorf("--label %q: give KEY=VALUE, like --label tier=gold", arg)
+		return label{}, usageErrorf("--label %q: give KEY=VALUE, like --label tier=gold", arg)
 	}
 	return label{k, v}, nil
 }

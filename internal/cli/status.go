@@ -12,20 +12,33 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
-// runStatus prints the status as answered by any reachable location.
-func runStatus(e *env, args []string) error {
-	fs := e.flags("status")
-	output := fs.String("o", "text", "output `FORMAT`: text or json")
-	watch := fs.Bool("watch", false, "redraw every second until interrupted")
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
+// newStatusCmd is `siteflip status`.
+func newStatusCmd(e *env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "status [-o text|json] [--watch]",
+		Short: "sites, who sees whom, the controller, groups and replication lag",
+		Long: `status prints the status as answered by any reachable location.
+
+With --watch it asks again every second until interrupted: as text it
+redraws the screen, as JSON (-o json) it writes one object per line.`,
+		Args: noArgs,
 	}
-	if *output != "text" && *output != "json" {
-		return fmt.Errorf("-o %q: use text or json", *output)
+	output := outputFlag(c.Flags(), "text", "json")
+	watch := c.Flags().Bool("watch", false, "ask again every second until interrupted")
+	c.RunE = func(*cobra.Command, []string) error { return runStatus(e, *output, *watch) }
+	return c
+}
+
+// runStatus prints the status as answered by any reachable location.
+func runStatus(e *env, output string, watch bool) error {
+	if err := checkOutput(output, "text", "json"); err != nil {
+		return err
 	}
 	_, c, err := e.client()
 	if err != nil {
@@ -34,35 +47,58 @@ func runStatus(e *env, args []string) error {
 	defer c.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	return watchStatus(ctx, e, c.Status, output, watch, time.Second)
+}
+
+// watchStatus prints the status get answers, once, or with watch every
+// interval until ctx ends.
+func watchStatus(ctx context.Context, e *env, get func(context.Context) (status.Status, error), output string, watch bool, interval time.Duration) error {
 	for {
-		st, err := c.Status(ctx)
-		if *watch {
-			fmt.Fprint(e.stdout, "\033[H\033[2J")
+		st, err := get(ctx)
+		if watch && ctx.Err() != nil {
+			return nil // interrupted while asking
 		}
 		switch {
-		case err != nil && !*watch:
+		case err != nil && !watch:
 			return err
+		case err != nil && output == "json":
+			// stdout carries only status objects, one per line; a script
+			// sees the gap in their times.
+			fmt.Fprintf(e.stderr, "siteflip status: %s  %v\n", time.Now().Format(time.TimeOnly), err)
 		case err != nil:
+			fmt.Fprint(e.stdout, clearScreen)
 			fmt.Fprintf(e.stdout, "%s  %v\n", time.Now().Format(time.TimeOnly), err)
-		case *output == "json":
+		case output == "json" && watch:
+			// One object per line (JSON Lines), no screen escapes.
+			if err := json.NewEncoder(e.stdout).Encode(st); err != nil {
+				return err
+			}
+		case output == "json":
 			enc := json.NewEncoder(e.stdout)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(st); err != nil {
 				return err
 			}
 		default:
+			if watch {
+				fmt.Fprint(e.stdout, clearScreen)
+			}
 			printStatus(e.stdout, st)
 		}
-		if !*watch {
+		if !watch {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Second):
+		case <-time.After(interval):
 		}
 	}
 }
+
+// clearScreen moves the cursor home and clears the terminal: --watch as
+// text redraws the status in place.
+const clearScreen = "\033[H\033[2J"
 
 func printStatus(w io.Writer, st status.Status) {
 	ctrl := "none elected"

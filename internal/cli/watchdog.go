@@ -4,6 +4,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/logging"
 	"github.com/siteflip/siteflip/internal/watchdog"
@@ -12,20 +14,27 @@ import (
 // watchdogNice is the watchdog's scheduling priority (nice value).
 const watchdogNice = -10
 
-// runWatchdog is the process the agent starts to fence its primaries when
-// its serve lease runs out, even if the agent itself is stuck or dead.
-func runWatchdog(e *env, args []string) error {
-	fs := e.flags("watchdog")
+// newWatchdogCmd is `siteflip watchdog`, which the agent starts.
+func newWatchdogCmd(e *env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "watchdog",
+		Short: "(started by the agent) fence primaries when the serve lease runs out",
+		Args:  noArgs,
+	}
 	// The agent passes its own: the watchdog's lines go where the agent's
 	// go, in the same format.
-	logFormat := fs.String("log-format", logging.FormatText, "text or json")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	log, err := logging.New(e.stderr, *logFormat, *logLevel)
+	logFormat := c.Flags().String("log-format", logging.FormatText, "`FORMAT`: text or json")
+	logLevel := c.Flags().String("log-level", "info", "`LEVEL`: debug, info, warn or error")
+	c.RunE = func(*cobra.Command, []string) error { return runWatchdog(e, *logFormat, *logLevel) }
+	return c
+}
+
+// runWatchdog is the process the agent starts to fence its primaries when
+// its serve lease runs out, even if the agent itself is stuck or dead.
+func runWatchdog(e *env, logFormat, logLevel string) error {
+	log, err := logging.New(e.stderr, logFormat, logLevel)
 	if err != nil {
-		return &exitError{exitUsage, err}
+		return usageErrorf("%v", err)
 	}
 	log = log.With("component", "watchdog")
 	// Signals meant for the agent (a service manager stopping it) must not
