@@ -15,8 +15,8 @@ import (
 // so that it vanishes by itself when the location dies.
 type View struct {
 	Site        string    `json:"site"`
-	Role        string    `json:"role"` // site or witness
-	Version     string    `json:"version"`
+	Role        string    `json:"role"`    // site or witness
+	Version     string    `json:"version"` // the agent's build (internal/buildinfo)
 	StartedAt   time.Time `json:"started_at"`
 	PublishedAt time.Time `json:"published_at"`
 	// Peers is this location's view of every other location's agent.
@@ -31,6 +31,10 @@ type View struct {
 	// could not remove, keyed GROUP/RESOURCE, each with the drill's run ID
 	// and why.
 	DrillLeftovers map[string][]string `json:"drill_leftovers,omitempty"`
+	// CertNotAfter is when the certificate this location's agent serves
+	// with expires; zero without TLS, and in the views of agents built
+	// before it was published.
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 }
 
 // PeerView is one location's view of another location's agent.
@@ -188,6 +192,10 @@ type Snapshot struct {
 	Lags map[string]map[string]map[string]Lag
 	// Running is the ID of the run in progress, by group.
 	Running map[string]string
+	// RunPlans is, by group, the action and direction of the run in
+	// progress, read from its record; a group missing here has its
+	// action read from its run ID.
+	RunPlans map[string]RunPlan
 	// Drilling is the ID of the drill in progress, by group.
 	Drilling map[string]string
 	// Marks says which locations declared which site lost: by site, then
