@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/jsonview"
 )
 
 // runAudit prints the audit trail.
@@ -39,7 +41,7 @@ func runAudit(e *env, args []string) error {
 		return err
 	}
 	if *output == "json" {
-		return jsonOut(e.stdout, recs)
+		return jsonview.Write(e.stdout, jsonview.AuditOf(recs))
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tAT\tWHO\tROLE\tFROM\tREQUEST\tACTION\tRESULT\tWHY")

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os/signal"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/jsonview"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -45,9 +45,7 @@ func runStatus(e *env, args []string) error {
 		case err != nil:
 			fmt.Fprintf(e.stdout, "%s  %v\n", time.Now().Format(time.TimeOnly), err)
 		case *output == "json":
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(st); err != nil {
+			if err := jsonview.Write(e.stdout, jsonview.StatusOf(st)); err != nil {
 				return err
 			}
 		default:
