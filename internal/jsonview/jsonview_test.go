@@ -38,7 +38,7 @@ var (
 			Decision: &status.Decision{Site: "brussels", Reason: "manual", Command: "siteflip failover webshop", Since: t0},
 			Awaiting: &status.Awaiting{Run: "r1", Step: "approve", Since: t0, Until: t0.Add(time.Hour)},
 			Drills: &status.DrillStatus{Every: "168h0m0s", MaxAge: "336h0m0s", Window: "Sat 02:00-05:00", Timezone: "Europe/Brussels",
-				Last: &status.DrillResult{Run: "d1", Site: "antwerp", Started: t0, Ended: t0.Add(4 * time.Second), Result: "succeeded", RTOSeconds: &rto},
+				Last:        &status.DrillResult{Run: "d1", Site: "antwerp", Started: t0, Ended: t0.Add(4 * time.Second), Result: "succeeded", RTOSeconds: &rto},
 				LastSuccess: t0, Next: t0.Add(168 * time.Hour)},
 			Resources: []status.ResourceStatus{
 				{Name: "db", Type: "postgres", Class: "data",
@@ -46,7 +46,7 @@ var (
 					Sites: []status.ResourceSiteStatus{
 						{Site: "brussels", Observed: true, Up: true, Role: status.RolePrimary, Timeline: 2},
 						{Site: "antwerp", Observed: true, Up: true, Role: status.RoleStandby, Timeline: 2, Streaming: true, LagBytes: &lagB, LagSeconds: &lagS,
-							LastKnownLag: &status.Lag{Seconds: 0.004, Bytes: 128, Epoch: 3, MeasuredAt: t0, SeenAt: t0, Streaming: true},
+							LastKnownLag:  &status.Lag{Seconds: 0.004, Bytes: 128, Epoch: 3, MeasuredAt: t0, SeenAt: t0, Streaming: true},
 							FailoverReady: &ready, FailoverBound: "1.104s"},
 					}},
 				{Name: "www", Type: "dns", Class: "traffic", Sites: []status.ResourceSiteStatus{
