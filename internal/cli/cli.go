@@ -62,7 +62,7 @@ func commands() []command {
 	return []command{
 		{"agent", "--site NAME [--data DIR] [--etcd-endpoints URLS]", "run the agent of one location (site or witness)", runAgent},
 		{"check", "", "validate and lint a topology; FILE:LINE:COL errors", runCheck},
-		{"status", "[-o text|json] [--watch]", "sites, who sees whom, the controller, groups and replication lag", runStatus},
+		{"status", "[-o text|json] [--watch] [-v]", "sites, who sees whom, the controller, groups and replication lag", runStatus},
 		{"failover", "GROUP [--to SITE] [--yes] [--accept-data-loss] [--force]", "unplanned: recover the group at the other site now", runAction(plan.Failover)},
 		{"switchover", "GROUP --to SITE", "planned: move the group with no data loss", runAction(plan.Switchover)},
 		{"reprotect", "GROUP", "rebuild replication toward the active site", runAction(plan.Reprotect)},

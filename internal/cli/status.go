@@ -21,6 +21,7 @@ func runStatus(e *env, args []string) error {
 	fs := e.flags("status")
 	output := fs.String("o", "text", "output `FORMAT`: text or json")
 	watch := fs.Bool("watch", false, "redraw every second until interrupted")
+	verbose := fs.Bool("v", false, "with each problem, the raw error behind it")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -49,7 +50,7 @@ func runStatus(e *env, args []string) error {
 				return err
 			}
 		default:
-			printStatus(e.stdout, st)
+			printStatus(e.stdout, st, *verbose)
 		}
 		if !*watch {
 			return nil
@@ -62,7 +63,7 @@ func runStatus(e *env, args []string) error {
 	}
 }
 
-func printStatus(w io.Writer, st status.Status) {
+func printStatus(w io.Writer, st status.Status, verbose bool) {
 	ctrl := "none elected"
 	if st.Controller != "" {
 		ctrl = fmt.Sprintf("%s (term %d", st.Controller, st.ControllerTerm)
@@ -79,7 +80,7 @@ func printStatus(w io.Writer, st status.Status) {
 		st.Installation, ctrl, leader, st.AnsweredBy, st.Time.Local().Format(time.TimeOnly))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "LOCATION\tROLE\tUP\tREPORTING\tLOST BY\tSEES")
+	fmt.Fprint(tw, "LOCATION\tROLE\tUP\tREPORTING\tVERSION\tCERTIFICATE\tLOST BY\tSEES")
 	for _, s := range st.Sites {
 		fmt.Fprintf(tw, "\t%s", s.Name)
 	}
@@ -89,7 +90,8 @@ func printStatus(w io.Writer, st status.Status) {
 		if len(s.LostBy) > 0 {
 			lostBy = strings.Join(s.LostBy, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t", s.Name, s.Role, yesNo(s.Up, "up", "DOWN"), yesNo(s.Reporting, "yes", "no"), lostBy)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t", s.Name, s.Role, yesNo(s.Up, "up", "DOWN"), yesNo(s.Reporting, "yes", "no"),
+			orDash(s.Version), certCell(s.CertNotAfter, st.Time), lostBy)
 		for _, o := range st.Sites {
 			cell := "-"
 			if o.Name != s.Name && s.Reporting {
@@ -100,10 +102,11 @@ func printStatus(w io.Writer, st status.Status) {
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+	printProblems(w, "", st.Problems, st.Issues, verbose)
 
 	for _, g := range st.Groups {
 		fmt.Fprintf(w, "\ngroup %s   active %s   epoch %d   state %s   policy %s   max data loss %s\n",
-			g.Name, orDash(g.ActiveSite), g.Epoch, strings.ToUpper(g.State), g.Policy, g.MaxDataLoss)
+			g.Name, orDash(g.ActiveSite), g.Epoch, stateWords(g), g.Policy, g.MaxDataLoss)
 		if g.Run != "" {
 			fmt.Fprintf(w, "  run in progress: %s (siteflip run %s)\n", g.Run, g.Run)
 		}
@@ -139,21 +142,12 @@ func printStatus(w io.Writer, st status.Status) {
 		fmt.Fprintln(tw, "  RESOURCE\tSITE\tROLE\tTIMELINE\tREADY\tLAG\t")
 		for _, r := range g.Resources {
 			for _, s := range r.Sites {
-				lag := "-"
-				switch {
-				case s.LagBytes != nil && s.LagSeconds != nil:
-					lag = fmt.Sprintf("%d B / %.3f s", *s.LagBytes, *s.LagSeconds)
-				case s.LastKnownLag != nil && s.Site != g.ActiveSite:
-					lag = fmt.Sprintf("last known %.3f s at %s", s.LastKnownLag.Seconds, s.LastKnownLag.MeasuredAt.Local().Format(time.TimeOnly))
-				}
 				role, timeline, ready := resourceCells(r.Class, s)
-				fmt.Fprintf(tw, "  %s (%s)\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Type, s.Site, role, timeline, ready, lag)
+				fmt.Fprintf(tw, "  %s (%s)\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Type, s.Site, role, timeline, ready, lagCell(s, g.ActiveSite, st.Time))
 			}
 		}
 		tw.Flush()
-		for _, p := range g.Problems {
-			fmt.Fprintf(w, "  ! %s\n", p)
-		}
+		printProblems(w, "  ", g.Problems, g.Issues, verbose)
 		if d := g.Decision; d != nil {
 			fmt.Fprintf(w, "  NEEDS A DECISION since %s: %s\n  to recover now, run:  %s\n", d.Since.Local().Format(time.TimeOnly), d.Reason, d.Command)
 		}
@@ -210,4 +204,67 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printProblems writes each problem line; verbose adds the raw error
+// behind it, where there is one.
+func printProblems(w io.Writer, indent string, lines []string, issues []status.Problem, verbose bool) {
+	detail := map[string]string{}
+	for _, p := range issues {
+		detail[p.Line()] = p.Detail
+	}
+	for _, l := range lines {
+		fmt.Fprintf(w, "%s! %s\n", indent, l)
+		if d := detail[l]; verbose && d != "" {
+			fmt.Fprintf(w, "%s    error: %s\n", indent, d)
+		}
+	}
+}
+
+// stateWords is a group's state as the group line shows it: while a run
+// holds the group, its phase and direction.
+func stateWords(g status.GroupStatus) string {
+	words := strings.ToUpper(strings.ReplaceAll(g.State, "-", " "))
+	if p := g.Phase; p != nil && p.To != "" && p.Action != "reprotect" && g.State != status.StateSplitBrain && g.State != status.StateNeedsDecision {
+		words += " to " + p.To
+	}
+	return words
+}
+
+// certCell is how long a location's certificate has left: "-" when not
+// known (no TLS, or an agent that does not say), "EXPIRED", or days, loud
+// under status.CertWarning.
+func certCell(notAfter, now time.Time) string {
+	if notAfter.IsZero() {
+		return "-"
+	}
+	left := notAfter.Sub(now)
+	switch {
+	case left <= 0:
+		return "EXPIRED"
+	case left < status.CertWarning:
+		return fmt.Sprintf("%dd LEFT", int(left/(24*time.Hour)))
+	}
+	return fmt.Sprintf("%dd", int(left/(24*time.Hour)))
+}
+
+// lagCell is a standby's lag: as its primary measures it now; or, when
+// the primary is not observed serving, unknown, with the last known lag
+// and how long ago it was measured (on the answering location's clock
+// against the primary's: an approximation, for people).
+func lagCell(s status.ResourceSiteStatus, active string, now time.Time) string {
+	switch {
+	case s.LagBytes != nil && s.LagSeconds != nil:
+		return fmt.Sprintf("%d B / %.3f s", *s.LagBytes, *s.LagSeconds)
+	case s.Site == active:
+		return "-"
+	case s.LagUnknown != "" && s.LastKnownLag != nil:
+		age := max(0, now.Sub(s.LastKnownLag.MeasuredAt)).Round(time.Second)
+		return fmt.Sprintf("UNKNOWN (primary not observed); last known %.3f s, measured %s ago", s.LastKnownLag.Seconds, age)
+	case s.LagUnknown != "":
+		return "UNKNOWN (primary not observed)"
+	case s.LastKnownLag != nil:
+		return fmt.Sprintf("last known %.3f s at %s", s.LastKnownLag.Seconds, s.LastKnownLag.MeasuredAt.Local().Format(time.TimeOnly))
+	}
+	return "-"
 }
