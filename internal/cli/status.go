@@ -139,11 +139,16 @@ func printStatus(w io.Writer, st status.Status, verbose bool) {
 				a.Since.Local().Format(time.TimeOnly), a.Until.Local().Format(time.TimeOnly), orDash(a.Message), a.Run, a.Run)
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  RESOURCE\tSITE\tROLE\tTIMELINE\tREADY\tLAG\t")
+		fmt.Fprintln(tw, "  RESOURCE\tSITE\tROLE\tTIMELINE\tREADY\tLAG / TARGET\t")
 		for _, r := range g.Resources {
 			for _, s := range r.Sites {
 				role, timeline, ready := resourceCells(r.Class, s)
-				fmt.Fprintf(tw, "  %s (%s)\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Type, s.Site, role, timeline, ready, lagCell(s, g.ActiveSite, st.Time))
+				last := lagCell(s, g.ActiveSite, st.Time)
+				if r.Class == string(config.ClassTraffic) {
+					// A name or a route: where it sends the clients.
+					last = orDash(s.Target)
+				}
+				fmt.Fprintf(tw, "  %s (%s)\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Type, s.Site, role, timeline, ready, last)
 			}
 		}
 		tw.Flush()

@@ -50,7 +50,7 @@ var (
 							FailoverReady: &ready, FailoverBound: "1.104s"},
 					}},
 				{Name: "www", Type: "dns", Class: "traffic", Sites: []status.ResourceSiteStatus{
-					{Site: "brussels", Observed: true, Up: true, Role: status.RolePrimary, Streaming: true},
+					{Site: "brussels", Observed: true, Up: true, Role: status.RolePrimary, Streaming: true, Target: "www.example.com → 10.0.1.10"},
 					{Site: "antwerp", Observed: true, Up: true, Role: status.RoleStandby, Streaming: true},
 				}},
 			},
@@ -184,7 +184,7 @@ func TestStatusOf(t *testing.T) {
 	if s := dns[1]; s.Streaming != nil || s.Timeline != nil || s.Ready == nil || !*s.Ready {
 		t.Errorf("parked name: %+v", s)
 	}
-	if s := dns[0]; s.Streaming != nil || s.Ready != nil || s.Role != status.RolePrimary {
+	if s := dns[0]; s.Streaming != nil || s.Ready != nil || s.Role != status.RolePrimary || s.Target != "www.example.com → 10.0.1.10" {
 		t.Errorf("active name: %+v", s)
 	}
 	if g.Phase == nil || g.Phase.To != "antwerp" || g.State != status.StateSwitchingOver {

@@ -162,6 +162,9 @@ type ResourceSite struct {
 	// Ready, for a traffic resource or a service at a site it does not
 	// serve: it would take the clients (or start) at once.
 	Ready *bool `json:"ready,omitempty"`
+	// Target, for a traffic resource: where it sends the clients from
+	// this site (a name's addresses, the routers a route is announced to).
+	Target string `json:"target,omitempty"`
 	// The fields of a resource that holds data.
 	Timeline             *int64   `json:"timeline,omitempty"`
 	Position             string   `json:"position,omitempty"`
@@ -275,6 +278,9 @@ func resourceOf(r status.ResourceStatus) Resource {
 			// agent says whether it would take over at once.
 			ready := s.Streaming
 			rs.Ready = &ready
+		}
+		if !data {
+			rs.Target = s.Target
 		}
 		out.Sites = append(out.Sites, rs)
 	}

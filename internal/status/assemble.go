@@ -161,8 +161,11 @@ type ResourceSiteStatus struct {
 	Timeline int64  `json:"timeline,omitempty"`
 	// Position is what a standby reports of how far its data goes
 	// (ResourceView.Position).
-	Position   string   `json:"position,omitempty"`
-	Streaming  bool     `json:"streaming"`
+	Position  string `json:"position,omitempty"`
+	Streaming bool   `json:"streaming"`
+	// Target is, for a traffic resource, where it sends the clients from
+	// this site (ResourceView.Target).
+	Target     string   `json:"target,omitempty"`
 	LagBytes   *int64   `json:"lag_bytes"`
 	LagSeconds *float64 `json:"lag_seconds"`
 	// LagUnknown says, for a standby of a resource that holds data, why
@@ -409,7 +412,7 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			switch {
 			case observed && believe(site, view):
 				rss.Observed, rss.Up, rss.Role = true, v.Up, v.Role
-				rss.Timeline, rss.Streaming, rss.Error = v.Timeline, v.Streaming, v.Error
+				rss.Timeline, rss.Streaming, rss.Error, rss.Target = v.Timeline, v.Streaming, v.Error, v.Target
 				if v.Role == RoleStandby {
 					rss.Position = v.Position
 				}

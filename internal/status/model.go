@@ -81,6 +81,10 @@ type ResourceView struct {
 	Standbys   []StandbyView `json:"standbys,omitempty"`
 	Error      string        `json:"error,omitempty"`
 	ObservedAt time.Time     `json:"observed_at"`
+	// Target is, for a traffic resource, where it sends the clients from
+	// this site, in its type's terms: the addresses a name answers, the
+	// routers a route is announced to. Absent from older agents' views.
+	Target string `json:"target,omitempty"`
 }
 
 // StandbyView is a replica as its primary sees it.
