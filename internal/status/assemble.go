@@ -537,6 +537,9 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			gs.note(p)
 		}
 	}
+	if p, ok := lastRunProblem(snap.LastRuns[g.Name], gs.Run); ok {
+		gs.note(p)
+	}
 	if d, ok := snap.Decisions[g.Name]; ok && adopted && d.Site == rec.ActiveSite {
 		gs.Decision = &d
 		gs.note(Problem{Kind: KindNeedsDecision, Site: d.Site,

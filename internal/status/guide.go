@@ -53,6 +53,7 @@ const (
 	KindSiteLost         = "site_lost"        // every other location declared the site lost
 	KindCertExpiring     = "cert_expiring"    // a location's certificate expires within CertWarning
 	KindVersionMismatch  = "version_mismatch" // the agents do not all run the same build
+	KindLastRunFailed    = "last_run_failed"  // the group's last run failed
 )
 
 // CertWarning is how long before its certificate expires a location is
@@ -333,4 +334,18 @@ func phase(g *config.Group, gs GroupStatus, snap Snapshot) *Phase {
 		}
 	}
 	return p
+}
+
+// lastRunProblem is the group's last run, when it failed and no run has
+// ended since: what was left half done is in its steps.
+func lastRunProblem(lr LastRun, running string) (Problem, bool) {
+	if running != "" || lr.State != "failed" {
+		return Problem{}, false
+	}
+	msg := fmt.Sprintf("the last %s, run %s, failed at %s", lr.Action, lr.ID, lr.Ended.UTC().Format(time.RFC3339))
+	if lr.Error != "" {
+		msg += ": " + lr.Error
+	}
+	return Problem{Kind: KindLastRunFailed, Message: msg + "; its steps say what was left done and what not (`siteflip report " + lr.ID + "` for the whole story)",
+		Command: "siteflip run " + lr.ID}, true
 }

@@ -218,3 +218,41 @@ func TestRawErrorsKeptAsDetail(t *testing.T) {
 		t.Errorf("problems %q, want the issue's line", g.Problems)
 	}
 }
+
+// A failed last run stays a problem, with the command that shows it,
+// until another run ends; it does not change the group's state.
+func TestLastRunFailed(t *testing.T) {
+	ended := time.Date(2026, 12, 5, 6, 2, 0, 0, time.UTC)
+	failed := LastRun{ID: "20261205T060000-webshop-reprotect-1a2b", Action: "reprotect", State: "failed", Ended: ended, Error: "rejoin:db@antwerp: pg_rewind: exit status 1"}
+	tests := []struct {
+		name    string
+		last    map[string]LastRun
+		running map[string]string
+		want    []Problem
+	}{
+		{"none on record", nil, nil, nil},
+		{"succeeded", map[string]LastRun{"webshop": {ID: "r0", Action: "switchover", State: "succeeded", Ended: ended}}, nil, nil},
+		{"failed", map[string]LastRun{"webshop": failed}, nil, []Problem{{Kind: KindLastRunFailed,
+			Message: "the last reprotect, run 20261205T060000-webshop-reprotect-1a2b, failed at 2026-12-05T06:02:00Z: rejoin:db@antwerp: pg_rewind: exit status 1; " +
+				"its steps say what was left done and what not (`siteflip report 20261205T060000-webshop-reprotect-1a2b` for the whole story)",
+			Command: "siteflip run 20261205T060000-webshop-reprotect-1a2b"}}},
+		{"failed, another run in progress", map[string]LastRun{"webshop": failed}, map[string]string{"webshop": "20261205T061000-webshop-reprotect-3c4d"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := Assemble(topology(), Snapshot{Views: allHealthy, Records: rec, Lags: trusted, LastRuns: tt.last, Running: tt.running}, "frankfurt", time.Unix(0, 0)).Groups[0]
+			var got []Problem
+			for _, p := range g.Issues {
+				if p.Kind == KindLastRunFailed {
+					got = append(got, p)
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+			if tt.running == nil && g.State != StateProtected {
+				t.Errorf("state %s: a failed last run does not change it", g.State)
+			}
+		})
+	}
+}

@@ -200,6 +200,10 @@ type Snapshot struct {
 	// progress, read from its record; a group missing here has its
 	// action read from its run ID.
 	RunPlans map[string]RunPlan
+	// LastRuns is each group's last run that ended (not a drill), by
+	// group; absent for a group whose runs all ended under agents that did
+	// not record it.
+	LastRuns map[string]LastRun
 	// Drilling is the ID of the drill in progress, by group.
 	Drilling map[string]string
 	// Marks says which locations declared which site lost: by site, then
@@ -234,6 +238,16 @@ func (s Snapshot) Lost(site string, locations []string) bool {
 		n++
 	}
 	return n > 0
+}
+
+// LastRun is how a group's last run ended (drills have their own record,
+// DrillRecord): status shows a failed one until another run ends.
+type LastRun struct {
+	ID     string    `json:"id"`
+	Action string    `json:"action"`
+	State  string    `json:"state"`
+	Ended  time.Time `json:"ended"`
+	Error  string    `json:"error,omitempty"`
 }
 
 // Mark is one location's declaration that a site is lost: it granted the
