@@ -151,6 +151,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	b := &base{topo: t, site: site, log: log, metrics: newMetrics(), version: opts.Version}
+	if t.TLSEnabled() {
+		// tlsConfigs read the same file a moment ago: an error here is a
+		// file changed since, and only the expiry shown is lost.
+		if b.certNotAfter, err = pki.NotAfter(site.TLS.CertFile); err != nil {
+			log.Warn("certificate expiry not known; status will not show it", "err", err)
+		}
+	}
 	if b.clockOffset, err = clockOffset(); err != nil {
 		return err
 	}

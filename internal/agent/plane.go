@@ -20,6 +20,9 @@ type base struct {
 	log     *slog.Logger
 	metrics *metrics
 	version string
+	// certNotAfter is when the certificate the agent serves with expires
+	// (zero without TLS); its view publishes it.
+	certNotAfter time.Time
 	// started is when this run of the agent started (on its clock); the
 	// peers learn it from /healthz.
 	started time.Time

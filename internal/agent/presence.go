@@ -74,6 +74,7 @@ func (p *presence) view() status.View {
 		StartedAt: p.started, PublishedAt: p.now().UTC(),
 		Peers:     make(map[string]status.PeerView, len(p.peers)),
 		Resources: resources, RaftLeader: leader,
+		CertNotAfter: p.certNotAfter,
 	}
 	if p.leftovers != nil {
 		v.DrillLeftovers = p.leftovers()

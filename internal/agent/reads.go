@@ -11,6 +11,7 @@ import (
 	"github.com/siteflip/siteflip/internal/audit"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/status"
 )
 
 // handleStatus answers with the assembled status, or 503 when this
@@ -27,9 +28,31 @@ func (srv *apiServer) handleStatus(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
+	snap.RunPlans = srv.runPlans(ctx, snap.Running)
 	st := srv.plane.assemble(snap)
 	srv.force.noteForced(ctx, &st)
 	writeJSON(w, http.StatusOK, st)
+}
+
+// runPlansRead is how many runs in progress status reads the records of,
+// to show each one's direction; the others are shown by their IDs alone.
+const runPlansRead = 32
+
+// runPlans reads the action and direction of the runs in progress, by
+// group. What it cannot read, status takes from the run's ID.
+func (srv *apiServer) runPlans(ctx context.Context, running map[string]string) map[string]status.RunPlan {
+	out := map[string]status.RunPlan{}
+	for group, id := range running {
+		if len(out) == runPlansRead {
+			break
+		}
+		r, err := srv.store.Run(ctx, id)
+		if err != nil {
+			continue
+		}
+		out[group] = status.RunPlan{Action: string(r.Plan.Action), From: r.Plan.From, To: r.Plan.To}
+	}
+	return out
 }
 
 func (srv *apiServer) handleRuns(w http.ResponseWriter, r *http.Request) {

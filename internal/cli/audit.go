@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/siteflip/siteflip/internal/jsonview"
 )
 
 // newAuditCmd is `siteflip audit`.
@@ -48,7 +49,7 @@ func runAudit(e *env, since string, limit int, output string) error {
 		return err
 	}
 	if output == "json" {
-		return jsonOut(e.stdout, recs)
+		return jsonview.Write(e.stdout, jsonview.AuditOf(recs))
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tAT\tWHO\tROLE\tFROM\tREQUEST\tACTION\tRESULT\tWHY")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/jsonview"
 )
 
 // newCheckCmd is `siteflip check`.
@@ -28,16 +29,6 @@ file, line, column, field, message and severity ("error" or "warning").`,
 	return c
 }
 
-// checkProblem is one problem of `check -o json` (docs/cli.md).
-type checkProblem struct {
-	File     string `json:"file"`
-	Line     int    `json:"line"`
-	Column   int    `json:"column"`
-	Field    string `json:"field"`
-	Message  string `json:"message"`
-	Severity string `json:"severity"` // error or warning
-}
-
 // runCheck validates and lints the topology: every problem on its own line,
 // exit 1 when any is an error.
 func runCheck(e *env, servers bool, output string) error {
@@ -53,15 +44,15 @@ func runCheck(e *env, servers bool, output string) error {
 		return err
 	}
 	if output == "json" {
-		out := make([]checkProblem, 0, len(probs))
+		out := make([]jsonview.CheckProblem, 0, len(probs))
 		for _, p := range probs {
 			sev := "error"
 			if p.Warning {
 				sev = "warning"
 			}
-			out = append(out, checkProblem{File: p.File, Line: p.Pos.Line, Column: p.Pos.Col, Field: p.Field, Message: p.Msg, Severity: sev})
+			out = append(out, jsonview.CheckProblem{File: p.File, Line: p.Pos.Line, Column: p.Pos.Col, Field: p.Field, Message: p.Msg, Severity: sev})
 		}
-		if err := jsonOut(e.stdout, out); err != nil {
+		if err := jsonview.Write(e.stdout, jsonview.CheckOf(out)); err != nil {
 			return err
 		}
 	} else {

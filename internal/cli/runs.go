@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os/signal"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/jsonview"
 	"github.com/siteflip/siteflip/internal/plan"
 )
 
@@ -656,10 +656,7 @@ func runRuns(e *env, pos []string, output, since string) error {
 	}
 	runs = slices.DeleteFunc(runs, func(r plan.Run) bool { return r.Started.Before(from) })
 	if output == "json" {
-		if runs == nil {
-			runs = []plan.Run{} // an empty list, not null
-		}
-		return jsonOut(e.stdout, runs)
+		return jsonview.Write(e.stdout, jsonview.RunsOf(runs))
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tGROUP\tACTION\tFROM\tTO\tSTATE\tRTO\tBY\tSTARTED")
@@ -693,7 +690,7 @@ func runRun(e *env, pos []string, output string) error {
 		return err
 	}
 	if output == "json" {
-		return jsonOut(e.stdout, r)
+		return jsonview.Write(e.stdout, jsonview.RunOf(r))
 	}
 	fmt.Fprintf(e.stdout, "run %s: %s, started by %s at %s\n", r.ID, describe(r), r.By, r.Started.Local().Format(time.DateTime))
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
@@ -736,12 +733,6 @@ func runRun(e *env, pos []string, output string) error {
 	tw.Flush()
 	summary(e.stdout, r)
 	return nil
-}
-
-func jsonOut(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // describe says what a run does, in words.

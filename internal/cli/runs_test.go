@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/siteflip/siteflip/internal/cli"
+	"github.com/siteflip/siteflip/internal/jsonview"
 	"github.com/siteflip/siteflip/internal/plan"
 )
 
@@ -66,29 +67,44 @@ func TestRuns(t *testing.T) {
 		}
 		return o.String()
 	}
-	decode := func(t *testing.T, out string) []plan.Run {
+	// decode reads the document back; what the stored runs convert to
+	// is compared, round-tripped through JSON the same way (times lose
+	// their monotonic reading).
+	decode := func(t *testing.T, out string) jsonview.Runs {
 		t.Helper()
-		var got []plan.Run
+		var got jsonview.Runs
 		if err := json.Unmarshal([]byte(out), &got); err != nil {
 			t.Fatalf("%v:\n%s", err, out)
 		}
 		return got
 	}
+	want := func(t *testing.T, runs []plan.Run) jsonview.Runs {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := jsonview.Write(&buf, jsonview.RunsOf(runs)); err != nil {
+			t.Fatal(err)
+		}
+		return decode(t, buf.String())
+	}
 
 	t.Run("json exports every run with every field", func(t *testing.T) {
-		if diff := cmp.Diff(runs, decode(t, siteflip(t, "runs", "-o", "json"))); diff != "" {
+		got := decode(t, siteflip(t, "runs", "-o", "json"))
+		if got.APIVersion != "siteflip.v1" || got.Kind != "runs" || len(got.Runs) != len(runs) {
+			t.Errorf("document %s/%s with %d runs, want siteflip.v1/runs with %d", got.APIVersion, got.Kind, len(got.Runs), len(runs))
+		}
+		if diff := cmp.Diff(want(t, runs), got); diff != "" {
 			t.Errorf("exported runs (-stored +exported):\n%s", diff)
 		}
 	})
 	t.Run("since a duration", func(t *testing.T) {
-		if diff := cmp.Diff(runs[1:], decode(t, siteflip(t, "runs", "webshop", "--since", "36h", "-o", "json"))); diff != "" {
+		if diff := cmp.Diff(want(t, runs[1:]), decode(t, siteflip(t, "runs", "webshop", "--since", "36h", "-o", "json"))); diff != "" {
 			t.Errorf("runs of the last 36h (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("since a time, none", func(t *testing.T) {
 		out := siteflip(t, "runs", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "-o", "json")
-		if strings.TrimSpace(out) != "[]" {
-			t.Errorf("no run since: %q, want []", out)
+		if got := decode(t, out); got.Runs == nil || len(got.Runs) != 0 || !strings.Contains(out, `"runs": []`) {
+			t.Errorf("no run since: %q, want an empty list", out)
 		}
 	})
 	t.Run("the failover's summary says what its reprotect found", func(t *testing.T) {

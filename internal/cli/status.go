@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os/signal"
@@ -15,13 +14,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/jsonview"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
 // newStatusCmd is `siteflip status`.
 func newStatusCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "status [-o text|json] [--watch]",
+		Use:   "status [-o text|json] [--watch] [-v]",
 		Short: "sites, who sees whom, the controller, groups and replication lag",
 		Long: `status prints the status as answered by any reachable location.
 
@@ -31,12 +31,13 @@ redraws the screen, as JSON (-o json) it writes one object per line.`,
 	}
 	output := outputFlag(c.Flags(), "text", "json")
 	watch := c.Flags().Bool("watch", false, "ask again every second until interrupted")
-	c.RunE = func(*cobra.Command, []string) error { return runStatus(e, *output, *watch) }
+	verbose := c.Flags().BoolP("verbose", "v", false, "with each problem, the raw error behind it")
+	c.RunE = func(*cobra.Command, []string) error { return runStatus(e, *output, *watch, *verbose) }
 	return c
 }
 
 // runStatus prints the status as answered by any reachable location.
-func runStatus(e *env, output string, watch bool) error {
+func runStatus(e *env, output string, watch, verbose bool) error {
 	if err := checkOutput(output, "text", "json"); err != nil {
 		return err
 	}
@@ -47,12 +48,12 @@ func runStatus(e *env, output string, watch bool) error {
 	defer c.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return watchStatus(ctx, e, c.Status, output, watch, time.Second)
+	return watchStatus(ctx, e, c.Status, output, watch, verbose, time.Second)
 }
 
 // watchStatus prints the status get answers, once, or with watch every
 // interval until ctx ends.
-func watchStatus(ctx context.Context, e *env, get func(context.Context) (status.Status, error), output string, watch bool, interval time.Duration) error {
+func watchStatus(ctx context.Context, e *env, get func(context.Context) (status.Status, error), output string, watch, verbose bool, interval time.Duration) error {
 	for {
 		st, err := get(ctx)
 		if watch && ctx.Err() != nil {
@@ -70,20 +71,18 @@ func watchStatus(ctx context.Context, e *env, get func(context.Context) (status.
 			fmt.Fprintf(e.stdout, "%s  %v\n", time.Now().Format(time.TimeOnly), err)
 		case output == "json" && watch:
 			// One object per line (JSON Lines), no screen escapes.
-			if err := json.NewEncoder(e.stdout).Encode(st); err != nil {
+			if err := jsonview.WriteLine(e.stdout, jsonview.StatusOf(st)); err != nil {
 				return err
 			}
 		case output == "json":
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(st); err != nil {
+			if err := jsonview.Write(e.stdout, jsonview.StatusOf(st)); err != nil {
 				return err
 			}
 		default:
 			if watch {
 				fmt.Fprint(e.stdout, clearScreen)
 			}
-			printStatus(e.stdout, st)
+			printStatus(e.stdout, st, verbose)
 		}
 		if !watch {
 			return nil
@@ -100,7 +99,7 @@ func watchStatus(ctx context.Context, e *env, get func(context.Context) (status.
 // text redraws the status in place.
 const clearScreen = "\033[H\033[2J"
 
-func printStatus(w io.Writer, st status.Status) {
+func printStatus(w io.Writer, st status.Status, verbose bool) {
 	ctrl := "none elected"
 	if st.Controller != "" {
 		ctrl = fmt.Sprintf("%s (term %d", st.Controller, st.ControllerTerm)
@@ -117,7 +116,7 @@ func printStatus(w io.Writer, st status.Status) {
 		st.Installation, ctrl, leader, st.AnsweredBy, st.Time.Local().Format(time.TimeOnly))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "LOCATION\tROLE\tUP\tREPORTING\tLOST BY\tSEES")
+	fmt.Fprint(tw, "LOCATION\tROLE\tUP\tREPORTING\tVERSION\tCERTIFICATE\tLOST BY\tSEES")
 	for _, s := range st.Sites {
 		fmt.Fprintf(tw, "\t%s", s.Name)
 	}
@@ -127,7 +126,8 @@ func printStatus(w io.Writer, st status.Status) {
 		if len(s.LostBy) > 0 {
 			lostBy = strings.Join(s.LostBy, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t", s.Name, s.Role, yesNo(s.Up, "up", "DOWN"), yesNo(s.Reporting, "yes", "no"), lostBy)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t", s.Name, s.Role, yesNo(s.Up, "up", "DOWN"), yesNo(s.Reporting, "yes", "no"),
+			orDash(s.Version), certCell(s.CertNotAfter, st.Time), lostBy)
 		for _, o := range st.Sites {
 			cell := "-"
 			if o.Name != s.Name && s.Reporting {
@@ -138,10 +138,11 @@ func printStatus(w io.Writer, st status.Status) {
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+	printProblems(w, "", st.Problems, st.Issues, verbose)
 
 	for _, g := range st.Groups {
 		fmt.Fprintf(w, "\ngroup %s   active %s   epoch %d   state %s   policy %s   max data loss %s\n",
-			g.Name, orDash(g.ActiveSite), g.Epoch, strings.ToUpper(g.State), g.Policy, g.MaxDataLoss)
+			g.Name, orDash(g.ActiveSite), g.Epoch, stateWords(g), g.Policy, g.MaxDataLoss)
 		if g.Run != "" {
 			fmt.Fprintf(w, "  run in progress: %s (siteflip run %s)\n", g.Run, g.Run)
 		}
@@ -174,24 +175,20 @@ func printStatus(w io.Writer, st status.Status) {
 				a.Since.Local().Format(time.TimeOnly), a.Until.Local().Format(time.TimeOnly), orDash(a.Message), a.Run, a.Run)
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  RESOURCE\tSITE\tROLE\tTIMELINE\tREADY\tLAG\t")
+		fmt.Fprintln(tw, "  RESOURCE\tSITE\tROLE\tTIMELINE\tREADY\tLAG / TARGET\t")
 		for _, r := range g.Resources {
 			for _, s := range r.Sites {
-				lag := "-"
-				switch {
-				case s.LagBytes != nil && s.LagSeconds != nil:
-					lag = fmt.Sprintf("%d B / %.3f s", *s.LagBytes, *s.LagSeconds)
-				case s.LastKnownLag != nil && s.Site != g.ActiveSite:
-					lag = fmt.Sprintf("last known %.3f s at %s", s.LastKnownLag.Seconds, s.LastKnownLag.MeasuredAt.Local().Format(time.TimeOnly))
-				}
 				role, timeline, ready := resourceCells(r.Class, s)
-				fmt.Fprintf(tw, "  %s (%s)\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Type, s.Site, role, timeline, ready, lag)
+				last := lagCell(s, g.ActiveSite, st.Time)
+				if r.Class == string(config.ClassTraffic) {
+					// A name or a route: where it sends the clients.
+					last = orDash(s.Target)
+				}
+				fmt.Fprintf(tw, "  %s (%s)\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Type, s.Site, role, timeline, ready, last)
 			}
 		}
 		tw.Flush()
-		for _, p := range g.Problems {
-			fmt.Fprintf(w, "  ! %s\n", p)
-		}
+		printProblems(w, "  ", g.Problems, g.Issues, verbose)
 		if d := g.Decision; d != nil {
 			fmt.Fprintf(w, "  NEEDS A DECISION since %s: %s\n  to recover now, run:  %s\n", d.Since.Local().Format(time.TimeOnly), d.Reason, d.Command)
 		}
@@ -248,4 +245,67 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printProblems writes each problem line; verbose adds the raw error
+// behind it, where there is one.
+func printProblems(w io.Writer, indent string, lines []string, issues []status.Problem, verbose bool) {
+	detail := map[string]string{}
+	for _, p := range issues {
+		detail[p.Line()] = p.Detail
+	}
+	for _, l := range lines {
+		fmt.Fprintf(w, "%s! %s\n", indent, l)
+		if d := detail[l]; verbose && d != "" {
+			fmt.Fprintf(w, "%s    error: %s\n", indent, d)
+		}
+	}
+}
+
+// stateWords is a group's state as the group line shows it: while a run
+// holds the group, its phase and direction.
+func stateWords(g status.GroupStatus) string {
+	words := strings.ToUpper(strings.ReplaceAll(g.State, "-", " "))
+	if p := g.Phase; p != nil && p.To != "" && p.Action != "reprotect" && g.State != status.StateSplitBrain && g.State != status.StateNeedsDecision {
+		words += " to " + p.To
+	}
+	return words
+}
+
+// certCell is how long a location's certificate has left: "-" when not
+// known (no TLS, or an agent that does not say), "EXPIRED", or days, loud
+// under status.CertWarning.
+func certCell(notAfter, now time.Time) string {
+	if notAfter.IsZero() {
+		return "-"
+	}
+	left := notAfter.Sub(now)
+	switch {
+	case left <= 0:
+		return "EXPIRED"
+	case left < status.CertWarning:
+		return fmt.Sprintf("%dd LEFT", int(left/(24*time.Hour)))
+	}
+	return fmt.Sprintf("%dd", int(left/(24*time.Hour)))
+}
+
+// lagCell is a standby's lag: as its primary measures it now; or, when
+// the primary is not observed serving, unknown, with the last known lag
+// and how long ago it was measured (on the answering location's clock
+// against the primary's: an approximation, for people).
+func lagCell(s status.ResourceSiteStatus, active string, now time.Time) string {
+	switch {
+	case s.LagBytes != nil && s.LagSeconds != nil:
+		return fmt.Sprintf("%d B / %.3f s", *s.LagBytes, *s.LagSeconds)
+	case s.Site == active:
+		return "-"
+	case s.LagUnknown != "" && s.LastKnownLag != nil:
+		age := max(0, now.Sub(s.LastKnownLag.MeasuredAt)).Round(time.Second)
+		return fmt.Sprintf("UNKNOWN (primary not observed); last known %.3f s, measured %s ago", s.LastKnownLag.Seconds, age)
+	case s.LagUnknown != "":
+		return "UNKNOWN (primary not observed)"
+	case s.LastKnownLag != nil:
+		return fmt.Sprintf("last known %.3f s at %s", s.LastKnownLag.Seconds, s.LastKnownLag.MeasuredAt.Local().Format(time.TimeOnly))
+	}
+	return "-"
 }

@@ -30,7 +30,7 @@ func TestWatchJSONLines(t *testing.T) {
 	}
 	var out, errOut bytes.Buffer
 	e := &env{stdout: &out, stderr: &errOut}
-	if err := watchStatus(ctx, e, get, "json", true, 0); err != nil {
+	if err := watchStatus(ctx, e, get, "json", true, false, 0); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(out.String(), "\033") {
@@ -62,7 +62,7 @@ func TestWatchJSONLines(t *testing.T) {
 	ctx, cancel = context.WithCancel(t.Context())
 	defer cancel()
 	calls = 2
-	if err := watchStatus(ctx, e, get, "text", true, 0); err != nil {
+	if err := watchStatus(ctx, e, get, "text", true, false, 0); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(out.String(), clearScreen) {

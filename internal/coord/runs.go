@@ -107,6 +107,13 @@ func (s *Store) SaveRun(ctx context.Context, run plan.Run, f Fence) error {
 		lock := s.lockKey(run)
 		ops = append(ops, clientv3.OpDelete(lock))
 		cmps = append(cmps, clientv3.Compare(clientv3.Value(lock), "=", run.ID))
+		if run.Plan.Action != plan.Drill {
+			last, err := json.Marshal(status.LastRun{ID: run.ID, Action: string(run.Plan.Action), State: run.State, Ended: run.Ended, Error: run.Error})
+			if err != nil {
+				return err
+			}
+			ops = append(ops, clientv3.OpPut(s.lastRunKey()+run.Group, string(last)))
+		}
 	}
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {

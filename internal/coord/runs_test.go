@@ -97,6 +97,10 @@ func testRuns(t *testing.T, c *cluster) {
 	if got := snapshot(t, stores[2]).Running; len(got) != 0 {
 		t.Errorf("a finished run kept its lock: %v", got)
 	}
+	// Status learns how the group's last run ended.
+	if got, want := snapshot(t, stores[2]).LastRuns["g"], (status.LastRun{ID: "r1", Action: string(run.Plan.Action), State: plan.RunSucceeded, Ended: run.Ended}); !got.Ended.Equal(want.Ended) || got.ID != want.ID || got.State != want.State || got.Action != want.Action {
+		t.Errorf("last run %+v, want %+v", got, want)
+	}
 	runs, err := stores[1].Runs(ctx, "g")
 	if err != nil || len(runs) != 1 || runs[0].State != plan.RunSucceeded {
 		t.Errorf("runs: %+v %v", runs, err)

@@ -38,6 +38,7 @@ type Store struct {
 //	decisions/GROUP            a group waiting for a person
 //	sync/GROUP/RESOURCE        replication mode of a synchronous resource
 //	drills/GROUP               the group's last drill and last successful drill (drills.go)
+//	lastrun/GROUP              how the group's last run that ended (not a drill) ended
 //	awaiting/GROUP             the approval the group's run waits for (approvals.go)
 //	approvals/RUN/STEP         a person's verdict on an approval step (approvals.go)
 func (s *Store) viewsKey() string      { return s.prefix + "views/" }
@@ -51,6 +52,7 @@ func (s *Store) runningKey() string { return s.prefix + "running/" }
 func (s *Store) drillingKey() string { return s.prefix + "drilling/" }
 func (s *Store) runsKey() string     { return s.prefix + "runs/" }
 func (s *Store) lagKey() string      { return s.prefix + "lag/" }
+func (s *Store) lastRunKey() string  { return s.prefix + "lastrun/" }
 
 func (s *Store) lostKey() string      { return s.prefix + "lost/" }
 func (s *Store) decisionsKey() string { return s.prefix + "decisions/" }
@@ -95,6 +97,7 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 		clientv3.OpGet(s.drillingKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.drillsKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.awaitingKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.lastRunKey(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return status.Snapshot{}, fmt.Errorf("read control plane: %w", err)
@@ -151,6 +154,14 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 	}
 	if err := s.decodeAwaiting(&snap, resp.Responses[10]); err != nil {
 		return snap, err
+	}
+	snap.LastRuns = map[string]status.LastRun{}
+	for _, kv := range resp.Responses[11].GetResponseRange().Kvs {
+		var lr status.LastRun
+		if json.Unmarshal(kv.Value, &lr) != nil {
+			continue // shown by no problem line; nothing decides on it
+		}
+		snap.LastRuns[strings.TrimPrefix(string(kv.Key), s.lastRunKey())] = lr
 	}
 	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
 		var c status.Controller

@@ -91,7 +91,7 @@ func TestDNSResource(t *testing.T) {
 	if got := ask(); got != "10.1.0.20" {
 		t.Errorf("active brussels: answered %s", got)
 	}
-	if v := n.Observe(ctx); v.Role != status.RoleStandby || !v.Up {
+	if v := n.Observe(ctx); v.Role != status.RoleStandby || !v.Up || v.Target != "db.shop.example. → 10.1.0.20" {
 		t.Errorf("antwerp while brussels is active: %+v", v)
 	}
 	if _, err := NewActorFor(t, rt, topo, "antwerp").Promote(ctx); err != nil {
@@ -100,7 +100,7 @@ func TestDNSResource(t *testing.T) {
 	if got := ask(); got != "10.2.0.20" {
 		t.Errorf("after promote at antwerp: answered %s", got)
 	}
-	if v := n.Observe(ctx); v.Role != status.RolePrimary {
+	if v := n.Observe(ctx); v.Role != status.RolePrimary || v.Target != "db.shop.example. → 10.2.0.20" {
 		t.Errorf("antwerp after promote: %+v", v)
 	}
 

@@ -2,7 +2,7 @@ package status
 
 import (
 	"fmt"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
@@ -27,6 +27,12 @@ type Status struct {
 	RaftLeader string        `json:"raft_leader,omitempty"`
 	Sites      []SiteStatus  `json:"sites"`
 	Groups     []GroupStatus `json:"groups"`
+	// Problems are what is wrong with the locations themselves (an agent
+	// not reporting, a certificate about to expire, agents of different
+	// versions), one line each ending with the command that fixes it;
+	// Issues are the same problems for programs.
+	Problems []string  `json:"problems,omitempty"`
+	Issues   []Problem `json:"issues,omitempty"`
 }
 
 // Site returns the status of the location named name.
@@ -64,6 +70,12 @@ type SiteStatus struct {
 	// lease ran out from where they stand); Lost says every other did.
 	LostBy []string `json:"lost_by"`
 	Lost   bool     `json:"lost"`
+	// Version is the build its agent runs, as its own view says (absent
+	// when it is not reporting).
+	Version string `json:"version,omitempty"`
+	// CertNotAfter is when the certificate its agent serves with expires
+	// (absent without TLS, when not reporting, or from an older agent).
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 }
 
 // Group states.
@@ -80,8 +92,15 @@ const (
 	// fail over by itself (manual policy, or not safe): Decision says why
 	// and what a person can run.
 	StateNeedsDecision = "needs-decision"
-	// StateFailingOver: the active site is lost and a failover runs.
+	// StateFailingOver: a failover runs (the active site is lost, or a
+	// person asked for it).
 	StateFailingOver = "failing-over"
+	// While a run holds the group, its state is the run's phase: the
+	// steps it passes through (the old primary fenced before the new one
+	// is promoted) are not the group being down.
+	StateSwitchingOver = "switching-over"
+	StateFailingBack   = "failing-back"
+	StateReprotecting  = "reprotecting"
 )
 
 // GroupStatus is one protection group.
@@ -95,6 +114,12 @@ type GroupStatus struct {
 	MaxDataLoss   string   `json:"max_data_loss"`
 	RTOTarget     string   `json:"rto_target"`
 	Problems      []string `json:"problems"`
+	// Issues are the problems for programs: each one's kind, where, the
+	// command that fixes it and the raw error behind it.
+	Issues []Problem `json:"issues,omitempty"`
+	// Phase is what the run in progress does to the group (absent when
+	// none runs); State is then that phase.
+	Phase *Phase `json:"phase,omitempty"`
 	// Labels are the group's labels from the topology.
 	Labels map[string]string `json:"labels,omitempty"`
 	// Run is the ID of the run in progress on the group, if any.
@@ -136,10 +161,18 @@ type ResourceSiteStatus struct {
 	Timeline int64  `json:"timeline,omitempty"`
 	// Position is what a standby reports of how far its data goes
 	// (ResourceView.Position).
-	Position   string   `json:"position,omitempty"`
-	Streaming  bool     `json:"streaming"`
+	Position  string `json:"position,omitempty"`
+	Streaming bool   `json:"streaming"`
+	// Target is, for a traffic resource, where it sends the clients from
+	// this site (ResourceView.Target).
+	Target     string   `json:"target,omitempty"`
 	LagBytes   *int64   `json:"lag_bytes"`
 	LagSeconds *float64 `json:"lag_seconds"`
+	// LagUnknown says, for a standby of a resource that holds data, why
+	// no current lag is shown: its primary is not observed serving now
+	// (dead, unreachable, not reporting). LastKnownLag is then what was
+	// last measured, and when.
+	LagUnknown string `json:"lag_unknown,omitempty"`
 	// SenderState is the state the primary reports for this standby
 	// (pg_stat_replication.state: streaming, catchup, …); empty when the
 	// primary does not list it.
@@ -198,6 +231,9 @@ func assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		st.Sites = append(st.Sites, ss)
 		down[s.Name] = !ss.Up
 	}
+	for _, p := range siteProblems(st.Sites, now) {
+		st.note(p)
+	}
 	// Views are republished every third of the lease TTL; one that missed
 	// two publications is no longer being kept up to date.
 	ttl := t.Coordination.LeaseTTL.D()
@@ -235,7 +271,13 @@ func assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		if only != nil && g.Name != only.Name {
 			continue
 		}
-		gs := groupStatus(g, snap, down, believe, t.Coordination.ServeLease.D())
+		live := func(site string) bool {
+			v, ok := snap.Views[site]
+			// Without the reader's own ages (tests), a believed view is
+			// taken as current.
+			return ok && !down[site] && (snap.ViewAges == nil || fresh(v))
+		}
+		gs := groupStatus(g, snap, down, believe, live, t.Coordination.ServeLease.D())
 		drills(&gs, g, snap, now)
 		st.Groups = append(st.Groups, gs)
 	}
@@ -298,6 +340,7 @@ func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteSt
 	ss.Reporting = reporting
 	if reporting {
 		ss.RaftLeader = own.RaftLeader
+		ss.Version, ss.CertNotAfter = own.Version, own.CertNotAfter
 		for _, o := range t.Sites {
 			if o.Name != s.Name {
 				ss.Sees[o.Name] = own.Peers[o.Name].Reachable
@@ -330,7 +373,10 @@ func siteStatus(t *config.Topology, s config.Site, views map[string]View) SiteSt
 // view until its lease expires; what that view says is believed only while
 // the site still republishes it (fresh), since then the site is alive and
 // connected to the quorum even if the other agents cannot reach it.
-func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, believe func(string, View) bool, serveLease time.Duration) GroupStatus {
+//
+// live says whether a site's agent publishes now: a standby's lag is shown
+// only from a primary observed serving at a site that does.
+func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, believe func(string, View) bool, live func(string) bool, serveLease time.Duration) GroupStatus {
 	gs := GroupStatus{
 		Name: g.Name, PreferredSite: g.PreferredSite, Policy: g.Policy, Labels: g.Labels,
 		MaxDataLoss: g.MaxDataLoss.D().String(), RTOTarget: g.RTOTarget.D().String(),
@@ -342,7 +388,7 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 		gs.ActiveSite, gs.Epoch = rec.ActiveSite, rec.Epoch
 	}
 	var unreachable, down, unprotected, split bool
-	var notReady []string
+	var notReady []Problem
 	for _, r := range g.Resources {
 		rs := ResourceStatus{Name: r.Name, Type: r.Type, Class: string(r.Class), Sites: []ResourceSiteStatus{}}
 		if !r.Class.Observed() {
@@ -351,7 +397,6 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			gs.Resources = append(gs.Resources, rs)
 			continue
 		}
-		traffic := r.Class == config.ClassTraffic
 		service := r.Class == config.ClassService
 		if sr, ok := snap.Sync[g.Name][r.Name]; ok {
 			rs.Synchronous = &sr
@@ -359,6 +404,7 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 		key := g.Name + "/" + r.Name
 		var primaries []string
 		var primary *ResourceView
+		primarySite := ""
 		for _, site := range g.Sites {
 			rss := ResourceSiteStatus{Site: site, Role: RoleUnknown}
 			view, reporting := snap.Views[site]
@@ -366,14 +412,14 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			switch {
 			case observed && believe(site, view):
 				rss.Observed, rss.Up, rss.Role = true, v.Up, v.Role
-				rss.Timeline, rss.Streaming, rss.Error = v.Timeline, v.Streaming, v.Error
+				rss.Timeline, rss.Streaming, rss.Error, rss.Target = v.Timeline, v.Streaming, v.Error, v.Target
 				if v.Role == RoleStandby {
 					rss.Position = v.Position
 				}
 				if v.Role == RolePrimary {
 					primaries = append(primaries, site)
 					if primary == nil || site == gs.ActiveSite {
-						primary = &v
+						primary, primarySite = &v, site
 					}
 				}
 			case siteDown[site]:
@@ -381,12 +427,15 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			case observed:
 				rss.Error = "the site's agent started again and has not reported yet"
 			case !reporting:
-				rss.Error = "the site's agent is not reporting"
+				rss.Error = errNotReporting
 			default:
 				rss.Error = "the site's agent does not report this resource"
 			}
 			rs.Sites = append(rs.Sites, rss)
 		}
+		// A lag is current only from a primary that serves now, at a site
+		// that publishes now: a dead primary's last word is not a lag.
+		serving := primary != nil && primary.Up && (!adopted || primarySite == gs.ActiveSite) && live(primarySite)
 		for i := range rs.Sites {
 			rss := &rs.Sites[i]
 			if l, ok := snap.Lags[g.Name][r.Name][rss.Site]; ok && rss.Site != gs.ActiveSite {
@@ -401,12 +450,24 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 					} else if rss.Role == RoleStandby && rss.Streaming {
 						// A standby that looks healthy but that a failover
 						// would not trust: not protected.
-						notReady = append(notReady, fmt.Sprintf("%s at %s: a failover there would not go ahead now: %v", r.Name, rss.Site, err))
+						notReady = append(notReady, lagProblem(g.Name, r.Name, rss.Site, err))
 					}
 				}
 				rss.FailoverReady = &ready
 			}
-			if rss.Role != RoleStandby || primary == nil {
+			if r.Data && rss.Role == RoleStandby && !serving {
+				at := gs.ActiveSite
+				if !adopted {
+					at = primarySite
+				}
+				switch {
+				case at == "":
+					rss.LagUnknown = "no primary is observed"
+				default:
+					rss.LagUnknown = fmt.Sprintf("its primary at %s is not observed serving now", at)
+				}
+			}
+			if rss.Role != RoleStandby || !serving {
 				continue
 			}
 			for _, sb := range primary.Standbys {
@@ -429,58 +490,32 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			// A program running at two sites is not two writable
 			// databases, but it is not where it should be.
 			unprotected = true
-			gs.Problems = append(gs.Problems, fmt.Sprintf("%s runs at %d sites: %v", r.Name, len(primaries), primaries))
+			gs.note(Problem{Kind: KindRunsTwice, Resource: r.Name,
+				Message: fmt.Sprintf("%s runs at %d sites (%s); it should run only at the active site", r.Name, len(primaries), strings.Join(primaries, ", ")),
+				Command: reprotectCommand(g.Name)})
 		case len(primaries) > 1:
 			split = true
-			gs.Problems = append(gs.Problems, fmt.Sprintf("%s: %d sites claim the primary role: %v", r.Name, len(primaries), primaries))
+			p := Problem{Kind: KindSplitBrain, Resource: r.Name,
+				Message: fmt.Sprintf("%s: %d sites claim the primary role: %v", r.Name, len(primaries), primaries)}
+			if adopted {
+				// The record says which site serves: the others rejoin it
+				// as standbys, and what they took since is set aside.
+				p.Message += fmt.Sprintf("; clients may be writing at each: only %s, the active site, keeps its writes", gs.ActiveSite)
+				p.Command = reprotectCommand(g.Name)
+			}
+			gs.note(p)
 		}
 		for _, rss := range rs.Sites {
-			active := rss.Site == gs.ActiveSite
-			switch {
-			case !adopted:
-			case active && rss.Role == RoleUnknown:
-				unreachable = true
-				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s: state unknown, %s; if its clients still reach it, it may still accept writes", r.Name, rss.Site, rss.Error))
-			case active && rss.Role != RolePrimary && traffic:
-				down = true
-				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s does not send the clients there%s", r.Name, rss.Site, because(rss.Error)))
-			case active && rss.Role != RolePrimary && service:
-				down = true
-				what := "does not run"
-				if rss.Role == RoleDown {
-					what = "runs but is unhealthy"
+			if p, ok := siteProblem(g, r, gs, rss, adopted, primaries); ok {
+				switch p.Kind {
+				case KindActiveUnknown:
+					unreachable = true
+				case KindActiveNotServing:
+					down = true
+				case KindStandbyUnknown, KindStandbyNotReady:
+					unprotected = true
 				}
-				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s %s%s", r.Name, rss.Site, what, because(rss.Error)))
-			case active && rss.Role != RolePrimary:
-				down = true
-				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at active site %s is %s%s", r.Name, rss.Site, rss.Role, because(rss.Error)))
-			case !active && rss.Role == RolePrimary:
-				// With the active site primary too, this is split-brain.
-				if !slices.Contains(primaries, gs.ActiveSite) {
-					what := "is primary"
-					switch {
-					case traffic:
-						what = "sends the clients there"
-					case service:
-						what = "runs"
-					}
-					gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s %s but the group's active site is %s", r.Name, rss.Site, what, gs.ActiveSite))
-				}
-			case !active && rss.Role == RoleUnknown:
-				unprotected = true
-				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s: state unknown, %s", r.Name, rss.Site, rss.Error))
-			case !active && !(rss.Role == RoleStandby && rss.Streaming):
-				unprotected = true
-				what := rss.Role
-				switch {
-				case traffic:
-					what = "not ready to take the clients"
-				case service:
-					what = "not ready to start"
-				case rss.Role == RoleStandby:
-					what = "a standby that is not streaming"
-				}
-				gs.Problems = append(gs.Problems, fmt.Sprintf("%s at %s is %s%s", r.Name, rss.Site, what, because(rss.Error)))
+				gs.note(p)
 			}
 		}
 		gs.Resources = append(gs.Resources, rs)
@@ -491,18 +526,24 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			up[site] = !siteDown[site]
 		}
 		if at, why := AdoptionSite(g, gs, up); at != "" {
-			gs.Problems = append(gs.Problems, fmt.Sprintf("no controller has adopted the group yet; it will be adopted at %s: %s", at, why))
+			gs.note(Problem{Kind: KindNotAdopted, Site: at, Message: fmt.Sprintf("no controller has adopted the group yet; it will be adopted at %s: %s", at, why)})
 		} else {
-			gs.Problems = append(gs.Problems, "no controller has adopted the group yet: "+why)
+			gs.note(Problem{Kind: KindNotAdopted, Message: "no controller has adopted the group yet: " + why + "; make one site primary for all of its data, or check the controller's log"})
 		}
 	}
 	if len(notReady) > 0 {
 		unprotected = true
-		gs.Problems = append(gs.Problems, notReady...)
+		for _, p := range notReady {
+			gs.note(p)
+		}
+	}
+	if p, ok := lastRunProblem(snap.LastRuns[g.Name], gs.Run); ok {
+		gs.note(p)
 	}
 	if d, ok := snap.Decisions[g.Name]; ok && adopted && d.Site == rec.ActiveSite {
 		gs.Decision = &d
-		gs.Problems = append(gs.Problems, fmt.Sprintf("%s is lost and %s does not fail over by itself: %s; to recover now: %s", d.Site, g.Name, d.Reason, d.Command))
+		gs.note(Problem{Kind: KindNeedsDecision, Site: d.Site,
+			Message: fmt.Sprintf("%s is lost and %s does not fail over by itself: %s", d.Site, g.Name, d.Reason), Command: d.Command})
 	}
 	if a, ok := snap.Awaiting[g.Name]; ok && a.Run == gs.Run {
 		gs.Awaiting = &a
@@ -510,10 +551,15 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 		if a.Message != "" {
 			msg = ": " + a.Message
 		}
-		gs.Problems = append(gs.Problems, fmt.Sprintf("run %s waits for a person's approval at step %s since %s%s; `siteflip approve %s` lets it go on, `siteflip reject %s` stops it",
-			a.Run, a.Step, a.Since.UTC().Format(time.RFC3339), msg, a.Run, a.Run))
+		gs.note(Problem{Kind: KindAwaitingApproval,
+			Message: fmt.Sprintf("run %s waits for a person's approval at step %s since %s%s; `siteflip reject %s` stops it",
+				a.Run, a.Step, a.Since.UTC().Format(time.RFC3339), msg, a.Run),
+			Command: "siteflip approve " + a.Run})
 	}
 	lost := adopted && len(snap.Marks[rec.ActiveSite]) > 0 && siteDown[rec.ActiveSite]
+	if gs.Run != "" {
+		gs.Phase = phase(g, gs, snap)
+	}
 	switch {
 	case split:
 		gs.State = StateSplitBrain
@@ -521,6 +567,8 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 		gs.State = StateInitializing
 	case gs.Decision != nil:
 		gs.State = StateNeedsDecision
+	case gs.Phase != nil && runState(gs.Phase.Action) != "":
+		gs.State = runState(gs.Phase.Action)
 	case lost && gs.Run != "":
 		gs.State = StateFailingOver
 	case unreachable:

@@ -179,7 +179,8 @@ func drills(gs *GroupStatus, g *config.Group, snap Snapshot, now time.Time) {
 	for _, site := range g.Sites {
 		for _, r := range g.Resources {
 			for _, what := range snap.Views[site].DrillLeftovers[g.Name+"/"+r.Name] {
-				gs.Problems = append(gs.Problems, fmt.Sprintf("drill leftovers at %s: %s: %s; run `siteflip drill %s --cleanup`", site, r.Name, what, g.Name))
+				gs.note(Problem{Kind: KindDrillLeftovers, Site: site, Resource: r.Name,
+					Message: fmt.Sprintf("drill leftovers at %s: %s: %s", site, r.Name, what), Command: "siteflip drill " + g.Name + " --cleanup"})
 			}
 		}
 	}
@@ -203,6 +204,6 @@ func drills(gs *GroupStatus, g *config.Group, snap Snapshot, now time.Time) {
 		d.Missed = start.UTC()
 	}
 	if why := Unproven(s, d.LastSuccess, now); why != "" && gs.ActiveSite != "" {
-		gs.Problems = append(gs.Problems, why)
+		gs.note(Problem{Kind: KindUnproven, Message: why, Command: "siteflip drill " + g.Name})
 	}
 }

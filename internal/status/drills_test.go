@@ -161,7 +161,7 @@ func TestDrillsInStatus(t *testing.T) {
 	if g.State != StateProtected {
 		t.Errorf("state %s, want protected: unproven is a problem, not a state", g.State)
 	}
-	if want := []string{"unproven: no successful drill on record"}; !cmp.Equal(g.Problems, want) {
+	if want := []string{"unproven: no successful drill on record; run: siteflip drill webshop"}; !cmp.Equal(g.Problems, want) {
 		t.Errorf("problems %q, want %q", g.Problems, want)
 	}
 	if g.Drills == nil || !g.Drills.Missed.Equal(utc("2026-11-28 01:00:00")) || g.Drills.Last != nil {
@@ -203,7 +203,7 @@ func TestDrillLeftoversInStatus(t *testing.T) {
 	views["antwerp"] = v
 	st := Assemble(topology(), Snapshot{Views: views, Records: rec, Lags: trusted}, "frankfurt", utc("2026-12-03 12:00:00"))
 	g := st.Groups[0]
-	want := []string{"drill leftovers at antwerp: db: drill 20261204T150000-webshop-drill-1a2b: remove /srv/pg.drills/x: device or resource busy; run `siteflip drill webshop --cleanup`"}
+	want := []string{"drill leftovers at antwerp: db: drill 20261204T150000-webshop-drill-1a2b: remove /srv/pg.drills/x: device or resource busy; run: siteflip drill webshop --cleanup"}
 	if g.State != StateProtected || !cmp.Equal(g.Problems, want) {
 		t.Errorf("state %s, problems %q; want protected and %q", g.State, g.Problems, want)
 	}

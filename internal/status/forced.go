@@ -25,11 +25,11 @@ type Forced struct {
 // locations must come back the way docs/force.md says.
 func (st *Status) NoteForced(forced []Forced) {
 	for _, f := range forced {
-		line := fmt.Sprintf("%s runs the control plane alone, forced by %s at %s after the quorum was lost (%s); declared lost: %s; "+
+		p := Problem{Kind: KindForced, Site: f.Site, Message: fmt.Sprintf("%s runs the control plane alone, forced by %s at %s after the quorum was lost (%s); declared lost: %s; "+
 			"it serves without a serve lease until another location is back (docs/force.md)",
-			f.Site, f.By, f.At.UTC().Format(time.RFC3339), f.Reason, strings.Join(f.Lost, ", "))
+			f.Site, f.By, f.At.UTC().Format(time.RFC3339), f.Reason, strings.Join(f.Lost, ", "))}
 		for i := range st.Groups {
-			st.Groups[i].Problems = append(st.Groups[i].Problems, line)
+			st.Groups[i].note(p)
 		}
 	}
 }

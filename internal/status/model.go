@@ -15,8 +15,8 @@ import (
 // so that it vanishes by itself when the location dies.
 type View struct {
 	Site        string    `json:"site"`
-	Role        string    `json:"role"` // site or witness
-	Version     string    `json:"version"`
+	Role        string    `json:"role"`    // site or witness
+	Version     string    `json:"version"` // the agent's build (internal/buildinfo)
 	StartedAt   time.Time `json:"started_at"`
 	PublishedAt time.Time `json:"published_at"`
 	// Peers is this location's view of every other location's agent.
@@ -31,6 +31,10 @@ type View struct {
 	// could not remove, keyed GROUP/RESOURCE, each with the drill's run ID
 	// and why.
 	DrillLeftovers map[string][]string `json:"drill_leftovers,omitempty"`
+	// CertNotAfter is when the certificate this location's agent serves
+	// with expires; zero without TLS, and in the views of agents built
+	// before it was published.
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 }
 
 // PeerView is one location's view of another location's agent.
@@ -77,6 +81,10 @@ type ResourceView struct {
 	Standbys   []StandbyView `json:"standbys,omitempty"`
 	Error      string        `json:"error,omitempty"`
 	ObservedAt time.Time     `json:"observed_at"`
+	// Target is, for a traffic resource, where it sends the clients from
+	// this site, in its type's terms: the addresses a name answers, the
+	// routers a route is announced to. Absent from older agents' views.
+	Target string `json:"target,omitempty"`
 }
 
 // StandbyView is a replica as its primary sees it.
@@ -188,6 +196,14 @@ type Snapshot struct {
 	Lags map[string]map[string]map[string]Lag
 	// Running is the ID of the run in progress, by group.
 	Running map[string]string
+	// RunPlans is, by group, the action and direction of the run in
+	// progress, read from its record; a group missing here has its
+	// action read from its run ID.
+	RunPlans map[string]RunPlan
+	// LastRuns is each group's last run that ended (not a drill), by
+	// group; absent for a group whose runs all ended under agents that did
+	// not record it.
+	LastRuns map[string]LastRun
 	// Drilling is the ID of the drill in progress, by group.
 	Drilling map[string]string
 	// Marks says which locations declared which site lost: by site, then
@@ -222,6 +238,16 @@ func (s Snapshot) Lost(site string, locations []string) bool {
 		n++
 	}
 	return n > 0
+}
+
+// LastRun is how a group's last run ended (drills have their own record,
+// DrillRecord): status shows a failed one until another run ends.
+type LastRun struct {
+	ID     string    `json:"id"`
+	Action string    `json:"action"`
+	State  string    `json:"state"`
+	Ended  time.Time `json:"ended"`
+	Error  string    `json:"error,omitempty"`
 }
 
 // Mark is one location's declaration that a site is lost: it granted the

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
@@ -214,15 +215,22 @@ func (n *bgpNet) Observe(ctx context.Context) status.ResourceView {
 		v.Role, v.Error = status.RoleUnknown, err.Error()
 		return v
 	}
+	var best, backup []string
 	for _, nb := range st.Neighbors {
 		if !nb.Established() {
 			continue
 		}
 		v.Up, v.Streaming = true, true
-		if r, ok := n.route(nb, n.prefixes[0]); ok && (n.vrf && slices.Contains(r.RouteTargets, n.s.ProductionRT) || !n.vrf && r.Prepend == 0) {
+		r, ok := n.route(nb, n.prefixes[0])
+		switch {
+		case ok && (n.vrf && slices.Contains(r.RouteTargets, n.s.ProductionRT) || !n.vrf && r.Prepend == 0):
 			v.Role = status.RolePrimary
+			best = append(best, nb.Address.String())
+		case ok:
+			backup = append(backup, nb.Address.String())
 		}
 	}
+	v.Target = announced(n.prefixes[0], best, backup)
 	if !v.Up {
 		v.Error = "no BGP session to a router is established"
 	}
@@ -230,3 +238,17 @@ func (n *bgpNet) Observe(ctx context.Context) status.ResourceView {
 }
 
 func (n *bgpNet) Close() { n.sp.Stop() }
+
+// announced says where a route is announced from this site: to which
+// routers as the path to take, and to which as a backup only.
+func announced(p netip.Prefix, best, backup []string) string {
+	switch {
+	case len(best) > 0 && len(backup) > 0:
+		return fmt.Sprintf("%s announced to %s, as a backup to %s", p, strings.Join(best, ", "), strings.Join(backup, ", "))
+	case len(best) > 0:
+		return fmt.Sprintf("%s announced to %s", p, strings.Join(best, ", "))
+	case len(backup) > 0:
+		return fmt.Sprintf("%s announced as a backup to %s", p, strings.Join(backup, ", "))
+	}
+	return fmt.Sprintf("%s not announced", p)
+}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -182,6 +183,14 @@ func (n *dnsNet) Observe(ctx context.Context) status.ResourceView {
 	}
 	v.Up, v.Streaming = true, true
 	v.Role = status.RoleStandby
+	var answers []string
+	for _, a := range got {
+		answers = append(answers, a.String())
+	}
+	v.Target = n.s.Name + " → " + strings.Join(answers, ", ")
+	if len(got) == 0 {
+		v.Target = n.s.Name + " → no address"
+	}
 	if len(got) > 0 && sameAddrs(got, n.s.Addrs()) {
 		v.Role = status.RolePrimary
 	}

@@ -3,8 +3,11 @@ package haproxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,6 +115,7 @@ func (n *haproxyNet) Observe(ctx context.Context) status.ResourceView {
 		return v
 	}
 	v.Up, v.Streaming, v.Role = true, true, status.RoleStandby
+	v.Target = target(st)
 	if st.Serving() {
 		v.Role = status.RolePrimary
 	}
@@ -119,3 +123,17 @@ func (n *haproxyNet) Observe(ctx context.Context) status.ResourceView {
 }
 
 func (n *haproxyNet) Close() {}
+
+// target says where the proxy sends this site's share of the clients: its
+// server, its address and whether it takes traffic.
+func target(st ServerState) string {
+	addr := st.Addr
+	if st.Port != 0 {
+		addr = net.JoinHostPort(st.Addr, strconv.Itoa(st.Port))
+	}
+	how := "takes no traffic"
+	if st.Serving() {
+		how = "serves"
+	}
+	return fmt.Sprintf("%s/%s → %s %s", st.Backend, st.Server, addr, how)
+}
