@@ -570,3 +570,7 @@ func unwrapPath(err error) error {
 	}
 	return err
 }
+
+// CAPool reads the CA bundle at path (one or more PEM certificates) into a
+// pool of only those certificates.
+func CAPool(path string) (*x509.CertPool, error) { return loadCA(path) }
