@@ -48,11 +48,17 @@ func (v *validator) certificates() {
 			v.add(f, "%v", err)
 			continue
 		}
-		for _, p := range pki.CheckLocation(c, s.Name, t.Hosts(s), now) {
+		for _, p := range pki.CheckLocation(c, s.Name, t.Hosts(s)) {
 			v.add(f, "%s: %s", s.TLS.CertFile, p)
 		}
+		// Only a warning here, so that commands such as status still run
+		// on the machine; its agent refuses to start (CheckCredentials).
+		if p := pki.CheckValidity(c, now); p != "" {
+			v.warn(f, "%s: %s", s.TLS.CertFile, p)
+			continue // the chain cannot be verified today either
+		}
 		if roots != nil {
-			if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: c.NotBefore.Add(time.Second), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 				v.add(f, "%s: not signed by the CA of tls.ca_file (%s): %v; issue it with that CA (siteflip cert site %s)", s.TLS.CertFile, t.TLS.CAFile, err, s.Name)
 			}
 		}
@@ -87,7 +93,9 @@ func (t *Topology) CheckCredentials(sites []string, op *Credential, opField stri
 			add(f, "the agent of %s cannot use its credential: %v; put this location's own certificate and key there (siteflip cert site %s makes them where the CA is kept)", name, err, name)
 			continue
 		}
-		if err := chains(t.TLS.CAFile, s.TLS.CertFile); err != nil {
+		if p := validity(s.TLS.CertFile); p != "" {
+			add(f+".cert_file", "%s: %s", s.TLS.CertFile, p)
+		} else if err := chains(t.TLS.CAFile, s.TLS.CertFile); err != nil {
 			add(f+".cert_file", "%v; issue it with that CA (siteflip cert site %s)", err, name)
 		}
 	}
@@ -96,6 +104,8 @@ func (t *Topology) CheckCredentials(sites []string, op *Credential, opField stri
 			add(opField, "no credential to present to the agents: give --cert and --key (or $SITEFLIP_CERT, $SITEFLIP_KEY), or operator.cert_file and operator.key_file")
 		} else if _, err := pki.ClientConfig(pki.Files{CA: t.TLS.CAFile, Cert: op.CertFile, Key: op.KeyFile}, ""); err != nil {
 			add(opField, "the command line cannot use this credential: %v", err)
+		} else if p := validity(op.CertFile); p != "" {
+			add(opField, "%s: %s", op.CertFile, p)
 		} else if err := chains(t.TLS.CAFile, op.CertFile); err != nil {
 			add(opField, "%v; the agents will refuse it", err)
 		}
@@ -117,6 +127,16 @@ func (t *Topology) KeysHere() []string {
 		}
 	}
 	return out
+}
+
+// validity says what is wrong with the validity period of the certificate
+// at path, or "" (also when it cannot be read: reported already).
+func validity(path string) string {
+	c, err := pki.ReadCertificate(path)
+	if err != nil {
+		return ""
+	}
+	return pki.CheckValidity(c, time.Now())
 }
 
 // chains says whether the certificate at certPath is signed by the CA at

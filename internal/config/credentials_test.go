@@ -166,3 +166,31 @@ func TestLocationCertificates(t *testing.T) {
 		t.Error("brussels's good certificate was reported")
 	}
 }
+
+// TestExpiredCertificate: an expired location certificate is a warning
+// when the topology loads (commands such as status still run there) and an
+// error for the agent that would present it.
+func TestExpiredCertificate(t *testing.T) {
+	path, ca := tlsTopology(t)
+	l := site("brussels", "10.1.0.10")
+	l.Days = 1
+	if _, err := ca.Issue(l, time.Now().Add(-72*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	topo, probs, err := config.Check(path, driver.Types())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := config.Errors(probs); len(errs) > 0 {
+		t.Errorf("errors: %q", problems(errs))
+	}
+	if !slices.ContainsFunc(probs, func(p config.Problem) bool {
+		return p.Warning && p.Field == "sites[0].tls.cert_file" && strings.Contains(p.Msg, "expired on") && strings.Contains(p.Msg, "siteflip cert renew brussels")
+	}) {
+		t.Errorf("no expiry warning in %q", problems(probs))
+	}
+	got := topo.CheckCredentials([]string{"brussels"}, nil, "")
+	if len(got) != 1 || got[0].Warning || !strings.Contains(got[0].Msg, "expired on") {
+		t.Errorf("CheckCredentials: %q, want one error saying it expired", problems(got))
+	}
+}

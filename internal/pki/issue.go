@@ -254,8 +254,9 @@ func Describe(c *x509.Certificate) (kind, role string) {
 
 // CheckLocation lists what is wrong with c as the certificate of the
 // location name reached at hosts (IP addresses or DNS names): its common
-// name, its subject alternative names, its usages and its validity.
-func CheckLocation(c *x509.Certificate, name string, hosts []string, now time.Time) []string {
+// name, its subject alternative names and its usages (CheckValidity checks
+// its validity period).
+func CheckLocation(c *x509.Certificate, name string, hosts []string) []string {
 	var probs []string
 	if c.Subject.CommonName != name {
 		probs = append(probs, fmt.Sprintf("its common name is %q, not the location's name %q; issue it again with siteflip cert site %s", c.Subject.CommonName, name, name))
@@ -272,12 +273,19 @@ func CheckLocation(c *x509.Certificate, name string, hosts []string, now time.Ti
 	if !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth) || !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
 		probs = append(probs, "it lacks server or client authentication in its extended key usage; a location's certificate needs both (its agent and etcd member serve and dial)")
 	}
-	if now.After(c.NotAfter) {
-		probs = append(probs, fmt.Sprintf("it expired on %s; renew it with siteflip cert renew %s", c.NotAfter.UTC().Format(time.DateOnly), name))
-	} else if now.Before(c.NotBefore) {
-		probs = append(probs, fmt.Sprintf("it is not valid before %s; check this machine's clock", c.NotBefore.UTC().Format(time.RFC3339)))
-	}
 	return probs
+}
+
+// CheckValidity says what is wrong with c's validity period at now, or ""
+// when it is valid: expired, or not valid yet.
+func CheckValidity(c *x509.Certificate, now time.Time) string {
+	switch {
+	case now.After(c.NotAfter):
+		return fmt.Sprintf("it expired on %s; renew it with siteflip cert renew %s where the CA's key is kept", c.NotAfter.UTC().Format(time.DateOnly), c.Subject.CommonName)
+	case now.Before(c.NotBefore):
+		return fmt.Sprintf("it is not valid before %s; check this machine's clock", c.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return ""
 }
 
 func sans(c *x509.Certificate) string {
