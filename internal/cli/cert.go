@@ -80,8 +80,8 @@ func newCertInitCmd(e *env, dir *string) *cobra.Command {
 
 func newCertSiteCmd(e *env, dir *string) *cobra.Command {
 	var (
-		addrs, dns []string
-		days       int
+		addrs, sources, dns []string
+		days                int
 	)
 	c := &cobra.Command{
 		Use:   "site NAME",
@@ -99,6 +99,14 @@ func newCertSiteCmd(e *env, dir *string) *cobra.Command {
 			hosts, from, err := siteHosts(t, name, addrs)
 			if err != nil {
 				return err
+			}
+			for _, a := range sources {
+				if net.ParseIP(a) == nil {
+					return &exitError{code: exitUsage, err: fmt.Errorf("--source-address %q is not an IP address", a)}
+				}
+				if !slices.Contains(hosts, a) {
+					hosts = append(hosts, a)
+				}
 			}
 			l := pki.Leaf{Name: name, Kind: pki.KindLocation, Days: days, DNS: slices.Clone(dns)}
 			for _, h := range hosts {
@@ -130,6 +138,7 @@ func newCertSiteCmd(e *env, dir *string) *cobra.Command {
 		},
 	}
 	c.Flags().StringArrayVar(&addrs, "address", nil, "an `IP` address of the location (repeatable; default: the hosts of its agent and etcd addresses in the topology)")
+	c.Flags().StringArrayVar(&sources, "source-address", nil, "an `IP` the location's machine connects from that the topology does not name (several interfaces, NAT): etcd members check a peer's certificate against it (repeatable)")
 	c.Flags().StringArrayVar(&dns, "dns", nil, "a DNS `NAME` of the location (repeatable)")
 	c.Flags().IntVar(&days, "days", pki.DefaultLeafDays, "validity in `DAYS` (at most the CA's)")
 	return c

@@ -496,6 +496,13 @@ func (a *Authority) write(l Leaf, crt, key string, now time.Time, before func() 
 		return Issued{}, err
 	}
 	if err := writeFileAtomic(crt, pemBytes("CERTIFICATE", der), 0o644); err != nil {
+		// Leave no key without its certificate: a new one goes, a
+		// renewed one gives way to the old again.
+		if before == nil {
+			os.Remove(key)
+		} else if old, rerr := os.ReadFile(key + ".old"); rerr == nil {
+			writeFileAtomic(key, old, 0o600)
+		}
 		return Issued{}, err
 	}
 	return Issued{Cert: c, CertPath: crt, KeyPath: key, Note: note}, nil
