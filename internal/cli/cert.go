@@ -361,9 +361,12 @@ func (e *env) certTopology() (*config.Topology, error) {
 	if _, err := os.Stat(path); !explicit && errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	t, _, err := config.Check(path, driver.Types())
+	t, probs, err := config.Check(path, driver.Types())
 	if err != nil {
 		return nil, err
+	}
+	if n := len(config.Errors(probs)); n > 0 {
+		fmt.Fprintf(e.stderr, "note: %s has %d problem(s) (siteflip check lists them); what could be read of it is used\n", path, n)
 	}
 	return t, nil
 }
