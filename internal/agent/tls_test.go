@@ -36,8 +36,8 @@ func TestOwnCredentialOnly(t *testing.T) {
 			b.WriteString("    role: witness\n")
 		}
 		port := 7400 + 10*i
-		b.WriteString("    agent: {address: \"127.0.0.1:" + itoa(port) + "\"}\n")
-		b.WriteString("    etcd: {peer_url: \"https://127.0.0.1:" + itoa(port+2) + "\", client_url: \"https://127.0.0.1:" + itoa(port+3) + "\"}\n")
+		b.WriteString("    agent: {address: \"127.0.0.1:" + strconv.Itoa(port) + "\"}\n")
+		b.WriteString("    etcd: {peer_url: \"https://127.0.0.1:" + strconv.Itoa(port+2) + "\", client_url: \"https://127.0.0.1:" + strconv.Itoa(port+3) + "\"}\n")
 		b.WriteString("    tls: {cert_file: pki/" + n + ".crt, key_file: pki/" + n + ".key}\n")
 	}
 	path := filepath.Join(dir, "siteflip.yaml")
@@ -66,4 +66,3 @@ func TestOwnCredentialOnly(t *testing.T) {
 	}
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
