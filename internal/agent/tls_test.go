@@ -65,4 +65,3 @@ func TestOwnCredentialOnly(t *testing.T) {
 		t.Errorf("antwerp's agent without its files: %v", err)
 	}
 }
-
