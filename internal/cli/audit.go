@@ -7,8 +7,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/siteflip/siteflip/internal/jsonview"
+	"github.com/spf13/cobra"
 )
 
 // newAuditCmd is `siteflip audit`.

@@ -15,23 +15,26 @@ import (
 // newCheckCmd is `siteflip check`.
 func newCheckCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "check [--servers] [-o text|json]",
+		Use:   "check [--site NAME] [--servers] [-o text|json]",
 		Short: "validate and lint a topology; FILE:LINE:COL errors",
 		Long: `check validates and lints the topology: every problem on its own line,
 FILE:LINE:COL: field: problem, and exit 1 when any is an error (warnings
-do not count). With -o json the problems are a JSON array of objects with
-file, line, column, field, message and severity ("error" or "warning").`,
+do not count). It also checks the credentials this machine uses: those
+whose keys are here, or with --site NAME that location's, as its agent
+would at start. With -o json it writes one document (docs/json.md) whose
+problems have file, line, column, field, message and severity.`,
 		Args: noArgs,
 	}
+	site := c.Flags().String("site", "", "check the credential of location `NAME` (run it on that location's machine); without it, the credentials whose keys are here")
 	servers := c.Flags().Bool("servers", false, "also ask every database server, read-only, whether it is set up as siteflip needs (binary log, GTIDs, grants …), with the statement that fixes each problem")
 	output := outputFlag(c.Flags(), "text", "json")
-	c.RunE = func(*cobra.Command, []string) error { return runCheck(e, *servers, *output) }
+	c.RunE = func(*cobra.Command, []string) error { return runCheck(e, *site, *servers, *output) }
 	return c
 }
 
 // runCheck validates and lints the topology: every problem on its own line,
 // exit 1 when any is an error.
-func runCheck(e *env, servers bool, output string) error {
+func runCheck(e *env, site string, servers bool, output string) error {
 	if err := checkOutput(output, "text", "json"); err != nil {
 		return err
 	}
@@ -42,6 +45,18 @@ func runCheck(e *env, servers bool, output string) error {
 	t, probs, err := config.Check(path, driver.Types())
 	if err != nil {
 		return err
+	}
+	// Each machine holds only its own key (docs/certificates.md): check the
+	// ones this machine uses, once the topology itself is sound.
+	here := ""
+	if len(config.Errors(probs)) == 0 {
+		var own *config.Credential
+		if e.cert != "" || e.key != "" {
+			own = &config.Credential{CertFile: e.cert, KeyFile: e.key}
+		}
+		var local []config.Problem
+		local, here = t.CheckHere(site, own)
+		probs = append(probs, local...)
 	}
 	if output == "json" {
 		out := make([]jsonview.CheckProblem, 0, len(probs))
@@ -74,6 +89,9 @@ func runCheck(e *env, servers bool, output string) error {
 	groups, resources := len(t.Groups), 0
 	for _, g := range t.Groups {
 		resources += len(g.Resources)
+	}
+	if here != "" {
+		fmt.Fprintf(e.stdout, "%s: %s\n", path, here)
 	}
 	fmt.Fprintf(e.stdout, "%s: ok: %d locations, %d groups, %d resources\n", path, len(t.Sites), groups, resources)
 	return nil

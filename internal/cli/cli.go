@@ -87,8 +87,9 @@ func cobraVerb(build func(e *env) *cobra.Command) verb { return build }
 func commands() []command {
 	return []command{
 		{"agent", "--site NAME [--data DIR] [--etcd-endpoints URLS]", "run the agent of one location (site or witness)", cobraVerb(newAgentCmd)},
-		{"check", "[--servers] [-o text|json]", "validate and lint a topology; FILE:LINE:COL errors", cobraVerb(newCheckCmd)},
-		{"status", "[-o text|json] [--watch]", "sites, who sees whom, the controller, groups and replication lag", cobraVerb(newStatusCmd)},
+		{"check", "[--site NAME] [--servers] [-o text|json]", "validate and lint a topology; FILE:LINE:COL errors", cobraVerb(newCheckCmd)},
+		{"cert", "init|site NAME|operator NAME --role R|renew NAME|list [--dir DIR]", "make and renew the CA, locations' and operators' certificates", cobraVerb(newCertCmd)},
+		{"status", "[-o text|json] [--watch] [-v]", "sites, who sees whom, the controller, groups and replication lag", cobraVerb(newStatusCmd)},
 		{"failover", "GROUP [--to SITE] [--yes] [--dry-run] [--accept-data-loss] [--force]", "unplanned: recover the group at the other site now", cobraVerb(newRunCmd(plan.Failover))},
 		{"switchover", "GROUP --to SITE [--yes] [--dry-run]", "planned: move the group with no data loss", cobraVerb(newRunCmd(plan.Switchover))},
 		{"reprotect", "GROUP [--yes] [--dry-run]", "rebuild replication toward the active site", cobraVerb(newRunCmd(plan.Reprotect))},

@@ -123,6 +123,7 @@ func (t *Topology) validate(types map[string]ResourceType, decoded []Problem) []
 	}
 	v.coordination()
 	v.sites()
+	v.certificates()
 	v.access()
 	v.groups(types)
 	return v.probs
@@ -282,8 +283,8 @@ func (v *validator) sites() {
 			if s.TLS.CertFile == "" || s.TLS.KeyFile == "" {
 				v.add(f+".tls", "cert_file and key_file are needed because tls.ca_file is set")
 			}
-			v.file(f+".tls.cert_file", s.TLS.CertFile)
-			v.file(f+".tls.key_file", s.TLS.KeyFile)
+			// The files themselves are checked where they are used: see
+			// credentials.go.
 		}
 	}
 	for _, i := range defaultLeases {
@@ -309,9 +310,9 @@ func (v *validator) sites() {
 		v.add("sites", "%d location(s) with role site: a group needs two sites to fail over between", workSites)
 	}
 	if t.TLSEnabled() {
+		// Every machine holds the CA; the operator's files are checked by
+		// the command line that presents them.
 		v.file("tls.ca_file", t.TLS.CAFile)
-		v.file("operator.cert_file", t.Operator.CertFile)
-		v.file("operator.key_file", t.Operator.KeyFile)
 		if (t.Operator.CertFile == "") != (t.Operator.KeyFile == "") {
 			v.add("operator", "give both cert_file and key_file, or neither")
 		}
@@ -335,6 +336,10 @@ func (v *validator) access() {
 		default:
 			if prev, ok := seen[a.Identity]; ok {
 				v.add(f+".identity", "%q is listed twice (first at %s)", a.Identity, prev)
+			} else if _, ok := t.Site(a.Identity); ok {
+				// A location's certificate names the location
+				// (docs/certificates.md) and acts only as the location.
+				v.add(f+".identity", "%q is a location's name, and so its certificate's: give the person or program a certificate of their own (siteflip cert operator NAME)", a.Identity)
 			} else {
 				seen[a.Identity] = f
 			}
