@@ -160,15 +160,10 @@ func (e *env) flags(name string) *flag.FlagSet {
 	return fs
 }
 
-// configPath resolves --config, then $SITEFLIP_CONFIG, then ./siteflip.yaml.
+// configPath resolves --config, then $SITEFLIP_CONFIG, then ./siteflip.yaml
+// when it exists, then /etc/siteflip/siteflip.yaml (config.DefaultPath).
 func (e *env) configPath() string {
-	if e.config != "" {
-		return e.config
-	}
-	if p := os.Getenv("SITEFLIP_CONFIG"); p != "" {
-		return p
-	}
-	return "siteflip.yaml"
+	return config.DefaultPath(e.config)
 }
 
 // load reads and validates the topology, with the caller's own
