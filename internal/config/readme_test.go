@@ -1,0 +1,96 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/driver"
+)
+
+// readmeTopology returns the first yaml block under the README's heading
+// "## The topology file": the example people copy.
+func readmeTopology(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const heading = "\n## The topology file\n"
+	_, after, ok := strings.Cut(string(b), heading)
+	if !ok {
+		t.Fatalf("README.md has no heading %q", strings.TrimSpace(heading))
+	}
+	_, block, ok := strings.Cut(after, "\n```yaml\n")
+	if !ok {
+		t.Fatal("README.md: no ```yaml block under the topology heading")
+	}
+	block, _, ok = strings.Cut(block, "\n```")
+	if !ok {
+		t.Fatal("README.md: the topology's yaml block is not closed")
+	}
+	return block + "\n"
+}
+
+// fileFields collects every value of a key ending in _file in the
+// document: certificates, keys and secrets the example names.
+func fileFields(n *yaml.Node, out *[]string) {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if strings.HasSuffix(k.Value, "_file") && v.Kind == yaml.ScalarNode {
+				*out = append(*out, v.Value)
+			}
+		}
+	}
+	for _, c := range n.Content {
+		fileFields(c, out)
+	}
+}
+
+// TestReadmeTopology keeps the README's topology example valid: copied as
+// it is into a directory where the files it names exist (relative paths
+// only; nothing is edited), it passes check with no error and no warning.
+func TestReadmeTopology(t *testing.T) {
+	text := readmeTopology(t)
+	dir := t.TempDir()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		t.Fatalf("README.md's topology is not YAML: %v", err)
+	}
+	var files []string
+	fileFields(&doc, &files)
+	if len(files) == 0 {
+		t.Fatal("the README's topology names no files: the search for them is broken")
+	}
+	for _, f := range files {
+		if filepath.IsAbs(f) {
+			continue // on the machine, not the example's to provide
+		}
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("placeholder\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "siteflip.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	topo, probs, err := config.Check(path, driver.Types())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range probs {
+		t.Errorf("README.md's topology example: %s", strings.Replace(p.String(), path, "example", 1))
+	}
+	if got := len(topo.Sites); got != 3 {
+		t.Errorf("the example has %d locations, want the two sites and the witness written out", got)
+	}
+}
