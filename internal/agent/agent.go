@@ -23,6 +23,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -352,6 +353,15 @@ func tlsConfigs(t *config.Topology, s *config.Site) (server, client *tls.Config,
 	if !t.TLSEnabled() {
 		return nil, nil, nil
 	}
+	// This location's own files, in the topology's terms (FILE:LINE:COL),
+	// before anything uses them; the other locations' are not needed here.
+	if probs := t.CheckCredentials([]string{s.Name}, nil, ""); len(probs) > 0 {
+		lines := make([]string, len(probs))
+		for i, p := range probs {
+			lines[i] = p.String()
+		}
+		return nil, nil, fmt.Errorf("agent of %s: %s", s.Name, strings.Join(lines, "\n"))
+	}
 	f := pki.Files{CA: t.TLS.CAFile, Cert: s.TLS.CertFile, Key: s.TLS.KeyFile}
 	if server, err = pki.ServerConfig(f); err != nil {
 		return nil, nil, fmt.Errorf("agent of %s: %w", s.Name, err)
@@ -363,11 +373,18 @@ func tlsConfigs(t *config.Topology, s *config.Site) (server, client *tls.Config,
 }
 
 // siteCNs returns the common names of the locations' certificates: the
-// identities the etcd members accept.
+// identities the etcd members accept. A location's certificate names the
+// location (docs/certificates.md; the topology's validation checks each
+// certificate that is present), so a machine that holds only its own
+// location's files takes each other location's name as its common name.
 func siteCNs(t *config.Topology) ([]string, error) {
 	var cns []string
 	for _, s := range t.Sites {
 		pem, err := os.ReadFile(s.TLS.CertFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			cns = append(cns, s.Name)
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("certificate of %s: %w", s.Name, err)
 		}

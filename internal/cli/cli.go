@@ -62,6 +62,7 @@ func commands() []command {
 	return []command{
 		{"agent", "--site NAME [--data DIR] [--etcd-endpoints URLS]", "run the agent of one location (site or witness)", runAgent},
 		{"check", "", "validate and lint a topology; FILE:LINE:COL errors", runCheck},
+		{"cert", "init|site NAME|operator NAME --role R|renew NAME|list [--dir DIR]", "make and renew the CA, locations' and operators' certificates", cobraVerb(newCertCmd)},
 		{"status", "[-o text|json] [--watch]", "sites, who sees whom, the controller, groups and replication lag", runStatus},
 		{"failover", "GROUP [--to SITE] [--yes] [--accept-data-loss] [--force]", "unplanned: recover the group at the other site now", runAction(plan.Failover)},
 		{"switchover", "GROUP --to SITE", "planned: move the group with no data loss", runAction(plan.Switchover)},

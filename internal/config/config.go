@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -590,4 +591,30 @@ func EnvName(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// Hosts lists, once each and in file order, the hosts (IP addresses or DNS
+// names) at which the other locations reach location s: those of its agent
+// address, its lease address and, when t embeds etcd, its etcd URLs. The
+// location's certificate must be valid for each of them.
+func (t *Topology) Hosts(s *Site) []string {
+	var hosts []string
+	add := func(h string) {
+		if h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	for _, a := range []string{s.Agent.Address, s.Agent.LeaseAddress} {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			add(h)
+		}
+	}
+	if t.Embedded() {
+		for _, raw := range []string{s.Etcd.PeerURL, s.Etcd.ClientURL} {
+			if u, err := url.Parse(raw); err == nil {
+				add(u.Hostname())
+			}
+		}
+	}
+	return hosts
 }
