@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/driver"
+	"github.com/siteflip/siteflip/internal/pki"
 )
 
 // readmeTopology returns the first yaml block under the README's heading
@@ -54,7 +56,9 @@ func fileFields(n *yaml.Node, out *[]string) {
 
 // TestReadmeTopology keeps the README's topology example valid: copied as
 // it is into a directory where the files it names exist (relative paths
-// only; nothing is edited), it passes check with no error and no warning.
+// only: certificates made for its locations and operator, placeholders for
+// secrets; nothing in it is edited), it passes check with no error and no
+// warning.
 func TestReadmeTopology(t *testing.T) {
 	text := readmeTopology(t)
 	dir := t.TempDir()
@@ -67,9 +71,45 @@ func TestReadmeTopology(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("the README's topology names no files: the search for them is broken")
 	}
+	// The certificates are real ones, as `siteflip cert` would make them:
+	// each location's with its name and its agent's address.
+	var plain struct {
+		Sites []struct {
+			Name  string
+			Agent struct{ Address string }
+			TLS   struct {
+				CertFile string `yaml:"cert_file"`
+			}
+		}
+		Operator struct {
+			CertFile string `yaml:"cert_file"`
+		}
+	}
+	if err := doc.Decode(&plain); err != nil {
+		t.Fatal(err)
+	}
+	var ids []pki.Identity
+	for _, s := range plain.Sites {
+		host, _, _ := net.SplitHostPort(s.Agent.Address)
+		ids = append(ids, pki.Identity{Name: s.Name, IPs: []net.IP{net.ParseIP(host)}})
+	}
+	if f := plain.Operator.CertFile; f != "" {
+		ids = append(ids, pki.Identity{Name: strings.TrimSuffix(filepath.Base(f), ".crt")})
+	}
+	pkiDir := filepath.Join(dir, "pki")
+	if _, err := pki.GenerateLab(pkiDir, "readme CA", ids); err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range files {
 		if filepath.IsAbs(f) {
 			continue // on the machine, not the example's to provide
+		}
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			continue // a certificate or key made above
+		}
+		if strings.HasPrefix(f, "pki/") {
+			t.Errorf("the example names %s, which is not a location's or the operator's certificate or key, nor pki/ca.crt", f)
+			continue
 		}
 		p := filepath.Join(dir, f)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
