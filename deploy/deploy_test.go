@@ -68,15 +68,14 @@ func TestUnitKeepsDatabasesOnRestart(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]string{
-		"KillMode":                 "process",
-		"User":                     "siteflip",
-		"Restart":                  "always",
-		"AmbientCapabilities":      "CAP_NET_BIND_SERVICE",
-		"CapabilityBoundingSet":    "CAP_NET_BIND_SERVICE",
-		"NoNewPrivileges":          "yes",
-		"ProtectSystem":            "strict",
-		"RuntimeDirectoryPreserve": "yes",
-		"LimitNICE":                "-10",
+		"KillMode":              "process",
+		"User":                  "siteflip",
+		"Restart":               "always",
+		"AmbientCapabilities":   "CAP_NET_BIND_SERVICE",
+		"CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
+		"NoNewPrivileges":       "yes",
+		"ProtectSystem":         "strict",
+		"LimitNICE":             "-10",
 	} {
 		if got := set[k]; got != want {
 			t.Errorf("%s=%q, want %q", k, got, want)

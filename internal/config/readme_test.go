@@ -60,16 +60,32 @@ func fileFields(n *yaml.Node, out *[]string) {
 // secrets; nothing in it is edited), it passes check with no error and no
 // warning.
 func TestReadmeTopology(t *testing.T) {
-	text := readmeTopology(t)
+	checkExample(t, readmeTopology(t), "README.md's topology example")
+}
+
+// TestPackagedExample: the example topology the Debian package installs
+// as /etc/siteflip/siteflip.yaml.example passes check too.
+func TestPackagedExample(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/etc/siteflip.yaml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExample(t, string(b), "deploy/etc/siteflip.yaml.example")
+}
+
+// checkExample writes text to a directory with the files it names and
+// fails the test on any problem check finds.
+func checkExample(t *testing.T, text, what string) {
+	t.Helper()
 	dir := t.TempDir()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
-		t.Fatalf("README.md's topology is not YAML: %v", err)
+		t.Fatalf("%s is not YAML: %v", what, err)
 	}
 	var files []string
 	fileFields(&doc, &files)
 	if len(files) == 0 {
-		t.Fatal("the README's topology names no files: the search for them is broken")
+		t.Fatalf("%s names no files: the search for them is broken", what)
 	}
 	// The certificates are real ones, as `siteflip cert` would make them:
 	// each location's with its name and its agent's address.
@@ -96,8 +112,16 @@ func TestReadmeTopology(t *testing.T) {
 	if f := plain.Operator.CertFile; f != "" {
 		ids = append(ids, pki.Identity{Name: strings.TrimSuffix(filepath.Base(f), ".crt")})
 	}
-	pkiDir := filepath.Join(dir, "pki")
-	if _, err := pki.GenerateLab(pkiDir, "readme CA", ids); err != nil {
+	var tlsPlain struct {
+		TLS struct {
+			CAFile string `yaml:"ca_file"`
+		}
+	}
+	if err := doc.Decode(&tlsPlain); err != nil {
+		t.Fatal(err)
+	}
+	pkiDir := filepath.Join(dir, filepath.Dir(tlsPlain.TLS.CAFile))
+	if _, err := pki.GenerateLab(pkiDir, "example CA", ids); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range files {
@@ -107,8 +131,8 @@ func TestReadmeTopology(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			continue // a certificate or key made above
 		}
-		if strings.HasPrefix(f, "pki/") {
-			t.Errorf("the example names %s, which is not a location's or the operator's certificate or key, nor pki/ca.crt", f)
+		if strings.HasSuffix(f, ".crt") || strings.HasSuffix(f, ".key") {
+			t.Errorf("%s names %s, which is not a location's or the operator's certificate or key, nor the CA's certificate beside them", what, f)
 			continue
 		}
 		p := filepath.Join(dir, f)
@@ -128,9 +152,9 @@ func TestReadmeTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range probs {
-		t.Errorf("README.md's topology example: %s", strings.Replace(p.String(), path, "example", 1))
+		t.Errorf("%s: %s", what, strings.Replace(p.String(), path, "example", 1))
 	}
 	if got := len(topo.Sites); got != 3 {
-		t.Errorf("the example has %d locations, want the two sites and the witness written out", got)
+		t.Errorf("%s has %d locations, want the two sites and the witness written out", what, got)
 	}
 }
