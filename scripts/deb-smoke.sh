@@ -87,7 +87,9 @@ if ! dpkg -i "$deb" >"$work/dpkg.log" 2>&1; then
 fi
 
 # 2. What it installed.
-got=$(siteflip --version 2>&1) || fail "siteflip --version: $got"
+# `siteflip --version` comes with the cobra command line; before it,
+# the verb `siteflip version` says the same.
+got=$(siteflip --version 2>&1) || got=$(siteflip version 2>&1) || fail "siteflip --version and siteflip version: $got"
 case $got in
 *"$version"*) say "siteflip --version: $got" ;;
 *) fail "siteflip --version says \"$got\", the package is $version" ;;
