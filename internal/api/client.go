@@ -32,12 +32,14 @@ func NewClient(t *config.Topology) (*Client, error) {
 	var tlsConfig *tls.Config
 	if t.TLSEnabled() {
 		if t.Operator.CertFile == "" {
-			return nil, fmt.Errorf("%s: operator.cert_file and operator.key_file are needed to talk to the agents over TLS", t.File)
+			return nil, fmt.Errorf("%s: a credential is needed to talk to the agents over TLS: give --cert and --key (or $SITEFLIP_CERT, $SITEFLIP_KEY), or set operator.cert_file and operator.key_file", t.File)
 		}
 		var err error
 		tlsConfig, err = pki.ClientConfig(pki.Files{CA: t.TLS.CAFile, Cert: t.Operator.CertFile, Key: t.Operator.KeyFile}, "")
 		if err != nil {
-			return nil, fmt.Errorf("operator credential: %w", err)
+			// Only this credential is read here: the locations' keys live
+			// on their own machines (docs/certificates.md).
+			return nil, fmt.Errorf("your credential (--cert/--key, else operator: in %s): %w", t.File, err)
 		}
 	}
 	return NewClientTLS(t, tlsConfig), nil

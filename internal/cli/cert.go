@@ -216,7 +216,7 @@ func newCertOperatorCmd(e *env, dir *string) *cobra.Command {
 			case isBound && bound == role:
 				fmt.Fprintf(e.stdout, "%s already binds %s to %s under access:\n", t.File, name, role)
 			case isBound:
-				fmt.Fprintf(e.stderr, "warning: %s binds %s to %s, not %s: the topology decides; change its access: entry to\n  - {identity: %s, role: %s}\n", t.File, name, bound, role, name, role)
+				fmt.Fprintf(e.stderr, "warning: %s binds %s to %s, not %s: the topology decides; change its access: entry to\n  - {identity: %s, role: %s}\n", t.File, name, bound, role, yamlScalar(name), role)
 			default:
 				fmt.Fprintf(e.stdout, "the role comes from the topology alone: add these lines to it (every location's copy), then restart or reload the agents:\n")
 				fmt.Fprintf(e.stdout, "access:\n  - {identity: %s, role: %s}\n", yamlScalar(name), role)

@@ -13,6 +13,7 @@ import (
 // exit 1 when any is an error.
 func runCheck(e *env, args []string) error {
 	fs := e.flags("check")
+	site := fs.String("site", "", "check the credential of location `NAME` (run it on that location's machine); without it, the credentials whose keys are here")
 	servers := fs.Bool("servers", false, "also ask every database server, read-only, whether it is set up as siteflip needs (binary log, GTIDs, grants …), with the statement that fixes each problem")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
@@ -21,6 +22,18 @@ func runCheck(e *env, args []string) error {
 	t, probs, err := config.Check(path, driver.Types())
 	if err != nil {
 		return err
+	}
+	// Each machine holds only its own key (docs/certificates.md): check the
+	// ones this machine uses, once the topology itself is sound.
+	here := ""
+	if len(config.Errors(probs)) == 0 {
+		var own *config.Credential
+		if e.cert != "" || e.key != "" {
+			own = &config.Credential{CertFile: e.cert, KeyFile: e.key}
+		}
+		var local []config.Problem
+		local, here = t.CheckHere(*site, own)
+		probs = append(probs, local...)
 	}
 	for _, p := range probs {
 		fmt.Fprintln(e.stdout, p.String())
@@ -36,6 +49,9 @@ func runCheck(e *env, args []string) error {
 	groups, resources := len(t.Groups), 0
 	for _, g := range t.Groups {
 		resources += len(g.Resources)
+	}
+	if here != "" {
+		fmt.Fprintf(e.stdout, "%s: %s\n", path, here)
 	}
 	fmt.Fprintf(e.stdout, "%s: ok: %d locations, %d groups, %d resources\n", path, len(t.Sites), groups, resources)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/pki"
@@ -75,7 +76,7 @@ func (t *Topology) CheckCredentials(sites []string, op *Credential, opField stri
 	for _, name := range sites {
 		i := t.siteIndex(name)
 		if i < 0 {
-			add("sites", "there is no location %q (locations: %v)", name, t.SiteNames())
+			add("sites", "there is no location %q (locations: %s)", name, strings.Join(t.SiteNames(), ", "))
 			continue
 		}
 		s, f := &t.Sites[i], fmt.Sprintf("sites[%d].tls", i)
@@ -142,4 +143,52 @@ func (t *Topology) siteIndex(name string) int {
 		}
 	}
 	return -1
+}
+
+// CheckHere checks the credentials this machine would use. With site
+// given, they are that location's (check --site NAME on a location's
+// machine). Otherwise they are found by their keys: every location whose
+// key file is here, and the operator credential of the topology when its
+// key is here. own, when not nil, is the person's credential given on the
+// command line (--cert/--key), checked instead of the topology's operator.
+// It returns the problems, and says what this machine can run, for the
+// summary line.
+func (t *Topology) CheckHere(site string, own *Credential) ([]Problem, string) {
+	if !t.TLSEnabled() {
+		return nil, ""
+	}
+	var (
+		sites = t.KeysHere()
+		op    *Credential
+		field = "operator"
+		uses  []string
+	)
+	if site != "" {
+		sites = []string{site}
+	}
+	switch {
+	case own != nil:
+		op = own
+	case site == "" && t.Operator.KeyFile != "":
+		if _, err := os.Stat(t.Operator.KeyFile); err == nil {
+			op = &t.Operator
+		}
+	}
+	probs := t.CheckCredentials(sites, op, field)
+	for _, s := range sites {
+		uses = append(uses, "the agent of "+s)
+	}
+	if op != nil {
+		who := "the operator credential"
+		if c, err := pki.ReadCertificate(op.CertFile); err == nil {
+			who = c.Subject.CommonName
+		}
+		uses = append(uses, "commands as "+who)
+	}
+	if len(uses) == 0 {
+		probs = append(probs, Problem{File: t.File, Pos: t.pos.lookup("tls"), Field: "tls", Warning: true,
+			Msg: "this machine holds none of the keys the topology names: a location's machine needs its own (check --site NAME says what is missing), the command line needs operator: or --cert/--key"})
+		return probs, "no credential here"
+	}
+	return probs, "this machine can run " + strings.Join(uses, ", ")
 }

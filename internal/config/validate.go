@@ -342,6 +342,10 @@ func (v *validator) access() {
 		default:
 			if prev, ok := seen[a.Identity]; ok {
 				v.add(f+".identity", "%q is listed twice (first at %s)", a.Identity, prev)
+			} else if _, ok := t.Site(a.Identity); ok {
+				// A location's certificate names the location
+				// (docs/certificates.md) and acts only as the location.
+				v.add(f+".identity", "%q is a location's name, and so its certificate's: give the person or program a certificate of their own (siteflip cert operator NAME)", a.Identity)
 			} else {
 				seen[a.Identity] = f
 			}
