@@ -168,9 +168,14 @@ for l in "${locations[@]}"; do
 	mkdir -p "$d/etc" "$d/state"
 	topology >"$d/etc/siteflip.yaml"
 	cp "$ca/ca.crt" "$ca/$l.crt" "$ca/$l.key" "$d/etc/"
+	# As docs/deploy.md says: the topology readable by the group, the key
+	# the agent's own (0600).
 	chown -R root:siteflip "$d/etc"
 	chmod 0750 "$d/etc"
-	chmod 0640 "$d/etc/"*
+	chmod 0640 "$d/etc/siteflip.yaml"
+	chmod 0644 "$d/etc/"*.crt
+	chown siteflip:siteflip "$d/etc/$l.key"
+	chmod 0600 "$d/etc/$l.key"
 	chown siteflip:siteflip "$d/state"
 	chmod 0750 "$d/state"
 done
