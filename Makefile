@@ -5,15 +5,24 @@ LAB_DIR ?= /tmp/siteflip-lab
 
 CHAOS_LOSS ?= 10m
 
-.PHONY: all build deps lab lab-down test test-short vet chaos
+.PHONY: all build deb deps lab lab-down test test-short vet chaos
 
 all: build
 
 deps:
 	@scripts/deps.sh
 
+# The version `siteflip --version` shows: the git tag and what follows it.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/siteflip/siteflip/internal/buildinfo.Version=$(VERSION)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/siteflip
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/siteflip
+
+# dist/siteflip_VERSION_ARCH.deb: the binary, the systemd unit, the
+# defaults (docs/deploy.md). Needs dpkg-deb only.
+deb:
+	GO=$(GO) scripts/deb.sh
 
 # Builds siteflip, installs PostgreSQL when missing (as root), and starts a
 # complete three-location lab in $(LAB_DIR).

@@ -110,7 +110,8 @@ func commands() []command {
 // rootLong is the root command's help, after its one-line summary.
 const rootLong = `siteflip recovers groups of services at another site when a site is lost.
 
-Every command takes --config FILE (also $SITEFLIP_CONFIG, default ./siteflip.yaml), and
+Every command takes --config FILE (also $SITEFLIP_CONFIG, else ./siteflip.yaml when it
+exists, else /etc/siteflip/siteflip.yaml), and
 --cert FILE --key FILE (also $SITEFLIP_CERT, $SITEFLIP_KEY) for your own credential.
 
 Instead of GROUP, failover, switchover, reprotect and failback take a selection: --all,
@@ -134,7 +135,7 @@ func newRootCmd(e *env) *cobra.Command {
 	cobra.EnableCommandSorting = false // help lists the verbs in the table's order
 	root.SetVersionTemplate("siteflip {{.Version}}\n")
 	pf := root.PersistentFlags()
-	pf.StringVar(&e.config, "config", "", "topology `FILE` (default $SITEFLIP_CONFIG, else ./siteflip.yaml)")
+	pf.StringVar(&e.config, "config", "", "topology `FILE` (default $SITEFLIP_CONFIG, else ./siteflip.yaml when it exists, else /etc/siteflip/siteflip.yaml)")
 	pf.StringVar(&e.cert, "cert", "", "your own client certificate `FILE` (default $SITEFLIP_CERT, else operator.cert_file)")
 	pf.StringVar(&e.key, "key", "", "its key `FILE` (default $SITEFLIP_KEY, else operator.key_file)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
@@ -315,15 +316,10 @@ var isTerminal = func(r io.Reader) bool {
 	return err == nil
 }
 
-// configPath resolves --config, then $SITEFLIP_CONFIG, then ./siteflip.yaml.
+// configPath resolves --config, then $SITEFLIP_CONFIG, then ./siteflip.yaml
+// when it exists, then /etc/siteflip/siteflip.yaml (config.DefaultPath).
 func (e *env) configPath() string {
-	if e.config != "" {
-		return e.config
-	}
-	if p := os.Getenv("SITEFLIP_CONFIG"); p != "" {
-		return p
-	}
-	return "siteflip.yaml"
+	return config.DefaultPath(e.config)
 }
 
 // load reads and validates the topology, with the caller's own

@@ -92,7 +92,7 @@ func TestBadConfigs(t *testing.T) {
 			`2:21: coordination.election_timeout: "soon" is not a duration`,
 			"3:16: coordination.serve_lease: 100ms is too short",
 			"4:17: coordination.fence_margin: 10ms is too short",
-			`6:11: sites[0].name: site name "Brussels" must be lowercase`,
+			`6:11: sites[0].name: site name "Brussels" must be lowercase letters, digits, '-' or '_', starting and ending with a letter or digit: write "brussels" (names are compared exactly`,
 			"7:26: sites[0].location.latitude: 200 is outside -90..90",
 			`7:42: sites[0].location.longitude: expected a number, found "east"`,
 			`8:22: sites[0].agent.address: "10.1.0.10" is not host:port`,
@@ -163,6 +163,13 @@ func TestBadConfigs(t *testing.T) {
 		}},
 		{"claims.bad.yaml", []string{
 			"21:28: groups[1].resources[0].sites.brussels.name: dns name db.shop.example. on 10.1.0.10:53 is claimed twice at site brussels, by group webshop, resource name (groups[0].resources[0].sites.brussels.name) and by group crm, resource name; the agent there would refuse to start: give one of them another name or another serve address",
+		}},
+		// A unix socket in the data dir makes pg_rewind fail, so no old
+		// primary could ever rejoin: refused before it is found out.
+		{"postgres.bad.yaml", []string{
+			`20:70: groups[0].resources[0].sites.brussels.socket_dir: "/srv/pg/run" is inside data_dir "/srv/pg": pg_rewind copies the data dir and fails on the socket file, so every rejoin of an old primary would fail; set socket_dir to a directory outside the data dir, e.g. /srv/pg.run`,
+			`21:70: groups[0].resources[0].sites.antwerp.socket_dir: "/srv/pg" is inside data_dir "/srv/pg/"`,
+			`28:71: groups[1].resources[0].sites.brussels.socket_dir: "run/crm" must be an absolute path`,
 		}},
 		{"tls.bad.yaml", []string{
 			"2:12: tls.ca_file: cannot read ",

@@ -90,7 +90,13 @@ func (v *validator) name(field, kind, name string) bool {
 	case name == "":
 		v.add(field, "%s name is missing", kind)
 	case !nameRE.MatchString(name):
-		v.add(field, "%s name %q must be lowercase letters, digits, '-' or '_', starting and ending with a letter or digit", kind, name)
+		hint := ""
+		if lower := strings.ToLower(name); nameRE.MatchString(lower) {
+			// Names key etcd, certificates (a location's CN is its name)
+			// and metrics, where case would split one thing in two.
+			hint = fmt.Sprintf(": write %q (names are compared exactly, and a location's certificate CN must be the same)", lower)
+		}
+		v.add(field, "%s name %q must be lowercase letters, digits, '-' or '_', starting and ending with a letter or digit%s", kind, name, hint)
 	default:
 		return true
 	}

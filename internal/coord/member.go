@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -129,6 +131,20 @@ func StartMember(c MemberConfig) (*Member, error) {
 	cfg.AdvertisePeerUrls = []url.URL{*peer}
 	cfg.ListenClientUrls = []url.URL{*client}
 	cfg.AdvertiseClientUrls = []url.URL{*client}
+	if u, ok := httpSocketURL(c.Dir, client.Scheme == "https"); ok {
+		// Without a listener of their own, etcd's HTTP endpoints share
+		// the client port with gRPC through a connection multiplexer (and,
+		// with TLS, gRPC is served through net/http's HTTP/2 bridge), which
+		// etcd warns at every start is not for production. siteflip and
+		// etcdctl speak gRPC only, so /health, /metrics, /version and the
+		// JSON gateway go to a unix socket in the member's directory
+		// (curl --unix-socket DIR/http.sock http://x/health) and the client
+		// URL serves gRPC alone. The directory must exist for the listener.
+		if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("start etcd member %s: create data dir: %w", c.Name, err)
+		}
+		cfg.ListenClientHttpUrls = []url.URL{u}
+	}
 	names := make([]string, 0, len(c.Peers))
 	for n := range c.Peers {
 		names = append(names, n)
@@ -152,6 +168,11 @@ func StartMember(c MemberConfig) (*Member, error) {
 		// lists exactly its members' peer URLs.
 		cfg.ClusterState = embed.ClusterStateFlagExisting
 	}
+	// siteflip authenticates members and clients by mutual TLS and never
+	// enables etcd's own user authentication, so no auth tokens are
+	// issued: without a token provider etcd no longer warns at every start
+	// that "simple token is not cryptographically signed".
+	cfg.AuthToken = ""
 	cfg.TickMs = uint(c.Tick.Milliseconds())
 	cfg.ElectionMs = uint(c.Election.Milliseconds())
 	// A cut-off member that comes back must not force a new election.
@@ -184,6 +205,29 @@ func StartMember(c MemberConfig) (*Member, error) {
 	}
 	go m.watch()
 	return m, nil
+}
+
+// httpSocket is the unix socket, in the member's directory, that serves
+// etcd's HTTP endpoints.
+const httpSocket = "http.sock"
+
+// maxUnixPath is the longest unix socket path Linux accepts (sun_path is
+// 108 bytes with the NUL).
+const maxUnixPath = 107
+
+// httpSocketURL returns the URL of the member's HTTP socket in dir, and
+// false when its path is too long for a unix socket (the endpoints then
+// stay on the client port).
+func httpSocketURL(dir string, secure bool) (url.URL, bool) {
+	abs, err := filepath.Abs(filepath.Join(dir, httpSocket))
+	if err != nil || len(abs) > maxUnixPath {
+		return url.URL{}, false
+	}
+	scheme := "unix"
+	if secure {
+		scheme = "unixs"
+	}
+	return url.URL{Scheme: scheme, Path: abs}, true
 }
 
 // watch reports the first error of the member's servers, or that the

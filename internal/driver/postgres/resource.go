@@ -53,6 +53,13 @@ func (Type) Config() config.ResourceType {
 			}
 			return out
 		},
+		Lint: func(_ *config.Group, settings any) []config.FieldError {
+			var out []config.FieldError
+			for _, fe := range Lint(settings.(*Settings)) {
+				out = append(out, config.FieldError{Field: fe.Field, Msg: fe.Msg})
+			}
+			return out
+		},
 		ComparePositions: comparePositions,
 		// A primary tells its standbys apart by application_name: two
 		// sites with one name would have their lag mixed up.

@@ -197,6 +197,15 @@ func (s *Settings) Check() []FieldError {
 			add("drill_dir", "%q holds data_dir %q: tearing a drill down removes what lies in drill_dir; choose a directory that does not hold the data dir (default: data_dir + %q)", s.DrillDir, s.DataDir, drillDirSuffix)
 		}
 	}
+	if s.DataDir != "" && s.SocketDir != "" && filepath.IsAbs(s.SocketDir) {
+		data, sock := filepath.Clean(s.DataDir), filepath.Clean(s.SocketDir)
+		if data == sock || within(data, sock) {
+			add("socket_dir", "%q is inside data_dir %q: pg_rewind copies the data dir and fails on the socket file, so every rejoin of an old primary would fail; set socket_dir to a directory outside the data dir, e.g. %s", s.SocketDir, s.DataDir, suggestSocketDir(s.DataDir))
+		}
+	}
+	if s.SocketDir != "" && !filepath.IsAbs(s.SocketDir) {
+		add("socket_dir", "%q must be an absolute path on the database host", s.SocketDir)
+	}
 	paths := []struct{ field, path string }{
 		{"data_dir", s.DataDir}, {"socket_dir", s.SocketDir}, {"bin_dir", s.BinDir},
 	}
@@ -272,6 +281,22 @@ func shellUnsafe(path string) string {
 // within says whether path lies inside dir; both are clean and absolute.
 func within(dir, path string) bool {
 	return dir == "/" && path != "/" || strings.HasPrefix(path, dir+"/")
+}
+
+// suggestSocketDir names a socket directory outside dataDir for messages:
+// a sibling of the data dir (/srv/pg → /srv/pg.run).
+func suggestSocketDir(dataDir string) string {
+	return filepath.Clean(dataDir) + ".run"
+}
+
+// Lint warns about settings that work today but break a later run: no
+// socket_dir puts the unix socket in the data dir, where pg_rewind fails
+// on it, so an old primary can never rejoin.
+func Lint(s *Settings) []FieldError {
+	if s.SocketDir == "" && s.DataDir != "" {
+		return []FieldError{{Field: "socket_dir", Msg: fmt.Sprintf("is not set, so the server's unix socket goes into data_dir %s, where pg_rewind fails on it and an old primary cannot rejoin: set socket_dir outside the data dir, e.g. %s", s.DataDir, suggestSocketDir(s.DataDir))}}
+	}
+	return nil
 }
 
 // socketDir is the directory the instance's unix socket goes into.

@@ -287,3 +287,17 @@ func TestMissingBinaries(t *testing.T) {
 		}
 	}
 }
+
+// Without socket_dir the socket goes into the data dir, where pg_rewind
+// fails: a warning, since the server runs until the first rejoin.
+func TestLintSocketDir(t *testing.T) {
+	s := Settings{Host: "10.1.0.20", DataDir: "/srv/pg"}
+	got := Lint(&s)
+	if len(got) != 1 || got[0].Field != "socket_dir" || !strings.Contains(got[0].Msg, "/srv/pg.run") {
+		t.Errorf("no socket_dir: got %v, want one socket_dir warning suggesting /srv/pg.run", got)
+	}
+	s.SocketDir = "/run/siteflip/pg"
+	if got := Lint(&s); len(got) != 0 {
+		t.Errorf("socket_dir outside the data dir: got %v, want nothing", got)
+	}
+}
