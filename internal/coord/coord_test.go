@@ -135,6 +135,7 @@ func TestControlPlane(t *testing.T) {
 		{"PruneRuns", testPruneRuns},
 		{"StepContext", testStepContext},
 		{"Audit", testAudit},
+		{"Pause", testPause},
 	}
 	for _, tr := range []struct {
 		name   string

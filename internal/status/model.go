@@ -202,6 +202,9 @@ type Snapshot struct {
 	Drills map[string]DrillRecord
 	// Awaiting is the approval each group's run waits for, by group.
 	Awaiting map[string]Awaiting
+	// Paused is, by group, the groups a person paused: no automatic
+	// failover, nor any other automatic run, until resumed.
+	Paused map[string]Pause
 	// ViewAges is, by location, how long ago the reader saw its view
 	// change, on the reader's own monotonic clock. Without it, a view's
 	// age is read against its publisher's clock (tests).
@@ -284,4 +287,28 @@ type SyncRecord struct {
 	Standby  string    `json:"standby,omitempty"` // site of the confirming standby
 	Since    time.Time `json:"since"`
 	Reason   string    `json:"reason,omitempty"`
+}
+
+// Pause is a person's pause of a group's automatic actions (`siteflip
+// pause`), kept in etcd until `siteflip resume`: while it lasts the
+// controller starts no automatic failover and no scheduled drill for the
+// group, and the agents do not start its stopped databases on their own;
+// a person's runs go on as ever, and so does a run already in progress
+// (docs/design/maintenance.md).
+type Pause struct {
+	Group string `json:"group"`
+	// By is the certificate name of who paused it ("" with TLS off), Role
+	// their role.
+	By     string    `json:"by"`
+	Role   string    `json:"role,omitempty"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Who is who paused, as status shows it.
+func (p Pause) Who() string {
+	if p.By == "" {
+		return "an anonymous caller"
+	}
+	return p.By
 }
