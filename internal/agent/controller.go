@@ -167,7 +167,12 @@ func (ctl *controller) carryOut(ctx context.Context, act safety.Action, now time
 		run.Incident = act.Incident
 		err := ctl.store.StartFailover(wctx, run, act.Revision, act.From, act.MarkedBy)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, coord.ErrStale) && !errors.Is(err, coord.ErrRunInProgress) {
+			switch {
+			case errors.Is(err, coord.ErrPaused):
+				// Paused since the snapshot Decide read: the next
+				// decision records that a person must decide.
+				ctl.log.Info("automatic failover not started: the group was paused meanwhile", "group", act.Group)
+			case ctx.Err() == nil && !errors.Is(err, coord.ErrStale) && !errors.Is(err, coord.ErrRunInProgress):
 				ctl.log.Warn("cannot start automatic failover", "group", act.Group, "error", err)
 			}
 			return nil, false
