@@ -210,6 +210,9 @@ var Endpoints = []Endpoint{
 	// handler checks that the caller is another site of the group.
 	{Pattern: "GET /v1/copy/{group}/{resource}", Rule: Locations, Audit: true},
 	{Pattern: "POST /v1/drills/{group}/cleanup", Rule: Operators, Audit: true},
+	// A person's pause of a group's automatic actions, and its end.
+	{Pattern: "POST /v1/groups/{group}/pause", Rule: Operators, Audit: true},
+	{Pattern: "POST /v1/groups/{group}/resume", Rule: Operators, Audit: true},
 	{Pattern: "POST /v1/lease", Rule: SelfLocation, Listener: Peer, Audit: true},
 	{Pattern: "GET /v1/members", Rule: Locations},
 	{Pattern: "POST /v1/members", Rule: SelfLocation, Audit: true},

@@ -89,6 +89,8 @@ func TestEveryPrincipalEveryEndpoint(t *testing.T) {
 		"POST /v1/steps":                  {"site", "witness"},
 		"GET /v1/copy/{group}/{resource}": {"site", "witness"},
 		"POST /v1/drills/{group}/cleanup": {"operator", "admin"},
+		"POST /v1/groups/{group}/pause":   {"operator", "admin"},
+		"POST /v1/groups/{group}/resume":  {"operator", "admin"},
 		"POST /v1/lease":                  {"site", "witness", "anonymous"},
 		"GET /v1/members":                 {"site", "witness"},
 		"POST /v1/members":                {"site", "witness", "anonymous"},
