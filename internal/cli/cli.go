@@ -74,6 +74,8 @@ func commands() []command {
 		{"run", "ID [-o json]", "one run's timeline, step by step", runRun},
 		{"report", "RUN [-o md|json|html] [--out FILE]", "one run's report: RTO and RPO against the targets, steps, checks", runReport},
 		{"audit", "[--since DURATION|TIME] [-o json]", "who asked what of the agents, and what became of it", runAudit},
+		{"pause", "GROUP|--all|--site SITE|--label K=V [--reason TEXT]", "maintenance: no automatic failover for the group until resume", cobraVerb(newPauseCmd)},
+		{"resume", "GROUP|--all|--site SITE|--label K=V", "end a pause: automatic failover on again", cobraVerb(newResumeCmd)},
 		{"lab", "up [--netns]|down|disaster SITE|kill-agent SITE|heal SITE|pivot SITE -- CMD [--dir DIR]", "a complete multi-site lab on this machine", runLab},
 		{"watchdog", "", "(started by the agent) fence primaries when the serve lease runs out", runWatchdog},
 		{"version", "", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "siteflip", Version); return nil }},

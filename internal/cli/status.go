@@ -77,6 +77,7 @@ func printStatus(w io.Writer, st status.Status) {
 	if st.RaftLeader != "" {
 		leader = "   raft leader " + st.RaftLeader
 	}
+	printMaintenance(w, st) // first: a paused group must not go unnoticed
 	fmt.Fprintf(w, "installation %s   controller %s%s   answered by %s at %s\n\n",
 		st.Installation, ctrl, leader, st.AnsweredBy, st.Time.Local().Format(time.TimeOnly))
 
@@ -105,7 +106,7 @@ func printStatus(w io.Writer, st status.Status) {
 
 	for _, g := range st.Groups {
 		fmt.Fprintf(w, "\ngroup %s   active %s   epoch %d   state %s   policy %s   max data loss %s\n",
-			g.Name, orDash(g.ActiveSite), g.Epoch, strings.ToUpper(g.State), g.Policy, g.MaxDataLoss)
+			g.Name, orDash(g.ActiveSite), g.Epoch, groupState(g), g.Policy, g.MaxDataLoss)
 		if g.Run != "" {
 			fmt.Fprintf(w, "  run in progress: %s (siteflip run %s)\n", g.Run, g.Run)
 		}

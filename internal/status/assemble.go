@@ -105,6 +105,15 @@ type GroupStatus struct {
 	Decision *Decision `json:"decision,omitempty"`
 	// Awaiting is set while the group's run waits for an approval.
 	Awaiting *Awaiting `json:"awaiting,omitempty"`
+	// Paused says a person paused the group's automatic actions
+	// (`siteflip pause`): no automatic failover and no scheduled drill
+	// starts until `siteflip resume`; a person's runs still do, and a run
+	// in progress when the pause was taken goes on. PausedBy, PausedAt
+	// and PauseReason say who, when and why.
+	Paused      bool      `json:"paused"`
+	PausedBy    string    `json:"paused_by,omitempty"`
+	PausedAt    time.Time `json:"paused_at,omitzero"`
+	PauseReason string    `json:"pause_reason,omitempty"`
 	// Drills is the group's drill schedule, its last drill and its next;
 	// absent when it has neither schedule nor drill on record.
 	Drills    *DrillStatus     `json:"drills,omitempty"`
@@ -512,6 +521,15 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 		}
 		gs.Problems = append(gs.Problems, fmt.Sprintf("run %s waits for a person's approval at step %s since %s%s; `siteflip approve %s` lets it go on, `siteflip reject %s` stops it",
 			a.Run, a.Step, a.Since.UTC().Format(time.RFC3339), msg, a.Run, a.Run))
+	}
+	if p, ok := snap.Paused[g.Name]; ok {
+		gs.Paused, gs.PausedBy, gs.PausedAt, gs.PauseReason = true, p.Who(), p.At, p.Reason
+		why := ""
+		if p.Reason != "" {
+			why = " (" + p.Reason + ")"
+		}
+		gs.Problems = append(gs.Problems, fmt.Sprintf("paused by %s at %s%s: no automatic failover and no scheduled drill until it is resumed; `siteflip resume %s` ends the pause",
+			p.Who(), p.At.UTC().Format(time.RFC3339), why, g.Name))
 	}
 	lost := adopted && len(snap.Marks[rec.ActiveSite]) > 0 && siteDown[rec.ActiveSite]
 	switch {

@@ -1,6 +1,8 @@
 package status
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -523,5 +525,42 @@ func TestAssembleGroup(t *testing.T) {
 		if !cmp.Equal(one.Sites, all.Sites) || one.Controller != all.Controller {
 			t.Errorf("AssembleGroup(%s) sites %+v, want %+v", topo.Groups[i].Name, one.Sites, all.Sites)
 		}
+	}
+}
+
+// A paused group says so, who paused it, when and why, with the command
+// that ends the pause; its state is still its replication's (the pause
+// takes nothing down); the JSON keys are snake_case.
+func TestPausedGroup(t *testing.T) {
+	at := time.Date(2026, 12, 5, 4, 0, 0, 0, time.UTC)
+	snap := Snapshot{Views: allHealthy, Records: rec, Lags: trusted,
+		Paused: map[string]Pause{"webshop": {Group: "webshop", By: "alice", Role: "operator", At: at, Reason: "kernel upgrade"}}}
+	g := Assemble(topology(), snap, "brussels", at.Add(2*time.Hour)).Groups[0]
+	if !g.Paused || g.PausedBy != "alice" || !g.PausedAt.Equal(at) || g.PauseReason != "kernel upgrade" {
+		t.Errorf("paused %v by %q at %s for %q", g.Paused, g.PausedBy, g.PausedAt, g.PauseReason)
+	}
+	if g.State != StateProtected {
+		t.Errorf("state %s, want %s: a pause changes no replication (problems %v)", g.State, StateProtected, g.Problems)
+	}
+	want := "paused by alice at 2026-12-05T04:00:00Z (kernel upgrade): no automatic failover and no scheduled drill until it is resumed; `siteflip resume webshop` ends the pause"
+	if !slices.Contains(g.Problems, want) {
+		t.Errorf("problems %q, want %q among them", g.Problems, want)
+	}
+	b, err := json.Marshal(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{`"paused":true`, `"paused_by":"alice"`, `"paused_at":"2026-12-05T04:00:00Z"`, `"pause_reason":"kernel upgrade"`} {
+		if !strings.Contains(string(b), k) {
+			t.Errorf("JSON lacks %s: %s", k, b)
+		}
+	}
+
+	// Not paused: paused is false, the others absent.
+	snap.Paused = nil
+	g = Assemble(topology(), snap, "brussels", at).Groups[0]
+	b, _ = json.Marshal(g)
+	if g.Paused || !strings.Contains(string(b), `"paused":false`) || strings.Contains(string(b), "paused_by") || strings.Contains(string(b), "paused_at") {
+		t.Errorf("a group not paused: %s", b)
 	}
 }
