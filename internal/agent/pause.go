@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/api"
+	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/status"
 )
 
@@ -90,4 +91,30 @@ func (srv *apiServer) handleResume(w http.ResponseWriter, r *http.Request) {
 			"paused_for", srv.now().Sub(lifted.At).Round(time.Second), "reason", req.Reason)
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// pauseGauge is one group's pause as the metrics export it:
+// siteflip_group_paused{group} is Paused (1 or 0), and
+// siteflip_group_paused_since_timestamp_seconds{group} is Since, exported
+// only while paused (HasSince).
+type pauseGauge struct {
+	Group    string
+	Paused   float64
+	Since    float64 // Unix time, in seconds, of the pause
+	HasSince bool
+}
+
+// pauseGauges is the pause of every group of t, in the topology's order,
+// as a snapshot of the control plane tells it (plane.snapshot): a group
+// without a pause is 0, and has no since.
+func pauseGauges(t *config.Topology, snap status.Snapshot) []pauseGauge {
+	out := make([]pauseGauge, 0, len(t.Groups))
+	for _, g := range t.Groups {
+		pg := pauseGauge{Group: g.Name}
+		if p, ok := snap.Paused[g.Name]; ok {
+			pg.Paused, pg.Since, pg.HasSince = 1, float64(p.At.UnixMilli())/1000, true
+		}
+		out = append(out, pg)
+	}
+	return out
 }

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/audit"
@@ -134,5 +137,23 @@ func TestPauseEndpoints(t *testing.T) {
 	}
 	if r := sink.recs[7]; r.Action != "resume webshop" || r.Reason != "done" || r.Role != "admin" {
 		t.Errorf("audit record of the resume: %+v", r)
+	}
+}
+
+// What the metrics export of the pauses: every configured group, 1 with
+// its pause's time while paused, 0 and no time otherwise; a pause of a
+// group no longer configured is left out.
+func TestPauseGauges(t *testing.T) {
+	topo := &config.Topology{Groups: []config.Group{{Name: "webshop"}, {Name: "crm"}}}
+	at := time.Date(2026, 12, 5, 6, 0, 0, 500e6, time.UTC)
+	snap := status.Snapshot{Paused: map[string]status.Pause{
+		"crm": {Group: "crm", By: "alice", At: at}, "gone": {Group: "gone", At: at},
+	}}
+	want := []pauseGauge{{Group: "webshop"}, {Group: "crm", Paused: 1, Since: float64(at.Unix()) + 0.5, HasSince: true}}
+	if diff := cmp.Diff(want, pauseGauges(topo, snap)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if got := pauseGauges(topo, status.Snapshot{}); len(got) != 2 || got[0].Paused != 0 || got[1].HasSince {
+		t.Errorf("nothing paused: %+v", got)
 	}
 }
