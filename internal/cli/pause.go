@@ -78,7 +78,7 @@ func pauseCmd(e *env, pause bool) *cobra.Command {
 	f.BoolVar(&sel.all, "all", false, "every group, instead of naming one")
 	f.StringVar(&sel.site, "site", "", "every group active at `SITE`, instead of naming one")
 	f.StringArrayVar(&labels, "label", nil, "every group labelled `KEY=VALUE`, instead of naming one (repeatable: a group must carry every one)")
-	f.StringVar(&reason, "reason", "", "why, in a few words; status, the pause and the audit trail keep it")
+	f.StringVar(&reason, "reason", "", "why, in a few words: the `TEXT` status, the pause and the audit trail keep")
 	f.StringVar(&ticket, "ticket", "", "the change or incident `ID` this belongs to (kept in the audit trail)")
 	return c
 }
