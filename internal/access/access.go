@@ -21,7 +21,7 @@ type Role int
 const (
 	None     Role = iota // a certificate of the CA bound to no role
 	Viewer               // status, runs, audit, metrics
-	Operator             // switchover, failback, reprotect, failover within max_data_loss
+	Operator             // switchover, failback, reprotect, failover within max_data_loss, pause, resume
 	Admin                // failover that accepts data loss, failover --force
 )
 
