@@ -136,6 +136,7 @@ func TestControlPlane(t *testing.T) {
 		{"StepContext", testStepContext},
 		{"Audit", testAudit},
 		{"Pause", testPause},
+		{"ScheduledSwitchover", testScheduled},
 	}
 	for _, tr := range []struct {
 		name   string

@@ -41,6 +41,7 @@ type Store struct {
 //	awaiting/GROUP             the approval the group's run waits for (approvals.go)
 //	approvals/RUN/STEP         a person's verdict on an approval step (approvals.go)
 //	paused/GROUP               a person's pause of the group's automatic actions (pause.go)
+//	scheduled/GROUP            a switchover a person scheduled (scheduled.go)
 func (s *Store) viewsKey() string      { return s.prefix + "views/" }
 func (s *Store) groupsKey() string     { return s.prefix + "groups/" }
 func (s *Store) controllerKey() string { return s.prefix + "controller/" }
@@ -97,6 +98,7 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 		clientv3.OpGet(s.drillsKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.awaitingKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.pausedKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.scheduledKey(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return status.Snapshot{}, fmt.Errorf("read control plane: %w", err)
@@ -155,6 +157,9 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 		return snap, err
 	}
 	if err := s.decodePaused(&snap, resp.Responses[11]); err != nil {
+		return snap, err
+	}
+	if err := s.decodeScheduled(&snap, resp.Responses[12]); err != nil {
 		return snap, err
 	}
 	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
