@@ -44,6 +44,7 @@ type controllerStore interface {
 	Runs(ctx context.Context, group string) ([]plan.Run, error)
 	Run(ctx context.Context, id string) (plan.Run, error)
 	PutLag(ctx context.Context, group, resource, site string, l status.Lag) error
+	scheduledStore
 }
 
 // serve is the controller's part of a presence session: it campaigns and,
@@ -456,6 +457,9 @@ func (ctl *controller) driveRuns(ctx context.Context, sess *coord.Session) {
 			// A failover just started is driven at once, as it was
 			// stored: no read of it, no new snapshot first.
 			for _, run := range ctl.decide(ctx, snap, sess.Fence(), ap) {
+				drive(run.ID, &run)
+			}
+			for _, run := range ctl.startScheduled(ctx, snap, sess.Fence()) {
 				drive(run.ID, &run)
 			}
 			for _, id := range slices.Concat(slices.Collect(maps.Values(snap.Running)), slices.Collect(maps.Values(snap.Drilling))) {
