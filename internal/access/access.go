@@ -213,6 +213,9 @@ var Endpoints = []Endpoint{
 	// A person's pause of a group's automatic actions, and its end.
 	{Pattern: "POST /v1/groups/{group}/pause", Rule: Operators, Audit: true},
 	{Pattern: "POST /v1/groups/{group}/resume", Rule: Operators, Audit: true},
+	// A switchover scheduled for later, and its cancellation.
+	{Pattern: "POST /v1/scheduled", Rule: Operators, Audit: true},
+	{Pattern: "DELETE /v1/scheduled/{group}", Rule: Operators, Audit: true},
 	{Pattern: "POST /v1/lease", Rule: SelfLocation, Listener: Peer, Audit: true},
 	{Pattern: "GET /v1/members", Rule: Locations},
 	{Pattern: "POST /v1/members", Rule: SelfLocation, Audit: true},

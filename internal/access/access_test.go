@@ -91,6 +91,8 @@ func TestEveryPrincipalEveryEndpoint(t *testing.T) {
 		"POST /v1/drills/{group}/cleanup": {"operator", "admin"},
 		"POST /v1/groups/{group}/pause":   {"operator", "admin"},
 		"POST /v1/groups/{group}/resume":  {"operator", "admin"},
+		"POST /v1/scheduled":              {"operator", "admin"},
+		"DELETE /v1/scheduled/{group}":    {"operator", "admin"},
 		"POST /v1/lease":                  {"site", "witness", "anonymous"},
 		"GET /v1/members":                 {"site", "witness"},
 		"POST /v1/members":                {"site", "witness", "anonymous"},

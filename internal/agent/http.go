@@ -54,6 +54,7 @@ type apiStore interface {
 	StepContext(ctx context.Context, group, runID string) (coord.StepContext, error)
 	PutApproval(ctx context.Context, a status.Approval) (status.Approval, error)
 	pauseStore
+	scheduleAPIStore
 }
 
 // Limits of the API servers.
@@ -86,6 +87,8 @@ func (srv *apiServer) handlers() map[string]http.HandlerFunc {
 		"POST /v1/drills/{group}/cleanup": srv.handleDrillCleanup,
 		"POST /v1/groups/{group}/pause":   srv.handlePause,
 		"POST /v1/groups/{group}/resume":  srv.handleResume,
+		"POST /v1/scheduled":              srv.handleSchedule,
+		"DELETE /v1/scheduled/{group}":    srv.handleCancelScheduled,
 		"POST /v1/lease":                  srv.lease.handleLease,
 		"GET /v1/members":                 srv.force.handleMembers,
 		"POST /v1/members":                srv.force.handleAddMember,

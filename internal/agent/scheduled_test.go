@@ -2,10 +2,14 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
@@ -81,5 +85,69 @@ func TestScheduledSwitchoverStarts(t *testing.T) {
 				t.Errorf("refusals %+v, want one: %q", store.refused, tt.refused)
 			}
 		})
+	}
+}
+
+// scheduleAPIFake keeps scheduled switchovers as the control plane does.
+type scheduleAPIFake struct {
+	apiStore
+	scheduled map[string]status.ScheduledSwitchover
+}
+
+func (f *scheduleAPIFake) Schedule(_ context.Context, sc status.ScheduledSwitchover) (status.ScheduledSwitchover, error) {
+	if cur, ok := f.scheduled[sc.Group]; ok {
+		return cur, fmt.Errorf("group %s: %w", sc.Group, coord.ErrScheduled)
+	}
+	f.scheduled[sc.Group] = sc
+	return sc, nil
+}
+
+func (f *scheduleAPIFake) CancelScheduled(_ context.Context, group string) (status.ScheduledSwitchover, bool, error) {
+	sc, ok := f.scheduled[group]
+	delete(f.scheduled, group)
+	return sc, ok, nil
+}
+
+// Scheduling: operators may, viewers may not; the site must be the
+// group's and the time ahead; one per group; cancelling twice is no
+// error.
+func TestScheduleEndpoints(t *testing.T) {
+	a, _ := guarded(t)
+	a.topo.Groups = []config.Group{{Name: "webshop", Sites: []string{"brussels", "antwerp"}}}
+	store := &scheduleAPIFake{scheduled: map[string]status.ScheduledSwitchover{}}
+	a.api.store = store
+	mux, _, err := a.api.routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	soon := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	body := func(to, at string) string {
+		return fmt.Sprintf(`{"group":"webshop","to":%q,"at":%q,"reason":"before the upgrade"}`, to, at)
+	}
+	for i, s := range []struct {
+		who, method, path, body string
+		code                    int
+		says                    string
+	}{
+		{"vera", "POST", "/v1/scheduled", body("antwerp", soon), http.StatusForbidden, "needs the operator role"},
+		{"otto", "POST", "/v1/scheduled", body("paris", soon), http.StatusBadRequest, `is not a site of group webshop`},
+		{"otto", "POST", "/v1/scheduled", body("antwerp", "2020-01-01T00:00:00Z"), http.StatusBadRequest, "is not in the future"},
+		{"otto", "POST", "/v1/scheduled", body("antwerp", soon), http.StatusCreated, ""},
+		{"ada", "POST", "/v1/scheduled", body("antwerp", soon), http.StatusConflict, "already scheduled"},
+		{"vera", "DELETE", "/v1/scheduled/webshop", "", http.StatusForbidden, "needs the operator role"},
+		{"otto", "DELETE", "/v1/scheduled/webshop", "", http.StatusOK, `"cancelled": true`},
+		{"otto", "DELETE", "/v1/scheduled/webshop", "", http.StatusOK, `"cancelled": false`},
+	} {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, as(s.who, s.method, s.path, s.body))
+		if w.Code != s.code || !strings.Contains(w.Body.String(), s.says) {
+			t.Errorf("step %d: %s %s %s: %d %s; want %d saying %q", i, s.who, s.method, s.path, w.Code, w.Body, s.code, s.says)
+		}
+		if i == 3 {
+			sc := store.scheduled["webshop"]
+			if sc.By != "otto" || sc.Role != "operator" || sc.To != "antwerp" || sc.Reason != "before the upgrade" || sc.At.Format(time.RFC3339) != soon {
+				t.Errorf("stored %+v", sc)
+			}
+		}
 	}
 }
