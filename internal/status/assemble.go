@@ -114,6 +114,9 @@ type GroupStatus struct {
 	PausedBy    string    `json:"paused_by,omitempty"`
 	PausedAt    time.Time `json:"paused_at,omitzero"`
 	PauseReason string    `json:"pause_reason,omitempty"`
+	// ScheduledSwitchover is the switchover a person scheduled for later
+	// (`siteflip switchover GROUP --to SITE --at TIME`), absent when none.
+	ScheduledSwitchover *ScheduledSwitchover `json:"scheduled_switchover,omitempty"`
 	// Drills is the group's drill schedule, its last drill and its next;
 	// absent when it has neither schedule nor drill on record.
 	Drills    *DrillStatus     `json:"drills,omitempty"`
@@ -246,6 +249,7 @@ func assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		}
 		gs := groupStatus(g, snap, down, believe, t.Coordination.ServeLease.D())
 		drills(&gs, g, snap, now)
+		scheduled(&gs, g, snap, now)
 		st.Groups = append(st.Groups, gs)
 	}
 	return st
@@ -558,4 +562,24 @@ func because(err string) string {
 		return ""
 	}
 	return " (" + err + ")"
+}
+
+// scheduled shows the group's scheduled switchover, and a problem line
+// when it cannot start yet or was missed; neither changes the state.
+func scheduled(gs *GroupStatus, g *config.Group, snap Snapshot, now time.Time) {
+	if sc, ok := snap.Scheduled[g.Name]; ok {
+		gs.ScheduledSwitchover = &sc
+		switch {
+		case sc.Missed(now):
+			why := ""
+			if sc.Refused != "" {
+				why = ": " + sc.Refused
+			}
+			gs.Problems = append(gs.Problems, fmt.Sprintf("the switchover to %s scheduled for %s did not start within %s%s; `siteflip switchover %s --cancel` removes it",
+				sc.To, sc.At.UTC().Format(time.RFC3339), SwitchoverGrace, why, g.Name))
+		case sc.Refused != "":
+			gs.Problems = append(gs.Problems, fmt.Sprintf("the switchover to %s scheduled for %s cannot start yet: %s; it is tried until %s, or `siteflip switchover %s --cancel`",
+				sc.To, sc.At.UTC().Format(time.RFC3339), sc.Refused, sc.At.Add(SwitchoverGrace).UTC().Format(time.RFC3339), g.Name))
+		}
+	}
 }

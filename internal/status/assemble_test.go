@@ -564,3 +564,42 @@ func TestPausedGroup(t *testing.T) {
 		t.Errorf("a group not paused: %s", b)
 	}
 }
+
+// A scheduled switchover is shown; once refused, or missed, a problem
+// line says why and how to cancel it.
+func TestScheduledSwitchover(t *testing.T) {
+	at := time.Date(2026, 12, 5, 7, 0, 0, 0, time.UTC)
+	sc := ScheduledSwitchover{Group: "webshop", To: "antwerp", At: at, By: "alice"}
+	for _, tt := range []struct {
+		name    string
+		now     time.Time
+		refused string
+		problem string
+	}{
+		{"ahead", at.Add(-time.Hour), "", ""},
+		{"refused", at.Add(time.Minute), "run r1 is in progress on the group",
+			"the switchover to antwerp scheduled for 2026-12-05T07:00:00Z cannot start yet: run r1 is in progress on the group; it is tried until 2026-12-05T07:05:00Z, or `siteflip switchover webshop --cancel`"},
+		{"missed", at.Add(time.Hour), "run r1 is in progress on the group",
+			"the switchover to antwerp scheduled for 2026-12-05T07:00:00Z did not start within 5m0s: run r1 is in progress on the group; `siteflip switchover webshop --cancel` removes it"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := sc
+			s.Refused = tt.refused
+			snap := Snapshot{Views: allHealthy, Records: rec, Lags: trusted, Scheduled: map[string]ScheduledSwitchover{"webshop": s}}
+			g := Assemble(topology(), snap, "brussels", tt.now).Groups[0]
+			if g.ScheduledSwitchover == nil || g.ScheduledSwitchover.To != "antwerp" || !g.ScheduledSwitchover.At.Equal(at) {
+				t.Fatalf("scheduled switchover %+v", g.ScheduledSwitchover)
+			}
+			if g.State != StateProtected {
+				t.Errorf("state %s", g.State)
+			}
+			got := ""
+			if len(g.Problems) > 0 {
+				got = g.Problems[len(g.Problems)-1]
+			}
+			if got != tt.problem {
+				t.Errorf("problem:\n got  %q\n want %q", got, tt.problem)
+			}
+		})
+	}
+}
