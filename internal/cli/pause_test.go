@@ -93,3 +93,37 @@ func TestCheckReason(t *testing.T) {
 		}
 	}
 }
+
+func TestParseAt(t *testing.T) {
+	loc := time.FixedZone("CET", 3600)
+	now := time.Date(2026, 12, 5, 21, 30, 0, 0, loc)
+	for _, tt := range []struct{ in, want string }{
+		{"90m", "2026-12-05T23:00:00+01:00"},
+		{"22:00", "2026-12-05T22:00:00+01:00"},
+		{"21:00", "2026-12-06T21:00:00+01:00"}, // passed today: tomorrow
+		{"2026-12-24 08:15", "2026-12-24T08:15:00+01:00"},
+		{"2026-12-05T22:00:00Z", "2026-12-05T22:00:00Z"},
+		{"soon", "error"},
+		{"-1h", "error"},
+	} {
+		got := "error"
+		if at, err := parseAt(tt.in, now); err == nil {
+			got = at.Format(time.RFC3339)
+		}
+		if got != tt.want {
+			t.Errorf("parseAt(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestScheduledLine(t *testing.T) {
+	at := time.Date(2026, 12, 5, 22, 0, 0, 0, time.Local)
+	g := status.GroupStatus{Name: "webshop", ScheduledSwitchover: &status.ScheduledSwitchover{Group: "webshop", To: "antwerp", At: at, By: "alice", Reason: "upgrade"}}
+	want := "switchover to antwerp scheduled for " + at.Format("2006-01-02 15:04 MST") + " by alice (upgrade) — cancel: siteflip switchover webshop --cancel"
+	if got := scheduledLine(g); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if got := scheduledLine(status.GroupStatus{Name: "crm"}); got != "" {
+		t.Errorf("none scheduled: %q", got)
+	}
+}

@@ -25,8 +25,8 @@ import (
 func runAction(action plan.Action) func(e *env, args []string) error {
 	return func(e *env, args []string) error {
 		fs := e.flags(string(action))
-		var to *string
-		var yes, acceptLoss, force *bool
+		var to, at *string
+		var yes, acceptLoss, force, cancelAt *bool
 		reason := fs.String("reason", "", "why, in a few words; the run and the audit trail keep it")
 		ticket := fs.String("ticket", "", "the change or incident `ID` this run belongs to")
 		switch action {
@@ -37,6 +37,8 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 			force = fs.Bool("force", false, "the quorum is lost: the site (--to, default the only one whose agent answers) takes over alone; only when the other locations are gone for good")
 		case plan.Switchover:
 			to = fs.String("to", "", "`SITE` to move to (required)")
+			at = fs.String("at", "", "start it later, at `TIME` (22:00, \"2026-12-05 22:00\", RFC 3339, or a duration from now): whichever location is controller then starts it")
+			cancelAt = fs.Bool("cancel", false, "cancel the group's scheduled switchover")
 		case plan.Drill:
 			to = fs.String("at", "", "`SITE` to drill at (default: the group's standby site)")
 			yes = fs.Bool("yes", false, "do not ask for confirmation")
@@ -76,7 +78,11 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 			}
 			sel.labels = append(sel.labels, l)
 		}
+		scheduling := at != nil && *at != ""
 		if sel.given() {
+			if scheduling || (cancelAt != nil && *cancelAt) {
+				return usageErr(fmt.Errorf("--at and --cancel take one group: siteflip switchover GROUP --to SITE --at TIME"))
+			}
 			if len(pos) > 0 {
 				return fmt.Errorf("%s and %s: name one group or select groups, not both: siteflip %s %s, or siteflip %s %s",
 					pos[0], sel, action, pos[0], action, sel)
@@ -101,7 +107,11 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 		if to != nil {
 			req.To = *to
 		}
-		if action == plan.Switchover && req.To == "" {
+		canceling := cancelAt != nil && *cancelAt
+		if canceling && (scheduling || req.To != "") {
+			return usageErr(fmt.Errorf("--cancel takes neither --to nor --at: siteflip switchover %s --cancel", group))
+		}
+		if action == plan.Switchover && req.To == "" && !canceling {
 			return fmt.Errorf("say where to: siteflip switchover %s --to SITE", group)
 		}
 		if acceptLoss != nil {
@@ -126,6 +136,12 @@ func runAction(action plan.Action) func(e *env, args []string) error {
 		}
 		if force != nil && *force {
 			return forceFailover(e, t, group, req, *yes)
+		}
+		if canceling {
+			return cancelScheduled(e, t, group)
+		}
+		if scheduling {
+			return scheduleSwitchover(e, t, req, *at)
 		}
 		if cleanup != nil && *cleanup {
 			return drillCleanup(e, t, group)

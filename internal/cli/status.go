@@ -114,6 +114,9 @@ func printStatus(w io.Writer, st status.Status) {
 			fmt.Fprintf(w, "  drill in progress: %s (siteflip run %s)\n", g.Drill, g.Drill)
 		}
 		fmt.Fprintf(w, "  %s\n", drillLine(g.Drills, st.Time))
+		if l := scheduledLine(g); l != "" {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
 		var checks, scripts, approvals []string
 		for _, r := range g.Resources {
 			switch r.Class {
