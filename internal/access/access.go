@@ -21,7 +21,7 @@ type Role int
 const (
 	None     Role = iota // a certificate of the CA bound to no role
 	Viewer               // status, runs, audit, metrics
-	Operator             // switchover, failback, reprotect, failover within max_data_loss
+	Operator             // switchover, failback, reprotect, failover within max_data_loss, pause, resume
 	Admin                // failover that accepts data loss, failover --force
 )
 
@@ -210,6 +210,12 @@ var Endpoints = []Endpoint{
 	// handler checks that the caller is another site of the group.
 	{Pattern: "GET /v1/copy/{group}/{resource}", Rule: Locations, Audit: true},
 	{Pattern: "POST /v1/drills/{group}/cleanup", Rule: Operators, Audit: true},
+	// A person's pause of a group's automatic actions, and its end.
+	{Pattern: "POST /v1/groups/{group}/pause", Rule: Operators, Audit: true},
+	{Pattern: "POST /v1/groups/{group}/resume", Rule: Operators, Audit: true},
+	// A switchover scheduled for later, and its cancellation.
+	{Pattern: "POST /v1/scheduled", Rule: Operators, Audit: true},
+	{Pattern: "DELETE /v1/scheduled/{group}", Rule: Operators, Audit: true},
 	{Pattern: "POST /v1/lease", Rule: SelfLocation, Listener: Peer, Audit: true},
 	{Pattern: "GET /v1/members", Rule: Locations},
 	{Pattern: "POST /v1/members", Rule: SelfLocation, Audit: true},

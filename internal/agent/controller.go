@@ -44,6 +44,7 @@ type controllerStore interface {
 	Runs(ctx context.Context, group string) ([]plan.Run, error)
 	Run(ctx context.Context, id string) (plan.Run, error)
 	PutLag(ctx context.Context, group, resource, site string, l status.Lag) error
+	scheduledStore
 }
 
 // serve is the controller's part of a presence session: it campaigns and,
@@ -167,7 +168,12 @@ func (ctl *controller) carryOut(ctx context.Context, act safety.Action, now time
 		run.Incident = act.Incident
 		err := ctl.store.StartFailover(wctx, run, act.Revision, act.From, act.MarkedBy)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, coord.ErrStale) && !errors.Is(err, coord.ErrRunInProgress) {
+			switch {
+			case errors.Is(err, coord.ErrPaused):
+				// Paused since the snapshot Decide read: the next
+				// decision records that a person must decide.
+				ctl.log.Info("automatic failover not started: the group was paused meanwhile", "group", act.Group)
+			case ctx.Err() == nil && !errors.Is(err, coord.ErrStale) && !errors.Is(err, coord.ErrRunInProgress):
 				ctl.log.Warn("cannot start automatic failover", "group", act.Group, "error", err)
 			}
 			return nil, false
@@ -480,6 +486,9 @@ func (ctl *controller) driveRuns(ctx context.Context, sess *coord.Session) {
 			// A failover just started is driven at once, as it was
 			// stored: no read of it, no new snapshot first.
 			for _, run := range ctl.decide(ctx, snap, sess.Fence(), ap) {
+				drive(run.ID, &run)
+			}
+			for _, run := range ctl.startScheduled(ctx, snap, sess.Fence()) {
 				drive(run.ID, &run)
 			}
 			for _, id := range slices.Concat(slices.Collect(maps.Values(snap.Running)), slices.Collect(maps.Values(snap.Drilling))) {

@@ -89,6 +89,7 @@ var (
 var groupStates = []string{
 	status.StateInitializing, status.StateProtected, status.StateUnprotected, status.StateUnreachable,
 	status.StateDown, status.StateSplitBrain, status.StateNeedsDecision, status.StateFailingOver,
+	status.StateSwitchingOver, status.StateFailingBack, status.StateReprotecting,
 }
 
 // pauseInfo is a paused group: automatic failover is off for it.
@@ -97,10 +98,14 @@ type pauseInfo struct {
 	since time.Time
 }
 
-// pausedGroups lists the paused groups of snap. The pause state (`siteflip
-// pause`) feeds it; until the control plane keeps one, no group is paused.
+// pausedGroups lists the paused groups of snap (`siteflip pause`, kept in
+// the control plane), in no particular order.
 func pausedGroups(snap status.Snapshot) []pauseInfo {
-	return nil
+	var out []pauseInfo
+	for g, p := range snap.Paused {
+		out = append(out, pauseInfo{group: g, since: p.At})
+	}
+	return out
 }
 
 // drCollector exports the installation's metrics, read from the control

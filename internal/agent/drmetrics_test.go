@@ -288,7 +288,8 @@ func TestMetricsOfTheInstallation(t *testing.T) {
 				{"siteflip_site_sees", L{"site": "brussels", "peer": "antwerp"}, 1},
 				{"siteflip_group_state", L{"group": "webshop", "state": "protected"}, 1},
 				{"siteflip_group_state", L{"group": "webshop", "state": "unprotected"}, 0},
-				{"siteflip_group_state", L{"group": "billing", "state": "unprotected"}, 1},
+				{"siteflip_group_state", L{"group": "billing", "state": "reprotecting"}, 1},
+				{"siteflip_group_state", L{"group": "billing", "state": "unprotected"}, 0},
 				{"siteflip_group_state", L{"group": "intranet", "state": "initializing"}, 1},
 				{"siteflip_group_active", L{"group": "webshop", "site": "brussels"}, 1},
 				{"siteflip_group_active", L{"group": "webshop", "site": "antwerp"}, 0},
@@ -655,5 +656,19 @@ func TestRulesNameExportedMetrics(t *testing.T) {
 		if seen == 0 {
 			t.Errorf("%s names no siteflip metric", file)
 		}
+	}
+}
+
+// pausedGroups reads the pauses the control plane keeps: a paused group
+// and when, none for a group not paused.
+func TestPausedGroups(t *testing.T) {
+	at := time.Date(2026, 12, 5, 4, 0, 0, 0, time.UTC)
+	snap := status.Snapshot{Paused: map[string]status.Pause{"crm": {Group: "crm", By: "alice", At: at}}}
+	got := pausedGroups(snap)
+	if len(got) != 1 || got[0].group != "crm" || !got[0].since.Equal(at) {
+		t.Errorf("pausedGroups = %+v, want crm since %s", got, at)
+	}
+	if got := pausedGroups(status.Snapshot{}); len(got) != 0 {
+		t.Errorf("no pause: pausedGroups = %+v", got)
 	}
 }

@@ -53,6 +53,8 @@ type apiStore interface {
 	StartRun(ctx context.Context, run plan.Run, recordRevision int64) error
 	StepContext(ctx context.Context, group, runID string) (coord.StepContext, error)
 	PutApproval(ctx context.Context, a status.Approval) (status.Approval, error)
+	pauseStore
+	scheduleAPIStore
 }
 
 // Limits of the API servers.
@@ -83,6 +85,10 @@ func (srv *apiServer) handlers() map[string]http.HandlerFunc {
 		"POST /v1/steps":                  srv.handleStep,
 		"GET /v1/copy/{group}/{resource}": srv.handleCopy,
 		"POST /v1/drills/{group}/cleanup": srv.handleDrillCleanup,
+		"POST /v1/groups/{group}/pause":   srv.handlePause,
+		"POST /v1/groups/{group}/resume":  srv.handleResume,
+		"POST /v1/scheduled":              srv.handleSchedule,
+		"DELETE /v1/scheduled/{group}":    srv.handleCancelScheduled,
 		"POST /v1/lease":                  srv.lease.handleLease,
 		"GET /v1/members":                 srv.force.handleMembers,
 		"POST /v1/members":                srv.force.handleAddMember,

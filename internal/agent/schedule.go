@@ -18,7 +18,7 @@ const scheduleEvery = 5 * time.Second
 
 // drillStore is what the controller's drills change in the control plane.
 type drillStore interface {
-	StartRun(ctx context.Context, run plan.Run, recordRevision int64) error
+	StartAutomaticRun(ctx context.Context, run plan.Run, recordRevision int64) error
 	MergeDrills(ctx context.Context, group string, rec status.DrillRecord, f coord.Fence) (status.DrillRecord, error)
 }
 
@@ -95,10 +95,14 @@ func (ds *drillScheduler) check(ctx context.Context, snap status.Snapshot) {
 		if busy == "" {
 			busy = snap.Drilling[g.Name]
 		}
-		groups = append(groups, safety.DrillGroup{
+		dg := safety.DrillGroup{
 			Group: g, Active: snap.Records[g.Name].ActiveSite, Record: snap.Drills[g.Name],
 			Tried: ds.memory.Tried[g.Name], State: st.Groups[i].State, Busy: busy,
-		})
+		}
+		if p, ok := snap.Paused[g.Name]; ok {
+			dg.Paused = &p
+		}
+		groups = append(groups, dg)
 	}
 	if len(groups) == 0 {
 		return
@@ -117,7 +121,7 @@ func (ds *drillScheduler) check(ctx context.Context, snap status.Snapshot) {
 		// Not started: tried again at the next check, and reported with
 		// the window if it never starts.
 		decisions[i].Start, decisions[i].Blocked = "", err.Error()
-		raced := errors.Is(err, coord.ErrRunInProgress) || errors.Is(err, coord.ErrDrillInProgress) || errors.Is(err, coord.ErrStale)
+		raced := errors.Is(err, coord.ErrRunInProgress) || errors.Is(err, coord.ErrDrillInProgress) || errors.Is(err, coord.ErrStale) || errors.Is(err, coord.ErrPaused)
 		if ctx.Err() == nil && !raced && ds.failed[d.Group] != err.Error() {
 			ds.failed[d.Group] = err.Error()
 			ctl.log.Warn("cannot start the scheduled drill; trying again every few seconds while its window lasts", "group", d.Group, "target_site", d.Start, "error", err)
@@ -149,7 +153,9 @@ func (ds *drillScheduler) start(ctx context.Context, g *config.Group, site strin
 	run.Reason = "scheduled: " + g.Drill.Describe()
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := ctl.store.StartRun(wctx, run, snap.Records[g.Name].Revision); err != nil {
+	// Stored only while the group is not paused: a pause taken since the
+	// snapshot holds the drill back too.
+	if err := ctl.store.StartAutomaticRun(wctx, run, snap.Records[g.Name].Revision); err != nil {
 		return err
 	}
 	ds.sites[run.ID] = site

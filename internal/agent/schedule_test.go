@@ -37,7 +37,7 @@ func (f *drillFake) Run(_ context.Context, id string) (plan.Run, error) {
 	return plan.Run{}, coord.ErrNoRun
 }
 
-func (f *drillFake) StartRun(_ context.Context, run plan.Run, _ int64) error {
+func (f *drillFake) StartAutomaticRun(_ context.Context, run plan.Run, _ int64) error {
 	f.started = append(f.started, run)
 	return nil
 }
@@ -176,6 +176,23 @@ func TestScheduledDrillNotWhileUnprotected(t *testing.T) {
 	ds.check(t.Context(), snap)
 	if len(store.started) != 0 {
 		t.Errorf("started %+v in an unprotected group", store.started)
+	}
+}
+
+// A paused group gets no scheduled drill; resumed, it gets it.
+func TestScheduledDrillNotWhilePaused(t *testing.T) {
+	topo, snap := scheduleWorld(t)
+	snap.Paused = map[string]status.Pause{"webshop": {Group: "webshop", By: "alice", At: time.Now().UTC(), Reason: "maintenance"}}
+	store := &drillFake{drills: map[string]status.DrillRecord{}}
+	ds := scheduleController(topo, store).newDrillScheduler(coord.Fence{})
+	ds.check(t.Context(), snap)
+	if len(store.started) != 0 {
+		t.Fatalf("started %+v in a paused group", store.started)
+	}
+	snap.Paused = nil
+	ds.check(t.Context(), snap)
+	if len(store.started) != 1 {
+		t.Errorf("started %d drills once resumed, want 1", len(store.started))
 	}
 }
 

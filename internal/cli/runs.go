@@ -27,6 +27,8 @@ import (
 type runFlags struct {
 	to, reason, ticket         string
 	yes, dryRun                bool
+	at                         string // switchover --at: schedule it
+	cancelAt                   bool   // switchover --cancel: cancel the scheduled one
 	acceptLoss, force, cleanup bool
 	keep                       time.Duration
 	all                        bool
@@ -80,6 +82,8 @@ func newRunCmd(action plan.Action) func(e *env) *cobra.Command {
 			fs.BoolVar(&f.force, "force", false, "the quorum is lost: the site (--to, default the only one whose agent answers) takes over alone; only when the other locations are gone for good")
 		case plan.Switchover:
 			fs.StringVar(&f.to, "to", "", "`SITE` to move to (required)")
+			fs.StringVar(&f.at, "at", "", "start it later, at `TIME` (22:00, \"2026-12-05 22:00\", RFC 3339, or a duration from now): whichever location is controller then starts it")
+			fs.BoolVar(&f.cancelAt, "cancel", false, "cancel the group's scheduled switchover")
 		case plan.Drill:
 			fs.StringVar(&f.to, "at", "", "`SITE` to drill at (default: the group's standby site)")
 			fs.DurationVar(&f.keep, "keep", 0, "keep the drill's copies up this `DURATION` after the checks, then tear down")
@@ -137,8 +141,15 @@ func runAction(e *env, action plan.Action, f runFlags, pos []string) error {
 	if f.keep < 0 {
 		return usageErrorf("--keep %s: give a duration of 0 or more", f.keep)
 	}
+	scheduling := action == plan.Switchover && f.at != ""
+	if (scheduling || f.cancelAt) && f.dryRun {
+		return usageErrorf("--dry-run plans a switchover now: leave out --at and --cancel, or --dry-run")
+	}
 	req := api.RunRequest{Action: action, To: f.to, AcceptDataLoss: f.acceptLoss, Keep: f.keep, Reason: f.reason, Ticket: f.ticket}
 	if sel.given() {
+		if scheduling || f.cancelAt {
+			return usageErrorf("--at and --cancel take one group: siteflip switchover GROUP --to SITE --at TIME")
+		}
 		if len(pos) > 0 {
 			return usageErrorf("%s and %s: name one group or select groups, not both: siteflip %s %s, or siteflip %s %s",
 				pos[0], sel, action, pos[0], action, sel)
@@ -153,7 +164,10 @@ func runAction(e *env, action plan.Action, f runFlags, pos []string) error {
 	}
 	group := pos[0]
 	req.Group = group
-	if action == plan.Switchover && req.To == "" {
+	if f.cancelAt && (scheduling || req.To != "") {
+		return usageErrorf("--cancel takes neither --to nor --at: siteflip switchover %s --cancel", group)
+	}
+	if action == plan.Switchover && req.To == "" && !f.cancelAt {
 		return usageErrorf("say where to: siteflip switchover %s --to SITE", group)
 	}
 	t, err := e.load()
@@ -176,6 +190,12 @@ func runAction(e *env, action plan.Action, f runFlags, pos []string) error {
 	}
 	if f.force {
 		return forceFailover(e, t, group, req, f.yes)
+	}
+	if f.cancelAt {
+		return cancelScheduled(e, t, group)
+	}
+	if scheduling {
+		return scheduleSwitchover(e, t, req, f.at)
 	}
 	if f.cleanup {
 		return drillCleanup(e, t, group)

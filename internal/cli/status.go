@@ -112,6 +112,7 @@ func printStatus(w io.Writer, st status.Status, verbose bool) {
 	if st.RaftLeader != "" {
 		leader = "   raft leader " + st.RaftLeader
 	}
+	printMaintenance(w, st) // first: a paused group must not go unnoticed
 	fmt.Fprintf(w, "installation %s   controller %s%s   answered by %s at %s\n\n",
 		st.Installation, ctrl, leader, st.AnsweredBy, st.Time.Local().Format(time.TimeOnly))
 
@@ -150,6 +151,9 @@ func printStatus(w io.Writer, st status.Status, verbose bool) {
 			fmt.Fprintf(w, "  drill in progress: %s (siteflip run %s)\n", g.Drill, g.Drill)
 		}
 		fmt.Fprintf(w, "  %s\n", drillLine(g.Drills, st.Time))
+		if l := scheduledLine(g); l != "" {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
 		var checks, scripts, approvals []string
 		for _, r := range g.Resources {
 			switch r.Class {
@@ -268,6 +272,9 @@ func stateWords(g status.GroupStatus) string {
 	words := strings.ToUpper(strings.ReplaceAll(g.State, "-", " "))
 	if p := g.Phase; p != nil && p.To != "" && p.Action != "reprotect" && g.State != status.StateSplitBrain && g.State != status.StateNeedsDecision {
 		words += " to " + p.To
+	}
+	if g.Paused {
+		words += " (PAUSED)"
 	}
 	return words
 }

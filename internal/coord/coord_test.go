@@ -135,6 +135,8 @@ func TestControlPlane(t *testing.T) {
 		{"PruneRuns", testPruneRuns},
 		{"StepContext", testStepContext},
 		{"Audit", testAudit},
+		{"Pause", testPause},
+		{"ScheduledSwitchover", testScheduled},
 	}
 	for _, tr := range []struct {
 		name   string

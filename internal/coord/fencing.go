@@ -108,13 +108,21 @@ func (s *Store) Unmark(ctx context.Context, site, by string, snap status.Snapsho
 }
 
 // StartFailover stores run, an automatic failover away from lost, as
-// StartRun does, and only while every location in markedBy still marks lost.
+// StartRun does, and only while every location in markedBy still marks
+// lost and the group is not paused (ErrPaused).
 func (s *Store) StartFailover(ctx context.Context, run plan.Run, recordRevision int64, lost string, markedBy []string) error {
-	var cmps []clientv3.Cmp
+	cmps := []clientv3.Cmp{s.unpaused(run.Group)}
 	for _, by := range markedBy {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.markKey(lost, by)), ">", 0))
 	}
-	return s.startRun(ctx, run, recordRevision, cmps...)
+	return s.whyNotStarted(ctx, run.Group, s.startRun(ctx, run, recordRevision, cmps...))
+}
+
+// StartAutomaticRun stores run, one the controller starts on its own (a
+// scheduled drill), as StartRun does, and only while the group is not
+// paused (ErrPaused).
+func (s *Store) StartAutomaticRun(ctx context.Context, run plan.Run, recordRevision int64) error {
+	return s.whyNotStarted(ctx, run.Group, s.startRun(ctx, run, recordRevision, s.unpaused(run.Group)))
 }
 
 // PutDecision records that a group waits for a person, while f holds.

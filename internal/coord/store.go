@@ -41,6 +41,8 @@ type Store struct {
 //	lastrun/GROUP              how the group's last run that ended (not a drill) ended
 //	awaiting/GROUP             the approval the group's run waits for (approvals.go)
 //	approvals/RUN/STEP         a person's verdict on an approval step (approvals.go)
+//	paused/GROUP               a person's pause of the group's automatic actions (pause.go)
+//	scheduled/GROUP            a switchover a person scheduled (scheduled.go)
 func (s *Store) viewsKey() string      { return s.prefix + "views/" }
 func (s *Store) groupsKey() string     { return s.prefix + "groups/" }
 func (s *Store) controllerKey() string { return s.prefix + "controller/" }
@@ -98,6 +100,8 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 		clientv3.OpGet(s.drillsKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.awaitingKey(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.lastRunKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.pausedKey(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.scheduledKey(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return status.Snapshot{}, fmt.Errorf("read control plane: %w", err)
@@ -162,6 +166,12 @@ func (s *Store) Snapshot(ctx context.Context) (status.Snapshot, error) {
 			continue // shown by no problem line; nothing decides on it
 		}
 		snap.LastRuns[strings.TrimPrefix(string(kv.Key), s.lastRunKey())] = lr
+	}
+	if err := s.decodePaused(&snap, resp.Responses[12]); err != nil {
+		return snap, err
+	}
+	if err := s.decodeScheduled(&snap, resp.Responses[13]); err != nil {
+		return snap, err
 	}
 	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
 		var c status.Controller

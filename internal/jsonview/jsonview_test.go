@@ -230,3 +230,24 @@ func TestAuditOf(t *testing.T) {
 		t.Error("no records must be an empty list, not null")
 	}
 }
+
+// A paused group carries who paused it, when and why; one not paused
+// says paused false and nothing else.
+func TestStatusOfPaused(t *testing.T) {
+	at := time.Date(2026, 12, 5, 4, 0, 0, 0, time.FixedZone("CET", 3600))
+	g := groupOf(status.GroupStatus{Name: "webshop", Paused: true, PausedBy: "alice", PausedAt: at, PauseReason: "kernel upgrade",
+		ScheduledSwitchover: &status.ScheduledSwitchover{To: "antwerp", At: at, By: "bob", Since: at}})
+	if !g.Paused || g.PausedBy != "alice" || g.PausedAt == nil || !g.PausedAt.Equal(at) || g.PausedAt.Location() != time.UTC || g.PauseReason != "kernel upgrade" {
+		t.Errorf("paused group: %+v", g)
+	}
+	if sc := g.ScheduledSwitchover; sc == nil || sc.To != "antwerp" || sc.By != "bob" || sc.RefusedAt != nil {
+		t.Errorf("scheduled switchover: %+v", sc)
+	}
+	b, err := json.Marshal(groupOf(status.GroupStatus{Name: "crm"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"paused":false`) || strings.Contains(string(b), "paused_at") || strings.Contains(string(b), "scheduled_switchover") {
+		t.Errorf("a group not paused: %s", b)
+	}
+}

@@ -77,9 +77,29 @@ type Group struct {
 	Drill              string            `json:"drill,omitempty"`
 	Decision           *Decision         `json:"decision,omitempty"`
 	Awaiting           *Awaiting         `json:"awaiting,omitempty"`
-	Problems           []Problem         `json:"problems"`
-	Drills             *Drills           `json:"drills,omitempty"`
-	Resources          []Resource        `json:"resources"`
+	// Paused: a person paused the group (siteflip pause); no automatic
+	// failover until siteflip resume. PausedBy, PausedAt and PauseReason
+	// say who, when and why (absent when not paused).
+	Paused              bool                 `json:"paused"`
+	PausedBy            string               `json:"paused_by,omitempty"`
+	PausedAt            *time.Time           `json:"paused_at,omitempty"`
+	PauseReason         string               `json:"pause_reason,omitempty"`
+	ScheduledSwitchover *ScheduledSwitchover `json:"scheduled_switchover,omitempty"`
+	Problems            []Problem            `json:"problems"`
+	Drills              *Drills              `json:"drills,omitempty"`
+	Resources           []Resource           `json:"resources"`
+}
+
+// ScheduledSwitchover is a switchover a person scheduled for later.
+type ScheduledSwitchover struct {
+	To          string     `json:"to"`
+	At          time.Time  `json:"at"`
+	By          string     `json:"by"`
+	Reason      string     `json:"reason,omitempty"`
+	Ticket      string     `json:"ticket,omitempty"`
+	ScheduledAt time.Time  `json:"scheduled_at"`
+	Refused     string     `json:"refused,omitempty"`
+	RefusedAt   *time.Time `json:"refused_at,omitempty"`
 }
 
 // Phase is a run in progress on a group.
@@ -220,6 +240,20 @@ func groupOf(g status.GroupStatus) Group {
 		Labels: g.Labels, Run: g.Run, Drill: g.Drill,
 		Problems:  problems(g.Problems, g.Issues),
 		Resources: []Resource{},
+	}
+	if g.Paused {
+		out.Paused, out.PausedBy, out.PauseReason = true, g.PausedBy, g.PauseReason
+		if !g.PausedAt.IsZero() {
+			at := utc(g.PausedAt)
+			out.PausedAt = &at
+		}
+	}
+	if sc := g.ScheduledSwitchover; sc != nil {
+		out.ScheduledSwitchover = &ScheduledSwitchover{To: sc.To, At: utc(sc.At), By: sc.By, Reason: sc.Reason, Ticket: sc.Ticket, ScheduledAt: utc(sc.Since), Refused: sc.Refused}
+		if !sc.RefusedAt.IsZero() {
+			at := utc(sc.RefusedAt)
+			out.ScheduledSwitchover.RefusedAt = &at
+		}
 	}
 	if p := g.Phase; p != nil {
 		out.Phase = &Phase{Run: p.Run, Action: p.Action, From: p.From, To: p.To}

@@ -110,7 +110,8 @@ type Input struct {
 // Decide is the automatic-failover rule. For every adopted group with no
 // run in progress whose active site is lost (every other location marked
 // it): fail over at once to the first other site that a plan accepts, if
-// the group's policy is automatic and the site's loss is not a flap;
+// AutomaticFailover allows it (the policy is automatic and the group is
+// not paused) and the site's loss is not a flap;
 // otherwise record that a person must decide, and how. A flap is the same
 // site lost again within flap_period of its previous loss: that failover
 // waits until the site has been lost for flap_confirm without a break. A
@@ -154,8 +155,8 @@ func Decide(in Input, m *Memory) []Action {
 			continue // a choice among standbys waits for their final positions
 		}
 		req, p, err := FailoverPlan(g, Known(t, g, in.Snapshot, in.Status))
-		if g.Policy == config.PolicyManual && err == nil {
-			err = fmt.Errorf("group %s: policy is manual", g.Name)
+		if err == nil {
+			err = AutomaticFailover(g, in.Snapshot.Paused)
 		}
 		if err != nil {
 			if a := needDecision(g, site, req, err, in.Now, m); a != nil {
@@ -186,6 +187,31 @@ func Decide(in Input, m *Memory) []Action {
 		}
 	}
 	return out
+}
+
+// ErrPaused: a person paused the group's automatic actions.
+var ErrPaused = errors.New("automatic failover is paused")
+
+// AutomaticFailover says whether the controller may start a failover of
+// g by itself, given the pauses in force (by group): not while a person
+// paused the group, nor when its policy is manual. It returns nil when it
+// may, or why not, in words a person reads in status next to the command
+// that recovers the group by hand. A plan that a person may still run
+// (switchover, failover, reprotect) is not its concern: pausing stops
+// only what siteflip starts on its own.
+func AutomaticFailover(g *config.Group, paused map[string]status.Pause) error {
+	if p, ok := paused[g.Name]; ok {
+		why := ""
+		if p.Reason != "" {
+			why = " (" + p.Reason + ")"
+		}
+		return fmt.Errorf("group %s: %w: paused by %s at %s%s; `siteflip resume %s` lets it fail over by itself",
+			g.Name, ErrPaused, p.Who(), p.At.UTC().Format(time.RFC3339), why, g.Name)
+	}
+	if g.Policy == config.PolicyManual {
+		return fmt.Errorf("group %s: policy is manual", g.Name)
+	}
+	return nil
 }
 
 // PositionWait is how long, at most, a failover that chooses among

@@ -1,6 +1,7 @@
 package safety
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -46,6 +47,7 @@ type world struct {
 	running  string
 	decision bool // a decision is recorded for webshop
 	noRecord bool
+	paused   bool // a person paused webshop
 }
 
 func healthy() world {
@@ -102,6 +104,9 @@ func (w world) input(now time.Time, topo *config.Topology) Input {
 	if w.decision {
 		snap.Decisions["webshop"] = status.Decision{Group: "webshop", Site: w.active}
 	}
+	if w.paused {
+		snap.Paused = map[string]status.Pause{"webshop": {Group: "webshop", By: "alice", At: t0.Add(-time.Hour), Reason: "kernel upgrade"}}
+	}
 	if w.lag != nil {
 		other := "antwerp"
 		if w.active == "antwerp" {
@@ -155,6 +160,23 @@ func TestDecide(t *testing.T) {
 			func() world { w := lost(healthy()); w.noRecord = true; return w }(), ""},
 		{"manual policy: a person decides", config.PolicyManual, lost(healthy()),
 			"decide: siteflip failover webshop --to antwerp"},
+		{"paused, active site lost: a person decides", config.PolicyAutomatic,
+			func() world { w := lost(healthy()); w.paused = true; return w }(),
+			"decide: siteflip failover webshop --to antwerp"},
+		{"paused and healthy: nothing", config.PolicyAutomatic,
+			func() world { w := healthy(); w.paused = true; return w }(), ""},
+		{"paused, lag too stale: decide, accepting the loss", config.PolicyAutomatic,
+			func() world {
+				w := lost(healthy())
+				w.paused = true
+				w.lag.MeasuredAt = t0.Add(-10 * time.Second)
+				return w
+			}(),
+			"decide: siteflip failover webshop --to antwerp --accept-data-loss"},
+		{"paused, a run in progress (a person's): nothing", config.PolicyAutomatic,
+			func() world { w := lost(healthy()); w.paused = true; w.running = "r1"; return w }(), ""},
+		{"paused, a decision recorded, site back: clear it", config.PolicyAutomatic,
+			func() world { w := healthy(); w.paused = true; w.decision = true; return w }(), "clear decision"},
 		{"lag too stale: decide, accepting the loss", config.PolicyAutomatic,
 			func() world { w := lost(healthy()); w.lag.MeasuredAt = t0.Add(-10 * time.Second); return w }(),
 			"decide: siteflip failover webshop --to antwerp --accept-data-loss"},
@@ -309,5 +331,71 @@ func TestFlapOrSecondDisaster(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAutomaticFailover is the rule whether the controller may fail a
+// group over by itself, as a table.
+func TestAutomaticFailover(t *testing.T) {
+	pause := status.Pause{Group: "webshop", By: "alice", At: t0, Reason: "kernel upgrade"}
+	for _, tt := range []struct {
+		name   string
+		policy string
+		paused map[string]status.Pause
+		want   string // "" when it may
+	}{
+		{"automatic, running", config.PolicyAutomatic, nil, ""},
+		{"automatic, another group paused", config.PolicyAutomatic, map[string]status.Pause{"crm": {Group: "crm", By: "bob", At: t0}}, ""},
+		{"automatic, paused", config.PolicyAutomatic, map[string]status.Pause{"webshop": pause},
+			"group webshop: automatic failover is paused: paused by alice at 2026-12-04T10:00:00Z (kernel upgrade); `siteflip resume webshop` lets it fail over by itself"},
+		{"automatic, paused without TLS or reason", config.PolicyAutomatic, map[string]status.Pause{"webshop": {Group: "webshop", At: t0}},
+			"group webshop: automatic failover is paused: paused by an anonymous caller at 2026-12-04T10:00:00Z; `siteflip resume webshop` lets it fail over by itself"},
+		{"manual", config.PolicyManual, nil, "group webshop: policy is manual"},
+		{"manual and paused: the pause is what a person undoes first", config.PolicyManual, map[string]status.Pause{"webshop": pause},
+			"group webshop: automatic failover is paused: paused by alice at 2026-12-04T10:00:00Z (kernel upgrade); `siteflip resume webshop` lets it fail over by itself"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := &topology(tt.policy, time.Minute).Groups[0]
+			got := ""
+			if err := AutomaticFailover(g, tt.paused); err != nil {
+				got = err.Error()
+				if _, paused := tt.paused["webshop"]; paused != errors.Is(err, ErrPaused) {
+					t.Errorf("errors.Is(err, ErrPaused) = %v, want %v", !paused, paused)
+				}
+			}
+			if got != tt.want {
+				t.Errorf("AutomaticFailover:\n got  %q\n want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDecideAfterResume: a paused group whose active site is lost waits
+// for a person (once), and fails over by itself at the first decision
+// after it is resumed, clearing the decision.
+func TestDecideAfterResume(t *testing.T) {
+	topo := topology(config.PolicyAutomatic, 10*time.Minute)
+	m := NewMemory()
+	w := healthy()
+	w.lost = []string{"brussels"}
+	w.paused = true
+	first := Decide(w.input(t0, topo), m)
+	if got := describe(first); got != "decide: siteflip failover webshop --to antwerp" {
+		t.Fatalf("paused: %q", got)
+	}
+	if d := first[0].(NeedDecision).Decision; !strings.Contains(d.Reason, "paused by alice") || !strings.Contains(d.Reason, "siteflip resume webshop") {
+		t.Errorf("the decision does not say who paused it and how to resume: %q", d.Reason)
+	}
+	m.Done(first[0])
+	w.decision = true
+	for i := 1; i <= 3; i++ {
+		if again := Decide(w.input(t0.Add(time.Duration(i)*time.Minute), topo), m); len(again) != 0 {
+			t.Fatalf("still paused, %d min later: %s", i, describe(again))
+		}
+	}
+	w.paused = false
+	got := describe(Decide(w.input(t0.Add(4*time.Minute), topo), m))
+	if want := "failover brussels→antwerp rev 42 marked by antwerp,frankfurt; clear decision"; got != want {
+		t.Errorf("resumed:\n got  %q\n want %q", got, want)
 	}
 }

@@ -27,6 +27,9 @@ type DrillGroup struct {
 	State string
 	// Busy is the run or drill in progress on the group, "" when none.
 	Busy string
+	// Paused is the group's pause, nil when it is not paused: a paused
+	// group's scheduled drill does not start.
+	Paused *status.Pause
 }
 
 // DrillSite is where a group's scheduled drill goes: the schedule's
@@ -62,11 +65,11 @@ type DrillDecision struct {
 // ScheduleDrills is the rule of scheduled drills (docs/design/drills.md).
 // A group's drill starts now when, inside its window, it is due (no drill
 // succeeded within every), none was tried in this window yet, the group
-// is protected with no run or drill in progress, and its drill site is
-// not its active site and holds no drill of any group — counting those
-// this call starts, in the order of groups. drilling is the site of every
-// drill in progress, with its group. Groups without a schedule are left
-// out of the answer.
+// is protected, not paused, with no run or drill in progress, and its
+// drill site is not its active site and holds no drill of any group —
+// counting those this call starts, in the order of groups. drilling is
+// the site of every drill in progress, with its group. Groups without a
+// schedule are left out of the answer.
 func ScheduleDrills(now time.Time, groups []DrillGroup, drilling map[string]string) []DrillDecision {
 	busySite := make(map[string]string, len(drilling))
 	for site, g := range drilling {
@@ -99,6 +102,9 @@ func ScheduleDrills(now time.Time, groups []DrillGroup, drilling map[string]stri
 		switch {
 		case g.Busy != "":
 			d.Blocked = fmt.Sprintf("run %s is in progress on the group", g.Busy)
+		case g.Paused != nil:
+			d.Blocked = fmt.Sprintf("the group is paused (by %s at %s); `siteflip resume %s` lets its scheduled drills start",
+				g.Paused.Who(), g.Paused.At.UTC().Format(time.RFC3339), g.Group.Name)
 		case g.Active == "":
 			d.Blocked = "no controller has adopted the group yet"
 		case g.State != status.StateProtected:

@@ -58,6 +58,7 @@ func TestScheduleDrills(t *testing.T) {
 		tried    string
 		state    string
 		busy     string
+		paused   bool
 	}
 	lastWeek := status.DrillRecord{Last: drillOK("2026-11-28 02:00"), LastSuccess: drillOK("2026-11-28 02:00")}
 	healthy := func(mod func(g *group)) group {
@@ -115,6 +116,10 @@ func TestScheduleDrills(t *testing.T) {
 			[]want{{blocked: "no controller has adopted the group yet", next: "2026-12-05 02:00"}}},
 		{"a failover in progress", "2026-12-05 02:00", []group{healthy(func(g *group) { g.busy = "run-1" })}, nil,
 			[]want{{blocked: "run run-1 is in progress on the group", next: "2026-12-05 02:00"}}},
+		{"paused: a person's maintenance holds it back", "2026-12-05 02:00", []group{healthy(func(g *group) { g.paused = true })}, nil,
+			[]want{{blocked: "the group is paused (by alice at 2026-12-05T01:00:00Z); `siteflip resume webshop` lets its scheduled drills start", next: "2026-12-05 02:00"}}},
+		{"paused all window: missed", "2026-12-05 05:00", []group{healthy(func(g *group) { g.paused = true })}, nil,
+			[]want{{next: "2026-12-12 02:00", missed: "2026-12-05 02:00"}}},
 		{"two groups, one site: one at a time", "2026-12-05 02:00", []group{healthy(nil), healthy(nil)}, nil,
 			[]want{{start: "antwerp", next: "2026-12-05 02:00"}, {blocked: "a drill of group webshop is in progress at antwerp", next: "2026-12-05 02:00"}}},
 		{"another group's drill at the site", "2026-12-05 02:00", []group{healthy(nil)}, map[string]string{"antwerp": "crm"},
@@ -138,6 +143,9 @@ func TestScheduleDrills(t *testing.T) {
 				dg := DrillGroup{Group: cg, Active: g.active, Record: g.record, State: g.state, Busy: g.busy}
 				if g.tried != "" {
 					dg.Tried = at(g.tried)
+				}
+				if g.paused {
+					dg.Paused = &status.Pause{Group: cg.Name, By: "alice", At: at("2026-12-05 01:00"), Reason: "maintenance"}
 				}
 				in = append(in, dg)
 			}

@@ -130,6 +130,18 @@ type GroupStatus struct {
 	Decision *Decision `json:"decision,omitempty"`
 	// Awaiting is set while the group's run waits for an approval.
 	Awaiting *Awaiting `json:"awaiting,omitempty"`
+	// Paused says a person paused the group's automatic actions
+	// (`siteflip pause`): no automatic failover and no scheduled drill
+	// starts until `siteflip resume`; a person's runs still do, and a run
+	// in progress when the pause was taken goes on. PausedBy, PausedAt
+	// and PauseReason say who, when and why.
+	Paused      bool      `json:"paused"`
+	PausedBy    string    `json:"paused_by,omitempty"`
+	PausedAt    time.Time `json:"paused_at,omitzero"`
+	PauseReason string    `json:"pause_reason,omitempty"`
+	// ScheduledSwitchover is the switchover a person scheduled for later
+	// (`siteflip switchover GROUP --to SITE --at TIME`), absent when none.
+	ScheduledSwitchover *ScheduledSwitchover `json:"scheduled_switchover,omitempty"`
 	// Drills is the group's drill schedule, its last drill and its next;
 	// absent when it has neither schedule nor drill on record.
 	Drills    *DrillStatus     `json:"drills,omitempty"`
@@ -279,6 +291,7 @@ func assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		}
 		gs := groupStatus(g, snap, down, believe, live, t.Coordination.ServeLease.D())
 		drills(&gs, g, snap, now)
+		scheduled(&gs, g, snap, now)
 		st.Groups = append(st.Groups, gs)
 	}
 	return st
@@ -556,6 +569,17 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 				a.Run, a.Step, a.Since.UTC().Format(time.RFC3339), msg, a.Run),
 			Command: "siteflip approve " + a.Run})
 	}
+	if p, ok := snap.Paused[g.Name]; ok {
+		gs.Paused, gs.PausedBy, gs.PausedAt, gs.PauseReason = true, p.Who(), p.At, p.Reason
+		why := ""
+		if p.Reason != "" {
+			why = " (" + p.Reason + ")"
+		}
+		gs.note(Problem{Kind: KindPaused,
+			Message: fmt.Sprintf("paused by %s at %s%s: no automatic failover and no scheduled drill until it is resumed",
+				p.Who(), p.At.UTC().Format(time.RFC3339), why),
+			Command: "siteflip resume " + g.Name})
+	}
 	lost := adopted && len(snap.Marks[rec.ActiveSite]) > 0 && siteDown[rec.ActiveSite]
 	if gs.Run != "" {
 		gs.Phase = phase(g, gs, snap)
@@ -588,4 +612,24 @@ func because(err string) string {
 		return ""
 	}
 	return " (" + err + ")"
+}
+
+// scheduled shows the group's scheduled switchover, and a problem line
+// when it cannot start yet or was missed; neither changes the state.
+func scheduled(gs *GroupStatus, g *config.Group, snap Snapshot, now time.Time) {
+	if sc, ok := snap.Scheduled[g.Name]; ok {
+		gs.ScheduledSwitchover = &sc
+		switch {
+		case sc.Missed(now):
+			why := ""
+			if sc.Refused != "" {
+				why = ": " + sc.Refused
+			}
+			gs.Problems = append(gs.Problems, fmt.Sprintf("the switchover to %s scheduled for %s did not start within %s%s; `siteflip switchover %s --cancel` removes it",
+				sc.To, sc.At.UTC().Format(time.RFC3339), SwitchoverGrace, why, g.Name))
+		case sc.Refused != "":
+			gs.Problems = append(gs.Problems, fmt.Sprintf("the switchover to %s scheduled for %s cannot start yet: %s; it is tried until %s, or `siteflip switchover %s --cancel`",
+				sc.To, sc.At.UTC().Format(time.RFC3339), sc.Refused, sc.At.Add(SwitchoverGrace).UTC().Format(time.RFC3339), g.Name))
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package status
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -541,4 +543,80 @@ func problemText(g GroupStatus) string {
 		b.WriteString(p.Detail + "\n")
 	}
 	return b.String()
+}
+
+// A paused group says so, who paused it, when and why, with the command
+// that ends the pause; its state is still its replication's (the pause
+// takes nothing down); the JSON keys are snake_case.
+func TestPausedGroup(t *testing.T) {
+	at := time.Date(2026, 12, 5, 4, 0, 0, 0, time.UTC)
+	snap := Snapshot{Views: allHealthy, Records: rec, Lags: trusted,
+		Paused: map[string]Pause{"webshop": {Group: "webshop", By: "alice", Role: "operator", At: at, Reason: "kernel upgrade"}}}
+	g := Assemble(topology(), snap, "brussels", at.Add(2*time.Hour)).Groups[0]
+	if !g.Paused || g.PausedBy != "alice" || !g.PausedAt.Equal(at) || g.PauseReason != "kernel upgrade" {
+		t.Errorf("paused %v by %q at %s for %q", g.Paused, g.PausedBy, g.PausedAt, g.PauseReason)
+	}
+	if g.State != StateProtected {
+		t.Errorf("state %s, want %s: a pause changes no replication (problems %v)", g.State, StateProtected, g.Problems)
+	}
+	want := "paused by alice at 2026-12-05T04:00:00Z (kernel upgrade): no automatic failover and no scheduled drill until it is resumed; run: siteflip resume webshop"
+	if !slices.Contains(g.Problems, want) {
+		t.Errorf("problems %q, want %q among them", g.Problems, want)
+	}
+	b, err := json.Marshal(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{`"paused":true`, `"paused_by":"alice"`, `"paused_at":"2026-12-05T04:00:00Z"`, `"pause_reason":"kernel upgrade"`} {
+		if !strings.Contains(string(b), k) {
+			t.Errorf("JSON lacks %s: %s", k, b)
+		}
+	}
+
+	// Not paused: paused is false, the others absent.
+	snap.Paused = nil
+	g = Assemble(topology(), snap, "brussels", at).Groups[0]
+	b, _ = json.Marshal(g)
+	if g.Paused || !strings.Contains(string(b), `"paused":false`) || strings.Contains(string(b), "paused_by") || strings.Contains(string(b), "paused_at") {
+		t.Errorf("a group not paused: %s", b)
+	}
+}
+
+// A scheduled switchover is shown; once refused, or missed, a problem
+// line says why and how to cancel it.
+func TestScheduledSwitchover(t *testing.T) {
+	at := time.Date(2026, 12, 5, 7, 0, 0, 0, time.UTC)
+	sc := ScheduledSwitchover{Group: "webshop", To: "antwerp", At: at, By: "alice"}
+	for _, tt := range []struct {
+		name    string
+		now     time.Time
+		refused string
+		problem string
+	}{
+		{"ahead", at.Add(-time.Hour), "", ""},
+		{"refused", at.Add(time.Minute), "run r1 is in progress on the group",
+			"the switchover to antwerp scheduled for 2026-12-05T07:00:00Z cannot start yet: run r1 is in progress on the group; it is tried until 2026-12-05T07:05:00Z, or `siteflip switchover webshop --cancel`"},
+		{"missed", at.Add(time.Hour), "run r1 is in progress on the group",
+			"the switchover to antwerp scheduled for 2026-12-05T07:00:00Z did not start within 5m0s: run r1 is in progress on the group; `siteflip switchover webshop --cancel` removes it"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := sc
+			s.Refused = tt.refused
+			snap := Snapshot{Views: allHealthy, Records: rec, Lags: trusted, Scheduled: map[string]ScheduledSwitchover{"webshop": s}}
+			g := Assemble(topology(), snap, "brussels", tt.now).Groups[0]
+			if g.ScheduledSwitchover == nil || g.ScheduledSwitchover.To != "antwerp" || !g.ScheduledSwitchover.At.Equal(at) {
+				t.Fatalf("scheduled switchover %+v", g.ScheduledSwitchover)
+			}
+			if g.State != StateProtected {
+				t.Errorf("state %s", g.State)
+			}
+			got := ""
+			if len(g.Problems) > 0 {
+				got = g.Problems[len(g.Problems)-1]
+			}
+			if got != tt.problem {
+				t.Errorf("problem:\n got  %q\n want %q", got, tt.problem)
+			}
+		})
+	}
 }

@@ -54,6 +54,7 @@ const (
 	KindCertExpiring     = "cert_expiring"    // a location's certificate expires within CertWarning
 	KindVersionMismatch  = "version_mismatch" // the agents do not all run the same build
 	KindLastRunFailed    = "last_run_failed"  // the group's last run failed
+	KindPaused           = "paused"           // a person paused the group: no automatic failover
 )
 
 // CertWarning is how long before its certificate expires a location is

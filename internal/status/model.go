@@ -218,6 +218,11 @@ type Snapshot struct {
 	Drills map[string]DrillRecord
 	// Awaiting is the approval each group's run waits for, by group.
 	Awaiting map[string]Awaiting
+	// Paused is, by group, the groups a person paused: no automatic
+	// failover, nor any other automatic run, until resumed.
+	Paused map[string]Pause
+	// Scheduled is, by group, the switchover a person scheduled.
+	Scheduled map[string]ScheduledSwitchover
 	// ViewAges is, by location, how long ago the reader saw its view
 	// change, on the reader's own monotonic clock. Without it, a view's
 	// age is read against its publisher's clock (tests).
@@ -311,3 +316,60 @@ type SyncRecord struct {
 	Since    time.Time `json:"since"`
 	Reason   string    `json:"reason,omitempty"`
 }
+
+// Pause is a person's pause of a group's automatic actions (`siteflip
+// pause`), kept in etcd until `siteflip resume`: while it lasts the
+// controller starts no automatic failover and no scheduled drill for the
+// group, and the agents do not start its stopped databases on their own;
+// a person's runs go on as ever, and so does a run already in progress
+// (docs/design/maintenance.md).
+type Pause struct {
+	Group string `json:"group"`
+	// By is the certificate name of who paused it ("" with TLS off), Role
+	// their role.
+	By     string    `json:"by"`
+	Role   string    `json:"role,omitempty"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Who is who paused, as status shows it.
+func (p Pause) Who() string {
+	if p.By == "" {
+		return "an anonymous caller"
+	}
+	return p.By
+}
+
+// ScheduledSwitchover is a switchover a person asked for at a later time
+// (`siteflip switchover GROUP --to SITE --at TIME`), kept in etcd so that
+// whichever location is controller then starts it, as that person's run.
+// One per group; cancelled with `siteflip switchover GROUP --cancel`.
+type ScheduledSwitchover struct {
+	Group  string    `json:"group"`
+	To     string    `json:"to"`
+	At     time.Time `json:"at"`
+	By     string    `json:"by"`
+	Role   string    `json:"role,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	Ticket string    `json:"ticket,omitempty"`
+	// Since is when it was scheduled.
+	Since time.Time `json:"since"`
+	// Refused is, once it is due, why the controller could not start it
+	// yet (the plan refused it, a run was in progress), and RefusedAt
+	// when it last tried; it is tried again until SwitchoverGrace after
+	// At.
+	Refused   string    `json:"refused,omitempty"`
+	RefusedAt time.Time `json:"refused_at,omitzero"`
+	// Revision is the etcd revision that last wrote it: it is started
+	// only if it is still the one the controller read.
+	Revision int64 `json:"-"`
+}
+
+// SwitchoverGrace is how long after its time a scheduled switchover may
+// still start: one that could not start by then is missed, and never
+// starts by surprise later; a person cancels it or schedules it again.
+const SwitchoverGrace = 5 * time.Minute
+
+// Missed says whether s can no longer start at now.
+func (s ScheduledSwitchover) Missed(now time.Time) bool { return now.After(s.At.Add(SwitchoverGrace)) }
