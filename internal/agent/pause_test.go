@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-
 	"github.com/siteflip/siteflip/internal/api"
 	"github.com/siteflip/siteflip/internal/audit"
 	"github.com/siteflip/siteflip/internal/config"
