@@ -22,24 +22,34 @@ type pauseStore interface {
 	Resume(ctx context.Context, group string) (status.Pause, bool, error)
 }
 
-// handlePause pauses a group's automatic actions; pausing a paused group
-// keeps the first pause and says so.
-func (srv *apiServer) handlePause(w http.ResponseWriter, r *http.Request) {
-	info := requestInfo(r)
-	group := r.PathValue("group")
-	info.note.Action, info.note.Group = "pause "+group, group
-	var req api.PauseRequest
+// pauseRequest reads a pause or resume request (verb) of the group in
+// r's path, notes it for the audit trail, and answers the caller itself
+// when the request is bad or names no group of the topology (ok false).
+func (srv *apiServer) pauseRequest(w http.ResponseWriter, r *http.Request, verb string) (info *reqInfo, group string, req api.PauseRequest, ok bool) {
+	info = requestInfo(r)
+	group = r.PathValue("group")
+	info.note.Action, info.note.Group = verb+" "+group, group
 	if err := decodeJSON(w, r, 1<<14, &req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("decode pause request: %w", err))
-		return
+		writeError(w, http.StatusBadRequest, fmt.Errorf("decode %s request: %w", verb, err))
+		return info, group, req, false
 	}
 	info.note.Reason, info.note.Ticket = req.Reason, req.Ticket
 	if err := checkWhy(req.Reason, req.Ticket); err != nil {
 		writeError(w, http.StatusBadRequest, err)
-		return
+		return info, group, req, false
 	}
-	if _, ok := srv.topo.Group(group); !ok {
+	if _, known := srv.topo.Group(group); !known {
 		writeError(w, http.StatusNotFound, fmt.Errorf("unknown group %q (groups: %s)", group, groupNames(srv.topo.Groups)))
+		return info, group, req, false
+	}
+	return info, group, req, true
+}
+
+// handlePause pauses a group's automatic actions; pausing a paused group
+// keeps the first pause and says so.
+func (srv *apiServer) handlePause(w http.ResponseWriter, r *http.Request) {
+	info, group, req, ok := srv.pauseRequest(w, r, "pause")
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
@@ -59,21 +69,8 @@ func (srv *apiServer) handlePause(w http.ResponseWriter, r *http.Request) {
 // handleResume lifts a group's pause; resuming a group that is not
 // paused changes nothing and says so.
 func (srv *apiServer) handleResume(w http.ResponseWriter, r *http.Request) {
-	info := requestInfo(r)
-	group := r.PathValue("group")
-	info.note.Action, info.note.Group = "resume "+group, group
-	var req api.ResumeRequest
-	if err := decodeJSON(w, r, 1<<14, &req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("decode resume request: %w", err))
-		return
-	}
-	info.note.Reason, info.note.Ticket = req.Reason, req.Ticket
-	if err := checkWhy(req.Reason, req.Ticket); err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	if _, ok := srv.topo.Group(group); !ok {
-		writeError(w, http.StatusNotFound, fmt.Errorf("unknown group %q (groups: %s)", group, groupNames(srv.topo.Groups)))
+	info, group, req, ok := srv.pauseRequest(w, r, "resume")
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,15 +25,9 @@ var ErrDecided = errors.New("already decided")
 // decodeAwaiting fills in the snapshot's awaited approvals from the answer
 // to a get of awaitingKey.
 func (s *Store) decodeAwaiting(snap *status.Snapshot, resp *etcdserverpb.ResponseOp) error {
-	snap.Awaiting = map[string]status.Awaiting{}
-	for _, kv := range resp.GetResponseRange().Kvs {
-		var a status.Awaiting
-		if err := json.Unmarshal(kv.Value, &a); err != nil {
-			return fmt.Errorf("decode %s: %w", kv.Key, err)
-		}
-		snap.Awaiting[strings.TrimPrefix(string(kv.Key), s.awaitingKey())] = a
-	}
-	return nil
+	m, err := decodeByGroup[status.Awaiting](resp, s.awaitingKey(), nil)
+	snap.Awaiting = m
+	return err
 }
 
 // PutAwaiting records what a run of a group waits for, while f holds. A

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -20,15 +19,9 @@ func (s *Store) drillsKey() string { return s.prefix + "drills/" }
 // decodeDrills fills in the snapshot's drill records from the answer to a
 // get of drillsKey.
 func (s *Store) decodeDrills(snap *status.Snapshot, resp *etcdserverpb.ResponseOp) error {
-	snap.Drills = map[string]status.DrillRecord{}
-	for _, kv := range resp.GetResponseRange().Kvs {
-		var r status.DrillRecord
-		if err := json.Unmarshal(kv.Value, &r); err != nil {
-			return fmt.Errorf("decode %s: %w", kv.Key, err)
-		}
-		snap.Drills[strings.TrimPrefix(string(kv.Key), s.drillsKey())] = r
-	}
-	return nil
+	m, err := decodeByGroup[status.DrillRecord](resp, s.drillsKey(), nil)
+	snap.Drills = m
+	return err
 }
 
 // MergeDrills takes what rec knows of the group's drills into the group's

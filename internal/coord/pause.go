@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -25,15 +24,9 @@ func (s *Store) pausedKey() string { return s.prefix + "paused/" }
 // decodePaused fills in the snapshot's pauses from the answer to a get of
 // pausedKey.
 func (s *Store) decodePaused(snap *status.Snapshot, resp *etcdserverpb.ResponseOp) error {
-	snap.Paused = map[string]status.Pause{}
-	for _, kv := range resp.GetResponseRange().Kvs {
-		var p status.Pause
-		if err := json.Unmarshal(kv.Value, &p); err != nil {
-			return fmt.Errorf("decode %s: %w", kv.Key, err)
-		}
-		snap.Paused[strings.TrimPrefix(string(kv.Key), s.pausedKey())] = p
-	}
-	return nil
+	m, err := decodeByGroup[status.Pause](resp, s.pausedKey(), nil)
+	snap.Paused = m
+	return err
 }
 
 // Pause stores p as its group's pause unless the group is paused already.

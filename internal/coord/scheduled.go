@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -24,16 +23,9 @@ func (s *Store) scheduledKey() string { return s.prefix + "scheduled/" }
 
 // decodeScheduled fills in the snapshot's scheduled switchovers.
 func (s *Store) decodeScheduled(snap *status.Snapshot, resp *etcdserverpb.ResponseOp) error {
-	snap.Scheduled = map[string]status.ScheduledSwitchover{}
-	for _, kv := range resp.GetResponseRange().Kvs {
-		var sc status.ScheduledSwitchover
-		if err := json.Unmarshal(kv.Value, &sc); err != nil {
-			return fmt.Errorf("decode %s: %w", kv.Key, err)
-		}
-		sc.Revision = kv.ModRevision
-		snap.Scheduled[strings.TrimPrefix(string(kv.Key), s.scheduledKey())] = sc
-	}
-	return nil
+	m, err := decodeByGroup[status.ScheduledSwitchover](resp, s.scheduledKey(), func(sc *status.ScheduledSwitchover, rev int64) { sc.Revision = rev })
+	snap.Scheduled = m
+	return err
 }
 
 // Schedule stores sc as its group's scheduled switchover unless the group

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -257,4 +258,23 @@ func (s *Store) EvictController(ctx context.Context, site string, term int64) (b
 		return false, fmt.Errorf("evict controller %s (term %d): %w", site, term, err)
 	}
 	return true, nil
+}
+
+// decodeByGroup decodes the answer to a get of a prefix whose keys end in
+// a group's name, each holding one JSON record; seen, when not nil, is
+// told each record's etcd revision. A record that does not decode is an
+// error: the snapshot would otherwise miss a pause or a drill record.
+func decodeByGroup[T any](resp *etcdserverpb.ResponseOp, prefix string, seen func(*T, int64)) (map[string]T, error) {
+	out := map[string]T{}
+	for _, kv := range resp.GetResponseRange().Kvs {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		if seen != nil {
+			seen(&v, kv.ModRevision)
+		}
+		out[strings.TrimPrefix(string(kv.Key), prefix)] = v
+	}
+	return out, nil
 }
