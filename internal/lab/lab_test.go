@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,15 +23,43 @@ import (
 	"github.com/siteflip/siteflip/internal/testbed"
 )
 
-// buildSiteflip builds the binary the lab runs for its agents and writer.
+// built is the binary the package's labs run, built once for all of them:
+// a build checks the whole module even when nothing changed, which took
+// seconds for every lab.
+var built struct {
+	sync.Mutex
+	dir, exe string
+}
+
+// buildSiteflip builds the binary the lab runs for its agents and writer,
+// the first time it is asked; TestMain removes it.
 func buildSiteflip(t testing.TB) string {
 	t.Helper()
-	exe := filepath.Join(t.TempDir(), "siteflip")
+	built.Lock()
+	defer built.Unlock()
+	if built.exe != "" {
+		return built.exe
+	}
+	dir, err := os.MkdirTemp("", "siteflip-lab-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "siteflip")
 	cmd := exec.Command("go", "build", "-o", exe, "github.com/siteflip/siteflip/cmd/siteflip")
 	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
 		t.Fatalf("build siteflip: %v\n%s", err, out)
 	}
+	built.dir, built.exe = dir, exe
 	return exe
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 // labDir returns a fresh directory for a lab that the postgres OS user can
