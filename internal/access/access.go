@@ -61,7 +61,16 @@ type Principal struct {
 	// Anonymous is set when the installation runs without TLS: nobody is
 	// known, reads are open and changes refused.
 	Anonymous bool
+	// Via is how the caller proved who it is: ViaCertificate, ViaToken,
+	// or "" (anonymous, or nothing presented).
+	Via string
 }
+
+// How a caller proved who it is.
+const (
+	ViaCertificate = "certificate"
+	ViaToken       = "token"
+)
 
 // IsLocation says whether the caller is one of the installation's locations.
 func (p Principal) IsLocation() bool { return p.Site != "" }
@@ -83,8 +92,12 @@ func (p Principal) String() string {
 		return "an anonymous caller (TLS is off)"
 	case p.IsLocation():
 		return fmt.Sprintf("%q (location %s)", p.Name, p.Site)
+	case p.Name == "":
+		return "a caller without a certificate or token"
 	case p.Role == None:
 		return fmt.Sprintf("%q (bound to no role under access:)", p.Name)
+	case p.Via == ViaToken:
+		return fmt.Sprintf("%q (%s, by token)", p.Name, p.Role)
 	}
 	return fmt.Sprintf("%q (%s)", p.Name, p.Role)
 }
@@ -127,10 +140,34 @@ func (r *Resolver) Resolve(cn string) Principal {
 	if !r.tls {
 		return Principal{Anonymous: true}
 	}
-	if site, ok := r.sites[cn]; ok {
-		return Principal{Name: cn, Site: site}
+	if cn == "" {
+		return Principal{}
 	}
-	return Principal{Name: cn, Role: r.roles[cn]}
+	if site, ok := r.sites[cn]; ok {
+		return Principal{Name: cn, Site: site, Via: ViaCertificate}
+	}
+	return Principal{Name: cn, Role: r.roles[cn], Via: ViaCertificate}
+}
+
+// TLS says whether callers are known by their credentials; without TLS
+// every caller is anonymous.
+func (r *Resolver) TLS() bool { return r.tls }
+
+// ErrLocationToken: a token made with a location's certificate.
+var ErrLocationToken = errors.New("locations' certificates cannot make tokens")
+
+// ResolveToken returns the principal of a verified token of the
+// certificate name cn granting role: the lower of that role and the one
+// access: binds cn to now, so that removing a person from access: ends
+// their tokens at once. Locations act only with their certificates.
+func (r *Resolver) ResolveToken(cn string, role Role) (Principal, error) {
+	if !r.tls {
+		return Principal{Anonymous: true}, nil
+	}
+	if site, ok := r.sites[cn]; ok {
+		return Principal{}, fmt.Errorf("%w: %q is the certificate of location %s; tokens are for people: make one with your own certificate (siteflip cert operator NAME)", ErrLocationToken, cn, site)
+	}
+	return Principal{Name: cn, Role: min(role, r.roles[cn]), Via: ViaToken}, nil
 }
 
 // Rule is who may call an endpoint, as far as the request's principal

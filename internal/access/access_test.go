@@ -29,13 +29,13 @@ func TestResolve(t *testing.T) {
 		cn   string
 		want Principal
 	}{
-		{"brussels", Principal{Name: "brussels", Site: "brussels"}},
-		{"frankfurt-witness", Principal{Name: "frankfurt-witness", Site: "frankfurt"}},
-		{"ada", Principal{Name: "ada", Role: Admin}},
-		{"otto", Principal{Name: "otto", Role: Operator}},
-		{"vera", Principal{Name: "vera", Role: Viewer}},
-		{"prometheus", Principal{Name: "prometheus", Role: None}},
-		{"", Principal{Name: "", Role: None}},
+		{"brussels", Principal{Name: "brussels", Site: "brussels", Via: ViaCertificate}},
+		{"frankfurt-witness", Principal{Name: "frankfurt-witness", Site: "frankfurt", Via: ViaCertificate}},
+		{"ada", Principal{Name: "ada", Role: Admin, Via: ViaCertificate}},
+		{"otto", Principal{Name: "otto", Role: Operator, Via: ViaCertificate}},
+		{"vera", Principal{Name: "vera", Role: Viewer, Via: ViaCertificate}},
+		{"prometheus", Principal{Name: "prometheus", Role: None, Via: ViaCertificate}},
+		{"", Principal{}},
 	}
 	for _, tt := range tests {
 		if got := r.Resolve(tt.cn); got != tt.want {
@@ -48,6 +48,46 @@ func TestResolve(t *testing.T) {
 	}
 	if got := plain.Resolve("anything"); !got.Anonymous {
 		t.Errorf("without TLS every caller is anonymous, got %+v", got)
+	}
+}
+
+// A token's role is capped by the one access: binds its name to now;
+// locations cannot use tokens.
+func TestResolveToken(t *testing.T) {
+	r := resolver(t)
+	tests := []struct {
+		cn    string
+		role  Role
+		want  Principal
+		error string
+	}{
+		{cn: "ada", role: Operator, want: Principal{Name: "ada", Role: Operator, Via: ViaToken}},
+		{cn: "ada", role: Admin, want: Principal{Name: "ada", Role: Admin, Via: ViaToken}},
+		{cn: "vera", role: Admin, want: Principal{Name: "vera", Role: Viewer, Via: ViaToken}},
+		{cn: "otto", role: Viewer, want: Principal{Name: "otto", Role: Viewer, Via: ViaToken}},
+		// Removed from access: since the token was made.
+		{cn: "prometheus", role: Admin, want: Principal{Name: "prometheus", Role: None, Via: ViaToken}},
+		{cn: "brussels", role: Viewer, error: "certificate of location brussels"},
+		{cn: "frankfurt-witness", role: Viewer, error: "certificate of location frankfurt"},
+	}
+	for _, tt := range tests {
+		got, err := r.ResolveToken(tt.cn, tt.role)
+		if tt.error != "" {
+			if !errors.Is(err, ErrLocationToken) || !strings.Contains(err.Error(), tt.error) {
+				t.Errorf("ResolveToken(%q, %s): %v, want %q", tt.cn, tt.role, err, tt.error)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ResolveToken(%q, %s) = %+v, %v; want %+v", tt.cn, tt.role, got, err, tt.want)
+		}
+	}
+	plain, err := NewResolver(false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := plain.ResolveToken("ada", Admin); err != nil || !got.Anonymous {
+		t.Errorf("without TLS a token changes nothing: %+v, %v", got, err)
 	}
 }
 

@@ -21,6 +21,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -85,7 +86,10 @@ type parts struct {
 	clientTLS *tls.Config
 	peerAPI   *api.Client
 	resolver  *access.Resolver
-	audit     *audit.Writer
+	// caPool is the installation's CA, which login tokens are checked
+	// against; nil without TLS.
+	caPool *x509.CertPool
+	audit  *audit.Writer
 	// watchdogExe, watchdogArgs and dataDir: the watchdog to start, and
 	// where its pid goes.
 	watchdogExe, dataDir string
@@ -125,7 +129,7 @@ func wire(b *base, p parts) *agent {
 	a.local.leaseValid, a.local.notify = a.lease.valid, a.presence.notify
 	a.ctl = &controller{base: b, plane: pl, store: p.store, agents: p.peerAPI}
 	a.presence.onSession = a.ctl.serve
-	a.api = &apiServer{base: b, plane: pl, store: p.store, resolver: p.resolver, audit: p.audit, heavy: make(semaphore, heavyAtOnce),
+	a.api = &apiServer{base: b, plane: pl, store: p.store, resolver: p.resolver, caPool: p.caPool, audit: p.audit, heavy: make(semaphore, heavyAtOnce),
 		presence: a.presence, lease: a.lease, local: a.local, force: a.force}
 	return a
 }
@@ -178,10 +182,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if p.resolver, err = access.NewResolver(t.TLSEnabled(), cns, t.Access); err != nil {
 		return fmt.Errorf("agent of %s: %s: %w", site.Name, t.File, err)
 	}
+	if serverTLS != nil {
+		p.caPool = serverTLS.ClientCAs
+	}
 	// Listen first: a busy address is the most common mistake, and it
 	// should fail before anything else starts.
 	refused := func() { b.metrics.connsRefused.Inc() }
-	ln, err := listen(site.Agent.Address, serverTLS, refused)
+	ln, err := listen(site.Agent.Address, apiTLS(serverTLS), refused)
 	if err != nil {
 		return fmt.Errorf("agent of %s: listen on %s (sites[].agent.address): %w", site.Name, site.Agent.Address, err)
 	}
@@ -294,7 +301,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		return nil
 	})
-	srv, peerSrv := newServer(apiMux, gctx, log), newServer(peerMux, gctx, log)
+	srv, peerSrv := newServer(cors(agentOrigins(t), apiMux), gctx, log), newServer(peerMux, gctx, log)
 	for _, x := range []struct {
 		srv  *http.Server
 		ln   net.Listener

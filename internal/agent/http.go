@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +13,14 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/siteflip/siteflip/internal/access"
 	"github.com/siteflip/siteflip/internal/audit"
+	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
@@ -33,9 +36,11 @@ type apiServer struct {
 	*base
 	plane *plane
 	store apiStore
-	// resolver tells who calls; audit records what they asked; heavy
-	// bounds the requests that read the whole control plane.
+	// resolver tells who calls, caPool checks their login tokens (nil
+	// without TLS); audit records what they asked; heavy bounds the
+	// requests that read the whole control plane.
 	resolver *access.Resolver
+	caPool   *x509.CertPool
 	audit    *audit.Writer
 	heavy    semaphore
 
@@ -151,9 +156,13 @@ func requestInfo(r *http.Request) *reqInfo {
 // and leaves an audit record of every request that may change state.
 func (srv *apiServer) guard(e access.Endpoint, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info := &reqInfo{principal: srv.resolver.Resolve(caller(r))}
+		p, authErr := srv.principal(r)
+		info := &reqInfo{principal: p}
 		sw := &statusWriter{ResponseWriter: w}
 		switch ok, why := access.Allow(e.Rule, info.principal); {
+		case authErr != nil && e.Rule != access.Public:
+			sw.Header().Set("WWW-Authenticate", `Bearer realm="siteflip"`)
+			writeError(sw, http.StatusUnauthorized, fmt.Errorf("%s at %s: %w", e.Pattern, srv.site.Name, authErr))
 		case !ok:
 			writeError(sw, http.StatusForbidden, fmt.Errorf("%s at %s: %s", e.Pattern, srv.site.Name, why))
 		case e.Heavy && !srv.heavy.acquire():
@@ -175,7 +184,7 @@ func (srv *apiServer) guard(e access.Endpoint, h http.HandlerFunc) http.Handler 
 			return
 		}
 		rec := audit.Record{
-			Site: srv.site.Name, Who: info.principal.Name, Role: info.principal.RoleName(), From: r.RemoteAddr,
+			Site: srv.site.Name, Who: info.principal.Name, Role: info.principal.RoleName(), Via: info.principal.Via, From: r.RemoteAddr,
 			Request: e.Pattern, Action: info.note.Action, Group: info.note.Group, Run: info.note.Run,
 			Reason: info.note.Reason, Ticket: info.note.Ticket, Code: code, Error: sw.errorText(),
 		}
@@ -259,6 +268,33 @@ func caller(r *http.Request) string {
 	return r.TLS.PeerCertificates[0].Subject.CommonName
 }
 
+// errNoCredential is the answer to a request that shows nobody.
+var errNoCredential = errors.New("who is asking is not known: present a client certificate of the installation's CA, " +
+	"or a login token from `siteflip token` (Authorization: Bearer sft1.…)")
+
+// principal is who sent r: the holder of its client certificate, else the
+// person of its login token, whose role is capped by access: now
+// (docs/design/dashboard.md). Without TLS everybody is anonymous and
+// tokens mean nothing. An error says why the request shows nobody.
+func (srv *apiServer) principal(r *http.Request) (access.Principal, error) {
+	if !srv.resolver.TLS() || (r.TLS != nil && len(r.TLS.PeerCertificates) > 0) {
+		return srv.resolver.Resolve(caller(r)), nil
+	}
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		return access.Principal{}, errNoCredential
+	}
+	scheme, tok, _ := strings.Cut(auth, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return access.Principal{}, fmt.Errorf("the Authorization header holds a %q credential; send `Authorization: Bearer sft1.…` with a token from `siteflip token`", scheme)
+	}
+	cn, role, _, err := access.Verify(strings.TrimSpace(tok), srv.caPool, srv.topo.Name, srv.now())
+	if err != nil {
+		return access.Principal{}, err
+	}
+	return srv.resolver.ResolveToken(cn, role)
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -319,6 +355,19 @@ func listen(addr string, cfg *tls.Config, refused func()) (net.Listener, error) 
 		ln = tls.NewListener(ln, cfg)
 	}
 	return ln, nil
+}
+
+// apiTLS is the server configuration of the API listener: a client
+// certificate of the CA is verified when given but not required, so that
+// a browser may come with a login token instead. The guard asks for one or
+// the other everywhere but on the public endpoints.
+func apiTLS(server *tls.Config) *tls.Config {
+	if server == nil {
+		return nil
+	}
+	cfg := server.Clone()
+	cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	return cfg
 }
 
 // peerTLS is the server configuration of the peer listener: only the
@@ -387,4 +436,96 @@ type limitedConn struct {
 func (c *limitedConn) Close() error {
 	c.release()
 	return c.Conn.Close()
+}
+
+// agentOrigins are the web origins of the installation's agents, as a
+// browser writes them: the dashboard served by one agent reads the others
+// when its own location is lost.
+func agentOrigins(t *config.Topology) []string {
+	scheme := "https"
+	if !t.TLSEnabled() {
+		scheme = "http" // the agents serve plain HTTP then
+	}
+	var out []string
+	for _, s := range t.Sites {
+		out = append(out, webOrigin(scheme, s.Agent.Address))
+	}
+	return out
+}
+
+// webOrigin is scheme://host[:port] as browsers send it in Origin: the
+// host in lower case, the scheme's default port left out.
+func webOrigin(scheme, hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return scheme + "://" + strings.ToLower(hostport)
+	}
+	host = strings.ToLower(host)
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port == "" {
+		return scheme + "://" + host
+	}
+	return scheme + "://" + host + ":" + port
+}
+
+// Cross-origin answers (docs/design/dashboard.md, Cross-origin).
+const (
+	corsMethods = "GET, POST, DELETE"
+	corsHeaders = "Authorization, Content-Type"
+	corsMaxAge  = "600"
+)
+
+// cors lets pages served by the installation's agents (origins) call this
+// API: their requests get Access-Control-Allow-Origin, and their preflights
+// under /v1/ are answered here, before the router (which would answer 405).
+// Other origins get no CORS headers, a refused preflight, and no request
+// that may change state: a browser that holds a client certificate must
+// not act on behalf of another site's page. Requests without an Origin
+// (the command line, agents) pass untouched. No credentials mode: tokens
+// travel in the Authorization header.
+func cors(origins []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, o := range origins {
+		allowed[o] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		// The page's own origin, whatever name it was opened by.
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		ok := allowed[origin] || origin == webOrigin(scheme, r.Host)
+		preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+		switch {
+		case preflight && strings.HasPrefix(r.URL.Path, "/v1/"):
+			if !ok {
+				writeError(w, http.StatusForbidden, fmt.Errorf("origin %s is not one of this installation's agents; open the dashboard at one of them", origin))
+				return
+			}
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Methods", corsMethods)
+			h.Set("Access-Control-Allow-Headers", corsHeaders)
+			h.Set("Access-Control-Max-Age", corsMaxAge)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case ok:
+			h.Set("Access-Control-Allow-Origin", origin)
+		case r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions:
+			writeError(w, http.StatusForbidden, fmt.Errorf("%s %s from a page of origin %s: refused; only pages served by this installation's agents may change anything", r.Method, r.URL.Path, origin))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

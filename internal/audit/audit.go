@@ -34,8 +34,11 @@ type Record struct {
 	Site string    `json:"site"` // the location that answered
 	// Who is the caller's certificate name, Role what it is: admin,
 	// operator, viewer, none, location or anonymous.
-	Who     string `json:"who"`
-	Role    string `json:"role"`
+	Who  string `json:"who"`
+	Role string `json:"role"`
+	// Via is how the caller proved who it is: certificate or token ("" when
+	// anonymous or nothing was presented).
+	Via     string `json:"via,omitempty"`
 	From    string `json:"from"`    // client address
 	Request string `json:"request"` // method and path
 	// Action says what was asked, in words: "switchover webshop --to

@@ -61,7 +61,11 @@ func runAudit(e *env, since string, limit int, output string) error {
 		if r.Suppressed > 0 {
 			why = fmt.Sprintf("(+%d refusals not listed) %s", r.Suppressed, why)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.At.Local().Format("2006-01-02 15:04:05.000"), r.Site, orDash(r.Who), r.Role,
+		who := orDash(r.Who)
+		if r.Via == "token" {
+			who += " (token)" // a browser's login token, not the certificate itself
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.At.Local().Format("2006-01-02 15:04:05.000"), r.Site, who, r.Role,
 			r.From, r.Request, orDash(r.Action), strings.ToUpper(r.Result), oneLine(why, 120))
 	}
 	return tw.Flush()

@@ -66,7 +66,7 @@ var (
 		Rollback: []plan.StepState{{State: plan.StepPending}},
 		Incident: &plan.Incident{Site: "brussels", LastHeard: t0.Add(-time.Second)},
 	}
-	sampleAudit = []audit.Record{{At: t0, Site: "antwerp", Who: "alice", Role: "operator", From: "10.0.0.1:5555", Request: "POST /v1/runs",
+	sampleAudit = []audit.Record{{At: t0, Site: "antwerp", Who: "alice", Role: "operator", Via: "token", From: "10.0.0.1:5555", Request: "POST /v1/runs",
 		Action: "switchover webshop --to antwerp", Group: "webshop", Run: "r1", Result: "done", Code: 200}}
 )
 
@@ -221,7 +221,7 @@ func TestRunOf(t *testing.T) {
 
 func TestAuditOf(t *testing.T) {
 	a := AuditOf(sampleAudit)
-	want := []AuditRecord{{At: t0.UTC(), Site: "antwerp", Who: "alice", Role: "operator", From: "10.0.0.1:5555", Request: "POST /v1/runs",
+	want := []AuditRecord{{At: t0.UTC(), Site: "antwerp", Who: "alice", Role: "operator", Via: "token", From: "10.0.0.1:5555", Request: "POST /v1/runs",
 		Action: "switchover webshop --to antwerp", Group: "webshop", Run: "r1", Result: "done", Code: 200}}
 	if diff := cmp.Diff(want, a.Records); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)

@@ -149,6 +149,7 @@ type AuditRecord struct {
 	Site       string    `json:"site"`
 	Who        string    `json:"who"`
 	Role       string    `json:"role"`
+	Via        string    `json:"via,omitempty"`
 	From       string    `json:"from"`
 	Request    string    `json:"request"`
 	Action     string    `json:"action,omitempty"`
@@ -166,7 +167,7 @@ type AuditRecord struct {
 func AuditOf(recs []audit.Record) Audit {
 	out := Audit{Header: header(KindAudit), Records: []AuditRecord{}}
 	for _, r := range recs {
-		out.Records = append(out.Records, AuditRecord{At: utc(r.At), Site: r.Site, Who: r.Who, Role: r.Role, From: r.From, Request: r.Request,
+		out.Records = append(out.Records, AuditRecord{At: utc(r.At), Site: r.Site, Who: r.Who, Role: r.Role, Via: r.Via, From: r.From, Request: r.Request,
 			Action: r.Action, Group: r.Group, Run: r.Run, Reason: r.Reason, Ticket: r.Ticket, Result: r.Result, Code: r.Code, Error: r.Error, Suppressed: r.Suppressed})
 	}
 	return out

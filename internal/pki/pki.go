@@ -93,6 +93,13 @@ func loadCA(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// LoadKeyPair reads a certificate and its key, checking that they match;
+// the result's Leaf is the certificate and its PrivateKey a crypto.Signer.
+// Errors name the file at fault.
+func LoadKeyPair(certPath, keyPath string) (tls.Certificate, error) {
+	return loadKeyPair(certPath, keyPath)
+}
+
 // loadKeyPair does what tls.LoadX509KeyPair does, but its errors say which
 // of the two files is at fault, so an operator knows which one to fix.
 func loadKeyPair(certPath, keyPath string) (tls.Certificate, error) {
