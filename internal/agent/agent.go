@@ -120,13 +120,14 @@ func wire(b *base, p parts) *agent {
 		},
 		local: a.local, forced: a.force.forced, watchdogExe: p.watchdogExe, watchdogArgs: p.watchdogArgs, dataDir: p.dataDir}
 	a.lease.newLeaseState(time.Now())
-	b.metrics.watch(newDRCollector(b, pl, a.lease))
 	a.force.lease = a.lease
 	a.local.leaseValid, a.local.notify = a.lease.valid, a.presence.notify
 	a.ctl = &controller{base: b, plane: pl, store: p.store, agents: p.peerAPI}
 	a.presence.onSession = a.ctl.serve
 	a.api = &apiServer{base: b, plane: pl, store: p.store, resolver: p.resolver, audit: p.audit, heavy: make(semaphore, heavyAtOnce),
 		presence: a.presence, lease: a.lease, local: a.local, force: a.force}
+	a.api.states = newStateReader(a.api.readStatus)
+	b.metrics.watch(newDRCollector(b, a.api.states, a.lease))
 	return a
 }
 

@@ -43,6 +43,8 @@ type apiServer struct {
 	lease    *serveLease
 	local    *localResources
 	force    *forcer
+	// states is the shared, cached reading of the installation.
+	states *stateReader
 }
 
 // apiStore is what the API reads and changes in the control plane itself.
