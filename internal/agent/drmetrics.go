@@ -110,9 +110,9 @@ func pausedGroups(snap status.Snapshot) []pauseInfo {
 // drCollector exports the installation's metrics, read from the control
 // plane at the scrape, and this location's serve lease and certificate.
 type drCollector struct {
-	topo     *config.Topology
-	site     string
-	log      *slog.Logger
+	topo *config.Topology
+	site string
+	log  *slog.Logger
 	// state is the installation as the agent's shared reader last read
 	// it (stateReader): two Prometheus servers scraping every agent read
 	// the control plane once, not twice.

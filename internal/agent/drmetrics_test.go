@@ -132,7 +132,7 @@ func newWorld(t *testing.T, site string) *world {
 	})
 	w.c = &drCollector{
 		topo: topo, site: site, log: slog.New(slog.NewTextHandler(io.Discard, nil)), certFile: w.cert,
-		state: w.states.state,
+		state:     w.states.state,
 		leaseLeft: func() (time.Duration, bool) { return 1500 * time.Millisecond, !w.forced },
 		paused:    func(status.Snapshot) []pauseInfo { return w.paused },
 	}
