@@ -237,12 +237,10 @@ func (b *broadcaster) stop() {
 // handleEvents serves one stream of events until the client goes, the
 // stream falls behind, or the agent stops.
 func (srv *apiServer) handleEvents(w http.ResponseWriter, r *http.Request) {
+	// A stream outlives the server's WriteTimeout: its write deadline
+	// moves with each write. (Its ReadTimeout ends with the request's
+	// reading: net/http lifts the read deadline while a handler runs.)
 	rc := http.NewResponseController(w)
-	// A stream outlives the server's timeouts: nothing more is read from
-	// the request, and the write deadline moves with each write.
-	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return
-	}
 	sub, leave := srv.events.subscribe()
 	defer leave()
 	h := w.Header()
