@@ -111,7 +111,6 @@ func describe(t *testing.T, name string, data []byte) string {
 	return ""
 }
 
-
 // The broadcaster reads nothing while nobody listens; a stream gets the
 // status and runs at once, then only what changes (the read time aside),
 // the status again at least every statusResend, and unavailable while
