@@ -56,6 +56,12 @@ type lagRing struct {
 // add appends p, overwriting the oldest point once the ring holds size.
 func (r *lagRing) add(p lagPoint, size int) {
 	if len(r.points) < size {
+		if len(r.points) == cap(r.points) {
+			// Grown by hand: append would leave room beyond size.
+			grown := make([]lagPoint, len(r.points), min(max(2*len(r.points), 8), size))
+			copy(grown, r.points)
+			r.points = grown
+		}
 		r.points = append(r.points, p)
 		return
 	}
