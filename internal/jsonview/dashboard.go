@@ -80,6 +80,14 @@ func LagHistoryOf(answeredBy string, interval, window time.Duration, truncated b
 	if series == nil {
 		series = []LagSeries{}
 	}
+	for i := range series {
+		if series[i].Points == nil {
+			series[i].Points = []LagPoint{}
+		}
+		for j := range series[i].Points {
+			series[i].Points[j].At = utc(series[i].Points[j].At)
+		}
+	}
 	return LagHistory{Header: header(KindLagHistory), AnsweredBy: answeredBy,
 		IntervalSeconds: seconds(interval), WindowSeconds: seconds(window), Truncated: truncated, Series: series}
 }
