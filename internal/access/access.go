@@ -257,6 +257,16 @@ var Endpoints = []Endpoint{
 	{Pattern: "GET /v1/members", Rule: Locations},
 	{Pattern: "POST /v1/members", Rule: SelfLocation, Audit: true},
 	{Pattern: "POST /v1/members/promote", Rule: SelfLocation, Audit: true},
+	// The dashboard (docs/design/dashboard.md): the page and its files,
+	// which hold no data; its settings; its live feed (long-lived, so
+	// not among the heavy: it reads through the agent's shared reader);
+	// the lag history; a run's report.
+	{Pattern: "GET /{$}", Rule: Public},
+	{Pattern: "GET /ui/{path...}", Rule: Public},
+	{Pattern: "GET /v1/ui/config", Rule: Viewers},
+	{Pattern: "GET /v1/events", Rule: Viewers},
+	{Pattern: "GET /v1/lag", Rule: Viewers},
+	{Pattern: "GET /v1/runs/{id}/report", Rule: Viewers},
 }
 
 // Lookup returns the endpoint of a pattern.

@@ -137,6 +137,12 @@ func TestEveryPrincipalEveryEndpoint(t *testing.T) {
 		"GET /v1/members":                 {"site", "witness"},
 		"POST /v1/members":                {"site", "witness", "anonymous"},
 		"POST /v1/members/promote":        {"site", "witness", "anonymous"},
+		"GET /{$}":                        {"site", "witness", "admin", "operator", "viewer", "no role", "anonymous"},
+		"GET /ui/{path...}":               {"site", "witness", "admin", "operator", "viewer", "no role", "anonymous"},
+		"GET /v1/ui/config":               {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /v1/events":                  {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /v1/lag":                     {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /v1/runs/{id}/report":        {"site", "witness", "admin", "operator", "viewer", "anonymous"},
 	}
 	if len(want) != len(Endpoints) {
 		t.Errorf("the test lists %d endpoints, the table %d: add the new ones here", len(want), len(Endpoints))

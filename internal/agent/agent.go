@@ -10,7 +10,8 @@
 //   - localResources (resources.go, local.go, network.go, sync.go): the
 //     resources at this site: observed, kept in line, steps carried out;
 //   - forcer (force.go, member.go): the embedded etcd member and forcing;
-//   - apiServer (http.go, reads.go, runs.go, steps.go): the HTTP API.
+//   - apiServer (http.go, reads.go, runs.go, steps.go): the HTTP API, and
+//     the dashboard's (dashboard.go, events.go, laghistory.go).
 //
 // They share only plane (plane.go), the read side of the control plane,
 // and base, what none of them changes. The safety rules themselves are in
@@ -40,6 +41,7 @@ import (
 	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/driver"
 	"github.com/siteflip/siteflip/internal/pki"
+	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
 	"golang.org/x/sync/errgroup"
 )
@@ -124,13 +126,24 @@ func wire(b *base, p parts) *agent {
 		},
 		local: a.local, forced: a.force.forced, watchdogExe: p.watchdogExe, watchdogArgs: p.watchdogArgs, dataDir: p.dataDir}
 	a.lease.newLeaseState(time.Now())
-	b.metrics.watch(newDRCollector(b, pl, a.lease))
 	a.force.lease = a.lease
 	a.local.leaseValid, a.local.notify = a.lease.valid, a.presence.notify
 	a.ctl = &controller{base: b, plane: pl, store: p.store, agents: p.peerAPI}
 	a.presence.onSession = a.ctl.serve
 	a.api = &apiServer{base: b, plane: pl, store: p.store, resolver: p.resolver, caPool: p.caPool, audit: p.audit, heavy: make(semaphore, heavyAtOnce),
 		presence: a.presence, lease: a.lease, local: a.local, force: a.force}
+	a.api.states = newStateReader(a.api.readStatus)
+	statusNow := func() (status.Status, error) {
+		_, st, err := a.api.states.state()
+		return st, err
+	}
+	a.api.events = newBroadcaster(feed{
+		status:      statusNow,
+		runs:        func(ctx context.Context) ([]plan.Run, error) { return a.api.store.RecentRuns(ctx, eventRunCount) },
+		unavailable: func(err error) any { return a.api.unavailable(err) },
+	}, b.log)
+	a.api.lags = newLagHistory(statusNow)
+	b.metrics.watch(newDRCollector(b, a.api.states, a.lease))
 	return a
 }
 
@@ -335,6 +348,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		// the local resources
 		func(ctx context.Context) error { return a.local.observeLoop(ctx, observers) },
 		a.local.syncLoop, a.local.convergeLoop, a.local.convergeLocal, a.local.convergeServices, a.local.checkServers, a.local.sweepLoop,
+		// the dashboard: its live feed (reading only while a page
+		// listens) and the lag history
+		a.api.events.run, a.api.lags.run,
 	}
 	if failpointSlowStop() {
 		loops = append(loops, func(ctx context.Context) error {

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"log/slog"
 	"maps"
 	"slices"
@@ -111,11 +110,13 @@ func pausedGroups(snap status.Snapshot) []pauseInfo {
 // drCollector exports the installation's metrics, read from the control
 // plane at the scrape, and this location's serve lease and certificate.
 type drCollector struct {
-	topo     *config.Topology
-	site     string
-	log      *slog.Logger
-	snapshot func(context.Context) (status.Snapshot, error)
-	assemble func(status.Snapshot) status.Status
+	topo *config.Topology
+	site string
+	log  *slog.Logger
+	// state is the installation as the agent's shared reader last read
+	// it (stateReader): two Prometheus servers scraping every agent read
+	// the control plane once, not twice.
+	state func() (status.Snapshot, status.Status, error)
 	// leaseLeft is how long this location's serve lease still runs; ok
 	// is false when a force lets it serve without one.
 	leaseLeft func() (left time.Duration, ok bool)
@@ -124,29 +125,15 @@ type drCollector struct {
 	paused   func(status.Snapshot) []pauseInfo
 
 	mu sync.Mutex
-	// One read of the control plane serves the scrapes that come within
-	// readEvery of it: two Prometheus servers scraping every agent read
-	// it once, not twice. valid says the read succeeded.
-	read  time.Time
-	snap  status.Snapshot
-	st    status.Status
-	valid bool
 	// certErr is the last error reading the certificate, logged once.
 	certErr string
 }
 
-// readEvery is how long one read of the control plane serves scrapes;
-// planeReadTimeout how long a scrape waits for it.
-const (
-	readEvery        = time.Second
-	planeReadTimeout = 3 * time.Second
-)
-
 // newDRCollector is the collector of the agent whose parts are given.
-func newDRCollector(b *base, pl *plane, sl *serveLease) *drCollector {
+func newDRCollector(b *base, states *stateReader, sl *serveLease) *drCollector {
 	c := &drCollector{
 		topo: b.topo, site: b.site.Name, log: b.log,
-		snapshot: pl.snapshot, assemble: pl.assemble,
+		state: states.state,
 		leaseLeft: func() (time.Duration, bool) {
 			if sl.forced != nil && sl.forced() {
 				return 0, false
@@ -190,8 +177,8 @@ func (c *drCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		c.certError(err)
 	}
-	snap, st, ok := c.state()
-	if !ok {
+	snap, st, err := c.state()
+	if err != nil {
 		ch <- constGauge(descPlaneUp, 0)
 		return
 	}
@@ -212,26 +199,6 @@ func (c *drCollector) certError(err error) {
 		c.log.Info("this location's certificate can be read again", "file", c.certFile)
 		c.certErr = ""
 	}
-}
-
-// state is the installation as last read, read again when older than
-// readEvery; ok is false when the control plane cannot be read.
-func (c *drCollector) state() (status.Snapshot, status.Status, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.read.IsZero() && time.Since(c.read) < readEvery {
-		return c.snap, c.st, c.valid
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), planeReadTimeout)
-	defer cancel()
-	snap, err := c.snapshot(ctx)
-	c.read, c.valid = time.Now(), err == nil
-	if err != nil {
-		c.snap, c.st = status.Snapshot{}, status.Status{}
-		return c.snap, c.st, false
-	}
-	c.snap, c.st = snap, c.assemble(snap)
-	return c.snap, c.st, true
 }
 
 // collectState sends the installation's metrics from st, the status

@@ -108,6 +108,7 @@ type world struct {
 	snapErr error
 	m       *metrics
 	c       *drCollector
+	states  *stateReader
 	cert    string
 	paused  []pauseInfo
 	forced  bool
@@ -123,12 +124,15 @@ func newWorld(t *testing.T, site string) *world {
 	w := &world{topo: topo, snap: snap, m: newMetrics(), cert: files[0].Cert}
 	s, _ := topo.Site(site)
 	w.paused = []pauseInfo{{group: "webshop", since: time.Unix(1764900000, 0)}}
+	w.states = newStateReader(func(context.Context) (status.Snapshot, status.Status, error) {
+		if w.snapErr != nil {
+			return status.Snapshot{}, status.Status{}, w.snapErr
+		}
+		return w.snap, status.Assemble(topo, w.snap, s.Name, time.Now().UTC()), nil
+	})
 	w.c = &drCollector{
 		topo: topo, site: site, log: slog.New(slog.NewTextHandler(io.Discard, nil)), certFile: w.cert,
-		snapshot: func(context.Context) (status.Snapshot, error) { return w.snap, w.snapErr },
-		assemble: func(snap status.Snapshot) status.Status {
-			return status.Assemble(topo, snap, s.Name, time.Now().UTC())
-		},
+		state:     w.states.state,
 		leaseLeft: func() (time.Duration, bool) { return 1500 * time.Millisecond, !w.forced },
 		paused:    func(status.Snapshot) []pauseInfo { return w.paused },
 	}
@@ -363,9 +367,9 @@ func TestMetricsWithoutControlPlane(t *testing.T) {
 	}
 	// The control plane is back: so is the picture (after readEvery).
 	w.snapErr = nil
-	w.c.mu.Lock()
-	w.c.read = time.Time{}
-	w.c.mu.Unlock()
+	w.states.lock <- struct{}{}
+	w.states.at = time.Time{}
+	<-w.states.lock
 	if got, _ := value(scrape(t, w.m.reg), "siteflip_group_state", map[string]string{"group": "webshop", "state": "protected"}); got != 1 {
 		t.Errorf("webshop not protected once the control plane answers again")
 	}
@@ -394,8 +398,8 @@ func TestMetricsForcedLeaseAndMissingCertificate(t *testing.T) {
 func TestMetricsReadOncePerInterval(t *testing.T) {
 	w := newWorld(t, "brussels")
 	reads := 0
-	read := w.c.snapshot
-	w.c.snapshot = func(ctx context.Context) (status.Snapshot, error) {
+	read := w.states.read
+	w.states.read = func(ctx context.Context) (status.Snapshot, status.Status, error) {
 		reads++
 		return read(ctx)
 	}

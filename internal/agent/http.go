@@ -48,11 +48,17 @@ type apiServer struct {
 	lease    *serveLease
 	local    *localResources
 	force    *forcer
+	// states is the shared, cached reading of the installation; events
+	// and lags, the dashboard's live feed and lag history, read it.
+	states *stateReader
+	events *broadcaster
+	lags   *lagHistory
 }
 
 // apiStore is what the API reads and changes in the control plane itself.
 type apiStore interface {
 	Runs(ctx context.Context, group string) ([]plan.Run, error)
+	RecentRuns(ctx context.Context, n int) ([]plan.Run, error)
 	Run(ctx context.Context, id string) (plan.Run, error)
 	Audit(ctx context.Context, since time.Time, limit int) ([]audit.Record, error)
 	StartRun(ctx context.Context, run plan.Run, recordRevision int64) error
@@ -77,6 +83,7 @@ const (
 // handlers are the agent's request handlers, by endpoint pattern.
 func (srv *apiServer) handlers() map[string]http.HandlerFunc {
 	metrics := promhttp.HandlerFor(srv.metrics.reg, promhttp.HandlerOpts{Registry: srv.metrics.reg})
+	page := pageHandler()
 	return map[string]http.HandlerFunc{
 		"GET /healthz":                    srv.presence.handleHealthz,
 		"GET /v1/status":                  srv.handleStatus,
@@ -98,6 +105,12 @@ func (srv *apiServer) handlers() map[string]http.HandlerFunc {
 		"GET /v1/members":                 srv.force.handleMembers,
 		"POST /v1/members":                srv.force.handleAddMember,
 		"POST /v1/members/promote":        srv.force.handlePromoteMember,
+		"GET /{$}":                        page,
+		"GET /ui/{path...}":               page,
+		"GET /v1/ui/config":               srv.handleUIConfig,
+		"GET /v1/events":                  srv.handleEvents,
+		"GET /v1/lag":                     srv.handleLag,
+		"GET /v1/runs/{id}/report":        srv.handleReport,
 	}
 }
 

@@ -20,18 +20,21 @@ import (
 func (srv *apiServer) handleStatus(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	snap, err := srv.plane.snapshot(ctx)
+	_, st, err := srv.readStatus(ctx)
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
-			"error": fmt.Sprintf("%s cannot read the control plane (%v): its etcd member has no quorum or is unreachable; ask another location, and check this agent's log", srv.site.Name, err),
-			"site":  srv.site.Name,
-		})
+		writeJSON(w, http.StatusServiceUnavailable, srv.unavailable(err))
 		return
 	}
-	snap.RunPlans = srv.runPlans(ctx, snap.Running)
-	st := srv.plane.assemble(snap)
-	srv.force.noteForced(ctx, &st)
 	writeJSON(w, http.StatusOK, st)
+}
+
+// unavailable is the answer of an agent that cannot read the control
+// plane: GET /v1/status's 503, the events' unavailable.
+func (srv *apiServer) unavailable(err error) map[string]string {
+	return map[string]string{
+		"error": fmt.Sprintf("%s cannot read the control plane (%v): its etcd member has no quorum or is unreachable; ask another location, and check this agent's log", srv.site.Name, err),
+		"site":  srv.site.Name,
+	}
 }
 
 // runPlansRead is how many runs in progress status reads the records of,

@@ -14,13 +14,6 @@ import (
 	"github.com/siteflip/siteflip/internal/report"
 )
 
-// renderers are the report's output formats, by -o.
-var renderers = map[string]func(io.Writer, report.Report) error{
-	"md":   report.Markdown,
-	"json": report.JSON,
-	"html": report.HTML,
-}
-
 // newReportCmd is `siteflip report`.
 func newReportCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
@@ -40,8 +33,8 @@ func runReport(e *env, pos []string, output, out string) error {
 	if len(pos) != 1 {
 		return usageErrorf("name the run: siteflip report RUN (`siteflip runs` lists them)")
 	}
-	render, ok := renderers[output]
-	if !ok {
+	format, err := report.FormatOf(output)
+	if err != nil {
 		return usageErrorf("-o %q: use md, json or html", output)
 	}
 	t, c, err := e.client()
@@ -60,9 +53,9 @@ func runReport(e *env, pos []string, output, out string) error {
 	g, _ := t.Group(run.Group)
 	r := report.Build(run, g)
 	if out == "" {
-		return render(e.stdout, r)
+		return format.Write(e.stdout, r)
 	}
-	if err := writeFile(out, func(w io.Writer) error { return render(w, r) }); err != nil {
+	if err := writeFile(out, func(w io.Writer) error { return format.Write(w, r) }); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.stdout, out)

@@ -131,6 +131,7 @@ func TestControlPlane(t *testing.T) {
 		{"HandLeadership", testHandLeadership},
 		{"Runs", testRuns},
 		{"RunsOfAGroup", testRunsOfAGroup},
+		{"RecentRuns", testRecentRuns},
 		{"FillDataLost", testFillDataLost},
 		{"PruneRuns", testPruneRuns},
 		{"StepContext", testStepContext},

@@ -382,6 +382,29 @@ func (s *Store) Runs(ctx context.Context, group string) ([]plan.Run, error) {
 	return out, nil
 }
 
+// RecentRuns returns the newest n runs of every group, newest first: one
+// read of n keys, whatever the number of runs stored, for the readers
+// that follow the runs every second (the dashboard's events). Runs are
+// told apart by their IDs, which begin with their start; an ID of another
+// form (none that agents give) sorts by its name.
+func (s *Store) RecentRuns(ctx context.Context, n int) ([]plan.Run, error) {
+	resp, err := s.cli.Get(ctx, s.runsKey(), clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(int64(n)))
+	if err != nil {
+		return nil, fmt.Errorf("list the recent runs: %w", err)
+	}
+	out := make([]plan.Run, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var r plan.Run
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		out = append(out, r)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Started.After(out[j].Started) })
+	return out, nil
+}
+
 // runID is the form of the IDs the agents give runs: when, group, action
 // and four hex digits.
 var runID = regexp.MustCompile(`^\d{8}T\d{6}-(.+)-(failover|switchover|reprotect|failback|drill)-[0-9a-f]{4}$`)

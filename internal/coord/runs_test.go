@@ -360,3 +360,32 @@ func testRunsOfAGroup(t *testing.T, c *cluster) {
 		}
 	}
 }
+
+// testRecentRuns: the newest runs of every group, newest first, at most
+// as many as asked.
+func testRecentRuns(t *testing.T, c *cluster) {
+	ctx := ctxTimeout(t, 30*time.Second)
+	s := c.stores(t, installation(t))[0]
+	if runs, err := s.RecentRuns(ctx, 3); err != nil || len(runs) != 0 {
+		t.Fatalf("RecentRuns without runs = %v, %v", runs, err)
+	}
+	t0 := time.Now().UTC().Add(-time.Hour)
+	putRuns(t, ctx, s,
+		endedRun("20261204T220635-svc-failover-0001", "svc", plan.Failover, t0),
+		endedRun("20261204T220636-crm-switchover-0002", "crm", plan.Switchover, t0.Add(time.Second)),
+		endedRun("20261204T220637-svc-reprotect-0003", "svc", plan.Reprotect, t0.Add(2*time.Second)),
+		endedRun("20261204T220638-crm-drill-0004", "crm", plan.Drill, t0.Add(3*time.Second)))
+	for n, want := range map[int][]string{
+		2:  {"20261204T220638-crm-drill-0004", "20261204T220637-svc-reprotect-0003"},
+		10: {"20261204T220638-crm-drill-0004", "20261204T220637-svc-reprotect-0003", "20261204T220636-crm-switchover-0002", "20261204T220635-svc-failover-0001"},
+	} {
+		runs, err := s.RecentRuns(ctx, n)
+		var got []string
+		for _, r := range runs {
+			got = append(got, r.ID)
+		}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("RecentRuns(%d) = %v, %v; want %v", n, got, err, want)
+		}
+	}
+}

@@ -98,6 +98,10 @@ func TestConventions(t *testing.T) {
 		{KindRuns, RunsOf([]plan.Run{sampleRun})},
 		{KindRun, RunOf(sampleRun)},
 		{KindAudit, AuditOf(sampleAudit)},
+		{KindUIConfig, UIConfigOf("lab", "brussels", UIPrincipal{Name: "alice", Role: "operator", Via: "certificate"},
+			[]UILocation{{Name: "brussels", Role: "site", URL: "https://127.0.1.1:7400"}})},
+		{KindLagHistory, LagHistoryOf("antwerp", 5*time.Second, time.Hour, false, []LagSeries{{Group: "webshop", Resource: "db", Site: "antwerp",
+			MaxDataLossSeconds: ptr(5.0), Points: []LagPoint{{At: t0, LagSeconds: ptr(0.02), LagBytes: ptr(int64(0)), Streaming: true}, {At: t0.Add(5 * time.Second)}}}})},
 	}
 	// Keys of maps that hold names, not fields.
 	free := map[string]bool{"sees": true, "output": true, "labels": true}
@@ -249,5 +253,23 @@ func TestStatusOfPaused(t *testing.T) {
 	}
 	if !strings.Contains(string(b), `"paused":false`) || strings.Contains(string(b), "paused_at") || strings.Contains(string(b), "scheduled_switchover") {
 		t.Errorf("a group not paused: %s", b)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// The dashboard's documents: lists are [] when empty, never null.
+func TestDashboardDocumentsEmpty(t *testing.T) {
+	for kind, doc := range map[string]any{
+		KindUIConfig:   UIConfigOf("lab", "brussels", UIPrincipal{Role: "anonymous", Via: "none"}, nil),
+		KindLagHistory: LagHistoryOf("antwerp", 5*time.Second, time.Hour, true, nil),
+	} {
+		var buf bytes.Buffer
+		if err := WriteLine(&buf, doc); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(buf.String(), "null") {
+			t.Errorf("%s: %s", kind, buf.String())
+		}
 	}
 }

@@ -569,3 +569,25 @@ func count(n *html.Node, tag string) int {
 	}
 	return c
 }
+
+// Every format is found by its name and writes the report; an unknown
+// name is refused with the list.
+func TestFormats(t *testing.T) {
+	r := Build(switchover(), group(30*time.Second, 5*time.Second))
+	for _, name := range []string{"md", "json", "html"} {
+		f, err := FormatOf(name)
+		if err != nil {
+			t.Fatalf("FormatOf(%q): %v", name, err)
+		}
+		var b strings.Builder
+		if err := f.Write(&b, r); err != nil || !strings.Contains(b.String(), r.RunID) {
+			t.Errorf("format %s: %v, %.80q", name, err, b.String())
+		}
+		if f.Ext != name || f.ContentType == "" {
+			t.Errorf("format %s: extension %q, content type %q", name, f.Ext, f.ContentType)
+		}
+	}
+	if _, err := FormatOf("pdf"); err == nil || !strings.Contains(err.Error(), "md, json or html") {
+		t.Errorf("FormatOf(pdf) = %v", err)
+	}
+}
