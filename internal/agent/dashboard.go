@@ -50,10 +50,10 @@ func (srv *apiServer) handleUIConfig(w http.ResponseWriter, r *http.Request) {
 
 // principalVia says how the caller proved who it is.
 func principalVia(p access.Principal) string {
-	if p.Anonymous {
+	if p.Anonymous || p.Via == "" {
 		return "none"
 	}
-	return "certificate"
+	return p.Via
 }
 
 // handleReport answers with a run's report, as `siteflip report` writes
