@@ -219,6 +219,11 @@ func TestPageInBrowser(t *testing.T) {
 		wait(t, "antwerp's status", `document.querySelector('tr.group[data-group=webshop]').dataset.state === 'unreachable'`)
 	})
 
+	t.Run("token refused", func(t *testing.T) {
+		antwerp.signOut()
+		wait(t, "the sign-in form", `!document.querySelector('#login').hidden && document.querySelector('#login-error').textContent.includes('siteflip token') && sessionStorage.getItem('siteflip.token') === null`)
+	})
+
 	for _, m := range b.Console() {
 		if m.IsException() || strings.Contains(m.Text, "Content Security Policy") || strings.Contains(m.Text, "Content-Security-Policy") {
 			t.Errorf("browser console: %s", m)

@@ -27,6 +27,7 @@ type fakeAgent struct {
 	locations []map[string]string
 	streams   map[chan string]bool
 	refuse    bool // /v1/events answers 503
+	signedOut bool // every token is refused, as when it expired
 	requests  []api.RunRequest
 	paused    []string
 }
@@ -89,6 +90,11 @@ func (a *fakeAgent) auth(next func(http.ResponseWriter, *http.Request, principal
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		role := tokens[tok]
+		a.mu.Lock()
+		if a.signedOut {
+			role = ""
+		}
+		a.mu.Unlock()
 		if !ok || role == "" {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no client certificate and no valid token: make one with `siteflip token`"})
 			return
@@ -159,6 +165,17 @@ func (a *fakeAgent) setStatus(f func(*jsonview.Status)) {
 	a.status.ReadAt = a.status.ReadAt.Add(5 * time.Second)
 	for ch := range a.streams {
 		ch <- event("status", a.status)
+	}
+}
+
+// signOut refuses every token from now on and ends the open streams.
+func (a *fakeAgent) signOut() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.signedOut = true
+	for ch := range a.streams {
+		close(ch)
+		delete(a.streams, ch)
 	}
 }
 

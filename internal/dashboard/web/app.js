@@ -157,14 +157,30 @@ function setLive(st, site) {
   const el = $('#live');
   el.dataset.state = st;
   el.dataset.site = site || '';
-  const words = { live: 'live from', reconnecting: 'reconnecting; last read', offline: 'offline; last read' };
+  const words = { live: 'live from', reconnecting: 'connecting to', offline: 'offline; trying' };
   $('#live-text').textContent = `${words[st]} ${site || '—'}`;
 }
 
 // follow reads the events of one location after another: when a stream
 // ends, fails, stays silent or says its agent cannot read the control
 // plane, it goes on to the next location of /v1/ui/config, round-robin.
+let following = false;
+
 async function follow() {
+  if (following) return;
+  following = true;
+  try {
+    await followLocations();
+  } catch (err) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.token = null;
+    setLive('offline', state.site);
+    showLogin(err.message);
+  }
+  following = false;
+}
+
+async function followLocations() {
   const locs = (state.config.locations || []).filter((l) => l.url);
   let i = Math.max(0, locs.findIndex((l) => l.name === state.config.answered_by));
   let base = '';
@@ -172,7 +188,7 @@ async function follow() {
   let backoff = 500;
   let failures = 0;
   for (;;) {
-    setLive(failures === 0 ? 'reconnecting' : (failures > locs.length ? 'offline' : 'reconnecting'), site);
+    setLive(failures > locs.length ? 'offline' : 'reconnecting', site);
     const got = await readStream(base, site);
     if (got) { backoff = 500; failures = 0; } else { failures++; }
     setLive(failures > locs.length ? 'offline' : 'reconnecting', site);
@@ -197,6 +213,13 @@ async function readStream(base, site) {
   try {
     watch();
     const res = await fetch(base + '/v1/events', { headers: headers({ Accept: 'text/event-stream' }), signal: ctl.signal, cache: 'no-store' });
+    if (res.status === 401) {
+      let msg = 'signed out';
+      try { msg = (await res.json()).error || msg; } catch { /* not JSON */ }
+      const err = new Error(msg);
+      err.status = 401;
+      throw err;
+    }
     if (!res.ok || !res.body) throw new Error('events: ' + res.status);
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = '';
@@ -229,8 +252,10 @@ async function readStream(base, site) {
         }
       }
     }
-  } catch {
-    // a lost agent, a refused stream: go on to the next location
+  } catch (err) {
+    // A lost agent, a refused stream: go on to the next location. A token
+    // that expired is refused by every location alike: sign in again.
+    if (err.status === 401) throw err;
   } finally {
     clearTimeout(quiet);
     ctl.abort();
@@ -586,7 +611,7 @@ function mapSVG(st) {
     if (ctl) { g.prepend(s('circle', { class: 'ctl-ring', r: 16 })); g.append(s('path', { class: 'crown', d: star(0, 0, 7, 3) })); }
     const lb = labels.get(x.name);
     g.append(s('text', { class: 'label', x: lb.x, y: lb.y, 'text-anchor': lb.anchor }, x.name));
-    g.append(s('text', { class: 'word', x: lb.x, y: lb.y + 17, 'text-anchor': lb.anchor }, word + (x.role === 'witness' ? ' · witness' : '') + (ctl ? ' · ★ controller' : '')));
+    g.append(s('text', { class: 'word', x: lb.x, y: lb.y + 17, 'text-anchor': lb.anchor }, word + (x.role === 'witness' ? ' · witness' : '') + (ctl ? ' · controller' : '')));
     svg.append(g);
   }
   const legend = s('g', { class: 'legend', transform: `translate(12 ${MAP_H - 70})${MAP_W < 600 ? ' scale(0.9)' : ''}` },
@@ -885,7 +910,7 @@ async function download(id, format, link) {
 
 // ---- Actions: the confirm dialog -------------------------------------------
 
-const dlg = { action: '', group: '', planned: false, seq: 0 };
+const dlg = { action: '', group: '', planned: false, seq: 0, opener: '' };
 
 function setupDialog() {
   const d = $('#confirm');
@@ -897,7 +922,14 @@ function setupDialog() {
     dryRun();
   });
   $('#confirm-name').addEventListener('input', updateGo);
-  d.addEventListener('close', () => { render(); });
+  // Enter in a field must not close the dialog, nor start anything.
+  $('#confirm-form').addEventListener('submit', (ev) => ev.preventDefault());
+  d.addEventListener('close', () => {
+    dlg.seq++;
+    render();
+    const back = dlg.opener && $('#view').querySelector(`[data-key="${CSS.escape(dlg.opener)}"]`);
+    if (back) back.focus();
+  });
 }
 
 function needsName() { return dlg.action === 'failover' && $('#confirm-accept-loss').checked; }
@@ -919,7 +951,7 @@ const WHAT = {
 
 function openConfirm(action, group) {
   const g = state.status.groups.find((x) => x.name === group);
-  Object.assign(dlg, { action, group, planned: false });
+  Object.assign(dlg, { action, group, planned: false, opener: `act-${action}-${group}` });
   $('#confirm-title').textContent = `${action} ${group}`;
   $('#confirm-what').textContent = WHAT[action] || '';
   $('#confirm-reason').value = '';
