@@ -35,6 +35,8 @@ if [ "$(id -u)" -eq 0 ]; then
 	# (internal/testbed/browser); without it they skip. A font of its own
 	# keeps the screenshots the same on every machine.
 	has chromium || missing+=(chromium)
+	# certutil puts a test CA into the browser's certificate store.
+	has certutil || missing+=(libnss3-tools)
 	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 fi
 if [ ${#missing[@]} -eq 0 ]; then

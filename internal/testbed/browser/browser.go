@@ -9,6 +9,8 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,10 +25,15 @@ import (
 type Options struct {
 	// Width and Height are the window's size; 0 means 1280×800.
 	Width, Height int
+	// CAs are certificate authorities the browser trusts for servers, as
+	// a person who imported the installation's CA would: they go into the
+	// profile's certificate store with NSS's certutil (Debian's
+	// libnss3-tools), which the test then needs.
+	CAs []*x509.Certificate
 	// Trust lists certificates whose public keys the browser accepts where
-	// their chains do not verify: the servers' own certificates (a test
-	// server's, a location's). Chromium honours this only with a profile
-	// of its own, which Start always gives it.
+	// their chains do not verify, when a server presents one of them: a
+	// test server's own certificate. Chromium honours this only with a
+	// profile of its own, which Start always gives it.
 	Trust []*x509.Certificate
 	// IgnoreCertErrors accepts any certificate. Prefer Trust.
 	IgnoreCertErrors bool
@@ -97,6 +104,9 @@ func Start(tb testing.TB, o Options) *Browser {
 		// HOME too: Chromium keeps its certificate store there.
 		chromedp.Env("HOME=" + profile),
 	}
+	if len(o.CAs) > 0 {
+		trustCAs(tb, profile, o.CAs)
+	}
 	if len(o.Trust) > 0 {
 		var pins []string
 		for _, c := range o.Trust {
@@ -139,6 +149,37 @@ func Start(tb testing.TB, o Options) *Browser {
 		}
 	}()
 	return b
+}
+
+// trustCAs puts cas into the NSS certificate store that Chromium reads
+// under $HOME (set to the profile), trusted to identify servers.
+func trustCAs(tb testing.TB, home string, cas []*x509.Certificate) {
+	tb.Helper()
+	certutil, err := exec.LookPath("certutil")
+	if err != nil {
+		msg := "no certutil to make the browser trust a CA: install Debian's libnss3-tools (scripts/deps.sh does)"
+		if os.Getenv("SITEFLIP_REQUIRE_BROWSER") == "1" {
+			tb.Fatal(msg + " ($SITEFLIP_REQUIRE_BROWSER=1)")
+		}
+		tb.Skip(msg)
+	}
+	db := filepath.Join(home, ".pki", "nssdb")
+	if err := os.MkdirAll(db, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	run := func(args ...string) {
+		if out, err := exec.Command(certutil, append([]string{"-d", "sql:" + db}, args...)...).CombinedOutput(); err != nil {
+			tb.Fatalf("certutil %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("-N", "--empty-password")
+	for i, ca := range cas {
+		pemFile := filepath.Join(home, fmt.Sprintf("ca%d.pem", i))
+		if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		run("-A", "-t", "C,,", "-n", fmt.Sprintf("ca%d %s", i, ca.Subject.CommonName), "-i", pemFile)
+	}
 }
 
 // logf logs to the test while it runs.
