@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,16 +99,27 @@ func TestPageInBrowser(t *testing.T) {
 
 	t.Run("site down without reload", func(t *testing.T) {
 		brussels.setStatus(func(st *jsonview.Status) {
-			s := &st.Sites[1] // antwerp
-			s.Up, s.Reporting, s.Sees = false, false, map[string]bool{}
+			// antwerp's agent is gone: it reports nothing, and the others
+			// no longer reach it.
+			s := &st.Sites[1]
+			s.Up, s.Reporting, s.Sees, s.Version = false, false, map[string]bool{}, ""
 			s.SeenBy, s.UnseenBy = []string{}, []string{"brussels", "luxembourg"}
-			st.Sites[0].Sees["antwerp"] = false
-			st.Sites[2].Sees["antwerp"] = false
+			for _, i := range []int{0, 2} {
+				st.Sites[i].Sees["antwerp"] = false
+				st.Sites[i].SeenBy = slices.DeleteFunc(st.Sites[i].SeenBy, func(n string) bool { return n == "antwerp" })
+			}
 		})
 		wait(t, "antwerp down", `document.querySelector('g.site[data-site=antwerp]').dataset.up === 'false'`)
-		if got := eval(t, `document.querySelector('line.link[data-from=brussels][data-to=antwerp]').dataset.seen`); got != "to" && got != "none" {
-			t.Errorf("brussels–antwerp data-seen=%q, want to (only antwerp's old view) or none", got)
+		for pair, want := range map[string]string{"brussels antwerp": "none", "antwerp luxembourg": "none", "brussels luxembourg": "both"} {
+			from, to, _ := strings.Cut(pair, " ")
+			if got := eval(t, fmt.Sprintf(`document.querySelector('line.link[data-from=%s][data-to=%s]').dataset.seen`, from, to)); got != want {
+				t.Errorf("%s–%s: data-seen=%q, want %q", from, to, got, want)
+			}
 		}
+		if got := eval(t, `document.querySelector('g.site[data-site=antwerp] text.word').textContent`); got != "down" {
+			t.Errorf("antwerp's word on the map: %q, want down", got)
+		}
+		browser.Screenshot(t, ctx, "site-down")
 		if got := eval(t, `document.querySelector('#announce').textContent`); !strings.Contains(got, "antwerp is down") {
 			t.Errorf("the live region did not say antwerp is down: %q", got)
 		}
@@ -181,7 +193,14 @@ func TestPageInBrowser(t *testing.T) {
 		if len(reqs) != 2 || !reqs[0].DryRun || reqs[1].DryRun || reqs[1].To != "antwerp" || reqs[1].Action != plan.Switchover || reqs[1].Reason != "move before the storage work" {
 			t.Errorf("run requests: %+v", reqs)
 		}
-		// Esc closes the dialog.
+		// Esc closes the dialog, and the focus goes back to its button.
+		do(t, chromedp.KeyEvent("\x1b"))
+		wait(t, "the dialog closed", `!document.querySelector('dialog#confirm').open`)
+		wait(t, "the focus back on switchover", `document.activeElement.dataset.action === 'switchover'`)
+
+		// By keyboard alone: Enter on the focused button opens the dialog.
+		do(t, chromedp.KeyEvent("\r"))
+		wait(t, "the dialog open again", `document.querySelector('dialog#confirm').open && document.querySelectorAll('#confirm-plan li').length === 7`)
 		do(t, chromedp.KeyEvent("\x1b"))
 		wait(t, "the dialog closed", `!document.querySelector('dialog#confirm').open`)
 	})
@@ -213,13 +232,18 @@ func TestPageInBrowser(t *testing.T) {
 	t.Run("reconnect to another location", func(t *testing.T) {
 		do(t, chromedp.Navigate(brussels.url()+"/#/"))
 		wait(t, "live from brussels", `document.querySelector('#live').dataset.site === 'brussels' && document.querySelector('#live').dataset.state === 'live'`)
-		brussels.endStreams()
+		brussels.unavailable()
 		wait(t, "live from antwerp", `document.querySelector('#live').dataset.site === 'antwerp' && document.querySelector('#live').dataset.state === 'live'`)
 		antwerp.setStatus(func(st *jsonview.Status) { st.Groups[0].State = "unreachable" })
 		wait(t, "antwerp's status", `document.querySelector('tr.group[data-group=webshop]').dataset.state === 'unreachable'`)
+		if got := eval(t, `document.querySelector('#announce').textContent`); !strings.Contains(got, "brussels cannot read the control plane: no quorum where it stands") {
+			t.Errorf("the live region did not say why the page left brussels: %q", got)
+		}
 	})
 
 	t.Run("token refused", func(t *testing.T) {
+		// antwerp's stream ends; brussels refuses the stream, antwerp the
+		// token: the page asks to sign in again.
 		antwerp.signOut()
 		wait(t, "the sign-in form", `!document.querySelector('#login').hidden && document.querySelector('#login-error').textContent.includes('siteflip token') && sessionStorage.getItem('siteflip.token') === null`)
 	})

@@ -179,6 +179,17 @@ func (a *fakeAgent) signOut() {
 	}
 }
 
+// unavailable tells the open streams that this agent cannot read the
+// control plane, and refuses new ones.
+func (a *fakeAgent) unavailable() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.refuse = true
+	for ch := range a.streams {
+		ch <- event("unavailable", map[string]string{"error": "no quorum where it stands", "site": a.site})
+	}
+}
+
 // endStreams ends the open streams and refuses new ones: the agent is lost.
 func (a *fakeAgent) endStreams() {
 	a.mu.Lock()

@@ -231,13 +231,17 @@ async function readStream(base, site) {
       buf += value;
       let nl;
       while ((nl = buf.search(/\r\n|\n|\r/)) >= 0) {
+        if (buf[nl] === '\r' && nl === buf.length - 1) break; // maybe \r\n split between reads
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + (buf.startsWith('\r\n', nl) ? 2 : 1));
         if (line === '') {
           if (ev.data.length) {
-            const stop = onEvent(ev.type, ev.data.join('\n'), base, site, !got);
+            if (ev.type === 'unavailable') {
+              unavailable(ev.data.join('\n'), site);
+              return got;
+            }
+            onEvent(ev.type, ev.data.join('\n'), base, site, !got);
             got = true;
-            if (stop) { ctl.abort(); return got; }
           }
           ev = { type: 'message', data: [] };
         } else if (line.startsWith(':')) {
@@ -263,14 +267,19 @@ async function readStream(base, site) {
   return got;
 }
 
-// onEvent handles one event; it returns true when the stream must be left.
+// unavailable reports that the agent read cannot read the control plane;
+// the page leaves it for another location.
+function unavailable(data, site) {
+  let doc = {};
+  try { doc = JSON.parse(data); } catch { /* words only */ }
+  announce(`${doc.site || site} cannot read the control plane${doc.error ? ': ' + doc.error : ''}; trying another location`);
+}
+
+// onEvent takes one status or runs document; first says it is the first
+// of a stream, which makes base the location the page reads.
 function onEvent(type, data, base, site, first) {
   let doc;
-  try { doc = JSON.parse(data); } catch { return false; }
-  if (type === 'unavailable') {
-    announce(`${doc.site || site} cannot read the control plane: ${doc.error || ''}; trying another location`);
-    return true;
-  }
+  try { doc = JSON.parse(data); } catch { return; }
   if (first) {
     const moved = state.base !== base;
     state.base = base;
@@ -290,7 +299,6 @@ function onEvent(type, data, base, site, first) {
     state.runs = doc.runs || [];
     render();
   }
-  return false;
 }
 
 function noteChanges(old, now) {
