@@ -13,6 +13,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/jsonview"
 	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/testbed"
 	"github.com/siteflip/siteflip/internal/testbed/browser"
 )
 
@@ -168,6 +169,12 @@ func TestPageInBrowser(t *testing.T) {
 			t.Errorf("%s report links, want 3", got)
 		}
 		browser.Screenshot(t, ctx, "run")
+		// A report goes through fetch, with the token a link cannot send.
+		do(t, chromedp.Click(`a.report[data-format=md]`))
+		testbed.WaitFor(t, 5*time.Second, "the report's request", func() bool {
+			reports, _ := brussels.asked()
+			return slices.Contains(reports, "webshop-20261205-084012-switchover md")
+		})
 		do(t, chromedp.Navigate(brussels.url()+"/#/run/billing-20261205-085500-failover"))
 		wait(t, "the failed step", `document.querySelector('#timeline [data-step="catch-up:db@brussels"]')?.dataset.state === 'failed'`)
 		if got := eval(t, `document.querySelector('#timeline [data-step="unfence:db@antwerp"]').dataset.rollback`); got != "true" {
@@ -197,6 +204,18 @@ func TestPageInBrowser(t *testing.T) {
 		do(t, chromedp.KeyEvent("\x1b"))
 		wait(t, "the dialog closed", `!document.querySelector('dialog#confirm').open`)
 		wait(t, "the focus back on switchover", `document.activeElement.dataset.action === 'switchover'`)
+
+		// Pause: no plan, the reason goes with it.
+		do(t, chromedp.Click(`button[data-action=pause][data-group=webshop]`))
+		wait(t, "the pause dialog", `document.querySelector('dialog#confirm').open && !document.querySelector('#confirm-go').disabled`)
+		do(t, chromedp.Click(`#confirm-go`))
+		wait(t, "the pause's answer", `document.querySelector('#confirm-result').textContent.includes('webshop is paused')`)
+		if _, paused := brussels.asked(); !slices.Equal(paused, []string{"pause webshop"}) {
+			t.Errorf("pause requests: %q", paused)
+		}
+		do(t, chromedp.KeyEvent("\x1b"))
+		wait(t, "the dialog closed", `!document.querySelector('dialog#confirm').open`)
+		do(t, chromedp.Evaluate[chromedp.Void](`document.querySelector('button[data-action=switchover][data-group=webshop]').focus()`))
 
 		// By keyboard alone: Enter on the focused button opens the dialog.
 		do(t, chromedp.KeyEvent("\r"))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,7 @@ type fakeAgent struct {
 	signedOut bool // every token is refused, as when it expired
 	requests  []api.RunRequest
 	paused    []string
+	reports   []string // "ID FORMAT" of each report asked
 }
 
 // Tokens and the roles they give.
@@ -240,8 +242,17 @@ func (a *fakeAgent) pause(w http.ResponseWriter, r *http.Request, _ principal) {
 }
 
 func (a *fakeAgent) report(w http.ResponseWriter, r *http.Request, _ principal) {
+	a.mu.Lock()
+	a.reports = append(a.reports, r.PathValue("id")+" "+r.URL.Query().Get("format"))
+	a.mu.Unlock()
 	w.Header().Set("Content-Type", "text/markdown")
 	fmt.Fprintf(w, "# Run %s\n", r.PathValue("id"))
+}
+
+func (a *fakeAgent) asked() (reports, paused []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.reports), slices.Clone(a.paused)
 }
 
 func (a *fakeAgent) runRequests() []api.RunRequest {
