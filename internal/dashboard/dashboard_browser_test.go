@@ -44,7 +44,7 @@ func TestPageInBrowser(t *testing.T) {
 	wait := func(t *testing.T, what, cond string) {
 		t.Helper()
 		if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingTimeout(10*time.Second), chromedp.WithPollingInterval(25*time.Millisecond))); err != nil {
-			html, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.outerHTML.slice(0, 4000)`))
+			html, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`'at: ' + location.href + ' login hidden=' + document.querySelector('#login').hidden + ' error=' + document.querySelector('#login-error').textContent + ' value=' + document.querySelector('#login-token').value + ' live=' + document.querySelector('#live').dataset.state + '/' + document.querySelector('#live').dataset.site + ' token=' + sessionStorage.getItem('siteflip.token') + '\nfocus: ' + document.activeElement.outerHTML.slice(0, 200) + '\ndialog: ' + document.querySelector('dialog#confirm').open + ' ' + document.querySelector('#confirm-title').textContent + ' ' + document.querySelector('#confirm-plan').textContent + '\n' + document.body.outerHTML.slice(0, 3000)`))
 			t.Fatalf("waiting for %s (%s): %v\npage: %s", what, cond, err, html)
 		}
 	}
@@ -66,7 +66,7 @@ func TestPageInBrowser(t *testing.T) {
 	// Without a token, the agent answers 401: the form shows its words.
 	do(t, chromedp.Navigate(brussels.url()+"/"))
 	wait(t, "the sign-in form", `!document.querySelector('#login').hidden && document.querySelector('#login-error').textContent.includes('siteflip token')`)
-	do(t, chromedp.SendKeys(`#login-token`, "viewer-token"), chromedp.Click(`#login-form button[type=submit]`))
+	do(t, chromedp.SendKeys(`#login-token`, "viewer-token\r"))
 
 	t.Run("map", func(t *testing.T) {
 		wait(t, "three locations on the map", `document.querySelectorAll('svg#map g.site').length === 3`)
@@ -215,6 +215,7 @@ func TestPageInBrowser(t *testing.T) {
 		}
 		do(t, chromedp.KeyEvent("\x1b"))
 		wait(t, "the dialog closed", `!document.querySelector('dialog#confirm').open`)
+		wait(t, "the focus back on pause", `document.activeElement.dataset.action === 'pause'`)
 		do(t, chromedp.Evaluate[chromedp.Void](`document.querySelector('button[data-action=switchover][data-group=webshop]').focus()`))
 
 		// By keyboard alone: Enter on the focused button opens the dialog.

@@ -932,9 +932,12 @@ function setupDialog() {
   $('#confirm-name').addEventListener('input', updateGo);
   // Enter in a field must not close the dialog, nor start anything.
   $('#confirm-form').addEventListener('submit', (ev) => ev.preventDefault());
+  // The browser gives the focus back to the button that opened the dialog;
+  // when an event redrew the view meanwhile, that button is gone: focus
+  // its successor.
   d.addEventListener('close', () => {
-    dlg.seq++;
-    render();
+    const a = document.activeElement;
+    if (a && a !== document.body && a.isConnected) return;
     const back = dlg.opener && $('#view').querySelector(`[data-key="${CSS.escape(dlg.opener)}"]`);
     if (back) back.focus();
   });
