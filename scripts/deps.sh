@@ -2,8 +2,9 @@
 # Installs what siteflip's lab and tests need on Debian: PostgreSQL server
 # binaries; and, as root, ip and nft for the network namespaces of the
 # fault-injection tests, the real network peers the network resources are
-# tested against: FRR, BIND and HAProxy, MariaDB, and Prometheus for
-# promtool (from Debian's packages, only when missing).
+# tested against: FRR, BIND and HAProxy, MariaDB, Prometheus for promtool,
+# and Chromium with a font for the dashboard's browser tests (from Debian's
+# packages, only when missing).
 # Go modules come through the module proxy when go builds.
 set -euo pipefail
 
@@ -30,6 +31,13 @@ if [ "$(id -u)" -eq 0 ]; then
 	# promtool checks the agent's /metrics, the alert rules and the
 	# dashboard's queries (deploy/); without it those tests skip.
 	has promtool || missing+=(prometheus)
+	# The dashboard's tests drive the page in a headless Chromium
+	# (internal/testbed/browser); without it they skip. A font of its own
+	# keeps the screenshots the same on every machine.
+	has chromium || missing+=(chromium)
+	# certutil puts a test CA into the browser's certificate store.
+	has certutil || missing+=(libnss3-tools)
+	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
