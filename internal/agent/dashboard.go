@@ -21,19 +21,10 @@ import (
 // settings, and the runs' reports.
 
 // pageHandler serves the page and its files. They hold no data: anyone
-// may fetch them, and the page then asks for a login.
-func pageHandler() http.HandlerFunc {
-	page := dashboard.Handler()
-	return func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		// The page has buttons that act: no other site may frame it.
-		h.Set("Content-Security-Policy", "frame-ancestors 'none'")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		page.ServeHTTP(w, r)
-	}
-}
+// may fetch them, and the page then asks for a login. The page's own
+// package sets their headers (its Content-Security-Policy forbids framing:
+// the page has buttons that act).
+func pageHandler() http.HandlerFunc { return dashboard.Handler().ServeHTTP }
 
 // handleUIConfig answers who the caller is and where every location's
 // agent is: the page offers only the actions the caller's role may take,

@@ -30,7 +30,8 @@ func TestPageRoutes(t *testing.T) {
 	}
 	for path, code := range map[string]int{
 		"/":                   http.StatusOK,
-		"/ui/":                http.StatusOK,
+		"/ui/app.js":          http.StatusOK,
+		"/ui/":                http.StatusNotFound, // no listing
 		"/ui/nothing-here.js": http.StatusNotFound,
 		"/elsewhere":          http.StatusNotFound,
 	} {
@@ -40,7 +41,7 @@ func TestPageRoutes(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d", path, w.Code, code)
 		}
 		if code == http.StatusOK {
-			if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+			if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/html") && !strings.HasPrefix(ct, "text/javascript") {
 				t.Errorf("GET %s: Content-Type %q", path, ct)
 			}
 			if w.Header().Get("X-Frame-Options") != "DENY" || !strings.Contains(w.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'") {

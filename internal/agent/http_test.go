@@ -109,7 +109,7 @@ func TestEveryEndpointIsGuarded(t *testing.T) {
 	refusedAudited := 0
 	for _, e := range access.Endpoints {
 		method, path, _ := strings.Cut(e.Pattern, " ")
-		path = strings.NewReplacer("{id}", "r1", "{$}", "", "{path...}", "").Replace(path)
+		path = strings.NewReplacer("{id}", "r1", "{$}", "", "{path...}", "app.js").Replace(path)
 		mux := apiMux
 		if e.Listener == access.Peer {
 			mux = peerMux

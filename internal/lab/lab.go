@@ -687,6 +687,7 @@ site's address on its one DNS listener (dig @127.0.2.1 -p %d %s).
 Try next:
   export SITEFLIP_CONFIG=%[2]s
   %[3]s status                     # --watch to follow it, -o json for scripts
+  %[3]s token --role operator      # a link to each location's dashboard; the browser trusts %[1]s/pki/ca.crt
   %[3]s lab disaster brussels --dir %[1]s   # power cut at brussels
   %[3]s status                     # answered by %[4]s
   %[3]s lab heal brussels --dir %[1]s

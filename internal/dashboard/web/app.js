@@ -884,7 +884,14 @@ function timeline(r) {
   return h('div', { id: 'timeline', role: 'table', 'aria-label': 'Steps of run ' + r.id },
     h('div', { class: 'step axis', role: 'row' }, h('div', { role: 'columnheader' }, 'Step'), h('div', { role: 'columnheader' }, 'State'), h('div', { class: 'ticks', role: 'columnheader' }, ticks)),
     rows(r.steps, false),
-    r.rollback && r.rollback.length ? [h('div', { class: 'rollback-title', role: 'row' }, h('div', { role: 'cell' }, 'Rollback')), rows(r.rollback, true)] : []);
+    r.rollback && r.rollback.length ? [h('div', { class: 'rollback-title', role: 'row' }, h('div', { role: 'cell' }, rollbackTitle(r))), rows(r.rollback, true)] : []);
+}
+
+// rollbackTitle heads the rollback's steps, saying when none of them ran:
+// they undo a run that fails before its activate step.
+function rollbackTitle(r) {
+  if (r.rollback.some((st) => st.state !== 'pending')) return 'Rollback';
+  return r.state === 'running' ? 'Rollback (only if a step before activate fails)' : 'Rollback (not needed)';
 }
 
 function reportLinks(id) {
