@@ -155,6 +155,7 @@ func TestDashboard(t *testing.T) {
 		if got := eval(t, `String(document.querySelectorAll('figure.lag-figure line.limit').length)`); got == "0" {
 			t.Errorf("no max_data_loss line on the lag chart")
 		}
+		do(t, chromedp.ScrollIntoView(`figure.lag-figure`))
 		browser.Screenshot(t, ctx, "lab-group")
 	})
 
