@@ -2,15 +2,11 @@ package agent
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
-	"time"
 
 	"github.com/siteflip/siteflip/internal/access"
-	"github.com/siteflip/siteflip/internal/coord"
 	"github.com/siteflip/siteflip/internal/dashboard"
 	"github.com/siteflip/siteflip/internal/jsonview"
 	"github.com/siteflip/siteflip/internal/report"
@@ -60,15 +56,8 @@ func (srv *apiServer) handleReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("format=%s: %w", name, err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	run, err := srv.store.Run(ctx, r.PathValue("id"))
-	switch {
-	case errors.Is(err, coord.ErrNoRun):
-		writeError(w, http.StatusNotFound, err)
-		return
-	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s: %w; ask another location", srv.site.Name, err))
+	run, ok := srv.readRun(w, r)
+	if !ok {
 		return
 	}
 	// The targets are the group's as configured now; a group since

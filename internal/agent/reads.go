@@ -73,17 +73,27 @@ func (srv *apiServer) handleRuns(w http.ResponseWriter, r *http.Request) {
 }
 
 func (srv *apiServer) handleRun(w http.ResponseWriter, r *http.Request) {
+	if run, ok := srv.readRun(w, r); ok {
+		writeJSON(w, http.StatusOK, run)
+	}
+}
+
+// readRun reads the run the request's path names; when it cannot, it
+// answers 404 (no such run) or 503 (the control plane cannot be read here)
+// and returns false.
+func (srv *apiServer) readRun(w http.ResponseWriter, r *http.Request) (plan.Run, bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	run, err := srv.store.Run(ctx, r.PathValue("id"))
 	switch {
 	case errors.Is(err, coord.ErrNoRun):
 		writeError(w, http.StatusNotFound, err)
+		return plan.Run{}, false
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, err)
-	default:
-		writeJSON(w, http.StatusOK, run)
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s: %w; ask another location", srv.site.Name, err))
+		return plan.Run{}, false
 	}
+	return run, true
 }
 
 // handleAudit answers with the audit trail: ?since=RFC3339 time (default:

@@ -48,20 +48,7 @@ func TestPageInBrowser(t *testing.T) {
 			t.Fatalf("waiting for %s (%s): %v\npage: %s", what, cond, err, html)
 		}
 	}
-	eval := func(t *testing.T, expr string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-		if err != nil {
-			t.Fatalf("%s: %v", expr, err)
-		}
-		return v
-	}
-	do := func(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	eval, do := b.Eval, b.Do
 
 	// Without a token, the agent answers 401: the form shows its words.
 	do(t, chromedp.Navigate(brussels.url()+"/"))

@@ -48,27 +48,7 @@ func TestDashboard(t *testing.T) {
 	ctx := b.Ctx
 	brussels, antwerp := "https://"+locations[0].addr(agentPort), "https://"+locations[1].addr(agentPort)
 
-	wait := func(t *testing.T, timeout time.Duration, what, cond string) {
-		t.Helper()
-		if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
-			page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + ' live=' + document.querySelector('#live')?.dataset.state + '/' + document.querySelector('#live')?.dataset.site + '\n' + document.body.innerText.slice(0, 3000)`))
-			t.Fatalf("waiting %s for %s (%s): %v\npage: %s", timeout, what, cond, err, page)
-		}
-	}
-	eval := func(t *testing.T, expr string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-		if err != nil {
-			t.Fatalf("%s: %v", expr, err)
-		}
-		return v
-	}
-	do := func(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	wait, eval, do := b.Wait, b.Eval, b.Do
 	signIn := func(t *testing.T, base, token, route string) {
 		t.Helper()
 		do(t, chromedp.Navigate("about:blank"), chromedp.Navigate(base+"/#token="+token))

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -225,4 +226,33 @@ func Screenshot(tb testing.TB, ctx context.Context, name string) {
 		return
 	}
 	tb.Logf("screenshot: %s", p)
+}
+
+// Wait polls cond, a JavaScript expression, until it is true, and fails
+// the test after timeout, saying what it waited for and what the page
+// showed.
+func (b *Browser) Wait(tb testing.TB, timeout time.Duration, what, cond string) {
+	tb.Helper()
+	if _, err := chromedp.Run(b.Ctx, chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(25*time.Millisecond))); err != nil {
+		page, _ := chromedp.Run(b.Ctx, chromedp.Evaluate[string](`location.href + '\n' + document.body.innerText.slice(0, 3000)`))
+		tb.Fatalf("waiting %s for %s (%s): %v\npage: %s", timeout, what, cond, err, page)
+	}
+}
+
+// Eval is the string a JavaScript expression gives in the page.
+func (b *Browser) Eval(tb testing.TB, expr string) string {
+	tb.Helper()
+	v, err := chromedp.Run(b.Ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		tb.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// Do runs actions in the tab, and fails the test on an error.
+func (b *Browser) Do(tb testing.TB, actions ...chromedp.Action[chromedp.Void]) {
+	tb.Helper()
+	if err := chromedp.Do(b.Ctx, actions...); err != nil {
+		tb.Fatal(err)
+	}
 }
