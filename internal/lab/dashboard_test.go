@@ -102,6 +102,21 @@ func TestDashboard(t *testing.T) {
 		if run.Plan.Action != plan.Switchover || run.Plan.To != "antwerp" || run.By != "lab-operator" || run.Reason != "lab test: switchover from the dashboard" {
 			t.Errorf("the run the page started: %s to %s by %s, reason %q", run.Plan.Action, run.Plan.To, run.By, run.Reason)
 		}
+		// The audit trail says who started it, and that a token vouched
+		// for them, as for any request of the command line.
+		recs, err := c.Audit(t.Context(), run.Started.Add(-time.Minute), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, rec := range recs {
+			if rec.Run == runID && rec.Request == "POST /v1/runs" {
+				found = rec.Who == "lab-operator" && rec.Via == "token" && rec.Role == "operator" && rec.Reason == run.Reason
+			}
+		}
+		if !found {
+			t.Errorf("no audit record of lab-operator starting %s with a token: %+v", runID, recs)
+		}
 		// Every step of the run, in the state the run records: the page
 		// shows the run as its last runs event did, a second at most
 		// before the run ended, and follows it live.
