@@ -75,8 +75,8 @@ func (lr *localResources) convergeLoop(ctx context.Context) error {
 // now. During a run they do not: the record names the new site from the
 // activation on, but clients must reach it only once what they depend on
 // serves there, which the run's promote step of the resource says (it
-// makes the new site's agent follow at once); the others follow when the
-// run has ended. An agent that never followed (it just started) follows
+// makes the new site's agent follow at once); the old site's follows at
+// its rejoin step, the others when the run has ended. An agent that never followed (it just started) follows
 // the record all the same: it has nothing better to answer.
 func followRecord(runInProgress, followedBefore bool) bool {
 	return !runInProgress || !followedBefore

@@ -122,6 +122,40 @@ func TestDNSResource(t *testing.T) {
 	}
 }
 
+// The old site's agent answers for the new one from its rejoin step on,
+// not only once the run has ended: until then both sites would claim the
+// name.
+func TestDNSRejoinFollowsTheNewSite(t *testing.T) {
+	topo, probs := config.Parse("t.yaml", []byte(topologyWith(t, "5s")), Types())
+	if errs := config.Errors(probs); len(errs) > 0 {
+		t.Fatalf("problems: %v", errs)
+	}
+	rt, err := NewRuntime(topo, "brussels", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	n, _ := rt.Get("webshop/name")
+	ctx := t.Context()
+	n.Follow(ctx, "brussels")
+	if v := n.Observe(ctx); v.Role != status.RolePrimary {
+		t.Fatalf("brussels while active: %+v", v)
+	}
+	a := NewActorFor(t, rt, topo, "brussels")
+	if _, err := a.Fence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := n.Observe(ctx); v.Role != status.RolePrimary {
+		t.Errorf("brussels fenced: %+v; the name moves when the new site is promoted", v)
+	}
+	if _, err := a.Rejoin(ctx, "antwerp"); err != nil {
+		t.Fatal(err)
+	}
+	if v := n.Observe(ctx); v.Role != status.RoleStandby || v.Target != "db.shop.example. → 10.2.0.20" {
+		t.Errorf("brussels rejoined to antwerp: %+v", v)
+	}
+}
+
 func NewActorFor(t *testing.T, rt *Runtime, topo *config.Topology, site string) resource.Actor {
 	t.Helper()
 	g, _ := topo.Group("webshop")

@@ -104,7 +104,13 @@ func (a netActor) CatchUp(context.Context, map[string]string) error { return nil
 func (a netActor) Promote(ctx context.Context) (map[string]string, error) {
 	return a.n.Activate(ctx)
 }
-func (a netActor) Rejoin(ctx context.Context, _ string) (map[string]string, error) {
+
+// Rejoin parks this site, and has the parts that answer for every site
+// answer for primary, the run's new site, promoted by now: waiting for
+// the run's end, the old site's DNS server sent clients to itself, and
+// status saw two sites claim the name.
+func (a netActor) Rejoin(ctx context.Context, primary string) (map[string]string, error) {
+	a.n.Follow(ctx, primary)
 	return nil, a.n.Park(ctx)
 }
 func (a netActor) Unfence(ctx context.Context) error {

@@ -2,6 +2,7 @@ package status
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -402,6 +403,15 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 	}
 	var unreachable, down, unprotected, split bool
 	var notReady []Problem
+	// from is the site a run in progress moves the group from, once the
+	// record names the site it moves to: until the old site's agent
+	// follows the move (its rejoin step, or the run's end), that site's
+	// own DNS server still answers with its own addresses (network.go in
+	// the agent, followRecord). Unknown without the run's record.
+	from := ""
+	if rp, ok := snap.RunPlans[g.Name]; ok && adopted && gs.Run != "" && rp.From != rp.To && rp.To == gs.ActiveSite {
+		from = rp.From
+	}
 	for _, r := range g.Resources {
 		rs := ResourceStatus{Name: r.Name, Type: r.Type, Class: string(r.Class), Sites: []ResourceSiteStatus{}}
 		if !r.Class.Observed() {
@@ -499,6 +509,13 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 			}
 		}
 		switch {
+		case len(primaries) > 1 && moving(r, primaries, gs.ActiveSite, from):
+			// No data is written through a traffic resource: clients sent
+			// to the old site meet its fenced database there. Any second
+			// primary of the data is judged on its own resource.
+			gs.note(Problem{Kind: KindTrafficMoving, Site: from, Resource: r.Name,
+				Message: fmt.Sprintf("%s at %s still sends the clients there while run %s moves the group to %s: its agent follows %s at the run's rejoin step, or when the run ends",
+					r.Name, from, gs.Run, gs.ActiveSite, gs.ActiveSite)})
 		case len(primaries) > 1 && service:
 			// A program running at two sites is not two writable
 			// databases, but it is not where it should be.
@@ -605,6 +622,15 @@ func groupStatus(g *config.Group, snap Snapshot, siteDown map[string]bool, belie
 		gs.State = StateProtected
 	}
 	return gs
+}
+
+// moving says whether primaries, the sites that claim resource r, are
+// the active site and the site from, which a run in progress moves the
+// group from: a traffic resource that holds no data, not yet followed at
+// the old site. Any other claimant, or none of the run's, is a split.
+func moving(r config.Resource, primaries []string, active, from string) bool {
+	return r.Class == config.ClassTraffic && !r.Data && from != "" && len(primaries) == 2 &&
+		slices.Contains(primaries, active) && slices.Contains(primaries, from)
 }
 
 func because(err string) string {

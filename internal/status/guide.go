@@ -34,6 +34,7 @@ type Problem struct {
 // Kinds of problems.
 const (
 	KindSplitBrain       = "split_brain"        // more than one site claims the primary role
+	KindTrafficMoving    = "traffic_moving"     // a run moves the clients: the old site still sends them to itself
 	KindRunsTwice        = "runs_twice"         // a service runs at more than one site
 	KindActiveUnknown    = "active_unknown"     // the active site's resource is not observed
 	KindActiveNotServing = "active_not_serving" // the active site's resource does not serve
