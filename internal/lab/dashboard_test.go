@@ -88,6 +88,11 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("the switchover's target is %q, want antwerp", got)
 		}
 		do(t, chromedp.SendKeys(`#confirm-reason`, "lab test: switchover from the dashboard"))
+		// Every change the page announces from here on, to tell that the
+		// group never looked split while its name moved to antwerp.
+		do(t, chromedp.Evaluate[chromedp.Void](`window.heard = [];
+			new MutationObserver(() => document.querySelectorAll('#announce p').forEach(p => window.heard.includes(p.textContent) || window.heard.push(p.textContent)))
+				.observe(document.querySelector('#announce'), {childList: true, subtree: true})`))
 		do(t, chromedp.Click(`#confirm-go`))
 		wait(t, 10*time.Second, "the run's link", `document.querySelector('#confirm-result a[href^="#/run/"]') !== null`)
 		runID = strings.TrimPrefix(eval(t, `document.querySelector('#confirm-result a[href^="#/run/"]').getAttribute('href')`), "#/run/")
@@ -126,6 +131,13 @@ func TestDashboard(t *testing.T) {
 			want[s.ID] = s.State
 		}
 		wantJSON, _ := json.Marshal(want)
+		// The page reads a status a second at most: it would have seen
+		// the second of split-brain that every switchover showed while the
+		// old site's name still answered for itself.
+		wait(t, 5*time.Second, "the page announcing webshop protected at antwerp", `window.heard.some(s => s === 'Group webshop: protected at antwerp')`)
+		if heard := eval(t, `window.heard.join(' | ')`); strings.Contains(heard, "split-brain") {
+			t.Errorf("the page announced a split-brain during the switchover: %s", heard)
+		}
 		do(t, chromedp.Navigate(brussels+"/#/run/"+runID))
 		wait(t, 10*time.Second, "every step of the run on the timeline, as the run records it", fmt.Sprintf(`(() => {
 			const want = %s, rows = [...document.querySelectorAll('#timeline [data-step]')];
