@@ -60,9 +60,15 @@ func readEnv(t *testing.T, path string) map[string]string {
 	out := map[string]string{}
 	for _, l := range strings.Split(string(b), "\n") {
 		name, value, _ := strings.Cut(l, "=")
-		if strings.HasPrefix(name, "SITEFLIP_") || strings.HasPrefix(name, "STORAGE_") {
-			out[name] = value
+		if !strings.HasPrefix(name, "SITEFLIP_") && !strings.HasPrefix(name, "STORAGE_") {
+			continue
 		}
+		// What the script inherits from the test's own environment
+		// (CI sets some SITEFLIP_ variables) is not the step's.
+		if inherited, ok := os.LookupEnv(name); ok && inherited == value {
+			continue
+		}
+		out[name] = value
 	}
 	return out
 }
