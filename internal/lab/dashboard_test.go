@@ -59,11 +59,6 @@ func TestDashboard(t *testing.T) {
 	}
 
 	t.Run("overview", func(t *testing.T) {
-		// A failover needs a standby whose lag is known: wait for antwerp
-		// to stream again and the lag to be recorded.
-		waitStatus(t, c, 60*time.Second, "webshop protected at brussels, antwerp ready to take over", func(st status.Status) bool {
-			return unhealthy(st) == "" && groupOf(st, demoGroup).ActiveSite == "brussels"
-		})
 		signIn(t, brussels, operator, "#/")
 		wait(t, 10*time.Second, "three locations up, webshop protected at brussels", `document.querySelectorAll('svg#map g.site[data-up=true]').length === 3 &&
 			document.querySelector('tr.group[data-group=webshop]')?.dataset.state === 'protected' &&
@@ -191,9 +186,28 @@ func TestDashboard(t *testing.T) {
 	})
 
 	t.Run("brussels lost under the open page", func(t *testing.T) {
-		if r := runAndWait(t, c, api.RunRequest{Group: demoGroup, Action: plan.Switchover, To: "brussels", Reason: "lab test: back to brussels"}); r.State != plan.RunSucceeded {
-			t.Fatalf("switchover back: %s: %s", r.State, r.Error)
+		back := runAndWait(t, c, api.RunRequest{Group: demoGroup, Action: plan.Switchover, To: "brussels", Reason: "lab test: back to brussels"})
+		if back.State != plan.RunSucceeded {
+			t.Fatalf("switchover back: %s: %s", back.State, back.Error)
 		}
+		// An automatic failover needs a standby whose lag the control
+		// plane recorded, streaming, in this epoch: wait for antwerp's,
+		// as brussels saw it after the switchover back.
+		waitStatus(t, c, 60*time.Second, "webshop protected at brussels, antwerp's lag recorded streaming", func(st status.Status) bool {
+			g := groupOf(st, demoGroup)
+			if unhealthy(st) != "" || g.ActiveSite != "brussels" {
+				return false
+			}
+			for _, r := range g.Resources {
+				for _, s := range r.Sites {
+					if r.Name == demoResource && s.Site == "antwerp" {
+						l := s.LastKnownLag
+						return l != nil && l.Streaming && l.Epoch == g.Epoch && l.SeenAt.After(back.Ended)
+					}
+				}
+			}
+			return false
+		})
 		signIn(t, brussels, operator, "#/")
 		wait(t, 10*time.Second, "webshop at brussels, read from brussels", `document.querySelector('tr.group[data-group=webshop]')?.dataset.active === 'brussels' && document.querySelector('#live').dataset.site === 'brussels'`)
 		do(t, chromedp.Evaluate[chromedp.Void](`window.sameDocument = true`))
