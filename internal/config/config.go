@@ -56,6 +56,13 @@ type Topology struct {
 	Access []Access `yaml:"access"`
 	Sites  []Site   `yaml:"sites"`
 	Groups []Group  `yaml:"groups"`
+	// MinSiteDistance is how far apart sites, and each site and the
+	// witness, should be (check warns below it); nil when the file leaves
+	// it out, DefaultMinSiteDistance after Load.
+	MinSiteDistance *Distance `yaml:"min_site_distance"`
+	// Levels are the disasters the installation plans for (`siteflip
+	// whatif --level`), in the file's order.
+	Levels []Level `yaml:"levels"`
 
 	// File is the path the topology was read from; Dir is its folder, against
 	// which relative paths in the file are resolved.
@@ -168,6 +175,9 @@ type Group struct {
 	Resources   []Resource `yaml:"resources"`
 	// Drill, when set, has the controller drill the group by itself.
 	Drill *DrillSchedule `yaml:"drill"`
+	// Requires lists the outside services the group needs wherever it
+	// runs, probed from every site.
+	Requires []Dependency `yaml:"requires"`
 }
 
 // Resource is one thing in a group, handled by the driver named by Type.

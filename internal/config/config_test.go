@@ -58,7 +58,7 @@ func TestBadConfigs(t *testing.T) {
 		want []string
 	}{
 		{"unknown-keys.bad.yaml", []string{
-			"2:1: colour: unknown field (known fields: access, coordination, groups, name, operator, sites, tls)",
+			"2:1: colour: unknown field (known fields: access, coordination, groups, levels, min_site_distance, name, operator, sites, tls)",
 			"7:5: sites[0].rack: unknown field (known fields: agent, bubble, etcd, location, name, role, tls)",
 			"22:58: groups[0].resources[0].sites.brussels.pasword: unknown field (known fields: application_name,",
 		}},

@@ -147,6 +147,11 @@ type GroupStatus struct {
 	// absent when it has neither schedule nor drill on record.
 	Drills    *DrillStatus     `json:"drills,omitempty"`
 	Resources []ResourceStatus `json:"resources"`
+	// Dependencies are the group's outside services, as each of its
+	// sites last probed them, in the order of the file and of its sites.
+	Dependencies []DependencyStatus `json:"dependencies,omitempty"`
+	// Readiness is the group's verdict on failing over now.
+	Readiness *Readiness `json:"readiness,omitempty"`
 }
 
 // ResourceStatus is one resource of a group at every site of the group.

@@ -35,6 +35,27 @@ type View struct {
 	// with expires; zero without TLS, and in the views of agents built
 	// before it was published.
 	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
+	// Dependencies are this location's probes of the outside services its
+	// groups require (config.Group.Requires), keyed GROUP/DEPENDENCY.
+	Dependencies map[string]DependencyView `json:"dependencies,omitempty"`
+}
+
+// DependencyView is one location's last probe of an outside service a
+// group requires.
+type DependencyView struct {
+	Group      string `json:"group"`
+	Dependency string `json:"dependency"`
+	Type       string `json:"type"`
+	// Target is what was probed, in its type's terms (host:port, URL,
+	// "db.example. A @ 10.0.0.53:53", the database's host).
+	Target    string  `json:"target"`
+	Reachable bool    `json:"reachable"`
+	LatencyMs float64 `json:"latency_ms,omitempty"`
+	Error     string  `json:"error,omitempty"`
+	// CheckedAt is when the last probe ended, Since when Reachable last
+	// changed (on this location's clock).
+	CheckedAt time.Time `json:"checked_at"`
+	Since     time.Time `json:"since"`
 }
 
 // PeerView is one location's view of another location's agent.
@@ -46,6 +67,11 @@ type PeerView struct {
 	// Started is when the other agent started, as its last answer said:
 	// a view it published before it last started is not believed.
 	Started time.Time `json:"started,omitzero"`
+	// ClockOffsetMs is how far the other agent's clock is ahead of this
+	// one's (negative: behind), estimated from its last answer as NTP
+	// does: its time minus the middle of the round trip. Absent from
+	// older agents' views.
+	ClockOffsetMs *float64 `json:"clock_offset_ms,omitempty"`
 }
 
 // Roles of a replicated resource at one site.
