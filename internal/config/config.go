@@ -68,6 +68,9 @@ type Topology struct {
 	// which relative paths in the file are resolved.
 	File string `yaml:"-"`
 	Dir  string `yaml:"-"`
+	// Warnings are the lint findings of the file (Problem.Warning), kept
+	// so that the agents can show them in each group's readiness.
+	Warnings []Problem `yaml:"-"`
 
 	pos positions
 }
@@ -425,6 +428,11 @@ func Parse(path string, data []byte, types map[string]ResourceType) (*Topology, 
 		probs[i].File = path
 	}
 	sortProblems(probs)
+	for _, p := range probs {
+		if p.Warning {
+			t.Warnings = append(t.Warnings, p)
+		}
+	}
 	return t, probs
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/geo"
@@ -118,3 +119,26 @@ const (
 	DefaultDependencyInterval = 5 * time.Second
 	DefaultDependencyTimeout  = 2 * time.Second
 )
+
+// Destroys lists the locations of sites that l destroys: those it names in
+// Lose and those inside its area, in the order of sites.
+func (l Level) Destroys(sites []Site) []string {
+	var out []string
+	for _, s := range sites {
+		at := geo.Point{Lat: s.Location.Latitude, Lon: s.Location.Longitude}
+		if slices.Contains(l.Lose, s.Name) || (l.Area != nil && l.Area.Contains(at)) {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// Level returns the level named name.
+func (t *Topology) Level(name string) (*Level, bool) {
+	for i := range t.Levels {
+		if t.Levels[i].Name == name {
+			return &t.Levels[i], true
+		}
+	}
+	return nil, false
+}

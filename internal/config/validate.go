@@ -22,7 +22,19 @@ type Problem struct {
 	Field   string // path of the field, e.g. sites[1].agent.address
 	Msg     string
 	Warning bool // a lint finding that does not stop siteflip from running
+	// Kind sorts warnings for readiness (status.Judge): KindGeography,
+	// or "" for any other lint finding.
+	Kind string
+	// Group is the group the problem concerns, "" when it concerns the
+	// whole installation or the locations in Sites.
+	Group string
+	// Sites are the locations the problem concerns, when it names some.
+	Sites []string
 }
+
+// KindGeography marks a warning about where the locations are: sites
+// closer than min_site_distance, a level that takes out a group.
+const KindGeography = "geography"
 
 // String formats the problem as FILE:LINE:COL: field: problem.
 func (p Problem) String() string {
