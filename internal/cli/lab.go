@@ -33,7 +33,9 @@ func newLabCmd(e *env) *cobra.Command {
 		Long: `lab runs a complete multi-site lab on this machine: lab up starts it, lab
 down removes it; disaster SITE cuts a location's power, kill-agent SITE
 stops its agent, heal SITE brings it back; pivot SITE -- CMD [ARG...] runs
-CMD in SITE's drill bubble (namespaced lab). writer, db-init, app,
+CMD in SITE's drill bubble (namespaced lab); ldap start|stop|status SITE
+runs the directory webshop requires at SITE (lab up starts it at brussels
+only). writer, db-init, app,
 storage and service are run by the lab itself.`,
 	}
 	var o labFlags
@@ -66,9 +68,9 @@ func runLab(e *env, fs *pflag.FlagSet, pos, command []string, lf labFlags) error
 	if len(pos) > 3 {
 		return usageErrorf("unexpected argument(s): %s", strings.Join(pos[3:], " "))
 	}
-	// Only service takes a verb, a site's service: at most a verb and a
+	// Only service and ldap take a verb and more: at most a verb and a
 	// location otherwise.
-	if len(pos) == 3 && pos[0] != "service" {
+	if len(pos) == 3 && pos[0] != "service" && pos[0] != "ldap" {
 		return usageErrorf("unexpected argument(s): %s", pos[2])
 	}
 	if len(pos) == 0 {
@@ -190,6 +192,21 @@ func runLab(e *env, fs *pflag.FlagSet, pos, command []string, lf labFlags) error
 			return usageErrorf("lab storage needs a site and a mode: lab storage --site SITE %s|%s", lab.StorageReadOnly, lab.StorageReadWrite)
 		}
 		return lab.SetStorage(o, *onSite, pos[1], runStep())
+	case "ldap":
+		if len(pos) == 2 && pos[1] == "serve" { // run by the lab, not by people
+			if *onSite == "" {
+				return usageErrorf("lab ldap serve needs a site: lab ldap serve --site SITE")
+			}
+			return lab.ServeLDAP(ctx, o, *onSite)
+		}
+		if len(pos) != 3 {
+			return usageErrorf("lab ldap needs a verb and a site: lab ldap start|stop|status SITE")
+		}
+		err := lab.LDAP(ctx, o, pos[1], pos[2])
+		if errors.Is(err, lab.ErrNotRunning) {
+			return &exitError{code: 3, err: err}
+		}
+		return err
 	case "service": // the app service's commands
 		if *onSite == "" || len(pos) != 3 {
 			return usageErrorf("lab service needs a verb, a site and a service: lab service start|stop|status --site SITE app")
@@ -201,7 +218,7 @@ func runLab(e *env, fs *pflag.FlagSet, pos, command []string, lf labFlags) error
 		}
 		return err
 	}
-	return usageErrorf("unknown lab command %q: use up, down, disaster SITE, kill-agent SITE, heal SITE or pivot SITE -- CMD", pos[0])
+	return usageErrorf("unknown lab command %q: use up, down, disaster SITE, kill-agent SITE, heal SITE, ldap start|stop SITE or pivot SITE -- CMD", pos[0])
 }
 
 // flagSet says whether the flag name was given.

@@ -165,6 +165,13 @@ func Up(ctx context.Context, o Options) error {
 		addrs = addresses(st.locs(), st.PGGroups) // fresh namespaces: nothing listens there yet
 	}
 	var proxyBin string
+	if withPG && o.Net == nil {
+		for _, l := range st.locs() {
+			if l.postgres {
+				addrs = append(addrs, l.addr(ldapPort))
+			}
+		}
+	}
 	if o.Stack {
 		if !withPG {
 			return fmt.Errorf("the web stack runs in front of webshop, on PostgreSQL: run the lab with --db postgres or both and without --groups, or without the stack (--stack=false)")
@@ -244,6 +251,16 @@ func Up(ctx context.Context, o Options) error {
 		}
 	}
 	fmt.Fprintf(o.Out, "started agents of %s\n", strings.Join(t.SiteNames(), ", "))
+	if withPG {
+		if err := st.startLDAP(ctx, o.Exe, ldapSite); err != nil {
+			return fail(err)
+		}
+		st.LDAP = []string{ldapSite}
+		if err := st.save(); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(o.Out, "started the directory (ldap) that webshop requires, at %s only\n", ldapSite)
+	}
 	if withPG {
 		if _, err := st.start("", "writer", exec.Command(o.Exe, "lab", "writer", "--dir", dir), filepath.Join(dir, "writer.log")); err != nil {
 			return fail(err)
@@ -816,7 +833,11 @@ func Heal(ctx context.Context, o Options, site string) error {
 	if err := StartAgent(o, site); err != nil && !errors.Is(err, errUp) {
 		return err
 	}
-	return nil
+	st, err := loadState(o.Dir)
+	if err != nil || !slices.Contains(st.LDAP, site) {
+		return err
+	}
+	return st.startLDAP(ctx, o.Exe, site)
 }
 
 // errUp: what was to be started runs already.

@@ -37,6 +37,9 @@ type state struct {
 	// PGGroups is the number of the scale lab's PostgreSQL groups, whose
 	// servers listen on ports of their own (scaleDB).
 	PGGroups int `json:"pg_groups,omitempty"`
+	// LDAP lists the sites where the lab runs its directory (lab ldap):
+	// lab heal starts it again there.
+	LDAP []string `json:"ldap,omitempty"`
 
 	// mu guards Processes and the file while databases start side by
 	// side (startDatabases).

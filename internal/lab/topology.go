@@ -308,6 +308,21 @@ access:                            # certificate names and their roles
 			}
 		}
 	}
+	// The disasters the lab plans for, by gravity, as Belgian data
+	// centres 41 km apart would (siteflip whatif --level NAME): the
+	// major one takes both sites, which check and whatif say.
+	b.WriteString(`levels:
+  - name: minor
+    description: the fibre between the Brussels and Antwerp data centres is cut
+    lose_links: [brussels-antwerp]
+  - name: medium
+    description: a fire at the Brussels data centre
+    lose: [brussels]
+  - name: major
+    description: a regional flood or grid failure, 60 km around Brussels
+    at: 50.85,4.35
+    radius: 60km
+`)
 	b.WriteString("groups:\n")
 	scaleYAML(&b, dir, binDir, locs, o)
 	if o.mariadb {
@@ -322,6 +337,14 @@ access:                            # certificate names and their roles
     max_data_loss: 5s
     rto_target: 30s
 `, demoGroup, cmp.Or(o.policy, "automatic"))
+	// webshop needs the company directory wherever it runs; the lab runs
+	// one at brussels only (lab ldap), so antwerp cannot reach its own.
+	fmt.Fprintf(&b, "    requires:\n      - name: %s\n        type: tcp\n        interval: 1s\n        timeout: 500ms\n        sites:\n", ldapDependency)
+	for _, l := range locs {
+		if l.postgres {
+			fmt.Fprintf(&b, "          %s: {address: \"%s\", at: %s}\n", l.name, l.addr(ldapPort), l.name)
+		}
+	}
 	groupSitesYAML(&b, locs)
 	if o.flapPeriod > 0 {
 		fmt.Fprintf(&b, "    flap_period: %s\n", o.flapPeriod)
