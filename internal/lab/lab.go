@@ -700,10 +700,17 @@ psql -h 127.0.1.1 -p %d -U siteflip %s (password: %s/secrets/postgres.password).
 site's address on its one DNS listener (dig @127.0.2.1 -p %d %s).
 `, groups, scaleGroup(1), scaleGroup(groups), dnsPort, scaleName(scaleGroup(1)))
 	}
+	if withPG {
+		fmt.Fprintf(w, `Webshop requires a directory (ldap, tcp :%d), which the lab runs at brussels only: antwerp cannot
+reach one, so webshop is "at risk" until `+"`siteflip lab ldap start antwerp --dir %s`"+`.
+`, ldapPort, dir)
+	}
 	fmt.Fprintf(w, `
 Try next:
   export SITEFLIP_CONFIG=%[2]s
   %[3]s status                     # --watch to follow it, -o json for scripts
+  %[3]s readiness                  # is every group ready to fail over, and what fixes it
+  %[3]s whatif --level major       # what a flood 60 km around Brussels would do (levels: minor, medium, major)
   %[3]s token --role operator      # a link to each location's dashboard; the browser trusts %[1]s/pki/ca.crt
   %[3]s lab disaster brussels --dir %[1]s   # power cut at brussels
   %[3]s status                     # answered by %[4]s
