@@ -117,15 +117,7 @@ func TestDependencyLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testbed.AcceptAll(ln)
 	testbed.WaitFor(t, 5*time.Second, "reachable once the port listens, published", func() bool { return published.Load() > 1 })
 	if v := view(); v.Error != "" || v.LatencyMs <= 0 || published.Load() != 2 || up() != 1 {
 		t.Errorf("reachable: %+v, %d publications asked, up %v; want no error, a latency, 2, 1", v, published.Load(), up())

@@ -61,15 +61,7 @@ func TestTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testbed.AcceptAll(ln)
 	up, down := ln.Addr().String(), closedAddr(t)
 	runProbes(t, []probeCase{
 		{"accepts", config.DependencyTCP, config.DependencySite{Address: up}, "tcp " + up, true, ""},

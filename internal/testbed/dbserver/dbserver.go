@@ -8,7 +8,6 @@ package dbserver
 import (
 	"context"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -73,17 +72,7 @@ func Postgres(t *testing.T, database string) postgres.Settings {
 // test in -short mode or when MariaDB cannot run here.
 func MariaDB(t *testing.T) mariadb.Instance {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping real MariaDB test in -short mode: it starts a server")
-	}
-	for _, bin := range []string{"mariadbd", "mariadb-install-db", "mariadb"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("skipping real MariaDB test: %s is missing; apt-get install mariadb-server to run it", bin)
-		}
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping real MariaDB test: its server is administered as root over its socket; run it as root")
-	}
+	testbed.RequireMariaDB(t)
 	// A short prefix: the server's socket path must stay under 108 bytes.
 	dir := testbed.SharedDir(t, "sf-db-")
 	in := mariadb.Instance{Dir: filepath.Join(dir, "a"), Settings: mariadb.Settings{
