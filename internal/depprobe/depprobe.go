@@ -212,7 +212,12 @@ func selectPostgres(ctx context.Context, dsn string, r *Result) (string, error) 
 	if err != nil {
 		return cfg.Password, fmt.Errorf("connect: %s", cause(err))
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		// Past the probe's own deadline too, but not for ever.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
 	var one int
 	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 		return cfg.Password, fmt.Errorf("SELECT 1: %s", cause(err))
