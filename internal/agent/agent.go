@@ -3,6 +3,8 @@
 //
 //   - presence (presence.go): probes the other agents and publishes this
 //     location's view under a control-plane session;
+//   - dependencies (dependencies.go): probes the outside services this
+//     site's groups require; the view carries the results;
 //   - controller (controller.go): the candidacy for controller and the
 //     controller's work: automatic failover (safety.Decide), runs, lags;
 //   - serveLease (lease.go): asks the others for the right to serve,
@@ -72,6 +74,7 @@ type agent struct {
 	*base
 	plane    *plane
 	presence *presence
+	deps     *dependencies
 	ctl      *controller
 	lease    *serveLease
 	local    *localResources
@@ -115,6 +118,8 @@ func wire(b *base, p parts) *agent {
 			Transport: &http.Transport{TLSClientConfig: p.clientTLS, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
 		},
 		resources: a.local.views, leftovers: a.local.drillLeftovers, peers: map[string]status.PeerView{}, changed: make(chan struct{}, 1)}
+	a.deps = &dependencies{base: b, notify: a.presence.notify, state: map[string]depState{}}
+	a.presence.dependencies = a.deps.views
 	a.force = &forcer{base: b, store: p.store, member: p.member, presence: a.presence, local: a.local}
 	if p.member != nil {
 		a.presence.raftLeader = a.force.raftLeader
@@ -343,6 +348,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 		// presence: probes, and the session that carries the view and the
 		// controller's candidacy (controller.serve)
 		a.presence.probeLoop, a.presence.run,
+		// the outside services this site's groups require
+		a.deps.run,
 		// the serve lease: asking, enforcing, marking
 		a.lease.renewLoop, a.lease.enforceLoop, a.lease.markLoop,
 		// the local resources

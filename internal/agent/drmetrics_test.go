@@ -154,6 +154,7 @@ func (w *world) fill() {
 	m.leaseRequest("antwerp", true)
 	m.leaseRequest("frankfurt", false)
 	m.resource(status.ResourceView{Group: "webshop", Resource: "db", Up: true, Role: status.RolePrimary})
+	m.dependency("webshop", "ldap", "brussels", true, 3*time.Millisecond)
 	hist := metricsHistory(time.Unix(1764900000, 0).UTC())
 	rpo := 1.5
 	m.drill("webshop", status.DrillRecord{}.With(status.DrillResult{Run: "d1", Started: hist[3].Started, Ended: hist[3].Ended, Result: "succeeded", RPOSeconds: &rpo}))

@@ -30,6 +30,9 @@ type metrics struct {
 	selfFences    prometheus.Counter
 	autoFailovers prometheus.Counter
 	connsRefused  prometheus.Counter
+	// The outside services this site's groups require (dependencies.go).
+	dependencyUp    *prometheus.GaugeVec
+	dependencyProbe *prometheus.GaugeVec
 	// The drills of each group, exported by the controller.
 	drillSuccess  *prometheus.GaugeVec
 	drillDuration *prometheus.GaugeVec
@@ -71,6 +74,12 @@ func newMetrics() *metrics {
 		primary: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "siteflip_resource_primary", Help: "1 when the local resource is a primary.",
 		}, []string{"group", "resource"}),
+		dependencyUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_dependency_up", Help: "1 when this location reaches the outside service the group requires (after two failed probes in a row: 0).",
+		}, []string{"group", "dependency", "site"}),
+		dependencyProbe: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_dependency_probe_seconds", Help: "How long this location's last probe of the outside service the group requires took, answered or not.",
+		}, []string{"group", "dependency", "site"}),
 		leaseOK: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "siteflip_serve_lease_requests_total", Help: "Serve lease requests to other locations, by outcome.",
 		}, []string{"peer", "outcome"}),
@@ -120,6 +129,7 @@ func newMetrics() *metrics {
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(buildinfo.String(), runtime.Version()).Set(1)
 	m.reg.MustRegister(m.leaseOK, m.selfFences, m.autoFailovers, m.connsRefused, m.peerUp, m.probeRTT, m.controller, m.publishErrors, m.resourceUp, m.primary,
+		m.dependencyUp, m.dependencyProbe,
 		m.drillSuccess, m.drillDuration, m.drillRPO,
 		m.runs, m.runDuration, m.lastRunEnd, m.lastRunSucceeded, m.lastRunRTO, m.lastRunLoss, m.lastRunLost, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -144,6 +154,12 @@ func (m *metrics) probe(peer string, ok bool, rtt time.Duration) {
 func (m *metrics) resource(v status.ResourceView) {
 	m.resourceUp.WithLabelValues(v.Group, v.Resource).Set(b2f(v.Up))
 	m.primary.WithLabelValues(v.Group, v.Resource).Set(b2f(v.Role == status.RolePrimary))
+}
+
+// dependency exports this site's last probe of a group's dependency.
+func (m *metrics) dependency(group, dep, site string, up bool, took time.Duration) {
+	m.dependencyUp.WithLabelValues(group, dep, site).Set(b2f(up))
+	m.dependencyProbe.WithLabelValues(group, dep, site).Set(took.Seconds())
 }
 
 func (m *metrics) leaseRequest(peer string, ok bool) {

@@ -30,6 +30,9 @@ type presence struct {
 	client *http.Client // probes the other agents
 	// resources returns the last observation of the local resources.
 	resources func() map[string]status.ResourceView
+	// dependencies returns the last probes of the outside services this
+	// site's groups require (nil without any).
+	dependencies func() map[string]status.DependencyView
 	// leftovers is what drills left here that could not be removed.
 	leftovers func() map[string][]string
 	// onSession does the rest of a session's work (the controller's
@@ -78,6 +81,9 @@ func (p *presence) view() status.View {
 	}
 	if p.leftovers != nil {
 		v.DrillLeftovers = p.leftovers()
+	}
+	if p.dependencies != nil {
+		v.Dependencies = p.dependencies()
 	}
 	for k, peer := range p.peers {
 		v.Peers[k] = peer

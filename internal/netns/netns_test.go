@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // helperEnv makes the test binary act as the probe that runs inside a
@@ -775,15 +777,7 @@ func TestIsolated(t *testing.T) {
 	}
 	for _, ln := range lns {
 		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		testbed.AcceptAll(ln)
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		c, err := Dialer(ns)(ctx, "tcp", ln.Addr().String())
 		cancel()

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
@@ -124,4 +125,36 @@ func SharedDir(tb testing.TB, prefix string) string {
 		tb.Fatal(err)
 	}
 	return dir
+}
+
+// AcceptAll accepts and at once closes every connection to ln, until ln
+// is closed: a TCP service that is up and says nothing.
+func AcceptAll(ln net.Listener) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}
+
+// RequireMariaDB skips the test in -short mode or when real MariaDB
+// servers cannot be started here: a binary missing, or not root (the
+// servers are administered as root over their sockets).
+func RequireMariaDB(tb testing.TB) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("skipping real MariaDB test in -short mode: it starts servers")
+	}
+	for _, bin := range []string{"mariadbd", "mariadb-install-db", "mariadb"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			tb.Skipf("skipping real MariaDB test: %s is missing; apt-get install mariadb-server to run it", bin)
+		}
+	}
+	if os.Geteuid() != 0 {
+		tb.Skip("skipping real MariaDB test: its servers are administered as root over their sockets; run it as root")
+	}
 }

@@ -2,17 +2,12 @@ package check
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/siteflip/siteflip/internal/driver/mariadb"
 	"github.com/siteflip/siteflip/internal/resource"
-	"github.com/siteflip/siteflip/internal/testbed"
+	"github.com/siteflip/siteflip/internal/testbed/dbserver"
 )
 
 // startMariaDB starts a MariaDB server on a free port of 127.0.0.1 with a
@@ -21,32 +16,9 @@ import (
 // It skips the test in -short mode or when MariaDB cannot run here.
 func startMariaDB(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping real MariaDB test in -short mode: it starts a server")
-	}
-	for _, bin := range []string{"mariadbd", "mariadb-install-db", "mariadb"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("skipping real MariaDB test: %s is missing; apt-get install mariadb-server to run it", bin)
-		}
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping real MariaDB test: its server is administered as root over its socket; run it as root")
-	}
-	dir := testbed.SharedDir(t, "sf-chk-")
-	in := mariadb.Instance{Dir: filepath.Join(dir, "a"), Settings: mariadb.Settings{
-		Host: "127.0.0.1", Port: testbed.FreePort(t), Socket: filepath.Join(dir, "a", "mariadb.sock"),
-		DataDir: filepath.Join(dir, "a.data"), ServerID: 1,
-	}}
+	in := dbserver.MariaDB(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if err := in.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := in.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Kill)
 	if _, err := in.RootSQL(ctx, `CREATE USER 'check'@'%' IDENTIFIED BY 'check-pw';
 CREATE DATABASE shop;
 CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP) ENGINE=InnoDB;
@@ -54,7 +26,7 @@ INSERT INTO shop.orders (id) VALUES (1), (2), (3);
 GRANT SELECT ON shop.* TO 'check'@'%'`); err != nil {
 		t.Fatal(err)
 	}
-	return in.Settings.Host + ":" + strconv.Itoa(in.Settings.Port)
+	return dbserver.Addr(in)
 }
 
 // A check asks a real MariaDB, in a read-only transaction, and judges

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,10 +15,8 @@ import (
 
 	"github.com/siteflip/siteflip/internal/driver/postgres"
 	"github.com/siteflip/siteflip/internal/resource"
-	"github.com/siteflip/siteflip/internal/testbed"
+	"github.com/siteflip/siteflip/internal/testbed/dbserver"
 )
-
-const pgPassword = "check-secret"
 
 // startPostgres starts a PostgreSQL primary on a free port of 127.0.0.1
 // with a database webshop, whose table orders has three rows written now
@@ -27,42 +24,10 @@ const pgPassword = "check-secret"
 // the test in -short mode or when PostgreSQL is not installed.
 func startPostgres(t *testing.T) postgres.Settings {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping real PostgreSQL test in -short mode: it starts a server and takes a few seconds")
-	}
-	if _, err := user.Lookup("postgres"); os.Geteuid() == 0 && err != nil {
-		t.Skip("skipping real PostgreSQL test: running as root and there is no postgres OS user to run the server as; apt-get install postgresql-15 to run it")
-	}
-	dir := testbed.SharedDir(t, "siteflip-check-")
-	pwFile := filepath.Join(dir, "super.pw")
-	if err := os.WriteFile(pwFile, []byte(pgPassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := postgres.Settings{Host: "127.0.0.1", Port: testbed.FreePort(t), Database: "webshop", DataDir: filepath.Join(dir, "data"), PasswordFile: pwFile}
-	s.SetDefaults("brussels")
-	if s.BinDir == "" {
-		t.Skip("skipping real PostgreSQL test: no /usr/lib/postgresql/<version>/bin/postgres; apt-get install postgresql-15 to run it")
-	}
-	inst := postgres.Instance{Settings: s, Site: "brussels", LogFile: filepath.Join(dir, "server.log")}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	s := dbserver.Postgres(t, "webshop")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if err := inst.InitPrimary(ctx, pgPassword, "repl-secret"); err != nil {
-		t.Fatal(err)
-	}
-	if err := inst.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := inst.Stop(context.Background(), "fast"); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			if b, err := os.ReadFile(inst.LogFile); err == nil {
-				t.Logf("server log:\n%s", b)
-			}
-		}
-	})
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(s.User, pgPassword), Host: pgAddr(s), Path: "/webshop"}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(s.User, dbserver.PostgresPassword), Host: pgAddr(s), Path: "/webshop"}
 	conn, err := pgx.Connect(ctx, u.String())
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ func assertClean(t *testing.T, p *pair) {
 // each time the exact problem with its fix; then restored (often by
 // running the fix it gave) and clean again.
 func TestCheckServer(t *testing.T) {
-	requireMariaDB(t)
+	testbed.RequireMariaDB(t)
 	p := startPair(t)
 	a, b := p.a.Settings, p.b.Settings
 	waitRole(t, b, RoleStandby, true)

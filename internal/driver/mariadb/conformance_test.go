@@ -14,13 +14,14 @@ import (
 
 	"github.com/siteflip/siteflip/internal/driver/conformance"
 	"github.com/siteflip/siteflip/internal/plan"
+	"github.com/siteflip/siteflip/internal/testbed"
 )
 
 // The driver conformance suite on a real primary and standby: the type's
 // actor, reached only through resource.Actor, keeps the promises every
 // data type makes.
 func TestConformance(t *testing.T) {
-	requireMariaDB(t)
+	testbed.RequireMariaDB(t)
 	p := startPair(t)
 	// Servers the actions start again (a rejoin that reclones) are not
 	// startPair's: stop whatever runs from the state dirs first.

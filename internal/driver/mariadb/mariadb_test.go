@@ -3,8 +3,6 @@ package mariadb
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,22 +10,6 @@ import (
 
 	"github.com/siteflip/siteflip/internal/testbed"
 )
-
-// requireMariaDB skips unless real MariaDB servers can be started here.
-func requireMariaDB(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping real MariaDB test in -short mode: it starts servers")
-	}
-	for _, bin := range []string{"mariadbd", "mariadb-install-db", "mariadb"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("skipping real MariaDB test: %s is missing; apt-get install mariadb-server to run it", bin)
-		}
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping real MariaDB test: it administers its servers as root over their sockets; run it as root")
-	}
-}
 
 // pair is a primary at site a and a standby at site b following it.
 type pair struct {
@@ -132,7 +114,7 @@ func waitRole(t *testing.T, s Settings, role string, streaming bool) Observation
 // or times out without changing anything, and the promotion is proven by
 // a write; each may run twice.
 func TestFenceCatchUpPromote(t *testing.T) {
-	requireMariaDB(t)
+	testbed.RequireMariaDB(t)
 	p := startPair(t)
 	ctx := t.Context()
 	waitRole(t, p.a.Settings, RolePrimary, false)
@@ -211,7 +193,7 @@ func TestNothingListening(t *testing.T) {
 // boot guard it did: a commit InnoDB had not flushed yet, which the binlog
 // held, was truncated away.)
 func TestKilledPrimaryKeepsAcknowledgedWrites(t *testing.T) {
-	requireMariaDB(t)
+	testbed.RequireMariaDB(t)
 	p := startPair(t)
 	ctx := t.Context()
 	waitRole(t, p.a.Settings, RolePrimary, false)

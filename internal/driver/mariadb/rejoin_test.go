@@ -165,7 +165,7 @@ func sameRows(t *testing.T, a, b Settings) int {
 // primary's transactions beyond the switch point) it is still not
 // errant.
 func TestRejoinClean(t *testing.T) {
-	requireMariaDB(t)
+	testbed.RequireMariaDB(t)
 	p := startPair(t)
 	t.Cleanup(func() { _, _ = killServer(p.a.Dir) }) // Rejoin may restart it
 	ctx := t.Context()
@@ -250,7 +250,7 @@ func TestRejoinClean(t *testing.T) {
 // it. The saved transactions can be replayed at the new primary as the
 // readme says. A reclone found midway is finished.
 func TestRejoinErrant(t *testing.T) {
-	requireMariaDB(t)
+	testbed.RequireMariaDB(t)
 	const n, k = 30, 5
 	p := startPair(t)
 	t.Cleanup(func() { _, _ = killServer(p.a.Dir) })
@@ -527,7 +527,7 @@ func TestRejoinErrant(t *testing.T) {
 // copy streamed as the primary's agent does, the primary's data directory
 // being out of reach (on another machine).
 func TestRejoinPurged(t *testing.T) {
-	requireMariaDB(t)
+	testbed.RequireMariaDB(t)
 	p := startPair(t)
 	t.Cleanup(func() { _, _ = killServer(p.b.Dir) })
 	ctx := t.Context()
@@ -649,7 +649,7 @@ func redoFlushed(t *testing.T, in Instance) {
 
 // Settings of a primary elsewhere: the reclone says what to do by hand.
 func TestRejoinRecloneElsewhere(t *testing.T) {
-	requireMariaDB(t)
+	testbed.RequireMariaDB(t)
 	p := startPair(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

@@ -104,7 +104,7 @@ func loadAvg() string {
 // a session killed while it waited commits locally and is reported once;
 // Require and Release are idempotent.
 func TestSyncSemiSync(t *testing.T) {
-	requireMariaDB(t)
+	testbed.RequireMariaDB(t)
 	p := startPair(t)
 	ctx := t.Context()
 	waitRole(t, p.b.Settings, RoleStandby, true)
@@ -336,7 +336,7 @@ func TestSyncSemiSync(t *testing.T) {
 // What lets commits stop waiting for the standby is listed, and Require
 // puts the option file's settings back.
 func TestSyncWeakened(t *testing.T) {
-	requireMariaDB(t)
+	testbed.RequireMariaDB(t)
 	p := startPair(t)
 	ctx := t.Context()
 	waitRole(t, p.b.Settings, RoleStandby, true)
