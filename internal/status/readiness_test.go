@@ -164,7 +164,7 @@ func TestJudge(t *testing.T) {
 			verdict: Ready, reasons: []ReadinessReason{{Kind: "geography", Severity: SeverityNote, Message: geography.Msg,
 				Fix: "place the sites further apart (siteflip check, siteflip whatif)"}}},
 		{name: "worst first, notes last", top: func(t *config.Topology) { t.Warnings = []config.Problem{geography} },
-			gs: func(gs *GroupStatus) { gs.Paused, gs.PausedBy, gs.PausedAt = true, "alice", now },
+			gs:      func(gs *GroupStatus) { gs.Paused, gs.PausedBy, gs.PausedAt = true, "alice", now },
 			sites:   []SiteStatus{{Name: "antwerp", CertNotAfter: now.Add(-time.Hour)}},
 			verdict: NotReady, reasons: []ReadinessReason{
 				{Kind: "certificate", Severity: NotReady, Site: "antwerp", Message: "antwerp's certificate expired on 2026-12-05: the other locations refuse its agent", Fix: "siteflip cert renew antwerp"},
