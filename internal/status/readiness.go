@@ -211,17 +211,25 @@ func (j *judge) protection(gs GroupStatus, add func(ReadinessReason)) {
 		add(r)
 		return
 	}
-	r.Message = fmt.Sprintf("%s is %s", gs.Name, strings.ReplaceAll(gs.State, "-", " "))
+	r.Message = fmt.Sprintf("%s is %s", gs.Name, stateWords[gs.State])
+	if stateWords[gs.State] == "" {
+		r.Message = fmt.Sprintf("%s is %s", gs.Name, strings.ReplaceAll(gs.State, "-", " "))
+	}
 	// The group's first problem says why, and the first command among its
 	// problems is what fixes it; a decision waiting names its own.
+	// Problems that do not make the state (a pause, drills) are reasons
+	// of their own.
+	issues := slices.DeleteFunc(slices.Clone(gs.Issues), func(p Problem) bool {
+		return p.Kind == KindPaused || p.Kind == KindUnproven || p.Kind == KindDrillLeftovers || p.Kind == KindAwaitingApproval
+	})
 	if d := gs.Decision; gs.State == StateNeedsDecision && d != nil {
 		r.Message += fmt.Sprintf(": %s is lost and %s does not fail over by itself: %s", d.Site, gs.Name, d.Reason)
 		r.Fix, r.Site = d.Command, d.Site
-	} else if len(gs.Issues) > 0 {
-		r.Message += ": " + gs.Issues[0].Message
-		r.Site = gs.Issues[0].Site
+	} else if len(issues) > 0 {
+		r.Message += ": " + issues[0].Message
+		r.Site = issues[0].Site
 	}
-	for _, p := range gs.Issues {
+	for _, p := range issues {
 		if r.Fix != "" {
 			break
 		}
@@ -243,6 +251,17 @@ func (j *judge) protection(gs GroupStatus, add func(ReadinessReason)) {
 		}
 	}
 	add(r)
+}
+
+// stateWords are the states a failover cannot start from, as a reason
+// says them.
+var stateWords = map[string]string{
+	StateInitializing:  "not adopted by a controller yet",
+	StateUnprotected:   "unprotected",
+	StateUnreachable:   "unreachable at its active site",
+	StateDown:          "down at its active site",
+	StateSplitBrain:    "in split-brain",
+	StateNeedsDecision: "waiting for a person's decision",
 }
 
 // lag judges each standby of the group's data: one a failover would not

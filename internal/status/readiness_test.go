@@ -40,14 +40,20 @@ func TestJudge(t *testing.T) {
 			gs.Issues = []Problem{{Kind: KindStandbyNotReady, Site: "antwerp", Message: "db at antwerp is a standby that is not streaming", Command: "siteflip reprotect webshop"}}
 		}, verdict: NotReady, reasons: []ReadinessReason{{Kind: "protection", Severity: NotReady, Site: "antwerp",
 			Message: "webshop is unprotected: db at antwerp is a standby that is not streaming", Fix: "siteflip reprotect webshop"}}},
+		{name: "unprotected and paused: the pause is not the fix", gs: func(gs *GroupStatus) {
+			gs.State = StateUnprotected
+			gs.Issues = []Problem{{Kind: KindPaused, Message: "paused by alice", Command: "siteflip resume webshop"},
+				{Kind: KindStandbyNotReady, Site: "antwerp", Message: "www at antwerp is not ready to take the clients"}}
+		}, verdict: NotReady, reasons: []ReadinessReason{{Kind: "protection", Severity: NotReady, Site: "antwerp",
+			Message: "webshop is unprotected: www at antwerp is not ready to take the clients", Fix: "siteflip reprotect webshop"}}},
 		{name: "needs decision", gs: func(gs *GroupStatus) {
 			gs.State = StateNeedsDecision
 			gs.Decision = &Decision{Site: "brussels", Reason: "policy manual", Command: "siteflip failover webshop --to antwerp"}
 		}, verdict: NotReady, reasons: []ReadinessReason{{Kind: "protection", Severity: NotReady, Site: "brussels",
-			Message: "webshop is needs decision: brussels is lost and webshop does not fail over by itself: policy manual", Fix: "siteflip failover webshop --to antwerp"}}},
+			Message: "webshop is waiting for a person's decision: brussels is lost and webshop does not fail over by itself: policy manual", Fix: "siteflip failover webshop --to antwerp"}}},
 		{name: "initializing", gs: func(gs *GroupStatus) { gs.State, gs.ActiveSite = StateInitializing, "" },
 			verdict: NotReady, reasons: []ReadinessReason{{Kind: "protection", Severity: NotReady,
-				Message: "webshop is initializing", Fix: "make one site primary for all of the group's data: the controller then adopts it"}}},
+				Message: "webshop is not adopted by a controller yet", Fix: "make one site primary for all of the group's data: the controller then adopts it"}}},
 		{name: "run in progress", gs: func(gs *GroupStatus) { gs.State, gs.Run = StateSwitchingOver, "r1" },
 			verdict: AtRisk, reasons: []ReadinessReason{{Kind: "protection", Severity: AtRisk,
 				Message: "run r1 is in progress on webshop (switching over): another failover waits until it ends", Fix: "siteflip run r1"}}},
