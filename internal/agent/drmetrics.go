@@ -62,6 +62,10 @@ var (
 		"When the group was paused (Unix time); no series while it is not.", "group")
 	descDrillMissed = desc("siteflip_group_drill_missed_window_timestamp_seconds",
 		"When the last window of the group's drill schedule began, if it passed with a drill due and none started (Unix time); no series otherwise.", "group")
+	descGroupReadiness = desc("siteflip_group_readiness",
+		"1 for the group's readiness verdict in force, 0 for the others (ready, at_risk, not_ready).", "group", "verdict")
+	descGroupReasons = desc("siteflip_group_readiness_reasons",
+		"How many readiness reasons of each severity the group has (not_ready, at_risk, note).", "group", "severity")
 	descDrillMaxAge = desc("siteflip_group_drill_max_age_seconds",
 		"How old the group's last successful drill may be (its schedule's max_age); only groups with a drill schedule.", "group")
 
@@ -90,6 +94,10 @@ var groupStates = []string{
 	status.StateDown, status.StateSplitBrain, status.StateNeedsDecision, status.StateFailingOver,
 	status.StateSwitchingOver, status.StateFailingBack, status.StateReprotecting,
 }
+
+// readinessVerdicts are the verdicts siteflip_group_readiness lists for
+// every group.
+var readinessVerdicts = []string{status.Ready, status.AtRisk, status.NotReady}
 
 // pauseInfo is a paused group: automatic failover is off for it.
 type pauseInfo struct {
@@ -155,7 +163,7 @@ func (c *drCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descPlaneUp, descElected, descSiteUp, descSiteReporting, descSiteLost, descSiteSees,
 		descGroupState, descGroupActive, descGroupEpoch, descGroupMaxLoss, descGroupRTOTarget, descGroupProblems,
-		descGroupRunning, descGroupDrilling, descGroupPaused, descGroupPausedSince, descDrillMaxAge, descDrillMissed,
+		descGroupRunning, descGroupDrilling, descGroupPaused, descGroupPausedSince, descGroupReadiness, descGroupReasons, descDrillMaxAge, descDrillMissed,
 		descLagSeconds, descLagBytes, descStreaming, descLastKnownLag, descFailoverReady, descSync,
 		descLeaseLeft, descCertExpiry,
 	} {
@@ -258,6 +266,18 @@ func collectGroup(ch chan<- prometheus.Metric, g *config.Group, gs status.GroupS
 	ch <- constGauge(descGroupProblems, float64(len(gs.Problems)), g.Name)
 	ch <- constGauge(descGroupRunning, b2f(gs.Run != ""), g.Name)
 	ch <- constGauge(descGroupDrilling, b2f(gs.Drill != ""), g.Name)
+	if r := gs.Readiness; r != nil {
+		count := map[string]int{}
+		for _, x := range r.Reasons {
+			count[x.Severity]++
+		}
+		for _, v := range readinessVerdicts {
+			ch <- constGauge(descGroupReadiness, b2f(v == r.Verdict), g.Name, v)
+		}
+		for _, sev := range []string{status.NotReady, status.AtRisk, status.SeverityNote} {
+			ch <- constGauge(descGroupReasons, float64(count[sev]), g.Name, sev)
+		}
+	}
 	if g.Drill != nil && g.Drill.MaxAge != nil {
 		ch <- constGauge(descDrillMaxAge, g.Drill.MaxAge.D().Seconds(), g.Name)
 	}

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/siteflip/siteflip/internal/access"
 	"github.com/siteflip/siteflip/internal/audit"
 	"github.com/siteflip/siteflip/internal/config"
@@ -231,15 +233,58 @@ func TestConnectionLimit(t *testing.T) {
 
 func TestParseHealthz(t *testing.T) {
 	at := time.Date(2026, 12, 4, 3, 9, 55, 947000123, time.UTC)
-	for body, want := range map[string]time.Time{
-		"ok brussels " + at.Format(time.RFC3339Nano) + "\n": at,
+	now := at.Add(time.Hour)
+	for body, want := range map[string]healthz{
+		"ok brussels " + at.Format(time.RFC3339Nano) + "\n":                                      {started: at},
+		"ok brussels " + at.Format(time.RFC3339Nano) + " " + now.Format(time.RFC3339Nano) + "\n": {started: at, now: now},
+		"ok brussels " + at.Format(time.RFC3339Nano) + " later\n":                                {started: at},
 		"ok brussels\n":              {}, // an agent that does not say
 		"ok brussels yesterday\n":    {},
 		"busy brussels 2026-12-04\n": {},
 		"":                           {},
 	} {
-		if got := parseHealthz(body); !got.Equal(want) {
-			t.Errorf("parseHealthz(%q) = %s, want %s", body, got, want)
+		if got := parseHealthz(body); !got.started.Equal(want.started) || !got.now.Equal(want.now) {
+			t.Errorf("parseHealthz(%q) = %+v, want %+v", body, got, want)
 		}
+	}
+}
+
+// TestHealthzTime: /healthz says the agent's time, on its (shifted)
+// clock, after the fields older readers know.
+func TestHealthzTime(t *testing.T) {
+	started := time.Date(2026, 12, 4, 3, 9, 55, 0, time.UTC)
+	p := &presence{base: &base{site: &config.Site{Name: "brussels"}, started: started, clockOffset: time.Hour}}
+	rec := httptest.NewRecorder()
+	before := time.Now().Add(time.Hour)
+	p.handleHealthz(rec, httptest.NewRequest("GET", "/healthz", nil))
+	after := time.Now().Add(time.Hour)
+	h := parseHealthz(rec.Body.String())
+	if !h.started.Equal(started) {
+		t.Errorf("started %s, want %s (%q)", h.started, started, rec.Body.String())
+	}
+	if h.now.Before(before.Truncate(time.Microsecond)) || h.now.After(after) {
+		t.Errorf("time %s, want between %s and %s (%q)", h.now, before, after, rec.Body.String())
+	}
+}
+
+func TestClockOffsetMs(t *testing.T) {
+	send := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		peer time.Time
+		rtt  time.Duration
+		want *float64
+	}{
+		{"in step", send.Add(5 * time.Millisecond), 10 * time.Millisecond, new(0.0)},
+		{"ahead", send.Add(1505 * time.Millisecond), 10 * time.Millisecond, new(1500.0)},
+		{"behind", send.Add(-2 * time.Second), 40 * time.Millisecond, new(-2020.0)},
+		{"sub-millisecond", send.Add(1500 * time.Microsecond), time.Millisecond, new(1.0)},
+		{"an older agent says no time", time.Time{}, time.Millisecond, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, clockOffsetMs(tc.peer, send, tc.rtt)); diff != "" {
+				t.Errorf("clockOffsetMs (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

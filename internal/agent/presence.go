@@ -133,8 +133,8 @@ func (p *presence) probePeer(ctx context.Context, peer config.Site) {
 	defer tick.Stop()
 	failures := 0
 	for {
-		start := time.Now()
-		started, err := p.probe(ctx, url)
+		start, send := time.Now(), p.now()
+		h, err := p.probe(ctx, url)
 		rtt := time.Since(start)
 		if ctx.Err() != nil {
 			return
@@ -151,9 +151,10 @@ func (p *presence) probePeer(ctx context.Context, peer config.Site) {
 		switch {
 		case err == nil:
 			next.Reachable, next.RTTMs, next.Error = true, float64(rtt.Microseconds())/1000, ""
-			if !started.IsZero() {
-				next.Started = started
+			if !h.started.IsZero() {
+				next.Started = h.started
 			}
+			next.ClockOffsetMs = clockOffsetMs(h.now, send, rtt)
 		case failures >= failuresToDown || !known:
 			next.Reachable, next.Error = false, err.Error()
 		}
@@ -180,22 +181,41 @@ func (p *presence) probePeer(ctx context.Context, peer config.Site) {
 	}
 }
 
-// handleHealthz answers "ok SITE STARTED": the peers learn from it when
-// this agent started, and so which of its views are from this run.
+// handleHealthz answers "ok SITE STARTED NOW": the peers learn from it
+// when this agent started, and so which of its views are from this run,
+// and how far its clock is from theirs. Readers of the first three fields
+// ignore the fourth.
 func (p *presence) handleHealthz(w http.ResponseWriter, r *http.Request) {
-	fmt.Fprintf(w, "ok %s %s\n", p.site.Name, p.started.Format(time.RFC3339Nano))
+	fmt.Fprintf(w, "ok %s %s %s\n", p.site.Name, p.started.Format(time.RFC3339Nano), p.now().UTC().Format(time.RFC3339Nano))
 }
 
-// probe asks a peer's /healthz; it returns when the peer's agent started
-// (zero if its answer does not say).
-func (p *presence) probe(ctx context.Context, url string) (time.Time, error) {
+// healthz is what a peer's /healthz says: when its agent started and its
+// time when it answered; each zero when the answer does not say.
+type healthz struct {
+	started, now time.Time
+}
+
+// clockOffsetMs estimates, as NTP does, how far a peer's clock is ahead
+// of this one's in milliseconds: its time when it answered, less the
+// middle of the round trip (sent at send, on this clock, taking rtt).
+// Nil when the peer did not say its time.
+func clockOffsetMs(peer, send time.Time, rtt time.Duration) *float64 {
+	if peer.IsZero() {
+		return nil
+	}
+	off := float64(peer.Sub(send.Add(rtt/2)).Microseconds()) / 1000
+	return &off
+}
+
+// probe asks a peer's /healthz.
+func (p *presence) probe(ctx context.Context, url string) (healthz, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return time.Time{}, err
+		return healthz{}, err
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return time.Time{}, err
+		return healthz{}, err
 	}
 	// Read to the end so the connection is reused: a TLS handshake per
 	// probe is slow, and on a lossy link more likely to fail than the probe.
@@ -203,22 +223,30 @@ func (p *presence) probe(ctx context.Context, url string) (time.Time, error) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return time.Time{}, fmt.Errorf("healthz answered %s", resp.Status)
+		return healthz{}, fmt.Errorf("healthz answered %s", resp.Status)
 	}
 	return parseHealthz(string(body)), nil
 }
 
-// parseHealthz reads the start time from a /healthz answer.
-func parseHealthz(body string) time.Time {
+// parseHealthz reads the start time and the time of the answer from a
+// /healthz answer; an older agent's says only the first.
+func parseHealthz(body string) healthz {
 	f := strings.Fields(body)
 	if len(f) < 3 || f[0] != "ok" {
-		return time.Time{}
+		return healthz{}
 	}
-	t, err := time.Parse(time.RFC3339Nano, f[2])
-	if err != nil {
-		return time.Time{}
+	at := func(s string) time.Time {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return time.Time{}
+		}
+		return t.UTC()
 	}
-	return t.UTC()
+	h := healthz{started: at(f[2])}
+	if len(f) > 3 {
+		h.now = at(f[3])
+	}
+	return h
 }
 
 // run keeps the location present in the control plane: a session

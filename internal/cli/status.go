@@ -150,6 +150,10 @@ func printStatus(w io.Writer, st status.Status, verbose bool) {
 		if g.Drill != "" {
 			fmt.Fprintf(w, "  drill in progress: %s (siteflip run %s)\n", g.Drill, g.Drill)
 		}
+		printReadiness(w, "  ", g.Readiness)
+		for _, l := range dependencyLines(g.Dependencies) {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
 		fmt.Fprintf(w, "  %s\n", drillLine(g.Drills, st.Time))
 		if l := scheduledLine(g); l != "" {
 			fmt.Fprintf(w, "  %s\n", l)
@@ -315,4 +319,83 @@ func lagCell(s status.ResourceSiteStatus, active string, now time.Time) string {
 		return fmt.Sprintf("last known %.3f s at %s", s.LastKnownLag.Seconds, s.LastKnownLag.MeasuredAt.Local().Format(time.TimeOnly))
 	}
 	return "-"
+}
+
+// verdictWords is a readiness verdict or severity as people read it.
+func verdictWords(v string) string { return strings.ReplaceAll(v, "_", " ") }
+
+// printReadiness writes a group's verdict on one line, and under it each
+// reason with its fix; nothing for an agent that judges none.
+func printReadiness(w io.Writer, indent string, r *status.Readiness) {
+	if r == nil {
+		return
+	}
+	line := indent + "readiness: " + verdictWords(r.Verdict)
+	counts := map[string]int{}
+	for _, x := range r.Reasons {
+		counts[x.Severity]++
+	}
+	var parts []string
+	for _, sev := range []string{status.NotReady, status.AtRisk, status.SeverityNote} {
+		n := counts[sev]
+		switch {
+		case n == 0:
+		case sev == status.SeverityNote:
+			parts = append(parts, plural(n, "note", "notes"))
+		case sev == r.Verdict:
+			parts = append(parts, plural(n, "reason", "reasons"))
+		default:
+			parts = append(parts, fmt.Sprintf("%d %s", n, verdictWords(sev)))
+		}
+	}
+	if len(parts) > 0 {
+		line += " — " + strings.Join(parts, ", ")
+	}
+	fmt.Fprintln(w, line)
+	for _, x := range r.Reasons {
+		fmt.Fprintf(w, "%s  %s: %s\n", indent, verdictWords(x.Severity), x.Message)
+		if x.Fix != "" {
+			fmt.Fprintf(w, "%s    fix: %s\n", indent, x.Fix)
+		}
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// dependencyLines are a group's dependencies, one line each, with what
+// each site of the group last found of it.
+func dependencyLines(deps []status.DependencyStatus) []string {
+	var lines []string
+	var names []string
+	at := map[string][]string{}
+	head := map[string]string{}
+	for _, d := range deps {
+		if _, ok := at[d.Name]; !ok {
+			names = append(names, d.Name)
+			h := d.Type
+			if d.Critical {
+				h += ", critical"
+			}
+			head[d.Name] = h
+		}
+		cell := "reachable"
+		switch {
+		case !d.Known:
+			cell = "NOT PROBED"
+		case !d.Reachable && d.Error != "":
+			cell = "UNREACHABLE (" + d.Error + ")"
+		case !d.Reachable:
+			cell = "UNREACHABLE"
+		}
+		at[d.Name] = append(at[d.Name], d.Site+" "+cell)
+	}
+	for _, n := range names {
+		lines = append(lines, fmt.Sprintf("dependency %s (%s): %s", n, head[n], strings.Join(at[n], ", ")))
+	}
+	return lines
 }

@@ -117,3 +117,48 @@ func TestPrintProblems(t *testing.T) {
 		}
 	}
 }
+
+// A group's verdict on one line with its reasons and their fixes under
+// it, the worst first, and each dependency with what each site found.
+func TestPrintReadiness(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		r    *status.Readiness
+		want string
+	}{
+		{"from an earlier agent", nil, ""},
+		{"ready", &status.Readiness{Verdict: status.Ready}, "  readiness: ready\n"},
+		{"ready with a note", &status.Readiness{Verdict: status.Ready, Reasons: []status.ReadinessReason{
+			{Kind: "geography", Severity: status.SeverityNote, Message: "brussels and antwerp are 40 km apart"}}},
+			"  readiness: ready — 1 note\n    note: brussels and antwerp are 40 km apart\n"},
+		{"not ready", &status.Readiness{Verdict: status.NotReady, Reasons: []status.ReadinessReason{
+			{Kind: "certificate", Severity: status.NotReady, Site: "antwerp", Message: "antwerp's certificate expired on 2026-12-05", Fix: "siteflip cert renew antwerp"},
+			{Kind: "pause", Severity: status.AtRisk, Message: "webshop is paused", Fix: "siteflip resume webshop"},
+			{Kind: "dependency", Severity: status.AtRisk, Message: "ldap is unreachable from antwerp", Fix: "start ldap where antwerp reaches it"},
+		}}, `  readiness: not ready — 1 reason, 2 at risk
+    not ready: antwerp's certificate expired on 2026-12-05
+      fix: siteflip cert renew antwerp
+    at risk: webshop is paused
+      fix: siteflip resume webshop
+    at risk: ldap is unreachable from antwerp
+      fix: start ldap where antwerp reaches it
+`},
+	} {
+		var b strings.Builder
+		printReadiness(&b, "  ", tt.r)
+		if b.String() != tt.want {
+			t.Errorf("%s:\n%s\nwant:\n%s", tt.name, b.String(), tt.want)
+		}
+	}
+	deps := []status.DependencyStatus{
+		{Name: "ldap", Type: "tcp", Site: "brussels", Critical: true, Known: true, Reachable: true},
+		{Name: "ldap", Type: "tcp", Site: "antwerp", Critical: true, Known: true, Error: "connection refused"},
+		{Name: "dns", Type: "dns", Site: "brussels", Known: true, Reachable: true},
+		{Name: "dns", Type: "dns", Site: "antwerp"},
+	}
+	got := strings.Join(dependencyLines(deps), "\n")
+	want := "dependency ldap (tcp, critical): brussels reachable, antwerp UNREACHABLE (connection refused)\ndependency dns (dns): brussels reachable, antwerp NOT PROBED"
+	if got != want {
+		t.Errorf("dependencies:\n%s\nwant:\n%s", got, want)
+	}
+}

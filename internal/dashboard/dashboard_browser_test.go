@@ -83,6 +83,17 @@ func TestPageInBrowser(t *testing.T) {
 		if got := eval(t, `document.querySelector('tr.group[data-group=billing]').textContent`); !strings.Contains(got, "systemctl start postgresql@15-main") {
 			t.Errorf("billing's row lacks its problem's command: %q", got)
 		}
+		for group, want := range map[string]string{"webshop": "at_risk", "billing": "not_ready"} {
+			if got := eval(t, fmt.Sprintf(`document.querySelector('tr.group[data-group=%s] td[data-readiness]').dataset.readiness`, group)); got != want {
+				t.Errorf("%s data-readiness=%q, want %q", group, got, want)
+			}
+		}
+		// The verdict is a word and a shape, not a colour alone; notes
+		// wait for the group's page.
+		if got := eval(t, `document.querySelector('tr.group[data-group=webshop] td[data-readiness]').textContent`); !strings.Contains(got, "▲ at risk") ||
+			!strings.Contains(got, "ldap (tcp 127.0.2.1:3389) is unreachable from antwerp") || strings.Contains(got, "41 km") {
+			t.Errorf("webshop's readiness cell: %q", got)
+		}
 	})
 
 	t.Run("site down without reload", func(t *testing.T) {
@@ -126,6 +137,15 @@ func TestPageInBrowser(t *testing.T) {
 		}
 		if got := eval(t, `String(document.querySelectorAll('figure.lag-figure line.limit').length)`); got != "1" {
 			t.Errorf("%s max_data_loss lines, want 1", got)
+		}
+		if got := eval(t, `[...document.querySelectorAll('#readiness-reasons li')].map(e => e.dataset.severity + ':' + e.dataset.kind).join()`); got != "at_risk:dependency,note:geography" {
+			t.Errorf("the group page's readiness reasons: %q", got)
+		}
+		if got := eval(t, `document.querySelector('#readiness-reasons li[data-kind=dependency]').textContent`); !strings.Contains(got, "fix: start ldap where antwerp reaches it") {
+			t.Errorf("the dependency reason lacks its fix: %q", got)
+		}
+		if got := eval(t, `[...document.querySelectorAll('table.dependencies tr[data-dependency=ldap] td')].map(e => e.dataset.site + '=' + e.dataset.reachable).join()`); got != "brussels=true,antwerp=false" {
+			t.Errorf("ldap per site: %q", got)
 		}
 		do(t, chromedp.ScrollIntoView(`figure.lag-figure`))
 		browser.Screenshot(t, ctx, "group")

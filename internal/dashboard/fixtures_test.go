@@ -49,6 +49,16 @@ func fixtureStatus(answeredBy string, at time.Time) jsonview.Status {
 						{Site: "antwerp", Observed: true, Up: true, Role: "standby", Ready: ptr(true), Target: "www.lab.example → 10.0.1.10"},
 					}},
 				},
+				Readiness: &jsonview.Readiness{Verdict: "at_risk", Reasons: []jsonview.Reason{
+					{Kind: "dependency", Severity: "at_risk", Site: "antwerp", Message: "ldap (tcp 127.0.2.1:3389) is unreachable from antwerp: connection refused",
+						Fix: "start ldap where antwerp reaches it (tcp 127.0.2.1:3389), or open the way from antwerp to it"},
+					{Kind: "geography", Severity: "note", Message: "brussels and antwerp are 41 km apart, closer than min_site_distance 100 km",
+						Fix: "place the sites further apart (siteflip check, siteflip whatif)"},
+				}},
+				Dependencies: []jsonview.Dependency{
+					{Name: "ldap", Type: "tcp", Site: "brussels", Target: "127.0.1.1:3389", Known: true, Reachable: true, CheckedAt: t0, ChangedAt: t0.Add(-time.Hour)},
+					{Name: "ldap", Type: "tcp", Site: "antwerp", Target: "127.0.2.1:3389", Known: true, Error: "connection refused", CheckedAt: t0, ChangedAt: t0.Add(-time.Minute)},
+				},
 			},
 			{
 				Name: "billing", PreferredSite: "antwerp", ActiveSite: "antwerp", Epoch: 3, State: "unprotected",
@@ -63,6 +73,11 @@ func fixtureStatus(answeredBy string, at time.Time) jsonview.Status {
 							LagUnknown: "the standby is down", FailoverReady: ptr(false)},
 					}},
 				},
+				Readiness: &jsonview.Readiness{Verdict: "not_ready", Reasons: []jsonview.Reason{
+					{Kind: "protection", Severity: "not_ready", Site: "brussels", Message: "billing is unprotected: ledger at brussels is down: connection refused",
+						Fix: "at brussels: systemctl start postgresql@15-main"},
+					{Kind: "pause", Severity: "at_risk", Message: "billing is paused by lab-operator: it does not fail over by itself", Fix: "siteflip resume billing"},
+				}},
 			},
 		},
 	}

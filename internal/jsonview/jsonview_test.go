@@ -54,6 +54,15 @@ var (
 					{Site: "antwerp", Observed: true, Up: true, Role: status.RoleStandby, Streaming: true},
 				}},
 			},
+			Dependencies: []status.DependencyStatus{
+				{Name: "ldap", Type: "tcp", Site: "brussels", Target: "127.0.1.1:3389", Known: true, Reachable: true, CheckedAt: t0, Since: t0.Add(-time.Hour)},
+				{Name: "ldap", Type: "tcp", Site: "antwerp", Target: "127.0.2.1:3389", Known: true, Error: "connection refused", CheckedAt: t0, Since: t0.Add(-time.Minute)},
+			},
+			Readiness: &status.Readiness{Verdict: status.AtRisk, Reasons: []status.ReadinessReason{
+				{Kind: "dependency", Severity: status.AtRisk, Site: "antwerp", Message: "ldap (tcp 127.0.2.1:3389) is unreachable from antwerp",
+					Fix: "start ldap where antwerp reaches it (tcp 127.0.2.1:3389), or open the way from antwerp to it"},
+				{Kind: "geography", Severity: status.SeverityNote, Message: "brussels and antwerp are 40 km apart"},
+			}},
 		}},
 	}
 	sampleRun = plan.Run{ID: "r1", Group: "webshop", By: "alice", Role: "operator", State: plan.RunSucceeded,
@@ -98,6 +107,7 @@ func TestConventions(t *testing.T) {
 		{KindRuns, RunsOf([]plan.Run{sampleRun})},
 		{KindRun, RunOf(sampleRun)},
 		{KindAudit, AuditOf(sampleAudit)},
+		{KindReadiness, ReadinessReportOf(sampleS, []string{"webshop"})},
 		{KindUIConfig, UIConfigOf("lab", "brussels", UIPrincipal{Name: "alice", Role: "operator", Via: "certificate"},
 			[]UILocation{{Name: "brussels", Role: "site", URL: "https://127.0.1.1:7400"}})},
 		{KindLagHistory, LagHistoryOf("antwerp", 5*time.Second, time.Hour, false, []LagSeries{{Group: "webshop", Resource: "db", Site: "antwerp",
@@ -271,5 +281,26 @@ func TestDashboardDocumentsEmpty(t *testing.T) {
 		if strings.Contains(buf.String(), "null") {
 			t.Errorf("%s: %s", kind, buf.String())
 		}
+	}
+}
+
+// TestReadinessReport: the groups asked for, in that order, counted by
+// verdict; a group without a verdict (an agent of an earlier version) is
+// not ready, saying why.
+func TestReadinessReport(t *testing.T) {
+	st := status.Status{AnsweredBy: "antwerp", Time: t0, Groups: []status.GroupStatus{
+		{Name: "webshop", Readiness: &status.Readiness{Verdict: status.AtRisk, Reasons: []status.ReadinessReason{{Kind: "pause", Severity: status.AtRisk, Message: "paused", Fix: "siteflip resume webshop"}}}},
+		{Name: "billing", Readiness: &status.Readiness{Verdict: status.Ready, Reasons: []status.ReadinessReason{}}},
+		{Name: "intranet"},
+	}}
+	got := ReadinessReportOf(st, []string{"intranet", "webshop", "billing"})
+	want := ReadinessReport{Header: header(KindReadiness), AnsweredBy: "antwerp", ReadAt: t0, Ready: 1, AtRisk: 1, NotReady: 1, Groups: []GroupReadiness{
+		{Name: "intranet", Verdict: status.NotReady, Reasons: []Reason{{Kind: "protection", Severity: status.NotReady,
+			Message: "the answering agent, antwerp, does not judge readiness (an earlier version)", Fix: "upgrade the agents (docs/deploy.md)"}}},
+		{Name: "webshop", Verdict: status.AtRisk, Reasons: []Reason{{Kind: "pause", Severity: status.AtRisk, Message: "paused", Fix: "siteflip resume webshop"}}},
+		{Name: "billing", Verdict: status.Ready, Reasons: []Reason{}},
+	}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ReadinessReportOf (-want +got):\n%s", diff)
 	}
 }

@@ -88,6 +88,54 @@ type Group struct {
 	Problems            []Problem            `json:"problems"`
 	Drills              *Drills              `json:"drills,omitempty"`
 	Resources           []Resource           `json:"resources"`
+	// Readiness is the group's verdict on failing over now; absent from
+	// an agent of an earlier version.
+	Readiness *Readiness `json:"readiness,omitempty"`
+	// Dependencies are its outside services as each of its sites last
+	// probed them; absent when it requires none.
+	Dependencies []Dependency `json:"dependencies,omitempty"`
+}
+
+// Readiness is a group's verdict (ready, at_risk, not_ready) and every
+// reason for it, the worst first (docs/design/risk.md).
+type Readiness struct {
+	Verdict string   `json:"verdict"`
+	Reasons []Reason `json:"reasons"`
+}
+
+// Reason is one thing that makes a group less than ready, or a note.
+type Reason struct {
+	Kind     string `json:"kind"`
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+	Fix      string `json:"fix,omitempty"`
+	Site     string `json:"site,omitempty"`
+}
+
+// Dependency is one outside service at one site of the group.
+type Dependency struct {
+	Name      string    `json:"name"`
+	Type      string    `json:"type"`
+	Site      string    `json:"site"`
+	Critical  bool      `json:"critical"`
+	Target    string    `json:"target,omitempty"`
+	Known     bool      `json:"known"`
+	Reachable bool      `json:"reachable"`
+	Error     string    `json:"error,omitempty"`
+	CheckedAt time.Time `json:"checked_at,omitzero"`
+	ChangedAt time.Time `json:"changed_at,omitzero"`
+}
+
+// ReadinessOf is the readiness of r, nil for none.
+func ReadinessOf(r *status.Readiness) *Readiness {
+	if r == nil {
+		return nil
+	}
+	out := &Readiness{Verdict: r.Verdict, Reasons: []Reason{}}
+	for _, x := range r.Reasons {
+		out.Reasons = append(out.Reasons, Reason{Kind: x.Kind, Severity: x.Severity, Message: x.Message, Fix: x.Fix, Site: x.Site})
+	}
+	return out
 }
 
 // ScheduledSwitchover is a switchover a person scheduled for later.
@@ -272,6 +320,11 @@ func groupOf(g status.GroupStatus) Group {
 	}
 	for _, r := range g.Resources {
 		out.Resources = append(out.Resources, resourceOf(r))
+	}
+	out.Readiness = ReadinessOf(g.Readiness)
+	for _, d := range g.Dependencies {
+		out.Dependencies = append(out.Dependencies, Dependency{Name: d.Name, Type: d.Type, Site: d.Site, Critical: d.Critical, Target: d.Target,
+			Known: d.Known, Reachable: d.Reachable, Error: d.Error, CheckedAt: utc(d.CheckedAt), ChangedAt: utc(d.Since)})
 	}
 	return out
 }

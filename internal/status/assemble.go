@@ -284,6 +284,8 @@ func assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		}
 		return currentRun(t, snap.Views, site, v)
 	}
+	// What readiness reads of the whole installation, once for every group.
+	judging := newJudge(t, snap, st.Sites, now)
 	for i := range t.Groups {
 		g := &t.Groups[i]
 		if only != nil && g.Name != only.Name {
@@ -298,6 +300,9 @@ func assemble(t *config.Topology, snap Snapshot, answeredBy string, now time.Tim
 		gs := groupStatus(g, snap, down, believe, live, t.Coordination.ServeLease.D())
 		drills(&gs, g, snap, now)
 		scheduled(&gs, g, snap, now)
+		gs.Dependencies = dependencyStatus(g, snap, believe)
+		r := judging.group(gs, g)
+		gs.Readiness = &r
 		st.Groups = append(st.Groups, gs)
 	}
 	return st

@@ -463,7 +463,32 @@ function problemList(list) {
     p.command ? h('div', {}, h('code', {}, p.command), p.on ? h('span', { class: 'muted' }, ` on ${p.on}`) : '') : '')));
 }
 
+// A readiness verdict as a word and a shape, never colour alone.
+const VERDICT = {
+  ready: { tone: 'good', shape: '✔', word: 'ready' },
+  at_risk: { tone: 'busy', shape: '▲', word: 'at risk' },
+  not_ready: { tone: 'bad', shape: '✖', word: 'not ready' },
+  note: { tone: 'muted', shape: 'ℹ', word: 'note' },
+};
+
+function verdictBadge(v) {
+  const x = VERDICT[v] || { tone: 'muted', shape: '?', word: v };
+  return h('span', { class: 'badge ' + x.tone, 'data-verdict': v }, h('span', { 'aria-hidden': 'true' }, x.shape + ' '), x.word);
+}
+
+// readinessVerdict is the group's verdict, or 'unknown' from an agent
+// that judges none.
+function readinessVerdict(g) { return g.readiness ? g.readiness.verdict : 'unknown'; }
+
+// readiness is the groups table's cell: the verdict and the reasons that
+// make it (notes are on the group's page); from an agent that judges no
+// verdict, each standby's failover readiness as before.
 function readiness(g) {
+  if (g.readiness) {
+    const worse = g.readiness.reasons.filter((r) => r.severity !== 'note');
+    return [verdictBadge(g.readiness.verdict),
+      worse.length ? h('ul', { class: 'reasons' }, worse.map((r) => h('li', { 'data-kind': r.kind, 'data-severity': r.severity }, r.message))) : ''];
+  }
   const parts = [];
   for (const r of g.resources) {
     if (r.class !== 'data') continue;
@@ -478,6 +503,42 @@ function readiness(g) {
   return parts.length ? parts : '—';
 }
 
+// readinessCard is the group page's readiness: the verdict, every reason
+// with its fix, and the dependencies as each site last probed them.
+function readinessCard(g) {
+  const body = [h('h3', {}, 'Readiness ', verdictBadge(readinessVerdict(g)))];
+  const reasons = (g.readiness && g.readiness.reasons) || [];
+  if (!g.readiness) body.push(h('p', { class: 'muted' }, 'The agent that answers judges no readiness (an earlier version).'));
+  else if (!reasons.length) body.push(h('p', {}, 'Nothing known stands in the way of a failover.'));
+  else {
+    body.push(h('ul', { class: 'reasons', id: 'readiness-reasons' }, reasons.map((r) => h('li', { 'data-kind': r.kind, 'data-severity': r.severity },
+      verdictBadge(r.severity), ' ', h('span', { class: 'muted' }, r.kind + ': '), r.message,
+      r.fix ? h('div', {}, 'fix: ', h('code', {}, r.fix)) : ''))));
+  }
+  const deps = g.dependencies || [];
+  if (deps.length) {
+    const sites = [...new Set(deps.map((d) => d.site))];
+    const names = [...new Set(deps.map((d) => d.name))];
+    body.push(h('div', { class: 'scroll' }, h('table', { class: 'dependencies' },
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Dependency'), sites.map((x) => h('th', { scope: 'col' }, x + (x === g.active_site ? ' (active)' : ''))))),
+      h('tbody', {}, names.map((n) => {
+        const first = deps.find((d) => d.name === n);
+        return h('tr', { 'data-dependency': n },
+          h('th', { scope: 'row' }, n, h('div', { class: 'muted' }, first.type + (first.critical ? ', critical' : ''))),
+          sites.map((site) => {
+            const d = deps.find((x) => x.name === n && x.site === site);
+            if (!d) return h('td', {}, '—');
+            const word = !d.known ? 'not probed' : d.reachable ? 'reachable' : 'unreachable';
+            return h('td', { 'data-site': site, 'data-reachable': !d.known ? 'unknown' : String(d.reachable) },
+              h('span', { class: d.known && d.reachable ? 'ok' : 'warn' }, h('span', { 'aria-hidden': 'true' }, !d.known ? '? ' : d.reachable ? '● ' : '■ '), word),
+              d.target ? h('div', { class: 'muted' }, d.target) : '',
+              d.error ? h('div', { class: 'error' }, d.error) : '');
+          }));
+      })))));
+  }
+  return h('section', { class: 'card', id: 'readiness' }, body);
+}
+
 function groupsTable(st) {
   return h('div', { class: 'scroll' }, h('table', { class: 'groups' },
     h('thead', {}, h('tr', {}, ['Group', 'Active site', 'State', 'Epoch', 'Policy', 'Paused', 'Readiness', 'Problems'].map((c) => h('th', { scope: 'col' }, c)))),
@@ -488,7 +549,7 @@ function groupsTable(st) {
       h('td', { 'data-label': 'Epoch' }, String(g.epoch)),
       h('td', { 'data-label': 'Policy' }, g.policy),
       h('td', { 'data-label': 'Paused' }, g.paused ? h('span', { class: 'warn' }, '⏸ paused', g.paused_by ? ` by ${g.paused_by}` : '') : 'no'),
-      h('td', { 'data-label': 'Readiness' }, readiness(g)),
+      h('td', { 'data-label': 'Readiness', 'data-readiness': readinessVerdict(g) }, readiness(g)),
       h('td', { 'data-label': 'Problems' }, g.problems.length ? problemList(g.problems) : 'none'))))));
 }
 
@@ -707,6 +768,7 @@ function groupView(name) {
   if (g.awaiting) facts.push(['Awaiting approval', `${g.awaiting.step}${g.awaiting.message ? ': ' + g.awaiting.message : ''}`]);
   out.push(factList(facts));
   if (may('operator')) out.push(actionBar(g));
+  out.push(readinessCard(g));
   if (g.problems.length) out.push(h('section', { class: 'card' }, h('h3', {}, 'Problems'), problemList(g.problems)));
   out.push(h('section', { class: 'card' }, h('h3', {}, 'Resources'), resourcesTable(g)));
   out.push(h('section', { class: 'card' }, h('h3', {}, 'Lag over the last hour'), lagCharts(g)));
