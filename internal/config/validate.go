@@ -141,9 +141,12 @@ func (t *Topology) validate(types map[string]ResourceType, decoded []Problem) []
 	}
 	v.coordination()
 	v.sites()
+	v.locations()
+	v.levels()
 	v.certificates()
 	v.access()
 	v.groups(types)
+	v.geography() // after levels and groups, whose areas and sites it reads
 	return v.probs
 }
 
@@ -438,6 +441,7 @@ func (v *validator) groups(types map[string]ResourceType) {
 		v.resources(f, g, groupSites, types)
 		v.dataLoss(f, g) // after resources, which sets Resource.Data
 		v.drill(f, g, groupSites)
+		v.requires(f, g, groupSites)
 	}
 }
 
