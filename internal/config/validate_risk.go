@@ -72,7 +72,7 @@ func (v *validator) levels() {
 		_, atWritten := t.pos[f+".at"]
 		_, radiusWritten := t.pos[f+".radius"]
 		if len(l.Lose) == 0 && len(l.LoseLinks) == 0 && !atWritten && !radiusWritten {
-			v.add(f, "level %q takes nothing: give lose (the locations destroyed), lose_links (the links cut, as LOCATION-LOCATION) or at and radius (the area destroyed)", l.Name)
+			v.add(f, "the level takes nothing: give lose (the locations destroyed), lose_links (the links cut, as LOCATION-LOCATION) or at and radius (the area destroyed)")
 		}
 		lost := map[string]bool{}
 		for j, n := range l.Lose {
@@ -117,7 +117,7 @@ func (v *validator) levels() {
 				v.add(f+".at", "%v", err)
 			}
 			if l.Radius != nil && l.Radius.M() <= 0 {
-				v.add(f+".radius", "%s: must be above zero: give the radius of the area destroyed, like 60km", l.Radius.M())
+				v.add(f+".radius", "must be above zero: give the radius of the area destroyed, like 60km")
 			}
 			if err == nil && l.Radius.M() > 0 {
 				l.Area = &geo.Circle{Center: p, Radius: l.Radius.M()}
@@ -237,7 +237,7 @@ func (v *validator) dependencySite(f, site string, d *Dependency, e *DependencyS
 	own := dependencyFields[d.Type]
 	for _, key := range []string{"address", "url", "expect_status", "query", "qtype", "engine", "dsn", "dsn_env"} {
 		if _, written := v.t.pos[f+"."+key]; written && !slices.Contains(own, key) {
-			v.add(f+"."+key, "does not belong to a %s dependency (its fields: %s and at)", d.Type, strings.Join(own, ", "))
+			v.add(f+"."+key, "is not a field of type %s (its fields: %s and at)", d.Type, strings.Join(own, ", "))
 		}
 	}
 	switch d.Type {
