@@ -203,7 +203,7 @@ func TestBadConfigs(t *testing.T) {
 			`27:76: groups[0].requires[0].sites.brussels.at: "paris" is not a location (locations: brussels, antwerp, frankfurt): name the location that hosts ldap, or leave at out`,
 			`28:22: groups[0].requires[0].sites.frankfurt: "frankfurt" is not a site of group "webshop" (its sites: brussels, antwerp): only the group's sites probe its dependencies; remove the entry`,
 			"29:9: groups[0].requires[1].type: is missing: use tcp, http, dns or sql",
-			`29:15: groups[0].requires[1].name: dependency "ldap" is listed twice in group "webshop" (first at groups[0].requires[0])`,
+			`29:15: groups[0].requires[1].name: dependency "ldap" is defined twice in group "webshop" (first at groups[0].requires[0])`,
 			`31:15: groups[0].requires[2].name: dependency name "Web" must be lowercase letters`,
 			`34:27: groups[0].requires[2].sites.brussels.url: "ftp://10.1.0.7/" is not an http or https URL with a host, like https://10.1.0.5/health`,
 			"35:67: groups[0].requires[2].sites.antwerp.expect_status: 99 is not an HTTP status: give one from 100 to 599, or leave it out for any 2xx or 3xx",

@@ -115,6 +115,20 @@ func (v *validator) name(field, kind, name string) bool {
 	return false
 }
 
+// uniqueName checks name as v.name does, and that no other of seen (name →
+// the field where first seen, in scope: "" or ` in group "webshop"`) has
+// it; it records it in seen.
+func (v *validator) uniqueName(field, kind, name, scope string, seen map[string]string) {
+	if !v.name(field, kind, name) {
+		return
+	}
+	if prev, ok := seen[name]; ok {
+		v.add(field, "%s %q is defined twice%s (first at %s)", kind, name, scope, prev)
+		return
+	}
+	seen[name] = strings.TrimSuffix(field, ".name")
+}
+
 // file checks that a file named by the configuration can be read.
 func (v *validator) file(field, path string) {
 	if path == "" {
@@ -246,12 +260,7 @@ func (v *validator) sites() {
 	witnesses, workSites := 0, 0
 	for i, s := range t.Sites {
 		f := fmt.Sprintf("sites[%d]", i)
-		if v.name(f+".name", "site", s.Name) {
-			if prev, ok := names[s.Name]; ok {
-				v.add(f+".name", "site %q is defined twice (first at %s)", s.Name, prev)
-			}
-			names[s.Name] = f
-		}
+		v.uniqueName(f+".name", "site", s.Name, "", names)
 		switch s.Role {
 		case RoleSite:
 			workSites++
@@ -398,12 +407,7 @@ func (v *validator) groups(types map[string]ResourceType) {
 	for i := range t.Groups {
 		g := &t.Groups[i]
 		f := fmt.Sprintf("groups[%d]", i)
-		if v.name(f+".name", "group", g.Name) {
-			if prev, ok := names[g.Name]; ok {
-				v.add(f+".name", "group %q is defined twice (first at %s)", g.Name, prev)
-			}
-			names[g.Name] = f
-		}
+		v.uniqueName(f+".name", "group", g.Name, "", names)
 		groupSites := map[string]bool{}
 		for j, sn := range g.Sites {
 			s, ok := t.Site(sn)

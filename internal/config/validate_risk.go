@@ -63,12 +63,7 @@ func (v *validator) levels() {
 	for i := range t.Levels {
 		l := &t.Levels[i]
 		f := fmt.Sprintf("levels[%d]", i)
-		if v.name(f+".name", "level", l.Name) {
-			if prev, ok := names[l.Name]; ok {
-				v.add(f+".name", "level %q is defined twice (first at %s)", l.Name, prev)
-			}
-			names[l.Name] = f
-		}
+		v.uniqueName(f+".name", "level", l.Name, "", names)
 		_, atWritten := t.pos[f+".at"]
 		_, radiusWritten := t.pos[f+".radius"]
 		if len(l.Lose) == 0 && len(l.LoseLinks) == 0 && !atWritten && !radiusWritten {
@@ -181,12 +176,7 @@ func (v *validator) requires(f string, g *Group, groupSites map[string]bool) {
 	for k := range g.Requires {
 		d := &g.Requires[k]
 		df := fmt.Sprintf("%s.requires[%d]", f, k)
-		if v.name(df+".name", "dependency", d.Name) {
-			if prev, ok := names[d.Name]; ok {
-				v.add(df+".name", "dependency %q is listed twice in group %q (first at %s)", d.Name, g.Name, prev)
-			}
-			names[d.Name] = df
-		}
+		v.uniqueName(df+".name", "dependency", d.Name, fmt.Sprintf(" in group %q", g.Name), names)
 		_, typeOK := dependencyFields[d.Type]
 		switch {
 		case d.Type == "":
