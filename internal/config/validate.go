@@ -449,6 +449,18 @@ func (v *validator) groups(types map[string]ResourceType) {
 	}
 }
 
+// validSites lists the sites of g that are valid (groupSites), once each,
+// in the group's order.
+func validSites(g *Group, groupSites map[string]bool) []string {
+	var out []string
+	for _, sn := range g.Sites {
+		if groupSites[sn] && !slices.Contains(out, sn) {
+			out = append(out, sn)
+		}
+	}
+	return out
+}
+
 // maxLabelLen bounds a label's key and value: they are typed on the
 // command line and shown in tables, like Kubernetes' label names.
 const maxLabelLen = 63
@@ -544,12 +556,7 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 			}
 		}
 		r.Settings = map[string]any{}
-		done := map[string]bool{}
-		for _, sn := range g.Sites {
-			if !groupSites[sn] || done[sn] {
-				continue
-			}
-			done[sn] = true
+		for _, sn := range validSites(g, groupSites) {
 			node, ok := r.Sites[sn]
 			if !ok {
 				v.add(rf+".sites", "resource %q is missing at site %q: every site of the group needs its settings", r.Name, sn)

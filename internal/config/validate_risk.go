@@ -199,12 +199,7 @@ func (v *validator) requires(f string, g *Group, groupSites map[string]bool) {
 		if what == "" {
 			what = "entry"
 		}
-		done := map[string]bool{}
-		for _, sn := range g.Sites {
-			if !groupSites[sn] || done[sn] {
-				continue
-			}
-			done[sn] = true
+		for _, sn := range validSites(g, groupSites) {
 			e, ok := d.Sites[sn]
 			if !ok {
 				v.add(df+".sites", "give %s's %s for %s: every site of the group probes it from where it is", sn, what, d.Name)
