@@ -49,6 +49,7 @@ func TestGeography(t *testing.T) {
 			{circle + fix, "webshop", both},
 		}},
 		{"41 km apart, min_site_distance 0", []string{"    role: site", antwerpAt, "sites:", "min_site_distance: 0km\nsites:"}, nil},
+		{"41 km apart, min_site_distance 0 without a unit", []string{"    role: site", antwerpAt, "sites:", "min_site_distance: 0\nsites:"}, nil},
 		{"41 km apart, min_site_distance 40 km", []string{"    role: site", antwerpAt, "sites:", "min_site_distance: 40km\nsites:"}, []geoWarning{
 			{circle + fix, "webshop", both},
 		}},

@@ -66,9 +66,12 @@ func (d Distance) String() string {
 }
 
 // ParseDistance reads a length with its unit: "100km", "60 km", "500m",
-// "30mi".
+// "30mi"; 0, the same in every unit, may go without.
 func ParseDistance(s string) (Distance, error) {
 	t := strings.TrimSpace(strings.ToLower(s))
+	if v, err := strconv.ParseFloat(t, 64); err == nil && v == 0 {
+		return 0, nil
+	}
 	units := []struct {
 		suffix string
 		metres float64

@@ -97,6 +97,8 @@ func TestParseDistance(t *testing.T) {
 		{"1 MI", 1609.344, ""},
 		{"0km", 0, ""},
 		{"0m", 0, ""},
+		{"0", 0, ""},
+		{"0.0", 0, ""},
 		{"100", 0, "is not a distance: write it with its unit"},
 		{"-5km", 0, "is negative"},
 		{"abc km", 0, "is not a distance"},
