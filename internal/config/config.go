@@ -494,6 +494,7 @@ func (t *Topology) setDefaults() {
 		def(&g.FlapConfirm, 10*time.Second)
 		t.drillDefaults(g)
 	}
+	t.riskDefaults()
 	t.resolve(&t.TLS.CAFile)
 	t.resolve(&t.Operator.CertFile)
 	t.resolve(&t.Operator.KeyFile)

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,13 +55,21 @@ func fileFields(n *yaml.Node, out *[]string) {
 	}
 }
 
+// belgian are the geography warnings the examples' sites deserve: Brussels
+// and Antwerp are 41 km apart, and one regional disaster takes both.
+var belgian = []string{
+	"sites[1].location: sites brussels and antwerp are 41 km apart, closer than min_site_distance (100 km)",
+	"groups[0].sites: group webshop: a disaster of 21 km radius around 51.03,4.38 takes brussels and antwerp",
+}
+
 // TestReadmeTopology keeps the README's topology example valid: copied as
 // it is into a directory where the files it names exist (relative paths
 // only: certificates made for its locations and operator, placeholders for
 // secrets; nothing in it is edited), it passes check with no error and no
-// warning.
+// warning but the geography of its sites, which is true.
 func TestReadmeTopology(t *testing.T) {
-	checkExample(t, readmeTopology(t), "README.md's topology example")
+	checkExample(t, readmeTopology(t), "README.md's topology example",
+		belgian[0], belgian[1]+"; levels that take it out: major; no failover survives that")
 }
 
 // TestPackagedExample: the example topology the Debian package installs
@@ -70,12 +79,13 @@ func TestPackagedExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkExample(t, string(b), "deploy/etc/siteflip.yaml.example")
+	checkExample(t, string(b), "deploy/etc/siteflip.yaml.example", belgian...)
 }
 
 // checkExample writes text to a directory with the files it names and
-// fails the test on any problem check finds.
-func checkExample(t *testing.T, text, what string) {
+// fails the test on any problem check finds but the geography warnings
+// given ("field: message" prefixes), each of which it must find.
+func checkExample(t *testing.T, text, what string, geography ...string) {
 	t.Helper()
 	dir := t.TempDir()
 	var doc yaml.Node
@@ -151,8 +161,19 @@ func checkExample(t *testing.T, text, what string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	found := make([]bool, len(geography))
 	for _, p := range probs {
-		t.Errorf("%s: %s", what, strings.Replace(p.String(), path, "example", 1))
+		i := slices.IndexFunc(geography, func(w string) bool { return strings.HasPrefix(p.Field+": "+p.Msg, w) })
+		if i < 0 || !p.Warning || p.Kind != config.KindGeography {
+			t.Errorf("%s: %s", what, strings.Replace(p.String(), path, "example", 1))
+			continue
+		}
+		found[i] = true
+	}
+	for i, ok := range found {
+		if !ok {
+			t.Errorf("%s: no geography warning %q", what, geography[i])
+		}
 	}
 	if got := len(topo.Sites); got != 3 {
 		t.Errorf("%s has %d locations, want the two sites and the witness written out", what, got)

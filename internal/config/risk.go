@@ -26,8 +26,34 @@ func (d *Distance) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// check lets DecodeStrict report a distance it cannot read where it is
+// written.
+func (d *Distance) check(s string) error {
+	_, err := geo.ParseDistance(s)
+	return err
+}
+
 // MarshalYAML implements yaml.Marshaler.
 func (d Distance) MarshalYAML() (any, error) { return geo.Distance(d).String(), nil }
+
+// Known says whether the file gives the location's coordinates: 0,0 (in
+// the Gulf of Guinea, where no site stands) is how it says it does not,
+// and geography leaves such a location out.
+func (l Location) Known() bool { return l != Location{} }
+
+// Point is the location as a geo.Point.
+func (l Location) Point() geo.Point { return geo.Point{Lat: l.Latitude, Lon: l.Longitude} }
+
+// SiteDistance is the great-circle distance between locations a and b;
+// false when either does not exist or has no coordinates.
+func (t *Topology) SiteDistance(a, b string) (geo.Distance, bool) {
+	sa, okA := t.Site(a)
+	sb, okB := t.Site(b)
+	if !okA || !okB || !sa.Location.Known() || !sb.Location.Known() {
+		return 0, false
+	}
+	return geo.Between(sa.Location.Point(), sb.Location.Point()), true
+}
 
 // M returns the distance in metres (geo.Distance), 0 for nil.
 func (d *Distance) M() geo.Distance {
@@ -121,12 +147,13 @@ const (
 )
 
 // Destroys lists the locations of sites that l destroys: those it names in
-// Lose and those inside its area, in the order of sites.
+// Lose and those inside its area (a location without coordinates is in
+// none), in the order of sites.
 func (l Level) Destroys(sites []Site) []string {
 	var out []string
 	for _, s := range sites {
-		at := geo.Point{Lat: s.Location.Latitude, Lon: s.Location.Longitude}
-		if slices.Contains(l.Lose, s.Name) || (l.Area != nil && l.Area.Contains(at)) {
+		inArea := l.Area != nil && s.Location.Known() && l.Area.Contains(s.Location.Point())
+		if slices.Contains(l.Lose, s.Name) || inArea {
 			out = append(out, s.Name)
 		}
 	}

@@ -115,6 +115,20 @@ func (v *validator) name(field, kind, name string) bool {
 	return false
 }
 
+// uniqueName checks name as v.name does, and that no other of seen (name →
+// the field where first seen, in scope: "" or ` in group "webshop"`) has
+// it; it records it in seen.
+func (v *validator) uniqueName(field, kind, name, scope string, seen map[string]string) {
+	if !v.name(field, kind, name) {
+		return
+	}
+	if prev, ok := seen[name]; ok {
+		v.add(field, "%s %q is defined twice%s (first at %s)", kind, name, scope, prev)
+		return
+	}
+	seen[name] = strings.TrimSuffix(field, ".name")
+}
+
 // file checks that a file named by the configuration can be read.
 func (v *validator) file(field, path string) {
 	if path == "" {
@@ -141,9 +155,12 @@ func (t *Topology) validate(types map[string]ResourceType, decoded []Problem) []
 	}
 	v.coordination()
 	v.sites()
+	v.locations()
+	v.levels()
 	v.certificates()
 	v.access()
 	v.groups(types)
+	v.geography() // after levels and groups, whose areas and sites it reads
 	return v.probs
 }
 
@@ -243,12 +260,7 @@ func (v *validator) sites() {
 	witnesses, workSites := 0, 0
 	for i, s := range t.Sites {
 		f := fmt.Sprintf("sites[%d]", i)
-		if v.name(f+".name", "site", s.Name) {
-			if prev, ok := names[s.Name]; ok {
-				v.add(f+".name", "site %q is defined twice (first at %s)", s.Name, prev)
-			}
-			names[s.Name] = f
-		}
+		v.uniqueName(f+".name", "site", s.Name, "", names)
 		switch s.Role {
 		case RoleSite:
 			workSites++
@@ -395,12 +407,7 @@ func (v *validator) groups(types map[string]ResourceType) {
 	for i := range t.Groups {
 		g := &t.Groups[i]
 		f := fmt.Sprintf("groups[%d]", i)
-		if v.name(f+".name", "group", g.Name) {
-			if prev, ok := names[g.Name]; ok {
-				v.add(f+".name", "group %q is defined twice (first at %s)", g.Name, prev)
-			}
-			names[g.Name] = f
-		}
+		v.uniqueName(f+".name", "group", g.Name, "", names)
 		groupSites := map[string]bool{}
 		for j, sn := range g.Sites {
 			s, ok := t.Site(sn)
@@ -438,7 +445,20 @@ func (v *validator) groups(types map[string]ResourceType) {
 		v.resources(f, g, groupSites, types)
 		v.dataLoss(f, g) // after resources, which sets Resource.Data
 		v.drill(f, g, groupSites)
+		v.requires(f, g, groupSites)
 	}
+}
+
+// validSites lists the sites of g that are valid (groupSites), once each,
+// in the group's order.
+func validSites(g *Group, groupSites map[string]bool) []string {
+	var out []string
+	for _, sn := range g.Sites {
+		if groupSites[sn] && !slices.Contains(out, sn) {
+			out = append(out, sn)
+		}
+	}
+	return out
 }
 
 // maxLabelLen bounds a label's key and value: they are typed on the
@@ -536,12 +556,7 @@ func (v *validator) resources(f string, g *Group, groupSites map[string]bool, ty
 			}
 		}
 		r.Settings = map[string]any{}
-		done := map[string]bool{}
-		for _, sn := range g.Sites {
-			if !groupSites[sn] || done[sn] {
-				continue
-			}
-			done[sn] = true
+		for _, sn := range validSites(g, groupSites) {
 			node, ok := r.Sites[sn]
 			if !ok {
 				v.add(rf+".sites", "resource %q is missing at site %q: every site of the group needs its settings", r.Name, sn)
