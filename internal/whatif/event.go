@@ -79,12 +79,13 @@ func EventOf(t *config.Topology, lose []string, links [][2]string, area *geo.Cir
 	}
 	ev := Event{Area: area}
 	if level != "" {
-		lv, ok := t.Level(level)
+		found, ok := t.Level(level)
 		if !ok {
 			return Event{}, unknownLevel(t, level)
 		}
+		lv := *found // the topology is shared: filled in on a copy
 		ev.Level, ev.Description = lv.Name, lv.Description
-		withParsed(t, lv)
+		withParsed(t, &lv)
 		for _, l := range lv.Destroys(t.Sites) {
 			gone[l] = true
 		}
