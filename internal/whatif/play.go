@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/siteflip/siteflip/internal/config"
+	"github.com/siteflip/siteflip/internal/geo"
 	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/safety"
 	"github.com/siteflip/siteflip/internal/status"
@@ -427,7 +428,7 @@ func (p *play) group(g *config.Group, hist History) Group {
 		out.Reason = "no site of the group survives: " + p.fate(g.Sites)
 		out.RTO.Basis = "not survivable"
 		out.Loss.Basis = "not survivable: every copy of the data is gone"
-		out.Fix = "move a site further away: no site of the group survives " + p.ev.String()
+		out.Fix = "move a site further away: no site of the group survives this event (" + p.ev.String() + ")" + p.apart(g.Sites)
 		if !slices.ContainsFunc(g.Sites, func(s string) bool { return p.destroyed[s] }) {
 			out.Fix = "bring back " + words(g.Sites) + ": no site of the group is up now"
 		}
@@ -560,6 +561,34 @@ func (p *play) force(g *config.Group, out *Group, rec status.Record) {
 	if to != active {
 		out.Approvals = gates(g)
 	}
+}
+
+// apart says how far apart the farthest two of sites are, against
+// min_site_distance.
+func (p *play) apart(sites []string) string {
+	var far geo.Distance
+	var a, b string
+	for i, x := range sites {
+		sx, ok := p.t.Site(x)
+		for _, y := range sites[i+1:] {
+			sy, ok2 := p.t.Site(y)
+			if !ok || !ok2 {
+				continue
+			}
+			d := geo.Between(geo.Point{Lat: sx.Location.Latitude, Lon: sx.Location.Longitude}, geo.Point{Lat: sy.Location.Latitude, Lon: sy.Location.Longitude})
+			if a == "" || d > far {
+				far, a, b = d, x, y
+			}
+		}
+	}
+	if a == "" {
+		return ""
+	}
+	least := p.t.MinSiteDistance.M()
+	if least == 0 {
+		least = config.DefaultMinSiteDistance
+	}
+	return fmt.Sprintf("; %s and %s are %s apart (min_site_distance %s)", a, b, far, least)
 }
 
 // target is where a failover of g would go, as the safety core plans it

@@ -293,7 +293,8 @@ func TestPlay(t *testing.T) {
 			if g.Survives != (g.Outcome != Lost) {
 				t.Errorf("survives %v with outcome %s", g.Survives, g.Outcome)
 			}
-			if g.Outcome == Lost && !strings.HasPrefix(g.Fix, "move a site further away: no site of the group survives") {
+			if g.Outcome == Lost && !strings.HasPrefix(g.Fix, "move a site further away: no site of the group survives this event (") ||
+				g.Outcome == Lost && !strings.HasSuffix(g.Fix, "; brussels and antwerp are 41 km apart (min_site_distance 100 km)") {
 				t.Errorf("fix %q", g.Fix)
 			}
 			if g.RTO.Target != 30*time.Second {
