@@ -433,3 +433,39 @@ func TestHistoryOf(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// A group of three sites: the failover goes to the most advanced standby,
+// as the controller chooses it, not held back waiting for positions.
+func TestPlayChoosesTheMostAdvanced(t *testing.T) {
+	topo := lab()
+	topo.Sites = append(topo.Sites, config.Site{Name: "ghent", Role: config.RoleSite, Location: config.Location{Latitude: 51.05, Longitude: 3.72}})
+	g := &topo.Groups[0]
+	g.Sites = append(g.Sites, "ghent")
+	g.Resources[0].ComparePositions = func(a, b string) (int, bool) { return strings.Compare(a, b), true }
+	snap, _ := healthy().read(topo)
+	for site, v := range snap.Views {
+		v.Peers["ghent"] = status.PeerView{Reachable: true, Since: t0.Add(-time.Minute), Started: t0.Add(-time.Hour)}
+		if db, ok := v.Resources["webshop/db"]; ok && site == "antwerp" {
+			db.Position = "0/3"
+			v.Resources["webshop/db"] = db
+		}
+	}
+	ghent := snap.Views["antwerp"]
+	ghent.Site, ghent.Peers = "ghent", map[string]status.PeerView{}
+	for _, o := range []string{"brussels", "antwerp", "frankfurt"} {
+		ghent.Peers[o] = status.PeerView{Reachable: true, Since: t0.Add(-time.Minute), Started: t0.Add(-time.Hour)}
+	}
+	ghent.Resources = map[string]status.ResourceView{"webshop/db": {Group: "webshop", Resource: "db", Type: "postgres", Up: true, Role: status.RoleStandby,
+		Timeline: 3, Streaming: true, Position: "0/5", ObservedAt: t0}, "webshop/www": snap.Views["antwerp"].Resources["webshop/www"]}
+	snap.Views["ghent"], snap.ViewAges["ghent"] = ghent, 0
+	snap.Lags["webshop"]["db"]["ghent"] = snap.Lags["webshop"]["db"]["antwerp"]
+	st := status.Assemble(topo, snap, "frankfurt", t0)
+	ev, _ := EventOf(topo, []string{"brussels"}, nil, nil, "")
+	res := Play(topo, snap, st, history, ev, t0)
+	if g := res.Groups[0]; g.Outcome != AutomaticFailover || g.To != "ghent" {
+		t.Errorf("%s to %s: %s; want an automatic failover to ghent", g.Outcome, g.To, g.Reason)
+	}
+	if cp := res.ControlPlane; !cp.Quorum || strings.Join(cp.SurvivingVoters, ",") != "antwerp,frankfurt,ghent" {
+		t.Errorf("control plane %+v", cp)
+	}
+}
