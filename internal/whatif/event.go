@@ -211,7 +211,7 @@ func (q Question) Query() url.Values {
 // and how to write it.
 func (q Question) Event(t *config.Topology) (Event, error) {
 	var links [][2]string
-	for _, s := range q.LoseLinks {
+	for _, s := range list(q.LoseLinks) {
 		l, err := ParseLink(t, s)
 		if err != nil {
 			return Event{}, fmt.Errorf("--lose-links: %w", err)
@@ -235,7 +235,7 @@ func (q Question) Event(t *config.Topology) (Event, error) {
 		}
 		area = &geo.Circle{Center: p, Radius: r}
 	}
-	return EventOf(t, q.Lose, links, area, q.Level)
+	return EventOf(t, list(q.Lose), links, area, strings.TrimSpace(q.Level))
 }
 
 // list splits comma-separated values, dropping empty ones.

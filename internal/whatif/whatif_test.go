@@ -355,7 +355,7 @@ func TestEventOf(t *testing.T) {
 		want  string // the event, or the error
 		isErr bool
 	}{
-		{"lose two", Question{Lose: []string{"frankfurt", "brussels"}}, "brussels and frankfurt destroyed", false},
+		{"lose two", Question{Lose: []string{"frankfurt", " brussels"}}, "brussels and frankfurt destroyed", false},
 		{"a link", Question{LoseLinks: []string{"antwerp-frankfurt"}}, "link antwerp-frankfurt cut", false},
 		{"a link twice", Question{LoseLinks: []string{"antwerp-frankfurt", "frankfurt-antwerp"}}, "link antwerp-frankfurt cut", false},
 		{"an area", Question{At: "50.85,4.35", Radius: "10km"}, "everything within 10 km of 50.85,4.35; brussels destroyed", false},
