@@ -267,6 +267,8 @@ var Endpoints = []Endpoint{
 	{Pattern: "GET /v1/events", Rule: Viewers},
 	{Pattern: "GET /v1/lag", Rule: Viewers},
 	{Pattern: "GET /v1/runs/{id}/report", Rule: Viewers},
+	// What a disaster would do, played against the live state: a read.
+	{Pattern: "GET /v1/whatif", Rule: Viewers, Heavy: true},
 }
 
 // Lookup returns the endpoint of a pattern.

@@ -143,6 +143,7 @@ func TestEveryPrincipalEveryEndpoint(t *testing.T) {
 		"GET /v1/events":                  {"site", "witness", "admin", "operator", "viewer", "anonymous"},
 		"GET /v1/lag":                     {"site", "witness", "admin", "operator", "viewer", "anonymous"},
 		"GET /v1/runs/{id}/report":        {"site", "witness", "admin", "operator", "viewer", "anonymous"},
+		"GET /v1/whatif":                  {"site", "witness", "admin", "operator", "viewer", "anonymous"},
 	}
 	if len(want) != len(Endpoints) {
 		t.Errorf("the test lists %d endpoints, the table %d: add the new ones here", len(want), len(Endpoints))

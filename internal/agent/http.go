@@ -111,6 +111,7 @@ func (srv *apiServer) handlers() map[string]http.HandlerFunc {
 		"GET /v1/events":                  srv.handleEvents,
 		"GET /v1/lag":                     srv.handleLag,
 		"GET /v1/runs/{id}/report":        srv.handleReport,
+		"GET /v1/whatif":                  srv.handleWhatIf,
 	}
 }
 

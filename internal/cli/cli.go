@@ -92,6 +92,7 @@ func commands() []command {
 		{"token", "[--role viewer|operator|admin] [--ttl 8h] [-o text|json]", "a login token for the dashboard, and a link to each location's", cobraVerb(newTokenCmd)},
 		{"status", "[-o text|json] [--watch] [-v]", "sites, who sees whom, the controller, groups and replication lag", cobraVerb(newStatusCmd)},
 		{"readiness", "[GROUP...|--all|--label K=V] [-o text|json]", "is every group ready to fail over now? each reason, and what fixes it", cobraVerb(newReadinessCmd)},
+		{"whatif", "[--lose SITE[,SITE…]] [--lose-links A-B[,…]] [--at LAT,LON --radius 60km] [--level NAME] [-o text|json]", "what a disaster would do to every group, played against the live state", cobraVerb(newWhatIfCmd)},
 		{"failover", "GROUP [--to SITE] [--yes] [--dry-run] [--accept-data-loss] [--force]", "unplanned: recover the group at the other site now", cobraVerb(newRunCmd(plan.Failover))},
 		{"switchover", "GROUP --to SITE [--yes] [--dry-run] [--at TIME] | GROUP --cancel", "planned: move the group with no data loss", cobraVerb(newRunCmd(plan.Switchover))},
 		{"reprotect", "GROUP [--yes] [--dry-run]", "rebuild replication toward the active site", cobraVerb(newRunCmd(plan.Reprotect))},

@@ -1,5 +1,5 @@
 // Package jsonview owns the JSON documents that `siteflip … -o json`
-// prints for scripts: status, runs, run and audit, and those the agent
+// prints for scripts: status, runs, run, audit and whatif, and those the agent
 // serves its dashboard: ui_config and lag_history; each versioned by its
 // api_version and documented in docs/json.md. They are views, converted
 // from the types the agents store and exchange: those keep their own JSON,

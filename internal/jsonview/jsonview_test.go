@@ -11,8 +11,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/siteflip/siteflip/internal/audit"
+	"github.com/siteflip/siteflip/internal/geo"
 	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
+	"github.com/siteflip/siteflip/internal/whatif"
 )
 
 var (
@@ -75,6 +77,21 @@ var (
 		Rollback: []plan.StepState{{State: plan.StepPending}},
 		Incident: &plan.Incident{Site: "brussels", LastHeard: t0.Add(-time.Second)},
 	}
+	sampleWhatIf = whatif.Result{
+		Event: whatif.Event{Destroyed: []string{"brussels"}, Cut: [][2]string{{"antwerp", "frankfurt"}}, Level: "major", Description: "floods",
+			Area: &geo.Circle{Center: geo.Point{Lat: 50.85, Lon: 4.35}, Radius: 60000}},
+		AnsweredBy: "antwerp", ReadAt: t0,
+		ControlPlane: whatif.ControlPlane{Judged: true, Quorum: true, Voters: []string{"brussels", "antwerp", "frankfurt"},
+			SurvivingVoters: []string{"antwerp", "frankfurt"}, Controller: []string{"antwerp"}, Message: "quorum kept"},
+		Groups: []whatif.Group{
+			{Name: "webshop", ActiveSite: "brussels", Outcome: whatif.AutomaticFailover, Survives: true, Automatic: true, To: "antwerp", Reason: "r",
+				RTO:          whatif.RTO{Known: true, Expected: 2100 * time.Millisecond, Samples: 5, Basis: "median", Target: 30 * time.Second},
+				Loss:         whatif.DataLoss{Known: true, Expected: 10 * time.Millisecond, BoundKnown: true, Bound: 560 * time.Millisecond, Basis: "lag", Within: true},
+				Approvals:    []string{"change-board"},
+				Dependencies: []whatif.Dependency{{Name: "ldap", Site: "antwerp", Why: "its host brussels is destroyed"}}},
+			{Name: "erp", ActiveSite: "brussels", Outcome: whatif.Lost, Fix: "move a site further away", RTO: whatif.RTO{Target: time.Minute}},
+		},
+	}
 	sampleAudit = []audit.Record{{At: t0, Site: "antwerp", Who: "alice", Role: "operator", Via: "token", From: "10.0.0.1:5555", Request: "POST /v1/runs",
 		Action: "switchover webshop --to antwerp", Group: "webshop", Run: "r1", Result: "done", Code: 200}}
 )
@@ -110,6 +127,7 @@ func TestConventions(t *testing.T) {
 		{KindReadiness, ReadinessReportOf(sampleS, []string{"webshop"})},
 		{KindUIConfig, UIConfigOf("lab", "brussels", UIPrincipal{Name: "alice", Role: "operator", Via: "certificate"},
 			[]UILocation{{Name: "brussels", Role: "site", URL: "https://127.0.1.1:7400"}})},
+		{KindWhatIf, WhatIfOf(sampleWhatIf)},
 		{KindLagHistory, LagHistoryOf("antwerp", 5*time.Second, time.Hour, false, []LagSeries{{Group: "webshop", Resource: "db", Site: "antwerp",
 			MaxDataLossSeconds: ptr(5.0), Points: []LagPoint{{At: t0, LagSeconds: ptr(0.02), LagBytes: ptr(int64(0)), Streaming: true}, {At: t0.Add(5 * time.Second)}}}})},
 	}
@@ -302,5 +320,37 @@ func TestReadinessReport(t *testing.T) {
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ReadinessReportOf (-want +got):\n%s", diff)
+	}
+}
+
+// A what-if's numbers are seconds, unknown ones null; lists are never
+// null; the summary counts the groups.
+func TestWhatIfOf(t *testing.T) {
+	w := WhatIfOf(sampleWhatIf)
+	g := w.Groups[0]
+	if *g.ExpectedRTOSeconds != 2.1 || g.RTOSamples != 5 || g.RTOTargetSeconds != 30 || *g.ExpectedDataLossSeconds != 0.01 || *g.DataLossBoundSeconds != 0.56 {
+		t.Errorf("numbers: %+v", g)
+	}
+	if diff := cmp.Diff(WhatIfEvent{Text: "level major (floods); everything within 60 km of 50.85,4.35; brussels destroyed; link antwerp-frankfurt cut",
+		Level: "major", Description: "floods", Destroyed: []string{"brussels"}, LinksCut: []string{"antwerp-frankfurt"},
+		Area: &WhatIfArea{Center: "50.85,4.35", RadiusKm: 60}}, w.Event); diff != "" {
+		t.Errorf("event (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(WhatIfSummary{Survive: 1, Lost: 1, Automatic: 1}, w.Summary); diff != "" {
+		t.Errorf("summary (-want +got):\n%s", diff)
+	}
+	b, err := json.Marshal(w.Groups[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"expected_rto_seconds":null`, `"expected_data_loss_seconds":null`, `"data_loss_bound_seconds":null`,
+		`"approvals":[]`, `"dependencies_unreachable":[]`, `"fix":"move a site further away"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("lost group lacks %s: %s", want, b)
+		}
+	}
+	b, _ = json.Marshal(WhatIfOf(whatif.Result{ReadAt: t0}))
+	if strings.Contains(string(b), "null") {
+		t.Errorf("an empty what-if holds null lists: %s", b)
 	}
 }
