@@ -1,7 +1,9 @@
 package config
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/geo"
@@ -168,4 +170,32 @@ func (t *Topology) Level(name string) (*Level, bool) {
 		}
 	}
 	return nil, false
+}
+
+// ParseLink reads a link between two locations, written
+// LOCATION-LOCATION (brussels-antwerp). Names may hold '-' themselves:
+// the one split into two known locations is the link.
+func (t *Topology) ParseLink(s string) ([2]string, error) {
+	var found [][2]string
+	for i := range len(s) {
+		if s[i] != '-' {
+			continue
+		}
+		a, b := s[:i], s[i+1:]
+		_, okA := t.Site(a)
+		_, okB := t.Site(b)
+		if okA && okB {
+			found = append(found, [2]string{a, b})
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return [2]string{}, fmt.Errorf("%q is not a link between two locations: write it LOCATION-LOCATION, like brussels-antwerp (locations: %s)", s, strings.Join(t.SiteNames(), ", "))
+	case len(found) > 1:
+		return [2]string{}, fmt.Errorf("%q can be read as %s and %s or as %s and %s: rename a location, so that no two names joined by '-' make a third's",
+			s, found[0][0], found[0][1], found[1][0], found[1][1])
+	case found[0][0] == found[0][1]:
+		return [2]string{}, fmt.Errorf("%q joins %s to itself: a link is between two different locations", s, found[0][0])
+	}
+	return found[0], nil
 }

@@ -121,33 +121,14 @@ func (v *validator) levels() {
 	}
 }
 
-// link parses a link LOCATION-LOCATION. Names may hold '-' themselves:
-// the one split into two known locations is the link.
+// link parses a link LOCATION-LOCATION (Topology.ParseLink).
 func (v *validator) link(field, s string) ([2]string, bool) {
-	var found [][2]string
-	for i := range len(s) {
-		if s[i] != '-' {
-			continue
-		}
-		a, b := s[:i], s[i+1:]
-		_, okA := v.t.Site(a)
-		_, okB := v.t.Site(b)
-		if okA && okB {
-			found = append(found, [2]string{a, b})
-		}
+	l, err := v.t.ParseLink(s)
+	if err != nil {
+		v.add(field, "%v", err)
+		return [2]string{}, false
 	}
-	switch {
-	case len(found) == 0:
-		v.add(field, "%q is not a link between two locations: write it LOCATION-LOCATION, like brussels-antwerp (locations: %s)", s, v.locationList())
-	case len(found) > 1:
-		v.add(field, "%q can be read as %s and %s or as %s and %s: rename a location, so that no two names joined by '-' make a third's",
-			s, found[0][0], found[0][1], found[1][0], found[1][1])
-	case found[0][0] == found[0][1]:
-		v.add(field, "%q joins %s to itself: a link is between two different locations", s, found[0][0])
-	default:
-		return found[0], true
-	}
-	return [2]string{}, false
+	return l, true
 }
 
 // dependencyFields lists, per type, the fields of a site's entry besides

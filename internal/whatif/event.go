@@ -83,9 +83,8 @@ func EventOf(t *config.Topology, lose []string, links [][2]string, area *geo.Cir
 		if !ok {
 			return Event{}, unknownLevel(t, level)
 		}
-		lv := *found // the topology is shared: filled in on a copy
+		lv := *found
 		ev.Level, ev.Description = lv.Name, lv.Description
-		withParsed(t, &lv)
 		for _, l := range lv.Destroys(t.Sites) {
 			gone[l] = true
 		}
@@ -96,7 +95,7 @@ func EventOf(t *config.Topology, lose []string, links [][2]string, area *geo.Cir
 	}
 	if area != nil {
 		for _, s := range t.Sites {
-			if area.Contains(geo.Point{Lat: s.Location.Latitude, Lon: s.Location.Longitude}) {
+			if s.Location.Known() && area.Contains(s.Location.Point()) {
 				gone[s.Name] = true
 			}
 		}
@@ -122,24 +121,6 @@ func EventOf(t *config.Topology, lose []string, links [][2]string, area *geo.Cir
 	return ev, nil
 }
 
-// withParsed fills in a level's Area and Links from At, Radius and
-// LoseLinks when the topology was not validated (config validation fills
-// them in on load).
-func withParsed(t *config.Topology, lv *config.Level) {
-	if lv.Area == nil && lv.At != "" && lv.Radius != nil {
-		if p, err := geo.ParsePoint(lv.At); err == nil {
-			lv.Area = &geo.Circle{Center: p, Radius: lv.Radius.M()}
-		}
-	}
-	if lv.Links == nil {
-		for _, s := range lv.LoseLinks {
-			if l, err := ParseLink(t, s); err == nil {
-				lv.Links = append(lv.Links, l)
-			}
-		}
-	}
-}
-
 func unknownLevel(t *config.Topology, name string) error {
 	if len(t.Levels) == 0 {
 		return fmt.Errorf("unknown level %q: %s defines no levels (add them under levels:, docs/whatif.md)", name, orTopology(t))
@@ -156,22 +137,6 @@ func orTopology(t *config.Topology) string {
 		return t.File
 	}
 	return "the topology"
-}
-
-// ParseLink reads a link written LOCATION-LOCATION. Location names may
-// themselves hold dashes: the split is where both sides are locations.
-func ParseLink(t *config.Topology, s string) ([2]string, error) {
-	names := t.SiteNames()
-	for i := range len(s) {
-		if s[i] != '-' {
-			continue
-		}
-		a, b := strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+1:])
-		if slices.Contains(names, a) && slices.Contains(names, b) {
-			return [2]string{a, b}, nil
-		}
-	}
-	return [2]string{}, fmt.Errorf("link %q: write it as LOCATION-LOCATION, both among the locations (%s)", s, strings.Join(names, ", "))
 }
 
 // Question is an event as a person asks it: the flags of `siteflip
@@ -212,7 +177,7 @@ func (q Question) Query() url.Values {
 func (q Question) Event(t *config.Topology) (Event, error) {
 	var links [][2]string
 	for _, s := range list(q.LoseLinks) {
-		l, err := ParseLink(t, s)
+		l, err := t.ParseLink(s)
 		if err != nil {
 			return Event{}, fmt.Errorf("--lose-links: %w", err)
 		}
