@@ -1,12 +1,15 @@
 package status
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/siteflip/siteflip/internal/config"
 )
@@ -333,10 +336,7 @@ func synchronous(gs GroupStatus, add func(ReadinessReason)) {
 // sites: unreachable from a standby site, a critical one is not ready.
 func dependencies(gs GroupStatus, add func(ReadinessReason)) {
 	for _, d := range gs.Dependencies {
-		what := d.Type
-		if d.Target != "" {
-			what += " " + d.Target
-		}
+		what := cmp.Or(d.Target, d.Type)
 		r := ReadinessReason{Kind: "dependency", Severity: AtRisk, Site: d.Site}
 		switch {
 		case !d.Known:
@@ -488,27 +488,20 @@ func dependencyStatus(g *config.Group, snap Snapshot, believe func(string, View)
 }
 
 // dependencyTarget is where a site reaches a dependency of type typ, as
-// the file says it, for when the site has not probed it: never a DSN,
-// which may hold a password.
+// the file says it and as its probe writes it (depprobe.Result.Target),
+// for when the site has not probed it: never a DSN, which may hold a
+// password.
 func dependencyTarget(typ string, s config.DependencySite) string {
 	switch typ {
 	case config.DependencyHTTP:
-		return s.URL
+		return "GET " + s.URL
 	case config.DependencyDNS:
-		qtype := s.QType
-		if qtype == "" {
-			qtype = "A"
-		}
-		q := s.Query + " " + qtype
-		if s.Address != "" {
-			q += " @ " + s.Address
-		}
-		return q
+		return fmt.Sprintf("dns %s %s @ %s", dns.Fqdn(s.Query), cmp.Or(s.QType, "A"), s.Address)
 	case config.DependencySQL:
 		if s.DSNEnv != "" {
 			return s.Engine + " $" + s.DSNEnv
 		}
 		return s.Engine
 	}
-	return s.Address
+	return "tcp " + s.Address
 }

@@ -84,24 +84,24 @@ func TestJudge(t *testing.T) {
 		}, verdict: Ready},
 		{name: "dependency unreachable from the standby", gs: func(gs *GroupStatus) {
 			gs.Dependencies = []DependencyStatus{
-				{Name: "ldap", Type: "tcp", Site: "brussels", Target: "127.0.1.1:3389", Known: true, Reachable: true},
-				{Name: "ldap", Type: "tcp", Site: "antwerp", Target: "127.0.2.1:3389", Known: true, Error: "connection refused"},
+				{Name: "ldap", Type: "tcp", Site: "brussels", Target: "tcp 127.0.1.1:3389", Known: true, Reachable: true},
+				{Name: "ldap", Type: "tcp", Site: "antwerp", Target: "tcp 127.0.2.1:3389", Known: true, Error: "connection refused"},
 			}
 		}, verdict: AtRisk, reasons: []ReadinessReason{{Kind: "dependency", Severity: AtRisk, Site: "antwerp",
 			Message: "ldap (tcp 127.0.2.1:3389) is unreachable from antwerp: connection refused",
 			Fix:     "start ldap where antwerp reaches it (tcp 127.0.2.1:3389), or open the way from antwerp to it"}}},
 		{name: "critical dependency unreachable from the standby", gs: func(gs *GroupStatus) {
-			gs.Dependencies = []DependencyStatus{{Name: "ldap", Type: "tcp", Site: "antwerp", Critical: true, Target: "127.0.2.1:3389", Known: true, Since: now.Add(-time.Minute)}}
+			gs.Dependencies = []DependencyStatus{{Name: "ldap", Type: "tcp", Site: "antwerp", Critical: true, Target: "tcp 127.0.2.1:3389", Known: true, Since: now.Add(-time.Minute)}}
 		}, verdict: NotReady, reasons: []ReadinessReason{{Kind: "dependency", Severity: NotReady, Site: "antwerp",
 			Message: "ldap (tcp 127.0.2.1:3389) is unreachable from antwerp (since 2026-12-05T11:59:00Z); it is critical: webshop cannot run there",
 			Fix:     "start ldap where antwerp reaches it (tcp 127.0.2.1:3389), or open the way from antwerp to it"}}},
 		{name: "critical dependency unreachable from the active site", gs: func(gs *GroupStatus) {
-			gs.Dependencies = []DependencyStatus{{Name: "ldap", Type: "tcp", Site: "brussels", Critical: true, Target: "127.0.1.1:3389", Known: true}}
+			gs.Dependencies = []DependencyStatus{{Name: "ldap", Type: "tcp", Site: "brussels", Critical: true, Target: "tcp 127.0.1.1:3389", Known: true}}
 		}, verdict: AtRisk, reasons: []ReadinessReason{{Kind: "dependency", Severity: AtRisk, Site: "brussels",
 			Message: "ldap (tcp 127.0.1.1:3389) is unreachable from brussels",
 			Fix:     "start ldap where brussels reaches it (tcp 127.0.1.1:3389), or open the way from brussels to it"}}},
 		{name: "dependency not probed", gs: func(gs *GroupStatus) {
-			gs.Dependencies = []DependencyStatus{{Name: "ldap", Type: "tcp", Site: "antwerp", Critical: true, Target: "127.0.2.1:3389"}}
+			gs.Dependencies = []DependencyStatus{{Name: "ldap", Type: "tcp", Site: "antwerp", Critical: true, Target: "tcp 127.0.2.1:3389"}}
 		}, verdict: AtRisk, reasons: []ReadinessReason{{Kind: "dependency", Severity: AtRisk, Site: "antwerp",
 			Message: "ldap (tcp 127.0.2.1:3389) is not probed from antwerp: its agent publishes no result",
 			Fix:     "check that siteflip's agent at antwerp runs and reports (siteflip status), at a version that probes dependencies"}}},
@@ -210,14 +210,14 @@ func TestAssembleDependencies(t *testing.T) {
 	top := topology()
 	top.Groups[0].Requires = []config.Dependency{{Name: "ldap", Type: config.DependencyTCP, Sites: map[string]config.DependencySite{
 		"brussels": {Address: "127.0.1.1:3389"}, "antwerp": {Address: "127.0.2.1:3389"}}}}
-	probe := DependencyView{Group: "webshop", Dependency: "ldap", Type: "tcp", Target: "127.0.1.1:3389", Reachable: true, CheckedAt: now, Since: now.Add(-time.Hour)}
+	probe := DependencyView{Group: "webshop", Dependency: "ldap", Type: "tcp", Target: "tcp 127.0.1.1:3389", Reachable: true, CheckedAt: now, Since: now.Add(-time.Hour)}
 	withDep := func(v View, d DependencyView) View {
 		v.PublishedAt = now
 		v.Dependencies = map[string]DependencyView{"webshop/ldap": d}
 		return v
 	}
-	brussels := DependencyStatus{Name: "ldap", Type: "tcp", Site: "brussels", Target: "127.0.1.1:3389", Known: true, Reachable: true, CheckedAt: now, Since: now.Add(-time.Hour)}
-	unknownAntwerp := DependencyStatus{Name: "ldap", Type: "tcp", Site: "antwerp", Target: "127.0.2.1:3389"}
+	brussels := DependencyStatus{Name: "ldap", Type: "tcp", Site: "brussels", Target: "tcp 127.0.1.1:3389", Known: true, Reachable: true, CheckedAt: now, Since: now.Add(-time.Hour)}
+	unknownAntwerp := DependencyStatus{Name: "ldap", Type: "tcp", Site: "antwerp", Target: "tcp 127.0.2.1:3389"}
 	for _, tc := range []struct {
 		name  string
 		views map[string]View
@@ -225,8 +225,8 @@ func TestAssembleDependencies(t *testing.T) {
 	}{
 		{"both probed", map[string]View{
 			"brussels": withDep(sees("brussels", "antwerp", "frankfurt"), probe),
-			"antwerp":  withDep(sees("antwerp", "brussels", "frankfurt"), DependencyView{Target: "127.0.2.1:3389", Error: "connection refused", CheckedAt: now}),
-		}, []DependencyStatus{brussels, {Name: "ldap", Type: "tcp", Site: "antwerp", Target: "127.0.2.1:3389", Known: true, Error: "connection refused", CheckedAt: now}}},
+			"antwerp":  withDep(sees("antwerp", "brussels", "frankfurt"), DependencyView{Target: "tcp 127.0.2.1:3389", Error: "connection refused", CheckedAt: now}),
+		}, []DependencyStatus{brussels, {Name: "ldap", Type: "tcp", Site: "antwerp", Target: "tcp 127.0.2.1:3389", Known: true, Error: "connection refused", CheckedAt: now}}},
 		{"no entry at antwerp", map[string]View{
 			"brussels": withDep(sees("brussels", "antwerp", "frankfurt"), probe),
 			"antwerp":  sees("antwerp", "brussels", "frankfurt"),
