@@ -525,7 +525,17 @@ func (p *play) serving(g *config.Group, out Group, rec status.Record) Group {
 		out.Outcome = Degraded
 		out.Reason = fmt.Sprintf("%s keeps serving; %s: replication there is interrupted and the group is unprotected until %s",
 			active, p.fate(gone), plural(gone, "it returns", "they return"))
-		out.Command = "siteflip reprotect " + g.Name + " (once " + words(gone) + " " + plural(gone, "is", "are") + " back)"
+		var destroyed []string
+		for _, s := range gone {
+			if p.destroyed[s] {
+				destroyed = append(destroyed, s)
+			}
+		}
+		if len(destroyed) == 0 {
+			out.Reason += "; replication resumes by itself when the way back is open"
+		} else {
+			out.Command = "siteflip reprotect " + g.Name + " (once " + words(destroyed) + " " + plural(destroyed, "is", "are") + " rebuilt)"
+		}
 	}
 	if !p.quorum {
 		out.Outcome = Degraded
@@ -694,7 +704,7 @@ func (p *play) dependencies(g *config.Group, site string) []Dependency {
 		case !probed:
 			dep.Why = "not known: " + site + " publishes no probe of it"
 		case !dv.Reachable:
-			dep.Why = "unreachable from " + site + " now"
+			dep.Why = "its probe fails there now"
 			if dv.Error != "" {
 				dep.Why += ": " + dv.Error
 			}
