@@ -325,7 +325,9 @@ func lagCell(s status.ResourceSiteStatus, active string, now time.Time) string {
 func verdictWords(v string) string { return strings.ReplaceAll(v, "_", " ") }
 
 // printReadiness writes a group's verdict on one line, and under it each
-// reason with its fix; nothing for an agent that judges none.
+// reason with its fix; nothing for an agent that judges none. Notes
+// (geography) are counted, not written: they stand for good, and
+// `siteflip readiness` lists them.
 func printReadiness(w io.Writer, indent string, r *status.Readiness) {
 	if r == nil {
 		return
@@ -351,8 +353,14 @@ func printReadiness(w io.Writer, indent string, r *status.Readiness) {
 	if len(parts) > 0 {
 		line += " — " + strings.Join(parts, ", ")
 	}
+	if counts[status.SeverityNote] > 0 {
+		line += " (siteflip readiness lists the notes)"
+	}
 	fmt.Fprintln(w, line)
 	for _, x := range r.Reasons {
+		if x.Severity == status.SeverityNote {
+			continue
+		}
 		fmt.Fprintf(w, "%s  %s: %s\n", indent, verdictWords(x.Severity), x.Message)
 		if x.Fix != "" {
 			fmt.Fprintf(w, "%s    fix: %s\n", indent, x.Fix)

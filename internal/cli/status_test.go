@@ -119,7 +119,7 @@ func TestPrintProblems(t *testing.T) {
 }
 
 // A group's verdict on one line with its reasons and their fixes under
-// it, the worst first, and each dependency with what each site found.
+// it, the worst first, its notes only counted, and each dependency with what each site found.
 func TestPrintReadiness(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -130,7 +130,7 @@ func TestPrintReadiness(t *testing.T) {
 		{"ready", &status.Readiness{Verdict: status.Ready}, "  readiness: ready\n"},
 		{"ready with a note", &status.Readiness{Verdict: status.Ready, Reasons: []status.ReadinessReason{
 			{Kind: "geography", Severity: status.SeverityNote, Message: "brussels and antwerp are 40 km apart"}}},
-			"  readiness: ready — 1 note\n    note: brussels and antwerp are 40 km apart\n"},
+			"  readiness: ready — 1 note (siteflip readiness lists the notes)\n"},
 		{"not ready", &status.Readiness{Verdict: status.NotReady, Reasons: []status.ReadinessReason{
 			{Kind: "certificate", Severity: status.NotReady, Site: "antwerp", Message: "antwerp's certificate expired on 2026-12-05", Fix: "siteflip cert renew antwerp"},
 			{Kind: "pause", Severity: status.AtRisk, Message: "webshop is paused", Fix: "siteflip resume webshop"},
