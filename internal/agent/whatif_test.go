@@ -75,7 +75,7 @@ func TestWhatIfEndpoint(t *testing.T) {
 		"?lose=paris":                    `unknown location "paris" (locations: brussels, antwerp, frankfurt)`,
 		"?at=50.85,4.35":                 "--at needs --radius",
 		"?level=major":                   `unknown level "major"`,
-		"?lose_links=brussels-antwerp,x": `link "x": write it as LOCATION-LOCATION`,
+		"?lose_links=brussels-antwerp,x": `"x" is not a link between two locations`,
 	} {
 		code, body := ask(query)
 		var e struct{ Error string }
