@@ -55,14 +55,20 @@ func closedAddr(t *testing.T) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testbed.FreePort(t)))
 }
 
-func TestTCP(t *testing.T) {
+// acceptingAddr is an address on 127.0.0.1 that accepts connections and
+// closes them, until the test ends.
+func acceptingAddr(tb testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer ln.Close()
+	tb.Cleanup(func() { ln.Close() })
 	testbed.AcceptAll(ln)
-	up, down := ln.Addr().String(), closedAddr(t)
+	return ln.Addr().String()
+}
+
+func TestTCP(t *testing.T) {
+	up, down := acceptingAddr(t), closedAddr(t)
 	runProbes(t, []probeCase{
 		{"accepts", config.DependencyTCP, config.DependencySite{Address: up}, "tcp " + up, true, ""},
 		{"refused", config.DependencyTCP, config.DependencySite{Address: down}, "tcp " + down, false, "connect: connection refused"},

@@ -2,6 +2,7 @@ package status
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -30,6 +31,19 @@ func topology() *config.Topology {
 			Resources:   []config.Resource{{Name: "db", Type: "postgres", Data: true}},
 		}},
 	}
+}
+
+// topologyOf is topology with n groups shaped as webshop, named
+// webshop-0001 and on.
+func topologyOf(n int) *config.Topology {
+	t := topology()
+	g := t.Groups[0]
+	t.Groups = make([]config.Group, n)
+	for i := range t.Groups {
+		t.Groups[i] = g
+		t.Groups[i].Name = fmt.Sprintf("webshop-%04d", i+1)
+	}
+	return t
 }
 
 // lagOf is the lag record of db at antwerp.

@@ -83,3 +83,21 @@ func TestOneKeyOnce(t *testing.T) {
 		}
 	}
 }
+
+// ReportCPU reports the CPU time per iteration of a loop that uses the CPU.
+func TestReportCPU(t *testing.T) {
+	var sink int
+	r := testing.Benchmark(func(b *testing.B) {
+		report := ReportCPU(b)
+		for b.Loop() {
+			for i := range 100_000 {
+				sink += i
+			}
+		}
+		report()
+	})
+	if cpu := r.Extra["cpu-ns/op"]; cpu <= 0 || r.N == 0 {
+		t.Errorf("cpu-ns/op %v over %d iterations, want it counted", cpu, r.N)
+	}
+	_ = sink
+}

@@ -1,7 +1,9 @@
 package whatif
 
 import (
+	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +59,19 @@ func lab() *config.Topology {
 	}
 }
 
+// labOf is lab with n groups shaped as webshop, named webshop-0001 and on.
+func labOf(n int) *config.Topology {
+	t := lab()
+	g := t.Groups[0]
+	t.Groups = make([]config.Group, n)
+	for i := range t.Groups {
+		t.Groups[i] = g
+		t.Groups[i].Name = fmt.Sprintf("webshop-%04d", i+1)
+		t.Groups[i].Resources = slices.Clone(g.Resources)
+	}
+	return t
+}
+
 // world is the live state the event is played against.
 type world struct {
 	active string
@@ -77,7 +92,9 @@ func healthy() world {
 		lag: &status.Lag{Seconds: 0.01, Bytes: 256, Epoch: 3, MeasuredAt: t0.Add(-time.Second), SeenAt: t0.Add(-950 * time.Millisecond), Streaming: true}}
 }
 
-// read is the control plane as a location reads it, and its status.
+// read is the control plane as a location reads it, and its status. Every
+// group of t is shaped as webshop: db and www at brussels and antwerp,
+// ldap and dns required.
 func (w world) read(t *config.Topology) (status.Snapshot, status.Status) {
 	names := t.SiteNames()
 	gone := map[string]bool{}
@@ -90,9 +107,11 @@ func (w world) read(t *config.Topology) (status.Snapshot, status.Status) {
 	}
 	other := map[string]string{"brussels": "antwerp", "antwerp": "brussels"}
 	snap := status.Snapshot{Revision: 100, Views: map[string]status.View{}, ViewAges: map[string]time.Duration{},
-		Records: map[string]status.Record{"webshop": {Group: "webshop", ActiveSite: w.active, Epoch: 3, Revision: 42}},
-		Marks:   map[string]map[string]status.Mark{}, Running: map[string]string{},
+		Records: map[string]status.Record{}, Marks: map[string]map[string]status.Mark{}, Running: map[string]string{},
 		Lags: map[string]map[string]map[string]status.Lag{}}
+	for _, g := range t.Groups {
+		snap.Records[g.Name] = status.Record{Group: g.Name, ActiveSite: w.active, Epoch: 3, Revision: 42}
+	}
 	for _, s := range names {
 		if gone[s] {
 			continue
@@ -104,21 +123,25 @@ func (w world) read(t *config.Topology) (status.Snapshot, status.Status) {
 				v.Peers[o] = status.PeerView{Reachable: !gone[o] && !cut[key([2]string{s, o})], Since: t0.Add(-time.Minute), Started: t0.Add(-time.Hour)}
 			}
 		}
-		if s != "frankfurt" {
-			db := status.ResourceView{Group: "webshop", Resource: "db", Type: "postgres", Up: true, Role: status.RoleStandby, Timeline: 3, Streaming: true, ObservedAt: t0}
-			www := status.ResourceView{Group: "webshop", Resource: "www", Type: "bgp", Up: true, Role: status.RoleStandby, Streaming: true, ObservedAt: t0}
+		groups := t.Groups
+		if s == "frankfurt" {
+			groups = nil // the witness holds no resource
+		}
+		for _, g := range groups {
+			db := status.ResourceView{Group: g.Name, Resource: "db", Type: "postgres", Up: true, Role: status.RoleStandby, Timeline: 3, Streaming: true, ObservedAt: t0}
+			www := status.ResourceView{Group: g.Name, Resource: "www", Type: "bgp", Up: true, Role: status.RoleStandby, Streaming: true, ObservedAt: t0}
 			if s == w.active {
 				db.Role, db.Streaming = status.RolePrimary, false
 				db.Standbys = []status.StandbyView{{Name: other[s], Site: other[s], State: "streaming", LagBytes: 256, LagSeconds: 0.01}}
 				www.Role = status.RolePrimary
 			}
-			v.Resources["webshop/db"], v.Resources["webshop/www"] = db, www
-			v.Dependencies["webshop/ldap"] = status.DependencyView{Group: "webshop", Dependency: "ldap", Reachable: true}
-			dns := status.DependencyView{Group: "webshop", Dependency: "dns", Reachable: true}
+			v.Resources[g.Name+"/db"], v.Resources[g.Name+"/www"] = db, www
+			v.Dependencies[g.Name+"/ldap"] = status.DependencyView{Group: g.Name, Dependency: "ldap", Reachable: true}
+			dns := status.DependencyView{Group: g.Name, Dependency: "dns", Reachable: true}
 			if s == "antwerp" && w.dnsDown {
 				dns.Reachable, dns.Error = false, "i/o timeout"
 			}
-			v.Dependencies["webshop/dns"] = dns
+			v.Dependencies[g.Name+"/dns"] = dns
 		}
 		snap.Views[s], snap.ViewAges[s] = v, 0
 	}
@@ -130,14 +153,19 @@ func (w world) read(t *config.Topology) (status.Snapshot, status.Status) {
 			}
 		}
 	}
-	if w.lag != nil {
-		snap.Lags["webshop"] = map[string]map[string]status.Lag{"db": {other[w.active]: *w.lag}}
-	}
-	if w.sync {
-		snap.Sync = map[string]map[string]status.SyncRecord{"webshop": {"db": {Group: "webshop", Resource: "db", Epoch: 3, State: status.SyncOn, Standby: other[w.active]}}}
-	}
-	if w.running != "" {
-		snap.Running["webshop"] = w.running
+	for _, g := range t.Groups {
+		if w.lag != nil {
+			snap.Lags[g.Name] = map[string]map[string]status.Lag{"db": {other[w.active]: *w.lag}}
+		}
+		if w.sync {
+			if snap.Sync == nil {
+				snap.Sync = map[string]map[string]status.SyncRecord{}
+			}
+			snap.Sync[g.Name] = map[string]status.SyncRecord{"db": {Group: g.Name, Resource: "db", Epoch: 3, State: status.SyncOn, Standby: other[w.active]}}
+		}
+		if w.running != "" {
+			snap.Running[g.Name] = w.running
+		}
 	}
 	by := "frankfurt"
 	if gone["frankfurt"] {
