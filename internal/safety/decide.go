@@ -446,9 +446,10 @@ func MostAdvanced(g *config.Group, st status.GroupStatus, sites []string) (site,
 // Known is what the planner needs to know about group g.
 func Known(t *config.Topology, g *config.Group, snap status.Snapshot, st status.Status) plan.Known {
 	var gs status.GroupStatus
-	for _, x := range st.Groups {
-		if x.Name == g.Name {
-			gs = x
+	for i := range st.Groups { // by index: a GroupStatus is large, and Decide asks for every group
+		if st.Groups[i].Name == g.Name {
+			gs = st.Groups[i]
+			break
 		}
 	}
 	up := map[string]bool{}
