@@ -1,11 +1,15 @@
 package cli_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -159,4 +163,23 @@ func walkJSON(v any, path string) (string, error) {
 	}
 	b, err := json.Marshal(v)
 	return string(b), err
+}
+
+// againstAgent serves agent as the agent of topology's location whose
+// address reads ADDR (the first) and returns a
+// function that runs the command line with that topology: its exit code,
+// stdout and stderr.
+func againstAgent(t *testing.T, topology string, agent http.Handler) func(args ...string) (int, string, string) {
+	t.Helper()
+	srv := httptest.NewServer(agent)
+	t.Cleanup(srv.Close)
+	topo := filepath.Join(t.TempDir(), "siteflip.yaml")
+	if err := os.WriteFile(topo, []byte(strings.Replace(topology, "ADDR", srv.Listener.Addr().String(), 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return func(args ...string) (int, string, string) {
+		var o, e bytes.Buffer
+		code := cli.Main(append([]string{"--config", topo}, args...), strings.NewReader(""), &o, &e)
+		return code, o.String(), e.String()
+	}
 }

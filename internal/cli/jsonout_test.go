@@ -1,18 +1,13 @@
 package cli_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/siteflip/siteflip/internal/audit"
-	"github.com/siteflip/siteflip/internal/cli"
 	"github.com/siteflip/siteflip/internal/jsonview"
 	"github.com/siteflip/siteflip/internal/plan"
 	"github.com/siteflip/siteflip/internal/status"
@@ -41,7 +36,7 @@ func TestJSONDocuments(t *testing.T) {
 		Steps: []plan.StepState{{State: plan.StepDone, Attempts: 1, Started: t0, Ended: t0.Add(time.Second)}},
 	}
 	recs := []audit.Record{{At: t0, Site: "brussels", Who: "alice", Role: "operator", Request: "POST /v1/runs", Action: "switchover webshop --to antwerp", Result: audit.Done, Code: 200}}
-	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	runCLI := againstAgent(t, reportTopology, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.URL.Path {
 		case "/v1/status":
@@ -55,21 +50,16 @@ func TestJSONDocuments(t *testing.T) {
 			json.NewEncoder(w).Encode(map[string]string{"error": "not here"})
 		}
 	}))
-	defer agent.Close()
-	topo := filepath.Join(t.TempDir(), "siteflip.yaml")
-	if err := os.WriteFile(topo, []byte(strings.Replace(reportTopology, "ADDR", agent.Listener.Addr().String(), 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	siteflip := func(t *testing.T, doc any, args ...string) string {
 		t.Helper()
-		var o, e bytes.Buffer
-		if code := cli.Main(append([]string{"--config", topo}, args...), strings.NewReader(""), &o, &e); code != 0 {
-			t.Fatalf("siteflip %s: exit %d: %s", strings.Join(args, " "), code, e.String())
+		code, out, errOut := runCLI(args...)
+		if code != 0 {
+			t.Fatalf("siteflip %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 		}
-		if err := json.Unmarshal(o.Bytes(), doc); err != nil {
-			t.Fatalf("%v:\n%s", err, o.String())
+		if err := json.Unmarshal([]byte(out), doc); err != nil {
+			t.Fatalf("%v:\n%s", err, out)
 		}
-		return o.String()
+		return out
 	}
 
 	t.Run("status", func(t *testing.T) {

@@ -1,12 +1,8 @@
 package cli_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,7 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/siteflip/siteflip/internal/cli"
 	"github.com/siteflip/siteflip/internal/jsonview"
 	"github.com/siteflip/siteflip/internal/status"
 )
@@ -47,7 +42,7 @@ func TestReadiness(t *testing.T) {
 		}}
 	}
 	var current atomic.Pointer[status.Status]
-	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	runCLI := againstAgent(t, readinessTopology, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if r.URL.Path != "/v1/status" {
 			w.WriteHeader(http.StatusNotFound)
@@ -56,16 +51,7 @@ func TestReadiness(t *testing.T) {
 		}
 		json.NewEncoder(w).Encode(current.Load())
 	}))
-	defer agent.Close()
-	topo := filepath.Join(t.TempDir(), "siteflip.yaml")
-	if err := os.WriteFile(topo, []byte(strings.Replace(readinessTopology, "ADDR", agent.Listener.Addr().String(), 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	siteflip := func(args ...string) (int, string, string) {
-		var o, e bytes.Buffer
-		code := cli.Main(append([]string{"--config", topo, "readiness"}, args...), strings.NewReader(""), &o, &e)
-		return code, o.String(), e.String()
-	}
+	siteflip := func(args ...string) (int, string, string) { return runCLI(append([]string{"readiness"}, args...)...) }
 
 	t.Run("every group ready", func(t *testing.T) {
 		current.Store(statusOf(ready, ready))

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/siteflip/siteflip/internal/cli"
 	"github.com/siteflip/siteflip/internal/plan"
 )
 
@@ -59,7 +57,7 @@ func TestReport(t *testing.T) {
 			{State: plan.StepDone, Attempts: 1, Started: t0.Add(time.Second), Ended: t0.Add(2500 * time.Millisecond)},
 		},
 	}
-	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	runCLI := againstAgent(t, reportTopology, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if r.URL.Path != "/v1/runs/r1" {
 			// As the agent answers an unknown run.
@@ -69,17 +67,8 @@ func TestReport(t *testing.T) {
 		}
 		json.NewEncoder(w).Encode(run)
 	}))
-	defer agent.Close()
 	dir := t.TempDir()
-	topo := filepath.Join(dir, "siteflip.yaml")
-	if err := os.WriteFile(topo, []byte(strings.Replace(reportTopology, "ADDR", agent.Listener.Addr().String(), 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	siteflip := func(args ...string) (code int, stdout, stderr string) {
-		var o, e bytes.Buffer
-		code = cli.Main(append([]string{"--config", topo}, args...), strings.NewReader(""), &o, &e)
-		return code, o.String(), e.String()
-	}
+	siteflip := runCLI
 
 	t.Run("markdown on stdout", func(t *testing.T) {
 		code, out, errOut := siteflip("report", "r1")

@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/siteflip/siteflip/internal/cli"
 	"github.com/siteflip/siteflip/internal/jsonview"
 	"github.com/siteflip/siteflip/internal/plan"
 )
@@ -41,7 +37,7 @@ func TestRuns(t *testing.T) {
 		Steps: []plan.StepState{{State: plan.StepDone, Attempts: 1, Output: map[string]string{plan.OutputDataLost: "8192 bytes of WAL (0/3000000..0/3002000) existed only there"}}},
 	}
 	runs := []plan.Run{failover, reprotect}
-	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	runCLI := againstAgent(t, reportTopology, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.URL.Path {
 		case "/v1/runs":
@@ -53,19 +49,13 @@ func TestRuns(t *testing.T) {
 			json.NewEncoder(w).Encode(map[string]string{"error": "no such run"})
 		}
 	}))
-	defer agent.Close()
-	dir := t.TempDir()
-	topo := filepath.Join(dir, "siteflip.yaml")
-	if err := os.WriteFile(topo, []byte(strings.Replace(reportTopology, "ADDR", agent.Listener.Addr().String(), 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	siteflip := func(t *testing.T, args ...string) string {
 		t.Helper()
-		var o, e bytes.Buffer
-		if code := cli.Main(append([]string{"--config", topo}, args...), strings.NewReader(""), &o, &e); code != 0 {
-			t.Fatalf("siteflip %s: exit %d: %s", strings.Join(args, " "), code, e.String())
+		code, out, errOut := runCLI(args...)
+		if code != 0 {
+			t.Fatalf("siteflip %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 		}
-		return o.String()
+		return out
 	}
 	// decode reads the document back; what the stored runs convert to
 	// is compared, round-tripped through JSON the same way (times lose

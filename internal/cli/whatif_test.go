@@ -1,12 +1,8 @@
 package cli_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/siteflip/siteflip/internal/cli"
 	"github.com/siteflip/siteflip/internal/jsonview"
 	"github.com/siteflip/siteflip/internal/whatif"
 )
@@ -58,23 +53,14 @@ func TestWhatIf(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var asked []string
-	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	runCLI := againstAgent(t, whatIfTopology, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		asked = append(asked, r.URL.RequestURI())
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(jsonview.WhatIfOf(res))
 	}))
-	defer agent.Close()
-	topo := filepath.Join(t.TempDir(), "siteflip.yaml")
-	if err := os.WriteFile(topo, []byte(strings.Replace(whatIfTopology, "ADDR", agent.Listener.Addr().String(), 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	siteflip := func(args ...string) (int, string, string) {
-		var o, e bytes.Buffer
-		code := cli.Main(append([]string{"--config", topo, "whatif"}, args...), strings.NewReader(""), &o, &e)
-		return code, o.String(), e.String()
-	}
+	siteflip := func(args ...string) (int, string, string) { return runCLI(append([]string{"whatif"}, args...)...) }
 
 	t.Run("text", func(t *testing.T) {
 		code, out, errOut := siteflip("--level", "medium")
