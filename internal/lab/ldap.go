@@ -109,26 +109,14 @@ func (st *state) startLDAP(ctx context.Context, exe, site string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
-		if !p.alive() {
-			return fmt.Errorf("the directory at %s exited at start; see %s", site, filepath.Join(st.Dir, site+"-ldap.log"))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the directory at %s did not listen on %s within 10s: %v", site, addr, err)
-		case <-tick.C:
-		}
+	err = listening(ctx, addr, 10*time.Second, func() bool { return !p.alive() })
+	if errors.Is(err, errExited) {
+		return fmt.Errorf("the directory at %s exited at start; see %s", site, filepath.Join(st.Dir, site+"-ldap.log"))
 	}
+	if err != nil {
+		return fmt.Errorf("the directory at %s %w", site, err)
+	}
+	return nil
 }
 
 // ServeLDAP is the directory's process (lab ldap serve --site SITE): it

@@ -376,7 +376,37 @@ func (st *state) startApp(ctx context.Context, o Options, site, addr string) err
 		_ = cmd.Process.Kill()
 		return fmt.Errorf("start the app at %s: %w", site, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, appStartWait)
+	var werr error
+	err = listening(ctx, addr, appStartWait, func() bool {
+		select {
+		case werr = <-exited:
+			return true
+		default:
+			return false
+		}
+	})
+	switch {
+	case err == nil:
+		fmt.Fprintf(o.Out, "started the app at %s (pid %d) on http://%s; log: %s\n", site, p.PID, addr, appLogPath(st.Dir, site))
+		return nil
+	case errors.Is(err, errExited):
+		os.Remove(appPIDPath(st.Dir, site))
+		log, _ := os.ReadFile(appLogPath(st.Dir, site))
+		return fmt.Errorf("the app at %s exited at start (%v); %s ends:\n%s", site, werr, appLogPath(st.Dir, site), tail(string(log), 10))
+	}
+	st.kill([]proc{p})
+	os.Remove(appPIDPath(st.Dir, site))
+	return fmt.Errorf("the app at %s %w; see %s", site, err, appLogPath(st.Dir, site))
+}
+
+// errExited: a process exited before it listened.
+var errExited = errors.New("exited before it listened")
+
+// listening returns once addr accepts a TCP connection: nil; errExited as
+// soon as exited says the process that should listen there is gone; or,
+// after timeout, an error that says it did not listen and why.
+func listening(ctx context.Context, addr string, timeout time.Duration, exited func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -385,18 +415,14 @@ func (st *state) startApp(ctx context.Context, o Options, site, addr string) err
 		conn, err := d.DialContext(ctx, "tcp", addr)
 		if err == nil {
 			conn.Close()
-			fmt.Fprintf(o.Out, "started the app at %s (pid %d) on http://%s; log: %s\n", site, p.PID, addr, appLogPath(st.Dir, site))
 			return nil
 		}
+		if exited() {
+			return errExited
+		}
 		select {
-		case werr := <-exited:
-			os.Remove(appPIDPath(st.Dir, site))
-			log, _ := os.ReadFile(appLogPath(st.Dir, site))
-			return fmt.Errorf("the app at %s exited at start (%v); %s ends:\n%s", site, werr, appLogPath(st.Dir, site), tail(string(log), 10))
 		case <-ctx.Done():
-			st.kill([]proc{p})
-			os.Remove(appPIDPath(st.Dir, site))
-			return fmt.Errorf("the app at %s did not listen on %s within %s (%v); see %s", site, addr, appStartWait, err, appLogPath(st.Dir, site))
+			return fmt.Errorf("did not listen on %s within %s (%v)", addr, timeout, err)
 		case <-tick.C:
 		}
 	}
