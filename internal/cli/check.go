@@ -65,7 +65,8 @@ func runCheck(e *env, site string, servers bool, output string) error {
 			if p.Warning {
 				sev = "warning"
 			}
-			out = append(out, jsonview.CheckProblem{File: p.File, Line: p.Pos.Line, Column: p.Pos.Col, Field: p.Field, Message: p.Msg, Severity: sev})
+			out = append(out, jsonview.CheckProblem{File: p.File, Line: p.Pos.Line, Column: p.Pos.Col, Field: p.Field, Message: p.Msg, Severity: sev,
+				Kind: p.Kind, Group: p.Group, Sites: p.Sites})
 		}
 		if err := jsonview.Write(e.stdout, jsonview.CheckOf(out)); err != nil {
 			return err

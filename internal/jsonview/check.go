@@ -18,6 +18,13 @@ type CheckProblem struct {
 	Field    string `json:"field"`
 	Message  string `json:"message"`
 	Severity string `json:"severity"` // error or warning
+	// Kind sorts warnings: geography (where the locations are), or
+	// absent for the others.
+	Kind string `json:"kind,omitempty"`
+	// Group and Sites are the group and the locations the problem
+	// concerns, when it names them.
+	Group string   `json:"group,omitempty"`
+	Sites []string `json:"sites,omitempty"`
 }
 
 // CheckOf makes the document of a check's problems (never null).
