@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +215,23 @@ func TestAgentsOverTLS(t *testing.T) {
 	for _, want := range []string{"siteflip_peer_reachable{peer=", "siteflip_controller "} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// Every peer's clock offset is estimated from the probes; the agents
+	// share this machine's clock, so it is within the probe's round trip.
+	for _, peer := range topo.SiteNames() {
+		if peer == first {
+			continue
+		}
+		prefix := `siteflip_peer_clock_offset_seconds{peer="` + peer + `"} `
+		i := strings.Index(body, prefix)
+		if i < 0 {
+			t.Errorf("/metrics lacks %s", prefix)
+			continue
+		}
+		line, _, _ := strings.Cut(body[i+len(prefix):], "\n")
+		if v, err := strconv.ParseFloat(line, 64); err != nil || math.Abs(v) > 0.5 {
+			t.Errorf("clock offset of %s: %q (%v), want within half a second on one machine", peer, line, err)
 		}
 	}
 	if body := get(t, f, "https://"+s.Agent.Address+"/healthz"); !strings.HasPrefix(body, "ok "+first) {

@@ -146,6 +146,8 @@ func (w *world) fill() {
 	m := w.m
 	m.probe("antwerp", true, 2*time.Millisecond)
 	m.probe("frankfurt", false, 0)
+	offset := 4.0 // ms
+	m.clock("antwerp", &offset)
 	m.controller.Set(1)
 	m.publishErrors.Inc()
 	m.connsRefused.Inc()

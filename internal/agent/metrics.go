@@ -22,6 +22,7 @@ type metrics struct {
 	reg           *prometheus.Registry
 	peerUp        *prometheus.GaugeVec
 	probeRTT      *prometheus.HistogramVec
+	clockOffset   *prometheus.GaugeVec
 	controller    prometheus.Gauge
 	publishErrors prometheus.Counter
 	resourceUp    *prometheus.GaugeVec
@@ -61,6 +62,9 @@ func newMetrics() *metrics {
 		probeRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "siteflip_probe_duration_seconds", Help: "Duration of successful probes of peer agents.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"peer"}),
+		clockOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "siteflip_peer_clock_offset_seconds", Help: "How far the peer agent's clock is ahead of this one's (negative: behind), estimated from the last successful probe.",
 		}, []string{"peer"}),
 		controller: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "siteflip_controller", Help: "1 while this agent is the elected controller.",
@@ -128,7 +132,7 @@ func newMetrics() *metrics {
 		Name: "siteflip_build_info", Help: "Always 1: the agent's version and the Go version it was built with.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(buildinfo.String(), runtime.Version()).Set(1)
-	m.reg.MustRegister(m.leaseOK, m.selfFences, m.autoFailovers, m.connsRefused, m.peerUp, m.probeRTT, m.controller, m.publishErrors, m.resourceUp, m.primary,
+	m.reg.MustRegister(m.leaseOK, m.selfFences, m.autoFailovers, m.connsRefused, m.peerUp, m.probeRTT, m.clockOffset, m.controller, m.publishErrors, m.resourceUp, m.primary,
 		m.dependencyUp, m.dependencyProbe,
 		m.drillSuccess, m.drillDuration, m.drillRPO,
 		m.runs, m.runDuration, m.lastRunEnd, m.lastRunSucceeded, m.lastRunRTO, m.lastRunLoss, m.lastRunLost, build,
@@ -138,6 +142,13 @@ func newMetrics() *metrics {
 
 // watch adds the installation's metrics, read at the scrape.
 func (m *metrics) watch(c *drCollector) { m.reg.MustRegister(c) }
+
+// clock exports a peer's clock offset (presence's estimate, in ms).
+func (m *metrics) clock(peer string, offsetMs *float64) {
+	if offsetMs != nil {
+		m.clockOffset.WithLabelValues(peer).Set(*offsetMs / 1000)
+	}
+}
 
 func (m *metrics) probe(peer string, ok bool, rtt time.Duration) {
 	if ok {

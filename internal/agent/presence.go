@@ -155,6 +155,7 @@ func (p *presence) probePeer(ctx context.Context, peer config.Site) {
 				next.Started = h.started
 			}
 			next.ClockOffsetMs = clockOffsetMs(h.now, send, rtt)
+			p.metrics.clock(peer.Name, next.ClockOffsetMs)
 		case failures >= failuresToDown || !known:
 			next.Reachable, next.Error = false, err.Error()
 		}
