@@ -94,6 +94,8 @@ func TestPageInBrowser(t *testing.T) {
 			!strings.Contains(got, "ldap (tcp 127.0.2.1:3389) is unreachable from antwerp") || strings.Contains(got, "41 km") {
 			t.Errorf("webshop's readiness cell: %q", got)
 		}
+		do(t, chromedp.ScrollIntoView(`table.groups`))
+		browser.Screenshot(t, ctx, "groups")
 	})
 
 	t.Run("site down without reload", func(t *testing.T) {
@@ -147,6 +149,8 @@ func TestPageInBrowser(t *testing.T) {
 		if got := eval(t, `[...document.querySelectorAll('table.dependencies tr[data-dependency=ldap] td')].map(e => e.dataset.site + '=' + e.dataset.reachable).join()`); got != "brussels=true,antwerp=false" {
 			t.Errorf("ldap per site: %q", got)
 		}
+		do(t, chromedp.ScrollIntoView(`#readiness-reasons`))
+		browser.Screenshot(t, ctx, "group-readiness")
 		do(t, chromedp.ScrollIntoView(`figure.lag-figure`))
 		browser.Screenshot(t, ctx, "group")
 	})

@@ -548,7 +548,7 @@ function groupsTable(st) {
       h('td', { 'data-label': 'State' }, badge(g.state), g.phase ? h('div', { class: 'muted' }, `${g.phase.action} ${g.phase.from || ''}→${g.phase.to || ''}`) : ''),
       h('td', { 'data-label': 'Epoch' }, String(g.epoch)),
       h('td', { 'data-label': 'Policy' }, g.policy),
-      h('td', { 'data-label': 'Paused' }, g.paused ? h('span', { class: 'warn' }, '⏸ paused', g.paused_by ? ` by ${g.paused_by}` : '') : 'no'),
+      h('td', { 'data-label': 'Paused' }, g.paused ? h('span', { class: 'warn' }, h('span', { 'aria-hidden': 'true' }, '‖ '), 'paused', g.paused_by ? ` by ${g.paused_by}` : '') : 'no'),
       h('td', { 'data-label': 'Readiness', 'data-readiness': readinessVerdict(g) }, readiness(g)),
       h('td', { 'data-label': 'Problems' }, g.problems.length ? problemList(g.problems) : 'none'))))));
 }
