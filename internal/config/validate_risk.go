@@ -336,7 +336,9 @@ func (v *validator) groupGeography(f string, g *Group, limit geo.Distance) {
 		c := geo.Enclosing(points)
 		circle = &c
 	}
-	small := circle != nil && circle.Radius < limit
+	// Small: one disaster narrower than min_site_distance (its diameter)
+	// takes every site, as two sites closer than it are taken by one.
+	small := circle != nil && 2*circle.Radius < limit
 	if !small && len(levels) == 0 {
 		return
 	}
