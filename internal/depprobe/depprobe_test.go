@@ -13,6 +13,7 @@ import (
 
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/testbed"
+	"github.com/siteflip/siteflip/internal/testbed/dnstest"
 )
 
 // probeCase is one probe and what it must see.
@@ -135,19 +136,7 @@ func startDNS(t *testing.T) string {
 		w.WriteMsg(m)
 	})
 	for _, network := range []string{"udp", "tcp"} {
-		started := make(chan struct{})
-		srv := &mdns.Server{Addr: addr, Net: network, Handler: h, NotifyStartedFunc: func() { close(started) }}
-		errc := make(chan error, 1)
-		go func() { errc <- srv.ListenAndServe() }()
-		select {
-		case <-started:
-		case err := <-errc:
-			t.Fatalf("dns server on %s/%s: %v", addr, network, err)
-		}
-		t.Cleanup(func() {
-			srv.Shutdown()
-			<-errc
-		})
+		dnstest.Serve(t, &mdns.Server{Addr: addr, Net: network, Handler: h})
 	}
 	return addr
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/siteflip/siteflip/internal/config"
 	"github.com/siteflip/siteflip/internal/resource"
 	"github.com/siteflip/siteflip/internal/testbed"
+	"github.com/siteflip/siteflip/internal/testbed/dnstest"
 )
 
 // verifierOf prepares the settings text and makes the check "c" of a group
@@ -166,21 +167,7 @@ func serveDNS(t *testing.T, pc net.PacketConn) string {
 		}
 		w.WriteMsg(m)
 	})
-	started := make(chan struct{})
-	srv := &mdns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { close(started) }}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-errc:
-		t.Fatalf("dns server on %s: %v", addr, err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Shutdown(); err != nil {
-			t.Error(err)
-		}
-		<-errc
-	})
+	dnstest.Serve(t, &mdns.Server{PacketConn: pc, Handler: h})
 	return addr
 }
 
